@@ -1,0 +1,29 @@
+use ariane_shared::{ConfigError, EnvSource};
+
+#[derive(Clone, Debug)]
+pub struct SegmentsConfig {
+    pub lake_bucket: String,
+    pub activation_queue_url: String,
+    /// DataFusion's memory pool; above it, sorts and aggregations spill to `scratch_dir`.
+    pub memory_limit_mb: usize,
+    pub scratch_dir: std::path::PathBuf,
+}
+
+impl SegmentsConfig {
+    pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        let memory_limit_mb = match env.get("ARIANE_SEGMENTS_MEMORY_MB") {
+            Some(v) => v.parse().map_err(|_| ConfigError::Invalid {
+                name: "ARIANE_SEGMENTS_MEMORY_MB",
+                reason: format!("{v:?} is not a number of megabytes"),
+            })?,
+            // Half of the function's memory by default, the rest for Arrow buffers in flight.
+            None => env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").and_then(|m| m.parse::<usize>().ok()).map(|m| m / 2).unwrap_or(512),
+        };
+        Ok(SegmentsConfig {
+            lake_bucket: env.require("LAKE_BUCKET")?,
+            activation_queue_url: env.require("ACTIVATION_QUEUE_URL")?,
+            memory_limit_mb,
+            scratch_dir: env.get("ARIANE_SCRATCH_DIR").map(Into::into).unwrap_or_else(std::env::temp_dir),
+        })
+    }
+}

@@ -1,0 +1,377 @@
+//! The lake: key layout and Arrow/Parquet schemas of everything Ariane writes to the lake
+//! bucket. Only pseudonymous ids and hashed identifiers are written here.
+//!
+//! ```text
+//! events/channel=<channel>/event_date=<yyyy-mm-dd>/<source fingerprint>.parquet
+//! rejects/channel=<channel>/<source fingerprint>.parquet
+//! ledger/ingest/<channel>/<source fingerprint>.json
+//! identity/links/resolved_date=<yyyy-mm-dd>/<batch fingerprint>.parquet
+//! segments/<segment>/runs/<run id>/members.parquet
+//! segments/<segment>/current.json
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, Int64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
+    UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+
+use crate::model::{CanonicalEvent, RejectedRow, SegmentMember};
+
+/// Rows per Parquet row group written by the functions: bounds writer memory.
+pub const ROW_GROUP_ROWS: usize = 8192;
+
+pub fn events_prefix() -> &'static str {
+    "events/"
+}
+
+pub fn events_key(channel: &str, event_date: &str, fingerprint: &str) -> String {
+    format!("events/channel={channel}/event_date={event_date}/{fingerprint}.parquet")
+}
+
+pub fn rejects_key(channel: &str, fingerprint: &str) -> String {
+    format!("rejects/channel={channel}/{fingerprint}.parquet")
+}
+
+pub fn ledger_key(channel: &str, fingerprint: &str) -> String {
+    format!("ledger/ingest/{channel}/{fingerprint}.json")
+}
+
+pub fn ledger_prefix() -> &'static str {
+    "ledger/ingest/"
+}
+
+pub fn links_prefix() -> &'static str {
+    "identity/links/"
+}
+
+pub fn links_key(resolved_date: &str, fingerprint: &str) -> String {
+    format!("identity/links/resolved_date={resolved_date}/{fingerprint}.parquet")
+}
+
+pub fn segment_members_key(segment: &str, run_id: &str) -> String {
+    format!("segments/{segment}/runs/{run_id}/members.parquet")
+}
+
+pub fn segment_current_key(segment: &str) -> String {
+    format!("segments/{segment}/current.json")
+}
+
+/// A run id from the run's timestamp: sortable, one per scheduled tick.
+pub fn run_id(run_at: DateTime<Utc>) -> String {
+    run_at.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+fn utc_micros() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// Schema of the canonical events files (the `channel` and `event_date` columns come
+/// from the partition path).
+pub fn events_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("occurred_at", utc_micros(), false),
+        Field::new("anchor_id", DataType::Utf8, true),
+        Field::new("email_sha256", DataType::Utf8, true),
+        Field::new("phone_sha256", DataType::Utf8, true),
+        Field::new("order_id", DataType::Utf8, true),
+        Field::new("sku", DataType::Utf8, true),
+        Field::new("product_name", DataType::Utf8, true),
+        Field::new("category", DataType::Utf8, true),
+        Field::new("quantity", DataType::Int64, true),
+        Field::new("unit_price_minor", DataType::Int64, true),
+        Field::new("line_total_minor", DataType::Int64, true),
+        Field::new("order_total_minor", DataType::Int64, true),
+        Field::new("currency", DataType::Utf8, true),
+        Field::new("source_key", DataType::Utf8, false),
+        Field::new("source_line", DataType::UInt64, false),
+    ]))
+}
+
+/// Converts events to one record batch of [`events_schema`].
+pub fn events_batch(events: &[CanonicalEvent]) -> Result<RecordBatch, ArrowError> {
+    let n = events.len();
+    let mut s: Vec<StringBuilder> = (0..11).map(|_| StringBuilder::with_capacity(n, n * 16)).collect();
+    let mut at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut ints: Vec<Int64Builder> = (0..4).map(|_| Int64Builder::with_capacity(n)).collect();
+    let mut line = UInt64Builder::with_capacity(n);
+    for e in events {
+        s[0].append_value(&e.event_id);
+        s[1].append_value(&e.event_type);
+        at.append_value(e.occurred_at.timestamp_micros());
+        s[2].append_option(e.anchor_id.as_deref());
+        s[3].append_option(e.email_sha256.as_deref());
+        s[4].append_option(e.phone_sha256.as_deref());
+        s[5].append_option(e.order_id.as_deref());
+        s[6].append_option(e.sku.as_deref());
+        s[7].append_option(e.product_name.as_deref());
+        s[8].append_option(e.category.as_deref());
+        ints[0].append_option(e.quantity);
+        ints[1].append_option(e.unit_price_minor);
+        ints[2].append_option(e.line_total_minor);
+        ints[3].append_option(e.order_total_minor);
+        s[9].append_option(e.currency.as_deref());
+        s[10].append_value(&e.source_key);
+        line.append_value(e.source_line);
+    }
+    let mut s = s.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut ints = ints.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut next_s = || s.next().expect("11 string columns");
+    let mut next_i = || ints.next().expect("4 int columns");
+    let columns: Vec<ArrayRef> = vec![
+        next_s(),
+        next_s(),
+        Arc::new(at.finish()),
+        next_s(),
+        next_s(),
+        next_s(),
+        next_s(),
+        next_s(),
+        next_s(),
+        next_s(),
+        next_i(),
+        next_i(),
+        next_i(),
+        next_i(),
+        next_s(),
+        next_s(),
+        Arc::new(line.finish()),
+    ];
+    RecordBatch::try_new(events_schema(), columns)
+}
+
+/// Schema of rejected rows.
+pub fn rejects_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("channel", DataType::Utf8, false),
+        Field::new("source_key", DataType::Utf8, false),
+        Field::new("line", DataType::UInt64, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("raw", DataType::Utf8, false),
+    ]))
+}
+
+pub fn rejects_batch(rows: &[RejectedRow]) -> Result<RecordBatch, ArrowError> {
+    let col = |f: &dyn Fn(&RejectedRow) -> &str| -> ArrayRef {
+        Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>())
+    };
+    let mut line = UInt64Builder::with_capacity(rows.len());
+    rows.iter().for_each(|r| line.append_value(r.line));
+    RecordBatch::try_new(
+        rejects_schema(),
+        vec![
+            col(&|r| &r.channel),
+            col(&|r| &r.source_key),
+            Arc::new(line.finish()),
+            col(&|r| &r.reason),
+            col(&|r| &r.raw),
+        ],
+    )
+}
+
+/// Reads rejected rows back (tests, reports).
+pub fn rejects_from_batches(batches: &[RecordBatch]) -> Result<Vec<RejectedRow>, ArrowError> {
+    let mut out = Vec::new();
+    for b in batches {
+        let s = |name: &str| string_column(b, name);
+        let (channel, key, reason, raw) = (s("channel")?, s("source_key")?, s("reason")?, s("raw")?);
+        let line = b
+            .column_by_name("line")
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::UInt64Array>())
+            .ok_or_else(|| ArrowError::SchemaError("line column missing".into()))?;
+        for i in 0..b.num_rows() {
+            out.push(RejectedRow {
+                channel: channel.value(i).to_string(),
+                source_key: key.value(i).to_string(),
+                line: line.value(i),
+                reason: reason.value(i).to_string(),
+                raw: raw.value(i).to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One resolved link: this identifier hash belongs to this profile (as of `resolved_at`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityLink {
+    pub identifier_hash: String,
+    pub profile_id: String,
+    pub resolved_at: DateTime<Utc>,
+    pub observation_id: String,
+}
+
+/// Schema of the identity links the segments step joins events through.
+pub fn links_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("identifier_hash", DataType::Utf8, false),
+        Field::new("profile_id", DataType::Utf8, false),
+        Field::new("resolved_at", utc_micros(), false),
+        Field::new("observation_id", DataType::Utf8, false),
+    ]))
+}
+
+pub fn links_batch(links: &[IdentityLink]) -> Result<RecordBatch, ArrowError> {
+    let col = |f: &dyn Fn(&IdentityLink) -> &str| -> ArrayRef {
+        Arc::new(links.iter().map(|l| Some(f(l))).collect::<StringArray>())
+    };
+    let mut at = TimestampMicrosecondBuilder::with_capacity(links.len()).with_timezone("UTC");
+    links.iter().for_each(|l| at.append_value(l.resolved_at.timestamp_micros()));
+    RecordBatch::try_new(
+        links_schema(),
+        vec![col(&|l| &l.identifier_hash), col(&|l| &l.profile_id), Arc::new(at.finish()), col(&|l| &l.observation_id)],
+    )
+}
+
+/// Schema of a segment membership snapshot: the profile and its payload (JSON object).
+pub fn members_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("profile_id", DataType::Utf8, false),
+        Field::new("payload", DataType::Utf8, false),
+    ]))
+}
+
+pub fn members_batch(members: &[SegmentMember]) -> Result<RecordBatch, ArrowError> {
+    let ids: StringArray = members.iter().map(|m| Some(m.profile_id.as_str())).collect();
+    let payloads = members
+        .iter()
+        .map(|m| serde_json::to_string(&m.payload).map(Some))
+        .collect::<Result<StringArray, _>>()
+        .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+    RecordBatch::try_new(members_schema(), vec![Arc::new(ids), Arc::new(payloads)])
+}
+
+pub fn members_from_batches(batches: &[RecordBatch]) -> Result<Vec<SegmentMember>, ArrowError> {
+    let mut out = Vec::new();
+    for b in batches {
+        let (ids, payloads) = (string_column(b, "profile_id")?, string_column(b, "payload")?);
+        for i in 0..b.num_rows() {
+            let payload: BTreeMap<String, String> = serde_json::from_str(payloads.value(i))
+                .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+            out.push(SegmentMember { profile_id: ids.value(i).to_string(), payload });
+        }
+    }
+    Ok(out)
+}
+
+fn string_column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a StringArray, ArrowError> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| ArrowError::SchemaError(format!("string column {name} missing")))
+}
+
+/// Writer properties used for every lake file: snappy, bounded row groups.
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
+}
+
+/// A streaming Parquet writer over any sink (a temp file for large outputs).
+pub fn parquet_writer<W: Write + Send>(sink: W, schema: SchemaRef) -> Result<ArrowWriter<W>, ParquetError> {
+    ArrowWriter::try_new(sink, schema, Some(writer_properties()))
+}
+
+/// Encodes batches as one Parquet file in memory (small outputs).
+pub fn parquet_bytes(schema: SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, ParquetError> {
+    let mut buf = Vec::new();
+    let mut w = parquet_writer(&mut buf, schema)?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.close()?;
+    Ok(buf)
+}
+
+/// Decodes a Parquet file held in memory.
+pub fn read_parquet_bytes(data: Bytes) -> Result<Vec<RecordBatch>, ParquetError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(data)?.build()?;
+    reader.collect::<Result<Vec<_>, _>>().map_err(ParquetError::from)
+}
+
+/// The number of rows of a set of batches.
+pub fn row_count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+/// Convenience for tests and reports: the non-null values of a string column.
+pub fn string_values(batches: &[RecordBatch], name: &str) -> Result<Vec<String>, ArrowError> {
+    let mut out = Vec::new();
+    for b in batches {
+        let c = string_column(b, name)?;
+        out.extend((0..c.len()).filter(|&i| c.is_valid(i)).map(|i| c.value(i).to_string()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(i: u64) -> CanonicalEvent {
+        CanonicalEvent {
+            event_id: format!("e{i}"),
+            channel: "ecommerce".into(),
+            event_type: "order_line".into(),
+            occurred_at: DateTime::parse_from_rfc3339("2026-03-29T01:30:00Z").unwrap().with_timezone(&Utc),
+            anchor_id: Some("h".into()),
+            email_sha256: None,
+            phone_sha256: None,
+            order_id: Some("#1".into()),
+            sku: Some("SKU".into()),
+            product_name: Some("Pull col roulé, laine".into()),
+            category: Some("vetements".into()),
+            quantity: Some(2),
+            unit_price_minor: Some(1250),
+            line_total_minor: Some(2500),
+            order_total_minor: None,
+            currency: Some("EUR".into()),
+            source_key: "ecommerce/a.csv".into(),
+            source_line: i,
+        }
+    }
+
+    #[test]
+    fn events_round_trip_through_parquet() {
+        let events: Vec<_> = (2..10).map(event).collect();
+        let batch = events_batch(&events).unwrap();
+        let bytes = parquet_bytes(events_schema(), &[batch]).unwrap();
+        let back = read_parquet_bytes(Bytes::from(bytes)).unwrap();
+        assert_eq!(row_count(&back), 8);
+        assert_eq!(string_values(&back, "product_name").unwrap()[0], "Pull col roulé, laine");
+        assert_eq!(back[0].schema(), events_schema());
+    }
+
+    #[test]
+    fn members_round_trip() {
+        let m = vec![SegmentMember {
+            profile_id: "p_1".into(),
+            payload: [("order_count".to_string(), "3".to_string())].into_iter().collect(),
+        }];
+        let bytes = parquet_bytes(members_schema(), &[members_batch(&m).unwrap()]).unwrap();
+        let back = members_from_batches(&read_parquet_bytes(Bytes::from(bytes)).unwrap()).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn keys_are_partitioned() {
+        assert_eq!(events_key("pos", "2026-11-01", "abc"), "events/channel=pos/event_date=2026-11-01/abc.parquet");
+        let at = DateTime::parse_from_rfc3339("2026-11-23T06:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(run_id(at), "20261123T060000Z");
+    }
+}

@@ -1,0 +1,190 @@
+//! The canonical data model: what flows between the functions.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::identifiers::Identifier;
+
+/// Channels whose exports land in the landing bucket, one key prefix each.
+pub const CHANNELS: &[&str] = &["pos", "ecommerce", "web", "email", "sms", "app", "crm"];
+
+/// A canonical event: one normalised fact from one source row. Personal data never
+/// appears here: identifiers are hashed (see [`crate::identifiers::identifier_hash`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CanonicalEvent {
+    /// Deterministic: the same source row always gives the same id.
+    pub event_id: String,
+    pub channel: String,
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    /// Hash of the row's highest-priority identifier; joins the event to its profile
+    /// through the identity links.
+    pub anchor_id: Option<String>,
+    /// SHA-256 of the normalised email / E.164 phone (ad-platform form).
+    pub email_sha256: Option<String>,
+    pub phone_sha256: Option<String>,
+    pub order_id: Option<String>,
+    pub sku: Option<String>,
+    pub product_name: Option<String>,
+    pub category: Option<String>,
+    pub quantity: Option<i64>,
+    /// Amounts in minor units (cents): exact, never floats.
+    pub unit_price_minor: Option<i64>,
+    pub line_total_minor: Option<i64>,
+    pub order_total_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub source_key: String,
+    pub source_line: u64,
+}
+
+impl CanonicalEvent {
+    /// The `event_date` partition (UTC day).
+    pub fn event_date(&self) -> String {
+        self.occurred_at.format("%Y-%m-%d").to_string()
+    }
+}
+
+/// A row that could not become an event, kept with its reason.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RejectedRow {
+    pub channel: String,
+    pub source_key: String,
+    pub line: u64,
+    pub reason: String,
+    pub raw: String,
+}
+
+/// Traits a source row tells about a person (personal data: DynamoDB only).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+}
+
+/// The identifiers and traits of one source row, sent by ingest to identity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    /// Deterministic (channel + natural key), so redelivery is recognisable.
+    pub observation_id: String,
+    pub channel: String,
+    pub source_key: String,
+    pub source_line: u64,
+    pub observed_at: DateTime<Utc>,
+    pub identifiers: Vec<Identifier>,
+    #[serde(default)]
+    pub traits: Traits,
+    /// Marketing consent stated on the row, if any (`true` = opted in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_opt_in: Option<bool>,
+}
+
+/// An SQS message body carrying several observations (fewer, larger messages).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObservationBatch {
+    pub observations: Vec<Observation>,
+}
+
+/// Observations per identity message: keeps messages far below the 256 KB SQS limit.
+pub const OBSERVATIONS_PER_MESSAGE: usize = 25;
+
+/// A profile id (`p_` + 24 hex chars).
+pub type ProfileId = String;
+
+/// Entered or exited a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentChange {
+    Entered,
+    Exited,
+}
+
+impl SegmentChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SegmentChange::Entered => "entered",
+            SegmentChange::Exited => "exited",
+        }
+    }
+}
+
+/// One member of a segment in one run, with the payload columns of the segment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentMember {
+    pub profile_id: ProfileId,
+    pub payload: BTreeMap<String, String>,
+}
+
+/// A message from segments to activation: a profile entered or exited a segment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivationRequest {
+    pub segment: String,
+    pub run_id: String,
+    pub run_at: DateTime<Utc>,
+    pub profile_id: ProfileId,
+    pub change: SegmentChange,
+    #[serde(default)]
+    pub payload: BTreeMap<String, String>,
+}
+
+impl ActivationRequest {
+    /// The idempotency key of the effect this request asks for: the same segment change
+    /// of the same run for the same profile is one send, however often it is delivered.
+    pub fn idempotency_key(&self) -> String {
+        crate::identifiers::stable_id(&[
+            "segment-change",
+            &self.segment,
+            &self.run_id,
+            &self.profile_id,
+            self.change.as_str(),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_key_is_stable_and_specific() {
+        let r = ActivationRequest {
+            segment: "reactivation".into(),
+            run_id: "20261123T000000Z".into(),
+            run_at: Utc::now(),
+            profile_id: "p_1".into(),
+            change: SegmentChange::Entered,
+            payload: BTreeMap::new(),
+        };
+        let mut other = r.clone();
+        other.payload.insert("x".into(), "y".into());
+        other.run_at = Utc::now() + chrono::Duration::seconds(5);
+        assert_eq!(r.idempotency_key(), other.idempotency_key());
+        other.change = SegmentChange::Exited;
+        assert_ne!(r.idempotency_key(), other.idempotency_key());
+    }
+
+    #[test]
+    fn observation_round_trips_as_json() {
+        let o = Observation {
+            observation_id: "o1".into(),
+            channel: "ecommerce".into(),
+            source_key: "ecommerce/a.csv".into(),
+            source_line: 2,
+            observed_at: Utc::now(),
+            identifiers: vec![Identifier::new(crate::identifiers::IdentifierKind::Email, "a@b.fr")],
+            traits: Traits { first_name: Some("Hélène".into()), ..Default::default() },
+            email_opt_in: Some(true),
+        };
+        let json = serde_json::to_string(&ObservationBatch { observations: vec![o.clone()] }).unwrap();
+        assert!(json.contains("\"kind\":\"email\""), "{json}");
+        let back: ObservationBatch = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.observations[0], o);
+    }
+}

@@ -1,0 +1,40 @@
+//! The four functions hosted in this process, built from their deployed configuration.
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+use crate::manifest::Manifest;
+
+pub enum Function {
+    Ingest(ariane_ingest::Ingest),
+    Identity(ariane_identity::Identity),
+    Segments(ariane_segments::Segments),
+    Activate(ariane_activate::Activate),
+}
+
+impl Function {
+    /// Builds the function of `logical_id` as its `main.rs` would, from its environment.
+    pub async fn build(manifest: &Manifest, logical_id: &str) -> anyhow::Result<Self> {
+        let env = manifest.function_env(logical_id)?;
+        let binary = manifest.function(logical_id)?.binary.clone();
+        Ok(match binary.as_str() {
+            "ingest" => Function::Ingest(ariane_ingest::Ingest::from_env(&env).await?),
+            "identity" => Function::Identity(ariane_identity::Identity::from_env(&env).await?),
+            "segments" => Function::Segments(ariane_segments::Segments::from_env(&env).await?),
+            "activate" => Function::Activate(ariane_activate::Activate::from_env(&env).await?),
+            other => bail!("unknown function binary {other}"),
+        })
+    }
+
+    /// Invokes with a JSON payload, as the Lambda runtime would, and returns the response.
+    pub async fn invoke(&self, payload: Value) -> anyhow::Result<Value> {
+        Ok(match self {
+            Function::Ingest(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("SQS event")?).await)?,
+            Function::Identity(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("SQS event")?).await)?,
+            Function::Activate(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("SQS event")?).await)?,
+            Function::Segments(f) => {
+                serde_json::to_value(f.handle(serde_json::from_value(payload).context("EventBridge event")?).await?)?
+            }
+        })
+    }
+}

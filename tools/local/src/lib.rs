@@ -1,0 +1,29 @@
+//! The local AWS stack and Lambda runner.
+//!
+//! - [`moto::MotoServer`] starts moto on 127.0.0.1 on a free port.
+//! - [`stack::deploy`] deploys `infra/template.yaml` to it (through `infra/local/stack.py`:
+//!   aws-sam-translator, then moto's CloudFormation) and reads back a [`manifest::Manifest`].
+//! - [`runner::Runner`] plays the Lambda service from that manifest: it polls the queues of
+//!   the event source mappings, invokes the functions with the real event shapes, deletes
+//!   what succeeded, makes reported `batchItemFailures` visible again (so they reach the
+//!   DLQ after `maxReceiveCount`), and fires schedules on demand.
+//! - [`receiver::Receiver`] is a webhook receiver on 127.0.0.1 recording deliveries.
+
+pub mod functions;
+pub mod manifest;
+pub mod moto;
+pub mod receiver;
+pub mod runner;
+pub mod stack;
+
+use std::path::PathBuf;
+
+/// The repository root (where `infra/`, `.venv/` and `.local/` live).
+pub fn repo_root() -> PathBuf {
+    if let Ok(root) = std::env::var("ARIANE_ROOT") {
+        return PathBuf::from(root);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+pub use stack::LocalStack;

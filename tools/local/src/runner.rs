@@ -1,0 +1,226 @@
+//! Plays the Lambda service for the local stack: SQS event source mappings and schedules,
+//! read from the deployed template's manifest.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::functions::Function;
+use crate::manifest::{EventSourceMapping, Manifest};
+
+/// How functions are invoked.
+pub enum Invoker {
+    /// In this process (tests, the demo).
+    InProcess(BTreeMap<String, Function>),
+    /// Real binaries under `cargo lambda watch` (base URL like `http://127.0.0.1:9000`).
+    CargoLambda { base_url: String, client: reqwest::Client },
+}
+
+impl Invoker {
+    pub async fn in_process(manifest: &Manifest) -> anyhow::Result<Self> {
+        let mut functions = BTreeMap::new();
+        for logical in manifest.functions.keys() {
+            functions.insert(logical.clone(), Function::build(manifest, logical).await?);
+        }
+        Ok(Invoker::InProcess(functions))
+    }
+
+    pub fn cargo_lambda(base_url: &str) -> Self {
+        Invoker::CargoLambda { base_url: base_url.trim_end_matches('/').to_string(), client: reqwest::Client::new() }
+    }
+
+    pub async fn invoke(&self, manifest: &Manifest, logical_id: &str, payload: Value) -> anyhow::Result<Value> {
+        match self {
+            Invoker::InProcess(functions) => {
+                functions.get(logical_id).with_context(|| format!("function {logical_id}"))?.invoke(payload).await
+            }
+            Invoker::CargoLambda { base_url, client } => {
+                let binary = &manifest.function(logical_id)?.binary;
+                let url = format!("{base_url}/2015-03-31/functions/{binary}/invocations");
+                let response = client.post(&url).json(&payload).send().await.with_context(|| url.clone())?;
+                let status = response.status();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                if !status.is_success() {
+                    bail!("{binary} failed ({status}): {body}");
+                }
+                Ok(body)
+            }
+        }
+    }
+}
+
+/// Counts of a drain.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    pub invocations: u64,
+    pub messages: u64,
+    pub failures: u64,
+    pub by_function: BTreeMap<String, u64>,
+}
+
+pub struct Runner {
+    pub manifest: Manifest,
+    pub sqs: aws_sdk_sqs::Client,
+    pub invoker: Invoker,
+    /// Visibility given to failed messages before their retry. Lambda waits for the
+    /// queue's visibility timeout; locally the retry is immediate so that the
+    /// `maxReceiveCount` redrive to the DLQ happens within a test.
+    pub retry_visibility_s: i32,
+    /// Stop draining after this long (a safety net for tests).
+    pub drain_timeout: Duration,
+}
+
+impl Runner {
+    pub fn new(manifest: Manifest, sqs: aws_sdk_sqs::Client, invoker: Invoker) -> anyhow::Result<Self> {
+        Ok(Runner { manifest, sqs, invoker, retry_visibility_s: 0, drain_timeout: Duration::from_secs(600) })
+    }
+
+    /// One poll of one mapping: receive up to a batch, invoke once, settle. Returns the
+    /// number of messages received and failed.
+    pub async fn poll(&self, esm: &EventSourceMapping) -> anyhow::Result<(u64, u64)> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&esm.queue_url)
+            .max_number_of_messages(esm.batch_size.clamp(1, 10) as i32)
+            .wait_time_seconds(0)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .with_context(|| format!("receive from {}", esm.queue_url))?;
+        let messages = out.messages();
+        if messages.is_empty() {
+            return Ok((0, 0));
+        }
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|m| {
+                let attributes: BTreeMap<String, String> =
+                    m.attributes().map(|a| a.iter().map(|(k, v)| (k.as_str().to_string(), v.clone())).collect()).unwrap_or_default();
+                json!({
+                    "messageId": m.message_id(),
+                    "receiptHandle": m.receipt_handle(),
+                    "body": m.body(),
+                    "attributes": attributes,
+                    "messageAttributes": {},
+                    "md5OfBody": m.md5_of_body(),
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": esm.queue_arn,
+                    "awsRegion": self.manifest.region,
+                })
+            })
+            .collect();
+        let result = self.invoker.invoke(&self.manifest, &esm.function, json!({ "Records": records })).await;
+        let failed: HashSet<String> = match &result {
+            Ok(response) if esm.report_batch_item_failures => response
+                .get("batchItemFailures")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|f| f.get("itemIdentifier")?.as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+            Ok(_) => HashSet::new(),
+            Err(e) => {
+                tracing::warn!(function = %esm.function, error = %e, "invocation failed: the whole batch is retried");
+                messages.iter().filter_map(|m| m.message_id().map(str::to_string)).collect()
+            }
+        };
+        for m in messages {
+            let (Some(id), Some(handle)) = (m.message_id(), m.receipt_handle()) else { continue };
+            if failed.contains(id) {
+                self.sqs
+                    .change_message_visibility()
+                    .queue_url(&esm.queue_url)
+                    .receipt_handle(handle)
+                    .visibility_timeout(self.retry_visibility_s)
+                    .send()
+                    .await
+                    .context("change visibility")?;
+            } else {
+                self.sqs.delete_message().queue_url(&esm.queue_url).receipt_handle(handle).send().await.context("delete message")?;
+            }
+        }
+        Ok((messages.len() as u64, failed.len() as u64))
+    }
+
+    /// Polls every mapping until all their queues are empty (nothing visible or in flight).
+    pub async fn drain(&self) -> anyhow::Result<DrainReport> {
+        let start = Instant::now();
+        let mut report = DrainReport::default();
+        loop {
+            let mut received_this_round = 0;
+            for esm in &self.manifest.event_source_mappings {
+                loop {
+                    let (received, failed) = self.poll(esm).await?;
+                    if received == 0 {
+                        break;
+                    }
+                    received_this_round += received;
+                    report.invocations += 1;
+                    report.messages += received;
+                    report.failures += failed;
+                    *report.by_function.entry(esm.function.clone()).or_default() += received;
+                    if start.elapsed() > self.drain_timeout {
+                        bail!("queues still not empty after {:?}", self.drain_timeout);
+                    }
+                }
+            }
+            if received_this_round == 0 {
+                let mut pending = 0;
+                for esm in &self.manifest.event_source_mappings {
+                    pending += queue_depth(&self.sqs, &esm.queue_url).await?;
+                }
+                if pending == 0 {
+                    return Ok(report);
+                }
+                if start.elapsed() > self.drain_timeout {
+                    bail!("{pending} messages still in flight after {:?}", self.drain_timeout);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    /// Fires a schedule rule as EventBridge would, at `time`, and returns the response.
+    pub async fn fire_schedule(&self, rule_name: Option<&str>, time: DateTime<Utc>) -> anyhow::Result<Value> {
+        let schedule = match rule_name {
+            Some(name) => self.manifest.schedules.iter().find(|s| s.rule_name == name),
+            None => self.manifest.schedules.first(),
+        }
+        .with_context(|| format!("schedule {rule_name:?} not in the stack"))?;
+        let event = scheduled_event(&self.manifest, &schedule.rule_arn, time);
+        self.invoker.invoke(&self.manifest, &schedule.function, event).await
+    }
+}
+
+/// The EventBridge "Scheduled Event" payload.
+pub fn scheduled_event(manifest: &Manifest, rule_arn: &str, time: DateTime<Utc>) -> Value {
+    json!({
+        "version": "0",
+        "id": ariane_shared::identifiers::stable_id(&[rule_arn, &time.to_rfc3339()]),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": manifest.account_id,
+        "time": time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "region": manifest.region,
+        "resources": [rule_arn],
+        "detail": {}
+    })
+}
+
+/// Visible + in-flight + delayed messages of a queue.
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<u64> {
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .with_context(|| format!("queue attributes of {url}"))?;
+    Ok(out.attributes().map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum()).unwrap_or(0))
+}

@@ -1,0 +1,138 @@
+//! Deploying `infra/template.yaml` to moto and holding what a local run needs.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use ariane_shared::aws::Clients;
+
+use crate::manifest::Manifest;
+use crate::moto::MotoServer;
+use crate::runner::{Invoker, Runner};
+
+/// Runs `infra/local/stack.py deploy` against `endpoint` and reads the manifest.
+pub async fn deploy(root: &Path, endpoint: &str, stage: &str, params: &[(String, String)]) -> anyhow::Result<Manifest> {
+    let python = root.join(".venv/bin/python");
+    let port = endpoint.rsplit(':').next().unwrap_or("0");
+    let out = root.join(".local").join(format!("stack-{stage}-{port}.json"));
+    let mut cmd = tokio::process::Command::new(&python);
+    cmd.arg(root.join("infra/local/stack.py"))
+        .args(["deploy", "--endpoint", endpoint, "--stage", stage, "--out"])
+        .arg(&out)
+        .current_dir(root);
+    for (k, v) in params {
+        cmd.arg("--param").arg(format!("{k}={v}"));
+    }
+    let output = cmd.output().await.with_context(|| format!("cannot run {}", python.display()))?;
+    if !output.status.success() {
+        bail!(
+            "deploying the template to moto failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let text = std::fs::read_to_string(&out).with_context(|| format!("read {}", out.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parse {}", out.display()))
+}
+
+/// A running local stack: moto, the deployed template's manifest, and clients.
+pub struct LocalStack {
+    pub manifest: Manifest,
+    pub clients: Clients,
+    pub moto: MotoServer,
+}
+
+impl LocalStack {
+    /// Starts moto and deploys the template with `Stage=stage` and `params`.
+    pub async fn start(stage: &str, params: &[(String, String)]) -> anyhow::Result<Self> {
+        let root = crate::repo_root();
+        let moto = MotoServer::start(&root).await?;
+        let manifest = deploy(&root, &moto.endpoint, stage, params).await?;
+        let env = ariane_shared::MapEnv::new()
+            .with("AWS_ENDPOINT_URL", &manifest.endpoint)
+            .with("AWS_REGION", &manifest.region)
+            .with("AWS_ACCESS_KEY_ID", "test")
+            .with("AWS_SECRET_ACCESS_KEY", "test");
+        let clients = Clients::from_env(&env).await;
+        Ok(LocalStack { manifest, clients, moto })
+    }
+
+    /// A runner invoking the functions in this process.
+    pub async fn in_process_runner(&self) -> anyhow::Result<Runner> {
+        Runner::new(self.manifest.clone(), self.clients.sqs.clone(), Invoker::in_process(&self.manifest).await?)
+    }
+
+    pub fn landing_bucket(&self) -> &str {
+        self.manifest.outputs.get("LandingBucketName").map(String::as_str).unwrap_or_default()
+    }
+
+    pub fn lake_bucket(&self) -> &str {
+        self.manifest.outputs.get("LakeBucketName").map(String::as_str).unwrap_or_default()
+    }
+
+    /// Uploads a local file (or bytes) to the landing bucket under `key`.
+    pub async fn upload(&self, key: &str, body: Vec<u8>) -> anyhow::Result<()> {
+        self.clients
+            .s3
+            .put_object()
+            .bucket(self.landing_bucket())
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .with_context(|| format!("upload {key}"))?;
+        Ok(())
+    }
+
+    /// Number of messages (visible + in flight) in a queue, by logical id.
+    pub async fn queue_depth(&self, logical_id: &str) -> anyhow::Result<u64> {
+        let q = self.manifest.queues.get(logical_id).with_context(|| format!("queue {logical_id}"))?;
+        crate::runner::queue_depth(&self.clients.sqs, &q.url).await
+    }
+
+    /// All keys under a prefix of the lake bucket.
+    pub async fn lake_keys(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        list_keys(&self.clients.s3, self.lake_bucket(), prefix).await
+    }
+
+    pub async fn lake_object(&self, key: &str) -> anyhow::Result<bytes::Bytes> {
+        let out = self.clients.s3.get_object().bucket(self.lake_bucket()).key(key).send().await.with_context(|| key.to_string())?;
+        Ok(out.body.collect().await?.into_bytes())
+    }
+
+    /// Number of profiles in the profiles table.
+    pub async fn profile_count(&self) -> anyhow::Result<usize> {
+        let table = self.manifest.output("ProfilesTableName")?;
+        let mut count = 0;
+        let mut start = None;
+        loop {
+            let out = self
+                .clients
+                .dynamodb
+                .scan()
+                .table_name(table)
+                .filter_expression("sk = :p")
+                .expression_attribute_values(":p", aws_sdk_dynamodb::types::AttributeValue::S("PROFILE".into()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            count += out.items().len();
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(count);
+            }
+        }
+    }
+}
+
+pub async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> anyhow::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let out = s3.list_objects_v2().bucket(bucket).prefix(prefix).set_continuation_token(token).send().await?;
+        keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        token = out.next_continuation_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(keys);
+        }
+    }
+}
