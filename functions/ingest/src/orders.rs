@@ -125,8 +125,70 @@ struct OrderHeader {
     observed: bool,
 }
 
+/// Counts physical lines as bytes are read, so that a record's starting byte offset can be
+/// turned into its physical line number (the csv crate's own line counter does not count
+/// blank lines). Only newlines not yet attributed are kept: memory stays bounded by the
+/// reader's look-ahead.
+struct LineIndex<R> {
+    inner: R,
+    offset: u64,
+    newlines: std::rc::Rc<std::cell::RefCell<LineState>>,
+}
+
+#[derive(Default)]
+struct LineState {
+    /// Offsets of `\n` bytes not yet counted.
+    pending: std::collections::VecDeque<u64>,
+    /// Offsets of `\r` bytes not yet passed.
+    returns: std::collections::VecDeque<u64>,
+    before: u64,
+}
+
+impl LineState {
+    /// The 1-based physical line where the record read from `offset` starts. The csv
+    /// reader reports the offset where it began reading, which is before any blank lines
+    /// it skipped, so those are stepped over here. Offsets are asked in increasing order.
+    fn line_at(&mut self, mut offset: u64) -> u64 {
+        loop {
+            while self.pending.front().is_some_and(|&nl| nl < offset) {
+                self.pending.pop_front();
+                self.before += 1;
+            }
+            while self.returns.front().is_some_and(|&cr| cr < offset) {
+                self.returns.pop_front();
+            }
+            let next_nl = self.pending.front().copied();
+            if next_nl == Some(offset) {
+                offset += 1; // a blank `\n` line
+            } else if next_nl == Some(offset + 1) && self.returns.front() == Some(&offset) {
+                offset += 2; // a blank `\r\n` line
+            } else {
+                return self.before + 1;
+            }
+        }
+    }
+}
+
+impl<R: Read> Read for LineIndex<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut state = self.newlines.borrow_mut();
+        for (i, b) in buf[..n].iter().enumerate() {
+            match *b {
+                b'\n' => state.pending.push_back(self.offset + i as u64),
+                b'\r' => state.returns.push_back(self.offset + i as u64),
+                _ => {}
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
 /// Parses an orders export from `input` into `sink`.
 pub fn parse<R: Read>(input: R, source_key: &str, sink: &mut dyn RowSink) -> Result<Counts, FileError> {
+    let lines = std::rc::Rc::new(std::cell::RefCell::new(LineState::default()));
+    let input = LineIndex { inner: input, offset: 0, newlines: lines.clone() };
     let mut reader = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(input);
     let header = match reader.headers() {
         Ok(h) if h.iter().any(|f| !f.trim().is_empty()) => h.clone(),
@@ -145,7 +207,7 @@ pub fn parse<R: Read>(input: R, source_key: &str, sink: &mut dyn RowSink) -> Res
             Ok(true) => {}
             Err(e) => return Err(FileError::Read { line, source: e }),
         }
-        let line = record.position().map(|p| p.line()).unwrap_or(line);
+        let line = record.position().map(|p| lines.borrow_mut().line_at(p.byte())).unwrap_or(line);
         if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
             continue; // blank line: not a row
         }
@@ -465,6 +527,14 @@ mod tests {
         let counts = counts.unwrap();
         assert_eq!((counts.events, counts.observations, counts.identifier_warnings), (1, 0, 1));
         assert_eq!(sink.events[0].anchor_id, None);
+    }
+
+    #[test]
+    fn line_numbers_count_blank_lines_and_crlf() {
+        let csv = format!("{HEADER}\r\n\r\n#1,a@b.fr,,,2026-01-10 10:00:00 +0100,EUR,1.00,0.00,1.00,x,Z,1.00,S3,c,,,,\r\n\n#2,a@b.fr,,,2026-01-10 10:00:00 +0100,EUR,1.00,0.00,1.00,y,Z,1.00,S3,c,,,,\r\n").replace("Marketing\n", "Marketing\r\n");
+        let (counts, sink) = run(&csv);
+        assert_eq!(counts.unwrap().rejected, 2);
+        assert_eq!(sink.rejected.iter().map(|r| r.line).collect::<Vec<_>>(), vec![4, 6]);
     }
 
     #[test]

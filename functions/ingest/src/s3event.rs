@@ -1,7 +1,45 @@
 //! Reading S3 event notifications out of SQS message bodies.
 
-use aws_lambda_events::event::s3::S3Event;
 use percent_encoding::percent_decode_str;
+use serde::Deserialize;
+
+/// The fields of an S3 event notification ingest needs. Lenient on purpose: emulators and
+/// older notification versions omit fields (`userIdentity`, `versionId`...) that the full
+/// `aws_lambda_events` type requires.
+#[derive(Debug, Deserialize)]
+struct S3Notification {
+    #[serde(rename = "Records", default)]
+    records: Vec<S3Record>,
+}
+
+#[derive(Debug, Deserialize)]
+struct S3Record {
+    #[serde(rename = "eventName", default)]
+    event_name: Option<String>,
+    s3: S3Entity,
+}
+
+#[derive(Debug, Deserialize)]
+struct S3Entity {
+    bucket: S3Bucket,
+    object: S3Object,
+}
+
+#[derive(Debug, Deserialize)]
+struct S3Bucket {
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct S3Object {
+    key: Option<String>,
+    #[serde(default)]
+    size: Option<i64>,
+    #[serde(rename = "eTag", default)]
+    e_tag: Option<String>,
+    #[serde(rename = "versionId", default)]
+    version_id: Option<String>,
+}
 
 /// An object named by an S3 notification.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +82,7 @@ pub fn parse_body(body: &str) -> Result<Notification, NotificationError> {
     if value.get("Event").and_then(|e| e.as_str()) == Some("s3:TestEvent") {
         return Ok(Notification::Test);
     }
-    let event: S3Event = serde_json::from_value(value)?;
+    let event: S3Notification = serde_json::from_value(value)?;
     let mut objects = Vec::with_capacity(event.records.len());
     for r in event.records {
         if !r.event_name.as_deref().unwrap_or("ObjectCreated").starts_with("ObjectCreated") {
