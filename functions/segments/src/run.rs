@@ -271,7 +271,7 @@ mod tests {
     #[tokio::test]
     async fn bad_segments_fail_validation_naming_the_file() {
         let cases = [
-            ("segments/typo.sql", "-- name: typo\nSELEC profile_id FROM orders", "syntax"),
+            ("segments/typo.sql", "-- name: typo\nSELEC profile_id FROM orders", "sql error"),
             ("segments/col.sql", "-- name: col\nSELECT profile_id, no_such_column FROM orders", "no_such_column"),
             ("segments/noid.sql", "-- name: noid\nSELECT order_id FROM orders", "profile_id"),
             ("segments/pay.sql", "-- name: pay\n-- payload: total\nSELECT profile_id FROM orders", "total"),

@@ -128,6 +128,12 @@ impl Runner {
                 messages.iter().filter_map(|m| m.message_id().map(str::to_string)).collect()
             }
         };
+        tracing::debug!(
+            function = %esm.function,
+            received = ?messages.iter().map(|m| (m.message_id().unwrap_or_default(), m.attributes().and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount)).cloned().unwrap_or_default())).collect::<Vec<_>>(),
+            failed = ?failed,
+            "invocation settled"
+        );
         for m in messages {
             let (Some(id), Some(handle)) = (m.message_id(), m.receipt_handle()) else { continue };
             if failed.contains(id) {
