@@ -3,8 +3,12 @@
 
 use serde_json::{json, Map, Value};
 
-/// Prints one EMF line with the given counters under the `Ariane` namespace.
+/// Prints one EMF line with the given counters under the `Ariane` namespace
+/// (unless `ARIANE_METRICS=off`, which the local demo sets to keep its output readable).
 pub fn emit(function: &str, metrics: &[(&str, f64)]) {
+    if std::env::var("ARIANE_METRICS").is_ok_and(|v| v == "off") {
+        return;
+    }
     println!("{}", emf_line(function, metrics, chrono::Utc::now().timestamp_millis()));
 }
 
