@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -21,12 +20,21 @@ const SAMPLES: &[&str] = &[
     "activate-segment-entered",
 ];
 
-/// Stops `cargo lambda watch` and the function processes it started.
-struct ProcessGroup(u32);
+/// Stops `cargo lambda watch`: SIGTERM lets it terminate the function instances it
+/// started; SIGKILL if it has not exited after a few seconds.
+struct Watch(std::process::Child);
 
-impl Drop for ProcessGroup {
+impl Drop for Watch {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("kill").args(["-TERM", &format!("-{}", self.0)]).status();
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        for _ in 0..50 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -80,16 +88,21 @@ async fn every_sample_event_invokes_under_cargo_lambda() -> anyhow::Result<()> {
     let env_file = root.join(".local").join(format!("cargo-lambda-{port}.env"));
     std::fs::write(&env_file, env.iter().map(|(k, v)| format!("{k}={v}\n")).collect::<String>())?;
     let log = std::fs::File::create(root.join(".local").join(format!("cargo-lambda-{port}.log")))?;
+    // cargo-lambda builds with its own flags: a target directory of its own (beside this
+    // test's, i.e. <target>/cargo-lambda) keeps both builds cached instead of rebuilding
+    // each other's artifacts.
+    let exe = std::env::current_exe()?;
+    let target_dir = exe.ancestors().nth(3).context("test binary is in <target>/debug/deps")?.join("cargo-lambda");
     let child = std::process::Command::new(root.join(".venv/bin/cargo-lambda"))
         .args(["lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", &port.to_string(), "--env-file"])
         .arg(&env_file)
         .current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target_dir)
         .stdout(log.try_clone()?)
         .stderr(log)
-        .process_group(0)
         .spawn()
         .context("start cargo lambda watch")?;
-    let _group = ProcessGroup(child.id());
+    let _watch = Watch(child);
     let started = Instant::now();
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
         if started.elapsed() > Duration::from_secs(120) {
