@@ -2,7 +2,6 @@
 //! `cargo lambda watch` (the real binaries) against the local stack of the `dev` stage,
 //! whose resource names the samples use.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -75,18 +74,9 @@ async fn every_sample_event_invokes_under_cargo_lambda() -> anyhow::Result<()> {
     let stack = LocalStack::start("dev", &[("ActivationWebhookUrl".to_string(), receiver.url.clone())]).await?;
     stack.upload("ecommerce/sample orders.csv", std::fs::read(root.join("events/fixtures/sample-orders.csv"))?).await?;
 
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    for f in stack.manifest.functions.values() {
-        env.extend(f.environment.clone());
-    }
-    env.insert("AWS_ENDPOINT_URL".into(), stack.manifest.endpoint.clone());
-    env.insert("AWS_REGION".into(), stack.manifest.region.clone());
-    env.insert("AWS_ACCESS_KEY_ID".into(), "test".into());
-    env.insert("AWS_SECRET_ACCESS_KEY".into(), "test".into());
-    env.insert("ARIANE_METRICS".into(), "off".into());
     let port = free_port()?;
     let env_file = root.join(".local").join(format!("cargo-lambda-{port}.env"));
-    std::fs::write(&env_file, env.iter().map(|(k, v)| format!("{k}={v}\n")).collect::<String>())?;
+    std::fs::write(&env_file, stack.manifest.cargo_lambda_env_file())?;
     let log = std::fs::File::create(root.join(".local").join(format!("cargo-lambda-{port}.log")))?;
     // cargo-lambda builds with its own flags: a target directory of its own (beside this
     // test's, i.e. <target>/cargo-lambda) keeps both builds cached instead of rebuilding

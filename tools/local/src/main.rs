@@ -89,16 +89,8 @@ async fn up(args: &[String]) -> anyhow::Result<()> {
     }
     let stack = LocalStack::start(&stage, &params).await?;
     let root = ariane_local::repo_root();
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    for f in stack.manifest.functions.values() {
-        env.extend(f.environment.clone());
-    }
-    env.insert("AWS_ENDPOINT_URL".into(), stack.manifest.endpoint.clone());
-    env.insert("AWS_REGION".into(), stack.manifest.region.clone());
-    env.insert("AWS_ACCESS_KEY_ID".into(), "test".into());
-    env.insert("AWS_SECRET_ACCESS_KEY".into(), "test".into());
     let env_path = root.join(".local").join(format!("{stage}.env"));
-    std::fs::write(&env_path, env.iter().map(|(k, v)| format!("{k}={v}\n")).collect::<String>())?;
+    std::fs::write(&env_path, stack.manifest.cargo_lambda_env_file())?;
     let manifest_path = root.join(".local").join(format!("{stage}.manifest.json"));
     std::fs::write(&manifest_path, serde_json::to_vec_pretty(&stack.manifest)?)?;
     println!("local stack {} is up at {}", stack.manifest.stack_name, stack.manifest.endpoint);

@@ -100,6 +100,22 @@ impl Manifest {
         self.queues.iter().find(|(_, q)| q.arn == arn).map(|(k, q)| (k.as_str(), q))
     }
 
+    /// One environment for `cargo lambda watch --env-file` (it serves every function with
+    /// the same variables): the union of the functions' variables plus the local stack's
+    /// endpoint, region and test credentials, as `KEY=value` lines.
+    pub fn cargo_lambda_env_file(&self) -> String {
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        for f in self.functions.values() {
+            env.extend(f.environment.clone());
+        }
+        env.insert("AWS_ENDPOINT_URL".into(), self.endpoint.clone());
+        env.insert("AWS_REGION".into(), self.region.clone());
+        env.insert("AWS_ACCESS_KEY_ID".into(), "test".into());
+        env.insert("AWS_SECRET_ACCESS_KEY".into(), "test".into());
+        env.insert("ARIANE_METRICS".into(), "off".into());
+        env.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+    }
+
     /// The environment a function gets locally: its deployed variables plus the endpoint,
     /// region and test credentials of the local stack.
     pub fn function_env(&self, logical_id: &str) -> anyhow::Result<ariane_shared::MapEnv> {
