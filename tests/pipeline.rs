@@ -2,9 +2,9 @@
 //! segments and activation; the webhook receives exactly the profiles the generator's
 //! ground truth says are in the reactivation segment; re-uploads and re-runs are no-ops.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use ariane_datagen::{person, read_truth, write_ecommerce_orders, GenConfig};
+use ariane_datagen::{expected_reactivation, read_truth, write_ecommerce_orders, GenConfig};
 use ariane_shared::lake;
 use ariane_tests::Harness;
 use chrono::{DateTime, Duration, Utc};
@@ -63,17 +63,7 @@ async fn export_to_webhook_end_to_end() -> anyhow::Result<()> {
     assert_eq!(h.stack.profile_count().await?, persons_seen.len());
 
     // Expected reactivation members from the ground truth.
-    let mut orders: BTreeMap<&str, BTreeMap<&str, DateTime<Utc>>> = BTreeMap::new();
-    for t in truth.iter().filter(|t| t.valid) {
-        let at = DateTime::parse_from_rfc3339(&t.created_at_utc)?.with_timezone(&Utc);
-        orders.entry(t.person_id.as_str()).or_default().insert(t.order_id.as_str(), at);
-    }
-    let cutoff = now() - Duration::days(90);
-    let expected: BTreeSet<String> = orders
-        .iter()
-        .filter(|(_, o)| o.len() >= 2 && o.values().max().is_some_and(|last| *last < cutoff))
-        .map(|(pid, _)| person(&cfg, pid.trim_start_matches('P').parse().unwrap()).email)
-        .collect();
+    let expected = expected_reactivation(&cfg, &truth, now())?;
     assert!(expected.len() >= 10, "the data set has lapsed customers: {}", expected.len());
 
     let summary = h.runner.fire_schedule(None, now()).await?;

@@ -289,5 +289,30 @@ pub fn read_truth<R: Read>(r: R) -> anyhow::Result<Vec<TruthRow>> {
         .collect()
 }
 
+/// Ground truth of the `reactivation` segment: the canonical emails of the persons with at
+/// least two orders that have a valid line, the latest of them strictly before
+/// `run_at - 90 days`. Tests and the demo compare the pipeline's deliveries with it.
+pub fn expected_reactivation(
+    cfg: &GenConfig,
+    truth: &[TruthRow],
+    run_at: DateTime<Utc>,
+) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    use std::collections::BTreeMap;
+    let mut orders: BTreeMap<&str, BTreeMap<&str, DateTime<Utc>>> = BTreeMap::new();
+    for t in truth.iter().filter(|t| t.valid) {
+        let at = DateTime::parse_from_rfc3339(&t.created_at_utc)?.with_timezone(&Utc);
+        orders.entry(t.person_id.as_str()).or_default().insert(t.order_id.as_str(), at);
+    }
+    let cutoff = run_at - chrono::Duration::days(90);
+    let mut emails = std::collections::BTreeSet::new();
+    for (pid, o) in &orders {
+        if o.len() >= 2 && o.values().max().is_some_and(|last| *last < cutoff) {
+            let index: usize = pid.trim_start_matches('P').parse()?;
+            emails.insert(person(cfg, index).email);
+        }
+    }
+    Ok(emails)
+}
+
 #[cfg(test)]
 mod tests;

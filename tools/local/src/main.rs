@@ -8,17 +8,17 @@
 //! ariane-local fire --manifest F [--at RFC3339] [--cargo-lambda URL]  fire the segments schedule
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use ariane_datagen::{person, read_truth, write_ecommerce_orders, GenConfig};
+use ariane_datagen::{expected_reactivation, read_truth, write_ecommerce_orders, GenConfig};
 use ariane_local::manifest::Manifest;
 use ariane_local::receiver::Receiver;
 use ariane_local::runner::{queue_depth, Invoker, Runner};
 use ariane_local::LocalStack;
 use ariane_segments::definition::SegmentDefinition;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
@@ -196,16 +196,7 @@ async fn demo(args: &[String]) -> anyhow::Result<()> {
     }
     let profiles = stack.profile_count().await?;
     let persons_seen: BTreeSet<&str> = truth.iter().filter(|t| t.valid).map(|t| t.person_id.as_str()).collect();
-    let mut orders: BTreeMap<&str, BTreeMap<&str, DateTime<Utc>>> = BTreeMap::new();
-    for t in truth.iter().filter(|t| t.valid) {
-        let at = DateTime::parse_from_rfc3339(&t.created_at_utc)?.with_timezone(&Utc);
-        orders.entry(t.person_id.as_str()).or_default().insert(t.order_id.as_str(), at);
-    }
-    let expected: BTreeSet<String> = orders
-        .iter()
-        .filter(|(_, o)| o.len() >= 2 && o.values().max().is_some_and(|l| *l < now - Duration::days(90)))
-        .filter_map(|(pid, _)| pid.trim_start_matches('P').parse().ok().map(|i| person(&cfg, i).email))
-        .collect();
+    let expected = expected_reactivation(&cfg, &truth, now)?;
     let delivered: BTreeSet<String> =
         receiver.deliveries().iter().filter_map(|d| d.body["email"].as_str().map(str::to_string)).collect();
     let mut dlq = 0;
