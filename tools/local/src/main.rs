@@ -105,12 +105,7 @@ async fn up(args: &[String]) -> anyhow::Result<()> {
 async fn runner_from_args(args: &[String]) -> anyhow::Result<Runner> {
     let path = arg(args, "--manifest").context("--manifest PATH is required (written by `ariane-local up`)")?;
     let manifest: Manifest = serde_json::from_slice(&std::fs::read(&path).with_context(|| path.clone())?)?;
-    let env = ariane_shared::MapEnv::new()
-        .with("AWS_ENDPOINT_URL", &manifest.endpoint)
-        .with("AWS_REGION", &manifest.region)
-        .with("AWS_ACCESS_KEY_ID", "test")
-        .with("AWS_SECRET_ACCESS_KEY", "test");
-    let clients = ariane_shared::aws::Clients::from_env(&env).await;
+    let clients = ariane_shared::aws::Clients::from_env(&manifest.client_env()).await;
     let invoker = match arg(args, "--cargo-lambda") {
         Some(url) => Invoker::cargo_lambda(&url),
         None => Invoker::in_process(&manifest).await?,

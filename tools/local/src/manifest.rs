@@ -100,6 +100,15 @@ impl Manifest {
         self.queues.iter().find(|(_, q)| q.arn == arn).map(|(k, q)| (k.as_str(), q))
     }
 
+    /// What an AWS client needs to reach the local stack: endpoint, region, test keys.
+    pub fn client_env(&self) -> ariane_shared::MapEnv {
+        ariane_shared::MapEnv::new()
+            .with("AWS_ENDPOINT_URL", &self.endpoint)
+            .with("AWS_REGION", &self.region)
+            .with("AWS_ACCESS_KEY_ID", "test")
+            .with("AWS_SECRET_ACCESS_KEY", "test")
+    }
+
     /// One environment for `cargo lambda watch --env-file` (it serves every function with
     /// the same variables): the union of the functions' variables plus the local stack's
     /// endpoint, region and test credentials, as `KEY=value` lines.
@@ -108,10 +117,7 @@ impl Manifest {
         for f in self.functions.values() {
             env.extend(f.environment.clone());
         }
-        env.insert("AWS_ENDPOINT_URL".into(), self.endpoint.clone());
-        env.insert("AWS_REGION".into(), self.region.clone());
-        env.insert("AWS_ACCESS_KEY_ID".into(), "test".into());
-        env.insert("AWS_SECRET_ACCESS_KEY".into(), "test".into());
+        env.extend(self.client_env().0);
         env.insert("ARIANE_METRICS".into(), "off".into());
         env.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
     }
@@ -120,15 +126,9 @@ impl Manifest {
     /// region and test credentials of the local stack.
     pub fn function_env(&self, logical_id: &str) -> anyhow::Result<ariane_shared::MapEnv> {
         let f = self.function(logical_id)?;
-        let mut env = ariane_shared::MapEnv::new();
-        for (k, v) in &f.environment {
-            env = env.with(k, v);
-        }
+        let mut env = self.client_env();
+        env.0.extend(f.environment.clone());
         Ok(env
-            .with("AWS_ENDPOINT_URL", &self.endpoint)
-            .with("AWS_REGION", &self.region)
-            .with("AWS_ACCESS_KEY_ID", "test")
-            .with("AWS_SECRET_ACCESS_KEY", "test")
             .with("AWS_LAMBDA_FUNCTION_NAME", &f.function_name)
             .with("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", f.memory_mb.to_string()))
     }

@@ -47,12 +47,7 @@ impl LocalStack {
         let root = crate::repo_root();
         let moto = MotoServer::start(&root).await?;
         let manifest = deploy(&root, &moto.endpoint, stage, params).await?;
-        let env = ariane_shared::MapEnv::new()
-            .with("AWS_ENDPOINT_URL", &manifest.endpoint)
-            .with("AWS_REGION", &manifest.region)
-            .with("AWS_ACCESS_KEY_ID", "test")
-            .with("AWS_SECRET_ACCESS_KEY", "test");
-        let clients = Clients::from_env(&env).await;
+        let clients = Clients::from_env(&manifest.client_env()).await;
         Ok(LocalStack { manifest, clients, moto })
     }
 
