@@ -15,6 +15,7 @@ pub enum IdentifierKind {
     Phone,
     LoyaltyCard,
     DeviceId,
+    PushToken,
     CookieId,
 }
 
@@ -26,6 +27,7 @@ impl IdentifierKind {
             IdentifierKind::Phone => "phone",
             IdentifierKind::LoyaltyCard => "loyalty_card",
             IdentifierKind::DeviceId => "device_id",
+            IdentifierKind::PushToken => "push_token",
             IdentifierKind::CookieId => "cookie_id",
         }
     }

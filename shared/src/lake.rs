@@ -97,6 +97,10 @@ pub fn events_schema() -> SchemaRef {
         Field::new("line_total_minor", DataType::Int64, true),
         Field::new("order_total_minor", DataType::Int64, true),
         Field::new("currency", DataType::Utf8, true),
+        Field::new("store_id", DataType::Utf8, true),
+        Field::new("campaign_id", DataType::Utf8, true),
+        Field::new("page_url", DataType::Utf8, true),
+        Field::new("consent_channel", DataType::Utf8, true),
         Field::new("source_key", DataType::Utf8, false),
         Field::new("source_line", DataType::UInt64, false),
     ]))
@@ -105,7 +109,7 @@ pub fn events_schema() -> SchemaRef {
 /// Converts events to one record batch of [`events_schema`].
 pub fn events_batch(events: &[CanonicalEvent]) -> Result<RecordBatch, ArrowError> {
     let n = events.len();
-    let mut s: Vec<StringBuilder> = (0..11).map(|_| StringBuilder::with_capacity(n, n * 16)).collect();
+    let mut s: Vec<StringBuilder> = (0..15).map(|_| StringBuilder::with_capacity(n, n * 16)).collect();
     let mut at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut ints: Vec<Int64Builder> = (0..4).map(|_| Int64Builder::with_capacity(n)).collect();
     let mut line = UInt64Builder::with_capacity(n);
@@ -125,12 +129,16 @@ pub fn events_batch(events: &[CanonicalEvent]) -> Result<RecordBatch, ArrowError
         ints[2].append_option(e.line_total_minor);
         ints[3].append_option(e.order_total_minor);
         s[9].append_option(e.currency.as_deref());
-        s[10].append_value(&e.source_key);
+        s[10].append_option(e.store_id.as_deref());
+        s[11].append_option(e.campaign_id.as_deref());
+        s[12].append_option(e.page_url.as_deref());
+        s[13].append_option(e.consent_channel.as_deref());
+        s[14].append_value(&e.source_key);
         line.append_value(e.source_line);
     }
     let mut s = s.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
     let mut ints = ints.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
-    let mut next_s = || s.next().expect("11 string columns");
+    let mut next_s = || s.next().expect("15 string columns");
     let mut next_i = || ints.next().expect("4 int columns");
     let columns: Vec<ArrayRef> = vec![
         next_s(),
@@ -147,6 +155,10 @@ pub fn events_batch(events: &[CanonicalEvent]) -> Result<RecordBatch, ArrowError
         next_i(),
         next_i(),
         next_i(),
+        next_s(),
+        next_s(),
+        next_s(),
+        next_s(),
         next_s(),
         next_s(),
         Arc::new(line.finish()),
@@ -341,6 +353,10 @@ mod tests {
             line_total_minor: Some(2500),
             order_total_minor: None,
             currency: Some("EUR".into()),
+            store_id: None,
+            campaign_id: Some("c1".into()),
+            page_url: None,
+            consent_channel: None,
             source_key: "ecommerce/a.csv".into(),
             source_line: i,
         }

@@ -35,6 +35,11 @@ pub struct CanonicalEvent {
     pub line_total_minor: Option<i64>,
     pub order_total_minor: Option<i64>,
     pub currency: Option<String>,
+    pub store_id: Option<String>,
+    pub campaign_id: Option<String>,
+    pub page_url: Option<String>,
+    /// `email` / `sms` / `push` on consent events.
+    pub consent_channel: Option<String>,
     pub source_key: String,
     pub source_line: u64,
 }
@@ -57,16 +62,63 @@ pub struct RejectedRow {
 }
 
 /// Traits a source row tells about a person (personal data: DynamoDB only).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Traits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub street: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postal_code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
+    /// ISO 3166 alpha-2 when the source says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+}
+
+impl Traits {
+    pub fn is_empty(&self) -> bool {
+        *self == Traits::default()
+    }
+}
+
+/// Channels a person can consent to be contacted on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentChannel {
+    Email,
+    Sms,
+    Push,
+}
+
+impl ConsentChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentChannel::Email => "email",
+            ConsentChannel::Sms => "sms",
+            ConsentChannel::Push => "push",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "email" | "e-mail" => Some(ConsentChannel::Email),
+            "sms" => Some(ConsentChannel::Sms),
+            "push" => Some(ConsentChannel::Push),
+            _ => None,
+        }
+    }
+}
+
+/// A consent given or withdrawn on one channel at a point in time.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Consent {
+    pub channel: ConsentChannel,
+    pub granted: bool,
+    pub at: DateTime<Utc>,
 }
 
 /// The identifiers and traits of one source row, sent by ingest to identity.
@@ -81,9 +133,16 @@ pub struct Observation {
     pub identifiers: Vec<Identifier>,
     #[serde(default)]
     pub traits: Traits,
-    /// Marketing consent stated on the row, if any (`true` = opted in).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email_opt_in: Option<bool>,
+    /// Consents stated on the row (an opt-in column, an unsubscribe, a STOP, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consents: Vec<Consent>,
+}
+
+impl Observation {
+    /// The latest email consent stated by this observation, if any.
+    pub fn email_opt_in(&self) -> Option<bool> {
+        self.consents.iter().filter(|c| c.channel == ConsentChannel::Email).max_by_key(|c| c.at).map(|c| c.granted)
+    }
 }
 
 /// An SQS message body carrying several observations (fewer, larger messages).
@@ -180,7 +239,7 @@ mod tests {
             observed_at: Utc::now(),
             identifiers: vec![Identifier::new(crate::identifiers::IdentifierKind::Email, "a@b.fr")],
             traits: Traits { first_name: Some("Hélène".into()), ..Default::default() },
-            email_opt_in: Some(true),
+            consents: vec![Consent { channel: ConsentChannel::Email, granted: true, at: Utc::now() }],
         };
         let json = serde_json::to_string(&ObservationBatch { observations: vec![o.clone()] }).unwrap();
         assert!(json.contains("\"kind\":\"email\""), "{json}");

@@ -6,21 +6,37 @@ use ariane_shared::EnvSource;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::Instrument;
 
-use crate::config::IngestConfig;
-use crate::pipeline::{ingest_object, IngestError, Outcome};
-use crate::s3event::{parse_body, Notification};
+use std::sync::Arc;
 
-/// The ingest function: configuration and clients built once at cold start.
+use crate::config::{IngestConfig, Mode};
+use crate::pipeline::{ingest_object, route_object, IngestError, Outcome};
+use crate::s3event::{parse_body, Notification};
+use crate::spec::Catalog;
+
+/// The ingest function: configuration, channel specs and clients built once at cold start.
 #[derive(Clone, Debug)]
 pub struct Ingest {
     pub clients: Clients,
     pub config: IngestConfig,
+    pub catalog: Arc<Catalog>,
 }
 
 impl Ingest {
     pub async fn from_env(env: &dyn EnvSource) -> Result<Self, ariane_shared::ConfigError> {
         let config = IngestConfig::from_env(env)?;
-        Ok(Ingest { clients: Clients::from_env(env).await, config })
+        let catalog = Catalog::embedded().map_err(|errors| ariane_shared::ConfigError::Invalid {
+            name: "channels/",
+            reason: errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+        })?;
+        if let Some(channel) = config.channel() {
+            if !catalog.specs.iter().any(|s| s.channel == channel) {
+                return Err(ariane_shared::ConfigError::Invalid {
+                    name: "INGEST_CHANNEL",
+                    reason: format!("no spec in channels/{channel}/ was built into this binary"),
+                });
+            }
+        }
+        Ok(Ingest { clients: Clients::from_env(env).await, config, catalog: Arc::new(catalog) })
     }
 
     /// Handles a batch; never fails as a whole (each message fails on its own).
@@ -47,7 +63,12 @@ impl Ingest {
             Notification::Objects(objects) => objects,
         };
         for object in &objects {
-            match ingest_object(&self.clients, &self.config, object).await? {
+            if let Mode::Router { .. } = self.config.mode {
+                let channel = route_object(&self.clients, &self.config, object).await?;
+                tracing::info!(key = %object.key, %channel, "routed");
+                continue;
+            }
+            match ingest_object(&self.clients, &self.config, &self.catalog, object).await? {
                 Outcome::Ingested(entry) => tracing::info!(key = %entry.source_key, "ingested"),
                 Outcome::AlreadyIngested(entry) => {
                     tracing::info!(key = %entry.source_key, fingerprint = %entry.fingerprint, "identical content already ingested: skipped")

@@ -2,15 +2,26 @@
 //! (Parquet in the lake), rejected rows with reasons, identity observations (SQS) and a
 //! per-file ledger entry whose counts reconcile (rows read = events written + rejected).
 //!
-//! The handler ([`handler::Ingest::handle`]) is a plain async function over SQS events;
-//! parsing ([`orders`]) is pure and synchronous; [`pipeline`] does the I/O.
+//! How a file is read is data, not code: each channel has spec files
+//! (`channels/<channel>/<format>.toml`, see [`spec`]) embedded at build time. The same
+//! binary runs once per channel (`INGEST_CHANNEL=pos`, ...) and once as the landing
+//! router (`INGEST_CHANNEL=router`), which forwards each notification to its channel's
+//! queue and records keys under no known channel.
+//!
+//! Reading ([`source`]) and mapping ([`map`], [`engine`]) are pure and synchronous;
+//! [`pipeline`] does the I/O; [`handler::Ingest::handle`] is the Lambda handler.
 
 pub mod amount;
 pub mod config;
+pub mod engine;
 pub mod handler;
-pub mod orders;
+pub mod lines;
+pub mod map;
 pub mod pipeline;
 pub mod s3event;
+pub mod source;
+pub mod spec;
+pub mod values;
 
 pub use config::IngestConfig;
 pub use handler::Ingest;

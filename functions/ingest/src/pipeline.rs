@@ -1,15 +1,17 @@
-//! Ingesting one object: ledger check, streaming parse, Parquet parts in the lake,
-//! observations to the identity queue, ledger entry.
+//! Ingesting one object: ledger check, spec selection, streaming parse, Parquet parts in
+//! the lake, observations to the identity queue, ledger entry. And routing: forwarding a
+//! landing notification to the queue of its channel.
 //!
-//! Idempotency: the output keys and ids derive from a fingerprint of (channel, ETag, size),
-//! so a re-delivered notification or a re-upload of identical content rewrites the same
-//! objects with the same content, and a completed ledger entry short-cuts the work (no
-//! observations are sent twice). A crash mid-file leaves no completed ledger entry: the
-//! retry redoes the file and overwrites the same keys.
+//! Idempotency: the output keys and ids derive from a fingerprint of (channel, ETag, size)
+//! and from each row's natural key, so a re-delivered notification or a re-upload of
+//! identical content rewrites the same objects with the same content, and a completed
+//! ledger entry short-cuts the work (no observation is sent twice). Observations are
+//! spooled to scratch space during the parse and sent only once the whole file has been
+//! read and its parts uploaded: a file that turns out to be truncated sends nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use ariane_shared::aws::Clients;
@@ -22,15 +24,20 @@ use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, Utc};
 use parquet::arrow::ArrowWriter;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
 use crate::config::IngestConfig;
-use crate::orders::{self, Counts, FileError, RowSink, SinkError};
+use crate::engine::{self, Counts, RowSink, SinkError};
+use crate::map::FileContext;
 use crate::s3event::ObjectRef;
+use crate::source::{FileError, TransientReader};
+use crate::spec::{Catalog, FormatKind, SelectError, Spec};
 
 /// Rows buffered per partition before they are encoded.
-const PARTITION_BUFFER: usize = 4096;
+const PARTITION_BUFFER: usize = 2048;
+/// Event-date partitions with an open Parquet writer at once; the least recently used is
+/// closed (as a finished part) when a file spans more days than this.
+const OPEN_PARTITIONS: usize = 16;
 
 /// What happened to a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +51,9 @@ pub enum LedgerStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     pub channel: String,
+    /// The channel spec that read the file (`channels/<channel>/<spec>.toml`).
+    #[serde(default)]
+    pub spec: Option<String>,
     pub fingerprint: String,
     pub source_bucket: String,
     pub source_key: String,
@@ -55,10 +65,14 @@ pub struct LedgerEntry {
     pub events_written: u64,
     pub rows_rejected: u64,
     pub observations_sent: u64,
+    #[serde(default)]
+    pub observation_messages: u64,
     pub identifier_warnings: u64,
     pub event_files: Vec<String>,
     pub rejects_file: Option<String>,
     pub error: Option<String>,
+    #[serde(default)]
+    pub retryable: bool,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
 }
@@ -75,13 +89,19 @@ pub enum Outcome {
 pub enum IngestError {
     #[error("object {key} is under no known channel prefix (expected one of {CHANNELS:?})")]
     UnknownChannel { key: String },
-    #[error("channel {channel} has no parser yet")]
-    UnsupportedChannel { channel: String },
+    #[error("object {key} belongs to channel {found}, but this function ingests {expected}")]
+    WrongChannel { key: String, found: String, expected: String },
+    #[error(transparent)]
+    NoSpec(#[from] SelectError),
     #[error("object s3://{bucket}/{key} is not in the landing bucket {landing}")]
     WrongBucket { bucket: String, key: String, landing: String },
+    #[error("this function is the router, not a channel ingest")]
+    NotAChannel,
+    #[error("no queue is configured for channel {channel}")]
+    NoRoute { channel: String },
     #[error(transparent)]
     Aws(#[from] AwsError),
-    #[error("cannot read the source object: {0}")]
+    #[error("{0}")]
     File(#[from] FileError),
     #[error("cannot send identity observations: {0}")]
     Send(#[from] SendError),
@@ -101,7 +121,8 @@ impl IngestError {
         match self {
             IngestError::Aws(e) => e.retryable,
             IngestError::Send(e) => e.retryable(),
-            IngestError::File(FileError::Read { .. }) | IngestError::Scratch(_) | IngestError::Join(_) => true,
+            IngestError::File(e) => e.retryable(),
+            IngestError::Scratch(_) | IngestError::Join(_) => true,
             _ => false,
         }
     }
@@ -118,37 +139,15 @@ pub fn fingerprint(channel: &str, etag: &str, size: Option<i64>) -> String {
     stable_id(&[channel, etag.trim_matches('"'), &size.unwrap_or(-1).to_string()])
 }
 
-/// Ingests one object. On failure a `failed` ledger entry is written (best effort) and
-/// the error returned, so the message is retried and ends in the DLQ.
-pub async fn ingest_object(clients: &Clients, config: &IngestConfig, object: &ObjectRef) -> Result<Outcome, IngestError> {
-    let started_at = Utc::now();
-    if object.bucket != config.landing_bucket {
-        return Err(IngestError::WrongBucket {
-            bucket: object.bucket.clone(),
-            key: object.key.clone(),
-            landing: config.landing_bucket.clone(),
-        });
-    }
-    let channel = channel_of(&object.key).ok_or_else(|| IngestError::UnknownChannel { key: object.key.clone() });
-    // Unknown channels are recorded under an `unknown` ledger prefix so they are visible.
-    let ledger_channel = channel.as_ref().map(|c| c.to_string()).unwrap_or_else(|_| "unknown".to_string());
-    let (etag, size) = match &object.etag {
-        Some(e) => (e.clone(), object.size),
-        None => head(clients, object).await?,
-    };
-    let fp = fingerprint(&ledger_channel, &etag, size);
-    let ledger_key = lake::ledger_key(&ledger_channel, &fp);
-    if let Some(existing) = read_ledger(clients, &config.lake_bucket, &ledger_key).await? {
-        if existing.status == LedgerStatus::Completed {
-            return Ok(Outcome::AlreadyIngested(existing));
-        }
-    }
-    let mut entry = LedgerEntry {
-        channel: ledger_channel.clone(),
-        fingerprint: fp.clone(),
+fn new_entry(channel: &str, fp: &str, object: &ObjectRef, etag: &str, size: Option<i64>) -> LedgerEntry {
+    let now = Utc::now();
+    LedgerEntry {
+        channel: channel.to_string(),
+        spec: None,
+        fingerprint: fp.to_string(),
         source_bucket: object.bucket.clone(),
         source_key: object.key.clone(),
-        etag: Some(etag.clone()),
+        etag: Some(etag.to_string()),
         version_id: object.version_id.clone(),
         size,
         status: LedgerStatus::Failed,
@@ -156,17 +155,99 @@ pub async fn ingest_object(clients: &Clients, config: &IngestConfig, object: &Ob
         events_written: 0,
         rows_rejected: 0,
         observations_sent: 0,
+        observation_messages: 0,
         identifier_warnings: 0,
         event_files: vec![],
         rejects_file: None,
         error: None,
-        started_at,
-        finished_at: started_at,
+        retryable: false,
+        started_at: now,
+        finished_at: now,
+    }
+}
+
+async fn etag_and_size(clients: &Clients, object: &ObjectRef) -> Result<(String, Option<i64>), IngestError> {
+    match &object.etag {
+        Some(e) => Ok((e.clone(), object.size)),
+        None => {
+            let out = clients.s3.head_object().bucket(&object.bucket).key(&object.key).send().await.aws("s3:HeadObject")?;
+            Ok((out.e_tag().unwrap_or_default().to_string(), out.content_length()))
+        }
+    }
+}
+
+/// Records a file that cannot be ingested at all under `ledger/ingest/unknown/` (best
+/// effort) so it is visible, and returns the error.
+async fn record_unroutable(clients: &Clients, config: &IngestConfig, object: &ObjectRef, err: IngestError) -> IngestError {
+    let (etag, size) = (object.etag.clone().unwrap_or_default(), object.size);
+    let fp = fingerprint("unknown", &format!("{}:{etag}", object.key), size);
+    let mut entry = new_entry("unknown", &fp, object, &etag, size);
+    entry.error = Some(err.to_string());
+    if let Err(e) = write_ledger(clients, &config.lake_bucket, &lake::ledger_key("unknown", &fp), &entry).await {
+        tracing::error!(error = %e, "cannot record the failure in the ledger");
+    }
+    err
+}
+
+/// Router: forwards one object's notification to its channel's queue.
+pub async fn route_object(clients: &Clients, config: &IngestConfig, object: &ObjectRef) -> Result<String, IngestError> {
+    let crate::config::Mode::Router { channel_queues } = &config.mode else {
+        return Err(IngestError::NotAChannel);
     };
-    let result = match channel {
-        Ok(orders::CHANNEL) => run(clients, config, object, &etag, &fp, &mut entry).await,
-        Ok(other) => Err(IngestError::UnsupportedChannel { channel: other.to_string() }),
-        Err(e) => Err(e),
+    if object.bucket != config.landing_bucket {
+        let err = IngestError::WrongBucket { bucket: object.bucket.clone(), key: object.key.clone(), landing: config.landing_bucket.clone() };
+        return Err(record_unroutable(clients, config, object, err).await);
+    }
+    let Some(channel) = channel_of(&object.key) else {
+        let err = IngestError::UnknownChannel { key: object.key.clone() };
+        return Err(record_unroutable(clients, config, object, err).await);
+    };
+    let Some(queue) = channel_queues.get(channel) else {
+        let err = IngestError::NoRoute { channel: channel.to_string() };
+        return Err(record_unroutable(clients, config, object, err).await);
+    };
+    let body = crate::s3event::notification_body(object);
+    send_all(&clients.sqs, queue, &[body]).await?;
+    Ok(channel.to_string())
+}
+
+/// Ingests one object of this function's channel. On failure a `failed` ledger entry is
+/// written (best effort) and the error returned, so the message is retried and ends in
+/// the DLQ.
+pub async fn ingest_object(clients: &Clients, config: &IngestConfig, catalog: &Catalog, object: &ObjectRef) -> Result<Outcome, IngestError> {
+    let crate::config::Mode::Channel { channel: own, identity_queue_url } = &config.mode else {
+        return Err(IngestError::NotAChannel);
+    };
+    if object.bucket != config.landing_bucket {
+        let err = IngestError::WrongBucket { bucket: object.bucket.clone(), key: object.key.clone(), landing: config.landing_bucket.clone() };
+        return Err(record_unroutable(clients, config, object, err).await);
+    }
+    let channel = match channel_of(&object.key) {
+        Some(c) if c == own => c,
+        Some(c) => {
+            let err = IngestError::WrongChannel { key: object.key.clone(), found: c.to_string(), expected: own.clone() };
+            return Err(record_unroutable(clients, config, object, err).await);
+        }
+        None => {
+            let err = IngestError::UnknownChannel { key: object.key.clone() };
+            return Err(record_unroutable(clients, config, object, err).await);
+        }
+    };
+    let (etag, size) = etag_and_size(clients, object).await?;
+    let fp = fingerprint(channel, &etag, size);
+    let ledger_key = lake::ledger_key(channel, &fp);
+    if let Some(existing) = read_ledger(clients, &config.lake_bucket, &ledger_key).await? {
+        if existing.status == LedgerStatus::Completed {
+            return Ok(Outcome::AlreadyIngested(existing));
+        }
+    }
+    let mut entry = new_entry(channel, &fp, object, &etag, size);
+    let result = match catalog.select(channel, &object.key) {
+        Ok(spec) => {
+            entry.spec = Some(spec.file.clone());
+            run(clients, config, identity_queue_url, spec, object, &etag, &fp, &mut entry).await
+        }
+        Err(e) => Err(e.into()),
     };
     entry.finished_at = Utc::now();
     match result {
@@ -177,17 +258,13 @@ pub async fn ingest_object(clients: &Clients, config: &IngestConfig, object: &Ob
         }
         Err(err) => {
             entry.error = Some(err.to_string());
+            entry.retryable = err.retryable();
             if let Err(ledger_err) = write_ledger(clients, &config.lake_bucket, &ledger_key, &entry).await {
                 tracing::error!(error = %ledger_err, "cannot record the failure in the ledger");
             }
             Err(err)
         }
     }
-}
-
-async fn head(clients: &Clients, object: &ObjectRef) -> Result<(String, Option<i64>), IngestError> {
-    let out = clients.s3.head_object().bucket(&object.bucket).key(&object.key).send().await.aws("s3:HeadObject")?;
-    Ok((out.e_tag().unwrap_or_default().to_string(), out.content_length()))
 }
 
 async fn read_ledger(clients: &Clients, bucket: &str, key: &str) -> Result<Option<LedgerEntry>, IngestError> {
@@ -216,9 +293,32 @@ async fn write_ledger(clients: &Clients, bucket: &str, key: &str, entry: &Ledger
     Ok(())
 }
 
+/// A scratch directory removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(base: &Path, fp: &str) -> std::io::Result<Scratch> {
+        let dir = base.join(format!("ariane-ingest-{fp}-{}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::create_dir_all(&dir)?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run(
     clients: &Clients,
     config: &IngestConfig,
+    identity_queue_url: &str,
+    spec: &Spec,
     object: &ObjectRef,
     etag: &str,
     fp: &str,
@@ -230,56 +330,41 @@ async fn run(
         None => get.if_match(etag),
     };
     let source = get.send().await.aws("s3:GetObject source")?;
-    let reader = Box::pin(source.body.into_async_read());
+    let scratch = Scratch::new(&config.scratch_dir, fp)?;
+    let file = FileContext { source_key: object.key.clone(), fingerprint: fp.to_string() };
 
-    let scratch = tempdir_in(&config.scratch_dir, fp)?;
-    let (tx, mut rx) = mpsc::channel::<String>(SQS_BATCH * 4);
-    let sender_clients = clients.sqs.clone();
-    let queue = config.identity_queue_url.clone();
-    let sender = tokio::spawn(async move {
-        let mut pending = Vec::with_capacity(SQS_BATCH);
-        let mut sent = 0usize;
-        while let Some(body) = rx.recv().await {
-            pending.push(body);
-            if pending.len() == SQS_BATCH {
-                sent += send_all(&sender_clients, &queue, &pending).await?;
-                pending.clear();
-            }
-        }
-        sent += send_all(&sender_clients, &queue, &pending).await?;
-        Ok::<usize, SendError>(sent)
-    });
-
-    let source_key = object.key.clone();
-    let scratch_dir = scratch.clone();
-    let parsed = tokio::task::spawn_blocking(move || {
-        let mut sink = LakeSink::new(scratch_dir, tx);
-        let counts = orders::parse(SyncIoBridge::new(reader), &source_key, &mut sink)?;
-        let parts = sink.finish()?;
-        Ok::<_, IngestError>((counts, parts))
-    })
-    .await;
-    // The sink (and its sender half) is dropped by now, so the sender task ends.
-    let sent = sender.await?;
-    let (counts, parts) = match parsed {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            let _ = std::fs::remove_dir_all(&scratch);
-            return Err(e);
-        }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&scratch);
-            return Err(e.into());
-        }
+    let parsed = if spec.format.kind == FormatKind::Parquet {
+        // Parquet needs random access: download to scratch space first.
+        let path = scratch.0.join("source.parquet");
+        let mut out = tokio::fs::File::create(&path).await?;
+        let mut body = source.body.into_async_read();
+        tokio::io::copy(&mut body, &mut out).await.map_err(|e| FileError::Read { line: 0, source: e })?;
+        let (spec, dir) = (spec.clone(), scratch.0.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut sink = LakeSink::new(dir)?;
+            let counts = engine::parse_parquet(&path, &spec, file, &mut sink)?;
+            Ok::<_, IngestError>((counts, sink.finish()?))
+        })
+        .await?
+    } else {
+        let reader = Box::pin(source.body.into_async_read());
+        let (spec, dir) = (spec.clone(), scratch.0.clone());
+        tokio::task::spawn_blocking(move || {
+            let input = Box::new(TransientReader(SyncIoBridge::new(reader)));
+            let mut sink = LakeSink::new(dir)?;
+            let counts = engine::parse(input, &spec, file, &mut sink)?;
+            Ok::<_, IngestError>((counts, sink.finish()?))
+        })
+        .await?
     };
-    let observation_messages = sent?;
-    let upload = upload_parts(clients, config, fp, &parts, entry).await;
-    let _ = std::fs::remove_dir_all(&scratch);
-    upload?;
+    let (counts, parts) = parsed?;
+    upload_parts(clients, config, &spec.channel, fp, &parts, entry).await?;
+    let messages = send_spooled(clients, identity_queue_url, &parts.observations, config.send_concurrency).await?;
     record_counts(entry, &counts);
+    entry.observation_messages = messages;
     tracing::info!(
-        key = %object.key, rows_read = counts.rows_read, events = counts.events, rejected = counts.rejected,
-        observations = counts.observations, observation_messages, "file ingested"
+        key = %object.key, spec = %spec.file, rows_read = counts.rows_read, events = counts.events, rejected = counts.rejected,
+        observations = counts.observations, observation_messages = messages, "file ingested"
     );
     ariane_shared::metrics::emit(
         "ingest",
@@ -301,35 +386,61 @@ fn record_counts(entry: &mut LedgerEntry, counts: &Counts) {
     entry.identifier_warnings = counts.identifier_warnings;
 }
 
-fn tempdir_in(base: &Path, fp: &str) -> std::io::Result<PathBuf> {
-    let dir = base.join(format!("ariane-ingest-{fp}-{}", std::process::id()));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
+/// Sends the spooled identity messages, `concurrency` batches of ten in flight.
+async fn send_spooled(clients: &Clients, queue: &str, spool: &Path, concurrency: usize) -> Result<u64, IngestError> {
+    let reader = std::io::BufReader::new(File::open(spool)?);
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut sent = 0u64;
+    let mut batch = Vec::with_capacity(SQS_BATCH);
+    let mut lines = reader.lines();
+    loop {
+        let line = lines.next().transpose()?;
+        let done = line.is_none();
+        if let Some(l) = line {
+            batch.push(l);
+        }
+        if batch.len() == SQS_BATCH || (done && !batch.is_empty()) {
+            let (client, queue, bodies) = (clients.sqs.clone(), queue.to_string(), std::mem::take(&mut batch));
+            in_flight.spawn(async move { send_all(&client, &queue, &bodies).await });
+            while in_flight.len() >= concurrency {
+                if let Some(r) = in_flight.join_next().await {
+                    sent += r?? as u64;
+                }
+            }
+        }
+        if done {
+            break;
+        }
     }
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+    while let Some(r) = in_flight.join_next().await {
+        sent += r?? as u64;
+    }
+    Ok(sent)
 }
 
-/// Finished local Parquet parts, by lake key suffix.
+/// Finished local files: event parts by (date, part), rejects, spooled observations.
 struct Parts {
-    events: BTreeMap<String, PathBuf>,
+    events: Vec<(String, u32, PathBuf)>,
     rejects: Option<PathBuf>,
+    observations: PathBuf,
 }
 
 async fn upload_parts(
     clients: &Clients,
     config: &IngestConfig,
+    channel: &str,
     fp: &str,
     parts: &Parts,
     entry: &mut LedgerEntry,
 ) -> Result<(), IngestError> {
-    for (date, path) in &parts.events {
-        let key = lake::events_key(orders::CHANNEL, date, fp);
+    for (date, part, path) in &parts.events {
+        let name = if *part == 0 { fp.to_string() } else { format!("{fp}-{part}") };
+        let key = lake::events_key(channel, date, &name);
         put_file(clients, &config.lake_bucket, &key, path).await?;
         entry.event_files.push(key);
     }
     if let Some(path) = &parts.rejects {
-        let key = lake::rejects_key(orders::CHANNEL, fp);
+        let key = lake::rejects_key(channel, fp);
         put_file(clients, &config.lake_bucket, &key, path).await?;
         entry.rejects_file = Some(key);
     }
@@ -356,28 +467,55 @@ struct PartWriter<T> {
     path: PathBuf,
     writer: ArrowWriter<BufWriter<File>>,
     buffer: Vec<T>,
+    part: u32,
+    last_used: u64,
 }
 
 impl<T> PartWriter<T> {
-    fn create(path: PathBuf, schema: arrow::datatypes::SchemaRef) -> Result<Self, SinkError> {
+    fn create(path: PathBuf, schema: arrow::datatypes::SchemaRef, part: u32) -> Result<Self, SinkError> {
         let file = BufWriter::new(File::create(&path)?);
-        Ok(PartWriter { path, writer: lake::parquet_writer(file, schema)?, buffer: Vec::with_capacity(PARTITION_BUFFER) })
+        Ok(PartWriter { path, writer: lake::parquet_writer(file, schema)?, buffer: Vec::with_capacity(PARTITION_BUFFER), part, last_used: 0 })
     }
 }
 
-/// Streams parsed rows to Parquet parts (one per event date, plus rejects) and
-/// observations to the sender task, in messages of [`OBSERVATIONS_PER_MESSAGE`].
-struct LakeSink {
+fn flush_events(part: &mut PartWriter<CanonicalEvent>) -> Result<(), SinkError> {
+    if !part.buffer.is_empty() {
+        part.writer.write(&lake::events_batch(&part.buffer)?)?;
+        part.buffer.clear();
+    }
+    Ok(())
+}
+
+/// Streams parsed rows to Parquet parts (one per event date — more when a file spans
+/// more dates than [`OPEN_PARTITIONS`] out of order — plus rejects) and observations to
+/// a spool file, [`OBSERVATIONS_PER_MESSAGE`] per line (one SQS message each).
+pub struct LakeSink {
     dir: PathBuf,
-    partitions: BTreeMap<String, PartWriter<CanonicalEvent>>,
+    partitions: HashMap<String, PartWriter<CanonicalEvent>>,
+    next_part: HashMap<String, u32>,
+    finished: Vec<(String, u32, PathBuf)>,
     rejects: Option<PartWriter<RejectedRow>>,
     observations: Vec<Observation>,
-    tx: mpsc::Sender<String>,
+    spool: BufWriter<File>,
+    spool_path: PathBuf,
+    tick: u64,
 }
 
 impl LakeSink {
-    fn new(dir: PathBuf, tx: mpsc::Sender<String>) -> Self {
-        LakeSink { dir, partitions: BTreeMap::new(), rejects: None, observations: Vec::new(), tx }
+    pub fn new(dir: PathBuf) -> Result<Self, IngestError> {
+        let spool_path = dir.join("observations.jsonl");
+        let spool = BufWriter::new(File::create(&spool_path)?);
+        Ok(LakeSink {
+            dir,
+            partitions: HashMap::new(),
+            next_part: HashMap::new(),
+            finished: vec![],
+            rejects: None,
+            observations: Vec::new(),
+            spool,
+            spool_path,
+            tick: 0,
+        })
     }
 
     fn flush_observations(&mut self) -> Result<(), SinkError> {
@@ -385,21 +523,29 @@ impl LakeSink {
             return Ok(());
         }
         let batch = ObservationBatch { observations: std::mem::take(&mut self.observations) };
-        let body = serde_json::to_string(&batch)?;
-        self.tx.blocking_send(body).map_err(|_| "identity sender stopped (see its error)")?;
+        serde_json::to_writer(&mut self.spool, &batch)?;
+        self.spool.write_all(b"\n")?;
+        Ok(())
+    }
+
+    fn close_partition(&mut self, date: &str) -> Result<(), SinkError> {
+        if let Some(mut part) = self.partitions.remove(date) {
+            flush_events(&mut part)?;
+            part.writer.close()?;
+            self.finished.push((date.to_string(), part.part, part.path));
+        }
         Ok(())
     }
 
     fn finish(mut self) -> Result<Parts, IngestError> {
-        self.flush_observations().map_err(sink_to_io)?;
-        let mut events = BTreeMap::new();
-        for (date, mut part) in std::mem::take(&mut self.partitions) {
-            if !part.buffer.is_empty() {
-                part.writer.write(&lake::events_batch(&part.buffer).map_err(parquet::errors::ParquetError::from)?)?;
-            }
-            part.writer.close()?;
-            events.insert(date, part.path);
+        let io = |e: SinkError| IngestError::Scratch(std::io::Error::other(e.to_string()));
+        self.flush_observations().map_err(io)?;
+        self.spool.flush()?;
+        let dates: Vec<String> = self.partitions.keys().cloned().collect();
+        for date in dates {
+            self.close_partition(&date).map_err(io)?;
         }
+        self.finished.sort();
         let rejects = match self.rejects.take() {
             Some(mut part) => {
                 if !part.buffer.is_empty() {
@@ -410,34 +556,45 @@ impl LakeSink {
             }
             None => None,
         };
-        Ok(Parts { events, rejects })
+        Ok(Parts { events: self.finished, rejects, observations: self.spool_path })
     }
-}
 
-fn sink_to_io(e: SinkError) -> IngestError {
-    IngestError::Scratch(std::io::Error::other(e.to_string()))
+    /// Local files written so far (tests and benchmarks).
+    pub fn finish_paths(self) -> Result<(Vec<PathBuf>, Option<PathBuf>, PathBuf), IngestError> {
+        let parts = self.finish()?;
+        Ok((parts.events.into_iter().map(|(_, _, p)| p).collect(), parts.rejects, parts.observations))
+    }
 }
 
 impl RowSink for LakeSink {
     fn event(&mut self, event: CanonicalEvent) -> Result<(), SinkError> {
+        self.tick += 1;
         let date = event.event_date();
         if !self.partitions.contains_key(&date) {
-            let path = self.dir.join(format!("events-{date}.parquet"));
-            self.partitions.insert(date.clone(), PartWriter::create(path, lake::events_schema())?);
+            if self.partitions.len() >= OPEN_PARTITIONS {
+                let oldest = self.partitions.iter().min_by_key(|(_, p)| p.last_used).map(|(d, _)| d.clone());
+                if let Some(oldest) = oldest {
+                    self.close_partition(&oldest)?;
+                }
+            }
+            let part = self.next_part.entry(date.clone()).or_insert(0);
+            let path = self.dir.join(format!("events-{date}-{part}.parquet"));
+            let writer = PartWriter::create(path, lake::events_schema(), *part)?;
+            *part += 1;
+            self.partitions.insert(date.clone(), writer);
         }
         let part = self.partitions.get_mut(&date).expect("inserted above");
+        part.last_used = self.tick;
         part.buffer.push(event);
         if part.buffer.len() >= PARTITION_BUFFER {
-            let batch = lake::events_batch(&part.buffer)?;
-            part.writer.write(&batch)?;
-            part.buffer.clear();
+            flush_events(part)?;
         }
         Ok(())
     }
 
     fn rejected(&mut self, row: RejectedRow) -> Result<(), SinkError> {
         if self.rejects.is_none() {
-            self.rejects = Some(PartWriter::create(self.dir.join("rejects.parquet"), lake::rejects_schema())?);
+            self.rejects = Some(PartWriter::create(self.dir.join("rejects.parquet"), lake::rejects_schema(), 0)?);
         }
         let part = self.rejects.as_mut().expect("created above");
         part.buffer.push(row);
@@ -456,6 +613,18 @@ impl RowSink for LakeSink {
         }
         Ok(())
     }
+}
+
+/// Per-channel counts, for reports.
+pub fn summarize(entries: &[LedgerEntry]) -> BTreeMap<String, (u64, u64, u64)> {
+    let mut out = BTreeMap::new();
+    for e in entries {
+        let c = out.entry(e.channel.clone()).or_insert((0, 0, 0));
+        c.0 += e.rows_read;
+        c.1 += e.events_written;
+        c.2 += e.rows_rejected;
+    }
+    out
 }
 
 #[cfg(test)]

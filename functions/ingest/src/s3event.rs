@@ -76,6 +76,27 @@ pub fn decode_key(raw: &str) -> Result<String, NotificationError> {
     percent_decode_str(&plus_decoded).decode_utf8().map(|c| c.into_owned()).map_err(|_| NotificationError::BadKey)
 }
 
+/// An S3-notification-shaped body naming one object (what the router forwards to a
+/// channel queue; [`parse_body`] reads it back).
+pub fn notification_body(object: &ObjectRef) -> String {
+    let key: String = percent_encoding::utf8_percent_encode(&object.key, KEY_ESCAPES).to_string();
+    serde_json::json!({
+        "Records": [{
+            "eventSource": "aws:s3",
+            "eventName": "ObjectCreated:Put",
+            "s3": {
+                "bucket": { "name": object.bucket },
+                "object": { "key": key, "size": object.size, "eTag": object.etag, "versionId": object.version_id }
+            }
+        }]
+    })
+    .to_string()
+}
+
+/// Escapes like S3 does in notifications (everything but unreserved characters and `/`).
+const KEY_ESCAPES: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'/').remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
 /// Parses the body of an SQS message sent by S3.
 pub fn parse_body(body: &str) -> Result<Notification, NotificationError> {
     let value: serde_json::Value = serde_json::from_str(body)?;
@@ -123,5 +144,18 @@ mod tests {
         assert_eq!(objs[0].key, "ecommerce/orders 2026.csv");
         assert_eq!(objs[0].etag.as_deref(), Some("abc"));
         assert!(parse_body("not json").is_err());
+    }
+
+    #[test]
+    fn forwarded_bodies_round_trip() {
+        let object = ObjectRef {
+            bucket: "landing".into(),
+            key: "pos/caisse du 1er+2 %.csv".into(),
+            etag: Some("\"e\"".into()),
+            version_id: None,
+            size: Some(7),
+        };
+        let Notification::Objects(objs) = parse_body(&notification_body(&object)).unwrap() else { panic!("objects expected") };
+        assert_eq!(objs, vec![object]);
     }
 }

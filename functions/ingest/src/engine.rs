@@ -1,0 +1,233 @@
+//! One file through its spec: the reader of its format, fill-down of continuation rows,
+//! the mapping, and the accounting (every data row ends as exactly one event or one
+//! rejected row).
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::io::Read;
+
+use ariane_shared::model::{CanonicalEvent, Observation, RejectedRow};
+
+use crate::map::{FileContext, Mapper, RowMeta};
+use crate::source::{self, FileError, Row, RowHandler};
+use crate::spec::{FormatKind, Source, Spec};
+
+/// Where parsed rows go.
+pub trait RowSink {
+    fn event(&mut self, event: CanonicalEvent) -> Result<(), SinkError>;
+    fn rejected(&mut self, row: RejectedRow) -> Result<(), SinkError>;
+    fn observation(&mut self, observation: Observation) -> Result<(), SinkError>;
+}
+
+pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Counts of one file; `rows_read == events + rejected` always.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counts {
+    pub rows_read: u64,
+    pub events: u64,
+    pub rejected: u64,
+    /// Observations sent to identity (identical ones within a file are sent once).
+    pub observations: u64,
+    /// Rows kept as events whose optional email or phone was unusable.
+    pub identifier_warnings: u64,
+}
+
+/// Distinct observations remembered per file before the memory is reset (duplicates
+/// after a reset are harmless: identity is idempotent).
+const SEEN_OBSERVATIONS: usize = 1 << 20;
+
+/// Binds a spec's column sources to a header (case-insensitive, trimmed names).
+pub fn bind(spec: &Spec, header: &[String]) -> Result<Spec, FileError> {
+    let names: Vec<String> = header.iter().map(|h| h.trim_start_matches('\u{feff}').trim().to_lowercase()).collect();
+    let mut bound = spec.clone();
+    let mut missing = Vec::new();
+    for source in bound.sources_mut() {
+        if let Source::Column { name, index } = source {
+            match names.iter().position(|h| *h == name.trim().to_lowercase()) {
+                Some(i) => *index = i,
+                None if !missing.contains(name) => missing.push(name.clone()),
+                None => {}
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(bound)
+    } else {
+        Err(FileError::MissingColumns { missing, found: header.to_vec() })
+    }
+}
+
+/// Fill-down: blank continuation-row columns take the value of the group's earlier rows.
+struct FillState {
+    key: Vec<String>,
+    values: Vec<Option<String>>,
+    group_row: u64,
+}
+
+/// A row seen through fill-down.
+struct Filled<'a> {
+    row: &'a dyn Row,
+    columns: &'a [Source],
+    values: &'a [Option<String>],
+}
+
+impl Row for Filled<'_> {
+    fn value(&self, source: &Source) -> Result<Option<std::borrow::Cow<'_, str>>, String> {
+        if let Some(v) = self.row.value(source)? {
+            return Ok(Some(v));
+        }
+        Ok(self.columns.iter().position(|c| c == source).and_then(|i| self.values[i].as_deref()).map(std::borrow::Cow::Borrowed))
+    }
+
+    fn raw(&self) -> String {
+        self.row.raw()
+    }
+}
+
+struct Engine<'a> {
+    spec: &'a Spec,
+    bound: Option<Spec>,
+    file: FileContext,
+    mapper: Mapper,
+    fill: Option<FillState>,
+    counts: Counts,
+    sink: &'a mut dyn RowSink,
+    seen: HashSet<u64>,
+}
+
+impl Engine<'_> {
+    fn reject(&mut self, line: u64, reason: String, raw: String) -> Result<(), FileError> {
+        self.counts.rejected += 1;
+        self.sink
+            .rejected(RejectedRow { channel: self.spec.channel.clone(), source_key: self.file.source_key.clone(), line, reason, raw })
+            .map_err(FileError::Sink)
+    }
+
+    fn observation_is_new(&mut self, o: &Observation) -> bool {
+        let mut h = DefaultHasher::new();
+        o.identifiers.hash(&mut h);
+        o.traits.hash(&mut h);
+        o.consents.hash(&mut h);
+        if self.seen.len() >= SEEN_OBSERVATIONS {
+            self.seen.clear();
+        }
+        self.seen.insert(h.finish())
+    }
+}
+
+impl RowHandler for Engine<'_> {
+    fn header(&mut self, names: &[String]) -> Result<(), FileError> {
+        self.bound = Some(bind(self.spec, names)?);
+        Ok(())
+    }
+
+    fn row(&mut self, line: u64, row: &dyn Row) -> Result<(), FileError> {
+        self.counts.rows_read += 1;
+        let bound = match &self.bound {
+            Some(b) => b,
+            None => self.spec,
+        };
+        let mut meta = RowMeta { line, row: self.counts.rows_read, group_row: 1 };
+        let result = match (&bound.fill_down, &mut self.fill) {
+            (Some(fd), Some(state)) => {
+                let mut key = Vec::with_capacity(fd.key.len());
+                let mut key_error = None;
+                for s in &fd.key {
+                    match row.value(s) {
+                        Ok(v) => key.push(v.map(|v| v.into_owned()).unwrap_or_default()),
+                        Err(e) => key_error = Some(e),
+                    }
+                }
+                if let Some(e) = key_error {
+                    Err(e)
+                } else if key.iter().all(String::is_empty) {
+                    // No group key: the row cannot continue a group, nor start one.
+                    state.key.clear();
+                    state.values.iter_mut().for_each(|v| *v = None);
+                    Err(format!(
+                        "fill-down key ({}) is blank",
+                        fd.key.iter().map(Source::label).collect::<Vec<_>>().join(" + ")
+                    ))
+                } else {
+                    if key != state.key {
+                        state.key = key;
+                        state.values.iter_mut().for_each(|v| *v = None);
+                        state.group_row = 0;
+                    }
+                    state.group_row += 1;
+                    meta.group_row = state.group_row;
+                    let mut error = None;
+                    for (i, c) in fd.columns.iter().enumerate() {
+                        match row.value(c) {
+                            Ok(Some(v)) => state.values[i] = Some(v.into_owned()),
+                            Ok(None) => {}
+                            Err(e) => error = Some(e),
+                        }
+                    }
+                    match error {
+                        Some(e) => Err(e),
+                        None => {
+                            let filled = Filled { row, columns: &fd.columns, values: &state.values };
+                            self.mapper.map(bound, &filled, meta, &self.file)
+                        }
+                    }
+                }
+            }
+            _ => self.mapper.map(bound, row, meta, &self.file),
+        };
+        match result {
+            Ok(mapped) => {
+                self.counts.events += 1;
+                if mapped.identifier_warnings > 0 {
+                    self.counts.identifier_warnings += 1;
+                }
+                if let Some(o) = mapped.observation {
+                    if self.observation_is_new(&o) {
+                        self.counts.observations += 1;
+                        self.sink.observation(o).map_err(FileError::Sink)?;
+                    }
+                }
+                self.sink.event(mapped.event).map_err(FileError::Sink)
+            }
+            Err(reason) => {
+                let raw = row.raw();
+                self.reject(line, reason, raw)
+            }
+        }
+    }
+
+    fn bad_row(&mut self, line: u64, reason: String, raw: String) -> Result<(), FileError> {
+        self.counts.rows_read += 1;
+        self.reject(line, reason, raw)
+    }
+}
+
+fn engine<'a>(spec: &'a Spec, file: FileContext, sink: &'a mut dyn RowSink) -> Engine<'a> {
+    let fill = spec.fill_down.as_ref().map(|f| FillState { key: vec![], values: vec![None; f.columns.len()], group_row: 0 });
+    Engine { spec, bound: None, file, mapper: Mapper::default(), fill, counts: Counts::default(), sink, seen: HashSet::new() }
+}
+
+/// Parses a streamed file (CSV, NDJSON, JSON array; gzip or not) into `sink`.
+pub fn parse(input: Box<dyn Read + Send>, spec: &Spec, file: FileContext, sink: &mut dyn RowSink) -> Result<Counts, FileError> {
+    let (reader, bom) = source::open(input, spec.format.compression)?;
+    let mut e = engine(spec, file, sink);
+    match spec.format.kind {
+        FormatKind::Csv => source::read_csv(reader, bom, &spec.format, &mut e)?,
+        FormatKind::Ndjson => source::read_ndjson(reader, &mut e)?,
+        FormatKind::JsonArray => source::read_json_array(reader, &mut e)?,
+        FormatKind::Parquet => {
+            return Err(FileError::Corrupt { line: 0, reason: "Parquet files are read from scratch space (parse_parquet)".into() })
+        }
+    }
+    Ok(e.counts)
+}
+
+/// Parses a Parquet file from local scratch space into `sink`.
+pub fn parse_parquet(path: &std::path::Path, spec: &Spec, file: FileContext, sink: &mut dyn RowSink) -> Result<Counts, FileError> {
+    let f = std::fs::File::open(path).map_err(|e| FileError::Read { line: 0, source: e })?;
+    let mut e = engine(spec, file, sink);
+    source::read_parquet(f, &mut e)?;
+    Ok(e.counts)
+}

@@ -1,0 +1,71 @@
+//! Physical line numbers for CSV records, so reject line numbers match what a user sees
+//! in an editor (the csv crate's own line counter does not count blank lines).
+
+use std::io::Read;
+
+/// Counts physical lines as bytes are read, so that a record's starting byte offset can be
+/// turned into its physical line number (the csv crate's own line counter does not count
+/// blank lines). Only newlines not yet attributed are kept: memory stays bounded by the
+/// reader's look-ahead.
+pub struct LineIndex<R> {
+    inner: R,
+    offset: u64,
+    newlines: std::rc::Rc<std::cell::RefCell<LineState>>,
+}
+
+#[derive(Default)]
+pub struct LineState {
+    /// Offsets of `\n` bytes not yet counted.
+    pending: std::collections::VecDeque<u64>,
+    /// Offsets of `\r` bytes not yet passed.
+    returns: std::collections::VecDeque<u64>,
+    before: u64,
+}
+
+impl LineState {
+    /// The 1-based physical line where the record read from `offset` starts. The csv
+    /// reader reports the offset where it began reading, which is before any blank lines
+    /// it skipped, so those are stepped over here. Offsets are asked in increasing order.
+    pub fn line_at(&mut self, mut offset: u64) -> u64 {
+        loop {
+            while self.pending.front().is_some_and(|&nl| nl < offset) {
+                self.pending.pop_front();
+                self.before += 1;
+            }
+            while self.returns.front().is_some_and(|&cr| cr < offset) {
+                self.returns.pop_front();
+            }
+            let next_nl = self.pending.front().copied();
+            if next_nl == Some(offset) {
+                offset += 1; // a blank `\n` line
+            } else if next_nl == Some(offset + 1) && self.returns.front() == Some(&offset) {
+                offset += 2; // a blank `\r\n` line
+            } else {
+                return self.before + 1;
+            }
+        }
+    }
+}
+
+impl<R: Read> Read for LineIndex<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut state = self.newlines.borrow_mut();
+        for i in memchr::memchr2_iter(b'\n', b'\r', &buf[..n]) {
+            let at = self.offset + i as u64;
+            if buf[i] == b'\n' {
+                state.pending.push_back(at);
+            } else {
+                state.returns.push_back(at);
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R> LineIndex<R> {
+    pub fn new(inner: R, newlines: std::rc::Rc<std::cell::RefCell<LineState>>) -> Self {
+        LineIndex { inner, offset: 0, newlines }
+    }
+}

@@ -1,0 +1,405 @@
+//! Mapping one source row to a canonical event and an identity observation, as its spec
+//! says. Pure: a row and a spec in, an event or a reason out.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use ariane_shared::identifiers::{identifier_hash, normalize_email, sha256_hex, stable_id, Identifier, IdentifierKind};
+use ariane_shared::model::{CanonicalEvent, Consent, ConsentChannel, Observation, Traits};
+use chrono::{DateTime, Utc};
+
+use crate::source::Row;
+use crate::spec::{Canon, Compute, FieldPlan, Kind, Meta, Source, Spec, Unmapped};
+use crate::values::{apply_transforms, parse_amount, parse_bool, parse_integer, parse_time, PhoneNormalizer};
+
+/// Where a row sits in its file.
+#[derive(Clone, Copy, Debug)]
+pub struct RowMeta {
+    pub line: u64,
+    pub row: u64,
+    pub group_row: u64,
+}
+
+/// The file a row comes from.
+#[derive(Clone, Debug)]
+pub struct FileContext {
+    pub source_key: String,
+    /// Content fingerprint: identifies rows when the spec has no natural key.
+    pub fingerprint: String,
+}
+
+/// A mapped row.
+#[derive(Debug)]
+pub struct Mapped {
+    pub event: CanonicalEvent,
+    pub observation: Option<Observation>,
+    /// Optional identifiers present but unusable (kept as an event without them).
+    pub identifier_warnings: u32,
+}
+
+/// Per-file mapping state: caches of normalised phones and identifier hashes.
+#[derive(Default)]
+pub struct Mapper {
+    phones: PhoneNormalizer,
+    hashes: HashMap<u8, HashMap<String, String>>,
+}
+
+const HASH_CACHE: usize = 100_000;
+
+/// A value read for a field, before typing.
+fn read_source<'r>(row: &'r dyn Row, meta: &RowMeta, source: &Source) -> Result<Option<Cow<'r, str>>, String> {
+    match source {
+        Source::Meta(Meta::Line) => Ok(Some(Cow::Owned(meta.line.to_string()))),
+        Source::Meta(Meta::Row) => Ok(Some(Cow::Owned(meta.row.to_string()))),
+        Source::Meta(Meta::GroupRow) => Ok(Some(Cow::Owned(meta.group_row.to_string()))),
+        other => row.value(other),
+    }
+}
+
+#[derive(Default)]
+struct Draft {
+    filled: u64,
+    occurred_at: Option<DateTime<Utc>>,
+    consent_at: Option<DateTime<Utc>>,
+    order_id: Option<String>,
+    sku: Option<String>,
+    product_name: Option<String>,
+    category: Option<String>,
+    quantity: Option<i64>,
+    unit_price_minor: Option<i64>,
+    line_total_minor: Option<i64>,
+    order_total_minor: Option<i64>,
+    currency: Option<String>,
+    store_id: Option<String>,
+    campaign_id: Option<String>,
+    page_url: Option<String>,
+    consent_channel: Option<ConsentChannel>,
+    email: Option<String>,
+    phone: Option<String>,
+    identifiers: Vec<Identifier>,
+    traits: Traits,
+    full_name: Option<String>,
+    opt_ins: Vec<(ConsentChannel, bool)>,
+    warnings: u32,
+}
+
+impl Draft {
+    fn mark(&mut self, c: Canon) {
+        self.filled |= 1 << (c as u64);
+    }
+
+    fn has(&self, c: Canon) -> bool {
+        self.filled & (1 << (c as u64)) != 0
+    }
+}
+
+fn sanitize_event_type(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_string()
+}
+
+impl Mapper {
+    /// The raw (transformed, mapped) text of a field, or `None` when blank.
+    fn text<'r>(&self, plan: &'r FieldPlan, row: &'r dyn Row, meta: &RowMeta) -> Result<Option<Cow<'r, str>>, String> {
+        let value: Option<Cow<'r, str>> = if let Some(c) = &plan.constant {
+            Some(Cow::Borrowed(c.as_str()))
+        } else if plan.sources.len() == 1 {
+            read_source(row, meta, &plan.sources[0])?
+        } else {
+            let mut parts = Vec::with_capacity(plan.sources.len());
+            for s in &plan.sources {
+                if let Some(v) = read_source(row, meta, s)? {
+                    parts.push(v.into_owned());
+                }
+            }
+            (!parts.is_empty()).then(|| Cow::Owned(parts.join(&plan.join)))
+        };
+        let Some(value) = value else {
+            return Ok(plan.default.as_deref().map(Cow::Borrowed));
+        };
+        let value = apply_transforms(value, &plan.transforms);
+        if value.is_empty() {
+            return Ok(plan.default.as_deref().map(Cow::Borrowed));
+        }
+        let Some(map) = &plan.map else {
+            return Ok(Some(value));
+        };
+        match map.get(value.as_ref()) {
+            Some(mapped) => Ok(Some(Cow::Borrowed(mapped.as_str()))),
+            None => match plan.unmapped {
+                Unmapped::Keep => Ok(Some(value)),
+                Unmapped::Null => Ok(None),
+                Unmapped::Reject => {
+                    let mut known: Vec<&String> = map.keys().collect();
+                    known.sort();
+                    Err(format!("{}: {value:?} is not one of {known:?}", plan.label()))
+                }
+            },
+        }
+    }
+
+    fn hash(&mut self, tag: u8, value: &str, f: impl FnOnce(&str) -> String) -> String {
+        let cache = self.hashes.entry(tag).or_default();
+        if let Some(h) = cache.get(value) {
+            return h.clone();
+        }
+        let h = f(value);
+        if cache.len() >= HASH_CACHE {
+            cache.clear();
+        }
+        cache.insert(value.to_string(), h.clone());
+        h
+    }
+
+    fn event_type(&self, spec: &Spec, row: &dyn Row, meta: &RowMeta) -> Result<String, String> {
+        let rule = &spec.event_type;
+        if let Some(c) = &rule.constant {
+            return Ok(c.clone());
+        }
+        let mut key = String::new();
+        for (i, s) in rule.sources.iter().enumerate() {
+            if i > 0 {
+                key.push('|');
+            }
+            if let Some(v) = read_source(row, meta, s)? {
+                key.push_str(&apply_transforms(v, &rule.transforms));
+            }
+        }
+        if let Some(t) = rule.map.get(&key) {
+            return Ok(t.clone());
+        }
+        let labels = || rule.sources.iter().map(Source::label).collect::<Vec<_>>().join(" + ");
+        if key.chars().all(|c| c == '|') {
+            return Err(format!("event type is blank ({})", labels()));
+        }
+        match rule.unmapped {
+            Unmapped::Keep => {
+                let t = sanitize_event_type(&key);
+                if t.is_empty() {
+                    Err(format!("event type {key:?} ({}) has no letters or digits", labels()))
+                } else {
+                    Ok(t)
+                }
+            }
+            _ => {
+                let mut known: Vec<&String> = rule.map.keys().collect();
+                known.sort();
+                Err(format!("unknown event type {key:?} in {} (expected one of {known:?})", labels()))
+            }
+        }
+    }
+
+    fn field(&mut self, plan: &FieldPlan, row: &dyn Row, meta: &RowMeta, d: &mut Draft) -> Result<(), String> {
+        let label = || plan.label();
+        if let Some(Compute::Multiply) = plan.compute {
+            let amount = read_source(row, meta, &plan.sources[0])?;
+            let quantity = read_source(row, meta, &plan.sources[1])?;
+            if let (Some(a), Some(q)) = (amount, quantity) {
+                let a = parse_amount(&a, plan.decimal).map_err(|e| format!("{}: {e}", label()))?;
+                let q = parse_integer(&q).map_err(|e| format!("{}: {e}", label()))?;
+                d.line_total_minor = Some(a.checked_mul(q).ok_or_else(|| format!("{}: overflows", label()))?);
+                d.mark(plan.canon);
+            } else if plan.required {
+                return Err(format!("{} is blank", label()));
+            }
+            return Ok(());
+        }
+        let Some(value) = self.text(plan, row, meta)? else {
+            if plan.required {
+                return Err(format!("{} is blank", label()));
+            }
+            return Ok(());
+        };
+        let bad = |e: String| format!("{}: {e}", label());
+        let v = value.as_ref();
+        match plan.canon.kind() {
+            Kind::Timestamp => {
+                let format = plan.time.clone().unwrap_or(crate::spec::TimeFormat::Rfc3339);
+                let t = parse_time(v, &format, plan.time_zone).map_err(bad)?;
+                match plan.canon {
+                    Canon::ConsentAt => d.consent_at = Some(t),
+                    _ => d.occurred_at = Some(t),
+                }
+            }
+            Kind::Integer => d.quantity = Some(parse_integer(v).map_err(bad)?),
+            Kind::Amount => {
+                let a = parse_amount(v, plan.decimal).map_err(bad)?;
+                match plan.canon {
+                    Canon::UnitPriceMinor => d.unit_price_minor = Some(a),
+                    Canon::LineTotalMinor => d.line_total_minor = Some(a),
+                    _ => d.order_total_minor = Some(a),
+                }
+            }
+            Kind::Email => match normalize_email(v) {
+                Ok(e) => d.email = Some(e),
+                Err(e) if plan.required => return Err(bad(e.to_string())),
+                Err(_) => {
+                    d.warnings += 1;
+                    return Ok(());
+                }
+            },
+            Kind::Phone => match self.phones.normalize(v, plan.phone_region) {
+                Some(p) => d.phone = Some(p),
+                None if plan.required => return Err(bad(format!("{v:?} is not a valid phone number"))),
+                None => {
+                    d.warnings += 1;
+                    return Ok(());
+                }
+            },
+            Kind::Identifier(kind) => d.identifiers.push(Identifier::new(kind, v)),
+            Kind::Trait => {
+                let v = Some(v.to_string());
+                match plan.canon {
+                    Canon::FirstName => d.traits.first_name = v,
+                    Canon::LastName => d.traits.last_name = v,
+                    Canon::FullName => d.full_name = v,
+                    Canon::Street => d.traits.street = v,
+                    Canon::PostalCode => d.traits.postal_code = v,
+                    Canon::City => d.traits.city = v,
+                    _ => d.traits.country = v,
+                }
+            }
+            Kind::ConsentChannel => {
+                d.consent_channel = Some(
+                    ConsentChannel::parse(v).ok_or_else(|| bad(format!("{v:?} is not a consent channel (email, sms, push)")))?,
+                )
+            }
+            Kind::OptIn(channel) => d.opt_ins.push((channel, parse_bool(v).map_err(bad)?)),
+            Kind::Text => {
+                let v = Some(value.into_owned());
+                match plan.canon {
+                    Canon::OrderId => d.order_id = v,
+                    Canon::Sku => d.sku = v,
+                    Canon::ProductName => d.product_name = v,
+                    Canon::Category => d.category = v,
+                    Canon::Currency => d.currency = v,
+                    Canon::StoreId => d.store_id = v,
+                    Canon::CampaignId => d.campaign_id = v,
+                    _ => d.page_url = v,
+                }
+            }
+        }
+        d.mark(plan.canon);
+        Ok(())
+    }
+
+    /// Maps one row; `Err` is the reason the row is rejected.
+    pub fn map(&mut self, spec: &Spec, row: &dyn Row, meta: RowMeta, file: &FileContext) -> Result<Mapped, String> {
+        let event_type = self.event_type(spec, row, &meta)?;
+        let mut d = Draft::default();
+        for plan in &spec.fields {
+            self.field(plan, row, &meta, &mut d)?;
+        }
+        let occurred_at = d.occurred_at.ok_or_else(|| {
+            let label = spec.field(Canon::OccurredAt).map(FieldPlan::label).unwrap_or_else(|| "occurred_at".into());
+            format!("{label} is blank")
+        })?;
+        if let Some(required) = spec.event_type.require.get(&event_type) {
+            let missing: Vec<String> = required
+                .iter()
+                .filter(|c| !d.has(**c))
+                .map(|c| spec.field(*c).map(FieldPlan::label).unwrap_or_else(|| c.name().to_string()))
+                .collect();
+            if !missing.is_empty() {
+                return Err(format!("{event_type} needs {}: blank", missing.join(", ")));
+            }
+        }
+
+        // Consents stated by the row.
+        let consent_at = d.consent_at.unwrap_or(occurred_at);
+        let mut consents: Vec<Consent> =
+            d.opt_ins.iter().map(|(channel, granted)| Consent { channel: *channel, granted: *granted, at: consent_at }).collect();
+        if let Some(rule) = spec.consents.get(&event_type) {
+            let channel = rule
+                .channel
+                .or(d.consent_channel)
+                .ok_or_else(|| format!("{event_type} states a consent but consent_channel is blank"))?;
+            consents.push(Consent { channel, granted: rule.granted, at: consent_at });
+        }
+
+        // Identifiers, most trusted first; the first one anchors the event.
+        let mut identifiers = std::mem::take(&mut d.identifiers);
+        if let Some(e) = &d.email {
+            identifiers.push(Identifier::new(IdentifierKind::Email, e.clone()));
+        }
+        if let Some(p) = &d.phone {
+            identifiers.push(Identifier::new(IdentifierKind::Phone, p.clone()));
+        }
+        identifiers.sort_by(|a, b| a.kind.cmp(&b.kind).then_with(|| a.value.cmp(&b.value)));
+        identifiers.dedup();
+        let anchor_id = identifiers.first().map(|i| {
+            let (kind, value) = (i.kind, i.value.clone());
+            self.hash(kind as u8, &value, |v| identifier_hash(kind, v))
+        });
+        let email_sha256 = d.email.as_deref().map(|e| self.hash(200, e, sha256_hex));
+        let phone_sha256 = d.phone.as_deref().map(|p| self.hash(201, p, sha256_hex));
+
+        if let Some(full) = d.full_name.take() {
+            let (first, last) = match full.split_once(char::is_whitespace) {
+                Some((f, l)) => (f.trim().to_string(), Some(l.trim().to_string()).filter(|l| !l.is_empty())),
+                None => (full.clone(), None),
+            };
+            d.traits.first_name.get_or_insert(first);
+            if let Some(last) = last {
+                d.traits.last_name.get_or_insert(last);
+            }
+        }
+
+        let key_parts: Vec<String> = if spec.natural_key.is_empty() {
+            vec![file.fingerprint.clone(), meta.line.to_string()]
+        } else {
+            spec.natural_key
+                .iter()
+                .map(|s| read_source(row, &meta, s).map(|v| v.map(Cow::into_owned).unwrap_or_default()))
+                .collect::<Result<_, _>>()?
+        };
+        let id_of = |kind: &str| {
+            let mut parts: Vec<&str> = vec![kind, &spec.channel, &spec.name];
+            parts.extend(key_parts.iter().map(String::as_str));
+            stable_id(&parts)
+        };
+
+        let observation = (!identifiers.is_empty()).then(|| Observation {
+            observation_id: id_of("observation"),
+            channel: spec.channel.clone(),
+            source_key: file.source_key.clone(),
+            source_line: meta.line,
+            observed_at: occurred_at,
+            identifiers,
+            traits: std::mem::take(&mut d.traits),
+            consents,
+        });
+        let event = CanonicalEvent {
+            event_id: id_of("event"),
+            channel: spec.channel.clone(),
+            event_type,
+            occurred_at,
+            anchor_id,
+            email_sha256,
+            phone_sha256,
+            order_id: d.order_id,
+            sku: d.sku,
+            product_name: d.product_name,
+            category: d.category,
+            quantity: d.quantity,
+            unit_price_minor: d.unit_price_minor,
+            line_total_minor: d.line_total_minor,
+            order_total_minor: d.order_total_minor,
+            currency: d.currency,
+            store_id: d.store_id,
+            campaign_id: d.campaign_id,
+            page_url: d.page_url,
+            consent_channel: d.consent_channel.map(|c| c.as_str().to_string()),
+            source_key: file.source_key.clone(),
+            source_line: meta.line,
+        };
+        Ok(Mapped { event, observation, identifier_warnings: d.warnings })
+    }
+}

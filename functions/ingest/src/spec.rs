@@ -1,0 +1,1187 @@
+//! Channel specs: how one vendor export of one channel maps to canonical events.
+//!
+//! A spec is a TOML file, `channels/<channel>/<format>.toml`, read at build time (see
+//! `build.rs` and [`Catalog::embedded`]) and validated by [`Spec::parse`] — the same code
+//! `ariane-local validate` and the tests run, so a bad spec fails before deployment with
+//! the file and the field named. Adding a channel or a vendor format is a new file: no
+//! Rust code for a CSV / JSON / Parquet source whose fields map.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ariane_shared::identifiers::IdentifierKind;
+use ariane_shared::model::{ConsentChannel, CHANNELS};
+use chrono::format::{Fixed, Item, StrftimeItems};
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+/// A spec file that does not make sense, naming the file and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {field}: {message}")]
+pub struct SpecError {
+    pub file: String,
+    pub field: String,
+    pub message: String,
+}
+
+// ---------------------------------------------------------------------------------------
+// The file as written.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecFile {
+    channel: String,
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    keys: Option<Vec<String>>,
+    format: FormatFile,
+    #[serde(default)]
+    fill_down: Option<FillDownFile>,
+    event_type: EventTypeFile,
+    #[serde(default)]
+    natural_key: Option<NaturalKeyFile>,
+    #[serde(default)]
+    consent: BTreeMap<String, ConsentFile>,
+    fields: BTreeMap<String, FieldFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FormatFile {
+    kind: String,
+    #[serde(default)]
+    compression: Option<String>,
+    #[serde(default)]
+    separator: Option<String>,
+    #[serde(default)]
+    quote: Option<String>,
+    #[serde(default)]
+    encoding: Option<String>,
+    #[serde(default)]
+    header: Option<bool>,
+    #[serde(default)]
+    columns: Option<Vec<String>>,
+    #[serde(default)]
+    decimal: Option<String>,
+    #[serde(default)]
+    time_zone: Option<String>,
+    #[serde(default)]
+    phone_region: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FillDownFile {
+    key: Vec<String>,
+    columns: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventTypeFile {
+    #[serde(default)]
+    constant: Option<String>,
+    #[serde(default)]
+    source: Option<Vec<String>>,
+    #[serde(default)]
+    map: BTreeMap<String, String>,
+    #[serde(default)]
+    unmapped: Option<String>,
+    #[serde(default)]
+    transforms: Vec<String>,
+    #[serde(default)]
+    require: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NaturalKeyFile {
+    sources: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentFile {
+    #[serde(default)]
+    channel: Option<String>,
+    granted: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldFile {
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    sources: Option<Vec<String>>,
+    #[serde(default)]
+    join: Option<String>,
+    #[serde(default)]
+    compute: Option<String>,
+    #[serde(default)]
+    constant: Option<String>,
+    #[serde(default)]
+    default: Option<String>,
+    #[serde(default)]
+    transforms: Vec<String>,
+    #[serde(default)]
+    map: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    unmapped: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    time_zone: Option<String>,
+    #[serde(default)]
+    decimal: Option<String>,
+    #[serde(default)]
+    phone_region: Option<String>,
+    #[serde(default)]
+    required: bool,
+}
+
+// ---------------------------------------------------------------------------------------
+// Canonical fields.
+// ---------------------------------------------------------------------------------------
+
+/// The canonical fields a spec can map, and what kind of value each holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Canon {
+    OccurredAt,
+    OrderId,
+    Sku,
+    ProductName,
+    Category,
+    Quantity,
+    UnitPriceMinor,
+    LineTotalMinor,
+    OrderTotalMinor,
+    Currency,
+    StoreId,
+    CampaignId,
+    PageUrl,
+    ConsentChannel,
+    ConsentAt,
+    Email,
+    Phone,
+    CustomerId,
+    LoyaltyCard,
+    DeviceId,
+    CookieId,
+    PushToken,
+    FirstName,
+    LastName,
+    FullName,
+    Street,
+    PostalCode,
+    City,
+    Country,
+    EmailOptIn,
+    SmsOptIn,
+    PushOptIn,
+}
+
+/// How a canonical field's value is parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Timestamp,
+    Text,
+    Integer,
+    Amount,
+    Email,
+    Phone,
+    Identifier(IdentifierKind),
+    /// Personal trait (DynamoDB only, never in the lake).
+    Trait,
+    /// `email` / `sms` / `push`.
+    ConsentChannel,
+    /// A yes/no consent for one channel.
+    OptIn(ConsentChannel),
+}
+
+/// Every canonical field with its name in spec files.
+pub const CANONICAL_FIELDS: &[(&str, Canon)] = &[
+    ("occurred_at", Canon::OccurredAt),
+    ("order_id", Canon::OrderId),
+    ("sku", Canon::Sku),
+    ("product_name", Canon::ProductName),
+    ("category", Canon::Category),
+    ("quantity", Canon::Quantity),
+    ("unit_price_minor", Canon::UnitPriceMinor),
+    ("line_total_minor", Canon::LineTotalMinor),
+    ("order_total_minor", Canon::OrderTotalMinor),
+    ("currency", Canon::Currency),
+    ("store_id", Canon::StoreId),
+    ("campaign_id", Canon::CampaignId),
+    ("page_url", Canon::PageUrl),
+    ("consent_channel", Canon::ConsentChannel),
+    ("consent_at", Canon::ConsentAt),
+    ("email", Canon::Email),
+    ("phone", Canon::Phone),
+    ("customer_id", Canon::CustomerId),
+    ("loyalty_card", Canon::LoyaltyCard),
+    ("device_id", Canon::DeviceId),
+    ("cookie_id", Canon::CookieId),
+    ("push_token", Canon::PushToken),
+    ("first_name", Canon::FirstName),
+    ("last_name", Canon::LastName),
+    ("full_name", Canon::FullName),
+    ("street", Canon::Street),
+    ("postal_code", Canon::PostalCode),
+    ("city", Canon::City),
+    ("country", Canon::Country),
+    ("email_opt_in", Canon::EmailOptIn),
+    ("sms_opt_in", Canon::SmsOptIn),
+    ("push_opt_in", Canon::PushOptIn),
+];
+
+impl Canon {
+    pub fn from_name(name: &str) -> Option<Canon> {
+        CANONICAL_FIELDS.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
+    }
+
+    pub fn name(self) -> &'static str {
+        CANONICAL_FIELDS.iter().find(|(_, c)| *c == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+
+    pub fn kind(self) -> Kind {
+        use Canon::*;
+        match self {
+            OccurredAt | ConsentAt => Kind::Timestamp,
+            Quantity => Kind::Integer,
+            UnitPriceMinor | LineTotalMinor | OrderTotalMinor => Kind::Amount,
+            Email => Kind::Email,
+            Phone => Kind::Phone,
+            CustomerId => Kind::Identifier(IdentifierKind::CustomerId),
+            LoyaltyCard => Kind::Identifier(IdentifierKind::LoyaltyCard),
+            DeviceId => Kind::Identifier(IdentifierKind::DeviceId),
+            CookieId => Kind::Identifier(IdentifierKind::CookieId),
+            PushToken => Kind::Identifier(IdentifierKind::PushToken),
+            FirstName | LastName | FullName | Street | PostalCode | City | Country => Kind::Trait,
+            Canon::ConsentChannel => Kind::ConsentChannel,
+            EmailOptIn => Kind::OptIn(ariane_shared::model::ConsentChannel::Email),
+            SmsOptIn => Kind::OptIn(ariane_shared::model::ConsentChannel::Sms),
+            PushOptIn => Kind::OptIn(ariane_shared::model::ConsentChannel::Push),
+            OrderId | Sku | ProductName | Category | Currency | StoreId | CampaignId | PageUrl => Kind::Text,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The compiled spec.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormatKind {
+    Csv,
+    Ndjson,
+    JsonArray,
+    Parquet,
+}
+
+impl FormatKind {
+    /// Whether rows are flat (named columns) rather than JSON documents.
+    pub fn is_flat(self) -> bool {
+        matches!(self, FormatKind::Csv | FormatKind::Parquet)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Gzip when the content starts with the gzip magic bytes, else none.
+    Auto,
+    None,
+    Gzip,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Utf8,
+    Windows1252,
+}
+
+#[derive(Clone, Debug)]
+pub struct Format {
+    pub kind: FormatKind,
+    pub compression: Compression,
+    pub separator: u8,
+    pub quote: u8,
+    /// Declared encoding; a UTF-8 byte-order mark always means UTF-8.
+    pub encoding: Encoding,
+    pub header: bool,
+    /// Column names when the file has no header row.
+    pub columns: Vec<String>,
+    pub decimal: char,
+    pub time_zone: Tz,
+    pub phone_region: phonenumber::country::Id,
+}
+
+/// Values computed by the reader rather than read from the row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Meta {
+    /// Physical line number where the row starts.
+    Line,
+    /// 1-based index of the row among the file's data rows.
+    Row,
+    /// 1-based index of the row within its fill-down group.
+    GroupRow,
+}
+
+/// One step of a JSON path: `name`, `[3]`, or `[key=value]` (first array element whose
+/// `key` member equals `value`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathStep {
+    Member(String),
+    Index(usize),
+    Find { key: String, value: String },
+}
+
+/// Where a value comes from in a row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A named column (CSV, Parquet); bound to an index per file.
+    Column { name: String, index: usize },
+    Path { text: String, steps: Vec<PathStep> },
+    Meta(Meta),
+}
+
+impl Source {
+    pub fn label(&self) -> String {
+        match self {
+            Source::Column { name, .. } => format!("column {name:?}"),
+            Source::Path { text, .. } => format!("path {text:?}"),
+            Source::Meta(m) => format!("{m:?}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transform {
+    Trim,
+    Lower,
+    Upper,
+    Title,
+    RemoveSpaces,
+    DigitsOnly,
+}
+
+impl Transform {
+    fn parse(name: &str) -> Option<Transform> {
+        Some(match name {
+            "trim" => Transform::Trim,
+            "lower" => Transform::Lower,
+            "upper" => Transform::Upper,
+            "title" => Transform::Title,
+            "remove_spaces" => Transform::RemoveSpaces,
+            "digits_only" => Transform::DigitsOnly,
+            _ => return None,
+        })
+    }
+}
+
+/// What to do with a value a value map does not list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unmapped {
+    Reject,
+    Keep,
+    Null,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimeFormat {
+    /// strftime pattern; `offset` when it carries a UTC offset (`%z`), else local time in
+    /// the field's time zone.
+    Pattern { pattern: String, offset: bool, has_time: bool },
+    Rfc3339,
+    EpochSeconds,
+    EpochMillis,
+    EpochMicros,
+    /// Seconds, milliseconds or microseconds, told apart by magnitude.
+    EpochAuto,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compute {
+    /// `sources[0]` (an amount) times `sources[1]` (an integer).
+    Multiply,
+}
+
+/// How one canonical field is filled.
+#[derive(Clone, Debug)]
+pub struct FieldPlan {
+    pub canon: Canon,
+    pub sources: Vec<Source>,
+    pub join: String,
+    pub compute: Option<Compute>,
+    pub constant: Option<String>,
+    pub default: Option<String>,
+    pub transforms: Vec<Transform>,
+    pub map: Option<HashMap<String, String>>,
+    pub unmapped: Unmapped,
+    pub time: Option<TimeFormat>,
+    pub time_zone: Tz,
+    pub decimal: char,
+    pub phone_region: phonenumber::country::Id,
+    pub required: bool,
+}
+
+impl FieldPlan {
+    /// How the field reads in messages: `email (column "Email")`.
+    pub fn label(&self) -> String {
+        match self.sources.as_slice() {
+            [] => self.canon.name().to_string(),
+            [one] => format!("{} ({})", self.canon.name(), one.label()),
+            many => format!(
+                "{} ({})",
+                self.canon.name(),
+                many.iter().map(Source::label).collect::<Vec<_>>().join(" + ")
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EventTypeRule {
+    pub constant: Option<String>,
+    pub sources: Vec<Source>,
+    pub map: HashMap<String, String>,
+    pub unmapped: Unmapped,
+    pub transforms: Vec<Transform>,
+    /// Canonical fields an event type needs, beyond the spec's `required` fields.
+    pub require: HashMap<String, Vec<Canon>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ConsentRule {
+    /// `None`: the row's `consent_channel`.
+    pub channel: Option<ConsentChannel>,
+    pub granted: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct FillDown {
+    pub key: Vec<Source>,
+    pub columns: Vec<Source>,
+}
+
+/// A validated spec.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// Where it came from (`channels/pos/receipts.toml`).
+    pub file: String,
+    pub channel: String,
+    pub name: String,
+    pub description: String,
+    /// Glob patterns on the key below the channel prefix.
+    pub keys: Vec<String>,
+    pub format: Format,
+    pub fill_down: Option<FillDown>,
+    pub event_type: EventTypeRule,
+    pub natural_key: Vec<Source>,
+    pub consents: HashMap<String, ConsentRule>,
+    pub fields: Vec<FieldPlan>,
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> SpecError {
+        SpecError { file: self.file.to_string(), field: field.into(), message: message.into() }
+    }
+}
+
+fn one_char(ctx: &Ctx, field: &str, value: Option<&str>, default: char) -> Result<char, SpecError> {
+    match value {
+        None => Ok(default),
+        Some(v) => {
+            let v = if v == "\\t" { "\t" } else { v };
+            let mut chars = v.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Ok(c),
+                _ => Err(ctx.err(field, format!("{v:?} must be exactly one character"))),
+            }
+        }
+    }
+}
+
+fn parse_tz(ctx: &Ctx, field: &str, value: &str) -> Result<Tz, SpecError> {
+    value.parse::<Tz>().map_err(|_| ctx.err(field, format!("{value:?} is not an IANA time zone (like Europe/Paris)")))
+}
+
+fn parse_region(ctx: &Ctx, field: &str, value: &str) -> Result<phonenumber::country::Id, SpecError> {
+    value
+        .to_ascii_uppercase()
+        .parse::<phonenumber::country::Id>()
+        .map_err(|_| ctx.err(field, format!("{value:?} is not a region code (like FR)")))
+}
+
+fn parse_unmapped(ctx: &Ctx, field: &str, value: Option<&str>, default: Unmapped) -> Result<Unmapped, SpecError> {
+    match value {
+        None => Ok(default),
+        Some("reject") => Ok(Unmapped::Reject),
+        Some("keep") => Ok(Unmapped::Keep),
+        Some("null") => Ok(Unmapped::Null),
+        Some(other) => Err(ctx.err(field, format!("unmapped = {other:?}: expected reject, keep or null"))),
+    }
+}
+
+fn parse_transforms(ctx: &Ctx, field: &str, names: &[String]) -> Result<Vec<Transform>, SpecError> {
+    names
+        .iter()
+        .map(|n| {
+            Transform::parse(n).ok_or_else(|| {
+                ctx.err(field, format!("unknown transform {n:?} (trim, lower, upper, title, remove_spaces, digits_only)"))
+            })
+        })
+        .collect()
+}
+
+/// Parses a time format and checks it can produce an instant.
+pub fn parse_time_format(format: &str) -> Result<TimeFormat, String> {
+    Ok(match format {
+        "rfc3339" | "iso8601" => TimeFormat::Rfc3339,
+        "epoch_s" | "epoch_seconds" => TimeFormat::EpochSeconds,
+        "epoch_ms" | "epoch_millis" => TimeFormat::EpochMillis,
+        "epoch_us" | "epoch_micros" => TimeFormat::EpochMicros,
+        "epoch_auto" => TimeFormat::EpochAuto,
+        pattern => {
+            let mut offset = false;
+            let mut has = [false; 3]; // year, month, day
+            let mut has_time = false;
+            for item in StrftimeItems::new(pattern) {
+                match item {
+                    Item::Error => return Err(format!("{pattern:?} is not a valid strftime pattern")),
+                    Item::Fixed(Fixed::TimezoneOffset | Fixed::TimezoneOffsetColon | Fixed::TimezoneOffsetZ)
+                    | Item::Fixed(Fixed::TimezoneOffsetColonZ | Fixed::TimezoneOffsetDoubleColon)
+                    | Item::Fixed(Fixed::TimezoneOffsetTripleColon | Fixed::RFC2822 | Fixed::RFC3339) => {
+                        offset = true;
+                        has = [true; 3];
+                        has_time = true;
+                    }
+                    Item::Numeric(n, _) => {
+                        use chrono::format::Numeric::*;
+                        match n {
+                            Year | YearMod100 => has[0] = true,
+                            Month => has[1] = true,
+                            Day => has[2] = true,
+                            Hour | Hour12 => has_time = true,
+                            Timestamp => {
+                                has = [true; 3];
+                                has_time = true;
+                                offset = true;
+                            }
+                            _ => {}
+                        }
+                    }
+                    Item::Fixed(Fixed::ShortMonthName | Fixed::LongMonthName) => has[1] = true,
+                    _ => {}
+                }
+            }
+            if !has.iter().all(|h| *h) {
+                return Err(format!("{pattern:?} lacks a year, month or day (%Y, %m, %d)"));
+            }
+            TimeFormat::Pattern { pattern: pattern.to_string(), offset, has_time }
+        }
+    })
+}
+
+/// Parses a JSON path like `event_params[key=email].value.string_value` or `items[0].sku`.
+pub fn parse_path(text: &str) -> Result<Vec<PathStep>, String> {
+    let mut steps = Vec::new();
+    for segment in text.split('.') {
+        let (name, mut rest) = match segment.find('[') {
+            Some(i) => (&segment[..i], &segment[i..]),
+            None => (segment, ""),
+        };
+        if name.is_empty() && steps.is_empty() && rest.is_empty() {
+            return Err(format!("{text:?}: empty path segment"));
+        }
+        if !name.is_empty() {
+            steps.push(PathStep::Member(name.to_string()));
+        } else if rest.is_empty() {
+            return Err(format!("{text:?}: empty path segment"));
+        }
+        while !rest.is_empty() {
+            let close = rest.find(']').ok_or_else(|| format!("{text:?}: unclosed ["))?;
+            let inner = &rest[1..close];
+            if let Some((k, v)) = inner.split_once('=') {
+                if k.is_empty() {
+                    return Err(format!("{text:?}: [key=value] needs a key"));
+                }
+                steps.push(PathStep::Find { key: k.to_string(), value: v.to_string() });
+            } else {
+                let i = inner.parse::<usize>().map_err(|_| format!("{text:?}: [{inner}] is neither an index nor key=value"))?;
+                steps.push(PathStep::Index(i));
+            }
+            rest = &rest[close + 1..];
+            if !rest.is_empty() && !rest.starts_with('[') {
+                return Err(format!("{text:?}: unexpected {rest:?} after ]"));
+            }
+        }
+    }
+    Ok(steps)
+}
+
+fn parse_source(ctx: &Ctx, field: &str, kind: FormatKind, text: &str) -> Result<Source, SpecError> {
+    Ok(match text {
+        "$line" => Source::Meta(Meta::Line),
+        "$row" => Source::Meta(Meta::Row),
+        "$group_row" => Source::Meta(Meta::GroupRow),
+        t if t.starts_with('$') => {
+            return Err(ctx.err(field, format!("unknown computed source {t:?} ($line, $row, $group_row)")))
+        }
+        t if t.trim().is_empty() => return Err(ctx.err(field, "empty source name")),
+        t if kind.is_flat() => Source::Column { name: t.to_string(), index: usize::MAX },
+        t => Source::Path { text: t.to_string(), steps: parse_path(t).map_err(|e| ctx.err(field, e))? },
+    })
+}
+
+impl Spec {
+    /// Parses and validates a spec file (`file` names it in errors).
+    pub fn parse(file: &str, text: &str) -> Result<Spec, SpecError> {
+        let ctx = Ctx { file };
+        let raw: SpecFile = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
+            let at = e.span().map(|s| line_of(text, s.start)).map(|l| format!("line {l}")).unwrap_or_else(|| "toml".into());
+            ctx.err(at, message)
+        })?;
+        if !CHANNELS.contains(&raw.channel.as_str()) {
+            return Err(ctx.err("channel", format!("unknown channel {:?} (one of {CHANNELS:?})", raw.channel)));
+        }
+        if raw.name.is_empty() || !raw.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(ctx.err("name", format!("{:?}: use letters, digits, - and _", raw.name)));
+        }
+        let format = compile_format(&ctx, &raw.format)?;
+        let kind = format.kind;
+        let src = |field: &str, t: &str| parse_source(&ctx, field, kind, t);
+
+        let fill_down = match &raw.fill_down {
+            None => None,
+            Some(f) => {
+                if !kind.is_flat() {
+                    return Err(ctx.err("fill_down", "fill-down applies to CSV and Parquet files only"));
+                }
+                if f.key.is_empty() || f.columns.is_empty() {
+                    return Err(ctx.err("fill_down", "needs a non-empty key and columns"));
+                }
+                let key = f.key.iter().map(|k| src("fill_down.key", k)).collect::<Result<Vec<_>, _>>()?;
+                let columns = f.columns.iter().map(|k| src("fill_down.columns", k)).collect::<Result<Vec<_>, _>>()?;
+                if key.iter().chain(&columns).any(|s| matches!(s, Source::Meta(_))) {
+                    return Err(ctx.err("fill_down", "key and columns must be columns of the file"));
+                }
+                if let Some(c) = columns.iter().find(|c| key.contains(c)) {
+                    return Err(ctx.err("fill_down.columns", format!("{} is also in the key", c.label())));
+                }
+                Some(FillDown { key, columns })
+            }
+        };
+
+        let mut fields = Vec::new();
+        for (name, f) in &raw.fields {
+            let at = format!("fields.{name}");
+            let canon = Canon::from_name(name).ok_or_else(|| {
+                let known: Vec<&str> = CANONICAL_FIELDS.iter().map(|(n, _)| *n).collect();
+                ctx.err(&at, format!("unknown canonical field {name:?} (known: {})", known.join(", ")))
+            })?;
+            fields.push(compile_field(&ctx, &at, canon, f, &format)?);
+        }
+        let has = |c: Canon| fields.iter().any(|f| f.canon == c);
+        if !has(Canon::OccurredAt) {
+            return Err(ctx.err("fields.occurred_at", "missing required mapping: every event needs occurred_at"));
+        }
+
+        let et = &raw.event_type;
+        let event_sources = match (&et.constant, &et.source) {
+            (Some(_), Some(_)) => return Err(ctx.err("event_type", "set either constant or source, not both")),
+            (None, None) => return Err(ctx.err("event_type", "missing required mapping: constant or source")),
+            (Some(c), None) => {
+                check_event_type_name(&ctx, "event_type.constant", c)?;
+                vec![]
+            }
+            (None, Some(s)) if s.is_empty() => return Err(ctx.err("event_type.source", "empty source list")),
+            (None, Some(s)) => s.iter().map(|t| src("event_type.source", t)).collect::<Result<Vec<_>, _>>()?,
+        };
+        for target in et.map.values() {
+            check_event_type_name(&ctx, "event_type.map", target)?;
+        }
+        let unmapped = parse_unmapped(&ctx, "event_type.unmapped", et.unmapped.as_deref(), Unmapped::Reject)?;
+        if unmapped == Unmapped::Null {
+            return Err(ctx.err("event_type.unmapped", "an event needs a type: use reject or keep"));
+        }
+        if et.source.is_some() && et.map.is_empty() && unmapped == Unmapped::Reject {
+            return Err(ctx.err("event_type.map", "empty map with unmapped = reject would reject every row"));
+        }
+        let mut require = HashMap::new();
+        for (event_type, names) in &et.require {
+            let known = et.constant.as_deref() == Some(event_type.as_str()) || et.map.values().any(|v| v == event_type);
+            if !known && unmapped != Unmapped::Keep {
+                return Err(ctx.err(
+                    format!("event_type.require.{event_type}"),
+                    "is not an event type this spec produces",
+                ));
+            }
+            let mut canons = Vec::new();
+            for n in names {
+                let c = Canon::from_name(n)
+                    .ok_or_else(|| ctx.err(format!("event_type.require.{event_type}"), format!("unknown canonical field {n:?}")))?;
+                if !has(c) {
+                    return Err(ctx.err(
+                        format!("event_type.require.{event_type}"),
+                        format!("requires {n:?}, which the spec does not map"),
+                    ));
+                }
+                canons.push(c);
+            }
+            require.insert(event_type.clone(), canons);
+        }
+        let event_type = EventTypeRule {
+            constant: et.constant.clone(),
+            sources: event_sources,
+            map: et.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            unmapped,
+            transforms: parse_transforms(&ctx, "event_type.transforms", &et.transforms)?,
+            require,
+        };
+
+        let natural_key = match &raw.natural_key {
+            None => vec![],
+            Some(n) if n.sources.is_empty() => return Err(ctx.err("natural_key.sources", "empty list")),
+            Some(n) => n.sources.iter().map(|t| src("natural_key.sources", t)).collect::<Result<Vec<_>, _>>()?,
+        };
+        if natural_key.contains(&Source::Meta(Meta::GroupRow)) && fill_down.is_none() {
+            return Err(ctx.err("natural_key.sources", "$group_row needs a [fill_down] group"));
+        }
+
+        let mut consents = HashMap::new();
+        for (event_type, c) in &raw.consent {
+            let at = format!("consent.{event_type}");
+            let channel = match &c.channel {
+                Some(ch) => Some(
+                    ConsentChannel::parse(ch).ok_or_else(|| ctx.err(&at, format!("channel {ch:?}: expected email, sms or push")))?,
+                ),
+                None if has(Canon::ConsentChannel) => None,
+                None => return Err(ctx.err(&at, "no channel, and the spec maps no consent_channel field")),
+            };
+            consents.insert(event_type.clone(), ConsentRule { channel, granted: c.granted });
+        }
+
+        let keys = raw.keys.clone().unwrap_or_else(|| vec!["**".to_string()]);
+        if keys.is_empty() || keys.iter().any(|k| k.is_empty() || k.starts_with('/')) {
+            return Err(ctx.err("keys", "non-empty glob patterns relative to the channel prefix"));
+        }
+        Ok(Spec {
+            file: file.to_string(),
+            channel: raw.channel,
+            name: raw.name,
+            description: raw.description,
+            keys,
+            format,
+            fill_down,
+            event_type,
+            natural_key,
+            consents,
+            fields,
+        })
+    }
+
+    /// Whether `key` (the full landing key) is matched by this spec's patterns; `Some(true)`
+    /// when by a specific pattern, `Some(false)` when only by the catch-all `**`.
+    pub fn matches(&self, key: &str) -> Option<bool> {
+        let rest = key.strip_prefix(&self.channel)?.strip_prefix('/')?;
+        let mut best = None;
+        for pattern in &self.keys {
+            if glob_match(pattern.as_bytes(), rest.as_bytes()) {
+                let specific = pattern != "**";
+                best = Some(best.unwrap_or(false) || specific);
+            }
+        }
+        best
+    }
+
+    pub fn field(&self, canon: Canon) -> Option<&FieldPlan> {
+        self.fields.iter().find(|f| f.canon == canon)
+    }
+
+    /// Every column source of the spec (to bind to a header).
+    pub fn sources_mut(&mut self) -> impl Iterator<Item = &mut Source> {
+        let fill = self.fill_down.iter_mut().flat_map(|f| f.key.iter_mut().chain(f.columns.iter_mut()));
+        self.fields
+            .iter_mut()
+            .flat_map(|f| f.sources.iter_mut())
+            .chain(self.event_type.sources.iter_mut())
+            .chain(self.natural_key.iter_mut())
+            .chain(fill)
+    }
+}
+
+fn check_event_type_name(ctx: &Ctx, field: &str, name: &str) -> Result<(), SpecError> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(ctx.err(field, format!("event type {name:?}: use lower-case letters, digits and _")));
+    }
+    Ok(())
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+fn compile_format(ctx: &Ctx, f: &FormatFile) -> Result<Format, SpecError> {
+    let kind = match f.kind.as_str() {
+        "csv" => FormatKind::Csv,
+        "ndjson" | "jsonl" => FormatKind::Ndjson,
+        "json_array" | "json" => FormatKind::JsonArray,
+        "parquet" => FormatKind::Parquet,
+        other => return Err(ctx.err("format.kind", format!("{other:?}: expected csv, ndjson, json_array or parquet"))),
+    };
+    let compression = match f.compression.as_deref() {
+        None | Some("auto") => Compression::Auto,
+        Some("none") => Compression::None,
+        Some("gzip") => Compression::Gzip,
+        Some(other) => return Err(ctx.err("format.compression", format!("{other:?}: expected auto, none or gzip"))),
+    };
+    if kind == FormatKind::Parquet && compression == Compression::Gzip {
+        return Err(ctx.err("format.compression", "Parquet files compress their own pages: use none or auto"));
+    }
+    let csv_only = [
+        ("separator", f.separator.is_some()),
+        ("quote", f.quote.is_some()),
+        ("encoding", f.encoding.is_some()),
+        ("header", f.header.is_some()),
+        ("columns", f.columns.is_some()),
+    ];
+    if kind != FormatKind::Csv {
+        if let Some((name, _)) = csv_only.iter().find(|(_, set)| *set) {
+            return Err(ctx.err(format!("format.{name}"), "applies to CSV files only"));
+        }
+    }
+    let separator = one_char(ctx, "format.separator", f.separator.as_deref(), ',')?;
+    let quote = one_char(ctx, "format.quote", f.quote.as_deref(), '"')?;
+    if !separator.is_ascii() || !quote.is_ascii() || separator == quote {
+        return Err(ctx.err("format.separator", "separator and quote must be distinct ASCII characters"));
+    }
+    let encoding = match f.encoding.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("utf-8") | Some("utf8") => Encoding::Utf8,
+        Some("windows-1252") | Some("cp1252") | Some("latin-1") | Some("latin1") | Some("iso-8859-1") => {
+            Encoding::Windows1252
+        }
+        Some(other) => return Err(ctx.err("format.encoding", format!("{other:?}: expected utf-8 or windows-1252"))),
+    };
+    let header = f.header.unwrap_or(true);
+    let columns = f.columns.clone().unwrap_or_default();
+    if !header && columns.is_empty() && kind == FormatKind::Csv {
+        return Err(ctx.err("format.columns", "a CSV without a header row needs its column names"));
+    }
+    let decimal = one_char(ctx, "format.decimal", f.decimal.as_deref(), '.')?;
+    if decimal != '.' && decimal != ',' {
+        return Err(ctx.err("format.decimal", "expected \".\" or \",\""));
+    }
+    Ok(Format {
+        kind,
+        compression,
+        separator: separator as u8,
+        quote: quote as u8,
+        encoding,
+        header,
+        columns,
+        decimal,
+        time_zone: parse_tz(ctx, "format.time_zone", f.time_zone.as_deref().unwrap_or("UTC"))?,
+        phone_region: parse_region(ctx, "format.phone_region", f.phone_region.as_deref().unwrap_or("FR"))?,
+    })
+}
+
+fn compile_field(ctx: &Ctx, at: &str, canon: Canon, f: &FieldFile, format: &Format) -> Result<FieldPlan, SpecError> {
+    let mut sources = Vec::new();
+    match (&f.source, &f.sources, &f.constant) {
+        (Some(s), None, None) => sources.push(parse_source(ctx, &format!("{at}.source"), format.kind, s)?),
+        (None, Some(list), None) if !list.is_empty() => {
+            for s in list {
+                sources.push(parse_source(ctx, &format!("{at}.sources"), format.kind, s)?);
+            }
+        }
+        (None, None, Some(_)) => {}
+        (None, None, None) => return Err(ctx.err(at, "missing required mapping: source, sources or constant")),
+        _ => return Err(ctx.err(at, "set exactly one of source, sources (non-empty) or constant")),
+    }
+    let kind = canon.kind();
+    let compute = match f.compute.as_deref() {
+        None => None,
+        Some("multiply") => {
+            if kind != Kind::Amount || sources.len() != 2 {
+                return Err(ctx.err(format!("{at}.compute"), "multiply needs an amount field and two sources (amount, quantity)"));
+            }
+            Some(Compute::Multiply)
+        }
+        Some(other) => return Err(ctx.err(format!("{at}.compute"), format!("unknown computation {other:?} (multiply)"))),
+    };
+    if sources.len() > 1 && compute.is_none() && f.join.is_none() {
+        return Err(ctx.err(at, "several sources need `join` (a separator) or `compute`"));
+    }
+    let time = match (&f.format, kind) {
+        (Some(t), Kind::Timestamp) => Some(parse_time_format(t).map_err(|e| ctx.err(format!("{at}.format"), e))?),
+        (None, Kind::Timestamp) if f.constant.is_none() => {
+            return Err(ctx.err(format!("{at}.format"), "missing required time format (strftime, rfc3339, epoch_ms, ...)"))
+        }
+        (None, _) => None,
+        (Some(_), _) => return Err(ctx.err(format!("{at}.format"), "only timestamp fields take a format")),
+    };
+    if f.time_zone.is_some() && kind != Kind::Timestamp {
+        return Err(ctx.err(format!("{at}.time_zone"), "only timestamp fields take a time zone"));
+    }
+    if f.phone_region.is_some() && kind != Kind::Phone {
+        return Err(ctx.err(format!("{at}.phone_region"), "only the phone field takes a region"));
+    }
+    if f.decimal.is_some() && kind != Kind::Amount {
+        return Err(ctx.err(format!("{at}.decimal"), "only amount fields take a decimal separator"));
+    }
+    let decimal = one_char(ctx, &format!("{at}.decimal"), f.decimal.as_deref(), format.decimal)?;
+    let default_unmapped = Unmapped::Reject;
+    let plan = FieldPlan {
+        canon,
+        sources,
+        join: f.join.clone().unwrap_or_default(),
+        compute,
+        constant: f.constant.clone(),
+        default: f.default.clone(),
+        transforms: parse_transforms(ctx, &format!("{at}.transforms"), &f.transforms)?,
+        map: f.map.as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        unmapped: parse_unmapped(ctx, &format!("{at}.unmapped"), f.unmapped.as_deref(), default_unmapped)?,
+        time,
+        time_zone: match &f.time_zone {
+            Some(tz) => parse_tz(ctx, &format!("{at}.time_zone"), tz)?,
+            None => format.time_zone,
+        },
+        decimal,
+        phone_region: match &f.phone_region {
+            Some(r) => parse_region(ctx, &format!("{at}.phone_region"), r)?,
+            None => format.phone_region,
+        },
+        required: f.required,
+    };
+    // Constants and defaults must themselves be valid values of the field.
+    for (what, value) in [("constant", &f.constant), ("default", &f.default)] {
+        if let Some(v) = value {
+            crate::values::check_literal(&plan, v).map_err(|e| ctx.err(format!("{at}.{what}"), e))?;
+        }
+    }
+    if let (Some(map), Kind::OptIn(_) | Kind::ConsentChannel) = (&plan.map, kind) {
+        for v in map.values() {
+            crate::values::check_literal(&plan, v).map_err(|e| ctx.err(format!("{at}.map"), e))?;
+        }
+    }
+    Ok(plan)
+}
+
+/// Glob match: `*` any run of characters except `/`, `**` any run including `/` (and
+/// `**/` also matches nothing), `?` one character. Case-insensitive.
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.first() {
+        None => text.is_empty(),
+        Some(b'*') if pattern.get(1) == Some(&b'*') => {
+            let rest = &pattern[2..];
+            if let Some(after_slash) = rest.strip_prefix(b"/") {
+                if glob_match(after_slash, text) {
+                    return true;
+                }
+            }
+            (0..=text.len()).any(|i| glob_match(rest, &text[i..]))
+        }
+        Some(b'*') => {
+            let rest = &pattern[1..];
+            let mut i = 0;
+            loop {
+                if glob_match(rest, &text[i..]) {
+                    return true;
+                }
+                if i == text.len() || text[i] == b'/' {
+                    return false;
+                }
+                i += 1;
+            }
+        }
+        Some(b'?') => !text.is_empty() && text[0] != b'/' && glob_match(&pattern[1..], &text[1..]),
+        Some(p) => !text.is_empty() && text[0].eq_ignore_ascii_case(p) && glob_match(&pattern[1..], &text[1..]),
+    }
+}
+
+/// The specs the function knows, by channel.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    pub specs: Vec<Spec>,
+}
+
+/// The spec files under `channels/`, embedded at build time: `(path, content)`.
+pub const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/channel_specs.rs"));
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    #[error("no spec of channel {channel} accepts {key:?} (patterns: {patterns})")]
+    NoSpec { channel: String, key: String, patterns: String },
+}
+
+impl Catalog {
+    /// Parses every spec; all errors are returned, not just the first.
+    pub fn from_files(files: &[(&str, &str)]) -> Result<Catalog, Vec<SpecError>> {
+        let mut specs = Vec::new();
+        let mut errors = Vec::new();
+        for (path, text) in files {
+            match Spec::parse(path, text) {
+                Ok(spec) => {
+                    let dir_channel = path.rsplit('/').nth(1).unwrap_or_default();
+                    if !dir_channel.is_empty() && dir_channel != spec.channel && dir_channel != "channels" {
+                        errors.push(SpecError {
+                            file: path.to_string(),
+                            field: "channel".into(),
+                            message: format!("{:?} but the file is in channels/{dir_channel}/", spec.channel),
+                        });
+                    } else if specs.iter().any(|s: &Spec| s.channel == spec.channel && s.name == spec.name) {
+                        errors.push(SpecError {
+                            file: path.to_string(),
+                            field: "name".into(),
+                            message: format!("another spec of channel {} is named {:?}", spec.channel, spec.name),
+                        });
+                    } else {
+                        specs.push(spec)
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Catalog { specs })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The specs compiled into this binary.
+    pub fn embedded() -> Result<Catalog, Vec<SpecError>> {
+        Catalog::from_files(EMBEDDED)
+    }
+
+    pub fn channels(&self) -> Vec<&str> {
+        let mut c: Vec<&str> = self.specs.iter().map(|s| s.channel.as_str()).collect();
+        c.sort();
+        c.dedup();
+        c
+    }
+
+    /// The spec for a landing key of `channel`: a spec whose specific pattern matches wins
+    /// over one that matches only through `**`; ties go to the first file by name.
+    pub fn select(&self, channel: &str, key: &str) -> Result<&Spec, SelectError> {
+        let mut fallback = None;
+        for spec in self.specs.iter().filter(|s| s.channel == channel) {
+            match spec.matches(key) {
+                Some(true) => return Ok(spec),
+                Some(false) if fallback.is_none() => fallback = Some(spec),
+                _ => {}
+            }
+        }
+        fallback.ok_or_else(|| SelectError::NoSpec {
+            channel: channel.to_string(),
+            key: key.to_string(),
+            patterns: self
+                .specs
+                .iter()
+                .filter(|s| s.channel == channel)
+                .map(|s| format!("{}: {}", s.name, s.keys.join(" ")))
+                .collect::<Vec<_>>()
+                .join("; "),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_specs_are_valid_and_cover_every_channel() {
+        let catalog = Catalog::embedded().unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(catalog.channels().len(), CHANNELS.len());
+        for c in CHANNELS {
+            assert!(catalog.specs.iter().any(|s| s.channel == *c), "{c} has a spec");
+        }
+    }
+
+    #[test]
+    fn selection_prefers_specific_patterns() {
+        let catalog = Catalog::embedded().unwrap();
+        assert_eq!(catalog.select("ecommerce", "ecommerce/2026/checkouts-11.csv").unwrap().name, "checkouts");
+        assert_eq!(catalog.select("ecommerce", "ecommerce/Abandoned_Carts.csv").unwrap().name, "checkouts");
+        assert_eq!(catalog.select("ecommerce", "ecommerce/orders_export.csv").unwrap().name, "orders");
+        assert_eq!(catalog.select("pos", "pos/2026-11-01/caisse.csv").unwrap().name, "receipts");
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match(b"**", b"a/b/c.csv"));
+        assert!(glob_match(b"*.csv", b"x.CSV"));
+        assert!(!glob_match(b"*.csv", b"d/x.csv"));
+        assert!(glob_match(b"**/*.csv", b"x.csv"));
+        assert!(glob_match(b"**/*.csv", b"d/e/x.csv"));
+        assert!(glob_match(b"*cart*", b"abandoned_carts.csv"));
+        assert!(!glob_match(b"?", b""));
+    }
+
+    fn base(fields: &str) -> String {
+        format!(
+            "channel = \"pos\"\nname = \"t\"\n[format]\nkind = \"csv\"\n[event_type]\nconstant = \"x\"\n[fields]\noccurred_at = {{ source = \"d\", format = \"%d/%m/%Y\" }}\n{fields}"
+        )
+    }
+
+    #[test]
+    fn validation_names_the_file_and_the_field() {
+        let err = Spec::parse("channels/pos/t.toml", &base("shoe_size = { source = \"s\" }")).unwrap_err();
+        assert_eq!(err.file, "channels/pos/t.toml");
+        assert_eq!(err.field, "fields.shoe_size");
+        assert!(err.message.contains("unknown canonical field"), "{err}");
+
+        let err = Spec::parse("f.toml", &base("").replace("%d/%m/%Y", "%d/%q/%Y")).unwrap_err();
+        assert_eq!(err.field, "fields.occurred_at.format", "{err}");
+
+        let err = Spec::parse("f.toml", &base("").replace("occurred_at = { source = \"d\", format = \"%d/%m/%Y\" }", "order_id = { source = \"d\" }")).unwrap_err();
+        assert!(err.to_string().contains("missing required mapping"), "{err}");
+
+        let err = Spec::parse("f.toml", &base("sku = {}")).unwrap_err();
+        assert_eq!(err.field, "fields.sku");
+
+        let err = Spec::parse("f.toml", &base("phone = { source = \"p\", phone_region = \"ZZ\" }")).unwrap_err();
+        assert_eq!(err.field, "fields.phone.phone_region");
+
+        let err = Spec::parse("f.toml", &base("").replace("kind = \"csv\"", "kind = \"csv\"\ntime_zone = \"Europe/Pariss\"")).unwrap_err();
+        assert_eq!(err.field, "format.time_zone");
+
+        let err = Spec::parse("f.toml", &base("email_opt_in = { source = \"m\", map = { Oui = \"peut-être\" } }")).unwrap_err();
+        assert_eq!(err.field, "fields.email_opt_in.map", "{err}");
+
+        let err = Spec::parse("f.toml", "channel = \"pos\"\nnme = 1").unwrap_err();
+        assert!(err.field.starts_with("line "), "{err}");
+    }
+
+    #[test]
+    fn time_formats_need_a_date() {
+        assert!(parse_time_format("%H:%M").is_err());
+        assert!(matches!(parse_time_format("%d/%m/%Y %H:%M"), Ok(TimeFormat::Pattern { offset: false, .. })));
+        assert!(matches!(parse_time_format("%Y-%m-%d %H:%M:%S %z"), Ok(TimeFormat::Pattern { offset: true, .. })));
+    }
+
+    #[test]
+    fn json_paths() {
+        assert_eq!(
+            parse_path("event_params[key=email].value.string_value").unwrap(),
+            vec![
+                PathStep::Member("event_params".into()),
+                PathStep::Find { key: "key".into(), value: "email".into() },
+                PathStep::Member("value".into()),
+                PathStep::Member("string_value".into()),
+            ]
+        );
+        assert_eq!(parse_path("items[0].sku").unwrap()[1], PathStep::Index(0));
+        assert!(parse_path("items[x").is_err());
+        assert!(parse_path("a..b").is_err());
+    }
+}

@@ -1,0 +1,408 @@
+//! Every channel spec against small, dirty, hand-written exports: no AWS, the real
+//! embedded specs, the real readers.
+
+use std::io::Write;
+
+use ariane_ingest::engine::{self, Counts, RowSink, SinkError};
+use ariane_ingest::map::FileContext;
+use ariane_ingest::source::FileError;
+use ariane_ingest::spec::{Catalog, Spec};
+use ariane_shared::identifiers::{Identifier, IdentifierKind};
+use ariane_shared::model::{CanonicalEvent, ConsentChannel, Observation, RejectedRow};
+
+#[derive(Default)]
+struct Collect {
+    events: Vec<CanonicalEvent>,
+    rejected: Vec<RejectedRow>,
+    observations: Vec<Observation>,
+}
+
+impl RowSink for Collect {
+    fn event(&mut self, e: CanonicalEvent) -> Result<(), SinkError> {
+        self.events.push(e);
+        Ok(())
+    }
+    fn rejected(&mut self, r: RejectedRow) -> Result<(), SinkError> {
+        self.rejected.push(r);
+        Ok(())
+    }
+    fn observation(&mut self, o: Observation) -> Result<(), SinkError> {
+        self.observations.push(o);
+        Ok(())
+    }
+}
+
+fn spec(channel: &str, key: &str) -> Spec {
+    let catalog = Catalog::embedded().expect("valid specs");
+    catalog.select(channel, key).expect("a spec").clone()
+}
+
+fn run_bytes(channel: &str, key: &str, body: Vec<u8>) -> (Result<Counts, FileError>, Collect) {
+    let spec = spec(channel, key);
+    let mut sink = Collect::default();
+    let file = FileContext { source_key: key.into(), fingerprint: "fp".into() };
+    let counts = engine::parse(Box::new(std::io::Cursor::new(body)), &spec, file, &mut sink);
+    if let Ok(c) = &counts {
+        assert_eq!(c.rows_read, c.events + c.rejected, "rows read = events + rejected");
+        assert_eq!(c.events as usize, sink.events.len());
+        assert_eq!(c.rejected as usize, sink.rejected.len());
+    }
+    (counts, sink)
+}
+
+fn run(channel: &str, key: &str, body: &str) -> (Result<Counts, FileError>, Collect) {
+    run_bytes(channel, key, body.as_bytes().to_vec())
+}
+
+fn cp1252(text: &str) -> Vec<u8> {
+    let (bytes, _, unmappable) = encoding_rs::WINDOWS_1252.encode(text);
+    assert!(!unmappable);
+    bytes.into_owned()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+const POS_HEADER: &str = "Magasin;Date;Caisse;Ticket;Ligne;Type;Carte fidélité;Email;Téléphone;Code article;Libellé;Rayon;Quantité;Prix unitaire;Montant ligne;Total ticket\r\n";
+
+fn pos_sample() -> String {
+    format!(
+        "{POS_HEADER}\
+         M012;29/03/2026 01:45;C2;T1001;1;VENTE;fid 0042 17; Marie.Dupont@Gmail.com ;06 12 34 56 78;SKU-1;Crème hydratante;Beauté;2;12,50;25,00;37,40\r\n\
+         M012;;;T1001;2;;;;;SKU-2;Pull col roulé;Vêtements;1;12,40;12,40;\r\n\
+         \r\n\
+         M012;29/03/2026 02:30;C2;T1002;1;PASSAGE;FID004217;;;;;;;;;\r\n\
+         M012;25/10/2026 02:30;C1;T1003;1;RETOUR;;;;SKU-1;Crème hydratante;Beauté;-1;12,50;-12,50;-12,50\r\n\
+         M012;25/10/2026 10:00;C1;T1004;1;VENTE;;;;SKU-3;Écharpe;Accessoires;1;12,5O;12,50;12,50\r\n\
+         M012;25/10/2026 10:05;C1;T1005;1;ECHANGE;;;;SKU-3;Écharpe;Accessoires;1;9,90;9,90;9,90\r\n\
+         M012;25/10/2026 10:05;C1;T1006;1;VENTE;;;\r\n"
+    )
+}
+
+#[test]
+fn pos_windows_1252_decimal_comma_fill_down_and_dst() {
+    let (counts, sink) = run_bytes("pos", "pos/2026-10-25/M012.csv", cp1252(&pos_sample()));
+    let counts = counts.unwrap();
+    assert_eq!((counts.rows_read, counts.events, counts.rejected), (7, 4, 3));
+    let [first, second, visit, ret] = &sink.events[..] else { panic!("{:?}", sink.events) };
+    // Windows-1252 bytes decoded without mojibake.
+    assert_eq!(first.product_name.as_deref(), Some("Crème hydratante"));
+    assert_eq!(first.category.as_deref(), Some("Beauté"));
+    // Decimal comma, exact cents.
+    assert_eq!((first.unit_price_minor, first.line_total_minor, first.order_total_minor), (Some(1250), Some(2500), Some(3740)));
+    // Fill-down: the second line takes the receipt's date, card, email and total.
+    assert_eq!(second.occurred_at, first.occurred_at);
+    assert_eq!(second.anchor_id, first.anchor_id);
+    assert_eq!(second.order_total_minor, Some(3740));
+    assert_eq!(second.event_type, "store_purchase");
+    assert_eq!(second.order_id.as_deref(), Some("M012-T1001"));
+    // 01:45 Paris winter time = 00:45 UTC; 02:30 on the spring-forward night does not
+    // exist and is read with the winter offset; 02:30 on the fall-back night is the first.
+    assert_eq!(first.occurred_at.to_rfc3339(), "2026-03-29T00:45:00+00:00");
+    assert_eq!(visit.event_type, "store_visit");
+    assert_eq!(visit.occurred_at.to_rfc3339(), "2026-03-29T01:30:00+00:00");
+    assert_eq!(visit.sku, None);
+    assert_eq!(ret.event_type, "return");
+    assert_eq!(ret.occurred_at.to_rfc3339(), "2026-10-25T00:30:00+00:00");
+    assert_eq!(ret.line_total_minor, Some(-1250));
+    // Identifiers: card normalised, email lowercased, phone to E.164; one observation for
+    // the two lines of the receipt, one for the visit.
+    let o = &sink.observations[0];
+    assert!(o.identifiers.contains(&Identifier::new(IdentifierKind::LoyaltyCard, "FID004217")));
+    assert!(o.identifiers.contains(&Identifier::new(IdentifierKind::Email, "marie.dupont@gmail.com")));
+    assert!(o.identifiers.contains(&Identifier::new(IdentifierKind::Phone, "+33612345678")));
+    assert_eq!(sink.observations.len(), 2);
+    assert_eq!(visit.anchor_id, Some(Identifier::new(IdentifierKind::LoyaltyCard, "FID004217").hash()));
+    // Rejects keep physical line numbers (blank line counted), reason and raw row.
+    let lines: Vec<u64> = sink.rejected.iter().map(|r| r.line).collect();
+    assert_eq!(lines, vec![7, 8, 9]);
+    assert!(sink.rejected[0].reason.contains("12,5O"), "{}", sink.rejected[0].reason);
+    assert!(sink.rejected[0].raw.contains("Écharpe"), "raw row decoded: {}", sink.rejected[0].raw);
+    assert!(sink.rejected[1].reason.contains("ECHANGE"), "{}", sink.rejected[1].reason);
+    assert!(sink.rejected[2].reason.contains("expected 16 fields"), "{}", sink.rejected[2].reason);
+    // Lake rows carry hashes only.
+    assert_eq!(first.email_sha256.as_deref().map(str::len), Some(64));
+}
+
+#[test]
+fn pos_utf8_with_bom_reads_the_same() {
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend(pos_sample().as_bytes());
+    let (counts, sink) = run_bytes("pos", "pos/x.csv", bytes);
+    let (cp_counts, cp_sink) = run_bytes("pos", "pos/x.csv", cp1252(&pos_sample()));
+    assert_eq!(counts.unwrap(), cp_counts.unwrap());
+    assert_eq!(sink.events, cp_sink.events);
+    assert_eq!(sink.events[0].product_name.as_deref(), Some("Crème hydratante"));
+}
+
+#[test]
+fn gzip_is_detected_and_truncation_is_a_file_error() {
+    let body = gzip(&cp1252(&pos_sample()));
+    let (counts, sink) = run_bytes("pos", "pos/x.csv.gz", body.clone());
+    assert_eq!(counts.unwrap().events, 4);
+    assert_eq!(sink.events[0].product_name.as_deref(), Some("Crème hydratante"));
+    let truncated = body[..body.len() - 12].to_vec();
+    let err = run_bytes("pos", "pos/x.csv.gz", truncated).0.unwrap_err();
+    assert!(matches!(err, FileError::Corrupt { .. }), "{err}");
+    assert!(!err.retryable());
+}
+
+#[test]
+fn missing_required_column_is_a_file_error_naming_it() {
+    let body = POS_HEADER.replace("Ticket;", "").replace("Montant ligne;", "");
+    let err = run_bytes("pos", "pos/x.csv", cp1252(&body)).0.unwrap_err();
+    match &err {
+        FileError::MissingColumns { missing, .. } => {
+            let mut missing = missing.clone();
+            missing.sort();
+            assert_eq!(missing, vec!["Montant ligne".to_string(), "Ticket".to_string()]);
+        }
+        other => panic!("{other}"),
+    }
+    assert!(!err.retryable());
+    assert!(matches!(run("pos", "pos/x.csv", "").0, Err(FileError::Empty)));
+    assert!(matches!(run("pos", "pos/x.csv", "\r\n\r\n").0, Err(FileError::Empty)));
+}
+
+const ORDERS_HEADER: &str = "Name,Email,Phone,Customer ID,Created at,Currency,Subtotal,Shipping,Total,Lineitem quantity,Lineitem name,Lineitem price,Lineitem sku,Lineitem category,Billing Name,Billing Zip,Billing City,Accepts Marketing\n";
+
+#[test]
+fn ecommerce_orders_fill_down_and_consent() {
+    let csv = format!(
+        "{ORDERS_HEADER}#1001, Marie.Dupont@Gmail.com ,06 12 34 56 78,42,2026-03-29 09:15:00 +0200,EUR,37.40,4.90,42.30,1,\"Pull col roulé, laine\",24.90,SKU-VET-1,vetements,Marie Dupont,75011,Paris,yes\n\
+         #1001,,,,,,,,,1,Bonnet,12.50,SKU-ACC-2,accessoires,,,,\n"
+    );
+    let (counts, sink) = run("ecommerce", "ecommerce/orders_export.csv", &csv);
+    let counts = counts.unwrap();
+    assert_eq!((counts.rows_read, counts.events, counts.rejected, counts.observations), (2, 2, 0, 1));
+    let e = &sink.events[1];
+    assert_eq!(e.occurred_at.to_rfc3339(), "2026-03-29T07:15:00+00:00");
+    assert_eq!(e.anchor_id, sink.events[0].anchor_id);
+    assert_eq!(e.order_total_minor, Some(4230));
+    assert_eq!(sink.events[0].product_name.as_deref(), Some("Pull col roulé, laine"));
+    assert_eq!((e.unit_price_minor, e.line_total_minor), (Some(1250), Some(1250)));
+    let o = &sink.observations[0];
+    assert_eq!(o.identifiers.len(), 3);
+    assert!(o.identifiers.contains(&Identifier::new(IdentifierKind::CustomerId, "42")));
+    assert!(o.identifiers.contains(&Identifier::new(IdentifierKind::Phone, "+33612345678")));
+    assert_eq!(o.traits.first_name.as_deref(), Some("Marie"));
+    assert_eq!(o.traits.last_name.as_deref(), Some("Dupont"));
+    assert_eq!(o.email_opt_in(), Some(true));
+    assert_ne!(sink.events[0].event_id, sink.events[1].event_id);
+    // Same input, same ids.
+    let (_, again) = run("ecommerce", "ecommerce/orders_export.csv", &csv);
+    assert_eq!(again.events, sink.events);
+}
+
+#[test]
+fn ecommerce_malformed_rows_are_rejected_with_line_and_reason() {
+    let csv = format!(
+        "{ORDERS_HEADER}#1,a@b.fr,,,2026-01-10 10:00:00 +0100,EUR,10.00,0.00,10.00,deux,X,10.00,S1,c,A B,75001,Paris,no\n\
+         \n\
+         #1,,,,,,,,,1,Y,N/A,S2,c,,,,\n\
+         #2,,,,,,,,,1,Y,1.00,S2,c,,,,\n\
+         #3,c@d.fr,,,31/01/2026,EUR,1.00,0.00,1.00,1,Z,1.00,S3,c,,,,\n\
+         #4,e@f.fr,,,2026-01-10 10:00:00 +0100,EUR\n\
+         #5,e@f.fr,,,2026-01-10 10:00:00 +0100,EUR,1.00,0.00,1.00,1,Z,1.00,S3,c,,,,\n\
+         #6,not-an-email,,,2026-01-10 10:00:00 +0100,EUR,1.00,0.00,1.00,1,Z,1.00,S3,c,,,,\n"
+    );
+    let (counts, sink) = run("ecommerce", "ecommerce/orders.csv", &csv);
+    let counts = counts.unwrap();
+    assert_eq!(counts.rows_read, 7);
+    let lines: Vec<u64> = sink.rejected.iter().map(|r| r.line).collect();
+    assert_eq!(lines, vec![2, 4, 5, 6, 7, 9]);
+    let reasons: Vec<&str> = sink.rejected.iter().map(|r| r.reason.as_str()).collect();
+    assert!(reasons[0].contains("quantity") && reasons[0].contains("deux"), "{reasons:?}");
+    assert!(reasons[1].contains("price"), "{reasons:?}");
+    assert!(reasons[2].contains("blank"), "{reasons:?}");
+    assert!(reasons[3].contains("31/01/2026"), "{reasons:?}");
+    assert!(reasons[4].contains("expected 18 fields"), "{reasons:?}");
+    assert!(reasons[5].contains("not-an-email"), "the email is required on orders: {reasons:?}");
+    assert_eq!(sink.events[0].order_id.as_deref(), Some("#5"));
+    assert!(sink.rejected[0].raw.starts_with("#1,a@b.fr"));
+}
+
+#[test]
+fn ecommerce_checkouts_are_their_own_spec() {
+    let csv = "Checkout ID,Created at,Event,Customer ID,Email,Phone,Product SKU,Product name,Quantity,Price,Currency\n\
+               ck1,2026-11-02T09:30:00Z,cart_add,42,marie@x.fr,,SKU-1,Pull,1,24.90,EUR\n\
+               ck1,2026-11-02T09:31:00Z,checkout_started,42,marie@x.fr,,,,,,EUR\n\
+               ck2,2026-11-02T09:31:00Z,cart_add,,,,,,,,\n";
+    let (counts, sink) = run("ecommerce", "ecommerce/checkouts-2026-11-02.csv", csv);
+    let counts = counts.unwrap();
+    assert_eq!((counts.events, counts.rejected), (2, 1));
+    assert_eq!(sink.events[0].event_type, "cart_add");
+    assert_eq!(sink.events[1].event_type, "checkout_started");
+    assert!(sink.rejected[0].reason.contains("sku"), "{}", sink.rejected[0].reason);
+}
+
+#[test]
+fn line_numbers_count_blank_lines_and_crlf() {
+    let csv = format!("{ORDERS_HEADER}\r\n\r\n#1,a@b.fr,,,2026-01-10 10:00:00 +0100,EUR,1.00,0.00,1.00,x,Z,1.00,S3,c,,,,\r\n\n#2,a@b.fr,,,2026-01-10 10:00:00 +0100,EUR,1.00,0.00,1.00,y,Z,1.00,S3,c,,,,\r\n").replace("Marketing\n", "Marketing\r\n");
+    let (counts, sink) = run("ecommerce", "ecommerce/o.csv", &csv);
+    assert_eq!(counts.unwrap().rejected, 2);
+    assert_eq!(sink.rejected.iter().map(|r| r.line).collect::<Vec<_>>(), vec![4, 6]);
+}
+
+#[test]
+fn web_ndjson_with_nested_params_and_epoch_micros() {
+    let body = r#"{"event_timestamp":"1763900000123456","event_name":"page_view","user_pseudo_id":"123.456","event_params":[{"key":"page_location","value":{"string_value":"https://shop.example/fr/pulls"}},{"key":"ga_session_id","value":{"int_value":77}}]}
+
+{"event_timestamp":1763900001000,"event_name":"sign_up","user_pseudo_id":"123.456","user_id":"42","event_params":[{"key":"email","value":{"string_value":" Marie@X.fr "}}]}
+{"event_timestamp":"1763900002000000","event_name":"view_item","user_pseudo_id":"123.456","items":[{"item_id":"SKU-1","item_name":"Pull","price":24.9,"quantity":1}]}
+{"event_timestamp":"1763900003000000","event_name":"scroll","user_pseudo_id":"123.456"}
+{"event_timestamp": "broken", "event_name":
+{"event_timestamp":"1763900004000000","event_name":"page_view"}
+[1,2]
+"#;
+    let (counts, sink) = run("web", "web/2026/11/23/events.ndjson", body);
+    let counts = counts.unwrap();
+    assert_eq!((counts.rows_read, counts.events, counts.rejected), (7, 5, 2));
+    let types: Vec<&str> = sink.events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, vec!["page_view", "sign_up", "product_view", "scroll", "page_view"]);
+    assert_eq!(sink.events[0].page_url.as_deref(), Some("https://shop.example/fr/pulls"));
+    assert_eq!(sink.events[0].occurred_at.timestamp_micros(), 1763900000123456);
+    assert_eq!(sink.events[1].occurred_at.timestamp_millis(), 1763900001000);
+    assert_eq!(sink.events[2].unit_price_minor, Some(2490));
+    assert_eq!(sink.events[4].anchor_id, None, "no identifier on that row");
+    let signup = sink.observations.iter().find(|o| o.identifiers.len() == 3).expect("identify event");
+    assert!(signup.identifiers.contains(&Identifier::new(IdentifierKind::Email, "marie@x.fr")));
+    assert!(signup.identifiers.contains(&Identifier::new(IdentifierKind::CookieId, "123.456")));
+    assert_eq!(sink.rejected.iter().map(|r| r.line).collect::<Vec<_>>(), vec![6, 8]);
+    assert!(sink.rejected[0].reason.contains("invalid JSON"));
+    assert!(sink.rejected[1].reason.contains("not a JSON object"));
+}
+
+#[test]
+fn app_json_array_is_streamed_and_truncation_is_caught() {
+    let body = r#"[
+  {"event_id": "a1", "event": "app_open", "timestamp_ms": 1763900000000, "device": {"id": "dev-1", "push_token": "tok-1", "platform": "ios"}},
+  {"event_id": "a2", "event": "push_opt_out", "timestamp_ms": 1763900001000, "device": {"id": "dev-1", "push_token": "tok-1"}, "user_id": "42"},
+  {"event_id": "a3", "event": "purchase", "timestamp_ms": 1763900002000, "device": {"id": "dev-1"}, "user_id": "42",
+   "properties": {"order_id": "A-77", "revenue": 59.9, "currency": "EUR", "note": "a \"quoted\" ] bracket"}},
+  {"event_id": "a4", "event": "purchase", "timestamp_ms": 1763900003000, "device": {"id": "dev-2"}},
+  "not an object"
+]
+"#;
+    let (counts, sink) = run("app", "app/events-2026-11-23.json", body);
+    let counts = counts.unwrap();
+    assert_eq!((counts.rows_read, counts.events, counts.rejected), (5, 3, 2));
+    assert_eq!(sink.events[2].event_type, "in_app_purchase");
+    assert_eq!(sink.events[2].order_total_minor, Some(5990));
+    assert_eq!(sink.rejected.iter().map(|r| r.line).collect::<Vec<_>>(), vec![6, 7]);
+    let opt_out = &sink.observations[1];
+    assert_eq!(opt_out.consents.len(), 1);
+    assert_eq!((opt_out.consents[0].channel, opt_out.consents[0].granted), (ConsentChannel::Push, false));
+    assert!(opt_out.identifiers.contains(&Identifier::new(IdentifierKind::PushToken, "tok-1")));
+
+    let truncated = &body[..body.find("\"a3\"").unwrap()];
+    let err = run("app", "app/x.json", truncated).0.unwrap_err();
+    assert!(matches!(err, FileError::Corrupt { line: 4, .. }), "{err}");
+    let err = run("app", "app/x.json", "{\"event\": 1}").0.unwrap_err();
+    assert!(err.to_string().contains("JSON array"), "{err}");
+}
+
+#[test]
+fn email_activity_and_unsubscribe_consent() {
+    let csv = "Email,Campaign ID,Campaign Name,Event,Event Date,Link URL\n\
+               marie@x.fr,C-11,Soldes,sent,2026-11-02 09:00:00,\n\
+               MARIE@X.FR ,C-11,Soldes,Clicked,2026-11-02 09:30:00,https://shop.example/soldes\n\
+               marie@x.fr,C-11,Soldes,unsubscribed,2026-11-02 09:31:00,\n\
+               ,C-11,Soldes,opened,2026-11-02 09:00:00,\n\
+               not-an-email,C-11,Soldes,opened,2026-11-02 09:00:00,\n";
+    let (counts, sink) = run("email", "email/activity.csv", csv);
+    let counts = counts.unwrap();
+    assert_eq!((counts.events, counts.rejected), (3, 2));
+    assert_eq!(sink.events[1].event_type, "email_click");
+    assert_eq!(sink.events[1].campaign_id.as_deref(), Some("C-11"));
+    assert_eq!(sink.events[0].anchor_id, sink.events[1].anchor_id, "same person however the email is written");
+    let unsub = sink.observations.iter().find(|o| !o.consents.is_empty()).unwrap();
+    assert_eq!(unsub.email_opt_in(), Some(false));
+}
+
+#[test]
+fn sms_report_stop_is_an_opt_out() {
+    let csv = "ID message;Campagne;Numéro;Statut;Date;Lien\n\
+               m1;BF26;33612345678;ENVOYE;27/11/2026 10:00:00;\n\
+               m1;BF26;+33 6 12 34 56 78;delivre;27/11/2026 10:00:05;\n\
+               m2;BF26;0612345678;STOP;27/11/2026 11:00:00;\n\
+               m3;BF26;12;ENVOYE;27/11/2026 10:00:00;\n";
+    let (counts, sink) = run("sms", "sms/report.csv", csv);
+    let counts = counts.unwrap();
+    assert_eq!((counts.events, counts.rejected), (3, 1));
+    assert!(sink.rejected[0].reason.contains("not a valid phone number"), "{}", sink.rejected[0].reason);
+    assert!(sink.events.iter().all(|e| e.anchor_id == sink.events[0].anchor_id));
+    assert_eq!(sink.events[2].event_type, "sms_stop");
+    let stop = sink.observations.iter().find(|o| !o.consents.is_empty()).unwrap();
+    assert_eq!((stop.consents[0].channel, stop.consents[0].granted), (ConsentChannel::Sms, false));
+    assert_eq!(stop.consents[0].at.to_rfc3339(), "2026-11-27T10:00:00+00:00");
+}
+
+#[test]
+fn crm_contacts_with_bom_and_dated_consents() {
+    let csv = "\u{feff}ID contact;Type;Date;Civilité;Prénom;Nom;Email;Mobile;Adresse;Code postal;Ville;Pays;Canal;Consentement\n\
+               42;Création;12/01/2025 14:03;Mme;MARIE;DUPONT;marie@x.fr;06 12 34 56 78;12 rue de la Paix;75 002;PARIS;France;;\n\
+               42;Consentement;12/01/2025 14:05;;;;marie@x.fr;;;;;;SMS;Oui\n\
+               42;Consentement;03/06/2026 08:00;;;;marie@x.fr;;;;;;E-mail;Non\n\
+               42;Consentement;03/06/2026 08:00;;;;marie@x.fr;;;;;;;Non\n\
+               42;Suppression;03/06/2026 08:00;;;;;;;;;;;\n";
+    let (counts, sink) = run("crm", "crm/contacts.csv", csv);
+    let counts = counts.unwrap();
+    assert_eq!((counts.events, counts.rejected), (3, 2));
+    let created = &sink.observations[0];
+    assert_eq!(created.traits.first_name.as_deref(), Some("Marie"));
+    assert_eq!(created.traits.postal_code.as_deref(), Some("75002"));
+    assert_eq!(created.traits.city.as_deref(), Some("Paris"));
+    assert_eq!(created.traits.country.as_deref(), Some("FR"));
+    assert_eq!(created.traits.street.as_deref(), Some("12 rue de la Paix"));
+    let sms = &sink.observations[1].consents[0];
+    assert_eq!((sms.channel, sms.granted, sms.at.to_rfc3339().as_str()), (ConsentChannel::Sms, true, "2025-01-12T13:05:00+00:00"));
+    let email = &sink.observations[2].consents[0];
+    assert_eq!((email.channel, email.granted), (ConsentChannel::Email, false));
+    assert_eq!(sink.events[1].consent_channel.as_deref(), Some("sms"));
+    assert!(sink.rejected[0].reason.contains("consent_channel"), "{}", sink.rejected[0].reason);
+    assert!(sink.rejected[1].reason.contains("Suppression"), "{}", sink.rejected[1].reason);
+}
+
+#[test]
+fn parquet_exports_map_by_column_name() {
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let text = r#"
+channel = "email"
+name = "parquet-activity"
+keys = ["**/*.parquet"]
+[format]
+kind = "parquet"
+[event_type]
+source = ["event"]
+map = { open = "email_open" }
+[fields]
+occurred_at = { source = "ts", format = "epoch_ms" }
+email = { source = "email", required = true }
+campaign_id = { source = "campaign" }
+"#;
+    let spec = Spec::parse("channels/email/parquet-activity.toml", text).unwrap();
+    let batch = RecordBatch::try_from_iter(vec![
+        ("email", Arc::new(StringArray::from(vec![Some("A@B.fr"), None])) as ArrayRef),
+        ("event", Arc::new(StringArray::from(vec!["open", "open"])) as ArrayRef),
+        ("ts", Arc::new(Int64Array::from(vec![1763900000000, 1763900000000])) as ArrayRef),
+        ("campaign", Arc::new(StringArray::from(vec!["C1", "C1"])) as ArrayRef),
+    ])
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let mut sink = Collect::default();
+    let file = FileContext { source_key: "email/a.parquet".into(), fingerprint: "fp".into() };
+    let counts = engine::parse_parquet(&path, &spec, file, &mut sink).unwrap();
+    assert_eq!((counts.events, counts.rejected), (1, 1));
+    assert_eq!(sink.rejected[0].line, 2);
+    assert!(sink.rejected[0].raw.contains("\"campaign\":\"C1\""), "{}", sink.rejected[0].raw);
+    assert_eq!(sink.events[0].email_sha256.as_deref(), Some(ariane_shared::identifiers::sha256_hex("a@b.fr").as_str()));
+}
