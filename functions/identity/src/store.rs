@@ -117,7 +117,7 @@ impl DynamoStore {
         for (name, value) in trait_values(obs) {
             profile.insert(name.into(), s(value));
         }
-        if let Some(opt_in) = obs.email_opt_in {
+        if let Some(opt_in) = obs.email_opt_in() {
             profile.insert("email_opt_in".into(), AttributeValue::Bool(opt_in));
             profile.insert("email_opt_in_at".into(), s(at.clone()));
         }
@@ -181,7 +181,7 @@ impl DynamoStore {
             names.insert(format!("#{name}"), name.to_string());
             values.insert(format!(":{name}"), s(value));
         }
-        if let Some(opt_in) = obs.email_opt_in {
+        if let Some(opt_in) = obs.email_opt_in() {
             sets.push("#email_opt_in = :email_opt_in, #email_opt_in_at = :at".into());
             names.insert("#email_opt_in".into(), "email_opt_in".into());
             names.insert("#email_opt_in_at".into(), "email_opt_in_at".into());

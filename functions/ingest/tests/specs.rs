@@ -406,3 +406,19 @@ campaign_id = { source = "campaign" }
     assert!(sink.rejected[0].raw.contains("\"campaign\":\"C1\""), "{}", sink.rejected[0].raw);
     assert_eq!(sink.events[0].email_sha256.as_deref(), Some(ariane_shared::identifiers::sha256_hex("a@b.fr").as_str()));
 }
+
+#[test]
+fn the_worked_example_in_channels_readme_is_a_valid_spec() {
+    let readme = include_str!("../../../channels/README.md");
+    let example = readme.split("## Worked example").nth(1).expect("worked example section");
+    let toml = example.split("```toml").nth(1).and_then(|b| b.split("```").next()).expect("toml block");
+    let spec = Spec::parse("channels/pos/kiosk.toml", toml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.matches("pos/kiosk/2026-11-23.ndjson"), Some(true));
+    let body = r#"{"store":"M1","receipt":{"id":"R9","at":"2026-11-23T10:00:00"},"line":1,"customer":{"card":"fid 42"},"item":{"ean":"376","price":"2.50","qty":2}}"#;
+    let mut sink = Collect::default();
+    let file = FileContext { source_key: "pos/kiosk/a.ndjson".into(), fingerprint: "fp".into() };
+    let counts = engine::parse(Box::new(std::io::Cursor::new(body.as_bytes().to_vec())), &spec, file, &mut sink).unwrap();
+    assert_eq!(counts.events, 1);
+    assert_eq!(sink.events[0].occurred_at.to_rfc3339(), "2026-11-23T09:00:00+00:00");
+    assert!(sink.observations[0].identifiers.contains(&Identifier::new(IdentifierKind::LoyaltyCard, "FID42")));
+}
