@@ -1,6 +1,11 @@
 //! Every sample event in `events/` invokes its function successfully under
 //! `cargo lambda watch` (the real binaries) against the local stack of the `dev` stage,
 //! whose resource names the samples use.
+//!
+//! The landing router and the channel ingest instances all run the `ingest` binary with
+//! their own environment (`INGEST_CHANNEL`), and a watch serves a binary with one
+//! environment: one watch serves every function with `ingest` as the router (the
+//! manifest's default instance), a second one serves `ingest` as the ecommerce instance.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -10,13 +15,15 @@ use ariane_local::moto::free_port;
 use ariane_local::receiver::Receiver;
 use ariane_local::LocalStack;
 
-/// The samples, in the order a pipeline would produce them.
-const SAMPLES: &[&str] = &[
-    "ingest-s3-test-event",
-    "ingest-s3-ecommerce-export",
-    "identity-observations",
-    "segments-scheduled-run",
-    "activate-segment-entered",
+/// The samples, in the order a pipeline would produce them, with the function (logical
+/// id) each is for.
+const SAMPLES: &[(&str, &str)] = &[
+    ("ingest-s3-test-event", "LandingRouterFunction"),
+    ("landing-router-s3-ecommerce-export", "LandingRouterFunction"),
+    ("ingest-s3-ecommerce-export", "IngestEcommerceFunction"),
+    ("identity-observations", "IdentityFunction"),
+    ("segments-scheduled-run", "SegmentsFunction"),
+    ("activate-segment-entered", "ActivateFunction"),
 ];
 
 /// Stops `cargo lambda watch`: SIGTERM lets it terminate the function instances it
@@ -37,8 +44,40 @@ impl Drop for Watch {
     }
 }
 
-async fn invoke(root: &Path, port: u16, sample: &str) -> anyhow::Result<serde_json::Value> {
-    let binary = sample.split('-').next().unwrap_or_default();
+impl Watch {
+    /// Starts `cargo lambda watch` on a free port with `env_file`, and waits until it listens.
+    async fn start(root: &Path, env_file: &str) -> anyhow::Result<(Self, u16)> {
+        let port = free_port()?;
+        let env_path = root.join(".local").join(format!("cargo-lambda-{port}.env"));
+        std::fs::write(&env_path, env_file)?;
+        let log = std::fs::File::create(root.join(".local").join(format!("cargo-lambda-{port}.log")))?;
+        // cargo-lambda builds with its own flags: a target directory of its own (beside this
+        // test's, i.e. <target>/cargo-lambda) keeps both builds cached instead of rebuilding
+        // each other's artifacts.
+        let exe = std::env::current_exe()?;
+        let target_dir = exe.ancestors().nth(3).context("test binary is in <target>/debug/deps")?.join("cargo-lambda");
+        let child = std::process::Command::new(root.join(".venv/bin/cargo-lambda"))
+            .args(["lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", &port.to_string(), "--env-file"])
+            .arg(&env_path)
+            .current_dir(root)
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("start cargo lambda watch")?;
+        let watch = Watch(child);
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if started.elapsed() > Duration::from_secs(120) {
+                bail!("cargo lambda watch did not listen on {port}; see .local/cargo-lambda-{port}.log");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok((watch, port))
+    }
+}
+
+async fn invoke(root: &Path, port: u16, sample: &str, binary: &str) -> anyhow::Result<serde_json::Value> {
     let out = tokio::time::timeout(
         Duration::from_secs(900),
         tokio::process::Command::new(root.join(".venv/bin/cargo-lambda"))
@@ -66,7 +105,7 @@ async fn every_sample_event_invokes_under_cargo_lambda() -> anyhow::Result<()> {
         .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
         .collect();
     on_disk.sort();
-    let mut listed: Vec<String> = SAMPLES.iter().map(|s| s.to_string()).collect();
+    let mut listed: Vec<String> = SAMPLES.iter().map(|(s, _)| s.to_string()).collect();
     listed.sort();
     assert_eq!(on_disk, listed, "every file in events/ is exercised here");
 
@@ -74,35 +113,20 @@ async fn every_sample_event_invokes_under_cargo_lambda() -> anyhow::Result<()> {
     let stack = LocalStack::start("dev", &[("ActivationWebhookUrl".to_string(), receiver.url.clone())]).await?;
     stack.upload("ecommerce/sample orders.csv", std::fs::read(root.join("events/fixtures/sample-orders.csv"))?).await?;
 
-    let port = free_port()?;
-    let env_file = root.join(".local").join(format!("cargo-lambda-{port}.env"));
-    std::fs::write(&env_file, stack.manifest.cargo_lambda_env_file())?;
-    let log = std::fs::File::create(root.join(".local").join(format!("cargo-lambda-{port}.log")))?;
-    // cargo-lambda builds with its own flags: a target directory of its own (beside this
-    // test's, i.e. <target>/cargo-lambda) keeps both builds cached instead of rebuilding
-    // each other's artifacts.
-    let exe = std::env::current_exe()?;
-    let target_dir = exe.ancestors().nth(3).context("test binary is in <target>/debug/deps")?.join("cargo-lambda");
-    let child = std::process::Command::new(root.join(".venv/bin/cargo-lambda"))
-        .args(["lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", &port.to_string(), "--env-file"])
-        .arg(&env_file)
-        .current_dir(&root)
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("start cargo lambda watch")?;
-    let _watch = Watch(child);
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        if started.elapsed() > Duration::from_secs(120) {
-            bail!("cargo lambda watch did not listen on {port}; see .local/cargo-lambda-{port}.log");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // One watch for every function (`ingest` as the router), one for the ecommerce instance.
+    let m = &stack.manifest;
+    assert_eq!(m.cargo_lambda_default_instance("ingest"), Some("LandingRouterFunction"));
+    let (_default_watch, default_port) = Watch::start(&root, &m.cargo_lambda_env_file(None)?).await?;
+    let (_ecommerce_watch, ecommerce_port) = Watch::start(&root, &m.cargo_lambda_env_file(Some("IngestEcommerceFunction"))?).await?;
 
-    for sample in SAMPLES {
-        let response = invoke(&root, port, sample).await?;
+    for (sample, function) in SAMPLES {
+        let binary = &m.function(function)?.binary;
+        let port = if *function == "IngestEcommerceFunction" { ecommerce_port } else { default_port };
+        let response = invoke(&root, port, sample, binary).await?;
+        if *function == "LandingRouterFunction" && sample.contains("export") {
+            // The router forwarded the notification to the ecommerce instance's queue.
+            assert_eq!(stack.queue_depth("IngestEcommerceQueue").await?, 1, "{sample}: {response}");
+        }
         if sample.starts_with("segments") {
             assert_eq!(response["segments"][0]["segment"], "reactivation", "{sample}: {response}");
         } else {

@@ -10,13 +10,13 @@ use aws_sdk_dynamodb::types::AttributeValue;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_and_unreadable_files_reach_the_dlq() -> anyhow::Result<()> {
     let h = Harness::start("poison").await?;
-    // A body that is not an S3 notification.
-    h.send_raw("IngestQueue", "this is not json").await?;
-    // A file without the required columns.
+    // A body that is not an S3 notification, in the ecommerce instance's queue.
+    h.send_raw("IngestEcommerceQueue", "this is not json").await?;
+    // A file without the required columns (the landing router forwards it to the same queue).
     h.stack.upload("ecommerce/wrong-columns.csv", b"Order;Mail\n1;a@b.fr\n".to_vec()).await?;
     let report = h.runner.drain().await?;
-    let max_receive = h.stack.manifest.queues["IngestQueue"].max_receive_count.unwrap_or(5) as u64;
-    assert_eq!(h.dlq_depth("IngestQueue").await?, 2, "{report:?}");
+    let max_receive = h.stack.manifest.queues["IngestEcommerceQueue"].max_receive_count.unwrap_or(5) as u64;
+    assert_eq!(h.dlq_depth("IngestEcommerceQueue").await?, 2, "{report:?}");
     assert!(report.failures >= 2 * max_receive, "each was retried up to maxReceiveCount: {report:?}");
 
     let ledger = h.ledger().await?;

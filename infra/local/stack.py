@@ -14,6 +14,10 @@ The local stack is the production definition, not a copy of it:
      the schedules, and the S3 bucket notifications (which moto's CloudFormation
      ignores; they are applied here with PutBucketNotificationConfiguration).
 
+Several functions may share one binary (every ingest instance and the landing
+router run `ingest`, told apart by INGEST_CHANNEL): the manifest keys functions by
+logical id, each with its own environment and event source mappings.
+
 Usage:
   python infra/local/stack.py deploy --endpoint http://127.0.0.1:5123 --stage dev \
       [--region eu-west-3] [--param Key=Value ...] --out .local/stack.json
@@ -645,6 +649,18 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
     # the URL's host. Outputs and env vars get the endpoint-based URL instead.
     physical_to_url = {resources[lid]["physical_id"]: q["url"] for lid, q in queues.items()}
     outputs = {k: physical_to_url.get(v, v) for k, v in outputs.items()}
+    # Also inside composite values, like the router's CHANNEL_QUEUE_URLS
+    # ("pos=<url>,ecommerce=<url>,..."): a URL is replaced only as a whole item
+    # (followed by a separator or the end), longest first, so that
+    # .../ariane-dev-ingest-pos never matches inside .../ariane-dev-ingest-pos-dlq.
+    url_pattern = re.compile("|".join(
+        re.escape(pid) + r"(?=$|[,;\s])" for pid in sorted(physical_to_url, key=len, reverse=True)
+    )) if physical_to_url else None
+
+    def endpoint_urls(value: str) -> str:
+        if url_pattern is None or not isinstance(value, str):
+            return value
+        return url_pattern.sub(lambda m: physical_to_url[m.group(0)], value)
 
     resolve = Resolver(aws, account_id, stack_name, params, resources, queue_arns)
 
@@ -672,13 +688,22 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
                 env[key] = value
             elif env[key] != value:
                 raise StackError(f"{logical_id} env {key}: moto has {env[key]!r}, the template resolves to {value!r}")
-        env = {k: physical_to_url.get(v, v) for k, v in env.items()}
+        env = {k: endpoint_urls(v) for k, v in env.items()}
+        template_props = template_resources[logical_id]["Properties"]
+        # moto 5.2 drops EphemeralStorage (its CloudFormation does not pass it on and
+        # UpdateFunctionConfiguration ignores it: every function reports 512 MB), so
+        # the manifest records the template's value. Locally it has no effect anyway:
+        # functions run in the runner's process and use the host's temp directory.
+        ephemeral = resolve(template_props.get("EphemeralStorage") or {}).get("Size")
+        reserved = lam.get_function_concurrency(FunctionName=conf["FunctionName"]).get("ReservedConcurrentExecutions")
         functions[logical_id] = {
             "function_name": conf["FunctionName"],
             "binary": binary,
             "arn": conf["FunctionArn"],
             "memory_mb": int(conf["MemorySize"]),
             "timeout_s": int(conf["Timeout"]),
+            "ephemeral_storage_mb": int(ephemeral or (conf.get("EphemeralStorage") or {}).get("Size") or 512),
+            "reserved_concurrency": int(reserved) if reserved is not None else None,
             "environment": dict(sorted(env.items())),
         }
         lid_by_function_arn[conf["FunctionArn"]] = logical_id
@@ -706,12 +731,15 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
         if logical_id is None:
             raise StackError(f"{esm_lid}: function {target} is not a function of this stack")
         response_types = props.get("FunctionResponseTypes") or []
+        max_concurrency = resolve((props.get("ScalingConfig") or {}).get("MaximumConcurrency"))
         event_source_mappings.append({
             "function": logical_id,
             "queue_url": url_by_arn[arn],
             "queue_arn": arn,
             "batch_size": int(props.get("BatchSize") or 10),
             "maximum_batching_window_s": int(props.get("MaximumBatchingWindowInSeconds") or 0),
+            # Recorded for checks; the local runner invokes one batch at a time anyway.
+            "maximum_concurrency": int(max_concurrency) if max_concurrency is not None else None,
             "report_batch_item_failures": "ReportBatchItemFailures" in response_types,
         })
     expected_mappings = len(template_esms)
@@ -766,8 +794,9 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
 
     elapsed = time.monotonic() - started
     log(f"stack {stack_name}: {len(resources)} resources, deployed in {elapsed:.1f}s")
+    width = max((len(lid) for lid in functions), default=0)
     for lid, fn in functions.items():
-        log(f"  {lid:<18} {fn['function_name']} ({fn['binary']}, {fn['memory_mb']} MB, {fn['timeout_s']} s)")
+        log(f"  {lid:<{width}} {fn['function_name']} ({fn['binary']}, {fn['memory_mb']} MB, {fn['timeout_s']} s)")
     for e in event_source_mappings:
         log(f"  SQS {e['queue_arn'].rsplit(':', 1)[1]} -> {e['function']} (batch {e['batch_size']})")
     for s in schedules:

@@ -78,7 +78,11 @@ impl Row for Filled<'_> {
         if let Some(v) = self.row.value(source)? {
             return Ok(Some(v));
         }
-        Ok(self.columns.iter().position(|c| c == source).and_then(|i| self.values[i].as_deref()).map(std::borrow::Cow::Borrowed))
+        let Source::Column { index, .. } = source else {
+            return Ok(None);
+        };
+        let position = self.columns.iter().position(|c| matches!(c, Source::Column { index: i, .. } if i == index));
+        Ok(position.and_then(|i| self.values[i].as_deref()).map(std::borrow::Cow::Borrowed))
     }
 
     fn raw(&self) -> String {

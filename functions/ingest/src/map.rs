@@ -42,6 +42,8 @@ pub struct Mapped {
 pub struct Mapper {
     phones: PhoneNormalizer,
     hashes: HashMap<u8, HashMap<String, String>>,
+    /// The last instant parsed per timestamp field (continuation rows repeat it).
+    last_time: HashMap<Canon, (String, DateTime<Utc>)>,
 }
 
 const HASH_CACHE: usize = 100_000;
@@ -221,16 +223,32 @@ impl Mapper {
         let v = value.as_ref();
         match plan.canon.kind() {
             Kind::Timestamp => {
-                let format = plan.time.clone().unwrap_or(crate::spec::TimeFormat::Rfc3339);
-                let t = parse_time(v, &format, plan.time_zone).map_err(bad)?;
+                let t = match self.last_time.get(&plan.canon) {
+                    Some((raw, t)) if raw == v => *t,
+                    _ => {
+                        let format = plan.time.as_ref().unwrap_or(&crate::spec::TimeFormat::Rfc3339);
+                        let t = parse_time(v, format, plan.time_zone).map_err(bad)?;
+                        self.last_time.insert(plan.canon, (v.to_string(), t));
+                        t
+                    }
+                };
                 match plan.canon {
                     Canon::ConsentAt => d.consent_at = Some(t),
                     _ => d.occurred_at = Some(t),
                 }
             }
-            Kind::Integer => d.quantity = Some(parse_integer(v).map_err(bad)?),
+            Kind::Integer => {
+                let n = parse_integer(v).map_err(bad)?;
+                if plan.min.is_some_and(|m| n < m) {
+                    return Err(bad(format!("{n} is below the minimum {}", plan.min.unwrap_or_default())));
+                }
+                d.quantity = Some(n);
+            }
             Kind::Amount => {
                 let a = parse_amount(v, plan.decimal).map_err(bad)?;
+                if plan.min.is_some_and(|m| a < m) {
+                    return Err(bad(format!("{v} is below the minimum")));
+                }
                 match plan.canon {
                     Canon::UnitPriceMinor => d.unit_price_minor = Some(a),
                     Canon::LineTotalMinor => d.line_total_minor = Some(a),

@@ -33,11 +33,14 @@ use crate::s3event::ObjectRef;
 use crate::source::{FileError, TransientReader};
 use crate::spec::{Catalog, FormatKind, SelectError, Spec};
 
-/// Rows buffered per partition before they are encoded.
-const PARTITION_BUFFER: usize = 2048;
-/// Event-date partitions with an open Parquet writer at once; the least recently used is
-/// closed (as a finished part) when a file spans more days than this.
-const OPEN_PARTITIONS: usize = 16;
+/// Rows buffered per partition before they are encoded (one row group).
+const PARTITION_BUFFER: usize = lake::ROW_GROUP_ROWS;
+/// Rows buffered over all partitions: past this, every partition's buffer is written out
+/// as a (smaller) row group, so memory stays bounded when rows of many dates interleave.
+const BUFFERED_ROWS: usize = 65_536;
+/// Event-date partitions with an open Parquet file at once; the least recently used is
+/// closed (as a finished part) when a file spans more days than this out of order.
+const OPEN_PARTITIONS: usize = 256;
 
 /// What happened to a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -499,6 +502,7 @@ pub struct LakeSink {
     spool: BufWriter<File>,
     spool_path: PathBuf,
     tick: u64,
+    buffered: usize,
 }
 
 impl LakeSink {
@@ -515,6 +519,7 @@ impl LakeSink {
             spool,
             spool_path,
             tick: 0,
+            buffered: 0,
         })
     }
 
@@ -530,6 +535,7 @@ impl LakeSink {
 
     fn close_partition(&mut self, date: &str) -> Result<(), SinkError> {
         if let Some(mut part) = self.partitions.remove(date) {
+            self.buffered -= part.buffer.len();
             flush_events(&mut part)?;
             part.writer.close()?;
             self.finished.push((date.to_string(), part.part, part.path));
@@ -586,8 +592,20 @@ impl RowSink for LakeSink {
         let part = self.partitions.get_mut(&date).expect("inserted above");
         part.last_used = self.tick;
         part.buffer.push(event);
+        self.buffered += 1;
         if part.buffer.len() >= PARTITION_BUFFER {
+            self.buffered -= part.buffer.len();
             flush_events(part)?;
+        }
+        if self.buffered >= BUFFERED_ROWS {
+            for part in self.partitions.values_mut() {
+                if !part.buffer.is_empty() {
+                    flush_events(part)?;
+                    // Close the row group so no encoded data stays in memory per file.
+                    part.writer.flush()?;
+                }
+            }
+            self.buffered = 0;
         }
         Ok(())
     }

@@ -140,6 +140,8 @@ struct FieldFile {
     phone_region: Option<String>,
     #[serde(default)]
     required: bool,
+    #[serde(default)]
+    min: Option<i64>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -425,6 +427,8 @@ pub struct FieldPlan {
     pub decimal: char,
     pub phone_region: phonenumber::country::Id,
     pub required: bool,
+    /// Smallest accepted value of a whole number (amounts: in minor units).
+    pub min: Option<i64>,
 }
 
 impl FieldPlan {
@@ -960,7 +964,11 @@ fn compile_field(ctx: &Ctx, at: &str, canon: Canon, f: &FieldFile, format: &Form
             None => format.phone_region,
         },
         required: f.required,
+        min: f.min,
     };
+    if f.min.is_some() && !matches!(kind, Kind::Integer | Kind::Amount) {
+        return Err(ctx.err(format!("{at}.min"), "only whole-number and amount fields take a minimum"));
+    }
     // Constants and defaults must themselves be valid values of the field.
     for (what, value) in [("constant", &f.constant), ("default", &f.default)] {
         if let Some(v) = value {

@@ -21,10 +21,14 @@ use anyhow::{ensure, Context};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::channels::out::{ids, Truth, TruthSink};
+use crate::channels::{ChannelStats, Export};
 use crate::data::{CATEGORIES, PRODUCTS};
 use crate::rng::{person_rng, pick_index, pick_weighted, Stream};
 use crate::time::{format_created_at, format_utc, paris_offset_at};
-use crate::{person, EcommerceStats, GenConfig, Person, ORDERS_HEADER, TRUTH_HEADER};
+use crate::{
+    person, EcommerceStats, GenConfig, Person, BLOCK_PERSONS, ORDERS_HEADER, TRUTH_HEADER,
+};
 
 /// Number of the first order written (`#1000001`).
 pub const FIRST_ORDER_NUMBER: u64 = 1_000_001;
@@ -201,7 +205,7 @@ fn draw_instant(rng: &mut ChaCha8Rng, now: i64, windows: Windows) -> i64 {
 /// Renders a canonical `+33XXXXXXXXX` mobile number in a given style:
 /// 0 `06 12 34 56 78`, 1 `0612345678`, 2 `+33 6 12 34 56 78`,
 /// 3 `06.12.34.56.78`, otherwise `+33612345678`.
-fn format_phone(e164: &str, style: usize) -> String {
+pub(crate) fn format_phone(e164: &str, style: usize) -> String {
     let Some(digits) = e164.strip_prefix("+33").filter(|d| d.len() == 9) else {
         return e164.to_owned();
     };
@@ -231,7 +235,7 @@ fn format_phone(e164: &str, style: usize) -> String {
 /// Capitalises each dot/underscore/hyphen separated word of the local part
 /// and the first letter of the domain:
 /// `marie.dupont87@gmail.com` → `Marie.Dupont87@Gmail.com`.
-fn capitalise_email(email: &str) -> String {
+pub(crate) fn capitalise_email(email: &str) -> String {
     let mut out = String::with_capacity(email.len());
     let (local, domain) = match email.split_once('@') {
         Some((local, domain)) => (local, Some(domain)),
@@ -258,7 +262,7 @@ fn capitalise_email(email: &str) -> String {
 }
 
 /// The e-mail as typed at checkout for one order.
-fn typed_email(rng: &mut ChaCha8Rng, canonical: &str) -> String {
+pub(crate) fn typed_email(rng: &mut ChaCha8Rng, canonical: &str) -> String {
     let style = pick_weighted(rng, EMAIL_STYLE_WEIGHTS);
     let padding = rng.random_range(0..3u32);
     let pad = |e: String| match padding {
@@ -276,7 +280,7 @@ fn typed_email(rng: &mut ChaCha8Rng, canonical: &str) -> String {
 }
 
 /// Picks a product: half of the time from the person's favourite category.
-fn draw_product(rng: &mut ChaCha8Rng, favourite: usize) -> usize {
+pub(crate) fn draw_product(rng: &mut ChaCha8Rng, favourite: usize) -> usize {
     let from_favourite = rng.random_range(0..2u32) == 0;
     let any = pick_index(rng, PRODUCTS.len());
     let in_favourite = PRODUCTS.iter().filter(|p| p.category == favourite).count();
@@ -381,6 +385,23 @@ fn price_typo(cents: u64) -> String {
     format!("{},{}O", cents / 100, (cents % 100) / 10)
 }
 
+/// What the truth writer of [`write_orders_with`] learns about one row.
+pub(crate) struct OrderTruth<'a> {
+    /// 1-based physical line of the row.
+    pub line: u64,
+    /// Global index of the person.
+    pub person: usize,
+    pub person_id: &'a str,
+    /// First person index of the block and its length.
+    pub block: (usize, usize),
+    pub name: &'a str,
+    pub created_at: i64,
+    pub created_utc: &'a str,
+    pub defect: Option<&'static str>,
+    /// Whether the order carries a phone number.
+    pub has_phone: bool,
+}
+
 /// Implementation of [`crate::write_ecommerce_orders`] with an explicit
 /// block size (exposed to the crate for tests of the block behaviour).
 pub(crate) fn write_orders<W1: Write, W2: Write>(
@@ -389,6 +410,89 @@ pub(crate) fn write_orders<W1: Write, W2: Write>(
     csv_out: W1,
     truth_out: W2,
 ) -> anyhow::Result<EcommerceStats> {
+    let mut truth = csv::Writer::from_writer(truth_out);
+    truth
+        .write_record(TRUTH_HEADER)
+        .context("writing the truth header")?;
+    let stats = write_orders_with(cfg, block_persons, csv_out, &mut |t| {
+        truth
+            .write_record([
+                t.line.to_string().as_str(),
+                t.person_id,
+                t.name,
+                t.created_utc,
+                if t.defect.is_none() { "true" } else { "false" },
+                t.defect.unwrap_or(""),
+            ])
+            .context("writing a truth row")
+    })?;
+    truth.flush().context("flushing the truth CSV")?;
+    Ok(stats)
+}
+
+/// [`Export::EcommerceOrders`] for
+/// [`crate::write_channel`]: the orders bytes of
+/// [`crate::write_ecommerce_orders`], the truth in the channel format.
+pub(crate) fn write_orders_channel(
+    cfg: &GenConfig,
+    out: &mut dyn Write,
+    truth_out: &mut dyn Write,
+) -> anyhow::Result<ChannelStats> {
+    let mut truth = TruthSink::new(truth_out);
+    let mut seen: Vec<bool> = Vec::new();
+    let mut block_start = usize::MAX;
+    let mut channel = ChannelStats::new(Export::EcommerceOrders);
+    let stats = write_orders_with(cfg, BLOCK_PERSONS, out, &mut |t| {
+        if t.block.0 != block_start {
+            block_start = t.block.0;
+            seen.clear();
+            seen.resize(t.block.1, false);
+        }
+        if let Some(s) = seen.get_mut(t.person - block_start) {
+            if !*s {
+                *s = true;
+                channel.persons += 1;
+            }
+        }
+        let mut ids = ids::CUSTOMER_ID | ids::EMAIL;
+        if t.has_phone {
+            ids |= ids::PHONE;
+        }
+        truth.row_code(
+            t.line,
+            &Truth {
+                person: Some(t.person),
+                event_type: "order_line",
+                occurred_ms: t.created_at * 1000,
+                reference: t.name,
+                ids,
+                note: "",
+                defect: None,
+                unusable: 0,
+            },
+            t.defect,
+        )
+    })?;
+    truth.finish()?;
+    channel.rows = stats.rows;
+    channel.malformed_rows = stats.malformed_rows;
+    channel.lines = stats.rows + 1;
+    if stats.rows > stats.malformed_rows {
+        channel
+            .event_types
+            .insert("order_line".to_owned(), stats.rows - stats.malformed_rows);
+    }
+    Ok(channel)
+}
+
+/// Writes the orders CSV, reporting each row to `truth`; stops after
+/// `cfg.max_rows` rows.
+fn write_orders_with<W1: Write>(
+    cfg: &GenConfig,
+    block_persons: usize,
+    csv_out: W1,
+    truth: &mut dyn FnMut(&OrderTruth<'_>) -> anyhow::Result<()>,
+) -> anyhow::Result<EcommerceStats> {
     ensure!(
         cfg.malformed_rate.is_finite() && (0.0..=1.0).contains(&cfg.malformed_rate),
         "malformed_rate must be between 0 and 1, got {}",
@@ -396,14 +500,11 @@ pub(crate) fn write_orders<W1: Write, W2: Write>(
     );
     let block_persons = block_persons.max(1);
     let now = cfg.now.timestamp();
+    let limit = cfg.max_rows.unwrap_or(u64::MAX);
 
     let mut csv = csv::Writer::from_writer(csv_out);
-    let mut truth = csv::Writer::from_writer(truth_out);
     csv.write_record(ORDERS_HEADER)
         .context("writing the orders header")?;
-    truth
-        .write_record(TRUTH_HEADER)
-        .context("writing the truth header")?;
 
     let mut stats = EcommerceStats {
         rows: 0,
@@ -413,7 +514,7 @@ pub(crate) fn write_orders<W1: Write, W2: Write>(
     };
     let mut order_number = FIRST_ORDER_NUMBER;
     let mut block_start = 0;
-    while block_start < cfg.persons {
+    'blocks: while block_start < cfg.persons {
         let block_end = cfg.persons.min(block_start.saturating_add(block_persons));
         let mut persons = Vec::with_capacity(block_end - block_start);
         let mut orders = Vec::new();
@@ -429,26 +530,39 @@ pub(crate) fn write_orders<W1: Write, W2: Write>(
         orders.sort_unstable_by_key(|o| (o.created_at, o.slot, o.seq));
 
         for order in &orders {
+            if stats.rows >= limit {
+                break 'blocks;
+            }
             let p = &persons[order.slot];
             let name = format!("#{order_number}");
             order_number += 1;
             stats.orders += 1;
-            write_order(&mut csv, &mut truth, &mut stats, &name, order, p)?;
+            let block = (block_start, block_end - block_start);
+            let index = block_start + order.slot;
+            write_order(
+                &mut csv,
+                truth,
+                &mut stats,
+                limit,
+                (&name, block, index),
+                order,
+                p,
+            )?;
         }
         block_start = block_end;
     }
 
     csv.flush().context("flushing the orders CSV")?;
-    truth.flush().context("flushing the truth CSV")?;
     Ok(stats)
 }
 
 /// Writes the rows of one numbered order and their truth rows.
-fn write_order<W1: Write, W2: Write>(
+fn write_order<W1: Write>(
     csv: &mut csv::Writer<W1>,
-    truth: &mut csv::Writer<W2>,
+    truth: &mut dyn FnMut(&OrderTruth<'_>) -> anyhow::Result<()>,
     stats: &mut EcommerceStats,
-    name: &str,
+    limit: u64,
+    (name, block, index): (&str, (usize, usize), usize),
     order: &Order,
     p: &Person,
 ) -> anyhow::Result<()> {
@@ -473,6 +587,9 @@ fn write_order<W1: Write, W2: Write>(
     let accepts = if order.accepts_marketing { "yes" } else { "no" };
 
     for (k, line) in order.lines.iter().enumerate() {
+        if stats.rows >= limit {
+            break;
+        }
         let product = &PRODUCTS[line.product];
         let quantity = match line.defect {
             Some(Defect::QuantityWord) => "deux".to_owned(),
@@ -535,16 +652,17 @@ fn write_order<W1: Write, W2: Write>(
         if !valid {
             stats.malformed_rows += 1;
         }
-        truth
-            .write_record([
-                line_number.to_string().as_str(),
-                &p.person_id,
-                name,
-                &created_utc,
-                if valid { "true" } else { "false" },
-                line.defect.map_or("", Defect::code),
-            ])
-            .context("writing a truth row")?;
+        truth(&OrderTruth {
+            line: line_number,
+            person: index,
+            person_id: &p.person_id,
+            block,
+            name,
+            created_at: order.created_at,
+            created_utc: &created_utc,
+            defect: line.defect.map(Defect::code),
+            has_phone: !order.phone.is_empty(),
+        })?;
     }
     Ok(())
 }

@@ -10,6 +10,13 @@
 //! * **Streaming**: memory is independent of the number of persons; persons
 //!   are produced on the fly and orders are buffered one block of
 //!   [`BLOCK_PERSONS`] persons at a time (see [`write_ecommerce_orders`]).
+//! * **Every channel**: [`write_channel`] writes any [`Export`] of the specs
+//!   in `channels/<channel>/<name>.toml` (till receipts, orders, carts and
+//!   checkouts, web events, e-mail activity, SMS report, app events, CRM
+//!   contacts) with a per-row truth ([`ChannelTruthRow`]); the same persons
+//!   appear in several exports through their [`ChannelIdentity`], written
+//!   differently from one export to the next; [`write_channels_dir`] writes
+//!   them all.
 //!
 //! ```
 //! use chrono::{TimeZone, Utc};
@@ -24,7 +31,25 @@
 //! assert_eq!(person(&cfg, 7).person_id, "P0000007");
 //! # anyhow::Ok(())
 //! ```
+//!
+//! One channel export, with its truth:
+//!
+//! ```
+//! use chrono::{TimeZone, Utc};
+//! use ariane_datagen::{read_channel_truth, write_channel, Export, GenConfig};
+//!
+//! let now = Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap();
+//! let cfg = GenConfig::new(42, 100, now);
+//! let (mut receipts, mut truth) = (Vec::new(), Vec::new());
+//! let stats = write_channel(&cfg, Export::PosReceipts, &mut receipts, &mut truth)?;
+//! let rows = read_channel_truth(truth.as_slice())?;
+//! assert_eq!(rows.len() as u64, stats.rows);
+//! assert_eq!(rows.iter().filter(|r| !r.valid).count() as u64, stats.malformed_rows);
+//! assert_eq!(Export::PosReceipts.relative_path(), "pos/receipts.csv");
+//! # anyhow::Ok(())
+//! ```
 
+mod channels;
 mod data;
 mod ecommerce;
 mod person;
@@ -36,10 +61,17 @@ use std::io::{Read, Write};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
+pub use channels::{
+    channel_identity, read_channel_truth, write_channel, write_channels_dir, write_identities,
+    ChannelIdentity, ChannelStats, ChannelTruthRow, ChannelsSummary, Export, PosEncoding,
+    CHANNEL_BLOCK_PERSONS, CHANNEL_TRUTH_HEADER, CHECKOUTS_HEADER, CRM_CONTACTS_HEADER,
+    EMAIL_ACTIVITY_HEADER, IDENTITIES_HEADER, POS_RECEIPTS_HEADER, POS_RECEIPT_LEVEL_COLUMNS,
+    SMS_REPORT_HEADER,
+};
 pub use ecommerce::FIRST_ORDER_NUMBER;
 pub use time::{paris_offset, to_paris};
 
-/// Default share of order lines made malformed.
+/// Default share of order lines (and channel rows) made malformed.
 pub const DEFAULT_MALFORMED_RATE: f64 = 0.004;
 
 /// Number of persons whose orders are buffered and sorted together.
@@ -116,19 +148,27 @@ pub struct GenConfig {
     /// Reference "current" instant: orders span about two years before it
     /// and never come after it.
     pub now: DateTime<Utc>,
-    /// Share of order lines made malformed (in `[0, 1]`).
+    /// Share of order lines (and of channel rows) made malformed (in `[0, 1]`).
     pub malformed_rate: f64,
+    /// Encoding of the till receipts export ([`Export::PosReceipts`]).
+    pub pos_encoding: PosEncoding,
+    /// When set, every writer stops after this many data rows (benchmarks:
+    /// set `persons` large and let `max_rows` decide the size).
+    pub max_rows: Option<u64>,
 }
 
 impl GenConfig {
     /// A configuration with the default malformed rate
-    /// ([`DEFAULT_MALFORMED_RATE`], 0.4 % of order lines).
+    /// ([`DEFAULT_MALFORMED_RATE`], 0.4 % of order lines), Windows-1252 till
+    /// receipts and no row limit.
     pub fn new(seed: u64, persons: usize, now: DateTime<Utc>) -> Self {
         Self {
             seed,
             persons,
             now,
             malformed_rate: DEFAULT_MALFORMED_RATE,
+            pos_encoding: PosEncoding::Windows1252,
+            max_rows: None,
         }
     }
 }
@@ -144,8 +184,9 @@ pub struct Person {
     pub last_name: String,
     /// Canonical e-mail: lowercase, trimmed, ASCII; unique per person.
     pub email: String,
-    /// French mobile in E.164 (`+33612345678`); unique per person for fewer
-    /// than 100 million persons.
+    /// French mobile in E.164 (`+33612345678`), in the allocated mobile
+    /// ranges (`06`/`07` numbers phone validators accept); unique per person
+    /// for fewer than 100 million persons.
     pub phone_e164: String,
     /// 5-digit French postal code consistent with `city` (`06000` for Nice).
     pub postal_code: String,
@@ -213,7 +254,8 @@ pub struct EcommerceStats {
 /// `truth_out` receives [`TRUTH_HEADER`] then one row per data row; see
 /// [`TruthRow`].
 ///
-/// Both writers are flushed before returning; pass buffered writers.
+/// Both writers are flushed before returning; pass buffered writers. At
+/// most `cfg.max_rows` rows are written when it is set.
 ///
 /// # Errors
 ///
@@ -301,7 +343,10 @@ pub fn expected_reactivation(
     let mut orders: BTreeMap<&str, BTreeMap<&str, DateTime<Utc>>> = BTreeMap::new();
     for t in truth.iter().filter(|t| t.valid) {
         let at = DateTime::parse_from_rfc3339(&t.created_at_utc)?.with_timezone(&Utc);
-        orders.entry(t.person_id.as_str()).or_default().insert(t.order_id.as_str(), at);
+        orders
+            .entry(t.person_id.as_str())
+            .or_default()
+            .insert(t.order_id.as_str(), at);
     }
     let cutoff = run_at - chrono::Duration::days(90);
     let mut emails = std::collections::BTreeSet::new();

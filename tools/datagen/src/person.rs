@@ -46,7 +46,7 @@ fn initial(slug: &str) -> &str {
 /// Maps `index` (mod 10^8) to 8 subscriber digits through a 4-round,
 /// seed-keyed Feistel network on two 4-digit halves: a bijection of
 /// `0..10^8`, so numbers are unique without looking sequential.
-fn subscriber_number(seed: u64, index: u64) -> u64 {
+pub(crate) fn subscriber_number(seed: u64, index: u64) -> u64 {
     const HALF: u64 = 10_000;
     let x = index % (HALF * HALF);
     let (mut left, mut right) = (x / HALF, x % HALF);
@@ -58,6 +58,22 @@ fn subscriber_number(seed: u64, index: u64) -> u64 {
         (left, right) = (right, (left + f) % HALF);
     }
     left * HALF + right
+}
+
+/// Whether `0{prefix}{subscriber:08}` is in the French mobile ranges that
+/// phone validators (libphonenumber) accept: `06` then `[0-24-8]x`, `3[0-8]`
+/// or `9[589]`; `07` then `[3-9]`.
+pub(crate) fn allocated_mobile(prefix: u64, subscriber: u64) -> bool {
+    let (first, second) = (subscriber / 10_000_000 % 10, subscriber / 1_000_000 % 10);
+    match prefix {
+        6 => match first {
+            3 => second <= 8,
+            9 => matches!(second, 5 | 8 | 9),
+            _ => true,
+        },
+        7 => first >= 3,
+        _ => false,
+    }
 }
 
 /// Generates person `index`. See [`crate::person`].
@@ -88,11 +104,19 @@ pub(crate) fn generate(cfg: &GenConfig, index: usize) -> Person {
 
     // Phone: the 8 subscriber digits are a seeded bijection of the index
     // modulo 10^8, hence unique per person for fewer than 100 million persons.
+    // The 06/07 prefix is switched when the preferred one would put the
+    // number outside the allocated mobile ranges (see `allocated_mobile`);
+    // one of them always fits, and the number stays unique.
     let subscriber = subscriber_number(cfg.seed, index64);
-    let mobile_prefix = if rng.random_range(0..100u32) < PHONE_06_PERCENT {
+    let preferred = if rng.random_range(0..100u32) < PHONE_06_PERCENT {
         6
     } else {
         7
+    };
+    let mobile_prefix = if allocated_mobile(preferred, subscriber) {
+        preferred
+    } else {
+        13 - preferred
     };
     let phone_e164 = format!("+33{mobile_prefix}{subscriber:08}");
 
@@ -164,6 +188,9 @@ mod tests {
             assert!(p.email.is_ascii() && p.email.contains('@'), "{}", p.email);
             assert!(p.phone_e164.starts_with("+336") || p.phone_e164.starts_with("+337"));
             assert_eq!(p.phone_e164.len(), 12);
+            let prefix = u64::from(p.phone_e164.as_bytes()[3] - b'0');
+            let subscriber: u64 = p.phone_e164[4..].parse().unwrap();
+            assert!(allocated_mobile(prefix, subscriber), "{}", p.phone_e164);
             assert!(p.postal_code.len() == 5 && p.postal_code.bytes().all(|b| b.is_ascii_digit()));
             assert!(p.customer_id.bytes().all(|b| b.is_ascii_digit()));
             let city = CITIES
@@ -195,6 +222,37 @@ mod tests {
             assert!(seen.insert(n), "collision at {i}");
         }
         assert_ne!(subscriber_number(42, 5), subscriber_number(43, 5));
+    }
+
+    #[test]
+    fn mobile_ranges() {
+        for ok in [
+            "612345678",
+            "630000000",
+            "638999999",
+            "695000000",
+            "699999999",
+            "730000000",
+            "799999999",
+        ] {
+            let n: u64 = ok.parse().unwrap();
+            assert!(allocated_mobile(n / 100_000_000, n % 100_000_000), "{ok}");
+        }
+        for bad in [
+            "639000000",
+            "690000000",
+            "694999999",
+            "696000000",
+            "700000000",
+            "729999999",
+        ] {
+            let n: u64 = bad.parse().unwrap();
+            assert!(!allocated_mobile(n / 100_000_000, n % 100_000_000), "{bad}");
+        }
+        // Every subscriber number fits under one of the two prefixes.
+        for subscriber in (0..100_000_000).step_by(99_991) {
+            assert!(allocated_mobile(6, subscriber) || allocated_mobile(7, subscriber));
+        }
     }
 
     #[test]

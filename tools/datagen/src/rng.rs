@@ -18,6 +18,25 @@ pub(crate) enum Stream {
     Orders = 1,
     /// Which order lines get corrupted, and how.
     Defects = 2,
+    /// Channel identifiers and channel usage (see `crate::channels::profile`).
+    Profile = 3,
+    /// Store visits and receipts.
+    Pos = 4,
+    /// E-shop carts and checkouts.
+    Checkouts = 5,
+    /// Web analytics sessions.
+    Web = 6,
+    /// E-mail campaign activity.
+    Email = 7,
+    /// SMS campaign activity.
+    Sms = 8,
+    /// Mobile app events.
+    App = 9,
+    /// CRM contact history.
+    Crm = 10,
+    /// File-level dirt of one export (blank lines, malformed rows, cosmetic
+    /// variations), drawn in output order.
+    Dirt = 11,
 }
 
 /// One step of the SplitMix64 generator (Steele, Lea & Flood 2014); used

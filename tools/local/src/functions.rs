@@ -1,4 +1,6 @@
-//! The four functions hosted in this process, built from their deployed configuration.
+//! The stack's functions hosted in this process, built from their deployed configuration,
+//! one per logical id: the landing router and every channel's ingest instance are all
+//! the `ingest` binary, each built with its own environment (`INGEST_CHANNEL`).
 
 use anyhow::{bail, Context};
 use serde_json::Value;

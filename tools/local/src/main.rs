@@ -4,9 +4,17 @@
 //! ariane-local demo [--persons N] [--seed S]     whole pipeline on generated data, with a summary
 //! ariane-local validate [FILE.sql ...]           validate segment files (default: segments/*.sql)
 //! ariane-local up [--stage dev]                  start moto + deploy the template, write .local/<stage>.env
-//! ariane-local drain --manifest F [--cargo-lambda URL]   play the event source mappings until queues are empty
+//! ariane-local drain --manifest F [--cargo-lambda URL [--cargo-lambda-for ID=URL ...]]
+//!                                                play the event source mappings until queues are empty
 //! ariane-local fire --manifest F [--at RFC3339] [--cargo-lambda URL]  fire the segments schedule
 //! ```
+//!
+//! The landing router and the ingest instance of every channel all run the `ingest`
+//! binary, told apart by `INGEST_CHANNEL`; `cargo lambda watch` serves a binary with one
+//! environment. `up` writes `.local/<stage>.env` for one watch serving every function,
+//! `ingest` as the landing router, and `.local/<stage>.<LogicalId>.env` for each ingest
+//! instance, to be served by a watch of its own and passed as
+//! `--cargo-lambda-for IngestEcommerceFunction=http://127.0.0.1:9001`.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -22,6 +30,11 @@ use chrono::{DateTime, Utc};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+/// Every value of a repeatable option.
+fn args_all(args: &[String], name: &str) -> Vec<String> {
+    args.windows(2).filter(|w| w[0] == name).map(|w| w[1].clone()).collect()
 }
 
 #[tokio::main]
@@ -90,11 +103,20 @@ async fn up(args: &[String]) -> anyhow::Result<()> {
     let stack = LocalStack::start(&stage, &params).await?;
     let root = ariane_local::repo_root();
     let env_path = root.join(".local").join(format!("{stage}.env"));
-    std::fs::write(&env_path, stack.manifest.cargo_lambda_env_file())?;
+    std::fs::write(&env_path, stack.manifest.cargo_lambda_env_file(None)?)?;
+    let mut instance_envs = Vec::new();
+    for id in stack.manifest.cargo_lambda_other_instances() {
+        let path = root.join(".local").join(format!("{stage}.{id}.env"));
+        std::fs::write(&path, stack.manifest.cargo_lambda_env_file(Some(id))?)?;
+        instance_envs.push((id, path));
+    }
     let manifest_path = root.join(".local").join(format!("{stage}.manifest.json"));
     std::fs::write(&manifest_path, serde_json::to_vec_pretty(&stack.manifest)?)?;
     println!("local stack {} is up at {}", stack.manifest.stack_name, stack.manifest.endpoint);
     println!("  environment for cargo lambda: {}", env_path.display());
+    for (id, path) in &instance_envs {
+        println!("    {id} (own watch, --cargo-lambda-for {id}=URL): {}", path.display());
+    }
     println!("  manifest:                     {}", manifest_path.display());
     println!("  landing bucket: {}", stack.landing_bucket());
     println!("press Ctrl-C to stop moto");
@@ -106,9 +128,16 @@ async fn runner_from_args(args: &[String]) -> anyhow::Result<Runner> {
     let path = arg(args, "--manifest").context("--manifest PATH is required (written by `ariane-local up`)")?;
     let manifest: Manifest = serde_json::from_slice(&std::fs::read(&path).with_context(|| path.clone())?)?;
     let clients = ariane_shared::aws::Clients::from_env(&manifest.client_env()).await;
+    let mut instances = std::collections::BTreeMap::new();
+    for pair in args_all(args, "--cargo-lambda-for") {
+        let (id, url) = pair.split_once('=').with_context(|| format!("--cargo-lambda-for expects LogicalId=URL, got {pair}"))?;
+        manifest.function(id)?;
+        instances.insert(id.to_string(), url.to_string());
+    }
     let invoker = match arg(args, "--cargo-lambda") {
-        Some(url) => Invoker::cargo_lambda(&url),
-        None => Invoker::in_process(&manifest).await?,
+        Some(url) => Invoker::cargo_lambda_with_instances(&url, instances),
+        None if instances.is_empty() => Invoker::in_process(&manifest).await?,
+        None => bail!("--cargo-lambda-for needs --cargo-lambda URL too"),
     };
     Runner::new(manifest, clients.sqs, invoker)
 }
@@ -159,19 +188,29 @@ async fn demo(args: &[String]) -> anyhow::Result<()> {
     let runner = stack.in_process_runner().await?;
     step.done(&format!("{} at {}, webhook receiver at {}", stack.manifest.stack_name, stack.manifest.endpoint, receiver.url));
 
-    step.start(&format!("generating e-commerce orders for {persons} customers (seed {seed})"));
+    step.start(&format!("generating the exports of all seven channels for {persons} customers (seed {seed})"));
     let cfg = GenConfig::new(seed, persons, now);
-    let (mut csv, mut truth_csv) = (Vec::new(), Vec::new());
-    let stats = write_ecommerce_orders(&cfg, &mut csv, &mut truth_csv)?;
+    let data_dir = tempfile::tempdir()?;
+    let summary = ariane_datagen::write_channels_dir(&cfg, data_dir.path())?;
+    let (mut orders_csv, mut truth_csv) = (Vec::new(), Vec::new());
+    write_ecommerce_orders(&cfg, &mut orders_csv, &mut truth_csv)?;
     let truth = read_truth(&truth_csv[..])?;
-    step.done(&format!("{} rows, {} orders, {} malformed rows planted", stats.rows, stats.orders, stats.malformed_rows));
+    let rows: u64 = summary.exports.iter().map(|e| e.rows).sum();
+    let malformed: u64 = summary.exports.iter().map(|e| e.malformed_rows).sum();
+    step.done(&format!("{} files, {rows} rows, {malformed} malformed rows planted", summary.exports.len()));
 
-    let key = format!("ecommerce/orders-{}.csv", now.format("%Y-%m-%d"));
-    step.start(&format!("uploading s3://{}/{key} and running ingest + identity", stack.landing_bucket()));
-    stack.upload(&key, csv.clone()).await?;
+    let day = now.format("%Y-%m-%d").to_string();
+    let key_of = |e: ariane_datagen::Export| format!("{}/{day}/{}", e.channel(), e.file_name());
+    step.start(&format!("uploading them to s3://{}/<channel>/{day}/ and running the landing router, the seven ingest instances and identity", stack.landing_bucket()));
+    for e in &summary.exports {
+        let body = std::fs::read(data_dir.path().join(e.export.channel()).join(e.export.file_name()))?;
+        stack.upload(&key_of(e.export), body).await?;
+    }
     let drained = runner.drain().await?;
     step.done(&format!("{} messages handled", drained.messages));
 
+    let key = key_of(ariane_datagen::Export::EcommerceOrders);
+    let csv = orders_csv;
     step.start("firing the segments schedule (run at today 00:00 UTC) and running activation");
     let run = runner.fire_schedule(None, now).await?;
     runner.drain().await?;
@@ -205,14 +244,25 @@ async fn demo(args: &[String]) -> anyhow::Result<()> {
     step.start("stopping moto and the receiver");
     println!();
     println!("Ariane demo summary ({} customers generated, run at {})", persons, now.format("%Y-%m-%d %H:%M UTC"));
-    println!("  ingest");
-    for e in &ledger {
+    println!("  ingest (per channel file; truth = the generator's planted malformed rows)");
+    println!("    {:<10} {:<34} {:>8} {:>8} {:>9} {:>6} {:>13} status", "channel", "file", "rows", "events", "rejected", "truth", "observations");
+    let mut reconciled = true;
+    for st in &summary.exports {
+        let k = key_of(st.export);
+        let Some(e) = ledger.iter().find(|e| e.source_key == k) else {
+            println!("    {:<10} {:<34} no ledger entry", st.export.channel(), st.export.file_name());
+            reconciled = false;
+            continue;
+        };
+        let ok = e.rows_read == e.events_written + e.rows_rejected && e.rows_read == st.rows && e.rows_rejected == st.malformed_rows;
+        reconciled &= ok;
         println!(
-            "    {:<38} rows read {:>6}  events {:>6}  rejected {:>4}  observations {:>5}  [{:?}]",
-            e.source_key, e.rows_read, e.events_written, e.rows_rejected, e.observations_sent, e.status
+            "    {:<10} {:<34} {:>8} {:>8} {:>9} {:>6} {:>13} {:?}{}",
+            e.channel, st.export.file_name(), e.rows_read, e.events_written, e.rows_rejected, st.malformed_rows,
+            e.observations_sent, e.status, if ok { "" } else { "  <- does not reconcile" }
         );
-        println!("    reconciles (read = events + rejected): {}", e.rows_read == e.events_written + e.rows_rejected);
     }
+    println!("    every file reconciles (read = events + rejected, rows and rejects = truth): {reconciled}");
     println!("  identity");
     println!("    profiles in DynamoDB: {profiles} (distinct customers in the valid rows: {})", persons_seen.len());
     println!("  segments");
@@ -230,7 +280,7 @@ async fn demo(args: &[String]) -> anyhow::Result<()> {
     println!("  dead-letter queues: {dlq} message(s)");
     drop(stack);
     step.done("");
-    if delivered != expected || dlq > 0 {
+    if delivered != expected || dlq > 0 || !reconciled {
         bail!("the demo's results do not match the ground truth");
     }
     Ok(())

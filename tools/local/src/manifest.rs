@@ -34,6 +34,12 @@ pub struct Function {
     pub arn: String,
     pub memory_mb: u32,
     pub timeout_s: u32,
+    /// `/tmp` size from the template (moto ignores EphemeralStorage; see stack.py).
+    #[serde(default)]
+    pub ephemeral_storage_mb: Option<u32>,
+    /// ReservedConcurrentExecutions, when the template sets it.
+    #[serde(default)]
+    pub reserved_concurrency: Option<u32>,
     pub environment: BTreeMap<String, String>,
 }
 
@@ -45,6 +51,10 @@ pub struct EventSourceMapping {
     pub batch_size: u32,
     #[serde(default)]
     pub maximum_batching_window_s: u32,
+    /// ScalingConfig.MaximumConcurrency (recorded only: the local runner invokes one
+    /// batch at a time).
+    #[serde(default)]
+    pub maximum_concurrency: Option<u32>,
     pub report_batch_item_failures: bool,
 }
 
@@ -86,13 +96,42 @@ impl Manifest {
         self.functions.get(logical_id).ok_or_else(|| anyhow::anyhow!("function {logical_id} not in the stack"))
     }
 
-    /// The logical id of the function built from `binary`.
+    /// The function built from `binary`, when it is the only one (the ingest instances
+    /// and the landing router all run `ingest`: see [`Manifest::functions_by_binary`]).
     pub fn function_by_binary(&self, binary: &str) -> anyhow::Result<(&str, &Function)> {
+        match self.functions_by_binary(binary).as_slice() {
+            [one] => Ok(*one),
+            [] => anyhow::bail!("no function with binary {binary} in the stack"),
+            many => anyhow::bail!(
+                "{} functions run binary {binary} ({}): pick one by logical id",
+                many.len(),
+                many.iter().map(|(id, _)| *id).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+
+    /// Every function built from `binary`, by logical id.
+    pub fn functions_by_binary(&self, binary: &str) -> Vec<(&str, &Function)> {
+        self.functions.iter().filter(|(_, f)| f.binary == binary).map(|(k, f)| (k.as_str(), f)).collect()
+    }
+
+    /// The ingest instance of a channel (or of the router, `channel = "router"`): the
+    /// function whose `INGEST_CHANNEL` is `channel`.
+    pub fn ingest_instance(&self, channel: &str) -> anyhow::Result<(&str, &Function)> {
         self.functions
             .iter()
-            .find(|(_, f)| f.binary == binary)
+            .find(|(_, f)| f.environment.get("INGEST_CHANNEL").map(String::as_str) == Some(channel))
             .map(|(k, f)| (k.as_str(), f))
-            .ok_or_else(|| anyhow::anyhow!("no function with binary {binary} in the stack"))
+            .ok_or_else(|| anyhow::anyhow!("no function with INGEST_CHANNEL={channel} in the stack"))
+    }
+
+    /// The queue (logical id) an SQS event source mapping feeds `function` from.
+    pub fn queue_of(&self, function: &str) -> anyhow::Result<(&str, &Queue)> {
+        self.event_source_mappings
+            .iter()
+            .find(|e| e.function == function)
+            .and_then(|e| self.queue_by_arn(&e.queue_arn))
+            .ok_or_else(|| anyhow::anyhow!("no SQS event source mapping for {function}"))
     }
 
     /// The queue whose URL or ARN is given.
@@ -109,17 +148,54 @@ impl Manifest {
             .with("AWS_SECRET_ACCESS_KEY", "test")
     }
 
-    /// One environment for `cargo lambda watch --env-file` (it serves every function with
-    /// the same variables): the union of the functions' variables plus the local stack's
-    /// endpoint, region and test credentials, as `KEY=value` lines.
-    pub fn cargo_lambda_env_file(&self) -> String {
+    /// `cargo lambda watch` serves each binary once, with one environment for all of
+    /// them. Several functions share the `ingest` binary with different environments
+    /// (`INGEST_CHANNEL`), so one watch serves a shared binary as one of its functions:
+    /// by default the one fed by the bucket notifications (the landing router), else
+    /// the first by logical id. A binary of its own is served as its function.
+    pub fn cargo_lambda_default_instance(&self, binary: &str) -> Option<&str> {
+        let sharing = self.functions_by_binary(binary);
+        let notified = |id: &str| {
+            self.event_source_mappings
+                .iter()
+                .any(|e| e.function == id && self.bucket_notifications.iter().any(|n| n.queue_arn == e.queue_arn))
+        };
+        sharing.iter().map(|(id, _)| *id).find(|id| notified(id)).or_else(|| sharing.first().map(|(id, _)| *id))
+    }
+
+    /// The functions a default watch does not serve (they share their binary with the
+    /// default instance): each needs a watch of its own, started with
+    /// `cargo_lambda_env_file(Some(id))`.
+    pub fn cargo_lambda_other_instances(&self) -> Vec<&str> {
+        self.functions
+            .iter()
+            .filter(|(id, f)| self.cargo_lambda_default_instance(&f.binary) != Some(id.as_str()))
+            .map(|(id, _)| id.as_str())
+            .collect()
+    }
+
+    /// The environment of one `cargo lambda watch --env-file`, as `KEY=value` lines: the
+    /// variables of every function it serves (see
+    /// [`Manifest::cargo_lambda_default_instance`]; `instance` replaces the default for
+    /// its binary) plus the local stack's endpoint, region and test credentials.
+    pub fn cargo_lambda_env_file(&self, instance: Option<&str>) -> anyhow::Result<String> {
+        let chosen = match instance {
+            Some(id) => Some((id, self.function(id)?.binary.as_str())),
+            None => None,
+        };
         let mut env: BTreeMap<String, String> = BTreeMap::new();
-        for f in self.functions.values() {
-            env.extend(f.environment.clone());
+        for (id, f) in &self.functions {
+            let served = match chosen {
+                Some((chosen_id, binary)) if binary == f.binary => chosen_id == id,
+                _ => self.cargo_lambda_default_instance(&f.binary) == Some(id.as_str()),
+            };
+            if served {
+                env.extend(f.environment.clone());
+            }
         }
         env.extend(self.client_env().0);
         env.insert("ARIANE_METRICS".into(), "off".into());
-        env.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+        Ok(env.iter().map(|(k, v)| format!("{k}={}\n", env_file_value(v))).collect())
     }
 
     /// The environment a function gets locally: its deployed variables plus the endpoint,
@@ -131,5 +207,31 @@ impl Manifest {
         Ok(env
             .with("AWS_LAMBDA_FUNCTION_NAME", &f.function_name)
             .with("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", f.memory_mb.to_string()))
+    }
+}
+
+/// A value for an env file as cargo-lambda reads it: its parser rejects an unquoted `=`
+/// (as in `CHANNEL_QUEUE_URLS=pos=<url>,...`), so anything but plain characters is quoted
+/// (single quotes are literal; double quotes when the value holds a single quote).
+fn env_file_value(value: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-.,:/@+".contains(c);
+    if value.chars().all(plain) {
+        value.to_string()
+    } else if !value.contains('\'') {
+        format!("'{value}'")
+    } else {
+        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::env_file_value;
+
+    #[test]
+    fn env_file_values_with_equals_signs_are_quoted() {
+        assert_eq!(env_file_value("http://127.0.0.1:5000/123/q"), "http://127.0.0.1:5000/123/q");
+        assert_eq!(env_file_value("pos=http://h/q,web=http://h/w"), "'pos=http://h/q,web=http://h/w'");
+        assert_eq!(env_file_value("it's"), "\"it's\"");
     }
 }

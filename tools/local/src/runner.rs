@@ -1,5 +1,7 @@
 //! Plays the Lambda service for the local stack: SQS event source mappings and schedules,
-//! read from the deployed template's manifest.
+//! read from the deployed template's manifest. An upload flows S3 -> LandingQueue ->
+//! landing router -> Ingest<Channel>Queue -> that channel's ingest instance -> identity
+//! queue -> ...; [`Runner::drain`] plays every mapping until all their queues are empty.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -16,8 +18,12 @@ use crate::manifest::{EventSourceMapping, Manifest};
 pub enum Invoker {
     /// In this process (tests, the demo).
     InProcess(BTreeMap<String, Function>),
-    /// Real binaries under `cargo lambda watch` (base URL like `http://127.0.0.1:9000`).
-    CargoLambda { base_url: String, client: reqwest::Client },
+    /// Real binaries under `cargo lambda watch`. `base_url` (like `http://127.0.0.1:9000`)
+    /// is a watch started with `Manifest::cargo_lambda_env_file(None)`: it serves every
+    /// function but the ones sharing a binary with another (the ingest instances run
+    /// `ingest` with their own `INGEST_CHANNEL`), of which it serves only the default
+    /// instance. `instances` maps the others (logical id) to their own watch's URL.
+    CargoLambda { base_url: String, instances: BTreeMap<String, String>, client: reqwest::Client },
 }
 
 impl Invoker {
@@ -30,7 +36,17 @@ impl Invoker {
     }
 
     pub fn cargo_lambda(base_url: &str) -> Self {
-        Invoker::CargoLambda { base_url: base_url.trim_end_matches('/').to_string(), client: reqwest::Client::new() }
+        Self::cargo_lambda_with_instances(base_url, BTreeMap::new())
+    }
+
+    /// `instances`: logical id -> URL of a watch started with that function's env file.
+    pub fn cargo_lambda_with_instances(base_url: &str, instances: BTreeMap<String, String>) -> Self {
+        let trim = |u: &str| u.trim_end_matches('/').to_string();
+        Invoker::CargoLambda {
+            base_url: trim(base_url),
+            instances: instances.into_iter().map(|(id, url)| (id, trim(&url))).collect(),
+            client: reqwest::Client::new(),
+        }
     }
 
     pub async fn invoke(&self, manifest: &Manifest, logical_id: &str, payload: Value) -> anyhow::Result<Value> {
@@ -38,18 +54,50 @@ impl Invoker {
             Invoker::InProcess(functions) => {
                 functions.get(logical_id).with_context(|| format!("function {logical_id}"))?.invoke(payload).await
             }
-            Invoker::CargoLambda { base_url, client } => {
+            Invoker::CargoLambda { client, .. } => {
                 let binary = &manifest.function(logical_id)?.binary;
-                let url = format!("{base_url}/2015-03-31/functions/{binary}/invocations");
+                let url = self.cargo_lambda_url(manifest, logical_id)?;
                 let response = client.post(&url).json(&payload).send().await.with_context(|| url.clone())?;
                 let status = response.status();
                 let body: Value = response.json().await.unwrap_or(Value::Null);
                 if !status.is_success() {
-                    bail!("{binary} failed ({status}): {body}");
+                    bail!("{logical_id} ({binary}) failed ({status}): {body}");
                 }
                 Ok(body)
             }
         }
+    }
+
+    /// Fails unless `logical_id` can be invoked: checked before draining, so that a
+    /// configuration error does not look like failing messages drifting to a DLQ.
+    pub fn check(&self, manifest: &Manifest, logical_id: &str) -> anyhow::Result<()> {
+        match self {
+            Invoker::InProcess(functions) => {
+                functions.get(logical_id).with_context(|| format!("function {logical_id} is not built"))?;
+            }
+            Invoker::CargoLambda { .. } => {
+                self.cargo_lambda_url(manifest, logical_id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The invocation URL of `logical_id` under `cargo lambda watch`.
+    fn cargo_lambda_url(&self, manifest: &Manifest, logical_id: &str) -> anyhow::Result<String> {
+        let Invoker::CargoLambda { base_url, instances, .. } = self else { bail!("not a cargo-lambda invoker") };
+        let binary = &manifest.function(logical_id)?.binary;
+        let base = match instances.get(logical_id) {
+            Some(url) => url,
+            None if manifest.cargo_lambda_default_instance(binary) == Some(logical_id) => base_url,
+            // On the default watch it would run as another function (a channel's
+            // messages through the router would be forwarded back to its queue forever).
+            None => bail!(
+                "{logical_id} shares binary {binary} with other functions: start a `cargo lambda watch` with its \
+                 environment (`ariane-local up` writes .local/<stage>.{logical_id}.env) and pass \
+                 --cargo-lambda-for {logical_id}=URL"
+            ),
+        };
+        Ok(format!("{base}/2015-03-31/functions/{binary}/invocations"))
     }
 }
 
@@ -152,8 +200,14 @@ impl Runner {
         Ok((messages.len() as u64, failed.len() as u64))
     }
 
-    /// Polls every mapping until all their queues are empty (nothing visible or in flight).
+    /// Polls every mapping, round after round, until all their queues are empty (nothing
+    /// visible, delayed or in flight). Functions feed each other's queues (the landing
+    /// router forwards to the channel queues, ingest sends to identity), so any round
+    /// that handled a message is followed by another.
     pub async fn drain(&self) -> anyhow::Result<DrainReport> {
+        for esm in &self.manifest.event_source_mappings {
+            self.invoker.check(&self.manifest, &esm.function)?;
+        }
         let start = Instant::now();
         let mut report = DrainReport::default();
         loop {
