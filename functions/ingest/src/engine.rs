@@ -2,9 +2,6 @@
 //! the mapping, and the accounting (every data row ends as exactly one event or one
 //! rejected row).
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
 use std::io::Read;
 
 use ariane_shared::model::{CanonicalEvent, Observation, RejectedRow};
@@ -33,10 +30,6 @@ pub struct Counts {
     /// Rows kept as events whose optional email or phone was unusable.
     pub identifier_warnings: u64,
 }
-
-/// Distinct observations remembered per file before the memory is reset (duplicates
-/// after a reset are harmless: identity is idempotent).
-const SEEN_OBSERVATIONS: usize = 1 << 20;
 
 /// Binds a spec's column sources to a header (case-insensitive, trimmed names).
 pub fn bind(spec: &Spec, header: &[String]) -> Result<Spec, FileError> {
@@ -98,7 +91,6 @@ struct Engine<'a> {
     fill: Option<FillState>,
     counts: Counts,
     sink: &'a mut dyn RowSink,
-    seen: HashSet<u64>,
 }
 
 impl Engine<'_> {
@@ -109,16 +101,6 @@ impl Engine<'_> {
             .map_err(FileError::Sink)
     }
 
-    fn observation_is_new(&mut self, o: &Observation) -> bool {
-        let mut h = DefaultHasher::new();
-        o.identifiers.hash(&mut h);
-        o.traits.hash(&mut h);
-        o.consents.hash(&mut h);
-        if self.seen.len() >= SEEN_OBSERVATIONS {
-            self.seen.clear();
-        }
-        self.seen.insert(h.finish())
-    }
 }
 
 impl RowHandler for Engine<'_> {
@@ -188,10 +170,8 @@ impl RowHandler for Engine<'_> {
                     self.counts.identifier_warnings += 1;
                 }
                 if let Some(o) = mapped.observation {
-                    if self.observation_is_new(&o) {
-                        self.counts.observations += 1;
-                        self.sink.observation(o).map_err(FileError::Sink)?;
-                    }
+                    self.counts.observations += 1;
+                    self.sink.observation(o).map_err(FileError::Sink)?;
                 }
                 self.sink.event(mapped.event).map_err(FileError::Sink)
             }
@@ -210,7 +190,7 @@ impl RowHandler for Engine<'_> {
 
 fn engine<'a>(spec: &'a Spec, file: FileContext, sink: &'a mut dyn RowSink) -> Engine<'a> {
     let fill = spec.fill_down.as_ref().map(|f| FillState { key: vec![], values: vec![None; f.columns.len()], group_row: 0 });
-    Engine { spec, bound: None, file, mapper: Mapper::default(), fill, counts: Counts::default(), sink, seen: HashSet::new() }
+    Engine { spec, bound: None, file, mapper: Mapper::default(), fill, counts: Counts::default(), sink }
 }
 
 /// Parses a streamed file (CSV, NDJSON, JSON array; gzip or not) into `sink`.

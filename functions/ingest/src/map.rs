@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use ariane_shared::identifiers::{identifier_hash, normalize_email, sha256_hex, stable_id, Identifier, IdentifierKind};
 use ariane_shared::model::{CanonicalEvent, Consent, ConsentChannel, Observation, Traits};
@@ -37,14 +38,49 @@ pub struct Mapped {
     pub identifier_warnings: u32,
 }
 
-/// Per-file mapping state: caches of normalised phones and identifier hashes.
+/// Per-file mapping state: caches of normalised phones and identifier hashes, and the
+/// observations already sent.
 #[derive(Default)]
 pub struct Mapper {
     phones: PhoneNormalizer,
-    hashes: HashMap<u8, HashMap<String, String>>,
+    hashes: HashMap<u8, FxMap<String, String>>,
     /// The last instant parsed per timestamp field (continuation rows repeat it).
     last_time: HashMap<Canon, (String, DateTime<Utc>)>,
+    seen: std::collections::HashSet<u64, BuildHasherDefault<FxHasher>>,
 }
+
+/// Distinct observations remembered per file before the memory is reset (duplicates
+/// after a reset are harmless: identity is idempotent).
+const SEEN_OBSERVATIONS: usize = 1 << 20;
+
+/// A small fast hash (FxHash) for in-process caches: keys are not attacker-chosen
+/// collisions worth defending against inside one file's ingest.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(v as u64)
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64)
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 const HASH_CACHE: usize = 100_000;
 
@@ -384,7 +420,18 @@ impl Mapper {
             stable_id(&parts)
         };
 
-        let observation = (!identifiers.is_empty()).then(|| Observation {
+        // Identical observations within a file are sent once: decide before building.
+        let new_observation = !identifiers.is_empty() && {
+            let mut h = FxHasher::default();
+            identifiers.hash(&mut h);
+            d.traits.hash(&mut h);
+            consents.hash(&mut h);
+            if self.seen.len() >= SEEN_OBSERVATIONS {
+                self.seen.clear();
+            }
+            self.seen.insert(h.finish())
+        };
+        let observation = new_observation.then(|| Observation {
             observation_id: id_of("observation"),
             channel: spec.channel.clone(),
             source_key: file.source_key.clone(),

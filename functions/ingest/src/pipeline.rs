@@ -9,7 +9,9 @@
 //! spooled to scratch space during the parse and sent only once the whole file has been
 //! read and its parts uploaded: a file that turns out to be truncated sends nothing.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::fs::File;
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -39,8 +41,12 @@ const PARTITION_BUFFER: usize = lake::ROW_GROUP_ROWS;
 /// as a (smaller) row group, so memory stays bounded when rows of many dates interleave.
 const BUFFERED_ROWS: usize = 65_536;
 /// Event-date partitions with an open Parquet file at once; the least recently used is
-/// closed (as a finished part) when a file spans more days than this out of order.
-const OPEN_PARTITIONS: usize = 256;
+/// closed (as a finished part) when a file spans more days than this. Rows of a date whose
+/// part was already closed (an export not sorted by time) go to spill buckets, which are
+/// split into one more part per date at the end: at most two parts per date.
+const OPEN_PARTITIONS: usize = 64;
+/// Spill buckets (Parquet files in scratch space) for out-of-order dates.
+const SPILL_BUCKETS: usize = 16;
 
 /// What happened to a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -477,7 +483,7 @@ struct PartWriter<T> {
 impl<T> PartWriter<T> {
     fn create(path: PathBuf, schema: arrow::datatypes::SchemaRef, part: u32) -> Result<Self, SinkError> {
         let file = BufWriter::new(File::create(&path)?);
-        Ok(PartWriter { path, writer: lake::parquet_writer(file, schema)?, buffer: Vec::with_capacity(PARTITION_BUFFER), part, last_used: 0 })
+        Ok(PartWriter { path, writer: lake::parquet_writer(file, schema)?, buffer: Vec::new(), part, last_used: 0 })
     }
 }
 
@@ -503,6 +509,9 @@ pub struct LakeSink {
     spool_path: PathBuf,
     tick: u64,
     buffered: usize,
+    /// Dates whose direct part was closed.
+    closed: std::collections::HashSet<String>,
+    spill: Vec<Option<PartWriter<CanonicalEvent>>>,
 }
 
 impl LakeSink {
@@ -520,6 +529,8 @@ impl LakeSink {
             spool_path,
             tick: 0,
             buffered: 0,
+            closed: std::collections::HashSet::new(),
+            spill: (0..SPILL_BUCKETS).map(|_| None).collect(),
         })
     }
 
@@ -539,6 +550,94 @@ impl LakeSink {
             flush_events(&mut part)?;
             part.writer.close()?;
             self.finished.push((date.to_string(), part.part, part.path));
+            self.closed.insert(date.to_string());
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self, event: CanonicalEvent, date: &str) -> Result<(), SinkError> {
+        let mut h = DefaultHasher::new();
+        date.hash(&mut h);
+        let bucket = (h.finish() % SPILL_BUCKETS as u64) as usize;
+        if self.spill[bucket].is_none() {
+            let path = self.dir.join(format!("spill-{bucket}.parquet"));
+            self.spill[bucket] = Some(PartWriter::create(path, lake::events_schema(), 0)?);
+        }
+        let part = self.spill[bucket].as_mut().expect("created above");
+        part.buffer.push(event);
+        self.buffered += 1;
+        if part.buffer.len() >= PARTITION_BUFFER {
+            self.buffered -= part.buffer.len();
+            flush_events(part)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every buffer out as a row group (bounded memory).
+    fn flush_all(&mut self) -> Result<(), SinkError> {
+        for part in self.partitions.values_mut().chain(self.spill.iter_mut().flatten()) {
+            if !part.buffer.is_empty() {
+                flush_events(part)?;
+                // Close the row group so no encoded data stays in memory per file.
+                part.writer.flush()?;
+            }
+        }
+        self.buffered = 0;
+        Ok(())
+    }
+
+    /// Splits the spill buckets into one more part per date.
+    fn unspill(&mut self) -> Result<(), SinkError> {
+        for slot in 0..SPILL_BUCKETS {
+            let Some(mut bucket) = self.spill[slot].take() else { continue };
+            flush_events(&mut bucket)?;
+            bucket.writer.close()?;
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(File::open(&bucket.path)?)?
+                .with_batch_size(8192)
+                .build()?;
+            let mut writers: HashMap<String, (ArrowWriter<BufWriter<File>>, PathBuf, u32)> = HashMap::new();
+            let mut pending = 0usize;
+            for batch in reader {
+                let batch = batch?;
+                let at = batch
+                    .column_by_name("occurred_at")
+                    .and_then(|c| c.as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>())
+                    .ok_or("spill file without occurred_at")?;
+                let mut rows: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+                for i in 0..batch.num_rows() {
+                    let date = DateTime::<Utc>::from_timestamp_micros(at.value(i)).ok_or("timestamp out of range")?;
+                    rows.entry(date.format("%Y-%m-%d").to_string()).or_default().push(i as u32);
+                }
+                for (date, indices) in rows {
+                    let indices = arrow::array::UInt32Array::from(indices);
+                    let columns = batch
+                        .columns()
+                        .iter()
+                        .map(|c| arrow::compute::take(c.as_ref(), &indices, None))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let part_batch = arrow::array::RecordBatch::try_new(batch.schema(), columns)?;
+                    if !writers.contains_key(&date) {
+                        let part = self.next_part.entry(date.clone()).or_insert(0);
+                        let path = self.dir.join(format!("events-{date}-{part}.parquet"));
+                        let w = lake::parquet_writer(BufWriter::new(File::create(&path)?), lake::events_schema())?;
+                        writers.insert(date.clone(), (w, path, *part));
+                        *part += 1;
+                    }
+                    pending += part_batch.num_rows();
+                    writers.get_mut(&date).expect("inserted above").0.write(&part_batch)?;
+                }
+                if pending >= BUFFERED_ROWS {
+                    for (w, _, _) in writers.values_mut() {
+                        w.flush()?;
+                    }
+                    pending = 0;
+                }
+            }
+            for (date, (w, path, part)) in writers {
+                w.close()?;
+                self.finished.push((date, part, path));
+            }
+            let _ = std::fs::remove_file(&bucket.path);
         }
         Ok(())
     }
@@ -551,6 +650,7 @@ impl LakeSink {
         for date in dates {
             self.close_partition(&date).map_err(io)?;
         }
+        self.unspill().map_err(io)?;
         self.finished.sort();
         let rejects = match self.rejects.take() {
             Some(mut part) => {
@@ -576,6 +676,13 @@ impl RowSink for LakeSink {
     fn event(&mut self, event: CanonicalEvent) -> Result<(), SinkError> {
         self.tick += 1;
         let date = event.event_date();
+        if !self.partitions.contains_key(&date) && self.closed.contains(&date) {
+            self.spill(event, &date)?;
+            if self.buffered >= BUFFERED_ROWS {
+                self.flush_all()?;
+            }
+            return Ok(());
+        }
         if !self.partitions.contains_key(&date) {
             if self.partitions.len() >= OPEN_PARTITIONS {
                 let oldest = self.partitions.iter().min_by_key(|(_, p)| p.last_used).map(|(d, _)| d.clone());
@@ -598,14 +705,7 @@ impl RowSink for LakeSink {
             flush_events(part)?;
         }
         if self.buffered >= BUFFERED_ROWS {
-            for part in self.partitions.values_mut() {
-                if !part.buffer.is_empty() {
-                    flush_events(part)?;
-                    // Close the row group so no encoded data stays in memory per file.
-                    part.writer.flush()?;
-                }
-            }
-            self.buffered = 0;
+            self.flush_all()?;
         }
         Ok(())
     }
@@ -655,6 +755,64 @@ mod tests {
         assert_eq!(channel_of("pos/2026/11/01.csv"), Some("pos"));
         assert_eq!(channel_of("unknown/x.csv"), None);
         assert_eq!(channel_of("orders.csv"), None);
+    }
+
+    fn event(i: u64, day: u32) -> CanonicalEvent {
+        let at = chrono::TimeZone::with_ymd_and_hms(&Utc, 2024, 1, 1, 12, 0, 0).unwrap() + chrono::Duration::days(day as i64);
+        CanonicalEvent {
+            event_id: format!("e{i}"),
+            channel: "crm".into(),
+            event_type: "contact_updated".into(),
+            occurred_at: at,
+            anchor_id: None,
+            email_sha256: None,
+            phone_sha256: None,
+            order_id: None,
+            sku: None,
+            product_name: None,
+            category: None,
+            quantity: None,
+            unit_price_minor: None,
+            line_total_minor: None,
+            order_total_minor: None,
+            currency: None,
+            store_id: None,
+            campaign_id: None,
+            page_url: None,
+            consent_channel: None,
+            source_key: "crm/x.csv".into(),
+            source_line: i,
+        }
+    }
+
+    #[test]
+    fn unsorted_files_spanning_many_dates_give_at_most_two_parts_per_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = LakeSink::new(dir.path().to_path_buf()).unwrap();
+        let days = 300u32;
+        let rows = 20_000u64;
+        for i in 0..rows {
+            // A pseudo-random walk over the dates: every date comes back many times.
+            sink.event(event(i, ((i * 7919) % days as u64) as u32)).unwrap();
+        }
+        let parts = sink.finish().unwrap();
+        let mut per_date: BTreeMap<String, u32> = BTreeMap::new();
+        let mut total = 0;
+        for (date, _, path) in &parts.events {
+            *per_date.entry(date.clone()).or_default() += 1;
+            let batches = lake::read_parquet_bytes(bytes::Bytes::from(std::fs::read(path).unwrap())).unwrap();
+            for b in &batches {
+                let at = b.column_by_name("occurred_at").unwrap().as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>().unwrap();
+                for j in 0..b.num_rows() {
+                    let d = DateTime::<Utc>::from_timestamp_micros(at.value(j)).unwrap().format("%Y-%m-%d").to_string();
+                    assert_eq!(&d, date, "{}", path.display());
+                }
+            }
+            total += lake::row_count(&batches) as u64;
+        }
+        assert_eq!(total, rows, "nothing lost, nothing doubled");
+        assert_eq!(per_date.len(), days as usize);
+        assert!(per_date.values().all(|n| *n <= 2), "{per_date:?}");
     }
 
     #[test]

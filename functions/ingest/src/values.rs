@@ -170,7 +170,7 @@ pub fn check_literal(plan: &FieldPlan, value: &str) -> Result<(), String> {
 /// Phone numbers to E.164 with the `phonenumber` crate, remembering recent answers (the
 /// same customer's number repeats on every line of a receipt or an order).
 pub struct PhoneNormalizer {
-    cache: HashMap<phonenumber::country::Id, HashMap<String, Option<String>>>,
+    cache: HashMap<phonenumber::country::Id, crate::map::FxMap<String, Option<String>>>,
 }
 
 const PHONE_CACHE: usize = 50_000;
