@@ -10,7 +10,7 @@ CARGO ?= cargo
 help:
 	@echo "make demo    - run the whole pipeline on generated data against a local moto stack"
 	@echo "make test    - unit, property and integration tests (moto, cfn-lint, cargo-lambda)"
-	@echo "make validate - validate segment files and the template"
+	@echo "make validate - validate segment files, channel specs and the template"
 	@echo "make deploy  - sam build + sam deploy (after a one-time sam deploy --guided)"
 
 bootstrap:

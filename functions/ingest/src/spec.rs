@@ -1038,8 +1038,11 @@ impl Catalog {
         for (path, text) in files {
             match Spec::parse(path, text) {
                 Ok(spec) => {
-                    let dir_channel = path.rsplit('/').nth(1).unwrap_or_default();
-                    if !dir_channel.is_empty() && dir_channel != spec.channel && dir_channel != "channels" {
+                    // In the repository layout (`channels/<channel>/<format>.toml`) the
+                    // directory must name the spec's channel.
+                    let mut parts = path.rsplit('/');
+                    let (_, dir_channel, parent) = (parts.next(), parts.next().unwrap_or_default(), parts.next());
+                    if parent == Some("channels") && dir_channel != spec.channel {
                         errors.push(SpecError {
                             file: path.to_string(),
                             field: "channel".into(),

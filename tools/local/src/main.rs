@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! ariane-local demo [--persons N] [--seed S]     whole pipeline on generated data, with a summary
-//! ariane-local validate [FILE.sql ...]           validate segment files (default: segments/*.sql)
+//! ariane-local validate [FILE.sql|FILE.toml ...]  validate segment files and channel specs (default: all)
 //! ariane-local up [--stage dev]                  start moto + deploy the template, write .local/<stage>.env
 //! ariane-local drain --manifest F [--cargo-lambda URL [--cargo-lambda-for ID=URL ...]]
 //!                                                play the event source mappings until queues are empty
@@ -61,7 +61,47 @@ async fn main() {
     }
 }
 
+/// Validates the channel specs on disk (`channels/<channel>/*.toml`, or the given files),
+/// with the code the ingest binary runs at cold start.
+fn validate_specs(files: &[String]) -> anyhow::Result<()> {
+    let root = ariane_local::repo_root();
+    let paths: Vec<std::path::PathBuf> = if files.is_empty() {
+        let mut p = Vec::new();
+        for dir in std::fs::read_dir(root.join("channels"))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()) {
+            p.extend(std::fs::read_dir(&dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")));
+        }
+        p.sort();
+        p
+    } else {
+        files.iter().map(Into::into).collect()
+    };
+    let mut texts = Vec::new();
+    for path in &paths {
+        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let shown = path.strip_prefix(&root).unwrap_or(path).display().to_string();
+        texts.push((shown, text));
+    }
+    let refs: Vec<(&str, &str)> = texts.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+    match ariane_ingest::spec::Catalog::from_files(&refs) {
+        Ok(catalog) => {
+            println!("{} channel spec(s) valid: {}", catalog.specs.len(), catalog.specs.iter().map(|s| format!("{}/{}", s.channel, s.name)).collect::<Vec<_>>().join(", "));
+            Ok(())
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("invalid: {e}");
+            }
+            bail!("{} problem(s) in channel specs", errors.len())
+        }
+    }
+}
+
 async fn validate(files: &[String]) -> anyhow::Result<()> {
+    let (spec_files, files): (Vec<String>, Vec<String>) = files.iter().cloned().partition(|f| f.ends_with(".toml"));
+    let specs = validate_specs(&spec_files);
+    if !spec_files.is_empty() && files.is_empty() {
+        return specs;
+    }
     let root = ariane_local::repo_root();
     let paths: Vec<std::path::PathBuf> = if files.is_empty() {
         let mut p: Vec<_> = std::fs::read_dir(root.join("segments"))?
@@ -83,6 +123,7 @@ async fn validate(files: &[String]) -> anyhow::Result<()> {
         }
     }
     problems.extend(ariane_segments::run::validate(&definitions).await.into_iter().map(|e| e.to_string()));
+    specs?;
     if problems.is_empty() {
         println!("{} segment file(s) valid: {}", definitions.len(), definitions.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", "));
         Ok(())

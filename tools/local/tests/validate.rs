@@ -1,0 +1,33 @@
+//! `ariane-local validate`: the pre-deployment check of channel specs and segments.
+
+use std::process::Command;
+
+fn validate(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ariane-local")).arg("validate").args(args).output().expect("runs");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn the_repository_specs_are_valid() {
+    let (ok, out) = validate(&[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("channel spec(s) valid") && out.contains("pos/receipts"), "{out}");
+}
+
+#[test]
+fn a_bad_spec_is_reported_with_its_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("shoe.toml", "occurred_at = { source = \"d\", format = \"%d/%m/%Y\" }\nshoe_size = { source = \"s\" }", "fields.shoe_size", "unknown canonical field"),
+        ("date.toml", "occurred_at = { source = \"d\", format = \"%d/%Q/%Y\" }", "fields.occurred_at.format", "strftime"),
+        ("missing.toml", "email = { source = \"e\" }", "fields.occurred_at", "missing required mapping"),
+    ];
+    for (name, fields, field, message) in cases {
+        let path = dir.path().join(name);
+        let text = format!("channel = \"pos\"\nname = \"t\"\n[format]\nkind = \"csv\"\n[event_type]\nconstant = \"x\"\n[fields]\n{fields}\n");
+        std::fs::write(&path, text).unwrap();
+        let (ok, out) = validate(&[path.to_str().unwrap()]);
+        assert!(!ok, "{name} must fail: {out}");
+        assert!(out.contains(name) && out.contains(field) && out.contains(message), "{name}: {out}");
+    }
+}
