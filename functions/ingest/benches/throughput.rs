@@ -121,8 +121,8 @@ fn run_child(args: &[&str]) -> Measured {
     }
 }
 
-fn generate(dir: &Path, export: Export, rows: u64, persons: usize) -> PathBuf {
-    let path = dir.join(export.file_name().replace('/', "-"));
+fn generate(dir: &Path, name: &str, export: Export, rows: u64, persons: usize) -> PathBuf {
+    let path = dir.join(name);
     if path.exists() {
         return path;
     }
@@ -154,18 +154,14 @@ fn main() {
     let mut jobs: Vec<(Export, PathBuf)> = Vec::new();
     for export in Export::ALL {
         let t = Instant::now();
-        let path = generate(&dir, export, rows, 200_000);
+        let path = generate(&dir, &format!("{rows}-{}", export.file_name()), export, rows, 200_000);
         eprintln!("generated {} in {:.1}s", path.display(), t.elapsed().as_secs_f64());
         jobs.push((export, path));
     }
     if let Some(gb) = big_gb {
-        let path = dir.join(format!("pos-big-{gb}gb.csv"));
-        if !path.exists() {
-            // ~125 bytes per receipt line.
-            let big_rows = (gb * 1024.0 * 1024.0 * 1024.0 / 125.0) as u64;
-            let tmp = generate(&dir, Export::PosReceipts, big_rows, 4_000_000);
-            std::fs::rename(tmp, &path).expect("rename");
-        }
+        // ~104 bytes per receipt line.
+        let big_rows = (gb * 1024.0 * 1024.0 * 1024.0 / 104.0) as u64;
+        let path = generate(&dir, &format!("big-{gb}gb-receipts.csv"), Export::PosReceipts, big_rows, 4_000_000);
         jobs.push((Export::PosReceipts, path));
     }
     for (export, path) in jobs {
