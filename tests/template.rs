@@ -110,7 +110,8 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
             assert!(f.environment.contains_key(key), "{id} env {key}");
         }
         assert_eq!(f.function_name, format!("ariane-tpl-ingest-{channel}"));
-        assert_eq!((f.memory_mb, f.timeout_s, f.ephemeral_storage_mb), (512, 900, Some(2048)), "{id}");
+        assert!(f.memory_mb >= 512, "{id}: {}", f.memory_mb);
+        assert_eq!((f.timeout_s, f.ephemeral_storage_mb), (900, Some(2048)), "{id}");
         let (queue_id, queue) = m.queue_of(&id)?;
         assert_eq!(queue_id, format!("Ingest{}Queue", camel(channel)));
         assert!(routes.contains(&(channel.as_str(), queue.url.as_str())), "{channel}: {} not in CHANNEL_QUEUE_URLS {routes:?}", queue.url);
