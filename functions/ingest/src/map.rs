@@ -82,7 +82,7 @@ impl Hasher for FxHasher {
 
 pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
-const HASH_CACHE: usize = 100_000;
+const HASH_CACHE: usize = 20_000;
 
 /// A value read for a field, before typing.
 fn read_source<'r>(row: &'r dyn Row, meta: &RowMeta, source: &Source) -> Result<Option<Cow<'r, str>>, String> {

@@ -47,6 +47,10 @@ const BUFFERED_ROWS: usize = 65_536;
 const OPEN_PARTITIONS: usize = 64;
 /// Spill buckets (Parquet files in scratch space) for out-of-order dates.
 const SPILL_BUCKETS: usize = 16;
+/// A file cut into this many small row groups by global flushes is closed (its footer
+/// metadata leaves memory): a partition's later rows then go to the spill buckets, and a
+/// full spill file is closed and a new one started.
+const MAX_FLUSHES: u32 = 16;
 
 /// What happened to a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -478,12 +482,14 @@ struct PartWriter<T> {
     buffer: Vec<T>,
     part: u32,
     last_used: u64,
+    /// Row groups cut by global flushes (each keeps footer metadata in memory).
+    flushes: u32,
 }
 
 impl<T> PartWriter<T> {
     fn create(path: PathBuf, schema: arrow::datatypes::SchemaRef, part: u32) -> Result<Self, SinkError> {
         let file = BufWriter::new(File::create(&path)?);
-        Ok(PartWriter { path, writer: lake::parquet_writer(file, schema)?, buffer: Vec::new(), part, last_used: 0 })
+        Ok(PartWriter { path, writer: lake::parquet_writer(file, schema)?, buffer: Vec::new(), part, last_used: 0, flushes: 0 })
     }
 }
 
@@ -512,6 +518,23 @@ pub struct LakeSink {
     /// Dates whose direct part was closed.
     closed: std::collections::HashSet<String>,
     spill: Vec<Option<PartWriter<CanonicalEvent>>>,
+    /// Closed spill files, per bucket.
+    spilled: Vec<Vec<PathBuf>>,
+    limits: Limits,
+}
+
+/// The memory bounds of a [`LakeSink`] (the constants above; smaller in tests).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub buffered_rows: usize,
+    pub open_partitions: usize,
+    pub max_flushes: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { buffered_rows: BUFFERED_ROWS, open_partitions: OPEN_PARTITIONS, max_flushes: MAX_FLUSHES }
+    }
 }
 
 impl LakeSink {
@@ -531,7 +554,15 @@ impl LakeSink {
             buffered: 0,
             closed: std::collections::HashSet::new(),
             spill: (0..SPILL_BUCKETS).map(|_| None).collect(),
+            spilled: (0..SPILL_BUCKETS).map(|_| Vec::new()).collect(),
+            limits: Limits::default(),
         })
+    }
+
+    /// The same sink with other memory bounds.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     fn flush_observations(&mut self) -> Result<(), SinkError> {
@@ -560,7 +591,7 @@ impl LakeSink {
         date.hash(&mut h);
         let bucket = (h.finish() % SPILL_BUCKETS as u64) as usize;
         if self.spill[bucket].is_none() {
-            let path = self.dir.join(format!("spill-{bucket}.parquet"));
+            let path = self.dir.join(format!("spill-{bucket}-{}.parquet", self.spilled[bucket].len()));
             self.spill[bucket] = Some(PartWriter::create(path, lake::events_schema(), 0)?);
         }
         let part = self.spill[bucket].as_mut().expect("created above");
@@ -580,64 +611,82 @@ impl LakeSink {
                 flush_events(part)?;
                 // Close the row group so no encoded data stays in memory per file.
                 part.writer.flush()?;
+                part.flushes += 1;
             }
         }
         self.buffered = 0;
+        let full: Vec<String> =
+            self.partitions.iter().filter(|(_, p)| p.flushes >= self.limits.max_flushes).map(|(d, _)| d.clone()).collect();
+        for date in full {
+            self.close_partition(&date)?;
+        }
+        for slot in 0..SPILL_BUCKETS {
+            if self.spill[slot].as_ref().is_some_and(|p| p.flushes >= self.limits.max_flushes) {
+                let bucket = self.spill[slot].take().expect("checked above");
+                bucket.writer.close()?;
+                self.spilled[slot].push(bucket.path);
+            }
+        }
         Ok(())
     }
 
     /// Splits the spill buckets into one more part per date.
     fn unspill(&mut self) -> Result<(), SinkError> {
         for slot in 0..SPILL_BUCKETS {
-            let Some(mut bucket) = self.spill[slot].take() else { continue };
-            flush_events(&mut bucket)?;
-            bucket.writer.close()?;
-            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(File::open(&bucket.path)?)?
-                .with_batch_size(8192)
-                .build()?;
+            let mut files = std::mem::take(&mut self.spilled[slot]);
+            if let Some(mut bucket) = self.spill[slot].take() {
+                flush_events(&mut bucket)?;
+                bucket.writer.close()?;
+                files.push(bucket.path);
+            }
             let mut writers: HashMap<String, (ArrowWriter<BufWriter<File>>, PathBuf, u32)> = HashMap::new();
             let mut pending = 0usize;
-            for batch in reader {
-                let batch = batch?;
-                let at = batch
-                    .column_by_name("occurred_at")
-                    .and_then(|c| c.as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>())
-                    .ok_or("spill file without occurred_at")?;
-                let mut rows: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-                for i in 0..batch.num_rows() {
-                    let date = DateTime::<Utc>::from_timestamp_micros(at.value(i)).ok_or("timestamp out of range")?;
-                    rows.entry(date.format("%Y-%m-%d").to_string()).or_default().push(i as u32);
-                }
-                for (date, indices) in rows {
-                    let indices = arrow::array::UInt32Array::from(indices);
-                    let columns = batch
-                        .columns()
-                        .iter()
-                        .map(|c| arrow::compute::take(c.as_ref(), &indices, None))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let part_batch = arrow::array::RecordBatch::try_new(batch.schema(), columns)?;
-                    if !writers.contains_key(&date) {
-                        let part = self.next_part.entry(date.clone()).or_insert(0);
-                        let path = self.dir.join(format!("events-{date}-{part}.parquet"));
-                        let w = lake::parquet_writer(BufWriter::new(File::create(&path)?), lake::events_schema())?;
-                        writers.insert(date.clone(), (w, path, *part));
-                        *part += 1;
+            for file in &files {
+                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(File::open(file)?)?
+                    .with_batch_size(8192)
+                    .build()?;
+                for batch in reader {
+                    let batch = batch?;
+                    let at = batch
+                        .column_by_name("occurred_at")
+                        .and_then(|c| c.as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>())
+                        .ok_or("spill file without occurred_at")?;
+                    let mut rows: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+                    for i in 0..batch.num_rows() {
+                        let date = DateTime::<Utc>::from_timestamp_micros(at.value(i)).ok_or("timestamp out of range")?;
+                        rows.entry(date.format("%Y-%m-%d").to_string()).or_default().push(i as u32);
                     }
-                    pending += part_batch.num_rows();
-                    writers.get_mut(&date).expect("inserted above").0.write(&part_batch)?;
-                }
-                if pending >= BUFFERED_ROWS {
-                    for (w, _, _) in writers.values_mut() {
-                        w.flush()?;
+                    for (date, indices) in rows {
+                        let indices = arrow::array::UInt32Array::from(indices);
+                        let columns = batch
+                            .columns()
+                            .iter()
+                            .map(|c| arrow::compute::take(c.as_ref(), &indices, None))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let part_batch = arrow::array::RecordBatch::try_new(batch.schema(), columns)?;
+                        if !writers.contains_key(&date) {
+                            let part = self.next_part.entry(date.clone()).or_insert(0);
+                            let path = self.dir.join(format!("events-{date}-{part}.parquet"));
+                            let w = lake::parquet_writer(BufWriter::new(File::create(&path)?), lake::events_schema())?;
+                            writers.insert(date.clone(), (w, path, *part));
+                            *part += 1;
+                        }
+                        pending += part_batch.num_rows();
+                        writers.get_mut(&date).expect("inserted above").0.write(&part_batch)?;
                     }
-                    pending = 0;
+                    if pending >= self.limits.buffered_rows {
+                        for (w, _, _) in writers.values_mut() {
+                            w.flush()?;
+                        }
+                        pending = 0;
+                    }
                 }
+                let _ = std::fs::remove_file(file);
             }
             for (date, (w, path, part)) in writers {
                 w.close()?;
                 self.finished.push((date, part, path));
             }
-            let _ = std::fs::remove_file(&bucket.path);
         }
         Ok(())
     }
@@ -678,13 +727,13 @@ impl RowSink for LakeSink {
         let date = event.event_date();
         if !self.partitions.contains_key(&date) && self.closed.contains(&date) {
             self.spill(event, &date)?;
-            if self.buffered >= BUFFERED_ROWS {
+            if self.buffered >= self.limits.buffered_rows {
                 self.flush_all()?;
             }
             return Ok(());
         }
         if !self.partitions.contains_key(&date) {
-            if self.partitions.len() >= OPEN_PARTITIONS {
+            if self.partitions.len() >= self.limits.open_partitions {
                 let oldest = self.partitions.iter().min_by_key(|(_, p)| p.last_used).map(|(d, _)| d.clone());
                 if let Some(oldest) = oldest {
                     self.close_partition(&oldest)?;
@@ -704,7 +753,7 @@ impl RowSink for LakeSink {
             self.buffered -= part.buffer.len();
             flush_events(part)?;
         }
-        if self.buffered >= BUFFERED_ROWS {
+        if self.buffered >= self.limits.buffered_rows {
             self.flush_all()?;
         }
         Ok(())
@@ -787,8 +836,17 @@ mod tests {
 
     #[test]
     fn unsorted_files_spanning_many_dates_give_at_most_two_parts_per_date() {
+        unsorted_dates(Limits::default());
+    }
+
+    #[test]
+    fn tight_limits_roll_files_and_spills_without_losing_rows() {
+        unsorted_dates(Limits { buffered_rows: 500, open_partitions: 20, max_flushes: 3 });
+    }
+
+    fn unsorted_dates(limits: Limits) {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = LakeSink::new(dir.path().to_path_buf()).unwrap();
+        let mut sink = LakeSink::new(dir.path().to_path_buf()).unwrap().with_limits(limits);
         let days = 300u32;
         let rows = 20_000u64;
         for i in 0..rows {
