@@ -89,8 +89,6 @@ pub enum IdentifierError {
     EmptyEmail,
     #[error("email {0:?} is not a valid address")]
     InvalidEmail(String),
-    #[error("phone {0:?} is not a valid number")]
-    InvalidPhone(String),
 }
 
 /// Trims and lowercases an email and checks its syntax (one `@`, a non-empty local part,
@@ -124,53 +122,6 @@ pub fn normalize_email(raw: &str) -> Result<String, IdentifierError> {
     Ok(email)
 }
 
-/// Normalises a phone number as typed (`06 12 34 56 78`, `06.12.34.56.78`, `+33 6 12 34 56 78`,
-/// `0033612345678`) to E.164 (`+33612345678`).
-///
-/// Numbers without an international prefix are read in the national plan of
-/// `default_region`; French (`FR`) national numbers are `0` followed by 9 digits.
-/// Other regions are accepted only in international form. Empty input gives `Ok(None)`.
-pub fn normalize_phone(raw: &str, default_region: &str) -> Result<Option<String>, IdentifierError> {
-    let trimmed = raw.trim();
-    if trimmed.is_empty() {
-        return Ok(None);
-    }
-    let invalid = || IdentifierError::InvalidPhone(trimmed.to_string());
-    let mut digits = String::with_capacity(trimmed.len());
-    let mut plus = false;
-    for (i, c) in trimmed.chars().enumerate() {
-        match c {
-            '0'..='9' => digits.push(c),
-            '+' if i == 0 => plus = true,
-            ' ' | '.' | '-' | '(' | ')' | '/' | '\u{a0}' => {}
-            _ => return Err(invalid()),
-        }
-    }
-    let international = if plus {
-        digits
-    } else if let Some(rest) = digits.strip_prefix("00") {
-        rest.to_string()
-    } else if default_region.eq_ignore_ascii_case("FR") && digits.len() == 10 && digits.starts_with('0') {
-        format!("33{}", &digits[1..])
-    } else {
-        return Err(invalid());
-    };
-    // French numbers written internationally with the trunk zero: +33 (0)6 ...
-    let international = match international.strip_prefix("330") {
-        Some(rest) if rest.len() == 9 => format!("33{rest}"),
-        _ => international,
-    };
-    if international.starts_with("33") {
-        // French numbers: 9 significant digits, never starting with 0.
-        if international.len() != 11 || international.as_bytes()[2] == b'0' {
-            return Err(invalid());
-        }
-    } else if !(8..=15).contains(&international.len()) || international.starts_with('0') {
-        return Err(invalid());
-    }
-    Ok(Some(format!("+{international}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,21 +142,7 @@ mod tests {
         assert_eq!(normalize_email("   ").unwrap_err(), IdentifierError::EmptyEmail);
     }
 
-    #[test]
-    fn french_phones_as_people_write_them() {
-        for raw in ["06 12 34 56 78", "0612345678", "06.12.34.56.78", "+33 6 12 34 56 78", "+33612345678", "0033 6 12 34 56 78", "+33 (0)6 12 34 56 78", "06-12-34-56-78"] {
-            assert_eq!(normalize_phone(raw, "FR").unwrap().as_deref(), Some("+33612345678"), "{raw}");
-        }
-        assert_eq!(normalize_phone("  ", "FR").unwrap(), None);
-        assert_eq!(normalize_phone("+44 20 7946 0958", "FR").unwrap().as_deref(), Some("+442079460958"));
-    }
 
-    #[test]
-    fn bad_phones_are_rejected() {
-        for raw in ["12345", "06 12 34 56", "0612345678x", "+33 06 12 34 56 789", "abc"] {
-            assert!(normalize_phone(raw, "FR").is_err(), "{raw}");
-        }
-    }
 
     #[test]
     fn hashes_depend_on_kind_and_value() {
@@ -226,10 +163,5 @@ mod tests {
             }
         }
 
-        #[test]
-        fn phone_normalisation_ignores_separators(d in "[1-79][0-9]{8}", sep in "[ .-]?") {
-            let spaced: String = format!("0{d}").as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(&sep);
-            prop_assert_eq!(normalize_phone(&spaced, "FR").unwrap(), Some(format!("+33{d}")));
-        }
     }
 }

@@ -782,18 +782,6 @@ impl RowSink for LakeSink {
     }
 }
 
-/// Per-channel counts, for reports.
-pub fn summarize(entries: &[LedgerEntry]) -> BTreeMap<String, (u64, u64, u64)> {
-    let mut out = BTreeMap::new();
-    for e in entries {
-        let c = out.entry(e.channel.clone()).or_insert((0, 0, 0));
-        c.0 += e.rows_read;
-        c.1 += e.events_written;
-        c.2 += e.rows_rejected;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
