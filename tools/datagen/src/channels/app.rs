@@ -13,17 +13,17 @@ use std::io::Write;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::out::{blocks, ids, sort_order, Ctx, Defect, Format, Truth};
-use super::profile::{profile, Profile};
+use super::out::{ids, write_blocks, Ctx, Defect, Format, Truth};
+use super::profile::Profile;
 use super::text::{
     bad_amount, draw_local_time, mix64, push_json_price, push_json_str, push_rfc3339, uuid, DAY,
     HOUR, ONLINE_HOUR_WEIGHTS,
 };
-use super::{ChannelStats, Export, CHANNEL_BLOCK_PERSONS};
+use super::{ChannelStats, Export};
 use crate::data::PRODUCTS;
 use crate::ecommerce::draw_product;
-use crate::rng::{person_rng, pick_weighted, Stream};
-use crate::{person, GenConfig, Person};
+use crate::rng::{pick_weighted, Stream};
+use crate::{GenConfig, Person};
 
 /// App opens per user: weights for 1..=30.
 const OPEN_WEIGHTS: &[u32] = &[
@@ -143,33 +143,20 @@ pub(crate) fn write(
     let mut ctx = Ctx::new(cfg, Export::AppEvents, out, truth, Format::lines(false));
     ctx.sink.line("[")?;
     let now = ctx.now;
-    let mut events = Vec::new();
-    let mut order = Vec::new();
-    let mut persons: Vec<(Person, Profile)> = Vec::new();
     let mut line = String::with_capacity(512);
     let mut event_id = String::with_capacity(36);
     let mut order_number = 100_000u64;
     let mut first = true;
-    for (start, end) in blocks(cfg.persons, CHANNEL_BLOCK_PERSONS) {
-        if ctx.full() {
-            break;
-        }
-        ctx.begin_block(start, end - start);
-        events.clear();
-        persons.clear();
-        for (slot, index) in (start..end).enumerate() {
-            let p = person(cfg, index);
-            let prof = profile(cfg, index, &p);
-            let mut rng = person_rng(cfg.seed, index as u64, Stream::App);
-            plan(&mut rng, now, (index, slot), &prof, &mut events);
-            persons.push((p, prof));
-        }
-        events.retain(|e| e.ms < now * 1000);
-        sort_order(&events, |e| (e.ms, e.slot, e.seq), &mut order);
-        for &(_, i) in &order {
-            let e = &events[i as usize];
-            if ctx.full() {
-                break;
+    write_blocks(
+        &mut ctx,
+        Stream::App,
+        |rng, at, _, prof, events| plan(rng, now, at, prof, events),
+        |e| (e.ms, e.slot, e.seq),
+        |ctx, e, persons| {
+            // Events at or after `now` are dropped (skipping them here keeps
+            // the order of the others).
+            if e.ms >= now * 1000 {
+                return Ok(());
             }
             let (p, prof) = &persons[e.slot as usize];
             let id_bits = mix64(((e.person as u64) << 24 | u64::from(e.seq)) ^ 0xA99E_7E57);
@@ -224,9 +211,9 @@ pub(crate) fn write(
                     defect,
                     unusable: 0,
                 },
-            )?;
-        }
-    }
+            )
+        },
+    )?;
     if !first {
         ctx.end_line("")?;
     }

@@ -8,17 +8,17 @@ use std::io::Write;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::out::{blocks, ids, sort_order, Ctx, Defect, Format, Row, Truth};
-use super::profile::{profile, Profile};
+use super::out::{ids, write_blocks, Ctx, Defect, Format, Row, Truth};
+use super::profile::Profile;
 use super::text::{
     bad_amount, civil, draw_local_time, mistype_email, mistype_phone, phone, push_amount,
     push_rfc3339, DAY, HOUR, ONLINE_HOUR_WEIGHTS,
 };
-use super::{ChannelStats, Export, CHANNEL_BLOCK_PERSONS, CHECKOUTS_HEADER};
+use super::{ChannelStats, Export, CHECKOUTS_HEADER};
 use crate::data::PRODUCTS;
 use crate::ecommerce::{draw_product, typed_email};
-use crate::rng::{person_rng, pick_index, pick_weighted, Stream};
-use crate::{person, GenConfig, Person};
+use crate::rng::{pick_index, pick_weighted, Stream};
+use crate::{GenConfig, Person};
 
 /// Carts span the year before `now`.
 const HISTORY: i64 = 365 * DAY;
@@ -136,31 +136,18 @@ pub(crate) fn write(
     ctx.sink.record(&CHECKOUTS_HEADER)?;
     let now = ctx.now;
     let mut row = Row::default();
-    let mut checkouts = Vec::new();
-    let mut order = Vec::new();
     let mut next_id = FIRST_CHECKOUT_ID;
-    for (start, end) in blocks(cfg.persons, CHANNEL_BLOCK_PERSONS) {
-        if ctx.full() {
-            break;
-        }
-        ctx.begin_block(start, end - start);
-        checkouts.clear();
-        for (slot, index) in (start..end).enumerate() {
-            let p = person(cfg, index);
-            let prof = profile(cfg, index, &p);
-            let mut rng = person_rng(cfg.seed, index as u64, Stream::Checkouts);
-            plan(&mut rng, now, index, slot, &p, &prof, &mut checkouts);
-        }
-        sort_order(&checkouts, |c| (c.ts, c.slot, c.seq), &mut order);
-        for &(_, i) in &order {
-            let c = &checkouts[i as usize];
-            if ctx.full() {
-                break;
-            }
-            write_checkout(&mut ctx, &mut row, c, &next_id.to_string())?;
+    write_blocks(
+        &mut ctx,
+        Stream::Checkouts,
+        |rng, (index, slot), p, prof, checkouts| plan(rng, now, index, slot, p, prof, checkouts),
+        |c| (c.ts, c.slot, c.seq),
+        |ctx, c, _| {
+            write_checkout(ctx, &mut row, c, &next_id.to_string())?;
             next_id += 1;
-        }
-    }
+            Ok(())
+        },
+    )?;
     ctx.finish()
 }
 

@@ -14,17 +14,17 @@ use std::io::Write;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::out::{blocks, ids, sort_order, Ctx, Defect, Format, Row, Truth};
+use super::out::{ids, write_blocks, Ctx, Defect, Format, Row, Truth};
 use super::pos::bad_local_date;
-use super::profile::{profile, Profile};
+use super::profile::Profile;
 use super::text::{
     dst_note, mistype_email, mistype_phone, mix64, paris_local, phone, push_dmy_hm, upper, DAY,
     HOUR, MINUTE,
 };
-use super::{ChannelStats, Export, CHANNEL_BLOCK_PERSONS, CRM_CONTACTS_HEADER};
+use super::{ChannelStats, Export, CRM_CONTACTS_HEADER};
 use crate::ecommerce::capitalise_email;
-use crate::rng::{person_rng, pick_index, pick_weighted, Stream};
-use crate::{person, GenConfig, Person};
+use crate::rng::{pick_index, pick_weighted, Stream};
+use crate::{GenConfig, Person};
 
 /// Street names of postal addresses.
 const STREETS: [&str; 16] = [
@@ -359,29 +359,12 @@ pub(crate) fn write(
     ctx.sink.record(&CRM_CONTACTS_HEADER)?;
     let now = ctx.now;
     let mut row = Row::default();
-    let mut changes = Vec::new();
-    let mut order = Vec::new();
-    let mut persons: Vec<(Person, Profile)> = Vec::new();
-    for (start, end) in blocks(cfg.persons, CHANNEL_BLOCK_PERSONS) {
-        if ctx.full() {
-            break;
-        }
-        ctx.begin_block(start, end - start);
-        changes.clear();
-        persons.clear();
-        for (slot, index) in (start..end).enumerate() {
-            let p = person(cfg, index);
-            let prof = profile(cfg, index, &p);
-            let mut rng = person_rng(cfg.seed, index as u64, Stream::Crm);
-            plan(&mut rng, now, (index, slot), &p, &prof, &mut changes);
-            persons.push((p, prof));
-        }
-        sort_order(&changes, |c| (c.ts, c.slot, c.seq), &mut order);
-        for &(_, i) in &order {
-            let c = &changes[i as usize];
-            if ctx.full() {
-                break;
-            }
+    write_blocks(
+        &mut ctx,
+        Stream::Crm,
+        |rng, at, p, prof, changes| plan(rng, now, at, p, prof, changes),
+        |c| (c.ts, c.slot, c.seq),
+        |ctx, c, persons| {
             let (p, prof) = &persons[c.slot as usize];
             let customer = &p.customer_id;
             row.reset(CRM_CONTACTS_HEADER.len());
@@ -445,8 +428,8 @@ pub(crate) fn write(
                     defect,
                     unusable,
                 },
-            )?;
-        }
-    }
+            )
+        },
+    )?;
     ctx.finish()
 }

@@ -7,15 +7,15 @@ use std::io::Write;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::out::{blocks, ids, sort_order, Ctx, Defect, Format, Row, Truth};
-use super::profile::{profile, Profile};
+use super::out::{ids, write_blocks, Ctx, Defect, Format, Row, Truth};
+use super::profile::Profile;
 use super::text::{
     civil, dirty_email, paris_instant, paris_local, push_ymd_hms, weekday, DAY, HOUR, MINUTE,
 };
-use super::{ChannelStats, Export, CHANNEL_BLOCK_PERSONS, EMAIL_ACTIVITY_HEADER};
+use super::{ChannelStats, Export, EMAIL_ACTIVITY_HEADER};
 use crate::data::CATEGORIES;
-use crate::rng::{person_rng, Stream};
-use crate::{person, GenConfig, Person};
+use crate::rng::Stream;
+use crate::{GenConfig, Person};
 
 /// Campaigns span the year before `now`.
 const HISTORY: i64 = 365 * DAY;
@@ -222,34 +222,12 @@ pub(crate) fn write(
         })
         .collect();
     let mut row = Row::default();
-    let mut rows = Vec::new();
-    let mut order = Vec::new();
-    for (start, end) in blocks(cfg.persons, CHANNEL_BLOCK_PERSONS) {
-        if ctx.full() {
-            break;
-        }
-        ctx.begin_block(start, end - start);
-        rows.clear();
-        for (slot, index) in (start..end).enumerate() {
-            let p = person(cfg, index);
-            let prof = profile(cfg, index, &p);
-            let mut rng = person_rng(cfg.seed, index as u64, Stream::Email);
-            plan(
-                &mut rng,
-                now,
-                &calendar,
-                (index, slot),
-                &p,
-                &prof,
-                &mut rows,
-            );
-        }
-        sort_order(&rows, |a| (a.ts, a.slot, a.seq), &mut order);
-        for &(_, i) in &order {
-            let a = &rows[i as usize];
-            if ctx.full() {
-                break;
-            }
+    write_blocks(
+        &mut ctx,
+        Stream::Email,
+        |rng, at, p, prof, rows| plan(rng, now, &calendar, at, p, prof, rows),
+        |a| (a.ts, a.slot, a.seq),
+        |ctx, a, _| {
             let campaign = &calendar[a.campaign as usize];
             row.reset(EMAIL_ACTIVITY_HEADER.len());
             row.set(0, &a.email);
@@ -295,9 +273,9 @@ pub(crate) fn write(
                     defect,
                     unusable: 0,
                 },
-            )?;
-        }
-    }
+            )
+        },
+    )?;
     ctx.finish()
 }
 

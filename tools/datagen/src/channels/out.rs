@@ -7,9 +7,10 @@ use anyhow::{bail, Context};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{ChannelStats, Export, CHANNEL_TRUTH_HEADER};
+use super::profile::{profile, Profile};
+use super::{ChannelStats, Export, CHANNEL_BLOCK_PERSONS, CHANNEL_TRUTH_HEADER};
 use crate::rng::{person_rng, pick_index, Stream};
-use crate::GenConfig;
+use crate::{person, GenConfig, Person};
 
 /// Staging buffers are written out once they reach this size.
 const FLUSH_AT: usize = 1 << 16;
@@ -575,6 +576,48 @@ pub(crate) fn blocks(persons: usize, size: usize) -> impl Iterator<Item = (usize
         let start = b * size;
         (start, persons.min(start + size))
     })
+}
+
+/// The loop every channel writer shares: persons go in blocks of
+/// [`CHANNEL_BLOCK_PERSONS`] until `max_rows` is reached. In a block, `plan`
+/// appends each person's rows, drawn from the person's own `stream`, given
+/// `(index, slot)` (person index, position in the block); the block's rows are
+/// then sorted by `key` and handed to `write` in that order, with the block's
+/// persons and profiles (indexed by slot).
+pub(crate) fn write_blocks<'a, T, K: Ord + Copy>(
+    ctx: &mut Ctx<'a>,
+    stream: Stream,
+    mut plan: impl FnMut(&mut ChaCha8Rng, (usize, usize), &Person, &Profile, &mut Vec<T>),
+    key: impl Fn(&T) -> K,
+    mut write: impl FnMut(&mut Ctx<'a>, &T, &[(Person, Profile)]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let cfg = ctx.cfg;
+    let mut rows = Vec::new();
+    let mut order = Vec::new();
+    let mut persons = Vec::new();
+    for (start, end) in blocks(cfg.persons, CHANNEL_BLOCK_PERSONS) {
+        if ctx.full() {
+            break;
+        }
+        ctx.begin_block(start, end - start);
+        rows.clear();
+        persons.clear();
+        for (slot, index) in (start..end).enumerate() {
+            let p = person(cfg, index);
+            let prof = profile(cfg, index, &p);
+            let mut rng = person_rng(cfg.seed, index as u64, stream);
+            plan(&mut rng, (index, slot), &p, &prof, &mut rows);
+            persons.push((p, prof));
+        }
+        sort_order(&rows, &key, &mut order);
+        for &(_, i) in &order {
+            if ctx.full() {
+                break;
+            }
+            write(ctx, &rows[i as usize], &persons)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

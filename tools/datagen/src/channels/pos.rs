@@ -15,18 +15,18 @@ use std::io::Write;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::out::{blocks, ids, sort_order, Ctx, Defect, Format, Row, Truth};
-use super::profile::{profile, Profile, STORES};
+use super::out::{ids, write_blocks, Ctx, Defect, Format, Row, Truth};
+use super::profile::{Profile, STORES};
 use super::text::{
     bad_amount, card_variant, civil, dst_note, mistype_email, mistype_phone, paris_instant,
     paris_local, phone, push_amount, push_dmy_hm, weekday, DAY, HOUR, MINUTE,
 };
-use super::{ChannelStats, Export, PosEncoding, CHANNEL_BLOCK_PERSONS, POS_RECEIPTS_HEADER};
+use super::{ChannelStats, Export, PosEncoding, POS_RECEIPTS_HEADER};
 use crate::data::PRODUCTS;
 use crate::ecommerce::{draw_product, typed_email};
-use crate::rng::{person_rng, pick_index, pick_weighted, Stream};
+use crate::rng::{pick_index, pick_weighted, Stream};
 use crate::time::dst_switch;
-use crate::{person, GenConfig, Person};
+use crate::{GenConfig, Person};
 
 /// Receipts span the two years before `now`.
 const HISTORY_DAYS: i64 = 730;
@@ -304,30 +304,16 @@ pub(crate) fn write(
     let now = ctx.now;
     let mut tickets = [0u32; STORES];
     let mut row = Row::default();
-    let mut receipts = Vec::new();
-    let mut order = Vec::new();
-    for (start, end) in blocks(cfg.persons, CHANNEL_BLOCK_PERSONS) {
-        if ctx.full() {
-            break;
-        }
-        ctx.begin_block(start, end - start);
-        receipts.clear();
-        for (slot, index) in (start..end).enumerate() {
-            let p = person(cfg, index);
-            let prof = profile(cfg, index, &p);
-            let mut rng = person_rng(cfg.seed, index as u64, Stream::Pos);
-            plan(now, index, slot, &p, &prof, &mut rng, &mut receipts);
-        }
-        sort_order(&receipts, |r| (r.ts, r.slot, r.seq), &mut order);
-        for &(_, i) in &order {
-            let r = &receipts[i as usize];
-            if ctx.full() {
-                break;
-            }
+    write_blocks(
+        &mut ctx,
+        Stream::Pos,
+        |rng, (index, slot), p, prof, receipts| plan(now, index, slot, p, prof, rng, receipts),
+        |r| (r.ts, r.slot, r.seq),
+        |ctx, r, _| {
             tickets[r.store] += 1;
-            write_receipt(&mut ctx, &mut row, r, tickets[r.store])?;
-        }
-    }
+            write_receipt(ctx, &mut row, r, tickets[r.store])
+        },
+    )?;
     ctx.finish()
 }
 

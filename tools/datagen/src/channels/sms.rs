@@ -9,14 +9,14 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::email::MONTH_THEMES;
-use super::out::{blocks, ids, sort_order, Ctx, Defect, Format, Row, Truth};
-use super::profile::{profile, Profile};
+use super::out::{ids, write_blocks, Ctx, Defect, Format, Row, Truth};
+use super::profile::Profile;
 use super::text::{
     civil, dst_note, mix64, paris_instant, paris_local, phone, push_dmy_hm, weekday, DAY, HOUR,
 };
-use super::{ChannelStats, Export, CHANNEL_BLOCK_PERSONS, SMS_REPORT_HEADER};
-use crate::rng::{person_rng, pick_weighted, Stream};
-use crate::{person, GenConfig, Person};
+use super::{ChannelStats, Export, SMS_REPORT_HEADER};
+use crate::rng::{pick_weighted, Stream};
+use crate::{GenConfig, Person};
 
 /// Campaigns span the year before `now`.
 const HISTORY: i64 = 365 * DAY;
@@ -164,35 +164,17 @@ pub(crate) fn write(
     let now = ctx.now;
     let calendar = campaigns(now);
     let mut row = Row::default();
-    let mut reports = Vec::new();
-    let mut order = Vec::new();
     let mut message_id = String::with_capacity(16);
-    for (start, end) in blocks(cfg.persons, CHANNEL_BLOCK_PERSONS) {
-        if ctx.full() {
-            break;
-        }
-        ctx.begin_block(start, end - start);
-        reports.clear();
-        for (slot, index) in (start..end).enumerate() {
-            let p = person(cfg, index);
-            let prof = profile(cfg, index, &p);
-            let mut rng = person_rng(cfg.seed, index as u64, Stream::Sms);
-            plan(
-                &mut rng,
-                cfg.seed,
-                &calendar,
-                (index, slot),
-                &p,
-                &prof,
-                &mut reports,
-            );
-        }
-        reports.retain(|r| r.ts < now);
-        sort_order(&reports, |r| (r.ts, r.slot, r.seq), &mut order);
-        for &(_, i) in &order {
-            let r = &reports[i as usize];
-            if ctx.full() {
-                break;
+    write_blocks(
+        &mut ctx,
+        Stream::Sms,
+        |rng, at, p, prof, reports| plan(rng, cfg.seed, &calendar, at, p, prof, reports),
+        |r| (r.ts, r.slot, r.seq),
+        |ctx, r, _| {
+            // Reports at or after `now` are dropped (skipping them here keeps
+            // the order of the others).
+            if r.ts >= now {
+                return Ok(());
             }
             message_id.clear();
             message_id.push_str(&format!("{:016X}", r.message));
@@ -251,8 +233,8 @@ pub(crate) fn write(
                     defect,
                     unusable: 0,
                 },
-            )?;
-        }
-    }
+            )
+        },
+    )?;
     ctx.finish()
 }

@@ -55,13 +55,18 @@ pub(crate) fn push_dmy_hm(buf: &mut String, local: i64, seconds: bool) {
 
 /// `yyyy-mm-dd hh:mm:ss` of seconds `ts`.
 pub(crate) fn push_ymd_hms(buf: &mut String, ts: i64) {
+    push_date_time(buf, ts, ' ');
+}
+
+/// `yyyy-mm-dd{sep}hh:mm:ss` of seconds `ts`.
+fn push_date_time(buf: &mut String, ts: i64, sep: char) {
     let (y, mo, d, h, mi, s) = civil(ts);
     push_year(buf, y);
     buf.push('-');
     push2(buf, mo);
     buf.push('-');
     push2(buf, d);
-    buf.push(' ');
+    buf.push(sep);
     push2(buf, h);
     buf.push(':');
     push2(buf, mi);
@@ -79,18 +84,7 @@ pub(crate) fn push_ymd_compact(buf: &mut String, ts: i64) {
 
 /// RFC 3339 UTC of seconds `ts`: `2026-05-01T08:12:00Z`.
 pub(crate) fn push_rfc3339(buf: &mut String, ts: i64) {
-    let (y, mo, d, h, mi, s) = civil(ts);
-    push_year(buf, y);
-    buf.push('-');
-    push2(buf, mo);
-    buf.push('-');
-    push2(buf, d);
-    buf.push('T');
-    push2(buf, h);
-    buf.push(':');
-    push2(buf, mi);
-    buf.push(':');
-    push2(buf, s);
+    push_date_time(buf, ts, 'T');
     buf.push('Z');
 }
 

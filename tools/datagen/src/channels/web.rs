@@ -8,17 +8,17 @@ use std::io::Write;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::out::{blocks, ids, sort_order, Ctx, Defect, Format, Truth};
-use super::profile::{profile, Profile};
+use super::out::{ids, write_blocks, Ctx, Defect, Format, Truth};
+use super::profile::Profile;
 use super::text::{
     draw_local_time, push_json_price, push_json_str, push_rfc3339, push_ymd_compact, DAY, HOUR,
     ONLINE_HOUR_WEIGHTS,
 };
-use super::{ChannelStats, Export, CHANNEL_BLOCK_PERSONS};
+use super::{ChannelStats, Export};
 use crate::data::{CATEGORIES, PRODUCTS};
 use crate::ecommerce::{draw_product, typed_email};
-use crate::rng::{person_rng, pick_index, pick_weighted, Stream};
-use crate::{person, GenConfig, Person};
+use crate::rng::{pick_index, pick_weighted, Stream};
+use crate::{GenConfig, Person};
 
 /// Sessions span the year before `now`.
 const HISTORY: i64 = 365 * DAY;
@@ -218,31 +218,14 @@ pub(crate) fn write(
 ) -> anyhow::Result<ChannelStats> {
     let mut ctx = Ctx::new(cfg, Export::WebEvents, out, truth, Format::lines(true));
     let now = ctx.now;
-    let mut events = Vec::new();
-    let mut order = Vec::new();
-    let mut persons: Vec<(Person, Profile)> = Vec::new();
     let mut line = String::with_capacity(1024);
     let mut reference = String::with_capacity(16);
-    for (start, end) in blocks(cfg.persons, CHANNEL_BLOCK_PERSONS) {
-        if ctx.full() {
-            break;
-        }
-        ctx.begin_block(start, end - start);
-        events.clear();
-        persons.clear();
-        for (slot, index) in (start..end).enumerate() {
-            let p = person(cfg, index);
-            let prof = profile(cfg, index, &p);
-            let mut rng = person_rng(cfg.seed, index as u64, Stream::Web);
-            plan(&mut rng, now, index, slot, &p, &prof, &mut events);
-            persons.push((p, prof));
-        }
-        sort_order(&events, |e| (e.us, e.slot, e.seq), &mut order);
-        for &(_, i) in &order {
-            let e = &events[i as usize];
-            if ctx.full() {
-                break;
-            }
+    write_blocks(
+        &mut ctx,
+        Stream::Web,
+        |rng, (index, slot), p, prof, events| plan(rng, now, index, slot, p, prof, events),
+        |e| (e.us, e.slot, e.seq),
+        |ctx, e, persons| {
             let (p, prof) = &persons[e.slot as usize];
             let style = ctx.pick(100);
             let variant = ctx.pick(3);
@@ -278,9 +261,9 @@ pub(crate) fn write(
                     unusable: 0,
                 },
             )?;
-            ctx.end_line("")?;
-        }
-    }
+            ctx.end_line("")
+        },
+    )?;
     ctx.finish()
 }
 
