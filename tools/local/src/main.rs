@@ -305,7 +305,10 @@ async fn demo(args: &[String]) -> anyhow::Result<()> {
     }
     println!("    every file reconciles (read = events + rejected, rows and rejects = truth): {reconciled}");
     println!("  identity");
-    println!("    profiles in DynamoDB: {profiles} (distinct customers in the valid rows: {})", persons_seen.len());
+    println!(
+        "    profiles in DynamoDB: {profiles} (persons generated: {persons}, every one in the CRM with an email; customers with a valid order: {})",
+        persons_seen.len()
+    );
     println!("  segments");
     for s in run["segments"].as_array().into_iter().flatten() {
         println!("    {:<20} members {:>5}  entered {:>5}  exited {:>5}", s["segment"].as_str().unwrap_or("?"), s["members"], s["entered"], s["exited"]);
