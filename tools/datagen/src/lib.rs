@@ -324,10 +324,15 @@ pub struct TruthRow {
 ///
 /// Malformed CSV or a row not matching [`TruthRow`].
 pub fn read_truth<R: Read>(r: R) -> anyhow::Result<Vec<TruthRow>> {
+    read_csv_rows(r, "truth")
+}
+
+/// Deserialises every row of a headed CSV, naming the 1-based row of a failure.
+pub(crate) fn read_csv_rows<T: serde::de::DeserializeOwned, R: Read>(r: R, what: &str) -> anyhow::Result<Vec<T>> {
     csv::Reader::from_reader(r)
         .deserialize()
         .enumerate()
-        .map(|(i, row)| row.with_context(|| format!("parsing truth row {}", i + 1)))
+        .map(|(i, row)| row.with_context(|| format!("parsing {what} row {}", i + 1)))
         .collect()
 }
 

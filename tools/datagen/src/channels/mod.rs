@@ -459,11 +459,7 @@ pub struct ChannelTruthRow {
 ///
 /// Malformed CSV or a row not matching [`ChannelTruthRow`].
 pub fn read_channel_truth<R: Read>(r: R) -> anyhow::Result<Vec<ChannelTruthRow>> {
-    csv::Reader::from_reader(r)
-        .deserialize()
-        .enumerate()
-        .map(|(i, row)| row.with_context(|| format!("parsing channel truth row {}", i + 1)))
-        .collect()
+    crate::read_csv_rows(r, "channel truth")
 }
 
 /// Checks the parts of a configuration every writer relies on.
