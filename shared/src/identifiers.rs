@@ -82,6 +82,27 @@ pub fn stable_id(parts: &[&str]) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
+/// The identity key of a source row: a stable pseudonymous id of its whole identifier
+/// set (order and duplicates do not matter). Events carry it in `anchor_id`; identity
+/// links each key to the profile its identifier set resolves to.
+pub fn identity_key(identifiers: &[Identifier]) -> Option<String> {
+    let mut parts: Vec<(IdentifierKind, &str)> = identifiers.iter().map(|i| (i.kind, i.value.as_str())).collect();
+    if parts.is_empty() {
+        return None;
+    }
+    parts.sort_unstable();
+    parts.dedup();
+    let mut h = Sha256::new();
+    h.update(b"identity-key");
+    for (kind, value) in parts {
+        for p in [kind.as_str(), value] {
+            h.update((p.len() as u64).to_be_bytes());
+            h.update(p.as_bytes());
+        }
+    }
+    Some(hex::encode(&h.finalize()[..16]))
+}
+
 /// Why an identifier was not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentifierError {

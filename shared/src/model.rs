@@ -19,7 +19,7 @@ pub struct CanonicalEvent {
     pub channel: String,
     pub event_type: String,
     pub occurred_at: DateTime<Utc>,
-    /// Hash of the row's highest-priority identifier; joins the event to its profile
+    /// Identity key of the row (hash of its whole identifier set); joins the event to its profile
     /// through the identity links.
     pub anchor_id: Option<String>,
     /// SHA-256 of the normalised email / E.164 phone (ad-platform form).

@@ -1,17 +1,22 @@
-//! Identity: resolves the identifiers of each observation to one profile per person in
-//! DynamoDB, and writes the resolved links (identifier hash → profile id) to the lake so
-//! the segments step can join events to profiles without personal data.
+//! Identity: recognises one person across channels and keeps one merged profile per
+//! person in DynamoDB. See `docs/identity.md` for the rules and their semantics.
 //!
-//! Resolution in this version keys people by normalised email; the other identifiers of
-//! an observation (phone, customer id) are attached to the profile and linked in the lake.
-//!
-//! Table layout (one table, `pk`/`sk`):
-//! - `PROFILE#<profile id>` / `PROFILE`: the profile (personal data lives only here).
-//! - `ID#<kind>#<sha256>` / `ID`: identifier → profile id (created with the profile in one
-//!   transaction, conditionally, so two concurrent creators converge on one profile).
+//! - [`rules`]: the rules file (`config/identity.toml`), validated;
+//! - [`resolve`]: the rules as a pure function of a set of evidence;
+//! - [`profile`]: the profile document and its order-independent join;
+//! - [`store`]: items, the store trait, DynamoDB and in-memory adapters, metering;
+//! - [`resolver`]: incremental, concurrency-safe resolution, erasure and repair;
+//! - [`oracle`]: the in-memory union-find the store is tested against;
+//! - [`quality`]: pairwise precision and recall against ground truth.
 
 pub mod config;
 pub mod handler;
+pub mod oracle;
+pub mod profile;
+pub mod quality;
+pub mod resolve;
+pub mod resolver;
+pub mod rules;
 pub mod store;
 
 pub use config::IdentityConfig;

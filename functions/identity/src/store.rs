@@ -1,277 +1,541 @@
-//! The DynamoDB profile store.
+//! Items and the store trait. The resolver runs unchanged over DynamoDB
+//! ([`DynamoStore`]) and memory ([`MemStore`]); [`Metered`] counts the requests, read
+//! units and write units a store would be billed for.
+//!
+//! One table, `pk`/`sk`:
+//! - `PROFILE#<pid>` / `PROFILE`: the profile document (personal data lives only here
+//!   and in `EV` items), with `email`, `first_name`, `last_name`, `<channel>_opt_in`
+//!   at the top level for readers such as activation.
+//! - `ALIAS#<pid>` / `ALIAS`: a merged-away profile id → its survivor.
+//! - `ID#<kind>#<sha256>` / `ID`: identifier → profile and component; co-occurrence
+//!   counts (shared values); `suppressed` after an erasure, `excluded` after a repair.
+//! - `EV#<identity key>` / `EV`: one distinct identifier set: its component, first seen,
+//!   and the join of what its observations said.
+//! - `COMP#<key>` / `COMP`: a connected component: its evidence (hashes only) and the
+//!   profile of each evidence. Every structural change is a transaction conditioned on
+//!   the versions of the components it read: the optimistic lock that makes concurrent
+//!   resolvers converge.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use ariane_shared::error::{AwsError, SdkResultExt};
-use ariane_shared::identifiers::{stable_id, Identifier, IdentifierKind};
-use ariane_shared::model::{Observation, ProfileId};
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, TransactWriteItem};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
-pub const PROFILE_SK: &str = "PROFILE";
-pub const ID_SK: &str = "ID";
+use crate::profile::Doc;
+use crate::resolve::{CoOccurrence, IdRef};
 
-pub fn profile_pk(profile_id: &str) -> String {
-    format!("PROFILE#{profile_id}")
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub pk: String,
+    pub sk: &'static str,
 }
 
-pub fn identifier_pk(id: &Identifier) -> String {
-    format!("ID#{}#{}", id.kind, id.hash())
+impl Key {
+    pub fn profile(pid: &str) -> Key {
+        Key { pk: format!("PROFILE#{pid}"), sk: "PROFILE" }
+    }
+    pub fn alias(pid: &str) -> Key {
+        Key { pk: format!("ALIAS#{pid}"), sk: "ALIAS" }
+    }
+    pub fn id(id: &IdRef) -> Key {
+        Key { pk: format!("ID#{}#{}", id.kind, id.hash), sk: "ID" }
+    }
+    pub fn evidence(key: &str) -> Key {
+        Key { pk: format!("EV#{key}"), sk: "EV" }
+    }
+    pub fn component(key: &str) -> Key {
+        Key { pk: format!("COMP#{key}"), sk: "COMP" }
+    }
+    fn sk_of(sk: &str) -> Option<&'static str> {
+        ["PROFILE", "ALIAS", "ID", "EV", "COMP"].into_iter().find(|s| *s == sk)
+    }
 }
 
-/// What resolving one observation did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Resolution {
-    Created(ProfileId),
-    Updated(ProfileId),
-    /// No identifier this version resolves on (no usable email).
-    Skipped,
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProfileItem {
+    pub profile_id: String,
+    pub component: String,
+    pub doc: Doc,
+    /// Profile ids merged into this one.
+    #[serde(default)]
+    pub merged_from: Vec<String>,
 }
 
-impl Resolution {
-    pub fn profile_id(&self) -> Option<&str> {
-        match self {
-            Resolution::Created(p) | Resolution::Updated(p) => Some(p),
-            Resolution::Skipped => None,
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasItem {
+    pub to: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdItem {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_id: Option<String>,
+    #[serde(default)]
+    pub co: CoOccurrence,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suppressed: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub excluded: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvItem {
+    pub component: String,
+    pub first_seen: DateTime<Utc>,
+    pub ids: Vec<IdRef>,
+    pub doc: Doc,
+    /// The source row that first showed this identifier set (evidence for the history).
+    pub observation_id: String,
+    pub source_key: String,
+    pub source_line: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompEvidence {
+    pub key: String,
+    pub first_seen: DateTime<Utc>,
+    pub ids: Vec<IdRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompItem {
+    pub evidence: Vec<CompEvidence>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Item {
+    Profile(ProfileItem),
+    Alias(AliasItem),
+    Id(IdItem),
+    Ev(EvItem),
+    Comp(CompItem),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub key: Key,
+    pub version: u64,
+    pub item: Item,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expect {
+    Absent,
+    Version(u64),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+pub enum Op {
+    Put(Item),
+    Delete,
+    /// Only checks the expectation (another resolver must not have changed it).
+    Check,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Write {
+    pub key: Key,
+    pub expect: Expect,
+    pub op: Op,
+}
+
+impl Write {
+    pub fn new_version(&self) -> u64 {
+        match self.expect {
+            Expect::Absent => 1,
+            Expect::Version(v) => v + 1,
         }
     }
 }
 
-/// The profile id a new profile gets when created from this observation: deterministic,
-/// so a retried creation after a crash cannot mint a second id.
-pub fn new_profile_id(observation_id: &str, key: &Identifier) -> ProfileId {
-    format!("p_{}", &stable_id(&["profile", observation_id, &key.hash()])[..24])
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A condition failed: someone else changed what this resolver read. Retry.
+    #[error("concurrent change: {0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error("item {0} cannot be decoded: {1}")]
+    Decode(String, String),
+    #[error("a transaction of {0} items exceeds DynamoDB's 100-item limit")]
+    TooLarge(usize),
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
+/// What the resolver needs from a store: strongly consistent batched reads and atomic,
+/// conditional multi-item writes.
+#[async_trait::async_trait]
+pub trait ItemStore: Send + Sync {
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError>;
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError>;
 }
 
-fn string_set(values: impl IntoIterator<Item = String>) -> Option<AttributeValue> {
-    let mut v: Vec<String> = values.into_iter().collect();
-    v.sort();
-    v.dedup();
-    (!v.is_empty()).then_some(AttributeValue::Ss(v))
+/// In-memory store (the oracle tests, property tests and the speed benchmark).
+#[derive(Debug, Default)]
+pub struct MemStore {
+    items: Mutex<HashMap<Key, Record>>,
 }
 
-fn values_of(obs: &Observation, kind: IdentifierKind) -> Vec<String> {
-    obs.identifiers.iter().filter(|i| i.kind == kind).map(|i| i.value.clone()).collect()
+impl MemStore {
+    pub fn snapshot(&self) -> Vec<Record> {
+        let mut v: Vec<Record> = self.items.lock().expect("poisoned").values().cloned().collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v
+    }
 }
 
-/// DynamoDB-backed store.
+#[async_trait::async_trait]
+impl ItemStore for MemStore {
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
+        let items = self.items.lock().expect("poisoned");
+        Ok(keys.iter().filter_map(|k| items.get(k).cloned()).collect())
+    }
+
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        if writes.len() > 100 {
+            return Err(StoreError::TooLarge(writes.len()));
+        }
+        let mut items = self.items.lock().expect("poisoned");
+        for w in &writes {
+            let ok = match (&w.expect, items.get(&w.key)) {
+                (Expect::Absent, None) => true,
+                (Expect::Version(v), Some(r)) => r.version == *v,
+                _ => false,
+            };
+            if !ok {
+                return Err(StoreError::Conflict(w.key.pk.clone()));
+            }
+        }
+        for w in writes {
+            let version = w.new_version();
+            match w.op {
+                Op::Put(item) => {
+                    items.insert(w.key.clone(), Record { key: w.key, version, item });
+                }
+                Op::Delete => {
+                    items.remove(&w.key);
+                }
+                Op::Check => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// DynamoDB encoding of items: `pk`, `sk`, `v` (version), `doc` (JSON) and a few
+/// top-level attributes for other readers.
+pub fn to_attributes(key: &Key, version: u64, item: &Item) -> HashMap<String, AttributeValue> {
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    let mut m = HashMap::new();
+    m.insert("pk".to_string(), s(&key.pk));
+    m.insert("sk".to_string(), s(key.sk));
+    m.insert("v".to_string(), AttributeValue::N(version.to_string()));
+    let body = match item {
+        Item::Profile(p) => serde_json::to_string(p),
+        Item::Alias(a) => serde_json::to_string(a),
+        Item::Id(i) => serde_json::to_string(i),
+        Item::Ev(e) => serde_json::to_string(e),
+        Item::Comp(c) => serde_json::to_string(c),
+    }
+    .expect("items serialise");
+    m.insert("doc".to_string(), AttributeValue::S(body));
+    match item {
+        Item::Profile(p) => {
+            m.insert("profile_id".into(), s(&p.profile_id));
+            for name in ["email", "phone", "first_name", "last_name", "postal_code", "city"] {
+                if let Some(v) = p.doc.trait_value(name) {
+                    m.insert(name.into(), s(v));
+                }
+            }
+            for (channel, c) in &p.doc.consents {
+                m.insert(format!("{channel}_opt_in"), AttributeValue::Bool(c.granted));
+            }
+        }
+        Item::Alias(a) => {
+            m.insert("profile_id".into(), s(&a.to));
+        }
+        Item::Id(i) => {
+            if let Some(p) = &i.profile_id {
+                m.insert("profile_id".into(), s(p));
+            }
+        }
+        _ => {}
+    }
+    m
+}
+
+pub fn from_attributes(attrs: &HashMap<String, AttributeValue>) -> Result<Record, StoreError> {
+    let text = |n: &str| attrs.get(n).and_then(|v| v.as_s().ok()).map(String::as_str);
+    let pk = text("pk").unwrap_or_default().to_string();
+    let sk = Key::sk_of(text("sk").unwrap_or_default()).ok_or_else(|| StoreError::Decode(pk.clone(), "unknown sk".into()))?;
+    let version = attrs.get("v").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    let doc = text("doc").ok_or_else(|| StoreError::Decode(pk.clone(), "no doc attribute".into()))?;
+    let de = |e: serde_json::Error| StoreError::Decode(pk.clone(), e.to_string());
+    let item = match sk {
+        "PROFILE" => Item::Profile(serde_json::from_str(doc).map_err(de)?),
+        "ALIAS" => Item::Alias(serde_json::from_str(doc).map_err(de)?),
+        "ID" => Item::Id(serde_json::from_str(doc).map_err(de)?),
+        "EV" => Item::Ev(serde_json::from_str(doc).map_err(de)?),
+        _ => Item::Comp(serde_json::from_str(doc).map_err(de)?),
+    };
+    Ok(Record { key: Key { pk, sk }, version, item })
+}
+
+/// DynamoDB's item size: attribute names plus values (strings in UTF-8 bytes, numbers
+/// about one byte per two digits, booleans one byte).
+pub fn item_size(attrs: &HashMap<String, AttributeValue>) -> usize {
+    attrs
+        .iter()
+        .map(|(name, v)| {
+            name.len()
+                + match v {
+                    AttributeValue::S(s) => s.len(),
+                    AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+                    AttributeValue::Bool(_) => 1,
+                    _ => 1,
+                }
+        })
+        .sum()
+}
+
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
     pub client: aws_sdk_dynamodb::Client,
     pub table: String,
 }
 
-impl DynamoStore {
-    /// Resolves one observation: find the profile of its email, else create it, then
-    /// merge the observation into it. Idempotent: replaying it changes nothing more.
-    pub async fn resolve(&self, obs: &Observation) -> Result<Resolution, AwsError> {
-        let Some(key) = obs.identifiers.iter().find(|i| i.kind == IdentifierKind::Email).cloned() else {
-            return Ok(Resolution::Skipped);
+#[async_trait::async_trait]
+impl ItemStore for DynamoStore {
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
+        let mut unique: Vec<&Key> = keys.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let mut out = Vec::new();
+        for chunk in unique.chunks(100) {
+            let mut request = KeysAndAttributes::builder().consistent_read(true);
+            for k in chunk {
+                request = request.keys(HashMap::from([
+                    ("pk".to_string(), AttributeValue::S(k.pk.clone())),
+                    ("sk".to_string(), AttributeValue::S(k.sk.to_string())),
+                ]));
+            }
+            let mut pending = Some(request.build().expect("keys are set"));
+            let mut attempt = 0u32;
+            while let Some(req) = pending.take() {
+                let resp = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, req)
+                    .send()
+                    .await
+                    .aws("dynamodb:BatchGetItem identity")?;
+                for attrs in resp.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
+                    out.push(from_attributes(attrs)?);
+                }
+                if let Some(left) = resp.unprocessed_keys().and_then(|u| u.get(&self.table)).filter(|k| !k.keys().is_empty()) {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(6))).await;
+                    pending = Some(left.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        if writes.len() > 100 {
+            return Err(StoreError::TooLarge(writes.len()));
+        }
+        let condition = |e: &Expect| match e {
+            Expect::Absent => ("attribute_not_exists(pk)".to_string(), None),
+            Expect::Version(v) => ("v = :v".to_string(), Some(AttributeValue::N(v.to_string()))),
         };
-        if let Some(pid) = self.lookup(&key).await? {
-            self.update(&pid, obs).await?;
-            return Ok(Resolution::Updated(pid));
-        }
-        let pid = new_profile_id(&obs.observation_id, &key);
-        match self.create(&pid, &key, obs).await {
-            Ok(()) => Ok(Resolution::Created(pid)),
-            Err(e) if e.is_code("TransactionCanceledException") => {
-                // Someone else created the identifier (or this very profile) first: attach.
-                let pid = self.lookup(&key).await?.ok_or(e)?;
-                self.update(&pid, obs).await?;
-                Ok(Resolution::Updated(pid))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The profile id an identifier belongs to.
-    pub async fn lookup(&self, id: &Identifier) -> Result<Option<ProfileId>, AwsError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(identifier_pk(id)))
-            .key("sk", s(ID_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .aws("dynamodb:GetItem identifier")?;
-        Ok(out.item().and_then(|i| i.get("profile_id")).and_then(|v| v.as_s().ok()).cloned())
-    }
-
-    async fn create(&self, pid: &str, key: &Identifier, obs: &Observation) -> Result<(), AwsError> {
-        let at = obs.observed_at.to_rfc3339();
-        let mut profile: HashMap<String, AttributeValue> = HashMap::new();
-        profile.insert("pk".into(), s(profile_pk(pid)));
-        profile.insert("sk".into(), s(PROFILE_SK));
-        profile.insert("profile_id".into(), s(pid));
-        profile.insert("email".into(), s(key.value.clone()));
-        profile.insert("first_seen".into(), s(at.clone()));
-        profile.insert("last_seen".into(), s(at.clone()));
-        profile.insert("traits_at".into(), s(at.clone()));
-        profile.insert("created_by".into(), s(obs.observation_id.clone()));
-        for (name, value) in trait_values(obs) {
-            profile.insert(name.into(), s(value));
-        }
-        if let Some(opt_in) = obs.email_opt_in() {
-            profile.insert("email_opt_in".into(), AttributeValue::Bool(opt_in));
-            profile.insert("email_opt_in_at".into(), s(at.clone()));
-        }
-        for (attr, values) in set_values(obs) {
-            if let Some(set) = string_set(values) {
-                profile.insert(attr.into(), set);
-            }
-        }
-        let id_item: HashMap<String, AttributeValue> = [
-            ("pk".to_string(), s(identifier_pk(key))),
-            ("sk".to_string(), s(ID_SK)),
-            ("profile_id".to_string(), s(pid)),
-            ("kind".to_string(), s(key.kind.as_str())),
-            ("linked_at".to_string(), s(at)),
-        ]
-        .into_iter()
-        .collect();
-        let put = |item: HashMap<String, AttributeValue>| {
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(item))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()
-                        .expect("table and item are set"),
-                )
-                .build()
+        let conflict = |e: &AwsError| {
+            e.is_code("ConditionalCheckFailedException") || e.is_code("TransactionCanceledException") || e.is_code("TransactionConflictException")
         };
-        self.client
-            .transact_write_items()
-            .transact_items(put(profile))
-            .transact_items(put(id_item))
-            .client_request_token(stable_id(&["create", pid])[..32].to_string())
-            .send()
-            .await
-            .aws("dynamodb:TransactWriteItems create profile")?;
-        Ok(())
-    }
-
-    async fn update(&self, pid: &str, obs: &Observation) -> Result<(), AwsError> {
-        let at = obs.observed_at.to_rfc3339();
-        let mut names: HashMap<String, String> = HashMap::new();
-        let mut values: HashMap<String, AttributeValue> = HashMap::new();
-        let mut adds = Vec::new();
-        for (attr, vals) in set_values(obs) {
-            if let Some(set) = string_set(vals) {
-                let n = format!("#{attr}");
-                let v = format!(":{attr}");
-                adds.push(format!("{n} {v}"));
-                names.insert(n, attr.to_string());
-                values.insert(v, set);
-            }
+        if writes.len() == 1 && writes[0].op != Op::Check {
+            // One item: a plain conditional write (half the write units of a transaction).
+            let w = &writes[0];
+            let (cond, value) = condition(&w.expect);
+            let result = match &w.op {
+                Op::Put(item) => self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(to_attributes(&w.key, w.new_version(), item)))
+                    .condition_expression(cond)
+                    .set_expression_attribute_values(value.map(|v| HashMap::from([(":v".to_string(), v)])))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .aws("dynamodb:PutItem identity"),
+                Op::Delete | Op::Check => self
+                    .client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .key("pk", AttributeValue::S(w.key.pk.clone()))
+                    .key("sk", AttributeValue::S(w.key.sk.to_string()))
+                    .condition_expression(cond)
+                    .set_expression_attribute_values(value.map(|v| HashMap::from([(":v".to_string(), v)])))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .aws("dynamodb:DeleteItem identity"),
+            };
+            return match result {
+                Ok(()) => Ok(()),
+                Err(e) if conflict(&e) => Err(StoreError::Conflict(w.key.pk.clone())),
+                Err(e) => Err(e.into()),
+            };
         }
-        let mut sets = vec!["#last_seen = :at".to_string(), "#traits_at = :at".to_string()];
-        names.insert("#last_seen".into(), "last_seen".into());
-        names.insert("#traits_at".into(), "traits_at".into());
-        values.insert(":at".into(), s(at.clone()));
-        for (name, value) in trait_values(obs) {
-            sets.push(format!("#{name} = :{name}"));
-            names.insert(format!("#{name}"), name.to_string());
-            values.insert(format!(":{name}"), s(value));
+        let mut tx = self.client.transact_write_items();
+        for w in &writes {
+            let (cond, value) = condition(&w.expect);
+            let values = value.map(|v| HashMap::from([(":v".to_string(), v)]));
+            let key = HashMap::from([
+                ("pk".to_string(), AttributeValue::S(w.key.pk.clone())),
+                ("sk".to_string(), AttributeValue::S(w.key.sk.to_string())),
+            ]);
+            let item = match &w.op {
+                Op::Put(item) => TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(to_attributes(&w.key, w.new_version(), item)))
+                            .condition_expression(cond)
+                            .set_expression_attribute_values(values)
+                            .build()
+                            .expect("table and item are set"),
+                    )
+                    .build(),
+                Op::Delete => TransactWriteItem::builder()
+                    .delete(
+                        Delete::builder()
+                            .table_name(&self.table)
+                            .set_key(Some(key))
+                            .condition_expression(cond)
+                            .set_expression_attribute_values(values)
+                            .build()
+                            .expect("table and key are set"),
+                    )
+                    .build(),
+                Op::Check => TransactWriteItem::builder()
+                    .condition_check(
+                        ConditionCheck::builder()
+                            .table_name(&self.table)
+                            .set_key(Some(key))
+                            .condition_expression(cond)
+                            .set_expression_attribute_values(values)
+                            .build()
+                            .expect("table and key are set"),
+                    )
+                    .build(),
+            };
+            tx = tx.transact_items(item);
         }
-        if let Some(opt_in) = obs.email_opt_in() {
-            sets.push("#email_opt_in = :email_opt_in, #email_opt_in_at = :at".into());
-            names.insert("#email_opt_in".into(), "email_opt_in".into());
-            names.insert("#email_opt_in_at".into(), "email_opt_in_at".into());
-            values.insert(":email_opt_in".into(), AttributeValue::Bool(opt_in));
-        }
-        let add_clause = if adds.is_empty() { String::new() } else { format!(" ADD {}", adds.join(", ")) };
-        // Newest observation: traits, consent and last_seen follow it (latest value wins).
-        let newest = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(profile_pk(pid)))
-            .key("sk", s(PROFILE_SK))
-            .update_expression(format!("SET {}{add_clause}", sets.join(", ")))
-            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(#traits_at) OR #traits_at <= :at)")
-            .set_expression_attribute_names(Some(names.clone()))
-            .set_expression_attribute_values(Some(values.clone()))
-            .send()
-            .await
-            .aws("dynamodb:UpdateItem profile");
-        match newest {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_code("ConditionalCheckFailedException") => {}
-            Err(e) => return Err(e),
-        }
-        // An older observation: only add what it knows, and move first_seen back if needed.
-        if !adds.is_empty() {
-            let names: HashMap<String, String> = names.into_iter().filter(|(k, _)| adds.iter().any(|a| a.starts_with(k.as_str()))).collect();
-            let values: HashMap<String, AttributeValue> =
-                values.into_iter().filter(|(k, _)| adds.iter().any(|a| a.ends_with(k.as_str()))).collect();
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(profile_pk(pid)))
-                .key("sk", s(PROFILE_SK))
-                .update_expression(format!("ADD {}", adds.join(", ")))
-                .condition_expression("attribute_exists(pk)")
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
-                .send()
-                .await
-                .aws("dynamodb:UpdateItem profile sets")?;
-        }
-        let earlier = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(profile_pk(pid)))
-            .key("sk", s(PROFILE_SK))
-            .update_expression("SET first_seen = :at")
-            .condition_expression("attribute_exists(pk) AND first_seen > :at")
-            .expression_attribute_values(":at", s(at))
-            .send()
-            .await
-            .aws("dynamodb:UpdateItem first_seen");
-        match earlier {
+        match tx.send().await.aws("dynamodb:TransactWriteItems identity") {
             Ok(_) => Ok(()),
-            Err(e) if e.is_code("ConditionalCheckFailedException") => Ok(()),
-            Err(e) => Err(e),
+            Err(e) if conflict(&e) => Err(StoreError::Conflict(e.to_string())),
+            Err(e) => Err(e.into()),
         }
     }
 }
 
-fn trait_values(obs: &Observation) -> Vec<(&'static str, String)> {
-    let t = &obs.traits;
-    [("first_name", &t.first_name), ("last_name", &t.last_name), ("postal_code", &t.postal_code), ("city", &t.city)]
-        .into_iter()
-        .filter_map(|(n, v)| v.clone().map(|v| (n, v)))
-        .collect()
+/// Request and capacity counts (on-demand billing: a strongly consistent read is one
+/// read unit per 4 KB; a write one write unit per 1 KB; both doubled in transactions).
+#[derive(Debug, Default)]
+pub struct Meter {
+    pub read_requests: AtomicU64,
+    pub write_requests: AtomicU64,
+    pub read_units: AtomicU64,
+    pub write_units: AtomicU64,
 }
 
-fn set_values(obs: &Observation) -> Vec<(&'static str, Vec<String>)> {
-    vec![
-        ("channels", vec![obs.channel.clone()]),
-        ("phones", values_of(obs, IdentifierKind::Phone)),
-        ("customer_ids", values_of(obs, IdentifierKind::CustomerId)),
-    ]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MeterReading {
+    pub read_requests: u64,
+    pub write_requests: u64,
+    pub read_units: u64,
+    pub write_units: u64,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn profile_ids_are_deterministic() {
-        let key = Identifier::new(IdentifierKind::Email, "a@b.fr");
-        let a = new_profile_id("o1", &key);
-        assert_eq!(a, new_profile_id("o1", &key));
-        assert_ne!(a, new_profile_id("o2", &key));
-        assert!(a.starts_with("p_") && a.len() == 26);
-        assert!(identifier_pk(&key).starts_with("ID#email#"));
+impl Meter {
+    pub fn reading(&self) -> MeterReading {
+        MeterReading {
+            read_requests: self.read_requests.load(Ordering::Relaxed),
+            write_requests: self.write_requests.load(Ordering::Relaxed),
+            read_units: self.read_units.load(Ordering::Relaxed),
+            write_units: self.write_units.load(Ordering::Relaxed),
+        }
     }
+}
+
+/// On-demand list prices used for cost figures (us-east-1, since November 2024).
+pub const USD_PER_MILLION_WRITE_UNITS: f64 = 0.625;
+pub const USD_PER_MILLION_READ_UNITS: f64 = 0.125;
+
+impl MeterReading {
+    pub fn usd(&self) -> f64 {
+        self.write_units as f64 * USD_PER_MILLION_WRITE_UNITS / 1e6 + self.read_units as f64 * USD_PER_MILLION_READ_UNITS / 1e6
+    }
+}
+
+/// A store wrapper that counts what DynamoDB would bill, from the items' encoded sizes.
+#[derive(Debug)]
+pub struct Metered<S> {
+    pub inner: S,
+    pub meter: Meter,
+}
+
+impl<S> Metered<S> {
+    pub fn new(inner: S) -> Self {
+        Metered { inner, meter: Meter::default() }
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: ItemStore> ItemStore for Metered<S> {
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
+        let mut unique: Vec<&Key> = keys.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let records = self.inner.get_many(keys).await?;
+        self.meter.read_requests.fetch_add(unique.len().div_ceil(100).max(1) as u64, Ordering::Relaxed);
+        // A missing key still costs half a unit; found items cost their size.
+        let mut half_units = (unique.len() - records.len().min(unique.len())) as u64;
+        for r in &records {
+            let size = item_size(&to_attributes(&r.key, r.version, &r.item));
+            half_units += 2 * size.div_ceil(4096).max(1) as u64;
+        }
+        self.meter.read_units.fetch_add(half_units.div_ceil(2), Ordering::Relaxed);
+        Ok(records)
+    }
+
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let factor = if writes.len() > 1 { 2 } else { 1 };
+        let units: usize = writes
+            .iter()
+            .map(|w| match &w.op {
+                Op::Put(item) => item_size(&to_attributes(&w.key, w.new_version(), item)).div_ceil(1024).max(1),
+                Op::Delete | Op::Check => 1,
+            })
+            .sum();
+        self.meter.write_requests.fetch_add(1, Ordering::Relaxed);
+        self.meter.write_units.fetch_add((units * factor) as u64, Ordering::Relaxed);
+        self.inner.commit(writes).await
+    }
+}
+
+/// Records by key.
+pub fn by_key(records: Vec<Record>) -> BTreeMap<Key, Record> {
+    records.into_iter().map(|r| (r.key.clone(), r)).collect()
 }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-use ariane_shared::identifiers::{identifier_hash, normalize_email, sha256_hex, stable_id, Identifier, IdentifierKind};
+use ariane_shared::identifiers::{identity_key, normalize_email, sha256_hex, stable_id, Identifier, IdentifierKind};
 use ariane_shared::model::{CanonicalEvent, Consent, ConsentChannel, Observation, Traits};
 use chrono::{DateTime, Utc};
 
@@ -378,7 +378,7 @@ impl Mapper {
             consents.push(Consent { channel, granted: rule.granted, at: consent_at });
         }
 
-        // Identifiers, most trusted first; the first one anchors the event.
+        // Identifiers, most trusted first; their identity key anchors the event.
         let mut identifiers = std::mem::take(&mut d.identifiers);
         if let Some(e) = &d.email {
             identifiers.push(Identifier::new(IdentifierKind::Email, e.clone()));
@@ -388,10 +388,7 @@ impl Mapper {
         }
         identifiers.sort_by(|a, b| a.kind.cmp(&b.kind).then_with(|| a.value.cmp(&b.value)));
         identifiers.dedup();
-        let anchor_id = identifiers.first().map(|i| {
-            let (kind, value) = (i.kind, i.value.clone());
-            self.hash(kind as u8, &value, |v| identifier_hash(kind, v))
-        });
+        let anchor_id = identity_key(&identifiers);
         let email_sha256 = d.email.as_deref().map(|e| self.hash(200, e, sha256_hex));
         let phone_sha256 = d.phone.as_deref().map(|p| self.hash(201, p, sha256_hex));
 

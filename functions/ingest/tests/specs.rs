@@ -115,7 +115,7 @@ fn pos_windows_1252_decimal_comma_fill_down_and_dst() {
     assert!(o.identifiers.contains(&Identifier::new(IdentifierKind::Email, "marie.dupont@gmail.com")));
     assert!(o.identifiers.contains(&Identifier::new(IdentifierKind::Phone, "+33612345678")));
     assert_eq!(sink.observations.len(), 2);
-    assert_eq!(visit.anchor_id, Some(Identifier::new(IdentifierKind::LoyaltyCard, "FID004217").hash()));
+    assert_eq!(visit.anchor_id, ariane_shared::identifiers::identity_key(&[Identifier::new(IdentifierKind::LoyaltyCard, "FID004217")]));
     // Rejects keep physical line numbers (blank line counted), reason and raw row.
     let lines: Vec<u64> = sink.rejected.iter().map(|r| r.line).collect();
     assert_eq!(lines, vec![7, 8, 9]);

@@ -27,8 +27,9 @@ pub fn event_partition_cols() -> Vec<(String, DataType)> {
 
 /// The views over `raw_events`, `identity_links` and `run_context`.
 ///
-/// `profile_links` keeps, for each identifier hash, its latest resolution (a later merge
-/// re-points an identifier to the surviving profile).
+/// `profile_links` keeps, for each identity key (a row's identifier set, the events'
+/// `anchor_id`), its latest resolution: a later merge re-points it to the surviving
+/// profile, an erasure to '' (the person's events leave every segment).
 pub const VIEWS: &[(&str, &str)] = &[
     (
         "profile_links",
@@ -36,7 +37,7 @@ pub const VIEWS: &[(&str, &str)] = &[
             SELECT identifier_hash, profile_id,
                    ROW_NUMBER() OVER (PARTITION BY identifier_hash ORDER BY resolved_at DESC, profile_id DESC) AS rn
             FROM identity_links) AS ranked
-         WHERE rn = 1",
+         WHERE rn = 1 AND profile_id <> ''",
     ),
     (
         "events",

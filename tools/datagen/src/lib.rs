@@ -17,6 +17,11 @@
 //!   appear in several exports through their [`ChannelIdentity`], written
 //!   differently from one export to the next; [`write_channels_dir`] writes
 //!   them all.
+//! * **Identity traps**: a few family members share an e-mail and a tablet
+//!   ([`family_pairs`]), cashiers sometimes type the store's phone
+//!   ([`store_generic_phone`]) or a placeholder ([`BLOCKED_PLACEHOLDERS`]);
+//!   [`read_truth_persons`] gives the true person of every row to score an
+//!   identity resolution against.
 //!
 //! ```
 //! use chrono::{TimeZone, Utc};
@@ -62,8 +67,9 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 pub use channels::{
-    channel_identity, read_channel_truth, write_channel, write_channels_dir, write_identities,
-    ChannelIdentity, ChannelStats, ChannelTruthRow, ChannelsSummary, Export, PosEncoding,
+    channel_identity, family_pairs, read_channel_truth, read_truth_persons, store_generic_phone,
+    write_channel, write_channels_dir, write_identities, ChannelIdentity, ChannelStats,
+    ChannelTruthRow, ChannelsSummary, Export, PosEncoding, BLOCKED_PLACEHOLDERS,
     CHANNEL_BLOCK_PERSONS, CHANNEL_TRUTH_HEADER, CHECKOUTS_HEADER, CRM_CONTACTS_HEADER,
     EMAIL_ACTIVITY_HEADER, IDENTITIES_HEADER, POS_RECEIPTS_HEADER, POS_RECEIPT_LEVEL_COLUMNS,
     SMS_REPORT_HEADER,

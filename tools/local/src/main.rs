@@ -96,7 +96,32 @@ fn validate_specs(files: &[String]) -> anyhow::Result<()> {
     }
 }
 
+/// The identity rules file (`config/identity.toml` unless files name another).
+fn validate_identity_rules(files: &[String]) -> anyhow::Result<()> {
+    let root = ariane_local::repo_root();
+    let paths: Vec<std::path::PathBuf> =
+        if files.is_empty() { vec![root.join(ariane_identity::rules::EMBEDDED_PATH)] } else { files.iter().map(Into::into).collect() };
+    for path in paths {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        let shown = path.strip_prefix(&root).unwrap_or(&path).display().to_string();
+        match ariane_identity::rules::Rules::parse(&shown, &text) {
+            Ok(_) => println!("identity rules valid: {shown}"),
+            Err(e) => {
+                eprintln!("invalid: {e}");
+                bail!("problem in identity rules")
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn validate(files: &[String]) -> anyhow::Result<()> {
+    let (rule_files, files): (Vec<String>, Vec<String>) = files.iter().cloned().partition(|f| f.ends_with("identity.toml"));
+    let rules = validate_identity_rules(&rule_files);
+    if !rule_files.is_empty() && files.is_empty() {
+        return rules;
+    }
+    rules?;
     let (spec_files, files): (Vec<String>, Vec<String>) = files.iter().cloned().partition(|f| f.ends_with(".toml"));
     let specs = validate_specs(&spec_files);
     if !spec_files.is_empty() && files.is_empty() {

@@ -10,6 +10,10 @@ use rand_chacha::ChaCha8Rng;
 
 use super::out::{ids, write_blocks, Ctx, Defect, Format, Row, Truth};
 use super::profile::Profile;
+use super::traps::{
+    per_mille, roll, typed_email_of, Salt, PLACEHOLDER_EMAILS, PLACEHOLDER_PER_MILLE,
+    PLACEHOLDER_PHONE,
+};
 use super::text::{
     bad_amount, civil, draw_local_time, mistype_email, mistype_phone, phone, push_amount,
     push_rfc3339, DAY, HOUR, ONLINE_HOUR_WEIGHTS,
@@ -47,8 +51,31 @@ struct Checkout {
     started: Option<i64>,
 }
 
+/// A placeholder typed instead of the e-mail or the phone of a checkout
+/// (see `super::traps`), decided by hashes of `(seed, index, seq)`.
+fn plant_placeholder(seed: u64, index: usize, seq: usize, c: &mut Checkout) {
+    let (index, seq) = (index as u64, seq as u64);
+    if !per_mille(seed, Salt::CheckoutPlaceholder, index, seq, PLACEHOLDER_PER_MILLE) {
+        return;
+    }
+    match roll(seed, Salt::PlaceholderKind, index, seq) % 3 {
+        // The phone is only written on the `checkout_started` row.
+        2 if c.started.is_some() => {
+            // Not a valid number: an identifier warning, as a mistyped phone.
+            c.phone = PLACEHOLDER_PHONE.to_owned();
+            c.unusable |= ids::PHONE;
+        }
+        k => {
+            c.email = PLACEHOLDER_EMAILS[(k % 2) as usize].to_owned();
+            c.unusable &= !ids::EMAIL;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn plan(
     rng: &mut ChaCha8Rng,
+    seed: u64,
     now: i64,
     index: usize,
     slot: usize,
@@ -61,7 +88,7 @@ fn plan(
     for seq in 0..count {
         let ts = draw_local_time(rng, now, HISTORY, 2 * HOUR, &ONLINE_HOUR_WEIGHTS);
         let logged_in = prof.has_account && rng.random_range(0..100u32) < 70;
-        let email = typed_email(rng, &p.email);
+        let email = typed_email(rng, typed_email_of(p, prof));
         let phone_style = pick_index(rng, 5);
         let phone_given = rng.random_range(0..100u32) < 40;
         let (email_typo, phone_typo, typo_variant) = (
@@ -105,7 +132,7 @@ fn plan(
             at += rng.random_range(20..600);
         }
         let started = (rng.random_range(0..100u32) < 55).then(|| at + rng.random_range(60..900));
-        out.push(Checkout {
+        let mut checkout = Checkout {
             ts,
             slot: slot as u32,
             seq: seq as u8,
@@ -116,7 +143,9 @@ fn plan(
             unusable,
             adds: lines,
             started,
-        });
+        };
+        plant_placeholder(seed, index, seq, &mut checkout);
+        out.push(checkout);
     }
 }
 
@@ -134,13 +163,15 @@ pub(crate) fn write(
         Format::csv(b','),
     );
     ctx.sink.record(&CHECKOUTS_HEADER)?;
-    let now = ctx.now;
+    let (seed, now) = (cfg.seed, ctx.now);
     let mut row = Row::default();
     let mut next_id = FIRST_CHECKOUT_ID;
     write_blocks(
         &mut ctx,
         Stream::Checkouts,
-        |rng, (index, slot), p, prof, checkouts| plan(rng, now, index, slot, p, prof, checkouts),
+        |rng, (index, slot), p, prof, checkouts| {
+            plan(rng, seed, now, index, slot, p, prof, checkouts)
+        },
         |c| (c.ts, c.slot, c.seq),
         |ctx, c, _| {
             write_checkout(ctx, &mut row, c, &next_id.to_string())?;

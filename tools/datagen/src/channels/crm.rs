@@ -17,6 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use super::out::{ids, write_blocks, Ctx, Defect, Format, Row, Truth};
 use super::pos::bad_local_date;
 use super::profile::Profile;
+use super::traps::typed_email_of;
 use super::text::{
     dst_note, mistype_email, mistype_phone, mix64, paris_local, phone, push_dmy_hm, upper, DAY,
     HOUR, MINUTE,
@@ -188,22 +189,24 @@ fn write_details(row: &mut Row, p: &Person, prof: &Profile, c: &Change) -> u8 {
     }
     let (blank, dirty, how) = (bits.below(100), bits.below(100), bits.below(5));
     if blank >= 6 {
+        // A family's second member registered with the family e-mail.
+        let canonical = typed_email_of(p, prof);
         let email = row.at(6);
         match (dirty < 15, how) {
-            (false, _) => email.push_str(&p.email),
-            (true, 0) => email.push_str(&capitalise_email(&p.email)),
-            (true, 1) => email.push_str(&p.email.to_uppercase()),
+            (false, _) => email.push_str(canonical),
+            (true, 0) => email.push_str(&capitalise_email(canonical)),
+            (true, 1) => email.push_str(&canonical.to_uppercase()),
             (true, 2) => {
                 email.push(' ');
-                email.push_str(&p.email);
+                email.push_str(canonical);
             }
             (true, 3) => {
                 email.push_str("  ");
-                email.push_str(&capitalise_email(&p.email));
+                email.push_str(&capitalise_email(canonical));
                 email.push(' ');
             }
             (true, _) => {
-                email.push_str(&p.email);
+                email.push_str(canonical);
                 email.push(' ');
             }
         }

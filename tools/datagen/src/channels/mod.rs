@@ -17,6 +17,13 @@
 //! The same person appears in several exports through stable channel
 //! identifiers ([`ChannelIdentity`]), written differently from one export (or
 //! one row) to the next.
+//!
+//! Identity-resolution traps are planted in small proportions, without
+//! changing any row's validity or truth person: family members sharing an
+//! e-mail and a tablet ([`family_pairs`]), the store's generic phone typed at
+//! the till ([`store_generic_phone`]) and placeholder values
+//! ([`BLOCKED_PLACEHOLDERS`]). [`read_truth_persons`] gives the true person
+//! of every row, to measure a resolution pairwise.
 
 mod app;
 mod checkouts;
@@ -27,9 +34,10 @@ mod pos;
 pub(crate) mod profile;
 mod sms;
 pub(crate) mod text;
+mod traps;
 mod web;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::{Read, Write};
 use std::str::FromStr;
@@ -39,6 +47,7 @@ use anyhow::{ensure, Context};
 use crate::GenConfig;
 
 pub use profile::ChannelIdentity;
+pub use traps::{family_pairs, store_generic_phone, BLOCKED_PLACEHOLDERS};
 
 /// Number of persons whose channel activity is planned and sorted together.
 ///
@@ -439,7 +448,11 @@ pub struct ChannelTruthRow {
     pub reference: String,
     /// Identifier kinds the row carries for its person, `|`-separated, in
     /// the order `customer_id|email|phone|loyalty_card|device_id|cookie_id`
-    /// (for fill-down exports: after filling down).
+    /// (for fill-down exports: after filling down). A few of those values are
+    /// identity traps the person typed but that are not theirs: a family
+    /// member's e-mail or cookie ([`family_pairs`]), the store's phone
+    /// ([`store_generic_phone`]) or a placeholder e-mail
+    /// ([`BLOCKED_PLACEHOLDERS`]).
     pub identifiers: String,
     /// `dst_spring_forward_before`, `dst_spring_forward_after`,
     /// `dst_fall_back_first`, `dst_fall_back_second` for Paris local times
@@ -447,7 +460,8 @@ pub struct ChannelTruthRow {
     /// ambiguous local times), otherwise empty.
     pub note: String,
     /// `email_invalid`, `phone_invalid` or both (`|`-separated) when the row
-    /// carries a mistyped optional e-mail or phone: the row is valid and kept,
+    /// carries a mistyped optional e-mail or phone (or the `0000000000`
+    /// placeholder of [`BLOCKED_PLACEHOLDERS`]): the row is valid and kept,
     /// that identifier is unusable (and absent from `identifiers`). Empty
     /// otherwise. Rows with a warning = the ingest's identifier warnings.
     pub identifier_warning: String,
@@ -460,6 +474,39 @@ pub struct ChannelTruthRow {
 /// Malformed CSV or a row not matching [`ChannelTruthRow`].
 pub fn read_channel_truth<R: Read>(r: R) -> anyhow::Result<Vec<ChannelTruthRow>> {
     crate::read_csv_rows(r, "channel truth")
+}
+
+/// The true person of every valid row of a directory written by
+/// [`write_channels_dir`]: `(export path relative to dir, 1-based physical
+/// line)` → `person_id`, for every export of [`Export::ALL`] (the path is
+/// [`Export::relative_path`], `pos/receipts.csv`; the line is the truth's
+/// `line`). Invalid rows and anonymous rows (empty `person_id`) are left out.
+///
+/// With it, an identity resolution can be scored pairwise: two rows belong
+/// together exactly when they map to the same person.
+///
+/// # Errors
+///
+/// A missing or unreadable truth file (`pos/receipts.truth.csv`, …), with
+/// its path in the message.
+pub fn read_truth_persons(
+    dir: &std::path::Path,
+) -> anyhow::Result<HashMap<(String, u64), String>> {
+    let mut persons = HashMap::new();
+    for export in Export::ALL {
+        let path = dir.join(export.channel()).join(export.truth_file_name());
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let rows = read_channel_truth(std::io::BufReader::new(file))
+            .with_context(|| format!("reading {}", path.display()))?;
+        let relative = export.relative_path();
+        for row in rows {
+            if row.valid && !row.person_id.is_empty() {
+                persons.insert((relative.clone(), row.line), row.person_id);
+            }
+        }
+    }
+    Ok(persons)
 }
 
 /// Checks the parts of a configuration every writer relies on.

@@ -8,6 +8,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::profile::{profile, Profile};
+use super::traps::Families;
 use super::{ChannelStats, Export, CHANNEL_BLOCK_PERSONS, CHANNEL_TRUTH_HEADER};
 use crate::rng::{person_rng, pick_index, Stream};
 use crate::{person, GenConfig, Person};
@@ -583,7 +584,8 @@ pub(crate) fn blocks(persons: usize, size: usize) -> impl Iterator<Item = (usize
 /// appends each person's rows, drawn from the person's own `stream`, given
 /// `(index, slot)` (person index, position in the block); the block's rows are
 /// then sorted by `key` and handed to `write` in that order, with the block's
-/// persons and profiles (indexed by slot).
+/// persons and profiles (indexed by slot). Profiles carry the person's family
+/// link (`Profile::family`, see `super::traps`).
 pub(crate) fn write_blocks<'a, T, K: Ord + Copy>(
     ctx: &mut Ctx<'a>,
     stream: Stream,
@@ -592,6 +594,7 @@ pub(crate) fn write_blocks<'a, T, K: Ord + Copy>(
     mut write: impl FnMut(&mut Ctx<'a>, &T, &[(Person, Profile)]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let cfg = ctx.cfg;
+    let families = Families::new(cfg);
     let mut rows = Vec::new();
     let mut order = Vec::new();
     let mut persons = Vec::new();
@@ -604,7 +607,8 @@ pub(crate) fn write_blocks<'a, T, K: Ord + Copy>(
         persons.clear();
         for (slot, index) in (start..end).enumerate() {
             let p = person(cfg, index);
-            let prof = profile(cfg, index, &p);
+            let mut prof = profile(cfg, index, &p);
+            prof.family = families.link(cfg, index, &prof);
             let mut rng = person_rng(cfg.seed, index as u64, stream);
             plan(&mut rng, (index, slot), &p, &prof, &mut rows);
             persons.push((p, prof));

@@ -17,6 +17,10 @@ use rand_chacha::ChaCha8Rng;
 
 use super::out::{ids, write_blocks, Ctx, Defect, Format, Row, Truth};
 use super::profile::{Profile, STORES};
+use super::traps::{
+    per_mille, roll, store_code, store_generic_phone, typed_email_of, Salt, PLACEHOLDER_EMAILS,
+    PLACEHOLDER_PER_MILLE, PLACEHOLDER_PHONE, STORE_PHONE_PER_MILLE,
+};
 use super::text::{
     bad_amount, card_variant, civil, dst_note, mistype_email, mistype_phone, paris_instant,
     paris_local, phone, push_amount, push_dmy_hm, weekday, DAY, HOUR, MINUTE,
@@ -158,7 +162,7 @@ fn identify(rng: &mut ChaCha8Rng, p: &Person, prof: &Profile, r: &mut Receipt) {
     } else {
         pick_index(rng, 5)
     };
-    let typed = typed_email(rng, &p.email);
+    let typed = typed_email(rng, typed_email_of(p, prof));
     // Now and then the cashier mistypes what the customer dictates.
     let (email_typo, phone_typo, typo_variant) = (
         rng.random_range(0..1000u32) < TYPO_PER_MILLE,
@@ -200,8 +204,48 @@ fn identify(rng: &mut ChaCha8Rng, p: &Person, prof: &Profile, r: &mut Receipt) {
     }
 }
 
+/// Identity traps of one identified receipt (see `super::traps`), decided
+/// by hashes of `(seed, index, seq)` so that nothing else changes: the
+/// store's generic phone typed instead of the customer's on a receipt with a
+/// loyalty card, or a placeholder e-mail or phone.
+fn plant_traps(seed: u64, index: usize, seq: usize, r: &mut Receipt) {
+    let (index, seq) = (index as u64, seq as u64);
+    if r.ids & ids::LOYALTY_CARD != 0
+        && per_mille(seed, Salt::StorePhone, index, seq, STORE_PHONE_PER_MILLE)
+    {
+        // The usual national forms a cashier types.
+        let style = match roll(seed, Salt::StorePhoneStyle, index, seq) % 10 {
+            0..6 => 0,
+            6..9 => 1,
+            _ => 3,
+        };
+        r.phone = phone(&store_generic_phone(&store_code(r.store)), style);
+        r.ids |= ids::PHONE;
+        r.unusable &= !ids::PHONE;
+    }
+    if r.ids | r.unusable != 0
+        && per_mille(seed, Salt::PosPlaceholder, index, seq, PLACEHOLDER_PER_MILLE)
+    {
+        match roll(seed, Salt::PlaceholderKind, index, seq) % 3 {
+            2 => {
+                // Not a valid number: an identifier warning, as a mistyped phone.
+                r.phone = PLACEHOLDER_PHONE.to_owned();
+                r.ids &= !ids::PHONE;
+                r.unusable |= ids::PHONE;
+            }
+            k => {
+                r.email = PLACEHOLDER_EMAILS[k as usize].to_owned();
+                r.ids |= ids::EMAIL;
+                r.unusable &= !ids::EMAIL;
+            }
+        }
+    }
+}
+
 /// Plans the receipts of person `index`.
+#[allow(clippy::too_many_arguments)]
 fn plan(
+    seed: u64,
     now: i64,
     index: usize,
     slot: usize,
@@ -245,6 +289,7 @@ fn plan(
         identify(rng, p, prof, &mut r);
         if r.ids | r.unusable != 0 {
             r.person = Some(index);
+            plant_traps(seed, index, seq, &mut r);
         }
         let lines = match kind {
             Kind::Sale => 1 + pick_weighted(rng, LINES_WEIGHTS),
@@ -275,7 +320,7 @@ fn plan(
                 r.ids = ids::LOYALTY_CARD;
             }
             None => {
-                r.email = p.email.clone();
+                r.email = typed_email_of(p, prof).to_owned();
                 r.ids = ids::EMAIL;
             }
         }
@@ -301,13 +346,15 @@ pub(crate) fn write(
     };
     let mut ctx = Ctx::new(cfg, Export::PosReceipts, out, truth, format);
     ctx.sink.record(&POS_RECEIPTS_HEADER)?;
-    let now = ctx.now;
+    let (seed, now) = (cfg.seed, ctx.now);
     let mut tickets = [0u32; STORES];
     let mut row = Row::default();
     write_blocks(
         &mut ctx,
         Stream::Pos,
-        |rng, (index, slot), p, prof, receipts| plan(now, index, slot, p, prof, rng, receipts),
+        |rng, (index, slot), p, prof, receipts| {
+            plan(seed, now, index, slot, p, prof, rng, receipts)
+        },
         |r| (r.ts, r.slot, r.seq),
         |ctx, r, _| {
             tickets[r.store] += 1;
@@ -319,7 +366,7 @@ pub(crate) fn write(
 
 /// Writes the rows of one receipt (as many as `max_rows` still allows).
 fn write_receipt(ctx: &mut Ctx<'_>, row: &mut Row, r: &Receipt, number: u32) -> anyhow::Result<()> {
-    let store = format!("M{:03}", r.store + 1);
+    let store = store_code(r.store);
     let ticket = format!("{number:06}");
     let reference = format!("{store}-{ticket}");
     let mut date = String::with_capacity(16);

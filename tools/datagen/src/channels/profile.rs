@@ -5,6 +5,7 @@
 use rand::Rng;
 
 use super::text::{draw_local_time, mix64, uuid, DAY, ONLINE_HOUR_WEIGHTS};
+use super::traps::FamilyLink;
 use crate::data::CATEGORIES;
 use crate::person::subscriber_number;
 use crate::rng::{person_rng, pick_index, pick_weighted, Stream};
@@ -83,6 +84,9 @@ pub(crate) struct Profile {
     pub push_opt_in: bool,
     /// When the app was installed (Unix seconds).
     pub installed_at: i64,
+    /// What the person uses of their family's first member, when they are a
+    /// family pair's second member (set by the writers, see `super::traps`).
+    pub family: Option<FamilyLink>,
 }
 
 /// `n` URL-safe base64 characters derived from `bits`.
@@ -198,5 +202,6 @@ pub(crate) fn profile(cfg: &GenConfig, index: usize, person: &Person) -> Profile
         phone_style,
         push_opt_in: app_user && push_opt_in,
         installed_at,
+        family: None,
     }
 }

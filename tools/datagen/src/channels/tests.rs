@@ -13,7 +13,7 @@ use serde_json::Value as Json;
 use toml::Value as Toml;
 
 use super::*;
-use crate::{person, write_ecommerce_orders, GenConfig, Person};
+use crate::{person, write_ecommerce_orders, GenConfig, Person, DEFAULT_MALFORMED_RATE};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap()
@@ -434,7 +434,8 @@ fn email_identifier(raw: &str) -> Option<String> {
     ok.then_some(e)
 }
 
-/// A usable French mobile in E.164, from the forms people and gateways write.
+/// A usable French mobile, or Paris landline (`01…`, the stores' generic
+/// phones), in E.164, from the forms people and gateways write.
 fn phone_identifier(raw: &str) -> Option<String> {
     let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
     let national =
@@ -450,7 +451,8 @@ fn phone_identifier(raw: &str) -> Option<String> {
                 .to_owned()
         };
     let n: u64 = national.parse().ok()?;
-    crate::person::allocated_mobile(n / 100_000_000, n % 100_000_000)
+    let landline = national.starts_with('1');
+    (landline || crate::person::allocated_mobile(n / 100_000_000, n % 100_000_000))
         .then(|| format!("+33{national}"))
 }
 
@@ -581,6 +583,49 @@ fn rows(spec: &Spec, export: Export, text: &str) -> Vec<LineRow> {
     out
 }
 
+/// The identity traps of a configuration: values a row may carry for its
+/// person although they are not the person's own.
+struct Traps {
+    /// Second member → first member of each family pair.
+    owner_of: HashMap<String, (Person, ChannelIdentity)>,
+    store_phones: BTreeSet<String>,
+}
+
+impl Traps {
+    fn new(cfg: &GenConfig) -> Self {
+        let owner_of = family_pairs(cfg)
+            .into_iter()
+            .map(|(owner, member)| {
+                let index: usize = owner[1..].parse().unwrap();
+                (member, (person(cfg, index), channel_identity(cfg, index)))
+            })
+            .collect();
+        let store_phones = (1..=36)
+            .map(|n| store_generic_phone(&format!("M{n:03}")))
+            .collect();
+        Traps {
+            owner_of,
+            store_phones,
+        }
+    }
+
+    /// Whether `person_id` may type e-mail `value`: their family's, or a placeholder.
+    fn email(&self, person_id: &str, value: &str) -> bool {
+        BLOCKED_PLACEHOLDERS.contains(&value)
+            || self
+                .owner_of
+                .get(person_id)
+                .is_some_and(|(owner, _)| owner.email == value)
+    }
+
+    /// Whether `person_id` may browse with cookie `value`: the family tablet.
+    fn cookie(&self, person_id: &str, value: &str) -> bool {
+        self.owner_of
+            .get(person_id)
+            .is_some_and(|(_, owner)| owner.cookie_ids.first().is_some_and(|c| c == value))
+    }
+}
+
 /// Checks an export against its spec and its truth; returns the number of
 /// rows checked.
 fn check_against_spec(cfg: &GenConfig, export: Export) -> Generated {
@@ -602,6 +647,8 @@ fn check_against_spec(cfg: &GenConfig, export: Export) -> Generated {
             (pid, (person(cfg, index), channel_identity(cfg, index)))
         })
         .collect();
+    // Identity traps: values a person types that are not theirs.
+    let traps = Traps::new(cfg);
     let mut types: BTreeMap<String, u64> = BTreeMap::new();
     let mut warned: BTreeMap<Export, u64> = BTreeMap::new();
     for ((line, row), t) in rows.iter().zip(&g.truth) {
@@ -661,11 +708,11 @@ fn check_against_spec(cfg: &GenConfig, export: Export) -> Generated {
         for (kind, value) in &ids {
             let ok = match *kind {
                 "customer_id" => *value == p.customer_id,
-                "email" => *value == p.email,
-                "phone" => *value == p.phone_e164,
+                "email" => *value == p.email || traps.email(&t.person_id, value),
+                "phone" => *value == p.phone_e164 || traps.store_phones.contains(value),
                 "loyalty_card" => Some(value) == id.loyalty_card.as_ref(),
                 "device_id" => Some(value) == id.device_id.as_ref(),
-                "cookie_id" => id.cookie_ids.contains(value),
+                "cookie_id" => id.cookie_ids.contains(value) || traps.cookie(&t.person_id, value),
                 _ => false,
             };
             assert!(
@@ -1231,4 +1278,232 @@ fn channels_dir_layout() {
         61
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------
+// Identity traps.
+
+/// A valid row as the spec-driven reader sees it.
+struct ReadRow {
+    truth: ChannelTruthRow,
+    /// Usable identifiers by kind (see [`identifiers`]).
+    ids: BTreeMap<&'static str, String>,
+    /// The row's mapped values, as written (after the spec's transforms).
+    values: BTreeMap<String, String>,
+}
+
+/// The valid rows of `export`, read per its spec.
+fn read_valid_rows(cfg: &GenConfig, export: Export) -> Vec<ReadRow> {
+    let spec = load(export);
+    let g = generate(cfg, export);
+    let text = decode(cfg, export, &g.bytes);
+    rows(&spec, export, &text)
+        .into_iter()
+        .zip(g.truth)
+        .filter(|(_, t)| t.valid)
+        .map(|((_, row), truth)| {
+            let parsed = parse_row(&spec, row.expect("valid row reads").as_ref())
+                .expect("valid row parses");
+            let (ids, _) = identifiers(&parsed.values);
+            ReadRow {
+                truth,
+                ids,
+                values: parsed.values,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn identity_traps_are_planted() {
+    let cfg = config(7, 500, DEFAULT_MALFORMED_RATE);
+    let read: BTreeMap<Export, Vec<ReadRow>> = [
+        Export::PosReceipts,
+        Export::EcommerceCheckouts,
+        Export::WebEvents,
+        Export::CrmContacts,
+    ]
+    .into_iter()
+    .map(|e| (e, read_valid_rows(&cfg, e)))
+    .collect();
+
+    // Family members sharing an e-mail: the second member's rows carry the
+    // first member's e-mail (in several channels) and their own customer id.
+    let pairs = family_pairs(&cfg);
+    assert!(!pairs.is_empty() && pairs.len() <= 15, "{pairs:?}");
+    let index = |pid: &str| -> usize { pid[1..].parse().unwrap() };
+    let mut shared_in: BTreeMap<&str, BTreeSet<Export>> = BTreeMap::new();
+    for (owner, member) in &pairs {
+        let (owner_p, member_p) = (person(&cfg, index(owner)), person(&cfg, index(member)));
+        assert_ne!(owner_p.email, member_p.email);
+        for (export, rows) in &read {
+            for r in rows.iter().filter(|r| &r.truth.person_id == member) {
+                if r.ids.get("email") == Some(&owner_p.email) {
+                    shared_in.entry(member).or_default().insert(*export);
+                }
+                assert_ne!(r.ids.get("email"), Some(&member_p.email), "{export} {member}");
+                if let Some(c) = r.ids.get("customer_id") {
+                    assert_eq!(c, &member_p.customer_id, "{export} {member}");
+                }
+                if let Some(card) = r.ids.get("loyalty_card") {
+                    assert_eq!(Some(card), channel_identity(&cfg, index(member)).loyalty_card.as_ref());
+                }
+            }
+        }
+    }
+    assert!(
+        shared_in.values().any(|exports| exports.len() >= 2),
+        "{shared_in:?}"
+    );
+
+    // Family tablet: one cookie with two customer ids (two true persons).
+    let mut by_cookie: BTreeMap<&str, BTreeSet<(&str, &str)>> = BTreeMap::new();
+    for r in &read[&Export::WebEvents] {
+        if let (Some(cookie), Some(customer)) = (r.ids.get("cookie_id"), r.ids.get("customer_id")) {
+            by_cookie
+                .entry(cookie)
+                .or_default()
+                .insert((customer, &r.truth.person_id));
+        }
+    }
+    let tablets: Vec<_> = by_cookie.iter().filter(|(_, seen)| seen.len() >= 2).collect();
+    assert!(!tablets.is_empty());
+    for (cookie, seen) in &tablets {
+        let persons: BTreeSet<&str> = seen.iter().map(|s| s.1).collect();
+        assert_eq!(persons.len(), 2, "{cookie}: {seen:?}");
+        let persons: Vec<&str> = persons.into_iter().collect();
+        assert!(
+            pairs
+                .iter()
+                .any(|(a, b)| persons.contains(&a.as_str()) && persons.contains(&b.as_str())),
+            "{cookie} is a family's"
+        );
+    }
+
+    // The store's generic phone, on receipts of different persons.
+    let store_phones: BTreeSet<String> = (1..=36)
+        .map(|n| store_generic_phone(&format!("M{n:03}")))
+        .collect();
+    let receipts = &read[&Export::PosReceipts];
+    let mut by_store_phone: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut store_phone_receipts = BTreeSet::new();
+    for r in receipts {
+        if let Some(phone) = r.ids.get("phone").filter(|p| store_phones.contains(*p)) {
+            assert!(r.ids.contains_key("loyalty_card"), "{}", r.truth.reference);
+            assert!(!r.truth.person_id.is_empty());
+            by_store_phone
+                .entry(phone)
+                .or_default()
+                .insert(&r.truth.person_id);
+            store_phone_receipts.insert(&r.truth.reference);
+        }
+    }
+    let persons_with_store_phone: BTreeSet<&str> =
+        by_store_phone.values().flatten().copied().collect();
+    assert!(persons_with_store_phone.len() >= 5, "{by_store_phone:?}");
+    assert!(by_store_phone.values().any(|p| p.len() >= 2), "{by_store_phone:?}");
+    let carded: BTreeSet<&String> = receipts
+        .iter()
+        .filter(|r| r.ids.contains_key("loyalty_card"))
+        .map(|r| &r.truth.reference)
+        .collect();
+    let share = store_phone_receipts.len() as f64 / carded.len() as f64;
+    assert!((0.01..0.06).contains(&share), "{share}");
+
+    // Placeholders, as written, on receipts and checkouts.
+    let mut placeholders: BTreeMap<&str, u64> = BTreeMap::new();
+    for export in [Export::PosReceipts, Export::EcommerceCheckouts] {
+        for r in &read[&export] {
+            for field in ["email", "phone"] {
+                let Some(raw) = r.values.get(field) else {
+                    continue;
+                };
+                if let Some(p) = BLOCKED_PLACEHOLDERS.iter().find(|p| **p == raw.trim()) {
+                    *placeholders.entry(p).or_default() += 1;
+                    assert!(!r.truth.person_id.is_empty());
+                    if field == "phone" {
+                        // Not a valid number: a warning, not an identifier.
+                        assert!(r.truth.identifier_warning.contains("phone_invalid"));
+                        assert!(!r.truth.identifiers.contains("phone"));
+                    } else {
+                        assert!(r.truth.identifiers.contains("email"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(!placeholders.is_empty());
+    // No placeholder anywhere else.
+    for export in [Export::WebEvents, Export::CrmContacts] {
+        for r in &read[&export] {
+            assert!(r.values.values().all(|v| !BLOCKED_PLACEHOLDERS.contains(&v.trim())));
+        }
+    }
+}
+
+#[test]
+fn identity_traps_are_deterministic() {
+    let cfg = config(7, 500, DEFAULT_MALFORMED_RATE);
+    assert_eq!(family_pairs(&cfg), family_pairs(&cfg.clone()));
+    for export in [
+        Export::PosReceipts,
+        Export::EcommerceCheckouts,
+        Export::WebEvents,
+        Export::CrmContacts,
+    ] {
+        let (a, b) = (generate(&cfg, export), generate(&cfg, export));
+        assert!(a.bytes == b.bytes && a.truth_bytes == b.truth_bytes, "{export}");
+    }
+    // Another seed, other families.
+    assert_ne!(family_pairs(&cfg), family_pairs(&config(8, 500, 0.0)));
+    // Trap decisions draw nothing from the writers' streams: rows and their
+    // persons stay those of the same seed, whatever the malformed rate.
+    for export in Export::ALL {
+        let g = generate(&cfg, export);
+        let clean = generate(&config(7, 500, 0.0), export);
+        assert_eq!(g.truth.len(), clean.truth.len(), "{export}");
+        for (a, b) in g.truth.iter().zip(&clean.truth) {
+            assert_eq!(
+                (&a.person_id, &a.event_type, &a.reference),
+                (&b.person_id, &b.event_type, &b.reference),
+                "{export}"
+            );
+        }
+    }
+}
+
+#[test]
+fn truth_persons_cover_every_valid_row() {
+    let dir = std::env::temp_dir().join(format!("ariane-datagen-truth-persons-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = config(7, 120, 0.02);
+    write_channels_dir(&cfg, &dir).unwrap();
+    let persons = read_truth_persons(&dir).unwrap();
+    let mut expected = 0;
+    for export in Export::ALL {
+        let truth = read_channel_truth(
+            std::fs::File::open(dir.join(export.truth_relative_path())).unwrap(),
+        )
+        .unwrap();
+        assert!(truth.iter().any(|t| !t.valid), "{export}: some invalid rows");
+        for t in &truth {
+            let got = persons.get(&(export.relative_path(), t.line));
+            if t.valid && !t.person_id.is_empty() {
+                assert_eq!(got, Some(&t.person_id), "{export}:{}", t.line);
+                expected += 1;
+            } else {
+                assert_eq!(got, None, "{export}:{}", t.line);
+            }
+        }
+    }
+    assert_eq!(persons.len(), expected);
+    // Anonymous till receipts are left out, family members are themselves.
+    let (owner, member) = family_pairs(&cfg).into_iter().next().unwrap();
+    let values: BTreeSet<&String> = persons.values().collect();
+    assert!(values.contains(&owner) && values.contains(&member));
+    assert!(persons
+        .keys()
+        .all(|(path, line)| *line >= 1 && Export::ALL.iter().any(|e| e.relative_path() == *path)));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(read_truth_persons(&dir).is_err());
 }

@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::out::{ids, write_blocks, Ctx, Defect, Format, Truth};
 use super::profile::Profile;
+use super::traps::{on_family_tablet, typed_email_of};
 use super::text::{
     draw_local_time, push_json_price, push_json_str, push_rfc3339, push_ymd_compact, DAY, HOUR,
     ONLINE_HOUR_WEIGHTS,
@@ -28,6 +29,9 @@ const SESSION_WEIGHTS: &[u32] = &[
 ];
 /// The shop's site.
 const SITE: &str = "https://www.ariane-boutique.fr";
+/// [`WebEvent::cookie`] of a session on the family tablet: the family's
+/// first member's cookie (see `super::traps`).
+const FAMILY_TABLET: u8 = u8::MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Name {
@@ -82,6 +86,7 @@ struct WebEvent {
     /// `ga_session_id`: the session start, Unix seconds.
     session: i64,
     session_number: u32,
+    /// Index into the person's cookies, or [`FAMILY_TABLET`].
     cookie: u8,
     logged_in: bool,
     page: Page,
@@ -119,8 +124,10 @@ impl Session<'_> {
 }
 
 /// Plans the sessions of person `index`.
+#[allow(clippy::too_many_arguments)]
 fn plan(
     rng: &mut ChaCha8Rng,
+    seed: u64,
     now: i64,
     index: usize,
     slot: usize,
@@ -140,6 +147,11 @@ fn plan(
     let mut seq = 0u32;
     for (number, &start) in starts.iter().enumerate() {
         let cookie = u8::from(prof.id.cookie_ids.len() > 1 && rng.random_range(0..100u32) < 40);
+        let cookie = if on_family_tablet(seed, index, prof, number) {
+            FAMILY_TABLET
+        } else {
+            cookie
+        };
         let mobile = rng.random_range(0..100u32) < 60;
         let us = start * 1_000_000 + rng.random_range(0..1_000_000);
         let logged_in = prof.has_account && rng.random_range(0..100u32) < 35;
@@ -184,7 +196,8 @@ fn plan(
         if let Some((page, name)) = identify {
             s.push(rng, Name::PageView, page, None);
             s.template.logged_in = true;
-            let email = typed_email(rng, &p.email);
+            // The account's e-mail: the family's for a family's second member.
+            let email = typed_email(rng, typed_email_of(p, prof));
             s.push(rng, name, page, Some(email));
         }
 
@@ -217,13 +230,15 @@ pub(crate) fn write(
     truth: &mut dyn Write,
 ) -> anyhow::Result<ChannelStats> {
     let mut ctx = Ctx::new(cfg, Export::WebEvents, out, truth, Format::lines(true));
-    let now = ctx.now;
+    let (seed, now) = (cfg.seed, ctx.now);
     let mut line = String::with_capacity(1024);
     let mut reference = String::with_capacity(16);
     write_blocks(
         &mut ctx,
         Stream::Web,
-        |rng, (index, slot), p, prof, events| plan(rng, now, index, slot, p, prof, events),
+        |rng, (index, slot), p, prof, events| {
+            plan(rng, seed, now, index, slot, p, prof, events)
+        },
         |e| (e.us, e.slot, e.seq),
         |ctx, e, persons| {
             let (p, prof) = &persons[e.slot as usize];
@@ -356,10 +371,12 @@ fn render(
         b.push_str("}}");
     }
     b.push_str("],\"user_pseudo_id\":");
-    push_json_str(
-        b,
-        &prof.id.cookie_ids[usize::from(e.cookie).min(prof.id.cookie_ids.len() - 1)],
-    );
+    let tablet = prof.family.as_ref().and_then(|f| f.tablet_cookie.as_deref());
+    let cookie = match (e.cookie, tablet) {
+        (FAMILY_TABLET, Some(cookie)) => cookie,
+        (own, _) => &prof.id.cookie_ids[usize::from(own).min(prof.id.cookie_ids.len() - 1)],
+    };
+    push_json_str(b, cookie);
     if e.logged_in {
         b.push_str(",\"user_id\":");
         push_json_str(b, &p.customer_id);

@@ -1,0 +1,117 @@
+//! Identity benchmark: observations per second per core with the in-memory adapter,
+//! and DynamoDB requests / units / dollars per million observations (metered from the
+//! encoded items) on a realistic mix: persons seen again and again on several channels,
+//! with a first contact, new cookies, consents and traits now and then.
+//!
+//! `cargo bench -p ariane-identity --bench resolve -- [--persons N] [--observations M]`
+
+use std::time::Instant;
+
+use ariane_identity::resolver::Resolver;
+use ariane_identity::rules::Rules;
+use ariane_identity::store::{MemStore, Metered};
+use ariane_shared::identifiers::{Identifier, IdentifierKind as K};
+use ariane_shared::model::{Consent, ConsentChannel, Observation, Traits};
+use chrono::{Duration, TimeZone, Utc};
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn mix(persons: usize, n: usize) -> Vec<Observation> {
+    let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let mut s: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    (0..n)
+        .map(|i| {
+            let p = (next() % persons as u64) as usize;
+            let channel = ["pos", "ecommerce", "web", "web", "web", "email", "sms", "app", "crm"][(next() % 9) as usize];
+            let mut ids = Vec::new();
+            match channel {
+                "pos" => ids.push(Identifier::new(K::LoyaltyCard, format!("ARF{p:09}"))),
+                "ecommerce" | "crm" => {
+                    ids.push(Identifier::new(K::CustomerId, format!("C{p}")));
+                    ids.push(Identifier::new(K::Email, format!("p{p}@mail.fr")));
+                }
+                "web" => {
+                    ids.push(Identifier::new(K::CookieId, format!("ck{p}.{}", next() % 3)));
+                    if next() % 4 == 0 {
+                        ids.push(Identifier::new(K::CustomerId, format!("C{p}")));
+                    }
+                }
+                "email" => ids.push(Identifier::new(K::Email, format!("p{p}@mail.fr"))),
+                "sms" => ids.push(Identifier::new(K::Phone, format!("+336{p:08}"))),
+                _ => ids.push(Identifier::new(K::DeviceId, format!("dev-{p}"))),
+            }
+            if channel == "pos" && next() % 3 == 0 {
+                ids.push(Identifier::new(K::Email, format!("p{p}@mail.fr")));
+            }
+            let at = start + Duration::minutes((i as i64) * 3);
+            let mut traits = Traits::default();
+            let mut consents = Vec::new();
+            if channel == "crm" {
+                traits.city = Some(["Lyon", "Paris", "Lille"][p % 3].into());
+                if next() % 5 == 0 {
+                    consents.push(Consent { channel: ConsentChannel::Sms, granted: next() % 2 == 0, at });
+                }
+            }
+            Observation {
+                observation_id: format!("o{i}"),
+                channel: channel.into(),
+                source_key: format!("{channel}/bench.csv"),
+                source_line: i as u64,
+                observed_at: at,
+                identifiers: ids,
+                traits,
+                consents,
+            }
+        })
+        .collect()
+}
+
+fn main() {
+    let persons = arg("--persons", 20_000);
+    let n = arg("--observations", 400_000);
+    let batch = 250;
+    let obs = mix(persons, n);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rules = Rules::embedded().unwrap();
+
+    let resolver = Resolver::new(MemStore::default(), rules.clone());
+    let t = Instant::now();
+    rt.block_on(async {
+        for chunk in obs.chunks(batch) {
+            resolver.resolve_batch(chunk).await.unwrap();
+        }
+    });
+    let secs = t.elapsed().as_secs_f64();
+
+    let metered = Resolver::new(Metered::new(MemStore::default()), rules);
+    let mut stats = ariane_identity::resolver::Stats::default();
+    rt.block_on(async {
+        for chunk in obs.chunks(batch) {
+            let s = metered.resolve_batch(chunk).await.unwrap().stats;
+            stats.unchanged += s.unchanged;
+            stats.enriched += s.enriched;
+            stats.structural += s.structural;
+        }
+    });
+    let m = metered.store.meter.reading();
+    let per_m = |x: u64| x as f64 * 1e6 / n as f64;
+    println!("identity benchmark: {n} observations of {persons} persons, batches of {batch}, one core");
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| observations/s (in-memory adapter) | {:.0} |", n as f64 / secs);
+    println!("| evidence unchanged / enriched / structural | {} / {} / {} |", stats.unchanged, stats.enriched, stats.structural);
+    println!("| read requests per observation | {:.4} |", m.read_requests as f64 / n as f64);
+    println!("| write requests per observation | {:.4} |", m.write_requests as f64 / n as f64);
+    println!("| read units per million observations | {:.0} |", per_m(m.read_units));
+    println!("| write units per million observations | {:.0} |", per_m(m.write_units));
+    println!("| USD per million observations (on-demand, $0.625/M WRU, $0.125/M RRU) | {:.3} |", m.usd() * 1e6 / n as f64);
+}

@@ -1,0 +1,248 @@
+//! The profile document and its join: traits with survivorship and provenance, consent
+//! per channel (latest decision wins), channels seen, first and last seen. Joining is
+//! associative, commutative and idempotent, so a profile is the same whatever the order
+//! and duplication of the observations that built it, and a profile split by a repair is
+//! rebuilt exactly from the contributions of its evidence.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ariane_shared::identifiers::Identifier;
+use ariane_shared::model::Observation;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::rules::{Rules, Survivorship};
+
+/// A trait value with its provenance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraitValue {
+    pub value: String,
+    pub at: DateTime<Utc>,
+    /// Source channel.
+    pub source: String,
+    pub observation_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentState {
+    pub granted: bool,
+    pub at: DateTime<Utc>,
+    pub source: String,
+    pub observation_id: String,
+}
+
+/// What is known about a person (a profile) or contributed by one evidence.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Doc {
+    /// kind → clear values (personal data: DynamoDB only).
+    #[serde(default)]
+    pub identifiers: BTreeMap<String, BTreeSet<String>>,
+    #[serde(default)]
+    pub traits: BTreeMap<String, TraitValue>,
+    /// `email`, `sms`, `push`, `ads`.
+    #[serde(default)]
+    pub consents: BTreeMap<String, ConsentState>,
+    #[serde(default)]
+    pub channels: BTreeSet<String>,
+    pub first_seen: Option<DateTime<Utc>>,
+    /// UTC day of the latest observation (kept per day, so repeated activity within a
+    /// day costs no write).
+    pub last_seen_day: Option<NaiveDate>,
+}
+
+/// Pseudo-traits that track the most recent e-mail and phone (the reachable ones).
+pub const CONTACT_TRAITS: &[(&str, ariane_shared::identifiers::IdentifierKind)] = &[
+    ("email", ariane_shared::identifiers::IdentifierKind::Email),
+    ("phone", ariane_shared::identifiers::IdentifierKind::Phone),
+];
+
+impl Doc {
+    /// The contribution of one observation (its usable identifiers only).
+    pub fn of_observation(obs: &Observation, usable: &[&Identifier]) -> Doc {
+        let mut doc = Doc::default();
+        let tv = |value: &str| TraitValue {
+            value: value.to_string(),
+            at: obs.observed_at,
+            source: obs.channel.clone(),
+            observation_id: obs.observation_id.clone(),
+        };
+        for id in usable {
+            doc.identifiers.entry(id.kind.as_str().to_string()).or_default().insert(id.value.clone());
+        }
+        for (name, kind) in CONTACT_TRAITS {
+            if let Some(id) = usable.iter().filter(|i| i.kind == *kind).map(|i| &i.value).min() {
+                doc.traits.insert(name.to_string(), tv(id));
+            }
+        }
+        let t = &obs.traits;
+        for (name, value) in [
+            ("first_name", &t.first_name),
+            ("last_name", &t.last_name),
+            ("street", &t.street),
+            ("postal_code", &t.postal_code),
+            ("city", &t.city),
+            ("country", &t.country),
+        ] {
+            if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                doc.traits.insert(name.to_string(), tv(v));
+            }
+        }
+        for c in &obs.consents {
+            let state = ConsentState {
+                granted: c.granted,
+                at: c.at,
+                source: obs.channel.clone(),
+                observation_id: obs.observation_id.clone(),
+            };
+            join_consent(&mut doc.consents, c.channel.as_str(), &state);
+        }
+        doc.channels.insert(obs.channel.clone());
+        doc.first_seen = Some(obs.observed_at);
+        doc.last_seen_day = Some(obs.observed_at.date_naive());
+        doc
+    }
+
+    /// Joins `other` into `self`; true when `self` changed.
+    pub fn join(&mut self, other: &Doc, rules: &Rules) -> bool {
+        let before = self.clone();
+        for (k, values) in &other.identifiers {
+            self.identifiers.entry(k.clone()).or_default().extend(values.iter().cloned());
+        }
+        for (name, v) in &other.traits {
+            let better = match self.traits.get(name) {
+                None => true,
+                Some(cur) => trait_better(v, cur, name, rules),
+            };
+            if better {
+                self.traits.insert(name.clone(), v.clone());
+            }
+        }
+        for (channel, state) in &other.consents {
+            join_consent(&mut self.consents, channel, state);
+        }
+        self.channels.extend(other.channels.iter().cloned());
+        self.first_seen = min_opt(self.first_seen, other.first_seen);
+        self.last_seen_day = self.last_seen_day.max(other.last_seen_day);
+        *self != before
+    }
+
+    /// Keeps only the identifiers the profile holds (after limits and shared values),
+    /// and contact traits that point at one of them.
+    pub fn restrict_identifiers(&mut self, owned: &BTreeMap<String, BTreeSet<String>>) {
+        for (k, values) in self.identifiers.iter_mut() {
+            let keep = owned.get(k);
+            values.retain(|v| keep.is_some_and(|o| o.contains(v)));
+        }
+        self.identifiers.retain(|_, v| !v.is_empty());
+        for (name, kind) in CONTACT_TRAITS {
+            let held = self.identifiers.get(kind.as_str());
+            let ok = self.traits.get(*name).is_some_and(|t| held.is_some_and(|h| h.contains(&t.value)));
+            if !ok {
+                self.traits.remove(*name);
+            }
+        }
+    }
+
+    pub fn consent(&self, channel: &str) -> Option<bool> {
+        self.consents.get(channel).map(|c| c.granted)
+    }
+
+    pub fn trait_value(&self, name: &str) -> Option<&str> {
+        self.traits.get(name).map(|t| t.value.as_str())
+    }
+}
+
+fn min_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Latest decision wins; at the same instant a withdrawal wins (the safe side), then
+/// the source name breaks the tie so the join stays commutative.
+fn join_consent(map: &mut BTreeMap<String, ConsentState>, channel: &str, state: &ConsentState) {
+    let key = |s: &ConsentState| (s.at, !s.granted, s.source.clone(), s.observation_id.clone());
+    match map.get(channel) {
+        Some(cur) if key(cur) >= key(state) => {}
+        _ => {
+            map.insert(channel.to_string(), state.clone());
+        }
+    }
+}
+
+fn trait_better(new: &TraitValue, cur: &TraitValue, name: &str, rules: &Rules) -> bool {
+    let recency = |t: &TraitValue| (t.at, t.value.clone(), t.source.clone(), t.observation_id.clone());
+    let survivorship = if CONTACT_TRAITS.iter().any(|(n, _)| *n == name) { Survivorship::Latest } else { rules.survivorship(name) };
+    match survivorship {
+        Survivorship::Latest => recency(new) > recency(cur),
+        Survivorship::Source => {
+            let (rn, rc) = (rules.source_rank(&new.source), rules.source_rank(&cur.source));
+            rn < rc || (rn == rc && recency(new) > recency(cur))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ariane_shared::identifiers::IdentifierKind;
+    use ariane_shared::model::{Consent, ConsentChannel, Traits};
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn obs(channel: &str, day: u32, city: Option<&str>, consent: Option<bool>) -> Observation {
+        let at = Utc.with_ymd_and_hms(2026, 3, day, 10, 0, 0).unwrap();
+        Observation {
+            observation_id: format!("{channel}-{day}"),
+            channel: channel.into(),
+            source_key: format!("{channel}/x.csv"),
+            source_line: u64::from(day),
+            observed_at: at,
+            identifiers: vec![Identifier::new(IdentifierKind::Email, format!("p{day}@x.fr"))],
+            traits: Traits { city: city.map(str::to_string), ..Traits::default() },
+            consents: consent.map(|g| vec![Consent { channel: ConsentChannel::Sms, granted: g, at }]).unwrap_or_default(),
+        }
+    }
+
+    fn doc(o: &Observation) -> Doc {
+        let ids: Vec<&Identifier> = o.identifiers.iter().collect();
+        Doc::of_observation(o, &ids)
+    }
+
+    #[test]
+    fn source_priority_beats_recency_and_latest_consent_wins() {
+        let rules = Rules::embedded().unwrap();
+        let mut d = doc(&obs("crm", 1, Some("Lyon"), Some(true)));
+        d.join(&doc(&obs("web", 5, Some("Paris"), None)), &rules);
+        assert_eq!(d.trait_value("city"), Some("Lyon"), "crm outranks web for city");
+        d.join(&doc(&obs("crm", 3, Some("Nantes"), None)), &rules);
+        assert_eq!(d.trait_value("city"), Some("Nantes"), "same source: the most recent");
+        assert_eq!(d.traits["city"].source, "crm");
+        d.join(&doc(&obs("sms", 4, None, Some(false))), &rules);
+        assert_eq!(d.consent("sms"), Some(false), "STOP after opt-in");
+        assert_eq!(d.trait_value("email"), Some("p5@x.fr"), "latest email");
+        assert_eq!(d.first_seen.unwrap().date_naive().to_string(), "2026-03-01");
+        assert_eq!(d.last_seen_day.unwrap().to_string(), "2026-03-05");
+        assert_eq!(d.channels.len(), 3);
+    }
+
+    proptest! {
+        #[test]
+        fn join_is_order_and_duplicate_independent(picks in proptest::collection::vec((0usize..4, 1u32..20, 0usize..3, proptest::option::of(any::<bool>())), 1..12), seed in any::<u64>()) {
+            let rules = Rules::embedded().unwrap();
+            let channels = ["crm", "web", "pos", "sms"];
+            let cities = ["Lyon", "Paris", "Nice"];
+            let docs: Vec<Doc> = picks.iter().map(|(c, d, city, consent)| doc(&obs(channels[*c], *d, Some(cities[*city]), *consent))).collect();
+            let mut a = Doc::default();
+            for d in &docs { a.join(d, &rules); }
+            let mut shuffled = docs.clone();
+            shuffled.extend(docs.iter().take(3).cloned());
+            let n = shuffled.len();
+            for i in 0..n { shuffled.swap(i, (seed as usize).wrapping_mul(i + 7) % n); }
+            let mut b = Doc::default();
+            for d in &shuffled { b.join(d, &rules); }
+            prop_assert_eq!(a, b);
+        }
+    }
+}
