@@ -92,6 +92,8 @@ pub enum ConsentChannel {
     Email,
     Sms,
     Push,
+    /// Advertising: retargeting audiences (customer-match uploads, paid social).
+    Ads,
 }
 
 impl ConsentChannel {
@@ -100,6 +102,7 @@ impl ConsentChannel {
             ConsentChannel::Email => "email",
             ConsentChannel::Sms => "sms",
             ConsentChannel::Push => "push",
+            ConsentChannel::Ads => "ads",
         }
     }
 
@@ -108,6 +111,7 @@ impl ConsentChannel {
             "email" | "e-mail" => Some(ConsentChannel::Email),
             "sms" => Some(ConsentChannel::Sms),
             "push" => Some(ConsentChannel::Push),
+            "ads" | "advertising" => Some(ConsentChannel::Ads),
             _ => None,
         }
     }
@@ -227,6 +231,16 @@ mod tests {
         assert_eq!(r.idempotency_key(), other.idempotency_key());
         other.change = SegmentChange::Exited;
         assert_ne!(r.idempotency_key(), other.idempotency_key());
+    }
+
+    #[test]
+    fn consent_channels_parse_and_print() {
+        for (text, channel) in [("E-mail", ConsentChannel::Email), ("SMS", ConsentChannel::Sms), ("push", ConsentChannel::Push), ("Ads", ConsentChannel::Ads), ("advertising", ConsentChannel::Ads)] {
+            assert_eq!(ConsentChannel::parse(text), Some(channel), "{text}");
+            assert_eq!(ConsentChannel::parse(channel.as_str()), Some(channel));
+        }
+        assert_eq!(ConsentChannel::parse("fax"), None);
+        assert_eq!(serde_json::to_string(&ConsentChannel::Ads).unwrap(), "\"ads\"");
     }
 
     #[test]

@@ -22,13 +22,16 @@ pub struct Identity {
     pub resolver: Resolver<DynamoStore>,
 }
 
-/// A message body on the identity queue: a batch of observations, or an erasure request
-/// (`{"erase": {"kind": "email", "value": "marie@x.fr"}}`).
-#[derive(Clone, Debug, serde::Deserialize)]
+/// A message body on the identity queue: a batch of observations, an erasure request
+/// (`{"erase": {"kind": "email", "value": "marie@x.fr"}}`) or a repair
+/// (`{"exclude": {"kind": "phone", "value": "+33612345678"}}`: the identifier stops
+/// linking and the profiles it wrongly merged split again).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum IdentityMessage {
     Observations(ObservationBatch),
     Erase { erase: Identifier },
+    Exclude { exclude: Identifier },
 }
 
 /// Counts of one batch.
@@ -36,6 +39,7 @@ pub enum IdentityMessage {
 pub struct BatchStats {
     pub resolve: Stats,
     pub erasures: u64,
+    pub exclusions: u64,
     pub failed_messages: u64,
 }
 
@@ -64,7 +68,7 @@ impl Identity {
             match serde_json::from_str::<IdentityMessage>(message.body.as_deref().unwrap_or_default()) {
                 Ok(m) => parsed.push((id, m)),
                 Err(err) => {
-                    tracing::error!(message_id = %id, error = %err, "message body is neither an observation batch nor an erasure");
+                    tracing::error!(message_id = %id, error = %err, "message body is neither an observation batch, an erasure nor an exclusion");
                     stats.failed_messages += 1;
                     response.add_failure(id);
                 }
@@ -87,6 +91,23 @@ impl Identity {
                         Ok(()) => stats.erasures += 1,
                         Err(err) => {
                             tracing::error!(message_id = %id, error = %err, "erasure failed");
+                            stats.failed_messages += 1;
+                            response.add_failure(id.clone());
+                        }
+                    }
+                }
+                IdentityMessage::Exclude { exclude } => {
+                    let result = match self.resolver.exclude(exclude).await {
+                        Ok(out) => {
+                            add_stats(&mut stats.resolve, &out.stats);
+                            self.write_lake(&out).await
+                        }
+                        Err(e) => Err(HandlerError::Resolve(e)),
+                    };
+                    match result {
+                        Ok(()) => stats.exclusions += 1,
+                        Err(err) => {
+                            tracing::error!(message_id = %id, error = %err, "exclusion (repair) failed");
                             stats.failed_messages += 1;
                             response.add_failure(id.clone());
                         }
@@ -125,6 +146,7 @@ impl Identity {
                 ("Suppressed", s.suppressed as f64),
                 ("Retries", s.retries as f64),
                 ("Erasures", stats.erasures as f64),
+                ("Exclusions", stats.exclusions as f64),
             ],
         );
         (response, stats)

@@ -79,6 +79,18 @@ pub struct Outcome {
     pub stats: Stats,
 }
 
+impl Outcome {
+    /// Adds what one successful structural step reported.
+    fn absorb(&mut self, step: Outcome) {
+        self.links.extend(step.links);
+        self.history.extend(step.history);
+        self.stats.suppressed += step.stats.suppressed;
+        self.stats.merges += step.stats.merges;
+        self.stats.splits += step.stats.splits;
+        self.stats.retries += step.stats.retries;
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     #[error(transparent)]
@@ -87,6 +99,22 @@ pub enum ResolveError {
     Contended(u32),
     #[error("component {component} would hold {count} evidence sets (limit {limit}): block or exclude the identifier that links them")]
     ComponentTooLarge { component: String, count: usize, limit: usize },
+    #[error("item {key} would take {bytes} bytes (DynamoDB's limit is 400 KB, Ariane keeps {limit}): block or exclude the identifier that links this much")]
+    ItemTooLarge { key: String, bytes: usize, limit: usize },
+}
+
+/// The largest item the resolver writes: under DynamoDB's 400 KB with room to spare.
+pub const MAX_ITEM_BYTES: usize = 350 * 1024;
+
+/// Refuses a write whose item would not fit in DynamoDB, before any request is made.
+fn check_item_size(w: &Write) -> Result<(), ResolveError> {
+    if let Op::Put(item) = &w.op {
+        let bytes = crate::store::item_size(&crate::store::to_attributes(&w.key, 0, item));
+        if bytes > MAX_ITEM_BYTES {
+            return Err(ResolveError::ItemTooLarge { key: w.key.pk.clone(), bytes, limit: MAX_ITEM_BYTES });
+        }
+    }
+    Ok(())
 }
 
 /// New evidence from a batch: its usable identifiers and what its observations said.
@@ -109,6 +137,9 @@ struct Change {
     removes: BTreeSet<String>,
     exclude: BTreeSet<IdRef>,
     suppress: BTreeSet<IdRef>,
+    /// The identifier an erasure was requested for: its suppression entry keeps the
+    /// erased evidence keys, so a retried erasure can report the same links again.
+    erase_of: Option<IdRef>,
 }
 
 pub struct Resolver<S> {
@@ -202,63 +233,59 @@ impl<S: ItemStore> Resolver<S> {
             }
         }
         if !enrich.is_empty() {
-            self.enrich_with_retries(enrich, &mut out).await?;
+            // The evidence items just read serve the first attempt (a retry re-reads).
+            let read: BTreeMap<Key, Record> =
+                enrich.iter().filter_map(|i| known.get(&Key::evidence(&i.key)).map(|r| (r.key.clone(), r.clone()))).collect();
+            self.enrich_with_retries(enrich, read, &mut out).await?;
         }
         Ok(out)
     }
 
     async fn apply_with_retries(&self, change: Change, out: &mut Outcome) -> Result<(), ResolveError> {
-        for attempt in 0..MAX_ATTEMPTS {
-            match self.apply(&change, out).await {
-                Ok(()) => return Ok(()),
-                Err(ResolveError::Store(StoreError::Conflict(_))) => {
-                    out.stats.retries += 1;
-                    backoff(attempt).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(ResolveError::Contended(MAX_ATTEMPTS))
+        retry_on_conflict(&mut out.stats.retries, || async {
+            let mut attempt = Outcome::default();
+            self.apply(&change, &mut attempt).await.map(|()| attempt)
+        })
+        .await
+        .map(|done| out.absorb(done))
     }
 
-    async fn enrich_with_retries(&self, enrich: Vec<Incoming>, out: &mut Outcome) -> Result<(), ResolveError> {
-        for attempt in 0..MAX_ATTEMPTS {
-            match self.enrich(&enrich).await {
-                Ok(()) => return Ok(()),
-                Err(ResolveError::Store(StoreError::Conflict(_))) => {
-                    out.stats.retries += 1;
-                    backoff(attempt).await;
-                }
-                Err(e) => return Err(e),
-            }
+    /// Enrichment in transactions of at most 99 items: 33 evidence sets, their profiles
+    /// and the components that map them.
+    async fn enrich_with_retries(&self, enrich: Vec<Incoming>, read: BTreeMap<Key, Record>, out: &mut Outcome) -> Result<(), ResolveError> {
+        for chunk in enrich.chunks(33) {
+            let mut first = Some(chunk.iter().filter_map(|i| read.get(&Key::evidence(&i.key)).map(|r| (r.key.clone(), r.clone()))).collect());
+            retry_on_conflict(&mut out.stats.retries, || self.enrich(chunk, first.take())).await?;
         }
-        Err(ResolveError::Contended(MAX_ATTEMPTS))
+        Ok(())
     }
 
     /// Joins new traits, consents and activity into known evidence and its profile.
-    async fn enrich(&self, enrich: &[Incoming]) -> Result<(), ResolveError> {
-        let evs = by_key(self.store.get_many(&enrich.iter().map(|i| Key::evidence(&i.key)).collect::<Vec<_>>()).await?);
-        let comp_keys: Vec<Key> = evs
+    async fn enrich(&self, enrich: &[Incoming], read: Option<BTreeMap<Key, Record>>) -> Result<(), ResolveError> {
+        let evs = match read {
+            Some(evs) => evs,
+            None => by_key(self.store.get_many(&enrich.iter().map(|i| Key::evidence(&i.key)).collect::<Vec<_>>()).await?),
+        };
+        let comp_keys: BTreeSet<Key> = evs
             .values()
             .filter_map(|r| match &r.item {
                 Item::Ev(ev) => Some(Key::component(&ev.component)),
                 _ => None,
             })
             .collect();
-        let comps = by_key(self.store.get_many(&comp_keys).await?);
-        let mut profile_of: HashMap<&str, String> = HashMap::new();
+        let comps = by_key(self.store.get_many(&comp_keys.iter().cloned().collect::<Vec<_>>()).await?);
+        let mut profile_of: HashMap<&str, Option<String>> = HashMap::new();
         for r in comps.values() {
             if let Item::Comp(c) = &r.item {
                 for e in &c.evidence {
-                    if let Some(p) = &e.profile_id {
-                        profile_of.insert(e.key.as_str(), p.clone());
-                    }
+                    profile_of.insert(e.key.as_str(), e.profile_id.clone());
                 }
             }
         }
-        let pkeys: Vec<Key> = enrich.iter().filter_map(|i| profile_of.get(i.key.as_str())).map(|p| Key::profile(p)).collect();
-        let mut profiles = by_key(self.store.get_many(&pkeys).await?);
+        let pkeys: BTreeSet<Key> = enrich.iter().filter_map(|i| profile_of.get(i.key.as_str())?.as_ref()).map(|p| Key::profile(p)).collect();
+        let mut profiles = by_key(self.store.get_many(&pkeys.into_iter().collect::<Vec<_>>()).await?);
         let mut writes: Vec<Write> = Vec::new();
+        let mut used_comps: BTreeSet<Key> = BTreeSet::new();
         let mut profile_writes: BTreeMap<Key, (u64, ProfileItem)> = BTreeMap::new();
         for inc in enrich {
             let ek = Key::evidence(&inc.key);
@@ -270,17 +297,21 @@ impl<S: ItemStore> Resolver<S> {
             if !ev.doc.join(&inc.doc, &self.rules) {
                 continue;
             }
+            // The component (read after the evidence) must still hold it, and its profile
+            // must exist: otherwise a concurrent step moved it, so read again.
+            let Some(assigned) = profile_of.get(inc.key.as_str()) else {
+                return Err(StoreError::Conflict(ek.pk).into());
+            };
+            used_comps.insert(Key::component(&ev.component));
             writes.push(Write { key: ek, expect: Expect::Version(*version), op: Op::Put(Item::Ev(ev)) });
-            let Some(pid) = profile_of.get(inc.key.as_str()) else { continue };
+            let Some(pid) = assigned else { continue };
             let pk = Key::profile(pid);
             let entry = match profile_writes.get_mut(&pk) {
                 Some(e) => e,
-                None => {
-                    let Some(Record { version, item: Item::Profile(p), .. }) = profiles.remove(&pk) else {
-                        continue;
-                    };
-                    profile_writes.entry(pk.clone()).or_insert((version, p))
-                }
+                None => match profiles.remove(&pk) {
+                    Some(Record { version, item: Item::Profile(p), .. }) => profile_writes.entry(pk.clone()).or_insert((version, p)),
+                    _ => return Err(StoreError::Conflict(pk.pk).into()),
+                },
             };
             let mut contribution = inc.doc.clone();
             contribution.identifiers.clear();
@@ -288,11 +319,19 @@ impl<S: ItemStore> Resolver<S> {
             entry.1.doc.join(&contribution, &self.rules);
             entry.1.doc.restrict_identifiers(&held);
         }
+        // The components that map this evidence to its profiles are checked in the same
+        // transaction: a structural step that moves evidence to another profile changes
+        // them, and this enrichment then retries instead of joining into the old profile.
+        for key in used_comps {
+            let r = comps.get(&key).ok_or_else(|| StoreError::Conflict(key.pk.clone()))?;
+            writes.push(Write { key, expect: Expect::Version(r.version), op: Op::Check });
+        }
         for (key, (version, p)) in profile_writes {
             writes.push(Write { key, expect: Expect::Version(version), op: Op::Put(Item::Profile(p)) });
         }
-        for chunk in writes.chunks(100) {
-            self.store.commit(chunk.to_vec()).await?;
+        writes.iter().try_for_each(check_item_size)?;
+        if writes.iter().any(|w| w.op != Op::Check) {
+            self.store.commit(writes).await?;
         }
         Ok(())
     }
@@ -367,7 +406,9 @@ impl<S: ItemStore> Resolver<S> {
         // 4. Identifier items of every identifier involved; shared values found by the
         // new evidence's co-occurrences.
         let all_ids: BTreeSet<IdRef> = evidence.values().flat_map(|e| e.ids.iter().cloned()).chain(first_ids.iter().cloned()).collect();
-        let missing: Vec<Key> = all_ids.iter().map(Key::id).filter(|k| !ids.contains_key(k)).collect();
+        // Not the step-1 identifiers again (see step 6: a re-read would hide a concurrent
+        // creation of an item this computation assumes absent).
+        let missing: Vec<Key> = all_ids.iter().filter(|i| !first_ids.contains(*i)).map(Key::id).collect();
         ids.extend(by_key(self.store.get_many(&missing).await?));
         let mut id_state: BTreeMap<IdRef, IdItem> = all_ids.iter().map(|i| (i.clone(), id_item(&ids, i))).collect();
         let mut history = Vec::new();
@@ -400,6 +441,9 @@ impl<S: ItemStore> Resolver<S> {
         for id in &change.suppress {
             let st = id_state.get_mut(id).expect("loaded");
             st.suppressed = true;
+        }
+        if let Some(st) = change.erase_of.as_ref().and_then(|r| id_state.get_mut(r)) {
+            st.erased_evidence.extend(change.removes.iter().cloned());
         }
         let linkable_set: BTreeSet<IdRef> = id_state.iter().filter(|(_, s)| linkable_state(s)).map(|(i, _)| i.clone()).collect();
         let linkable = |id: &IdRef| linkable_set.contains(id);
@@ -459,14 +503,21 @@ impl<S: ItemStore> Resolver<S> {
             }
         }
         // 6. Evidence items and profile documents (rebuilt from the evidence).
-        let need_evs: Vec<Key> =
-            new_profile.keys().map(|k| Key::evidence(k)).filter(|k| !evs.contains_key(k)).collect();
-        evs.extend(by_key(self.store.get_many(&need_evs).await?));
+        // Only evidence not read in step 2: re-reading an item found absent there would
+        // pick up a concurrent creation and condition the write on its version instead of
+        // on the absence this computation assumed.
+        // Profiles are read before the evidence they are rebuilt from: an enrichment
+        // committed in between changes the profile too, so this step's condition on the
+        // profile fails instead of rebuilding it from evidence read before that change.
         let old_pids: BTreeSet<String> = old_profile.values().flatten().cloned().collect();
         let mut pkeys: Vec<Key> = old_pids.iter().map(|p| Key::profile(p)).collect();
         pkeys.extend(clusters.iter().map(|c| Key::profile(&c.profile_id)));
         pkeys.extend(old_pids.iter().map(|p| Key::alias(p)));
         let mut profiles = by_key(self.store.get_many(&pkeys).await?);
+        let read_in_step_2: BTreeSet<Key> = ev_keys.iter().cloned().collect();
+        let need_evs: Vec<Key> =
+            new_profile.keys().map(|k| Key::evidence(k)).filter(|k| !read_in_step_2.contains(k)).collect();
+        evs.extend(by_key(self.store.get_many(&need_evs).await?));
         let aliases: BTreeMap<Key, u64> =
             profiles.iter().filter(|(k, _)| k.sk == "ALIAS").map(|(k, r)| (k.clone(), r.version)).collect();
         let incoming: HashMap<&str, &Incoming> = adds.iter().map(|a| (a.key.as_str(), *a)).collect();
@@ -524,11 +575,20 @@ impl<S: ItemStore> Resolver<S> {
                 writes.push(Write { key: r.key.clone(), expect: Expect::Version(r.version), op: Op::Delete });
             }
         }
+        // Identifiers whose linkability this step changes (shared, excluded, suppressed):
+        // every component holding one gets a new version even if its content stays, so a
+        // concurrent step that read the identifier's old state cannot commit against it.
+        let relinked: BTreeSet<&IdRef> = id_state
+            .iter()
+            .filter(|(id, st)| linkable_state(st) != linkable_state(&id_item(&ids, id)))
+            .map(|(id, _)| id)
+            .collect();
+        let touches_relinked = |c: &CompItem| c.evidence.iter().any(|e| e.ids.iter().any(|i| relinked.contains(i)));
         // Components: rewrite, create, delete.
         for (key, comp) in &new_comps {
             let k = Key::component(key);
             match comps.get(&k) {
-                Some(Record { version, item: Item::Comp(old), .. }) if old == comp => {
+                Some(Record { version, item: Item::Comp(old), .. }) if old == comp && !touches_relinked(old) => {
                     writes.push(Write { key: k, expect: Expect::Version(*version), op: Op::Check });
                 }
                 Some(r) => writes.push(Write { key: k, expect: Expect::Version(r.version), op: Op::Put(Item::Comp(comp.clone())) }),
@@ -544,7 +604,13 @@ impl<S: ItemStore> Resolver<S> {
         for (id, st) in &id_state {
             let k = Key::id(id);
             match ids.get(&k) {
-                Some(Record { item: Item::Id(old), .. }) if old == st => {}
+                // The new evidence's identifiers decided where it links: a concurrent
+                // change to one of them (e.g. it became shared) must fail this step.
+                Some(Record { version, item: Item::Id(old), .. }) if old == st => {
+                    if first_ids.contains(id) {
+                        writes.push(Write { key: k, expect: Expect::Version(*version), op: Op::Check });
+                    }
+                }
                 Some(r) => writes.push(Write { key: k, expect: Expect::Version(r.version), op: Op::Put(Item::Id(st.clone())) }),
                 None => writes.push(Write { key: k, expect: Expect::Absent, op: Op::Put(Item::Id(st.clone())) }),
             }
@@ -560,7 +626,12 @@ impl<S: ItemStore> Resolver<S> {
                 let (d, clear) = &ev_docs[key];
                 doc.join(d, rules);
                 for i in clear {
-                    if owned_hashes.contains(&id_ref(i)) {
+                    // Held: the identifiers the cluster owns, and shared values (a family
+                    // e-mail, a store's phone) its evidence carries: they link nothing and
+                    // no lookup resolves them, but they stay the person's contact points.
+                    let r = id_ref(i);
+                    let shared = id_state.get(&r).is_some_and(|st| st.co.shared && !st.suppressed);
+                    if owned_hashes.contains(&r) || shared {
                         owned.entry(i.kind.as_str().to_string()).or_default().insert(i.value.clone());
                     }
                 }
@@ -691,6 +762,7 @@ impl<S: ItemStore> Resolver<S> {
         if writes.len() > 100 {
             return Err(StoreError::TooLarge(writes.len()).into());
         }
+        writes.iter().try_for_each(check_item_size)?;
         if writes.iter().any(|w| w.op != Op::Check) {
             self.store.commit(writes).await?;
         }
@@ -725,6 +797,31 @@ impl<S: ItemStore> Resolver<S> {
         }))
     }
 
+    /// The current profile of each evidence (identity key, as the lake's `anchor_id`
+    /// carries it): None when the key is unknown, erased, or holds only shared
+    /// identifiers. Two batched reads per 100 keys (evidence, then components).
+    pub async fn profiles_of_evidence(&self, keys: &[String]) -> Result<BTreeMap<String, Option<String>>, ResolveError> {
+        let mut out: BTreeMap<String, Option<String>> = keys.iter().map(|k| (k.clone(), None)).collect();
+        let evs = self.store.get_many(&keys.iter().map(|k| Key::evidence(k)).collect::<Vec<_>>()).await?;
+        let comp_keys: BTreeSet<Key> = evs
+            .iter()
+            .filter_map(|r| match &r.item {
+                Item::Ev(ev) => Some(Key::component(&ev.component)),
+                _ => None,
+            })
+            .collect();
+        for r in self.store.get_many(&comp_keys.into_iter().collect::<Vec<_>>()).await? {
+            if let Item::Comp(c) = r.item {
+                for e in c.evidence {
+                    if let Some(slot) = out.get_mut(&e.key) {
+                        *slot = e.profile_id;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// A profile by id, following aliases of merged-away ids to the survivor.
     pub async fn profile(&self, pid: &str) -> Result<Option<ProfileItem>, ResolveError> {
         let mut pid = pid.to_string();
@@ -757,7 +854,18 @@ impl<S: ItemStore> Resolver<S> {
             Some(Record { item: Item::Id(i), .. }) => i.clone(),
             _ => IdItem::default(),
         };
-        let mut change = Change::default();
+        if item.suppressed && item.profile_id.is_none() {
+            // Already erased (a redelivered or retried request): DynamoDB has nothing more
+            // to do; the links are reported again in case writing them failed last time.
+            let now = Utc::now();
+            out.links = item
+                .erased_evidence
+                .iter()
+                .map(|k| Link { identity_key: k.clone(), profile_id: None, at: now, observation_id: String::new() })
+                .collect();
+            return Ok(out);
+        }
+        let mut change = Change { erase_of: Some(r.clone()), ..Change::default() };
         change.suppress.insert(r.clone());
         if let (Some(pid), Some(comp)) = (&item.profile_id, &item.component) {
             let comps = self.store.get_many(&[Key::component(comp)]).await?;
@@ -828,6 +936,25 @@ impl<S: ItemStore> Resolver<S> {
 
 fn linkable_state(st: &IdItem) -> bool {
     !st.co.shared && !st.excluded && !st.suppressed
+}
+
+/// Runs `step` until it does not fail on a concurrent change (a failed condition), with
+/// backoff; gives up after `MAX_ATTEMPTS`.
+async fn retry_on_conflict<T, F, Fut>(retries: &mut u64, mut step: F) -> Result<T, ResolveError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ResolveError>>,
+{
+    for attempt in 0..MAX_ATTEMPTS {
+        match step().await {
+            Err(ResolveError::Store(StoreError::Conflict(_))) => {
+                *retries += 1;
+                backoff(attempt).await;
+            }
+            done => return done,
+        }
+    }
+    Err(ResolveError::Contended(MAX_ATTEMPTS))
 }
 
 async fn backoff(attempt: u32) {

@@ -106,10 +106,16 @@ impl Default for RawLimits {
 }
 
 fn default_max_component() -> usize {
-    2000
+    600
 }
 
-pub const TRAIT_NAMES: &[&str] = &["first_name", "last_name", "street", "postal_code", "city", "country"];
+/// The most evidence sets a component item holds within the resolver's item size
+/// (about 500 bytes each with four identifiers; see the test that builds one).
+pub const MAX_COMPONENT_EVIDENCE: usize = 700;
+
+/// Traits with a survivorship rule; `email` and `phone` are the contact pseudo-traits (the
+/// address activation uses), always one of the identifiers the profile holds.
+pub const TRAIT_NAMES: &[&str] = &["first_name", "last_name", "street", "postal_code", "city", "country", "email", "phone"];
 
 pub fn parse_kind(s: &str) -> Option<IdentifierKind> {
     ALL_KINDS.iter().copied().find(|k| k.as_str() == s)
@@ -129,6 +135,11 @@ impl Rules {
     /// The embedded `config/identity.toml`.
     pub fn embedded() -> Result<Rules, RulesError> {
         Rules::parse(EMBEDDED_PATH, EMBEDDED)
+    }
+
+    /// The text of the embedded rules file (`config/identity.toml`).
+    pub fn embedded_text() -> &'static str {
+        EMBEDDED
     }
 
     pub fn parse(file: &str, text: &str) -> Result<Rules, RulesError> {
@@ -214,8 +225,14 @@ impl Rules {
         if uses_source && source_rank.is_empty() {
             return Err(err("traits.source_priority", "a trait uses \"source\" survivorship but no source_priority is given".into()));
         }
-        if raw.limits.max_component_evidence < 10 {
-            return Err(err("limits.max_component_evidence", "must be at least 10".into()));
+        if !(10..=MAX_COMPONENT_EVIDENCE).contains(&raw.limits.max_component_evidence) {
+            return Err(err(
+                "limits.max_component_evidence",
+                format!(
+                    "{} is out of range: between 10 and {MAX_COMPONENT_EVIDENCE} (a component is one DynamoDB item, at most 400 KB, about 500 bytes per evidence set)",
+                    raw.limits.max_component_evidence
+                ),
+            ));
         }
         Ok(Rules {
             types,
@@ -329,6 +346,7 @@ mod tests {
             ("[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[traits]\ncity = \"source\"\n", "traits.source_priority", "no source_priority"),
             ("[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[traits]\nsource_priority = [\"shop\"]\n", "traits.source_priority", "unknown channel"),
             ("[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[traits]\nshoe_size = \"latest\"\n", "traits.shoe_size", "unknown trait"),
+            ("[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[limits]\nmax_component_evidence = 2000\n", "limits.max_component_evidence", "400 KB"),
         ];
         for (text, path, problem) in bad {
             let e = Rules::parse("config/x.toml", text).unwrap_err();

@@ -83,6 +83,10 @@ pub struct IdItem {
     pub suppressed: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub excluded: bool,
+    /// On the identifier an erasure was requested for: the evidence keys (hashes) it
+    /// removed, so a retried request reports the same lake links again.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub erased_evidence: std::collections::BTreeSet<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -150,12 +154,25 @@ pub struct Write {
 }
 
 impl Write {
+    /// The version the written item gets: a fresh random number, never `old + 1`. With
+    /// counters, an item deleted and re-created (a component or a profile that a merge
+    /// removed and a later split brings back) would restart at 1, and a resolver holding
+    /// a stale read of the old version-1 item would pass its condition (the ABA problem).
     pub fn new_version(&self) -> u64 {
-        match self.expect {
-            Expect::Absent => 1,
-            Expect::Version(v) => v + 1,
-        }
+        fresh_version()
     }
+}
+
+/// A random, non-zero 64-bit version: SipHash of a process-wide counter under keys the
+/// standard library draws from the OS at start, so separate processes (Lambda
+/// instances) do not repeat each other's sequence.
+pub fn fresh_version() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = KEYS.get_or_init(std::collections::hash_map::RandomState::new).build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish().max(1)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -510,13 +527,13 @@ impl<S: ItemStore> ItemStore for Metered<S> {
         unique.dedup();
         let records = self.inner.get_many(keys).await?;
         self.meter.read_requests.fetch_add(unique.len().div_ceil(100).max(1) as u64, Ordering::Relaxed);
-        // A missing key still costs half a unit; found items cost their size.
-        let mut half_units = (unique.len() - records.len().min(unique.len())) as u64;
+        // Strongly consistent: a missing key still costs one unit; found items one per 4 KB.
+        let mut units = (unique.len() - records.len().min(unique.len())) as u64;
         for r in &records {
             let size = item_size(&to_attributes(&r.key, r.version, &r.item));
-            half_units += 2 * size.div_ceil(4096).max(1) as u64;
+            units += size.div_ceil(4096).max(1) as u64;
         }
-        self.meter.read_units.fetch_add(half_units.div_ceil(2), Ordering::Relaxed);
+        self.meter.read_units.fetch_add(units, Ordering::Relaxed);
         Ok(records)
     }
 

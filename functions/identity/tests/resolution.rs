@@ -14,8 +14,9 @@ use ariane_shared::model::{Consent, ConsentChannel, Observation, Traits};
 use chrono::{Duration, TimeZone, Utc};
 use proptest::prelude::*;
 
-/// A store that yields before every operation, so concurrent workers interleave.
-struct Yielding(Arc<MemStore>);
+/// A store that yields before every operation, so concurrent workers interleave, and
+/// checks the store's invariants after every successful commit.
+struct Yielding(Arc<MemStore>, Arc<tokio::sync::Mutex<()>>);
 
 #[async_trait::async_trait]
 impl ItemStore for Yielding {
@@ -25,8 +26,152 @@ impl ItemStore for Yielding {
     }
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         tokio::task::yield_now().await;
-        self.0.commit(writes).await
+        let shown: Vec<String> = writes.iter().map(|w| format!("{} {:?} {}", &w.key.pk[..w.key.pk.len().min(20)], w.expect, match &w.op {
+            ariane_identity::store::Op::Put(Item::Id(i)) => format!("put comp={:?} shared={}", i.component.as_deref().map(|c| &c[..8]), i.co.shared),
+            ariane_identity::store::Op::Put(Item::Comp(c)) => format!("put {:?}", c.evidence.iter().map(|e| &e.key[..8]).collect::<Vec<_>>()),
+            ariane_identity::store::Op::Put(_) => "put".to_string(),
+            op => format!("{op:?}"),
+        })).collect();
+        // Commit and check under one lock, so a broken state is blamed on its commit.
+        let _serial = self.1.lock().await;
+        let before = self.0.snapshot();
+        self.0.commit(writes).await?;
+        if let Err(broken) = invariants(&self.0.snapshot()) {
+            let before_state: Vec<String> = before.iter().filter(|r| matches!(r.item, Item::Id(_) | Item::Comp(_))).map(|r| format!("{} v{} {:?}", r.key.pk, r.version, r.item)).collect();
+            panic!("after a commit, {broken}\ncommit:\n{}\nbefore:\n{}", shown.join("\n"), before_state.join("\n"));
+        }
+        Ok(())
     }
+}
+
+/// What every committed state satisfies: components partition the evidence, each is
+/// connected through linkable identifiers and holds every evidence that shares one,
+/// evidence and identifier items point at their component.
+fn invariants(records: &[Record]) -> Result<(), String> {
+    use ariane_identity::resolve::{components, Evidence, IdRef};
+    let mut comps: BTreeMap<String, Vec<Evidence>> = BTreeMap::new();
+    let mut evs: BTreeMap<String, String> = BTreeMap::new();
+    let mut ids: BTreeMap<IdRef, ariane_identity::store::IdItem> = BTreeMap::new();
+    for r in records {
+        match &r.item {
+            Item::Comp(c) => {
+                let key = r.key.pk["COMP#".len()..].to_string();
+                let list = c.evidence.iter().map(|e| Evidence { key: e.key.clone(), first_seen: e.first_seen, ids: e.ids.clone() }).collect();
+                comps.insert(key, list);
+            }
+            Item::Ev(e) => {
+                evs.insert(r.key.pk["EV#".len()..].to_string(), e.component.clone());
+            }
+            Item::Id(i) => {
+                let rest = &r.key.pk["ID#".len()..];
+                let (kind, hash) = rest.split_once('#').ok_or(format!("bad id key {rest}"))?;
+                let kind = ariane_identity::rules::parse_kind(kind).ok_or(format!("bad kind {kind}"))?;
+                ids.insert(IdRef { kind, hash: hash.to_string() }, i.clone());
+            }
+            _ => {}
+        }
+    }
+    let linkable = |id: &IdRef| ids.get(id).is_some_and(|s| !s.co.shared && !s.excluded && !s.suppressed);
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut holder: BTreeMap<IdRef, String> = BTreeMap::new();
+    for (c, list) in &comps {
+        let groups = components(list, &linkable);
+        if groups.len() != 1 {
+            return Err(format!("component {c} is not connected: {} groups", groups.len()));
+        }
+        for e in list {
+            if let Some(other) = seen.insert(e.key.clone(), c.clone()) {
+                return Err(format!("evidence {} in components {other} and {c}", e.key));
+            }
+            if evs.get(&e.key) != Some(c) {
+                return Err(format!("evidence {} of component {c} points at {:?}", e.key, evs.get(&e.key)));
+            }
+            for id in e.ids.iter().filter(|i| linkable(i)) {
+                if let Some(other) = holder.insert(id.clone(), c.clone()).filter(|o| o != c) {
+                    return Err(format!("linkable {id:?} in components {other} and {c}"));
+                }
+                if ids[id].component.as_ref() != Some(c) {
+                    return Err(format!("linkable {id:?} of component {c} points at {:?}", ids[id].component));
+                }
+            }
+            for id in &e.ids {
+                if !ids.contains_key(id) {
+                    return Err(format!("{id:?} of component {c} has no item"));
+                }
+            }
+        }
+    }
+    // Profiles: one per cluster, each the join of its evidence's contributions (the
+    // identifiers restricted to those the profile holds).
+    let rules = rules();
+    let ev_docs: BTreeMap<String, &ariane_identity::profile::Doc> = records
+        .iter()
+        .filter_map(|r| match &r.item {
+            Item::Ev(e) => Some((r.key.pk["EV#".len()..].to_string(), &e.doc)),
+            _ => None,
+        })
+        .collect();
+    let profiles: BTreeMap<String, &ariane_identity::store::ProfileItem> = records
+        .iter()
+        .filter_map(|r| match &r.item {
+            Item::Profile(p) => Some((p.profile_id.clone(), p)),
+            _ => None,
+        })
+        .collect();
+    let mut clusters: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    for r in records {
+        if let Item::Comp(c) = &r.item {
+            for e in &c.evidence {
+                if let Some(p) = &e.profile_id {
+                    let entry = clusters.entry(p.clone()).or_insert_with(|| (r.key.pk["COMP#".len()..].to_string(), Vec::new()));
+                    if entry.0 != r.key.pk["COMP#".len()..] {
+                        return Err(format!("profile {p} has evidence in components {} and {}", entry.0, &r.key.pk["COMP#".len()..]));
+                    }
+                    entry.1.push(e.key.clone());
+                }
+            }
+        }
+    }
+    if clusters.len() != profiles.len() {
+        return Err(format!("{} clusters but {} profile items", clusters.len(), profiles.len()));
+    }
+    for (pid, (comp, keys)) in &clusters {
+        let p = profiles.get(pid).ok_or(format!("cluster {pid} has no profile item"))?;
+        if &p.component != comp {
+            return Err(format!("profile {pid} points at component {}, its evidence is in {comp}", p.component));
+        }
+        let mut expected = ariane_identity::profile::Doc::default();
+        for k in keys {
+            expected.join(ev_docs.get(k).ok_or(format!("evidence {k} has no item"))?, &rules);
+        }
+        let got = &p.doc;
+        let plain = |d: &ariane_identity::profile::Doc| {
+            let traits: BTreeMap<String, String> =
+                d.traits.iter().filter(|(n, _)| *n != "email" && *n != "phone").map(|(n, t)| (n.clone(), t.value.clone())).collect();
+            (traits, d.consents.clone(), d.channels.clone(), d.first_seen, d.last_seen_day)
+        };
+        if plain(got) != plain(&expected) {
+            return Err(format!("profile {pid} is not the join of its evidence:\n got {:?}\nwant {:?}", plain(got), plain(&expected)));
+        }
+        for (kind, values) in &got.identifiers {
+            if !values.is_subset(expected.identifiers.get(kind).unwrap_or(&BTreeSet::new())) {
+                return Err(format!("profile {pid} holds {kind} values none of its evidence carries"));
+            }
+        }
+    }
+    for (e, c) in &evs {
+        if seen.get(e) != Some(c) {
+            return Err(format!("evidence item {e} points at component {c}, which does not hold it"));
+        }
+    }
+    for (id, st) in &ids {
+        if let Some(c) = &st.component {
+            if holder.get(id) != Some(c) {
+                return Err(format!("{id:?} points at component {c}, which does not hold it"));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn obs(n: u64, day: i64, ids: &[(K, &str)]) -> Observation {
@@ -70,7 +215,7 @@ fn build(spec: &[Spec]) -> Vec<Observation> {
     let kinds = [K::CustomerId, K::Email, K::Phone, K::LoyaltyCard, K::DeviceId, K::PushToken, K::CookieId];
     spec.iter()
         .enumerate()
-        .map(|(n, (day, _, ids))| {
+        .map(|(n, (day, extra, ids))| {
             let values: Vec<(K, String)> = ids
                 .iter()
                 .map(|(k, v)| {
@@ -84,7 +229,15 @@ fn build(spec: &[Spec]) -> Vec<Observation> {
                 })
                 .collect();
             let refs: Vec<(K, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            obs(n as u64, i64::from(*day), &refs)
+            let mut o = obs(n as u64, i64::from(*day), &refs);
+            // Something to join: a city (source survivorship), a consent given or withdrawn.
+            match extra {
+                1 => o.traits.city = Some(["Lyon", "Lille"][n % 2].into()),
+                2 => o.consents.push(Consent { channel: ConsentChannel::Sms, granted: true, at: o.observed_at }),
+                3 => o.consents.push(Consent { channel: ConsentChannel::Sms, granted: false, at: o.observed_at }),
+                _ => {}
+            }
+            o
         })
         .collect()
 }
@@ -103,11 +256,8 @@ proptest! {
         check_against_oracle(&spec, seed, 1)?;
     }
 
-    /// The same with two to four concurrent workers. KNOWN DEFECT (issue 4 left open):
-    /// some interleavings end with a component split in two; run with
-    /// `cargo test -p ariane-identity --test resolution -- --ignored`.
+    /// The same with two to four concurrent workers (interleaved at every store call).
     #[test]
-    #[ignore]
     fn concurrent_workers_agree_with_the_oracle(spec in proptest::collection::vec(arb_observation(), 1..40), seed in any::<u64>(), workers in 2usize..5) {
         check_against_oracle(&spec, seed, workers)?;
     }
@@ -128,11 +278,12 @@ fn check_against_oracle(spec: &[Spec], seed: u64, workers: usize) -> Result<(), 
             stream.swap(i, (s % (i as u64 + 1)) as usize);
         }
         let mem = Arc::new(MemStore::default());
+        let serial = Arc::new(tokio::sync::Mutex::new(()));
         runtime().block_on(async {
             let mut handles = Vec::new();
             for w in 0..workers {
                 let part: Vec<Observation> = stream.iter().skip(w).step_by(workers).cloned().collect();
-                let resolver = Resolver::new(Yielding(mem.clone()), rules.clone());
+                let resolver = Resolver::new(Yielding(mem.clone(), serial.clone()), rules.clone());
                 let batch = 1 + (seed as usize + w) % 5;
                 handles.push(tokio::spawn(async move {
                     for chunk in part.chunks(batch) {
@@ -271,6 +422,13 @@ async fn erasure_deletes_and_suppresses_and_repair_splits() {
     let out = r.erase(&Identifier::new(K::Email, "marie@x.fr")).await.unwrap();
     assert!(out.links.iter().all(|l| l.profile_id.is_none()) && out.links.len() == 2);
     assert_eq!(profile_of(&r, K::CustomerId, "C1").await, None);
+    // A redelivered erasure changes nothing and reports the same (erased) links again,
+    // in case writing them to the lake failed the first time.
+    let store_after = r.store.snapshot();
+    let retried = r.erase(&Identifier::new(K::Email, "marie@x.fr")).await.unwrap();
+    assert_eq!(r.store.snapshot(), store_after);
+    let keys = |o: &ariane_identity::resolver::Outcome| o.links.iter().map(|l| (l.identity_key.clone(), l.profile_id.clone())).collect::<BTreeSet<_>>();
+    assert_eq!(keys(&retried), keys(&out));
     let left: Vec<Record> = r.store.snapshot();
     assert!(!left.iter().any(|x| matches!(&x.item, Item::Profile(p) if p.doc.identifiers.get("email").is_some_and(|e| e.contains("marie@x.fr")))));
     // Re-ingesting the old export does not bring her back; Paul is untouched.
@@ -293,4 +451,55 @@ async fn erasure_deletes_and_suppresses_and_repair_splits() {
     // Later observations respect the exclusion.
     r.resolve_batch(&[obs(3, 3, &[(K::Email, "a@x.fr"), (K::Email, "b@x.fr")])]).await.unwrap();
     let _ = identity_key(&[]);
+}
+
+/// The largest component the rules allow, with four identifiers per evidence set (a row
+/// carries at most one value per identifier column), fits in one DynamoDB item.
+#[test]
+fn a_component_at_the_configured_maximum_fits_in_one_item() {
+    use ariane_identity::resolve::IdRef;
+    use ariane_identity::store::{item_size, to_attributes, CompEvidence, CompItem};
+    let rules = rules();
+    let kinds = [K::CustomerId, K::Email, K::Phone, K::CookieId];
+    let comp = CompItem {
+        evidence: (0..rules.max_component_evidence)
+            .map(|i| {
+                let ids: Vec<IdRef> = kinds
+                    .iter()
+                    .map(|k| IdRef { kind: *k, hash: ariane_shared::identifiers::identifier_hash(*k, &format!("{}-{i}", k.as_str())) })
+                    .collect();
+                CompEvidence {
+                    key: identity_key(&[Identifier::new(K::CookieId, format!("c{i}"))]).unwrap(),
+                    first_seen: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+                    ids,
+                    profile_id: Some(format!("p_{:024}", i)),
+                }
+            })
+            .collect(),
+    };
+    let key = Key::component(&comp.evidence[0].key);
+    let bytes = item_size(&to_attributes(&key, u64::MAX, &Item::Comp(comp)));
+    assert!(
+        bytes <= ariane_identity::resolver::MAX_ITEM_BYTES,
+        "{} evidence sets take {bytes} bytes (limit {})",
+        rules.max_component_evidence,
+        ariane_identity::resolver::MAX_ITEM_BYTES
+    );
+}
+
+/// Evidence beyond the component bound fails with an error naming the component (the
+/// message goes to the DLQ); nothing is written for it and what was there stays intact.
+#[tokio::test]
+async fn a_component_beyond_its_bound_fails_clearly_and_writes_nothing() {
+    let text = Rules::embedded_text().replace("max_component_evidence = 600", "max_component_evidence = 10");
+    let rules = Rules::parse("config/identity.toml", &text).unwrap();
+    let r = Resolver::new(MemStore::default(), rules);
+    // One customer id seen with ten distinct phones: ten evidence sets, one component.
+    for i in 0..10 {
+        r.resolve_batch(&[obs(i, i as i64, &[(K::CustomerId, "C1"), (K::Phone, &format!("+336123456{i:02}"))])]).await.unwrap();
+    }
+    let before = r.store.snapshot();
+    let e = r.resolve_batch(&[obs(11, 11, &[(K::CustomerId, "C1"), (K::Phone, "+33612345699")])]).await.unwrap_err();
+    assert!(e.to_string().contains("would hold 11 evidence sets (limit 10)"), "{e}");
+    assert_eq!(r.store.snapshot(), before);
 }

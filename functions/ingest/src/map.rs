@@ -322,7 +322,7 @@ impl Mapper {
             }
             Kind::ConsentChannel => {
                 d.consent_channel = Some(
-                    ConsentChannel::parse(v).ok_or_else(|| bad(format!("{v:?} is not a consent channel (email, sms, push)")))?,
+                    ConsentChannel::parse(v).ok_or_else(|| bad(format!("{v:?} is not a consent channel (email, sms, push, ads)")))?,
                 )
             }
             Kind::OptIn(channel) => d.opt_ins.push((channel, parse_bool(v).map_err(bad)?)),

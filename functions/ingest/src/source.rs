@@ -261,7 +261,8 @@ pub fn eval_path<'v>(mut value: &'v Value, steps: &[PathStep]) -> Option<&'v Val
             PathStep::Find { key, value: wanted } => value.as_array()?.iter().find(|item| {
                 item.get(key).is_some_and(|k| match k {
                     Value::String(s) => s == wanted,
-                    other => other.to_string() == *wanted,
+                    // A number or a boolean matches its JSON text (`5` matches "5").
+                    other => other.to_string().eq(wanted),
                 })
             })?,
         };

@@ -183,6 +183,7 @@ pub enum Canon {
     EmailOptIn,
     SmsOptIn,
     PushOptIn,
+    AdsOptIn,
 }
 
 /// How a canonical field's value is parsed.
@@ -237,6 +238,7 @@ pub const CANONICAL_FIELDS: &[(&str, Canon)] = &[
     ("email_opt_in", Canon::EmailOptIn),
     ("sms_opt_in", Canon::SmsOptIn),
     ("push_opt_in", Canon::PushOptIn),
+    ("ads_opt_in", Canon::AdsOptIn),
 ];
 
 impl Canon {
@@ -266,6 +268,7 @@ impl Canon {
             EmailOptIn => Kind::OptIn(ariane_shared::model::ConsentChannel::Email),
             SmsOptIn => Kind::OptIn(ariane_shared::model::ConsentChannel::Sms),
             PushOptIn => Kind::OptIn(ariane_shared::model::ConsentChannel::Push),
+            AdsOptIn => Kind::OptIn(ariane_shared::model::ConsentChannel::Ads),
             OrderId | Sku | ProductName | Category | Currency | StoreId | CampaignId | PageUrl => Kind::Text,
         }
     }
@@ -765,7 +768,7 @@ impl Spec {
             let at = format!("consent.{event_type}");
             let channel = match &c.channel {
                 Some(ch) => Some(
-                    ConsentChannel::parse(ch).ok_or_else(|| ctx.err(&at, format!("channel {ch:?}: expected email, sms or push")))?,
+                    ConsentChannel::parse(ch).ok_or_else(|| ctx.err(&at, format!("channel {ch:?}: expected email, sms, push or ads")))?,
                 ),
                 None if has(Canon::ConsentChannel) => None,
                 None => return Err(ctx.err(&at, "no channel, and the spec maps no consent_channel field")),

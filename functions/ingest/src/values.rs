@@ -169,17 +169,12 @@ pub fn check_literal(plan: &FieldPlan, value: &str) -> Result<(), String> {
 
 /// Phone numbers to E.164 with the `phonenumber` crate, remembering recent answers (the
 /// same customer's number repeats on every line of a receipt or an order).
+#[derive(Default)]
 pub struct PhoneNormalizer {
     cache: HashMap<phonenumber::country::Id, crate::map::FxMap<String, Option<String>>>,
 }
 
 const PHONE_CACHE: usize = 50_000;
-
-impl Default for PhoneNormalizer {
-    fn default() -> Self {
-        PhoneNormalizer { cache: HashMap::new() }
-    }
-}
 
 impl PhoneNormalizer {
     /// E.164 form, or `None` when the value is not a valid number. Numbers written in

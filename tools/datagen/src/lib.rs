@@ -360,10 +360,14 @@ pub fn expected_reactivation(
             .insert(t.order_id.as_str(), at);
     }
     let cutoff = run_at - chrono::Duration::days(90);
+    // A family's second member registered (CRM, web shop) with the family's e-mail, the
+    // first member's: that is the address the retailer knows them by.
+    let owner_of: BTreeMap<String, String> = family_pairs(cfg).into_iter().map(|(owner, member)| (member, owner)).collect();
     let mut emails = std::collections::BTreeSet::new();
     for (pid, o) in &orders {
         if o.len() >= 2 && o.values().max().is_some_and(|last| *last < cutoff) {
-            let index: usize = pid.trim_start_matches('P').parse()?;
+            let contact = owner_of.get(*pid).map_or(*pid, String::as_str);
+            let index: usize = contact.trim_start_matches('P').parse()?;
             emails.insert(person(cfg, index).email);
         }
     }

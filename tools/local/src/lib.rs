@@ -8,10 +8,13 @@
 //!   what succeeded, makes reported `batchItemFailures` visible again (so they reach the
 //!   DLQ after `maxReceiveCount`), and fires schedules on demand.
 //! - [`receiver::Receiver`] is a webhook receiver on 127.0.0.1 recording deliveries.
+//! - [`quality`] scores identity resolution against the data generator's ground truth
+//!   (pairwise precision and recall).
 
 pub mod functions;
 pub mod manifest;
 pub mod moto;
+pub mod quality;
 pub mod receiver;
 pub mod runner;
 pub mod stack;

@@ -16,7 +16,7 @@
 //! instance, to be served by a watch of its own and passed as
 //! `--cargo-lambda-for IngestEcommerceFunction=http://127.0.0.1:9001`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -27,6 +27,8 @@ use ariane_local::runner::{queue_depth, Invoker, Runner};
 use ariane_local::LocalStack;
 use ariane_segments::definition::SegmentDefinition;
 use chrono::{DateTime, Utc};
+
+mod identity_cmd;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
@@ -50,8 +52,9 @@ async fn main() {
         Some("up") => up(&args[1..]).await,
         Some("drain") => drain(&args[1..]).await,
         Some("fire") => fire(&args[1..]).await,
+        Some("identity") => identity_cmd::run(&args[1..]).await,
         _ => {
-            eprintln!("usage: ariane-local demo|validate|up|drain|fire (see the README)");
+            eprintln!("usage: ariane-local demo|validate|up|drain|fire|identity (see the README; `ariane-local identity` for its own usage)");
             std::process::exit(2);
         }
     };
@@ -295,6 +298,23 @@ async fn demo(args: &[String]) -> anyhow::Result<()> {
         ledger.push(serde_json::from_slice::<ariane_ingest::pipeline::LedgerEntry>(&stack.lake_object(&k).await?)?);
     }
     let profiles = stack.profile_count().await?;
+    // Identity quality: the generated rows through the ingest parser, their identity keys'
+    // profiles read back from DynamoDB, scored against the generator's truth.
+    let rules = ariane_identity::rules::Rules::embedded()?;
+    let catalog = ariane_ingest::spec::Catalog::embedded()
+        .map_err(|errors| anyhow::anyhow!("{}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))?;
+    let generated = ariane_local::quality::read_generated(data_dir.path(), &catalog, &rules)?;
+    let store = ariane_identity::store::DynamoStore {
+        client: stack.clients.dynamodb.clone(),
+        table: stack.manifest.output("ProfilesTableName")?.to_string(),
+    };
+    let resolver = ariane_identity::resolver::Resolver::new(store, rules);
+    let identity_profiles = ariane_local::quality::profiles_of_rows(&resolver, &generated.rows).await?;
+    let identity = ariane_local::quality::score(&generated.rows, &identity_profiles);
+    let mut merges = 0;
+    for k in stack.lake_keys("identity/history/").await? {
+        merges += ariane_local::quality::merge_records(&stack.lake_object(&k).await?).with_context(|| format!("s3://{}/{k}", stack.lake_bucket()))?;
+    }
     let persons_seen: BTreeSet<&str> = truth.iter().filter(|t| t.valid).map(|t| t.person_id.as_str()).collect();
     let expected = expected_reactivation(&cfg, &truth, now)?;
     let delivered: BTreeSet<String> =
@@ -334,12 +354,38 @@ async fn demo(args: &[String]) -> anyhow::Result<()> {
         "    profiles in DynamoDB: {profiles} (persons generated: {persons}, every one in the CRM with an email; customers with a valid order: {})",
         persons_seen.len()
     );
+    let q = &identity.quality;
+    println!(
+        "    profiles before resolution: {} (distinct usable identifier sets of the {} rows of known persons), after: {}, merges: {} (merge records in identity/history/)",
+        identity.profiles_before, q.rows, identity.profiles_after, merges
+    );
+    println!(
+        "    pairwise against the truth: precision {:.4} ({} of {} predicted pairs), recall {:.4} ({} of {} linkable pairs), targets (0.999 / 0.99) met: {}",
+        q.precision, q.true_pairs, q.predicted_pairs, q.recall, q.found_pairs, q.linkable_pairs, q.precision >= 0.999 && q.recall >= 0.99
+    );
+    println!(
+        "    rows not scored: {} without any identifier, {} of no known person; scored rows without a profile (shared or blocked identifiers only): {}",
+        generated.total.without_anchor, generated.total.without_person, identity.rows_without_profile
+    );
     println!("  segments");
     for s in run["segments"].as_array().into_iter().flatten() {
         println!("    {:<20} members {:>5}  entered {:>5}  exited {:>5}", s["segment"].as_str().unwrap_or("?"), s["members"], s["entered"], s["exited"]);
     }
     println!("  activate");
     println!("    webhook deliveries received: {} (expected from ground truth: {}, exact match: {})", receiver.deliveries().len(), expected.len(), delivered == expected);
+    let deliveries = receiver.deliveries();
+    let mut per_email: BTreeMap<&str, usize> = BTreeMap::new();
+    for d in &deliveries {
+        if let Some(e) = d.body["email"].as_str() {
+            *per_email.entry(e).or_default() += 1;
+        }
+    }
+    for (e, n) in per_email.iter().filter(|(_, n)| **n > 1) {
+        println!("      {n} deliveries to {e} (one per profile)");
+    }
+    for e in delivered.symmetric_difference(&expected).take(10) {
+        println!("      {} {e}", if delivered.contains(e) { "delivered, not expected:" } else { "expected, not delivered:" });
+    }
     println!("  idempotency");
     println!(
         "    re-upload of the same export: event files unchanged: {}, observations re-sent: {}",

@@ -19,11 +19,13 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 impl MotoServer {
-    /// Starts `.venv/bin/moto_server` (installed by `scripts/bootstrap.sh`).
+    /// Starts moto's server from `.venv` (installed by `scripts/bootstrap.sh`) through
+    /// `scripts/moto_server.py`, which corrects moto's DynamoDB transactions (see there).
     pub async fn start(root: &Path) -> anyhow::Result<Self> {
-        let bin = root.join(".venv/bin/moto_server");
-        if !bin.exists() {
-            bail!("{} not found: run `scripts/bootstrap.sh` (or `make bootstrap`) first", bin.display());
+        let bin = root.join(".venv/bin/python");
+        let launcher = root.join("scripts/moto_server.py");
+        if !root.join(".venv/bin/moto_server").exists() {
+            bail!("{} not found: run `scripts/bootstrap.sh` (or `make bootstrap`) first", root.join(".venv/bin/moto_server").display());
         }
         let logs = root.join(".local");
         std::fs::create_dir_all(&logs)?;
@@ -32,6 +34,7 @@ impl MotoServer {
             let port = free_port()?;
             let log = std::fs::File::create(logs.join(format!("moto-{port}.log")))?;
             let child = Command::new(&bin)
+                .arg(&launcher)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .env("MOTO_ALLOW_NONEXISTENT_REGION", "true")
                 .stdin(Stdio::null())

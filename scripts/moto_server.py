@@ -1,0 +1,130 @@
+"""Starts moto's server (the local AWS emulator) with one correction to DynamoDB
+transactions, which Ariane's identity function relies on.
+
+moto 5's `transact_write_items` deep-copies the whole table once per item of the
+transaction, to restore it if the transaction is cancelled. Against a profiles table of
+tens of thousands of items, a 90-item transaction copies the table 90 times: the local
+demo slows down quadratically and moto runs out of memory. Restoring the backup also
+throws away whatever other requests wrote meanwhile, and nothing isolates a transaction
+from concurrent writes.
+
+This launcher replaces it with the same checks and writes, done under one lock (DynamoDB
+isolates transactions from other writes) and undone item by item from a journal of the
+items the transaction touched. Everything else is moto as installed.
+
+Usage: python scripts/moto_server.py [moto_server arguments]
+"""
+
+import copy
+import sys
+import threading
+
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.exceptions import (
+    ConditionalCheckFailed,
+    MockValidationException,
+    MultipleTransactionsException,
+    TooManyTransactionsException,
+    TransactionCanceledException,
+    TransactWriteSingleOpException,
+)
+from moto.dynamodb.models import DynamoDBBackend
+from moto.server import main
+
+_LOCK = threading.RLock()
+
+
+def _locked(method):
+    def wrapper(self, *args, **kwargs):
+        with _LOCK:
+            return method(self, *args, **kwargs)
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+def transact_write_items(self, transact_items):
+    with _LOCK:
+        if len(transact_items) > 100:
+            raise TooManyTransactionsException()
+        journal = []  # (table name, key, attributes before or None), in order
+        targets = set()
+        errors = []
+
+        def rollback():
+            for table_name, key, before in reversed(journal):
+                if before is None:
+                    if self.get_item(table_name, key) is not None:
+                        self.delete_item(table_name, key)
+                else:
+                    self.put_item(table_name, before)
+
+        for item in transact_items:
+            original_item = None
+            if len(list(item.keys())) > 1:
+                raise TransactWriteSingleOpException
+            try:
+                op_type, op = next(iter(item.items()))
+                if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+                    raise ValueError("Unsupported transaction operation")
+                table_name = op["TableName"]
+                condition_expression = op.get("ConditionExpression")
+                names = op.get("ExpressionAttributeNames")
+                values = op.get("ExpressionAttributeValues")
+                if op_type == "Put":
+                    attrs = op["Item"]
+                    table = self.get_table(table_name)
+                    key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+                    if table.range_key_attr is not None:
+                        key[table.range_key_attr] = attrs[table.range_key_attr]
+                else:
+                    key = op["Key"]
+                target = (str(table_name), str(dict(sorted(key.items()))))
+                if target in targets:
+                    raise MultipleTransactionsException()
+                targets.add(target)
+
+                current = self.get_item(table_name, key)
+                if condition_expression is not None:
+                    condition = get_filter_expression(condition_expression, names, values)
+                    if not condition.expr(current):
+                        if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                            original_item = current.to_json()["Attributes"]
+                        raise ConditionalCheckFailed(item=original_item)
+                if op_type != "ConditionCheck":
+                    before = copy.deepcopy(current.to_json()["Attributes"]) if current else None
+                    journal.append((table_name, key, before))
+                if op_type == "Put":
+                    self.put_item(table_name, op["Item"])
+                elif op_type == "Delete":
+                    self.delete_item(table_name, key)
+                elif op_type == "Update":
+                    self.update_item(
+                        table_name,
+                        key,
+                        update_expression=op["UpdateExpression"],
+                        expression_attribute_names=names,
+                        expression_attribute_values=values,
+                    )
+                errors.append((None, None, None))
+            except (MultipleTransactionsException, MockValidationException):
+                rollback()
+                raise
+            except ConditionalCheckFailed as e:
+                errors.append(("ConditionalCheckFailed", str(e.message), original_item))
+            except Exception as e:  # noqa: BLE001 - reported per item, as moto does
+                errors.append((type(e).__name__, str(e), original_item))
+
+        if any(code is not None for code, _, _ in errors):
+            rollback()
+            raise TransactionCanceledException(errors)
+
+
+DynamoDBBackend.transact_write_items = transact_write_items
+for _name in ("put_item", "delete_item", "update_item", "get_item", "query", "scan"):
+    setattr(DynamoDBBackend, _name, _locked(getattr(DynamoDBBackend, _name)))
+
+if __name__ == "__main__":
+    sys.argv[0] = "moto_server"
+    sys.exit(main())
