@@ -344,11 +344,33 @@ pub(crate) fn read_csv_rows<T: serde::de::DeserializeOwned, R: Read>(r: R, what:
 
 /// Ground truth of the `reactivation` segment: the canonical emails of the persons with at
 /// least two orders that have a valid line, the latest of them strictly before
-/// `run_at - 90 days`. Tests and the demo compare the pipeline's deliveries with it.
+/// `run_at - 90 days`, when the orders export is all that was loaded. Tests and the demo
+/// compare the pipeline's deliveries with it.
 pub fn expected_reactivation(
     cfg: &GenConfig,
     truth: &[TruthRow],
     run_at: DateTime<Utc>,
+) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    reactivation_contacts(cfg, truth, run_at, &Default::default())
+}
+
+/// The same segment when the seven channel exports are loaded too: a family's second member
+/// registered in the CRM with the family's e-mail (the first member's), and the CRM is the
+/// most trusted source of a contact address, so that is where they are reached.
+pub fn expected_reactivation_with_channels(
+    cfg: &GenConfig,
+    truth: &[TruthRow],
+    run_at: DateTime<Utc>,
+) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let owner_of = family_pairs(cfg).into_iter().map(|(owner, member)| (member, owner)).collect();
+    reactivation_contacts(cfg, truth, run_at, &owner_of)
+}
+
+fn reactivation_contacts(
+    cfg: &GenConfig,
+    truth: &[TruthRow],
+    run_at: DateTime<Utc>,
+    contact_of: &std::collections::BTreeMap<String, String>,
 ) -> anyhow::Result<std::collections::BTreeSet<String>> {
     use std::collections::BTreeMap;
     let mut orders: BTreeMap<&str, BTreeMap<&str, DateTime<Utc>>> = BTreeMap::new();
@@ -360,13 +382,10 @@ pub fn expected_reactivation(
             .insert(t.order_id.as_str(), at);
     }
     let cutoff = run_at - chrono::Duration::days(90);
-    // A family's second member registered (CRM, web shop) with the family's e-mail, the
-    // first member's: that is the address the retailer knows them by.
-    let owner_of: BTreeMap<String, String> = family_pairs(cfg).into_iter().map(|(owner, member)| (member, owner)).collect();
     let mut emails = std::collections::BTreeSet::new();
     for (pid, o) in &orders {
         if o.len() >= 2 && o.values().max().is_some_and(|last| *last < cutoff) {
-            let contact = owner_of.get(*pid).map_or(*pid, String::as_str);
+            let contact = contact_of.get(*pid).map_or(*pid, String::as_str);
             let index: usize = contact.trim_start_matches('P').parse()?;
             emails.insert(person(cfg, index).email);
         }

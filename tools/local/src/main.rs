@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use ariane_datagen::{expected_reactivation, read_truth, write_ecommerce_orders, GenConfig};
+use ariane_datagen::{expected_reactivation_with_channels, read_truth, write_ecommerce_orders, GenConfig};
 use ariane_local::manifest::Manifest;
 use ariane_local::receiver::Receiver;
 use ariane_local::runner::{queue_depth, Invoker, Runner};
@@ -316,7 +316,7 @@ async fn demo(args: &[String]) -> anyhow::Result<()> {
         merges += ariane_local::quality::merge_records(&stack.lake_object(&k).await?).with_context(|| format!("s3://{}/{k}", stack.lake_bucket()))?;
     }
     let persons_seen: BTreeSet<&str> = truth.iter().filter(|t| t.valid).map(|t| t.person_id.as_str()).collect();
-    let expected = expected_reactivation(&cfg, &truth, now)?;
+    let expected = expected_reactivation_with_channels(&cfg, &truth, now)?;
     let delivered: BTreeSet<String> =
         receiver.deliveries().iter().filter_map(|d| d.body["email"].as_str().map(str::to_string)).collect();
     let mut dlq = 0;
