@@ -351,27 +351,35 @@ pub fn expected_reactivation(
     truth: &[TruthRow],
     run_at: DateTime<Utc>,
 ) -> anyhow::Result<std::collections::BTreeSet<String>> {
-    reactivation_contacts(cfg, truth, run_at, &Default::default())
+    reactivation_persons(truth, run_at)?
+        .into_iter()
+        .map(|pid| Ok(person(cfg, pid.trim_start_matches('P').parse()?).email))
+        .collect()
 }
 
-/// The same segment when the seven channel exports are loaded too: a family's second member
-/// registered in the CRM with the family's e-mail (the first member's), and the CRM is the
-/// most trusted source of a contact address, so that is where they are reached.
+/// The same segment when the seven channel exports are loaded too, per expected person: the
+/// addresses they may rightly be reached at. A family's second member registered in the CRM
+/// with the family's e-mail (the first member's), unless their CRM e-mail was left blank;
+/// the CRM is the most trusted source of a contact address, so either may be theirs.
 pub fn expected_reactivation_with_channels(
     cfg: &GenConfig,
     truth: &[TruthRow],
     run_at: DateTime<Utc>,
-) -> anyhow::Result<std::collections::BTreeSet<String>> {
-    let owner_of = family_pairs(cfg).into_iter().map(|(owner, member)| (member, owner)).collect();
-    reactivation_contacts(cfg, truth, run_at, &owner_of)
+) -> anyhow::Result<Vec<std::collections::BTreeSet<String>>> {
+    let owner_of: std::collections::BTreeMap<String, String> =
+        family_pairs(cfg).into_iter().map(|(owner, member)| (member, owner)).collect();
+    let mut out = Vec::new();
+    for pid in reactivation_persons(truth, run_at)? {
+        let mut addresses = std::collections::BTreeSet::new();
+        for p in std::iter::once(pid).chain(owner_of.get(pid).map(String::as_str)) {
+            addresses.insert(person(cfg, p.trim_start_matches('P').parse()?).email);
+        }
+        out.push(addresses);
+    }
+    Ok(out)
 }
 
-fn reactivation_contacts(
-    cfg: &GenConfig,
-    truth: &[TruthRow],
-    run_at: DateTime<Utc>,
-    contact_of: &std::collections::BTreeMap<String, String>,
-) -> anyhow::Result<std::collections::BTreeSet<String>> {
+fn reactivation_persons(truth: &[TruthRow], run_at: DateTime<Utc>) -> anyhow::Result<Vec<&str>> {
     use std::collections::BTreeMap;
     let mut orders: BTreeMap<&str, BTreeMap<&str, DateTime<Utc>>> = BTreeMap::new();
     for t in truth.iter().filter(|t| t.valid) {
@@ -382,15 +390,11 @@ fn reactivation_contacts(
             .insert(t.order_id.as_str(), at);
     }
     let cutoff = run_at - chrono::Duration::days(90);
-    let mut emails = std::collections::BTreeSet::new();
-    for (pid, o) in &orders {
-        if o.len() >= 2 && o.values().max().is_some_and(|last| *last < cutoff) {
-            let contact = contact_of.get(*pid).map_or(*pid, String::as_str);
-            let index: usize = contact.trim_start_matches('P').parse()?;
-            emails.insert(person(cfg, index).email);
-        }
-    }
-    Ok(emails)
+    Ok(orders
+        .into_iter()
+        .filter(|(_, o)| o.len() >= 2 && o.values().max().is_some_and(|last| *last < cutoff))
+        .map(|(pid, _)| pid)
+        .collect())
 }
 
 #[cfg(test)]
