@@ -99,7 +99,7 @@ impl Identity {
                 IdentityMessage::Exclude { exclude } => {
                     let result = match self.resolver.exclude(exclude).await {
                         Ok(out) => {
-                            add_stats(&mut stats.resolve, &out.stats);
+                            stats.resolve.add(&out.stats);
                             self.write_lake(&out).await
                         }
                         Err(e) => Err(HandlerError::Resolve(e)),
@@ -117,12 +117,12 @@ impl Identity {
         }
         if !obs_messages.is_empty() {
             match self.resolve_and_write(&observations).await {
-                Ok(s) => add_stats(&mut stats.resolve, &s),
+                Ok(s) => stats.resolve.add(&s),
                 Err(err) => {
                     tracing::warn!(error = %err, "batch failed; resolving message by message");
                     for (id, batch) in obs_messages {
                         match self.resolve_and_write(&batch.observations).await {
-                            Ok(s) => add_stats(&mut stats.resolve, &s),
+                            Ok(s) => stats.resolve.add(&s),
                             Err(err) => {
                                 tracing::error!(message_id = %id, error = %err, "message failed");
                                 stats.failed_messages += 1;
@@ -209,18 +209,6 @@ impl Identity {
             .aws("s3:PutObject identity")?;
         Ok(())
     }
-}
-
-fn add_stats(a: &mut Stats, b: &Stats) {
-    a.observations += b.observations;
-    a.unchanged += b.unchanged;
-    a.enriched += b.enriched;
-    a.structural += b.structural;
-    a.suppressed += b.suppressed;
-    a.no_identifier += b.no_identifier;
-    a.retries += b.retries;
-    a.merges += b.merges;
-    a.splits += b.splits;
 }
 
 #[derive(Debug, thiserror::Error)]

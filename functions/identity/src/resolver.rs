@@ -79,16 +79,39 @@ pub struct Outcome {
     pub stats: Stats,
 }
 
+impl Stats {
+    /// Adds another batch's or step's counts.
+    pub fn add(&mut self, o: &Stats) {
+        self.observations += o.observations;
+        self.unchanged += o.unchanged;
+        self.enriched += o.enriched;
+        self.structural += o.structural;
+        self.suppressed += o.suppressed;
+        self.no_identifier += o.no_identifier;
+        self.retries += o.retries;
+        self.merges += o.merges;
+        self.splits += o.splits;
+    }
+}
+
 impl Outcome {
     /// Adds what one successful structural step reported.
     fn absorb(&mut self, step: Outcome) {
         self.links.extend(step.links);
         self.history.extend(step.history);
-        self.stats.suppressed += step.stats.suppressed;
-        self.stats.merges += step.stats.merges;
-        self.stats.splits += step.stats.splits;
-        self.stats.retries += step.stats.retries;
+        self.stats.add(&step.stats);
     }
+}
+
+/// The component keys of the evidence items among `records`.
+fn components_of<'a>(records: impl IntoIterator<Item = &'a Record>) -> BTreeSet<Key> {
+    records
+        .into_iter()
+        .filter_map(|r| match &r.item {
+            Item::Ev(ev) => Some(Key::component(&ev.component)),
+            _ => None,
+        })
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -266,13 +289,7 @@ impl<S: ItemStore> Resolver<S> {
             Some(evs) => evs,
             None => by_key(self.store.get_many(&enrich.iter().map(|i| Key::evidence(&i.key)).collect::<Vec<_>>()).await?),
         };
-        let comp_keys: BTreeSet<Key> = evs
-            .values()
-            .filter_map(|r| match &r.item {
-                Item::Ev(ev) => Some(Key::component(&ev.component)),
-                _ => None,
-            })
-            .collect();
+        let comp_keys = components_of(evs.values());
         let comps = by_key(self.store.get_many(&comp_keys.iter().cloned().collect::<Vec<_>>()).await?);
         let mut profile_of: HashMap<&str, Option<String>> = HashMap::new();
         for r in comps.values() {
@@ -803,13 +820,7 @@ impl<S: ItemStore> Resolver<S> {
     pub async fn profiles_of_evidence(&self, keys: &[String]) -> Result<BTreeMap<String, Option<String>>, ResolveError> {
         let mut out: BTreeMap<String, Option<String>> = keys.iter().map(|k| (k.clone(), None)).collect();
         let evs = self.store.get_many(&keys.iter().map(|k| Key::evidence(k)).collect::<Vec<_>>()).await?;
-        let comp_keys: BTreeSet<Key> = evs
-            .iter()
-            .filter_map(|r| match &r.item {
-                Item::Ev(ev) => Some(Key::component(&ev.component)),
-                _ => None,
-            })
-            .collect();
+        let comp_keys = components_of(&evs);
         for r in self.store.get_many(&comp_keys.into_iter().collect::<Vec<_>>()).await? {
             if let Item::Comp(c) = r.item {
                 for e in c.evidence {
