@@ -686,6 +686,19 @@ impl<S: ItemStore> Resolver<S> {
                 None => writes.push(Write { key: k, expect: Expect::Absent, op: Op::Put(Item::Profile(item)) }),
             }
         }
+        // A profile split by this step (an exclusion or an erasure cut its evidence apart).
+        let split_record = |pid: &String, other_profiles: Vec<String>| HistoryRecord {
+            at: now,
+            action: "split".into(),
+            profile_id: Some(pid.clone()),
+            other_profiles,
+            identifiers: change.exclude.iter().chain(change.suppress.iter()).cloned().collect(),
+            evidence: None,
+            observation_id: None,
+            source_key: None,
+            source_line: None,
+            reason: None,
+        };
         // Profiles that disappear: merged away (alias to the survivor) or erased.
         for pid in old_pids.iter().filter(|p| !new_pids.contains(*p)) {
             let k = Key::profile(pid);
@@ -724,18 +737,7 @@ impl<S: ItemStore> Resolver<S> {
                 });
             } else if went.len() > 1 {
                 splits += 1;
-                history.push(HistoryRecord {
-                    at: now,
-                    action: "split".into(),
-                    profile_id: Some(pid.clone()),
-                    other_profiles: went.into_iter().cloned().collect(),
-                    identifiers: change.exclude.iter().chain(change.suppress.iter()).cloned().collect(),
-                    evidence: None,
-                    observation_id: None,
-                    source_key: None,
-                    source_line: None,
-                    reason: None,
-                });
+                history.push(split_record(pid, went.into_iter().cloned().collect()));
             }
         }
         for d in &decisions {
@@ -762,18 +764,7 @@ impl<S: ItemStore> Resolver<S> {
                 old_profile.iter().filter(|(_, p)| p.as_deref() == Some(pid.as_str())).filter_map(|(e, _)| new_profile.get(e)?.as_ref()).collect();
             if went.len() > 1 {
                 splits += 1;
-                history.push(HistoryRecord {
-                    at: now,
-                    action: "split".into(),
-                    profile_id: Some(pid.clone()),
-                    other_profiles: went.into_iter().filter(|p| *p != pid).cloned().collect(),
-                    identifiers: change.exclude.iter().chain(change.suppress.iter()).cloned().collect(),
-                    evidence: None,
-                    observation_id: None,
-                    source_key: None,
-                    source_line: None,
-                    reason: None,
-                });
+                history.push(split_record(pid, went.into_iter().filter(|p| *p != pid).cloned().collect()));
             }
         }
         if writes.len() > 100 {
