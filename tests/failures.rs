@@ -50,6 +50,7 @@ fn request(pid: &str) -> String {
         run_at: chrono::Utc::now(),
         profile_id: pid.into(),
         change: SegmentChange::Entered,
+        key: Default::default(),
         payload: Default::default(),
     })
     .unwrap()

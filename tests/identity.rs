@@ -350,9 +350,8 @@ async fn erasure_through_the_queue_end_to_end() -> anyhow::Result<()> {
 
     // Segments and activation: Paul only.
     let summary = h.runner.fire_schedule(None, run_at()).await?;
-    assert_eq!(summary["segments"][0]["segment"], "reactivation");
-    assert_eq!(summary["segments"][0]["entered"], 1, "{summary}");
-    let members_key = lake::segment_members_key("reactivation", &lake::run_id(run_at()));
+    assert_eq!(ariane_tests::segment_report(&summary, "reactivation")["entered"], 1, "{summary}");
+    let members_key = lake::segment_members_key("reactivation", &lake::run_id(run_at()), 0, 1);
     let members = lake::members_from_batches(&lake::read_parquet_bytes(h.stack.lake_object(&members_key).await?)?)?;
     assert_eq!(members.iter().map(|m| m.profile_id.as_str()).collect::<Vec<_>>(), vec![paul_pid.as_str()]);
     h.runner.drain().await?;

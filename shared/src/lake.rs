@@ -6,7 +6,8 @@
 //! rejects/channel=<channel>/<source fingerprint>.parquet
 //! ledger/ingest/<channel>/<source fingerprint>.json
 //! identity/links/resolved_date=<yyyy-mm-dd>/<batch fingerprint>.parquet
-//! segments/<segment>/runs/<run id>/members.parquet
+//! segments/_runs/<run id>/profiles/bucket=<k>/profiles.parquet   (profile snapshot of a run)
+//! segments/<segment>/runs/<run id>/members-<k>-of-<n>.parquet      (membership, per partition)
 //! segments/<segment>/current.json
 //! ```
 
@@ -61,8 +62,25 @@ pub fn links_key(resolved_date: &str, fingerprint: &str) -> String {
     format!("identity/links/resolved_date={resolved_date}/{fingerprint}.parquet")
 }
 
-pub fn segment_members_key(segment: &str, run_id: &str) -> String {
-    format!("segments/{segment}/runs/{run_id}/members.parquet")
+pub fn segment_members_key(segment: &str, run_id: &str, partition: usize, partitions: usize) -> String {
+    format!("segments/{segment}/runs/{run_id}/members-{partition}-of-{partitions}.parquet")
+}
+
+/// Where a run's profile snapshot lives (one `bucket=<k>` folder per profile partition).
+pub fn profiles_snapshot_prefix(run_id: &str) -> String {
+    format!("segments/_runs/{run_id}/profiles/")
+}
+
+pub fn profiles_snapshot_key(run_id: &str, bucket: usize) -> String {
+    format!("segments/_runs/{run_id}/profiles/bucket={bucket}/profiles.parquet")
+}
+
+/// The profile partition (`0..partitions`) of a profile id: a stable hash, so the same
+/// profile lands in the same partition in every run with the same partition count.
+pub fn profile_bucket(profile_id: &str, partitions: usize) -> usize {
+    let digest = crate::identifiers::sha256_hex(profile_id);
+    let n = u64::from_str_radix(&digest[..12], 16).expect("hex digest");
+    (n % partitions.max(1) as u64) as usize
 }
 
 pub fn segment_current_key(segment: &str) -> String {
@@ -249,35 +267,117 @@ pub fn links_batch(links: &[IdentityLink]) -> Result<RecordBatch, ArrowError> {
     )
 }
 
-/// Schema of a segment membership snapshot: the profile and its payload (JSON object).
+/// Schema of a segment membership snapshot: the profile, its key columns and its payload
+/// (JSON objects of text values).
 pub fn members_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("profile_id", DataType::Utf8, false),
+        Field::new("key", DataType::Utf8, false),
         Field::new("payload", DataType::Utf8, false),
     ]))
 }
 
 pub fn members_batch(members: &[SegmentMember]) -> Result<RecordBatch, ArrowError> {
     let ids: StringArray = members.iter().map(|m| Some(m.profile_id.as_str())).collect();
-    let payloads = members
-        .iter()
-        .map(|m| serde_json::to_string(&m.payload).map(Some))
-        .collect::<Result<StringArray, _>>()
-        .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
-    RecordBatch::try_new(members_schema(), vec![Arc::new(ids), Arc::new(payloads)])
+    let json = |f: &dyn Fn(&SegmentMember) -> &BTreeMap<String, String>| {
+        members
+            .iter()
+            .map(|m| serde_json::to_string(f(m)).map(Some))
+            .collect::<Result<StringArray, _>>()
+            .map_err(|e| ArrowError::ExternalError(Box::new(e)))
+    };
+    let keys = json(&|m| &m.key)?;
+    let payloads = json(&|m| &m.payload)?;
+    RecordBatch::try_new(members_schema(), vec![Arc::new(ids), Arc::new(keys), Arc::new(payloads)])
 }
 
 pub fn members_from_batches(batches: &[RecordBatch]) -> Result<Vec<SegmentMember>, ArrowError> {
     let mut out = Vec::new();
+    let parse = |text: &str| -> Result<BTreeMap<String, String>, ArrowError> {
+        serde_json::from_str(text).map_err(|e| ArrowError::ExternalError(Box::new(e)))
+    };
     for b in batches {
-        let (ids, payloads) = (string_column(b, "profile_id")?, string_column(b, "payload")?);
+        let (ids, keys, payloads) = (string_column(b, "profile_id")?, string_column(b, "key")?, string_column(b, "payload")?);
         for i in 0..b.num_rows() {
-            let payload: BTreeMap<String, String> = serde_json::from_str(payloads.value(i))
-                .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
-            out.push(SegmentMember { profile_id: ids.value(i).to_string(), payload });
+            out.push(SegmentMember {
+                profile_id: ids.value(i).to_string(),
+                key: parse(keys.value(i))?,
+                payload: parse(payloads.value(i))?,
+            });
         }
     }
     Ok(out)
+}
+
+/// One profile as the segments see it: pseudonymous state only (no clear identifier).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProfileState {
+    pub profile_id: String,
+    pub first_seen_at: Option<DateTime<Utc>>,
+    /// `YYYY-MM-DD`.
+    pub last_seen_day: Option<String>,
+    /// Channels seen, sorted.
+    pub channels: Vec<String>,
+    pub has_email: bool,
+    pub has_phone: bool,
+    pub has_push_token: bool,
+    pub email_opt_in: Option<bool>,
+    pub sms_opt_in: Option<bool>,
+    pub push_opt_in: Option<bool>,
+    pub ads_opt_in: Option<bool>,
+}
+
+/// Schema of a run's profile snapshot (the `profiles` table of segments; `bucket` comes
+/// from the partition path).
+pub fn profiles_schema() -> SchemaRef {
+    let flag = |name: &str, nullable: bool| Field::new(name, DataType::Boolean, nullable);
+    Arc::new(Schema::new(vec![
+        Field::new("profile_id", DataType::Utf8, false),
+        Field::new("first_seen_at", utc_micros(), true),
+        Field::new("last_seen_day", DataType::Utf8, true),
+        Field::new("channels", DataType::Utf8, false),
+        flag("has_email", false),
+        flag("has_phone", false),
+        flag("has_push_token", false),
+        flag("email_opt_in", true),
+        flag("sms_opt_in", true),
+        flag("push_opt_in", true),
+        flag("ads_opt_in", true),
+        flag("email_reachable", false),
+        flag("sms_reachable", false),
+        flag("push_reachable", false),
+    ]))
+}
+
+pub fn profiles_batch(profiles: &[ProfileState]) -> Result<RecordBatch, ArrowError> {
+    use arrow::array::BooleanArray;
+    let text = |f: &dyn Fn(&ProfileState) -> Option<String>| -> ArrayRef {
+        Arc::new(profiles.iter().map(f).collect::<StringArray>())
+    };
+    let flag = |f: &dyn Fn(&ProfileState) -> Option<bool>| -> ArrayRef {
+        Arc::new(profiles.iter().map(f).collect::<BooleanArray>())
+    };
+    let mut first = TimestampMicrosecondBuilder::with_capacity(profiles.len()).with_timezone("UTC");
+    profiles.iter().for_each(|p| first.append_option(p.first_seen_at.map(|t| t.timestamp_micros())));
+    RecordBatch::try_new(
+        profiles_schema(),
+        vec![
+            text(&|p| Some(p.profile_id.clone())),
+            Arc::new(first.finish()),
+            text(&|p| p.last_seen_day.clone()),
+            text(&|p| Some(p.channels.join(","))),
+            flag(&|p| Some(p.has_email)),
+            flag(&|p| Some(p.has_phone)),
+            flag(&|p| Some(p.has_push_token)),
+            flag(&|p| p.email_opt_in),
+            flag(&|p| p.sms_opt_in),
+            flag(&|p| p.push_opt_in),
+            flag(&|p| p.ads_opt_in),
+            flag(&|p| Some(p.has_email && p.email_opt_in == Some(true))),
+            flag(&|p| Some(p.has_phone && p.sms_opt_in == Some(true))),
+            flag(&|p| Some(p.has_push_token && p.push_opt_in == Some(true))),
+        ],
+    )
 }
 
 fn string_column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a StringArray, ArrowError> {
@@ -377,6 +477,7 @@ mod tests {
     fn members_round_trip() {
         let m = vec![SegmentMember {
             profile_id: "p_1".into(),
+            key: [("tier".to_string(), "loyal".to_string())].into_iter().collect(),
             payload: [("order_count".to_string(), "3".to_string())].into_iter().collect(),
         }];
         let bytes = parquet_bytes(members_schema(), &[members_batch(&m).unwrap()]).unwrap();

@@ -182,6 +182,10 @@ impl SegmentChange {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentMember {
     pub profile_id: ProfileId,
+    /// The segment's key columns (`-- key:`), part of the membership: a profile whose
+    /// key changes exits with the old key and enters with the new one.
+    #[serde(default)]
+    pub key: BTreeMap<String, String>,
     pub payload: BTreeMap<String, String>,
 }
 
@@ -193,21 +197,24 @@ pub struct ActivationRequest {
     pub run_at: DateTime<Utc>,
     pub profile_id: ProfileId,
     pub change: SegmentChange,
+    /// The membership's key columns (empty for segments without `-- key:`).
+    #[serde(default)]
+    pub key: BTreeMap<String, String>,
     #[serde(default)]
     pub payload: BTreeMap<String, String>,
 }
 
 impl ActivationRequest {
     /// The idempotency key of the effect this request asks for: the same segment change
-    /// of the same run for the same profile is one send, however often it is delivered.
+    /// of the same run for the same profile (and key) is one send, however often it is
+    /// delivered.
     pub fn idempotency_key(&self) -> String {
-        crate::identifiers::stable_id(&[
-            "segment-change",
-            &self.segment,
-            &self.run_id,
-            &self.profile_id,
-            self.change.as_str(),
-        ])
+        let mut parts: Vec<&str> = vec!["segment-change", &self.segment, &self.run_id, &self.profile_id, self.change.as_str()];
+        for (k, v) in &self.key {
+            parts.push(k);
+            parts.push(v);
+        }
+        crate::identifiers::stable_id(&parts)
     }
 }
 
@@ -223,6 +230,7 @@ mod tests {
             run_at: Utc::now(),
             profile_id: "p_1".into(),
             change: SegmentChange::Entered,
+            key: BTreeMap::new(),
             payload: BTreeMap::new(),
         };
         let mut other = r.clone();

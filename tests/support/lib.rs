@@ -50,3 +50,11 @@ impl Harness {
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())).with_test_writer().try_init();
 }
+
+/// The report of segment `name` in a segments run's response.
+pub fn segment_report<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    summary["segments"]
+        .as_array()
+        .and_then(|s| s.iter().find(|r| r["segment"] == name))
+        .unwrap_or_else(|| panic!("no report for segment {name} in {summary}"))
+}

@@ -10,6 +10,10 @@ pub struct ActivateConfig {
     pub webhook_timeout: Duration,
     /// How long a claim protects an in-flight send before another instance may retry it.
     pub claim_lease: Duration,
+    /// Segments whose entries are delivered (`ACTIVATE_SEGMENTS`, comma-separated; default
+    /// `reactivation`). Entries of other segments are acknowledged without a send until
+    /// campaign files say what to do with them.
+    pub segments: Vec<String>,
 }
 
 impl ActivateConfig {
@@ -33,6 +37,13 @@ impl ActivateConfig {
             webhook_url,
             webhook_timeout: secs("WEBHOOK_TIMEOUT_SECONDS", 10)?,
             claim_lease: secs("CLAIM_LEASE_SECONDS", 120)?,
+            segments: env
+                .get("ACTIVATE_SEGMENTS")
+                .unwrap_or_else(|| "reactivation".to_string())
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
         })
     }
 }

@@ -42,7 +42,7 @@ pub struct Delivery<'a> {
 pub enum Outcome {
     Sent,
     Duplicate,
-    /// Exits are recorded but not delivered (no campaign acts on them yet).
+    /// Exits, and entries of segments no campaign acts on, are acknowledged, not delivered.
     Ignored,
     /// The profile no longer exists (erased): nothing sent.
     NoProfile,
@@ -100,7 +100,7 @@ impl Activate {
 
     async fn process(&self, body: &str) -> Result<Outcome, ActivateError> {
         let request: ActivationRequest = serde_json::from_str(body)?;
-        if request.change == SegmentChange::Exited {
+        if request.change == SegmentChange::Exited || !self.config.segments.contains(&request.segment) {
             return Ok(Outcome::Ignored);
         }
         let key = request.idempotency_key();

@@ -5,7 +5,8 @@
 //! One table, `pk`/`sk`:
 //! - `PROFILE#<pid>` / `PROFILE`: the profile document (personal data lives only here
 //!   and in `EV` items), with `email`, `first_name`, `last_name`, `<channel>_opt_in`
-//!   at the top level for readers such as activation.
+//!   at the top level for readers such as activation, and `id_kinds`, `channels`,
+//!   `first_seen`, `last_seen_day` for the segments' pseudonymous profile snapshot.
 //! - `ALIAS#<pid>` / `ALIAS`: a merged-away profile id → its survivor.
 //! - `ID#<kind>#<sha256>` / `ID`: identifier → profile and component; co-occurrence
 //!   counts (shared values); `suppressed` after an erasure, `excluded` after a repair.
@@ -275,6 +276,18 @@ pub fn to_attributes(key: &Key, version: u64, item: &Item) -> HashMap<String, At
             }
             for (channel, c) in &p.doc.consents {
                 m.insert(format!("{channel}_opt_in"), AttributeValue::Bool(c.granted));
+            }
+            // Pseudonymous summary for the segments' profile snapshot, which projects
+            // these and never the clear identifiers.
+            let kinds: Vec<&str> = p.doc.identifiers.keys().map(String::as_str).collect();
+            m.insert("id_kinds".into(), s(&kinds.join(",")));
+            let channels: Vec<&str> = p.doc.channels.iter().map(String::as_str).collect();
+            m.insert("channels".into(), s(&channels.join(",")));
+            if let Some(first) = p.doc.first_seen {
+                m.insert("first_seen".into(), s(&first.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
+            }
+            if let Some(day) = p.doc.last_seen_day {
+                m.insert("last_seen_day".into(), s(&day.format("%Y-%m-%d").to_string()));
             }
         }
         Item::Alias(a) => {

@@ -1,16 +1,19 @@
-//! The SQL catalog segments run against: lake tables on S3 (through `object_store` with
-//! the AWS SDK's credential chain), views every segment would otherwise rewrite, and the
-//! run's timestamp. The same views over empty tables of the same schemas validate
-//! segment files before deployment.
+//! The SQL catalog segments run against (documented in `docs/segments.md`): lake tables on
+//! S3 (through `object_store` with the AWS SDK's credential chain) or on local disk, the
+//! run's profile snapshot, and views every segment would otherwise rewrite. The same views
+//! over empty tables of the same schemas validate segment files before deployment.
+//!
+//! Relative time is written `{{run_at}}`, `{{run_date}}` and `{{run_date-N}}` and replaced
+//! by literals before planning ([`render`]), so a run is reproducible and filters on
+//! `event_date` prune partitions.
 
 use std::sync::Arc;
 
 use ariane_shared::lake;
-use arrow::array::{RecordBatch, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use aws_config::SdkConfig;
 use aws_credential_types::provider::ProvideCredentials;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::datasource::MemTable;
@@ -20,57 +23,112 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::aws::{AmazonS3Builder, AwsCredential};
 use object_store::CredentialProvider;
 
+/// The SQL dialect a segment is rendered for: DataFusion runs segments; DuckDB is the
+/// correctness oracle and the benchmark's reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    DataFusion,
+    DuckDb,
+}
+
 /// Partition columns of the events table (from the key layout).
 pub fn event_partition_cols() -> Vec<(String, DataType)> {
     vec![("channel".to_string(), DataType::Utf8), ("event_date".to_string(), DataType::Utf8)]
 }
 
-/// The views over `raw_events`, `identity_links` and `run_context`.
+/// The views, in dependency order, over `raw_events`, `identity_links` and `profiles`.
 ///
 /// `profile_links` keeps, for each identity key (a row's identifier set, the events'
-/// `anchor_id`), its latest resolution: a later merge re-points it to the surviving
-/// profile, an erasure to '' (the person's events leave every segment).
+/// `anchor_id`), its latest resolution, and only if that profile is in the run's snapshot:
+/// a later merge re-points it to the surviving profile, an erasure to '' (matching no
+/// profile, so the person's events leave every segment).
 pub const VIEWS: &[(&str, &str)] = &[
     (
         "profile_links",
-        "SELECT identifier_hash, profile_id FROM (
+        "SELECT l.identifier_hash, l.profile_id FROM (
             SELECT identifier_hash, profile_id,
                    ROW_NUMBER() OVER (PARTITION BY identifier_hash ORDER BY resolved_at DESC, profile_id DESC) AS rn
-            FROM identity_links) AS ranked
-         WHERE rn = 1 AND profile_id <> ''",
+            FROM identity_links) AS l
+         JOIN profiles p ON p.profile_id = l.profile_id
+         WHERE l.rn = 1",
     ),
     (
         "events",
         "SELECT l.profile_id, e.* FROM raw_events e
          JOIN profile_links l ON e.anchor_id = l.identifier_hash
-         CROSS JOIN run_context r
-         WHERE e.occurred_at <= r.run_at",
+         WHERE e.occurred_at <= {{run_at}} AND e.event_date <= {{run_date}}",
+    ),
+    (
+        "order_lines",
+        "SELECT DISTINCT event_id, profile_id, channel, order_id, occurred_at AS ordered_at, sku, category,
+                quantity, unit_price_minor, line_total_minor
+         FROM events WHERE event_type IN ('order_line', 'store_purchase')",
     ),
     (
         "orders",
-        "SELECT profile_id, order_id, MIN(occurred_at) AS ordered_at,
-                SUM(line_total_minor) AS amount_minor, COUNT(*) AS lines, MIN(channel) AS channel
-         FROM events WHERE event_type = 'order_line' AND order_id IS NOT NULL
-         GROUP BY profile_id, order_id",
+        "SELECT profile_id, channel, order_id, MIN(ordered_at) AS ordered_at,
+                SUM(line_total_minor) AS amount_minor, COUNT(*) AS lines
+         FROM order_lines WHERE order_id IS NOT NULL
+         GROUP BY profile_id, channel, order_id
+         UNION ALL
+         SELECT profile_id, channel, order_id, MIN(occurred_at) AS ordered_at,
+                MAX(order_total_minor) AS amount_minor, CAST(0 AS BIGINT) AS lines
+         FROM events WHERE event_type = 'in_app_purchase' AND order_id IS NOT NULL
+         GROUP BY profile_id, channel, order_id",
+    ),
+    (
+        "carts",
+        "SELECT DISTINCT event_id, profile_id, channel, event_type, occurred_at AS at, sku, category, quantity,
+                order_id AS checkout_id, event_date
+         FROM events WHERE event_type IN ('cart_add', 'add_to_cart', 'checkout_started')",
     ),
 ];
 
-fn run_context_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![Field::new(
-        "run_at",
-        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        false,
-    )]))
+/// Replaces the run parameters of `sql` by literals of `dialect`: `{{run_at}}`,
+/// `{{run_date}}`, `{{run_date-N}}`. An unknown or malformed parameter is an error
+/// naming it.
+pub fn render(sql: &str, run_at: DateTime<Utc>, dialect: Dialect) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut rest = sql;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or_else(|| format!("unclosed parameter {:?}", &rest[start..rest.len().min(start + 24)]))?;
+        let name: String = after[..end].chars().filter(|c| !c.is_whitespace()).collect();
+        out.push_str(&parameter(&name, run_at, dialect)?);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
-fn run_context_table(run_at: DateTime<Utc>) -> Result<MemTable> {
-    let array = TimestampMicrosecondArray::from(vec![run_at.timestamp_micros()]).with_timezone("UTC");
-    let batch = RecordBatch::try_new(run_context_schema(), vec![Arc::new(array)])?;
-    MemTable::try_new(run_context_schema(), vec![vec![batch]])
+fn parameter(name: &str, run_at: DateTime<Utc>, dialect: Dialect) -> std::result::Result<String, String> {
+    let date = |days: i64| format!("'{}'", (run_at - Duration::days(days)).format("%Y-%m-%d"));
+    match name {
+        "run_at" => Ok(match dialect {
+            Dialect::DataFusion => format!(
+                "arrow_cast('{}', 'Timestamp(Microsecond, Some(\"UTC\"))')",
+                run_at.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            ),
+            Dialect::DuckDb => format!("TIMESTAMPTZ '{}'", run_at.format("%Y-%m-%d %H:%M:%S%.6f+00")),
+        }),
+        "run_date" => Ok(date(0)),
+        other => match other.strip_prefix("run_date-").map(str::parse::<u32>) {
+            Some(Ok(days)) => Ok(date(days as i64)),
+            _ => Err(format!(
+                "unknown parameter {{{{{other}}}}} (expected {{{{run_at}}}}, {{{{run_date}}}} or {{{{run_date-N}}}})"
+            )),
+        },
+    }
 }
 
-async fn register_views(ctx: &SessionContext) -> Result<()> {
-    for (name, sql) in VIEWS {
+/// The views of [`VIEWS`] rendered for a run.
+pub fn rendered_views(run_at: DateTime<Utc>, dialect: Dialect) -> Vec<(&'static str, String)> {
+    VIEWS.iter().map(|(name, sql)| (*name, render(sql, run_at, dialect).expect("the built-in views render"))).collect()
+}
+
+async fn register_views(ctx: &SessionContext, run_at: DateTime<Utc>) -> Result<()> {
+    for (name, sql) in rendered_views(run_at, Dialect::DataFusion) {
         ctx.sql(&format!("CREATE VIEW {name} AS {sql}")).await?;
     }
     Ok(())
@@ -82,7 +140,7 @@ pub fn session(memory_limit_mb: usize, scratch_dir: &std::path::Path) -> Result<
         .with_memory_limit(memory_limit_mb * 1024 * 1024, 1.0)
         .with_temp_file_path(scratch_dir)
         .build_arc()?;
-    let config = SessionConfig::new().with_target_partitions(2).with_information_schema(true);
+    let config = SessionConfig::new().with_information_schema(true);
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
@@ -125,22 +183,12 @@ pub fn register_lake(ctx: &SessionContext, sdk: &SdkConfig, bucket: &str) -> Res
         builder = builder.with_credentials(Arc::new(SdkCredentials(provider)));
     }
     let store = builder.build().map_err(|e| DataFusionError::External(Box::new(e)))?;
-    let url = url_of(bucket)?;
+    let url = url::Url::parse(&format!("s3://{bucket}")).map_err(|e| DataFusionError::External(Box::new(e)))?;
     ctx.register_object_store(&url, Arc::new(store));
     Ok(())
 }
 
-fn url_of(bucket: &str) -> Result<url::Url> {
-    url::Url::parse(&format!("s3://{bucket}")).map_err(|e| DataFusionError::External(Box::new(e)))
-}
-
-fn listing_table(
-    ctx: &SessionContext,
-    url: &str,
-    schema: SchemaRef,
-    partitions: Vec<(String, DataType)>,
-) -> Result<Arc<ListingTable>> {
-    let _ = ctx;
+fn listing_table(url: &str, schema: SchemaRef, partitions: Vec<(String, DataType)>) -> Result<Arc<ListingTable>> {
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(partitions);
@@ -148,32 +196,91 @@ fn listing_table(
     Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
-/// Registers the lake tables, the run context and the views for a run at `run_at`.
-pub async fn register_run(ctx: &SessionContext, bucket: &str, run_at: DateTime<Utc>) -> Result<()> {
-    let events = listing_table(ctx, &format!("s3://{bucket}/{}", lake::events_prefix()), lake::events_schema(), event_partition_cols())?;
+/// What one run (or one partition of it) reads.
+#[derive(Clone, Debug)]
+pub struct RunScope {
+    pub run_at: DateTime<Utc>,
+    /// The run whose profile snapshot is the `profiles` table.
+    pub snapshot_run_id: String,
+    /// Restrict to one profile partition (`bucket=<k>` of the snapshot), or read them all.
+    pub bucket: Option<usize>,
+}
+
+/// Registers the lake tables under `base` (`s3://bucket` or `file:///abs/dir`), the run's
+/// profile snapshot and the views. Only `profiles` depends on the partition: every other
+/// table joins it, so a partition computes the segments of its profiles only.
+pub async fn register_run(ctx: &SessionContext, base: &str, scope: &RunScope) -> Result<()> {
+    let base = base.trim_end_matches('/');
+    let events = listing_table(&format!("{base}/{}", lake::events_prefix()), lake::events_schema(), event_partition_cols())?;
     ctx.register_table("raw_events", events)?;
     let links = listing_table(
-        ctx,
-        &format!("s3://{bucket}/{}", lake::links_prefix()),
+        &format!("{base}/{}", lake::links_prefix()),
         lake::links_schema(),
         vec![("resolved_date".to_string(), DataType::Utf8)],
     )?;
     ctx.register_table("identity_links", links)?;
-    ctx.register_table("run_context", Arc::new(run_context_table(run_at)?))?;
-    register_views(ctx).await
+    let snapshot = format!("{base}/{}", lake::profiles_snapshot_prefix(&scope.snapshot_run_id));
+    let profiles = match scope.bucket {
+        Some(k) => listing_table(&format!("{snapshot}bucket={k}/"), lake::profiles_schema(), vec![])?,
+        None => listing_table(&snapshot, lake::profiles_schema(), vec![("bucket".to_string(), DataType::Utf8)])?,
+    };
+    ctx.register_table("profiles", profiles)?;
+    register_views(ctx, scope.run_at).await
+}
+
+/// `file://` URL of a local lake directory (tests, benchmarks, the DuckDB comparison).
+pub fn local_base(dir: &std::path::Path) -> Result<String> {
+    let abs = std::path::absolute(dir).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    Ok(format!("file://{}", abs.display()))
+}
+
+fn with_partition_cols(schema: SchemaRef, cols: Vec<(String, DataType)>) -> SchemaRef {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend(cols.into_iter().map(|(n, t)| Field::new(n, t, false)));
+    Arc::new(Schema::new(fields))
 }
 
 /// The same catalog over empty in-memory tables: for validating segment SQL offline.
 pub async fn validation_session(run_at: DateTime<Utc>) -> Result<SessionContext> {
     let ctx = SessionContext::new();
-    let mut events_fields: Vec<Field> = lake::events_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    events_fields.extend(event_partition_cols().into_iter().map(|(n, t)| Field::new(n, t, false)));
-    let events_schema = Arc::new(Schema::new(events_fields));
-    ctx.register_table("raw_events", Arc::new(MemTable::try_new(events_schema, vec![vec![]])?))?;
-    let mut link_fields: Vec<Field> = lake::links_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    link_fields.push(Field::new("resolved_date", DataType::Utf8, false));
-    ctx.register_table("identity_links", Arc::new(MemTable::try_new(Arc::new(Schema::new(link_fields)), vec![vec![]])?))?;
-    ctx.register_table("run_context", Arc::new(run_context_table(run_at)?))?;
-    register_views(&ctx).await?;
+    let empty = |schema: SchemaRef| -> Result<Arc<MemTable>> { Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?)) };
+    ctx.register_table("raw_events", empty(with_partition_cols(lake::events_schema(), event_partition_cols()))?)?;
+    ctx.register_table(
+        "identity_links",
+        empty(with_partition_cols(lake::links_schema(), vec![("resolved_date".into(), DataType::Utf8)]))?,
+    )?;
+    ctx.register_table("profiles", empty(with_partition_cols(lake::profiles_schema(), vec![("bucket".into(), DataType::Utf8)]))?)?;
+    register_views(&ctx, run_at).await?;
     Ok(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T06:30:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn parameters_render_per_dialect() {
+        let sql = "x > {{run_at}} - INTERVAL '2 days' AND event_date >= {{ run_date-2 }} AND d = {{run_date}}";
+        let df = render(sql, at(), Dialect::DataFusion).unwrap();
+        assert!(df.contains("arrow_cast('2026-11-23T06:30:00.000000Z'"), "{df}");
+        assert!(df.contains("event_date >= '2026-11-21' AND d = '2026-11-23'"), "{df}");
+        let duck = render(sql, at(), Dialect::DuckDb).unwrap();
+        assert!(duck.contains("TIMESTAMPTZ '2026-11-23 06:30:00.000000+00'"), "{duck}");
+        assert!(render("{{run_time}}", at(), Dialect::DataFusion).unwrap_err().contains("run_time"));
+        assert!(render("{{run_date-x}}", at(), Dialect::DataFusion).is_err());
+        assert!(render("{{run_at", at(), Dialect::DataFusion).unwrap_err().contains("unclosed"));
+    }
+
+    #[tokio::test]
+    async fn views_plan_over_empty_tables() {
+        let ctx = validation_session(at()).await.unwrap();
+        for (name, _) in VIEWS {
+            let df = ctx.sql(&format!("SELECT * FROM {name}")).await.unwrap();
+            assert_eq!(df.collect().await.unwrap().iter().map(|b| b.num_rows()).sum::<usize>(), 0, "{name}");
+        }
+    }
 }

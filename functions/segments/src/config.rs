@@ -4,6 +4,10 @@ use ariane_shared::{ConfigError, EnvSource};
 pub struct SegmentsConfig {
     pub lake_bucket: String,
     pub activation_queue_url: String,
+    /// The identity profiles table (the run's profile snapshot is a Scan of it).
+    pub profiles_table: String,
+    /// Profile partitions computed one after the other (`ARIANE_SEGMENT_PARTITIONS`).
+    pub partitions: usize,
     /// DataFusion's memory pool; above it, sorts and aggregations spill to `scratch_dir`.
     pub memory_limit_mb: usize,
     pub scratch_dir: std::path::PathBuf,
@@ -22,6 +26,14 @@ impl SegmentsConfig {
         Ok(SegmentsConfig {
             lake_bucket: env.require("LAKE_BUCKET")?,
             activation_queue_url: env.require("ACTIVATION_QUEUE_URL")?,
+            profiles_table: env.require("PROFILES_TABLE")?,
+            partitions: match env.get("ARIANE_SEGMENT_PARTITIONS") {
+                None => 1,
+                Some(v) => v.parse().ok().filter(|n| (1..=256).contains(n)).ok_or_else(|| ConfigError::Invalid {
+                    name: "ARIANE_SEGMENT_PARTITIONS",
+                    reason: format!("{v:?} is not a partition count in 1..=256"),
+                })?,
+            },
             memory_limit_mb,
             scratch_dir: env.get("ARIANE_SCRATCH_DIR").map(Into::into).unwrap_or_else(std::env::temp_dir),
         })

@@ -7,6 +7,10 @@
 //! -- payload: order_count, last_order_at
 //! SELECT profile_id, ... FROM orders ...
 //! ```
+//!
+//! The header keys are documented in `docs/segments.md`.
+
+use chrono::{DateTime, Duration, Utc};
 
 /// A parsed segment file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,10 +18,53 @@ pub struct SegmentDefinition {
     pub file: String,
     pub name: String,
     pub description: String,
-    pub schedule: Option<String>,
+    /// How often the segment is due (`rate(1 day)` when not stated).
+    pub schedule: Schedule,
+    /// Result columns that are part of a membership besides `profile_id`.
+    pub key: Vec<String>,
     /// Result columns passed to activation with each member.
     pub payload: Vec<String>,
     pub sql: String,
+}
+
+/// A segment's refresh period, from `rate(N minute(s)|hour(s)|day(s))`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    pub every: Duration,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule { every: Duration::days(1) }
+    }
+}
+
+impl Schedule {
+    pub fn parse(text: &str) -> Result<Schedule, String> {
+        let bad = || format!("schedule {text:?} must be rate(N minutes|hours|days), e.g. rate(1 day)");
+        let inner = text.trim().strip_prefix("rate(").and_then(|r| r.strip_suffix(')')).ok_or_else(bad)?;
+        let (n, unit) = inner.trim().split_once(' ').ok_or_else(bad)?;
+        let n: i64 = n.trim().parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
+        let every = match unit.trim() {
+            "minute" | "minutes" => Duration::minutes(n),
+            "hour" | "hours" => Duration::hours(n),
+            "day" | "days" => Duration::days(n),
+            _ => return Err(bad()),
+        };
+        if every < Duration::minutes(5) {
+            return Err(format!("schedule {text:?} is shorter than 5 minutes"));
+        }
+        Ok(Schedule { every })
+    }
+
+    /// Whether a run at `run_at` is due after the last committed run at `last` (a run
+    /// fired up to a minute early still counts, so an hourly trigger serves `rate(1 hour)`).
+    pub fn is_due(&self, last: Option<DateTime<Utc>>, run_at: DateTime<Utc>) -> bool {
+        match last {
+            None => true,
+            Some(last) => run_at - last >= self.every - Duration::minutes(1),
+        }
+    }
 }
 
 /// A segment file that cannot be deployed, naming the file and the problem.
@@ -31,23 +78,33 @@ pub struct DefinitionError {
 impl SegmentDefinition {
     pub fn parse(file: &str, text: &str) -> Result<Self, DefinitionError> {
         let err = |problem: String| DefinitionError { file: file.to_string(), problem };
-        let (mut name, mut description, mut schedule, mut payload) = (None, String::new(), None, Vec::new());
+        let (mut name, mut description, mut schedule, mut key, mut payload) =
+            (None, String::new(), Schedule::default(), Vec::new(), Vec::new());
+        let columns = |value: &str| -> Vec<String> {
+            value.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
+        };
         let mut sql_lines = Vec::new();
         let mut in_header = true;
         for (i, line) in text.lines().enumerate() {
             let trimmed = line.trim();
             if in_header {
                 if let Some(comment) = trimmed.strip_prefix("--") {
-                    if let Some((key, value)) = comment.split_once(':') {
+                    if let Some((header, value)) = comment.split_once(':') {
                         let value = value.trim().to_string();
-                        match key.trim() {
+                        match header.trim() {
                             "name" => name = Some(value),
                             "description" => description = value,
-                            "schedule" => schedule = Some(value),
-                            "payload" => {
-                                payload = value.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
+                            "schedule" => {
+                                schedule = Schedule::parse(&value).map_err(|p| err(format!("line {}: {p}", i + 1)))?
                             }
-                            other => return Err(err(format!("line {}: unknown header key {other:?} (expected name, description, schedule, payload)", i + 1))),
+                            "key" => key = columns(&value),
+                            "payload" => payload = columns(&value),
+                            other => {
+                                return Err(err(format!(
+                                    "line {}: unknown header key {other:?} (expected name, description, schedule, key, payload)",
+                                    i + 1
+                                )))
+                            }
                         }
                     }
                     continue;
@@ -71,7 +128,10 @@ impl SegmentDefinition {
         if sql.is_empty() {
             return Err(err("no SQL after the header".into()));
         }
-        Ok(SegmentDefinition { file: file.to_string(), name, description, schedule, payload, sql })
+        if let Some(k) = key.iter().find(|k| *k == "profile_id") {
+            return Err(err(format!("key column {k:?} is implied; list only the extra key columns")));
+        }
+        Ok(SegmentDefinition { file: file.to_string(), name, description, schedule, key, payload, sql })
     }
 
     /// The built-in library embedded at build time.
@@ -105,6 +165,22 @@ mod tests {
         assert!(e.problem.contains("y.sql"), "{e}");
         let e = SegmentDefinition::parse("x.sql", "-- name: x\n-- colour: blue\nSELECT 1").unwrap_err();
         assert!(e.problem.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn schedules_and_keys() {
+        let d = SegmentDefinition::parse("rfm.sql", "-- name: rfm\n-- schedule: rate(2 hours)\n-- key: tier\nSELECT 1").unwrap();
+        assert_eq!(d.schedule.every, Duration::hours(2));
+        assert_eq!(d.key, vec!["tier"]);
+        let e = SegmentDefinition::parse("x.sql", "-- name: x\n-- schedule: every day\nSELECT 1").unwrap_err();
+        assert!(e.problem.contains("line 2") && e.problem.contains("rate("), "{e}");
+        assert!(SegmentDefinition::parse("x.sql", "-- name: x\n-- schedule: rate(1 minute)\nSELECT 1").is_err());
+        let at = |h: i64| DateTime::<Utc>::from_timestamp(1_700_000_000 + h * 3600, 0).unwrap();
+        let daily = Schedule::default();
+        assert!(daily.is_due(None, at(0)));
+        assert!(!daily.is_due(Some(at(0)), at(23)));
+        assert!(daily.is_due(Some(at(0)), at(24)));
+        assert!(daily.is_due(Some(at(0)), at(24) - Duration::seconds(30)));
     }
 
     #[test]

@@ -18,11 +18,15 @@ pub struct Segments {
     pub definitions: Vec<SegmentDefinition>,
 }
 
-/// Optional `detail` of a manual invocation: `{"run_at": "...", "segments": ["reactivation"]}`.
+/// Optional `detail` of a manual invocation:
+/// `{"run_at": "...", "segments": ["reactivation"], "force": true}`. Naming segments or
+/// `force` runs them whether due or not.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct RunDetail {
     pub run_at: Option<DateTime<Utc>>,
     pub segments: Option<Vec<String>>,
+    #[serde(default)]
+    pub force: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -64,7 +68,8 @@ impl Segments {
                 self.definitions.iter().filter(|d| names.contains(&d.name)).cloned().collect()
             }
         };
-        let segments = run_segments(&self.clients, &self.config, &definitions, run_at).await?;
+        let force = detail.force || detail.segments.is_some();
+        let segments = run_segments(&self.clients, &self.config, &definitions, run_at, force).await?;
         Ok(RunSummary { run_at, segments })
     }
 }

@@ -2,19 +2,17 @@
 //! membership snapshot per segment and run, and sends who entered and who exited to the
 //! activation queue.
 //!
-//! Tables a segment's SQL can use (see `README.md`, "Segments"):
-//! - `events`: canonical events of every channel joined to their profile (`profile_id`),
-//!   only those that happened at or before the run time;
-//! - `orders`: one row per order (`profile_id`, `order_id`, `ordered_at`, `amount_minor`, `lines`);
-//! - `run_context`: one row, `run_at`, the run's timestamp (relative time uses it, so a
-//!   run is reproducible);
-//! - `raw_events`, `identity_links`: the underlying lake tables.
+//! Tables a segment's SQL can use, the header of a segment file, the run parameters and
+//! the built-in library are documented in `docs/segments.md`: `events` (every channel,
+//! with the resolved `profile_id`), `profiles` (consents and reachability as of the run),
+//! `orders`, `order_lines`, `carts`.
 
 pub mod catalog;
 pub mod config;
 pub mod definition;
 pub mod handler;
 pub mod run;
+pub mod snapshot;
 
 pub use config::SegmentsConfig;
 pub use definition::SegmentDefinition;

@@ -1,10 +1,11 @@
-//! One run: compute each segment, snapshot it, diff with the previous snapshot, send the
-//! changes, then commit by moving the segment's `current.json` pointer.
+//! One run: snapshot the profiles, then for each due segment and each profile partition,
+//! compute the members, write them, diff with the previous committed snapshot, send the
+//! changes; then commit by moving the segment's `current.json` pointer.
 //!
 //! A failed run commits nothing: the snapshot of an uncommitted run is never "previous".
 //! A re-run of a committed run id is a no-op. A run that crashed after sending but before
-//! committing re-sends the same changes with the same idempotency keys, which activation
-//! de-duplicates.
+//! committing re-runs over the same profile snapshot and re-sends the same changes with
+//! the same idempotency keys, which activation de-duplicates.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,7 +22,7 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog;
+use crate::catalog::{self, Dialect, RunScope};
 use crate::config::SegmentsConfig;
 use crate::definition::{DefinitionError, SegmentDefinition};
 
@@ -30,7 +31,9 @@ use crate::definition::{DefinitionError, SegmentDefinition};
 pub struct CurrentPointer {
     pub run_id: String,
     pub run_at: DateTime<Utc>,
-    pub members_key: String,
+    /// The membership files of the run, one per profile partition.
+    pub parts: Vec<String>,
+    pub partitions: usize,
     pub members: usize,
 }
 
@@ -42,8 +45,14 @@ pub struct SegmentReport {
     pub members: usize,
     pub entered: usize,
     pub exited: usize,
-    /// The run id was already committed (or is older than the committed one): nothing done.
+    /// Nothing done: the run id was already committed (or is older than the committed
+    /// one), or the segment is not due yet (see `reason`).
     pub skipped: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Wall time of the queries, in milliseconds.
+    #[serde(default)]
+    pub query_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,127 +79,227 @@ pub enum RunError {
     Read(String),
 }
 
-/// Runs `definitions` at `run_at` over the lake.
+/// Runs the due `definitions` at `run_at` over the lake (all of them when `force`).
 pub async fn run_segments(
     clients: &Clients,
     config: &SegmentsConfig,
     definitions: &[SegmentDefinition],
     run_at: DateTime<Utc>,
+    force: bool,
 ) -> Result<Vec<SegmentReport>, RunError> {
-    let ctx = catalog::session(config.memory_limit_mb, &config.scratch_dir).map_err(RunError::Catalog)?;
-    catalog::register_lake(&ctx, &clients.config, &config.lake_bucket).map_err(RunError::Catalog)?;
-    catalog::register_run(&ctx, &config.lake_bucket, run_at).await.map_err(RunError::Catalog)?;
+    let run_id = lake::run_id(run_at);
+    let bucket = &config.lake_bucket;
     let mut reports = Vec::with_capacity(definitions.len());
+    let mut due = Vec::new();
     for def in definitions {
-        let report = run_one(clients, config, &ctx, def, run_at).await?;
-        tracing::info!(segment = %report.segment, members = report.members, entered = report.entered, exited = report.exited, skipped = report.skipped, "segment run");
+        let current: Option<CurrentPointer> = match get_bytes(clients, bucket, &lake::segment_current_key(&def.name)).await? {
+            Some(bytes) => Some(serde_json::from_slice(&bytes)?),
+            None => None,
+        };
+        let skip = |reason: String, members: usize| SegmentReport {
+            segment: def.name.clone(),
+            run_id: run_id.clone(),
+            members,
+            entered: 0,
+            exited: 0,
+            skipped: true,
+            reason: Some(reason),
+            query_ms: 0,
+        };
+        match &current {
+            Some(c) if c.run_id >= run_id => reports.push(skip(format!("run {} already committed", c.run_id), c.members)),
+            Some(c) if !force && !def.schedule.is_due(Some(c.run_at), run_at) => {
+                reports.push(skip(format!("not due (last run {}, every {})", c.run_id, humanize(def.schedule.every)), c.members))
+            }
+            _ => due.push((def, current)),
+        }
+    }
+    if due.is_empty() {
+        return Ok(reports);
+    }
+    let profiles =
+        crate::snapshot::ensure_snapshot(clients, &config.profiles_table, bucket, &run_id, config.partitions).await?;
+    tracing::info!(run_id = %run_id, profiles, partitions = config.partitions, "profile snapshot ready");
+    for (def, current) in due {
+        let report = run_one(clients, config, def, current, run_at).await?;
+        tracing::info!(segment = %report.segment, members = report.members, entered = report.entered, exited = report.exited, query_ms = report.query_ms, "segment run");
         reports.push(report);
     }
+    let order: BTreeMap<&str, usize> = definitions.iter().enumerate().map(|(i, d)| (d.name.as_str(), i)).collect();
+    reports.sort_by_key(|r| order.get(r.segment.as_str()).copied().unwrap_or(usize::MAX));
     Ok(reports)
+}
+
+fn humanize(d: chrono::Duration) -> String {
+    match (d.num_days(), d.num_hours(), d.num_minutes()) {
+        (days, h, _) if days > 0 && h % 24 == 0 => format!("{days} day(s)"),
+        (_, h, m) if h > 0 && m % 60 == 0 => format!("{h} hour(s)"),
+        (_, _, m) => format!("{m} minute(s)"),
+    }
+}
+
+/// A DataFusion session over the lake for one partition of a run.
+pub async fn run_session(
+    clients: &Clients,
+    config: &SegmentsConfig,
+    scope: &RunScope,
+) -> Result<SessionContext, DataFusionError> {
+    let ctx = catalog::session(config.memory_limit_mb, &config.scratch_dir)?;
+    catalog::register_lake(&ctx, &clients.config, &config.lake_bucket)?;
+    catalog::register_run(&ctx, &format!("s3://{}", config.lake_bucket), scope).await?;
+    Ok(ctx)
+}
+
+/// The members of `def` in the catalog of `ctx` (a run at `run_at`).
+pub async fn compute(ctx: &SessionContext, def: &SegmentDefinition, run_at: DateTime<Utc>) -> Result<Vec<SegmentMember>, RunError> {
+    let sql = catalog::render(&def.sql, run_at, Dialect::DataFusion)
+        .map_err(|problem| RunError::Result { segment: def.name.clone(), problem })?;
+    let query_err = |source| RunError::Query { segment: def.name.clone(), source };
+    let batches = ctx.sql(&sql).await.map_err(query_err)?.collect().await.map_err(query_err)?;
+    members_of(&def.name, &batches, &def.key, &def.payload)
 }
 
 async fn run_one(
     clients: &Clients,
     config: &SegmentsConfig,
-    ctx: &SessionContext,
     def: &SegmentDefinition,
+    current: Option<CurrentPointer>,
     run_at: DateTime<Utc>,
 ) -> Result<SegmentReport, RunError> {
     let run_id = lake::run_id(run_at);
     let bucket = &config.lake_bucket;
-    let current: Option<CurrentPointer> = match get_bytes(clients, bucket, &lake::segment_current_key(&def.name)).await? {
-        Some(bytes) => Some(serde_json::from_slice(&bytes)?),
-        None => None,
-    };
-    if let Some(c) = &current {
-        if c.run_id >= run_id {
-            return Ok(SegmentReport { segment: def.name.clone(), run_id, members: c.members, entered: 0, exited: 0, skipped: true });
-        }
-    }
-    let query_err = |source| RunError::Query { segment: def.name.clone(), source };
-    let batches = ctx.sql(&def.sql).await.map_err(query_err)?.collect().await.map_err(query_err)?;
-    let members = members_of(&def.name, &batches, &def.payload)?;
+    let n = config.partitions;
+    let (mut parts, mut members, mut entered_total, mut exited_total, mut query_ms) = (Vec::new(), 0, 0, 0, 0u64);
+    // The previous membership, read once when its partitioning differs from this run's.
+    let mut previous_all: Option<Vec<SegmentMember>> = None;
+    for k in 0..n {
+        let scope = RunScope { run_at, snapshot_run_id: run_id.clone(), bucket: (n > 1).then_some(k) };
+        let started = std::time::Instant::now();
+        let ctx = run_session(clients, config, &scope).await.map_err(RunError::Catalog)?;
+        let current_members = compute(&ctx, def, run_at).await?;
+        drop(ctx);
+        query_ms += started.elapsed().as_millis() as u64;
 
-    let members_key = lake::segment_members_key(&def.name, &run_id);
-    let bytes = lake::parquet_bytes(lake::members_schema(), &[lake::members_batch(&members)?])?;
-    put(clients, bucket, &members_key, bytes).await?;
+        let key = lake::segment_members_key(&def.name, &run_id, k, n);
+        let bytes = lake::parquet_bytes(lake::members_schema(), &[lake::members_batch(&current_members)?])?;
+        put(clients, bucket, &key, bytes).await?;
 
-    let previous = match &current {
-        Some(c) => match get_bytes(clients, bucket, &c.members_key).await? {
-            Some(bytes) => lake::members_from_batches(&lake::read_parquet_bytes(bytes.into())?)?,
-            None => return Err(RunError::Read(format!("committed snapshot {} is missing", c.members_key))),
-        },
-        None => Vec::new(),
-    };
-    let (entered, exited) = diff(&previous, &members);
-    let requests: Vec<String> = entered
-        .iter()
-        .map(|m| (m, SegmentChange::Entered))
-        .chain(exited.iter().map(|m| (m, SegmentChange::Exited)))
-        .map(|(m, change)| {
-            serde_json::to_string(&ActivationRequest {
-                segment: def.name.clone(),
-                run_id: run_id.clone(),
-                run_at,
-                profile_id: m.profile_id.clone(),
-                change,
-                payload: m.payload.clone(),
+        let previous = match &current {
+            None => Vec::new(),
+            Some(c) if c.partitions == n && c.parts.len() == n => read_members(clients, bucket, &c.parts[k]).await?,
+            Some(c) => {
+                if previous_all.is_none() {
+                    let mut all = Vec::new();
+                    for part in &c.parts {
+                        all.extend(read_members(clients, bucket, part).await?);
+                    }
+                    previous_all = Some(all);
+                }
+                let all = previous_all.as_deref().unwrap_or_default();
+                all.iter().filter(|m| lake::profile_bucket(&m.profile_id, n) == k).cloned().collect()
+            }
+        };
+        let (entered, exited) = diff(&previous, &current_members);
+        let requests: Vec<String> = entered
+            .iter()
+            .map(|m| (m, SegmentChange::Entered))
+            .chain(exited.iter().map(|m| (m, SegmentChange::Exited)))
+            .map(|(m, change)| {
+                serde_json::to_string(&ActivationRequest {
+                    segment: def.name.clone(),
+                    run_id: run_id.clone(),
+                    run_at,
+                    profile_id: m.profile_id.clone(),
+                    change,
+                    key: m.key.clone(),
+                    payload: m.payload.clone(),
+                })
             })
-        })
-        .collect::<Result<_, _>>()?;
-    send_all(&clients.sqs, &config.activation_queue_url, &requests).await?;
+            .collect::<Result<_, _>>()?;
+        send_all(&clients.sqs, &config.activation_queue_url, &requests).await?;
+        parts.push(key);
+        members += current_members.len();
+        entered_total += entered.len();
+        exited_total += exited.len();
+    }
 
-    let pointer = CurrentPointer { run_id: run_id.clone(), run_at, members_key, members: members.len() };
+    let pointer = CurrentPointer { run_id: run_id.clone(), run_at, parts, partitions: n, members };
     put(clients, bucket, &lake::segment_current_key(&def.name), serde_json::to_vec_pretty(&pointer)?).await?;
     ariane_shared::metrics::emit(
         "segments",
-        &[("Members", members.len() as f64), ("Entered", entered.len() as f64), ("Exited", exited.len() as f64)],
+        &[
+            ("Members", members as f64),
+            ("Entered", entered_total as f64),
+            ("Exited", exited_total as f64),
+            ("QueryMilliseconds", query_ms as f64),
+        ],
     );
-    Ok(SegmentReport { segment: def.name.clone(), run_id, members: members.len(), entered: entered.len(), exited: exited.len(), skipped: false })
+    Ok(SegmentReport {
+        segment: def.name.clone(),
+        run_id,
+        members,
+        entered: entered_total,
+        exited: exited_total,
+        skipped: false,
+        reason: None,
+        query_ms,
+    })
 }
 
-/// Members from a query result: the `profile_id` column plus the payload columns as text.
-/// A profile listed twice counts once (its first row's payload is kept).
-pub fn members_of(segment: &str, batches: &[RecordBatch], payload: &[String]) -> Result<Vec<SegmentMember>, RunError> {
+async fn read_members(clients: &Clients, bucket: &str, key: &str) -> Result<Vec<SegmentMember>, RunError> {
+    match get_bytes(clients, bucket, key).await? {
+        Some(bytes) => Ok(lake::members_from_batches(&lake::read_parquet_bytes(bytes)?)?),
+        None => Err(RunError::Read(format!("committed snapshot {key} is missing"))),
+    }
+}
+
+/// Members from a query result: the `profile_id` column, the key columns and the payload
+/// columns, as text. A profile listed twice with the same key counts once (its first
+/// row's payload is kept); rows with a null `profile_id` are ignored.
+pub fn members_of(segment: &str, batches: &[RecordBatch], key: &[String], payload: &[String]) -> Result<Vec<SegmentMember>, RunError> {
     let problem = |p: String| RunError::Result { segment: segment.to_string(), problem: p };
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
-    let options = FormatOptions::default();
+    let options = FormatOptions::default().with_null("");
     for batch in batches {
-        let ids = batch.column_by_name("profile_id").ok_or_else(|| problem("the query returns no profile_id column".into()))?;
-        let ids = ArrayFormatter::try_new(ids.as_ref(), &options)?;
-        let mut columns = Vec::with_capacity(payload.len());
-        for name in payload {
-            let col = batch.column_by_name(name).ok_or_else(|| problem(format!("payload column {name:?} is not in the result")))?;
-            columns.push((name, col.clone()));
-        }
-        let formatters = columns
-            .iter()
-            .map(|(n, c)| ArrayFormatter::try_new(c.as_ref(), &options).map(|f| (*n, f)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let id_col = batch.column_by_name("profile_id").ok_or_else(|| problem("the query returns no profile_id column".into()))?;
+        let ids = ArrayFormatter::try_new(id_col.as_ref(), &options)?;
+        let formatters = |names: &[String], what: &str| -> Result<Vec<(String, ArrayFormatter<'_>)>, RunError> {
+            names
+                .iter()
+                .map(|name| {
+                    let col = batch.column_by_name(name).ok_or_else(|| problem(format!("{what} column {name:?} is not in the result")))?;
+                    Ok((name.clone(), ArrayFormatter::try_new(col.as_ref(), &options)?))
+                })
+                .collect()
+        };
+        let keys = formatters(key, "key")?;
+        let payloads = formatters(payload, "payload")?;
         for row in 0..batch.num_rows() {
-            if batch.column_by_name("profile_id").is_some_and(|c| c.is_null(row)) {
+            if id_col.is_null(row) {
                 continue;
             }
             let pid = ids.value(row).to_string();
-            if !seen.insert(pid.clone()) {
+            let key: BTreeMap<String, String> = keys.iter().map(|(n, f)| (n.clone(), f.value(row).to_string())).collect();
+            if !seen.insert((pid.clone(), key.clone())) {
                 continue;
             }
-            let payload: BTreeMap<String, String> =
-                formatters.iter().map(|(n, f)| (n.to_string(), f.value(row).to_string())).collect();
-            out.push(SegmentMember { profile_id: pid, payload });
+            let payload: BTreeMap<String, String> = payloads.iter().map(|(n, f)| (n.clone(), f.value(row).to_string())).collect();
+            out.push(SegmentMember { profile_id: pid, key, payload });
         }
     }
-    out.sort_by(|a, b| a.profile_id.cmp(&b.profile_id));
+    out.sort_by(|a, b| (&a.profile_id, &a.key).cmp(&(&b.profile_id, &b.key)));
     Ok(out)
 }
 
-/// Who entered (in `current`, not in `previous`) and who exited (the reverse).
+/// Who entered (in `current`, not in `previous`) and who exited (the reverse); a member
+/// is its profile and its key.
 pub fn diff(previous: &[SegmentMember], current: &[SegmentMember]) -> (Vec<SegmentMember>, Vec<SegmentMember>) {
-    let before: BTreeSet<&str> = previous.iter().map(|m| m.profile_id.as_str()).collect();
-    let after: BTreeSet<&str> = current.iter().map(|m| m.profile_id.as_str()).collect();
-    let entered = current.iter().filter(|m| !before.contains(m.profile_id.as_str())).cloned().collect();
-    let exited = previous.iter().filter(|m| !after.contains(m.profile_id.as_str())).cloned().collect();
+    let id = |m: &SegmentMember| (m.profile_id.clone(), m.key.clone());
+    let before: BTreeSet<_> = previous.iter().map(id).collect();
+    let after: BTreeSet<_> = current.iter().map(id).collect();
+    let entered = current.iter().filter(|m| !before.contains(&id(m))).cloned().collect();
+    let exited = previous.iter().filter(|m| !after.contains(&id(m))).cloned().collect();
     (entered, exited)
 }
 
@@ -209,7 +318,14 @@ pub async fn validate(definitions: &[SegmentDefinition]) -> Vec<DefinitionError>
         if !names.insert(def.name.clone()) {
             errors.push(err(format!("segment name {:?} is defined twice", def.name)));
         }
-        let plan = match ctx.sql(&def.sql).await {
+        let sql = match catalog::render(&def.sql, Utc::now(), Dialect::DataFusion) {
+            Ok(sql) => sql,
+            Err(problem) => {
+                errors.push(err(problem));
+                continue;
+            }
+        };
+        let plan = match ctx.sql(&sql).await {
             Ok(df) => df.into_optimized_plan(),
             Err(e) => Err(e),
         };
@@ -221,9 +337,11 @@ pub async fn validate(definitions: &[SegmentDefinition]) -> Vec<DefinitionError>
                 if !has("profile_id") {
                     errors.push(err("the query must return a profile_id column".into()));
                 }
-                for p in &def.payload {
-                    if !has(p) {
-                        errors.push(err(format!("payload column {p:?} is not returned by the query")));
+                for (what, columns) in [("key", &def.key), ("payload", &def.payload)] {
+                    for c in columns {
+                        if !has(c) {
+                            errors.push(err(format!("{what} column {c:?} is not returned by the query")));
+                        }
                     }
                 }
             }
@@ -232,7 +350,7 @@ pub async fn validate(definitions: &[SegmentDefinition]) -> Vec<DefinitionError>
     errors
 }
 
-async fn get_bytes(clients: &Clients, bucket: &str, key: &str) -> Result<Option<bytes::Bytes>, RunError> {
+pub(crate) async fn get_bytes(clients: &Clients, bucket: &str, key: &str) -> Result<Option<bytes::Bytes>, RunError> {
     match clients.s3.get_object().bucket(bucket).key(key).send().await.aws("s3:GetObject") {
         Ok(out) => Ok(Some(out.body.collect().await.map_err(|e| RunError::Read(e.to_string()))?.into_bytes())),
         Err(e) if e.is_code("NoSuchKey") => Ok(None),
@@ -240,7 +358,7 @@ async fn get_bytes(clients: &Clients, bucket: &str, key: &str) -> Result<Option<
     }
 }
 
-async fn put(clients: &Clients, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), RunError> {
+pub(crate) async fn put(clients: &Clients, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), RunError> {
     clients.s3.put_object().bucket(bucket).key(key).body(ByteStream::from(body)).send().await.aws("s3:PutObject")?;
     Ok(())
 }
@@ -250,7 +368,7 @@ mod tests {
     use super::*;
 
     fn m(id: &str) -> SegmentMember {
-        SegmentMember { profile_id: id.into(), payload: BTreeMap::new() }
+        SegmentMember { profile_id: id.into(), key: BTreeMap::new(), payload: BTreeMap::new() }
     }
 
     #[test]
@@ -260,6 +378,9 @@ mod tests {
         assert_eq!(exited, vec![m("a")]);
         let (entered, exited) = diff(&[], &[m("a")]);
         assert_eq!((entered.len(), exited.len()), (1, 0));
+        let tier = |id: &str, t: &str| SegmentMember { key: [("tier".to_string(), t.to_string())].into(), ..m(id) };
+        let (entered, exited) = diff(&[tier("a", "loyal"), tier("b", "loyal")], &[tier("a", "champions"), tier("b", "loyal")]);
+        assert_eq!((entered, exited), (vec![tier("a", "champions")], vec![tier("a", "loyal")]));
     }
 
     #[tokio::test]
@@ -275,6 +396,8 @@ mod tests {
             ("segments/col.sql", "-- name: col\nSELECT profile_id, no_such_column FROM orders", "no_such_column"),
             ("segments/noid.sql", "-- name: noid\nSELECT order_id FROM orders", "profile_id"),
             ("segments/pay.sql", "-- name: pay\n-- payload: total\nSELECT profile_id FROM orders", "total"),
+            ("segments/key.sql", "-- name: key\n-- key: tier\nSELECT profile_id FROM orders", "tier"),
+            ("segments/param.sql", "-- name: param\nSELECT profile_id FROM orders WHERE ordered_at > {{run_time}}", "run_time"),
             ("segments/tab.sql", "-- name: tab\nSELECT profile_id FROM carts_typo", "carts_typo"),
         ];
         for (file, text, needle) in cases {

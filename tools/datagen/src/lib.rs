@@ -379,6 +379,46 @@ pub fn expected_reactivation_with_channels(
     Ok(out)
 }
 
+/// Ground truth of the `reactivation` segment over every purchase channel (e-shop order
+/// lines, till receipts with a sale, in-app purchases), per expected person: the addresses
+/// they may rightly be reached at (as [`expected_reactivation_with_channels`]). An order is
+/// one `(channel, reference)` of a valid purchase row of a known person, at its earliest
+/// row; members have at least two and the latest strictly before `run_at - 90 days`.
+/// `channel_truths` are the per-row truths of the exports written by
+/// [`write_channels_dir`].
+pub fn expected_reactivation_all_purchases(
+    cfg: &GenConfig,
+    channel_truths: &[(Export, Vec<ChannelTruthRow>)],
+    run_at: DateTime<Utc>,
+) -> anyhow::Result<Vec<std::collections::BTreeSet<String>>> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut orders: BTreeMap<&str, BTreeMap<(&str, &str), DateTime<Utc>>> = BTreeMap::new();
+    for (export, rows) in channel_truths {
+        for t in rows.iter().filter(|t| t.valid && !t.person_id.is_empty()) {
+            if !matches!(t.event_type.as_str(), "order_line" | "store_purchase" | "in_app_purchase") {
+                continue;
+            }
+            let at = DateTime::parse_from_rfc3339(&t.occurred_at_utc)?.with_timezone(&Utc);
+            let slot = orders.entry(t.person_id.as_str()).or_default().entry((export.channel(), t.reference.as_str())).or_insert(at);
+            *slot = (*slot).min(at);
+        }
+    }
+    let cutoff = run_at - chrono::Duration::days(90);
+    let owner_of: BTreeMap<String, String> = family_pairs(cfg).into_iter().map(|(owner, member)| (member, owner)).collect();
+    let mut out = Vec::new();
+    for (pid, o) in orders {
+        if o.len() < 2 || o.values().max().is_none_or(|last| *last >= cutoff) {
+            continue;
+        }
+        let mut addresses = BTreeSet::new();
+        for p in std::iter::once(pid).chain(owner_of.get(pid).map(String::as_str)) {
+            addresses.insert(person(cfg, p.trim_start_matches('P').parse()?).email);
+        }
+        out.push(addresses);
+    }
+    Ok(out)
+}
+
 fn reactivation_persons(truth: &[TruthRow], run_at: DateTime<Utc>) -> anyhow::Result<Vec<&str>> {
     use std::collections::BTreeMap;
     let mut orders: BTreeMap<&str, BTreeMap<&str, DateTime<Utc>>> = BTreeMap::new();

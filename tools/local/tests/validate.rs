@@ -31,3 +31,25 @@ fn a_bad_spec_is_reported_with_its_file_and_field() {
         assert!(out.contains(name) && out.contains(field) && out.contains(message), "{name}: {out}");
     }
 }
+
+#[test]
+fn a_bad_segment_is_refused_with_its_file_and_reason() {
+    let (ok, out) = validate(&[]);
+    assert!(ok && out.contains("7 segment file(s) valid"), "the library is valid: {out}");
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("typo.sql", "-- name: typo\nSELEC profile_id FROM orders", "sql"),
+        ("col.sql", "-- name: col\nSELECT profile_id, shoe_size FROM profiles", "shoe_size"),
+        ("noid.sql", "-- name: noid\nSELECT order_id FROM orders", "profile_id"),
+        ("when.sql", "-- name: when\nSELECT profile_id FROM orders WHERE ordered_at > {{today}}", "today"),
+        ("sched.sql", "-- name: sched\n-- schedule: daily\nSELECT profile_id FROM orders", "rate("),
+        ("tier.sql", "-- name: tier\n-- key: tier\nSELECT profile_id FROM orders", "tier"),
+    ];
+    for (name, text, reason) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let (ok, out) = validate(&[path.to_str().unwrap()]);
+        assert!(!ok, "{name} must be refused: {out}");
+        assert!(out.contains(name) && out.to_lowercase().contains(reason), "{name}: {out}");
+    }
+}

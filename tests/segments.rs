@@ -1,0 +1,179 @@
+//! Segment runs against the local stack (moto, through the real AWS SDK): a run sends
+//! exactly the entered/exited messages its memberships imply, a merge between runs is
+//! reflected (the merged history counts once, under the surviving profile), a re-run of a
+//! committed run id sends nothing, and a failed run commits nothing.
+
+use std::collections::BTreeSet;
+
+use ariane_identity::resolver::Resolver;
+use ariane_identity::rules::Rules;
+use ariane_identity::store::DynamoStore;
+use ariane_shared::identifiers::{Identifier, IdentifierKind as K};
+use ariane_shared::lake;
+use ariane_shared::model::{ActivationRequest, SegmentChange};
+use ariane_tests::Harness;
+use chrono::{DateTime, Duration, Utc};
+
+const HEADER: &str = "Name,Email,Phone,Customer ID,Created at,Currency,Subtotal,Shipping,Total,Lineitem quantity,Lineitem name,Lineitem price,Lineitem sku,Lineitem category,Billing Name,Billing Zip,Billing City,Accepts Marketing";
+
+fn export(rows: &[&str]) -> Vec<u8> {
+    format!("{HEADER}\n{}\n", rows.join("\n")).into_bytes()
+}
+
+fn t1() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-23T00:00:00Z").unwrap().with_timezone(&Utc)
+}
+
+/// A member as the test states it: (segment, profile id, key columns as `k=v`).
+type Member = (String, String, String);
+
+fn member(segment: &str, pid: &str, key: &str) -> Member {
+    (segment.to_string(), pid.to_string(), key.to_string())
+}
+
+/// Everything on the activation queue, removed from it.
+async fn take_activation_requests(h: &Harness) -> anyhow::Result<Vec<ActivationRequest>> {
+    let url = h.stack.manifest.queues.get("ActivationQueue").map(|q| q.url.clone()).expect("activation queue");
+    let mut out = Vec::new();
+    loop {
+        let got = h.stack.clients.sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await?;
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return Ok(out);
+        }
+        for m in messages {
+            out.push(serde_json::from_str(m.body().unwrap_or_default())?);
+            h.stack.clients.sqs.delete_message().queue_url(&url).set_receipt_handle(m.receipt_handle).send().await?;
+        }
+    }
+}
+
+fn key_text(r: &ActivationRequest) -> String {
+    r.key.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+/// The messages must be exactly the difference between the two memberships, each once.
+fn assert_changes(requests: &[ActivationRequest], before: &BTreeSet<Member>, after: &BTreeSet<Member>) {
+    let as_member = |r: &ActivationRequest| member(&r.segment, &r.profile_id, &key_text(r));
+    let entered: Vec<Member> = requests.iter().filter(|r| r.change == SegmentChange::Entered).map(as_member).collect();
+    let exited: Vec<Member> = requests.iter().filter(|r| r.change == SegmentChange::Exited).map(as_member).collect();
+    let expected_entered: BTreeSet<Member> = after.difference(before).cloned().collect();
+    let expected_exited: BTreeSet<Member> = before.difference(after).cloned().collect();
+    assert_eq!(entered.iter().cloned().collect::<BTreeSet<_>>(), expected_entered, "entered");
+    assert_eq!(exited.iter().cloned().collect::<BTreeSet<_>>(), expected_exited, "exited");
+    assert_eq!(entered.len() + exited.len(), requests.len(), "each change sent once: {requests:?}");
+}
+
+async fn pointer_run_id(h: &Harness, segment: &str) -> anyhow::Result<String> {
+    let body = h.stack.lake_object(&lake::segment_current_key(segment)).await?;
+    Ok(serde_json::from_slice::<serde_json::Value>(&body)?["run_id"].as_str().unwrap_or_default().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_send_exact_changes_reflect_merges_and_never_send_twice() -> anyhow::Result<()> {
+    let h = Harness::start("segruns").await?;
+    let table = h.stack.manifest.output("ProfilesTableName")?.to_string();
+    let ids = Resolver::new(DynamoStore { client: h.stack.clients.dynamodb.clone(), table }, Rules::embedded()?);
+
+    // Marie: two old orders. Paul: one order as a customer, one as a guest with another
+    // e-mail (two profiles until something links them).
+    h.stack
+        .upload(
+            "ecommerce/orders 2026-06.csv",
+            export(&[
+                "#4000001,marie.curie@orange.fr,06 11 22 33 44,4000000000001,2026-03-10 10:00:00 +0100,EUR,30.00,0.00,30.00,1,Pull,30.00,SKU-VET-1,vetements,Marie Curie,75005,Paris,yes",
+                "#4000002,marie.curie@orange.fr,06 11 22 33 44,4000000000001,2026-05-12 10:00:00 +0200,EUR,20.00,0.00,20.00,1,Bonnet,20.00,SKU-ACC-2,accessoires,Marie Curie,75005,Paris,yes",
+                "#4000003,paul.martin@gmail.com,,4000000000002,2026-04-01 10:00:00 +0200,EUR,40.00,0.00,40.00,1,Baskets,40.00,SKU-CHA-3,chaussures,Paul Martin,69003,Lyon,yes",
+                "#4000004,pm.perso@free.fr,,,2026-06-01 10:00:00 +0200,EUR,15.00,0.00,15.00,1,Bougie,15.00,SKU-MAI-4,maison,Paul Martin,69003,Lyon,yes",
+            ]),
+        )
+        .await?;
+    h.runner.drain().await?;
+    let lookup = |v: &str| Identifier::new(K::Email, v);
+    let marie = ids.lookup(&lookup("marie.curie@orange.fr")).await?.expect("Marie's profile");
+    let paul_a = ids.lookup(&lookup("paul.martin@gmail.com")).await?.expect("Paul's customer profile");
+    let paul_b = ids.lookup(&lookup("pm.perso@free.fr")).await?.expect("Paul's guest profile");
+    assert_ne!(paul_a, paul_b);
+
+    // Run 1: memberships by the library's definitions (docs/segments.md).
+    let run1 = h.runner.fire_schedule(None, t1()).await?;
+    let before: BTreeSet<Member> = [
+        member("reactivation", &marie, ""),
+        member("rfm", &marie, "tier=hibernating"),   // last order 195 days before, 2 orders
+        member("rfm", &paul_a, "tier=hibernating"),  // 236 days
+        member("rfm", &paul_b, "tier=at_risk"),      // 175 days
+        member("cross-sell", &marie, "suggested_category=chaussures"),
+        member("cross-sell", &paul_a, "suggested_category=accessoires"),
+        member("cross-sell", &paul_b, "suggested_category=beaute"),
+    ]
+    .into_iter()
+    .collect();
+    assert_changes(&take_activation_requests(&h).await?, &BTreeSet::new(), &before);
+    assert_eq!(ariane_tests::segment_report(&run1, "rfm")["members"], 3, "{run1}");
+    let reactivation = take_payload_check(&h, &marie).await?;
+    assert_eq!(reactivation, "2");
+
+    // Between the runs, an order links Paul's guest e-mail to his customer id: a merge.
+    h.stack
+        .upload(
+            "ecommerce/orders 2026-07.csv",
+            export(&[
+                "#4000005,pm.perso@free.fr,,4000000000002,2026-05-01 10:00:00 +0200,EUR,25.00,0.00,25.00,1,Tennis,25.00,SKU-CHA-5,chaussures,Paul Martin,69003,Lyon,yes",
+            ]),
+        )
+        .await?;
+    h.runner.drain().await?;
+    let survivor = ids.lookup(&lookup("pm.perso@free.fr")).await?.expect("Paul's profile");
+    assert_eq!(ids.lookup(&lookup("paul.martin@gmail.com")).await?.as_deref(), Some(survivor.as_str()), "merged");
+
+    // Run 2, a day later: Paul counts once, with his whole history (3 orders).
+    let t2 = t1() + Duration::days(1);
+    h.runner.fire_schedule(None, t2).await?;
+    let after: BTreeSet<Member> = [
+        member("reactivation", &marie, ""),
+        member("reactivation", &survivor, ""),
+        member("rfm", &marie, "tier=hibernating"),
+        member("rfm", &survivor, "tier=loyal"),
+        member("cross-sell", &marie, "suggested_category=chaussures"),
+        member("cross-sell", &survivor, "suggested_category=accessoires"),
+        member("cross-sell", &survivor, "suggested_category=beaute"),
+    ]
+    .into_iter()
+    .collect();
+    let requests = take_activation_requests(&h).await?;
+    assert_changes(&requests, &before, &after);
+    let paul = requests.iter().find(|r| r.segment == "reactivation").expect("Paul entered reactivation");
+    assert_eq!((paul.profile_id.as_str(), paul.payload["order_count"].as_str()), (survivor.as_str(), "3"));
+
+    // Re-running the committed tick sends nothing.
+    let rerun = h.runner.fire_schedule(None, t2).await?;
+    assert!(rerun["segments"].as_array().unwrap().iter().all(|r| r["skipped"] == true), "{rerun}");
+    assert!(take_activation_requests(&h).await?.is_empty());
+
+    // A run that fails (an unreadable lake file) commits nothing; once the file is gone,
+    // the same tick runs and, nothing having changed, sends nothing.
+    let t3 = t2 + Duration::days(1);
+    let garbage = "events/channel=ecommerce/event_date=2026-11-24/garbage.parquet";
+    h.stack.clients.s3.put_object().bucket(h.stack.lake_bucket()).key(garbage).body(b"not parquet".to_vec().into()).send().await?;
+    let failed = h.runner.fire_schedule(None, t3).await;
+    assert!(failed.is_err(), "a run over an unreadable file fails: {failed:?}");
+    assert_eq!(pointer_run_id(&h, "abandoned-cart").await?, lake::run_id(t2), "nothing committed");
+    let _ = take_activation_requests(&h).await?;
+    h.stack.clients.s3.delete_object().bucket(h.stack.lake_bucket()).key(garbage).send().await?;
+    let run3 = h.runner.fire_schedule(None, t3).await?;
+    assert!(run3["segments"].as_array().unwrap().iter().all(|r| r["skipped"] == false && r["entered"] == 0 && r["exited"] == 0), "{run3}");
+    assert!(take_activation_requests(&h).await?.is_empty());
+    for segment in ["reactivation", "rfm", "abandoned-cart"] {
+        assert_eq!(pointer_run_id(&h, segment).await?, lake::run_id(t3));
+    }
+    Ok(())
+}
+
+/// The committed reactivation membership of Marie: her `order_count` payload.
+async fn take_payload_check(h: &Harness, pid: &str) -> anyhow::Result<String> {
+    let pointer: serde_json::Value = serde_json::from_slice(&h.stack.lake_object(&lake::segment_current_key("reactivation")).await?)?;
+    let part = pointer["parts"][0].as_str().expect("one part").to_string();
+    let members = lake::members_from_batches(&lake::read_parquet_bytes(h.stack.lake_object(&part).await?)?)?;
+    let m = members.iter().find(|m| m.profile_id == pid).expect("member");
+    Ok(m.payload["order_count"].clone())
+}
