@@ -1,5 +1,6 @@
-"""Starts moto's server (the local AWS emulator) with one correction to DynamoDB
-transactions, which Ariane's identity function relies on.
+"""Starts moto's server (the local AWS emulator) with two corrections: DynamoDB
+transactions, which Ariane's identity function relies on, and the cost of SQS sends to a
+long queue.
 
 moto 5's `transact_write_items` deep-copies the whole table once per item of the
 transaction, to restore it if the transaction is cancelled. Against a profiles table of
@@ -10,7 +11,16 @@ from concurrent writes.
 
 This launcher replaces it with the same checks and writes, done under one lock (DynamoDB
 isolates transactions from other writes) and undone item by item from a journal of the
-items the transaction touched. Everything else is moto as installed.
+items the transaction touched.
+
+moto 5's `send_message` reads one attribute (`ContentBasedDeduplication`) through
+`Queue.attributes`, which first computes every attribute, the message counts included:
+a pass over every message of the queue per message sent, so a segment run queueing a few
+thousand changes spent minutes in moto. `Queue.attributes` here returns a mapping that
+computes a single attribute when only that one is asked for (`.get(name)`), and all of
+them, exactly as moto does, for anything else.
+
+Everything else is moto as installed.
 
 Usage: python scripts/moto_server.py [moto_server arguments]
 """
@@ -28,8 +38,12 @@ from moto.dynamodb.exceptions import (
     TransactionCanceledException,
     TransactWriteSingleOpException,
 )
+from collections.abc import Mapping
+
+from moto.core.utils import camelcase_to_underscores
 from moto.dynamodb.models import DynamoDBBackend
 from moto.server import main
+from moto.sqs.models import Queue
 
 _LOCK = threading.RLock()
 
@@ -124,6 +138,42 @@ def transact_write_items(self, transact_items):
 DynamoDBBackend.transact_write_items = transact_write_items
 for _name in ("put_item", "delete_item", "update_item", "get_item", "query", "scan"):
     setattr(DynamoDBBackend, _name, _locked(getattr(DynamoDBBackend, _name)))
+
+_queue_attributes = Queue.attributes.fget
+
+
+class _LazyQueueAttributes(Mapping):
+    """`Queue.attributes`, computed in full only when more than `.get(name)` is used."""
+
+    def __init__(self, queue):
+        self._queue = queue
+        self._all = None
+
+    def _full(self):
+        if self._all is None:
+            self._all = _queue_attributes(self._queue)
+        return self._all
+
+    def get(self, key, default=None):
+        q = self._queue
+        if key in q.FIFO_ATTRIBUTES and not q.fifo_queue:
+            return default
+        if key in q.BASE_ATTRIBUTES or key in q.FIFO_ATTRIBUTES:
+            value = getattr(q, camelcase_to_underscores(key), None)
+            return default if value is None else value
+        return self._full().get(key, default)
+
+    def __getitem__(self, key):
+        return self._full()[key]
+
+    def __iter__(self):
+        return iter(self._full())
+
+    def __len__(self):
+        return len(self._full())
+
+
+Queue.attributes = property(lambda self: _LazyQueueAttributes(self))
 
 if __name__ == "__main__":
     sys.argv[0] = "moto_server"

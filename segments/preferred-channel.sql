@@ -3,6 +3,7 @@
 -- schedule: rate(1 day)
 -- key: preferred_channel
 -- payload: preferred_channel, engagements
+-- attribute: preferred_channel
 WITH engagement AS (
     SELECT
         profile_id,

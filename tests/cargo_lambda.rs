@@ -24,6 +24,7 @@ const SAMPLES: &[(&str, &str)] = &[
     ("identity-observations", "IdentityFunction"),
     ("segments-scheduled-run", "SegmentsFunction"),
     ("activate-segment-entered", "ActivateFunction"),
+    ("activate-release-deferred", "ActivateFunction"),
 ];
 
 /// Stops `cargo lambda watch`: SIGTERM lets it terminate the function instances it
@@ -110,7 +111,7 @@ async fn every_sample_event_invokes_under_cargo_lambda() -> anyhow::Result<()> {
     assert_eq!(on_disk, listed, "every file in events/ is exercised here");
 
     let receiver = Receiver::start().await?;
-    let stack = LocalStack::start("dev", &[("ActivationWebhookUrl".to_string(), receiver.url.clone())]).await?;
+    let stack = LocalStack::start("dev", &receiver.destination_params()).await?;
     stack.upload("ecommerce/sample orders.csv", std::fs::read(root.join("events/fixtures/sample-orders.csv"))?).await?;
 
     // One watch for every function (`ingest` as the router), one for the ecommerce instance.
@@ -129,6 +130,8 @@ async fn every_sample_event_invokes_under_cargo_lambda() -> anyhow::Result<()> {
         }
         if sample.starts_with("segments") {
             assert_eq!(ariane_tests::segment_report(&response, "reactivation")["skipped"], false, "{sample}: {response}");
+        } else if sample.starts_with("activate-release") {
+            assert!(response["released"].is_u64(), "{sample}: {response}");
         } else {
             assert_eq!(response["batchItemFailures"], serde_json::json!([]), "{sample}: {response}");
         }
@@ -139,7 +142,10 @@ async fn every_sample_event_invokes_under_cargo_lambda() -> anyhow::Result<()> {
     let entry: ariane_tests::LedgerEntry = serde_json::from_slice(&stack.lake_object(&ledger[0]).await?)?;
     assert_eq!((entry.rows_read, entry.events_written, entry.rows_rejected), (4, 3, 1));
     let deliveries = receiver.deliveries();
-    assert_eq!(deliveries.len(), 1, "the activate sample posted to the webhook");
-    assert_eq!(deliveries[0].body["email"], "hélène.lefèvre@orange.fr");
+    let records = stack.activation_records().await?;
+    assert_eq!(deliveries.len(), 1, "the activate sample posted to the webhook: {deliveries:?}, decisions {records:?}");
+    assert_eq!(deliveries[0].destination, "esp");
+    assert_eq!(deliveries[0].body["campaign"], "reactivation");
+    assert_eq!(deliveries[0].body["to"]["email"], "hélène.lefèvre@orange.fr");
     Ok(())
 }

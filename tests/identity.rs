@@ -356,9 +356,11 @@ async fn erasure_through_the_queue_end_to_end() -> anyhow::Result<()> {
     assert_eq!(members.iter().map(|m| m.profile_id.as_str()).collect::<Vec<_>>(), vec![paul_pid.as_str()]);
     h.runner.drain().await?;
     let deliveries = h.receiver.deliveries();
-    let emails: Vec<&str> = deliveries.iter().map(|d| d.body["email"].as_str().unwrap_or_default()).collect();
-    assert_eq!(emails, vec!["paul.martin@gmail.com"]);
-    assert!(deliveries.iter().all(|d| d.body["profile_id"] != marie_pid.as_str()));
+    assert!(deliveries.iter().all(|d| d.body["profile_id"] == paul_pid.as_str()), "only Paul is reached: {deliveries:?}");
+    let reactivation: Vec<&str> =
+        deliveries.iter().filter(|d| d.body["campaign"] == "reactivation").map(|d| d.body["to"]["email"].as_str().unwrap_or_default()).collect();
+    let held_out = ariane_activate::holdout::in_holdout("reactivation", &paul_pid, 10.0);
+    assert_eq!(reactivation, if held_out { vec![] } else { vec!["paul.martin@gmail.com"] });
     Ok(())
 }
 

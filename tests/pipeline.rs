@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 
 use ariane_datagen::{expected_reactivation, read_truth, write_ecommerce_orders, GenConfig};
 use ariane_shared::lake;
+use ariane_activate::holdout::in_holdout;
+use ariane_local::activation::final_outcomes;
 use ariane_tests::Harness;
 use chrono::{DateTime, Duration, Utc};
 
@@ -15,7 +17,9 @@ fn now() -> DateTime<Utc> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_to_webhook_end_to_end() -> anyhow::Result<()> {
-    let h = Harness::start("e2e").await?;
+    let mut h = Harness::start("e2e").await?;
+    // Activation decides at 09:00 UTC the day of the run (no quiet hours in play).
+    h.runner.set_activate_clock(&ariane_activate::handler::Clock::manual(now() + Duration::hours(9)));
     let cfg = GenConfig { malformed_rate: 0.02, ..GenConfig::new(7, 250, now()) };
     let (mut csv, mut truth_csv) = (Vec::new(), Vec::new());
     let stats = write_ecommerce_orders(&cfg, &mut csv, &mut truth_csv)?;
@@ -70,14 +74,38 @@ async fn export_to_webhook_end_to_end() -> anyhow::Result<()> {
     assert_eq!(ariane_tests::segment_report(&summary, "reactivation")["entered"], expected.len());
     h.runner.drain().await?;
     let deliveries = h.receiver.deliveries();
-    let delivered: BTreeSet<String> = deliveries.iter().map(|d| d.body["email"].as_str().unwrap_or_default().to_string()).collect();
-    assert_eq!(delivered, expected);
-    assert_eq!(deliveries.len(), expected.len(), "each profile exactly once");
-    for d in &deliveries {
-        assert_eq!(d.idempotency_key.as_deref(), d.body["idempotency_key"].as_str());
-        assert_eq!(d.body["segment"], "reactivation");
-        assert!(d.body["payload"]["order_count"].as_str().unwrap().parse::<u32>()? >= 2);
+    // Every expected member is decided once by the reactivation campaign: sent (by e-mail,
+    // the only contact an order export gives with a consent), held out, or suppressed
+    // for want of consent or by the cross-campaign frequency cap.
+    let decisions: Vec<_> = final_outcomes(&h.stack.activation_records().await?).into_iter().filter(|r| r.campaign == "reactivation").collect();
+    let mut decided = BTreeSet::new();
+    let mut sent = 0;
+    for r in &decisions {
+        let email = h.stack.profile_attribute(&r.profile_id, "email").await?.unwrap_or_default();
+        assert!(decided.insert(email.clone()), "{email} decided once");
+        assert_eq!(r.group == "holdout", in_holdout("reactivation", &r.profile_id, 10.0), "{r:?}");
+        let mine: Vec<_> = deliveries.iter().filter(|d| d.body["campaign"] == "reactivation" && d.body["profile_id"] == r.profile_id.as_str()).collect();
+        match (r.outcome.as_str(), r.reason.as_deref()) {
+            ("sent", _) => {
+                sent += 1;
+                assert_eq!(mine.len(), 1, "{email}: exactly one delivery");
+                assert_eq!(mine[0].body["to"]["email"], email.as_str());
+                assert_eq!(mine[0].destination, "esp");
+                assert_eq!(mine[0].idempotency_key.as_deref(), mine[0].body["idempotency_key"].as_str());
+                assert!(mine[0].body["payload"]["order_count"].as_str().unwrap_or("0").parse::<u32>()? >= 2);
+            }
+            ("holdout", _) | ("suppressed", Some("cap")) => assert!(mine.is_empty()),
+            ("suppressed", Some("consent")) => {
+                assert!(mine.is_empty());
+                let opt_in = h.stack.profile_attribute(&r.profile_id, "email_opt_in").await?;
+                assert_ne!(opt_in.as_deref(), Some("true"), "{email}");
+            }
+            other => panic!("{email}: unexpected outcome {other:?}"),
+        }
     }
+    assert_eq!(decided, expected, "the campaign decided exactly the ground truth's lapsed customers");
+    assert!(sent > 0 && sent < expected.len(), "some sent, some held out or without consent: {sent} of {}", expected.len());
+    let sent_before = deliveries.len();
 
     // Re-uploading the same export changes nothing: same objects, no new observations.
     let events_before = h.stack.lake_keys("events/").await?;
@@ -96,6 +124,6 @@ async fn export_to_webhook_end_to_end() -> anyhow::Result<()> {
     let later = ariane_tests::segment_report(&later, "reactivation");
     assert_eq!((later["entered"].as_u64(), later["exited"].as_u64()), (Some(0), Some(0)));
     h.runner.drain().await?;
-    assert_eq!(h.receiver.deliveries().len(), expected.len());
+    assert_eq!(h.receiver.deliveries().len(), sent_before, "nothing sent twice");
     Ok(())
 }

@@ -128,8 +128,30 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
     let listed: BTreeSet<String> = CHANNELS.iter().map(|c| c.to_string()).collect();
     assert_eq!(listed, dirs, "shared::model::CHANNELS vs channels/");
 
-    let schedule = &m.schedules[0];
-    assert_eq!(m.function(&schedule.function)?.binary, "segments");
+    // Two schedules: segments (hourly) and the release of quiet-hours deferrals.
+    let scheduled: BTreeSet<&str> = m.schedules.iter().map(|s| m.function(&s.function).map(|f| f.binary.as_str()).unwrap_or("?")).collect();
+    assert_eq!(scheduled, ["activate", "segments"].into_iter().collect(), "{:?}", m.schedules);
+
+    // The activate function: the destinations config/activation.toml declares, each with
+    // a URL, and the signing secret the local stack created from the template.
+    let activate = m.function("ActivateFunction")?;
+    let rules = ariane_activate::rules::Rules::embedded()?;
+    let urls = ariane_activate::webhook::parse_destinations(&activate.environment["WEBHOOK_DESTINATIONS"]).map_err(anyhow::Error::msg)?;
+    assert_eq!(
+        urls.keys().collect::<BTreeSet<_>>(),
+        rules.destinations.keys().collect::<BTreeSet<_>>(),
+        "WEBHOOK_DESTINATIONS in the template vs [destinations] in config/activation.toml"
+    );
+    let secret_arn = &activate.environment["WEBHOOK_SECRET_ARN"];
+    assert!(secret_arn.starts_with("arn:aws:secretsmanager:"), "{secret_arn}");
+    assert_eq!(m.output("WebhookSigningSecretArn")?, secret_arn);
+    for key in ["LAKE_BUCKET", "ACTIVATION_QUEUE_URL", "ACTIVATION_EVENTS_QUEUE_URL", "ACTIVATION_LEDGER_TABLE", "PROFILES_TABLE"] {
+        assert!(activate.environment.contains_key(key), "activate env {key}");
+    }
+    // Every campaign validates against the deployed destinations (the function refuses
+    // to start otherwise).
+    let env = m.function_env("ActivateFunction")?;
+    ariane_activate::Activate::from_env(&env).await?;
     for output in [
         "LandingBucketName",
         "LakeBucketName",
@@ -139,6 +161,7 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
         "LandingRouterFunctionName",
         "IdentityQueueUrl",
         "ActivationQueueUrl",
+        "ActivationEventsQueueUrl",
     ] {
         m.output(output)?;
     }

@@ -524,6 +524,40 @@ def reconcile_ignored(aws: Aws, template_resources: dict[str, Any], resources: d
     return notifications
 
 
+def create_secrets(aws: Aws, template_resources: dict[str, Any], resources: dict[str, dict[str, Any]],
+                   resolve: Resolver) -> None:
+    """Create the template's AWS::SecretsManager::Secret resources through the API.
+
+    moto 5.2's CloudFormation skips them (their Ref resolves to ""): create each one
+    with its Name, Description and SecretString, or a value generated per its
+    GenerateSecretString (length, punctuation), and record its ARN as the physical id,
+    which is what Ref returns for a secret.
+    """
+    import secrets
+    import string
+
+    sm = aws("secretsmanager")
+    for logical_id, resource in template_resources.items():
+        if resource["Type"] != "AWS::SecretsManager::Secret" or resources[logical_id]["physical_id"]:
+            continue
+        props = resolve(resource.get("Properties") or {})
+        name = props.get("Name") or f"{resolve.refs['AWS::StackName']}-{logical_id}"
+        value = props.get("SecretString")
+        if value is None:
+            gen = props.get("GenerateSecretString") or {}
+            alphabet = string.ascii_letters + string.digits
+            if str(gen.get("ExcludePunctuation", "false")).lower() != "true":
+                alphabet += "!#$%&()*+,-./:;<=>?@[]^_{|}~"
+            value = "".join(secrets.choice(alphabet) for _ in range(int(gen.get("PasswordLength", 32))))
+        try:
+            arn = sm.create_secret(Name=name, Description=props.get("Description", ""), SecretString=value)["ARN"]
+        except Exception as e:  # noqa: BLE001
+            if not is_not_found(e, "ResourceExistsException"):
+                raise
+            arn = sm.describe_secret(SecretId=name)["ARN"]
+        resources[logical_id]["physical_id"] = arn
+
+
 def parse_params(pairs: list[str]) -> dict[str, str]:
     params: dict[str, str] = {}
     for pair in pairs:
@@ -664,6 +698,15 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
 
     resolve = Resolver(aws, account_id, stack_name, params, resources, queue_arns)
 
+    # --- secrets: moto's CloudFormation skips AWS::SecretsManager::Secret ----------
+    create_secrets(aws, template_resources, resources, resolve)
+    for key, output in (cfn_template.get("Outputs") or {}).items():
+        if outputs.get(key, "") == "":
+            try:
+                outputs[key] = str(resolve(output["Value"]))
+            except StackError:
+                pass
+
     # --- functions ---------------------------------------------------------
     lam = aws("lambda")
     functions: dict[str, dict[str, Any]] = {}
@@ -683,7 +726,7 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
                 if key in env and not unresolved(env[key]):
                     continue  # moto managed an intrinsic our resolver does not know: trust it
                 raise StackError(f"{logical_id} env {key}: unresolved by moto and {e}") from None
-            if key not in env or unresolved(env[key]):
+            if key not in env or unresolved(env[key]) or (env[key] == "" and value != ""):
                 log(f"warning: {logical_id} env {key} left unresolved by moto ({env.get(key)!r}); using {value!r}")
                 env[key] = value
             elif env[key] != value:

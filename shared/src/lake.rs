@@ -9,6 +9,9 @@
 //! segments/_runs/<run id>/profiles/bucket=<k>/profiles.parquet   (profile snapshot of a run)
 //! segments/<segment>/runs/<run id>/members-<k>-of-<n>.parquet      (membership, per partition)
 //! segments/<segment>/current.json
+//! activations/decided_date=<yyyy-mm-dd>/<batch fingerprint>.parquet   (activation decisions)
+//! audiences/<campaign>/<platform>/run=<run id>/<add|remove>-<batch fingerprint>.csv
+//! reports/campaigns/<run id>.json, reports/campaigns/latest.json
 //! ```
 
 use std::collections::BTreeMap;
@@ -491,4 +494,166 @@ mod tests {
         let at = DateTime::parse_from_rfc3339("2026-11-23T06:00:00Z").unwrap().with_timezone(&Utc);
         assert_eq!(run_id(at), "20261123T060000Z");
     }
+}
+
+pub fn activations_prefix() -> &'static str {
+    "activations/"
+}
+
+pub fn activations_key(decided_date: &str, fingerprint: &str) -> String {
+    format!("activations/decided_date={decided_date}/{fingerprint}.parquet")
+}
+
+/// A hashed customer list part of one campaign, platform, run and operation.
+pub fn audience_key(campaign: &str, platform: &str, run_id: &str, op: &str, fingerprint: &str) -> String {
+    format!("audiences/{campaign}/{platform}/run={run_id}/{op}-{fingerprint}.csv")
+}
+
+pub fn campaign_report_key(run_id: &str) -> String {
+    format!("reports/campaigns/{run_id}.json")
+}
+
+pub fn campaign_report_latest_key() -> &'static str {
+    "reports/campaigns/latest.json"
+}
+
+/// One activation decision (pseudonymous: the profile id, never a contact). Written by
+/// `activate` for every decision, at least once (the campaign report deduplicates by
+/// `send_key` and `outcome`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ActivationRecord {
+    /// The campaign's entry: (campaign, segment, run, profile, change, key).
+    pub activation_key: String,
+    /// One effect of the entry: a message slot, the audience, or the holdout record.
+    pub send_key: String,
+    pub campaign: String,
+    pub segment: String,
+    pub run_id: String,
+    pub profile_id: String,
+    /// `entered` or `exited`.
+    pub change: String,
+    /// `treated` or `holdout`.
+    pub group: String,
+    pub channel: Option<String>,
+    /// `sent`, `suppressed`, `deferred`, `holdout`, `audience_added`, `audience_removed`.
+    pub outcome: String,
+    /// Why not sent now: `consent`, `unreachable`, `cap`, `cooldown`, `erased`,
+    /// `quiet_hours`, `permanent_failure`.
+    pub reason: Option<String>,
+    pub destination: Option<String>,
+    pub template: Option<String>,
+    pub decided_at: DateTime<Utc>,
+    /// An order up to this instant (and after `decided_at`) counts as a conversion.
+    pub conversion_until: DateTime<Utc>,
+}
+
+pub fn activations_schema() -> SchemaRef {
+    let text = |n: &str, nullable: bool| Field::new(n, DataType::Utf8, nullable);
+    Arc::new(Schema::new(vec![
+        text("activation_key", false),
+        text("send_key", false),
+        text("campaign", false),
+        text("segment", false),
+        text("run_id", false),
+        text("profile_id", false),
+        text("change", false),
+        text("group", false),
+        text("channel", true),
+        text("outcome", false),
+        text("reason", true),
+        text("destination", true),
+        text("template", true),
+        Field::new("decided_at", utc_micros(), false),
+        Field::new("conversion_until", utc_micros(), false),
+    ]))
+}
+
+pub fn activations_batch(rows: &[ActivationRecord]) -> Result<RecordBatch, ArrowError> {
+    let req = |f: &dyn Fn(&ActivationRecord) -> &str| -> ArrayRef {
+        Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>())
+    };
+    let opt = |f: &dyn Fn(&ActivationRecord) -> Option<&str>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<StringArray>())
+    };
+    let ts = |f: &dyn Fn(&ActivationRecord) -> DateTime<Utc>| -> ArrayRef {
+        let mut b = TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
+        rows.iter().for_each(|r| b.append_value(f(r).timestamp_micros()));
+        Arc::new(b.finish())
+    };
+    RecordBatch::try_new(
+        activations_schema(),
+        vec![
+            req(&|r| &r.activation_key),
+            req(&|r| &r.send_key),
+            req(&|r| &r.campaign),
+            req(&|r| &r.segment),
+            req(&|r| &r.run_id),
+            req(&|r| &r.profile_id),
+            req(&|r| &r.change),
+            req(&|r| &r.group),
+            opt(&|r| r.channel.as_deref()),
+            req(&|r| &r.outcome),
+            opt(&|r| r.reason.as_deref()),
+            opt(&|r| r.destination.as_deref()),
+            opt(&|r| r.template.as_deref()),
+            ts(&|r| r.decided_at),
+            ts(&|r| r.conversion_until),
+        ],
+    )
+}
+
+/// Activation records back from their Parquet batches.
+pub fn activations_from_batches(batches: &[RecordBatch]) -> Result<Vec<ActivationRecord>, ArrowError> {
+    use arrow::array::TimestampMicrosecondArray;
+    let mut out = Vec::new();
+    for b in batches {
+        let col = |name: &str| -> Result<&StringArray, ArrowError> {
+            b.column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .ok_or_else(|| ArrowError::SchemaError(format!("activation records: no text column {name}")))
+        };
+        let ts = |name: &str| -> Result<&TimestampMicrosecondArray, ArrowError> {
+            b.column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+                .ok_or_else(|| ArrowError::SchemaError(format!("activation records: no timestamp column {name}")))
+        };
+        let (ak, sk, camp, seg, run, pid, change, group, channel, outcome, reason, dest, tpl) = (
+            col("activation_key")?,
+            col("send_key")?,
+            col("campaign")?,
+            col("segment")?,
+            col("run_id")?,
+            col("profile_id")?,
+            col("change")?,
+            col("group")?,
+            col("channel")?,
+            col("outcome")?,
+            col("reason")?,
+            col("destination")?,
+            col("template")?,
+        );
+        let (decided, until) = (ts("decided_at")?, ts("conversion_until")?);
+        let opt = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_string());
+        let at = |a: &TimestampMicrosecondArray, i: usize| DateTime::from_timestamp_micros(a.value(i)).unwrap_or_default();
+        for i in 0..b.num_rows() {
+            out.push(ActivationRecord {
+                activation_key: ak.value(i).into(),
+                send_key: sk.value(i).into(),
+                campaign: camp.value(i).into(),
+                segment: seg.value(i).into(),
+                run_id: run.value(i).into(),
+                profile_id: pid.value(i).into(),
+                change: change.value(i).into(),
+                group: group.value(i).into(),
+                channel: opt(channel, i),
+                outcome: outcome.value(i).into(),
+                reason: opt(reason, i),
+                destination: opt(dest, i),
+                template: opt(tpl, i),
+                decided_at: at(decided, i),
+                conversion_until: at(until, i),
+            });
+        }
+    }
+    Ok(out)
 }

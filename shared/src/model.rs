@@ -202,6 +202,10 @@ pub struct ActivationRequest {
     pub key: BTreeMap<String, String>,
     #[serde(default)]
     pub payload: BTreeMap<String, String>,
+    /// Profile attributes the run knew (segments declared with `-- attribute:`, such as
+    /// `preferred_channel`), for channel choice. Not part of the idempotency key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl ActivationRequest {
@@ -232,6 +236,7 @@ mod tests {
             change: SegmentChange::Entered,
             key: BTreeMap::new(),
             payload: BTreeMap::new(),
+            attributes: BTreeMap::new(),
         };
         let mut other = r.clone();
         other.payload.insert("x".into(), "y".into());

@@ -19,7 +19,7 @@ impl Harness {
     pub async fn start(stage: &str) -> anyhow::Result<Self> {
         init_tracing();
         let receiver = Receiver::start().await?;
-        let stack = LocalStack::start(stage, &[("ActivationWebhookUrl".to_string(), receiver.url.clone())]).await?;
+        let stack = LocalStack::start(stage, &receiver.destination_params()).await?;
         let runner = stack.in_process_runner().await?;
         Ok(Harness { stack, receiver, runner })
     }
@@ -57,4 +57,74 @@ pub fn segment_report<'a>(summary: &'a serde_json::Value, name: &str) -> &'a ser
         .as_array()
         .and_then(|s| s.iter().find(|r| r["segment"] == name))
         .unwrap_or_else(|| panic!("no report for segment {name} in {summary}"))
+}
+
+/// A profile as identity would have written it (its own item encoding), for tests of
+/// what activation does with consents and contacts.
+#[derive(Clone, Debug, Default)]
+pub struct TestProfile {
+    pub profile_id: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub push_token: Option<String>,
+    pub country: Option<String>,
+    pub postal_code: Option<String>,
+    pub first_name: Option<String>,
+    /// (`email` | `sms` | `push` | `ads`, granted)
+    pub consents: Vec<(&'static str, bool)>,
+}
+
+impl TestProfile {
+    pub fn new(profile_id: &str) -> Self {
+        TestProfile { profile_id: profile_id.into(), ..Default::default() }
+    }
+
+    /// Writes the profile item (identity's `PROFILE#<pid>` encoding) to the profiles table.
+    pub async fn put(&self, h: &Harness) -> anyhow::Result<()> {
+        use ariane_identity::profile::{ConsentState, Doc, TraitValue};
+        use ariane_identity::store::{to_attributes, Item, Key, ProfileItem};
+        let at = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")?.with_timezone(&chrono::Utc);
+        let tv = |v: &str| TraitValue { value: v.into(), at, source: "crm".into(), observation_id: "test".into() };
+        let mut doc = Doc::default();
+        for (kind, value) in [("email", &self.email), ("phone", &self.phone), ("push_token", &self.push_token)] {
+            if let Some(v) = value {
+                doc.identifiers.entry(kind.to_string()).or_default().insert(v.clone());
+            }
+        }
+        for (name, value) in [("email", &self.email), ("phone", &self.phone), ("country", &self.country), ("postal_code", &self.postal_code), ("first_name", &self.first_name)] {
+            if let Some(v) = value {
+                doc.traits.insert(name.to_string(), tv(v));
+            }
+        }
+        for (channel, granted) in &self.consents {
+            doc.consents.insert(channel.to_string(), ConsentState { granted: *granted, at, source: "crm".into(), observation_id: "test".into() });
+        }
+        doc.channels.insert("crm".into());
+        doc.first_seen = Some(at);
+        let item = Item::Profile(ProfileItem { profile_id: self.profile_id.clone(), component: format!("c_{}", self.profile_id), doc, merged_from: vec![] });
+        let attrs = to_attributes(&Key::profile(&self.profile_id), 1, &item);
+        h.stack
+            .clients
+            .dynamodb
+            .put_item()
+            .table_name(h.stack.manifest.output("ProfilesTableName")?)
+            .set_item(Some(attrs))
+            .send()
+            .await?;
+        Ok(())
+    }
+}
+
+/// A segment change as the segments function sends it.
+pub fn activation_request(segment: &str, profile_id: &str, change: ariane_shared::model::SegmentChange, payload: &[(&str, &str)]) -> ariane_shared::model::ActivationRequest {
+    ariane_shared::model::ActivationRequest {
+        segment: segment.into(),
+        run_id: "20261124T090000Z".into(),
+        run_at: chrono::DateTime::parse_from_rfc3339("2026-11-24T09:00:00Z").expect("instant").with_timezone(&chrono::Utc),
+        profile_id: profile_id.into(),
+        change,
+        key: Default::default(),
+        payload: payload.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        attributes: Default::default(),
+    }
 }

@@ -1,27 +1,34 @@
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ariane_shared::{ConfigError, EnvSource};
 
+use crate::webhook::parse_destinations;
+
 #[derive(Clone, Debug)]
 pub struct ActivateConfig {
     pub profiles_table: String,
+    /// The activation ledger table: sends, pressure, audiences, deferrals (`state.rs`).
     pub ledger_table: String,
-    pub webhook_url: String,
+    /// Activation records and audience files are written to the lake.
+    pub lake_bucket: String,
+    /// Released deferrals go back to the activation queue.
+    pub activation_queue_url: String,
+    /// `ActivationSent` / `AudienceEntered` / `AudienceExited` events for other systems.
+    pub events_queue_url: String,
+    /// Destination name → URL (`WEBHOOK_DESTINATIONS=name=url,...`).
+    pub destinations: BTreeMap<String, String>,
+    /// The Secrets Manager secret holding the webhook signing key.
+    pub webhook_secret_arn: String,
     pub webhook_timeout: Duration,
+    /// Attempts per webhook call within one invocation.
+    pub webhook_attempts: u32,
     /// How long a claim protects an in-flight send before another instance may retry it.
     pub claim_lease: Duration,
-    /// Segments whose entries are delivered (`ACTIVATE_SEGMENTS`, comma-separated; default
-    /// `reactivation`). Entries of other segments are acknowledged without a send until
-    /// campaign files say what to do with them.
-    pub segments: Vec<String>,
 }
 
 impl ActivateConfig {
     pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
-        let webhook_url = env.require("WEBHOOK_URL")?;
-        if !(webhook_url.starts_with("https://") || webhook_url.starts_with("http://")) {
-            return Err(ConfigError::Invalid { name: "WEBHOOK_URL", reason: format!("{webhook_url:?} is not an http(s) URL") });
-        }
         let secs = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
             match env.get(name) {
                 None => Ok(Duration::from_secs(default)),
@@ -31,19 +38,26 @@ impl ActivateConfig {
                     .map_err(|_| ConfigError::Invalid { name, reason: format!("{v:?} is not a number of seconds") }),
             }
         };
+        let destinations = parse_destinations(&env.require("WEBHOOK_DESTINATIONS")?)
+            .map_err(|reason| ConfigError::Invalid { name: "WEBHOOK_DESTINATIONS", reason })?;
+        let webhook_attempts = match env.get("WEBHOOK_ATTEMPTS") {
+            None => 3,
+            Some(v) => v.parse().ok().filter(|n| (1..=10).contains(n)).ok_or_else(|| ConfigError::Invalid {
+                name: "WEBHOOK_ATTEMPTS",
+                reason: format!("{v:?} is not a number of attempts in 1..=10"),
+            })?,
+        };
         Ok(ActivateConfig {
             profiles_table: env.require("PROFILES_TABLE")?,
             ledger_table: env.require("ACTIVATION_LEDGER_TABLE")?,
-            webhook_url,
+            lake_bucket: env.require("LAKE_BUCKET")?,
+            activation_queue_url: env.require("ACTIVATION_QUEUE_URL")?,
+            events_queue_url: env.require("ACTIVATION_EVENTS_QUEUE_URL")?,
+            destinations,
+            webhook_secret_arn: env.require("WEBHOOK_SECRET_ARN")?,
             webhook_timeout: secs("WEBHOOK_TIMEOUT_SECONDS", 10)?,
+            webhook_attempts,
             claim_lease: secs("CLAIM_LEASE_SECONDS", 120)?,
-            segments: env
-                .get("ACTIVATE_SEGMENTS")
-                .unwrap_or_else(|| "reactivation".to_string())
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
         })
     }
 }

@@ -1,163 +1,751 @@
-//! The Lambda handler over the activation queue.
+//! The Lambda handler: segment changes from the activation queue become campaign sends,
+//! audience rows and events; a schedule releases the sends deferred by quiet hours.
+//!
+//! For each campaign triggered by a request's segment (`docs/activation.md`):
+//!
+//! 1. **holdout**: a deterministic hash of (campaign, profile) puts `holdout_percent` of
+//!    the audience in the holdout group, recorded but never contacted;
+//! 2. **claim** the send in the ledger (a duplicate re-emits the recorded effects);
+//! 3. **profile** re-read from DynamoDB (consistent): erased people get nothing;
+//! 4. **channel** by the campaign's policy: the first (or every, for `all`) channel with an
+//!    identifier and a granted consent;
+//! 5. **quiet hours** of that channel in the person's time zone: the send is deferred to
+//!    the first allowed minute;
+//! 6. **pressure**: the cross-channel frequency cap and the campaign's cooldown, reserved
+//!    atomically in DynamoDB;
+//! 7. **send** (signed webhook, retried), then complete the ledger with the effects.
+//!
+//! Effects (activation records, audience rows, outbound events) are written once per
+//! invocation; if that fails, the messages that produced them are retried and re-emit
+//! them from the ledger.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 use ariane_shared::aws::Clients;
-use ariane_shared::error::SdkResultExt;
+use ariane_shared::error::{AwsError, SdkResultExt};
+use ariane_shared::identifiers::stable_id;
+use ariane_shared::lake::{self, ActivationRecord};
 use ariane_shared::model::{ActivationRequest, SegmentChange};
+use ariane_shared::sqs::{send_all, SendError};
 use ariane_shared::EnvSource;
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_dynamodb::types::AttributeValue;
-use serde::Serialize;
+use aws_sdk_s3::primitives::ByteStream;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
+use crate::audience::{audience_rows, render_csv, Platform};
+use crate::campaign::{Campaign, CampaignError, Channel, CheckContext, Policy};
 use crate::config::ActivateConfig;
-use crate::ledger::{Claim, Ledger};
-use crate::webhook::{Webhook, WebhookError};
+use crate::holdout::in_holdout;
+use crate::profile::{Profile, ProfileDecodeError, Unusable};
+use crate::rules::{Rules, RulesError};
+use crate::state::{AudienceRow, Claim, Effects, Meter, PressureEntry, PressureRules, Reservation, State};
+use crate::webhook::{Destinations, RetryPolicy, WebhookError};
 
-#[derive(Clone, Debug)]
+/// Where "now" comes from: the system clock in Lambda; a settable clock in tests and the
+/// local demo, which replay a day of quiet hours in seconds.
+#[derive(Clone, Debug, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    Manual(Arc<Mutex<DateTime<Utc>>>),
+}
+
+impl Clock {
+    pub fn manual(at: DateTime<Utc>) -> Clock {
+        Clock::Manual(Arc::new(Mutex::new(at)))
+    }
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Clock::System => Utc::now(),
+            Clock::Manual(t) => t.lock().map(|t| *t).unwrap_or_else(|p| *p.into_inner()),
+        }
+    }
+    /// Sets a manual clock (no effect on the system clock).
+    pub fn set(&self, at: DateTime<Utc>) {
+        if let Clock::Manual(t) = self {
+            match t.lock() {
+                Ok(mut g) => *g = at,
+                Err(p) => *p.into_inner() = at,
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
 pub struct Activate {
     pub clients: Clients,
     pub config: ActivateConfig,
-    pub ledger: Ledger,
-    pub webhook: Webhook,
+    pub rules: Rules,
+    pub campaigns: Vec<Campaign>,
+    pub state: State,
+    pub destinations: Destinations,
+    pub clock: Clock,
+    pub meter: Arc<Meter>,
 }
 
-/// What the webhook receives.
-#[derive(Clone, Debug, Serialize)]
-pub struct Delivery<'a> {
-    pub idempotency_key: &'a str,
-    pub segment: &'a str,
-    pub change: SegmentChange,
-    pub run_id: &'a str,
-    pub profile_id: &'a str,
-    pub email: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub payload: &'a BTreeMap<String, String>,
+/// A send deferred by quiet hours, as re-queued by the release schedule.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeferredSend {
+    pub campaign: String,
+    /// `message` (one channel chosen by the policy) or `message:<channel>` (policy `all`).
+    pub slot: String,
+    pub request: ActivationRequest,
 }
 
-/// What happened to one request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Sent,
-    Duplicate,
-    /// Exits, and entries of segments no campaign acts on, are acknowledged, not delivered.
-    Ignored,
-    /// The profile no longer exists (erased): nothing sent.
-    NoProfile,
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum QueueMessage {
+    Deferred { deferred: DeferredSend },
+    Request(ActivationRequest),
 }
 
 #[derive(Debug, thiserror::Error)]
-enum ActivateError {
+pub enum ActivateError {
     #[error("message body is not an activation request: {0}")]
     Body(#[from] serde_json::Error),
     #[error(transparent)]
-    Aws(#[from] ariane_shared::AwsError),
+    Aws(#[from] AwsError),
     #[error(transparent)]
     Webhook(#[from] WebhookError),
-    #[error("another instance is sending this activation; retry later")]
-    InFlight,
+    #[error(transparent)]
+    Profile(#[from] ProfileDecodeError),
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error("another instance is deciding send {0}; retry later")]
+    InFlight(String),
+    #[error("a deferred send names campaign {0:?}, which is not deployed")]
+    UnknownCampaign(String),
+    #[error("cannot write the effects: {0}")]
+    Effects(String),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error(transparent)]
     Config(#[from] ariane_shared::ConfigError),
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    #[error("invalid campaign: {0}")]
+    Campaign(#[from] CampaignError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot read the webhook signing secret: {0}")]
+    Secret(AwsError),
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+}
+
+/// What one send slot is: the policy's one channel, or one channel of policy `all`.
+fn slots(campaign: &Campaign) -> Vec<String> {
+    match campaign.policy {
+        Policy::All => campaign.order.iter().map(|c| format!("message:{c}")).collect(),
+        Policy::Ordered | Policy::PreferredFirst => vec!["message".to_string()],
+    }
+}
+
+/// Fetches the signing key from Secrets Manager (`SecretString`).
+async fn signing_secret(clients: &Clients, arn: &str) -> Result<Vec<u8>, AwsError> {
+    let sm = aws_sdk_secretsmanager::Client::new(&clients.config);
+    let out = sm.get_secret_value().secret_id(arn).send().await.aws("secretsmanager:GetSecretValue")?;
+    match out.secret_string() {
+        Some(s) if !s.is_empty() => Ok(s.as_bytes().to_vec()),
+        _ => Err(AwsError {
+            operation: "secretsmanager:GetSecretValue",
+            code: "EmptySecret".into(),
+            message: format!("secret {arn} has no SecretString"),
+            retryable: false,
+            source: "empty secret".into(),
+        }),
+    }
+}
+
+/// A batch's outcome counts (logged and emitted as metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub messages: u64,
+    pub failed: u64,
+    pub outcomes: BTreeMap<String, u64>,
+}
+
+/// The release schedule's summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseSummary {
+    pub released: usize,
+    pub at: Option<DateTime<Utc>>,
 }
 
 impl Activate {
     pub async fn from_env(env: &dyn EnvSource) -> Result<Self, BuildError> {
         let config = ActivateConfig::from_env(env)?;
+        let rules = Rules::embedded()?;
+        let campaigns = Campaign::library()?;
         let clients = Clients::from_env(env).await;
-        let ledger = Ledger { client: clients.dynamodb.clone(), table: config.ledger_table.clone() };
-        let webhook = Webhook::new(&config.webhook_url, config.webhook_timeout)?;
-        Ok(Activate { clients, config, ledger, webhook })
+        let secret = signing_secret(&clients, &config.webhook_secret_arn).await.map_err(BuildError::Secret)?;
+        Self::new(clients, config, rules, campaigns, secret, Clock::System)
+    }
+
+    /// Builds the function over explicit rules and campaigns (tests, benchmarks).
+    pub fn new(
+        clients: Clients,
+        config: ActivateConfig,
+        rules: Rules,
+        campaigns: Vec<Campaign>,
+        secret: Vec<u8>,
+        clock: Clock,
+    ) -> Result<Self, BuildError> {
+        // Campaigns against the declared destinations (the segment library is checked
+        // by `make validate`, which knows it).
+        let segments: BTreeMap<String, Vec<String>> =
+            campaigns.iter().map(|c| (c.segment.clone(), c.payload.clone())).collect();
+        let ctx = CheckContext { segments: &segments, destinations: &rules.destinations };
+        if let Some(e) = crate::campaign::check_library(&campaigns, &ctx).into_iter().next() {
+            return Err(e.into());
+        }
+        for c in &campaigns {
+            for m in c.messages.values() {
+                if !config.destinations.contains_key(&m.destination) {
+                    return Err(BuildError::Invalid(format!(
+                        "{}: destination {:?} has no URL in WEBHOOK_DESTINATIONS",
+                        c.file, m.destination
+                    )));
+                }
+            }
+        }
+        let meter = Arc::new(Meter::default());
+        let state = State { client: clients.dynamodb.clone(), table: config.ledger_table.clone(), meter: meter.clone() };
+        let retry = RetryPolicy { attempts: config.webhook_attempts, ..RetryPolicy::default() };
+        let destinations = Destinations::new(config.destinations.clone(), secret, config.webhook_timeout, retry)?;
+        Ok(Activate { clients, config, rules, campaigns, state, destinations, clock, meter })
+    }
+
+    /// Dispatches a raw Lambda event: SQS records, or the release schedule.
+    pub async fn handle_value(&self, event: serde_json::Value) -> Result<serde_json::Value, ActivateError> {
+        if event.get("Records").is_some() {
+            let sqs: SqsEvent = serde_json::from_value(event)?;
+            Ok(serde_json::to_value(self.handle(sqs).await)?)
+        } else {
+            let eb: EventBridgeEvent<serde_json::Value> = serde_json::from_value(event)?;
+            Ok(serde_json::to_value(self.release(eb).await?)?)
+        }
     }
 
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let mut response = SqsBatchResponse::default();
-        let mut sent = 0u32;
-        let mut duplicates = 0u32;
-        for message in event.records {
+        let now = self.clock.now();
+        let work = event.records.into_iter().map(|message| {
             let id = message.message_id.clone().unwrap_or_default();
             let span = tracing::info_span!("message", message_id = %id);
-            match self.process(message.body.as_deref().unwrap_or_default()).instrument(span).await {
-                Ok(Outcome::Sent) => sent += 1,
-                Ok(Outcome::Duplicate) => duplicates += 1,
-                Ok(_) => {}
+            async move {
+                let result = self.process(message.body.as_deref().unwrap_or_default(), now).await;
+                (id, result)
+            }
+            .instrument(span)
+        });
+        let results = futures::future::join_all(work).await;
+        let mut response = SqsBatchResponse::default();
+        let mut counts = Counts::default();
+        let mut effects = Effects::default();
+        let mut producers = Vec::new();
+        for (id, result) in results {
+            counts.messages += 1;
+            match result {
+                Ok(e) => {
+                    for r in &e.records {
+                        *counts.outcomes.entry(r.outcome.clone()).or_default() += 1;
+                    }
+                    if !(e.records.is_empty() && e.events.is_empty() && e.audience.is_empty()) {
+                        producers.push(id);
+                    }
+                    effects.extend(e);
+                }
                 Err(err) => {
                     tracing::error!(message_id = %id, error = %err, "activation failed");
+                    counts.failed += 1;
                     response.add_failure(id);
                 }
             }
         }
-        ariane_shared::metrics::emit("activate", &[("Sent", sent as f64), ("Duplicates", duplicates as f64)]);
+        if let Err(err) = self.write_effects(&effects, now).await {
+            tracing::error!(error = %err, "cannot write the batch's effects: its messages are retried");
+            for id in producers {
+                counts.failed += 1;
+                response.add_failure(id);
+            }
+        }
+        let mut metrics: Vec<(&str, f64)> = vec![("Messages", counts.messages as f64), ("Failed", counts.failed as f64)];
+        let names: Vec<(String, f64)> = counts.outcomes.iter().map(|(k, v)| (format!("Outcome_{k}"), *v as f64)).collect();
+        metrics.extend(names.iter().map(|(k, v)| (k.as_str(), *v)));
+        ariane_shared::metrics::emit("activate", &metrics);
         response
     }
 
-    async fn process(&self, body: &str) -> Result<Outcome, ActivateError> {
-        let request: ActivationRequest = serde_json::from_str(body)?;
-        if request.change == SegmentChange::Exited || !self.config.segments.contains(&request.segment) {
-            return Ok(Outcome::Ignored);
-        }
-        let key = request.idempotency_key();
-        match self.ledger.claim(&key, self.config.claim_lease).await? {
-            Claim::Acquired => {}
-            Claim::AlreadyDone(status) => {
-                tracing::info!(key = %key, status = %status, "duplicate delivery: already done");
-                return Ok(Outcome::Duplicate);
+    async fn process(&self, body: &str, now: DateTime<Utc>) -> Result<Effects, ActivateError> {
+        match serde_json::from_str::<QueueMessage>(body)? {
+            QueueMessage::Request(request) => self.process_request(&request, None, now).await,
+            QueueMessage::Deferred { deferred } => {
+                if !self.campaigns.iter().any(|c| c.name == deferred.campaign) {
+                    return Err(ActivateError::UnknownCampaign(deferred.campaign));
+                }
+                self.process_request(&deferred.request, Some((&deferred.campaign, &deferred.slot)), now).await
             }
-            Claim::InFlight => return Err(ActivateError::InFlight),
         }
-        let profile = self
+    }
+
+    /// Every campaign of the request's segment (or only `only`: a released deferral).
+    pub async fn process_request(
+        &self,
+        request: &ActivationRequest,
+        only: Option<(&str, &str)>,
+        now: DateTime<Utc>,
+    ) -> Result<Effects, ActivateError> {
+        let mut effects = Effects::default();
+        for campaign in self.campaigns.iter().filter(|c| c.segment == request.segment) {
+            if only.is_some_and(|(name, _)| name != campaign.name) {
+                continue;
+            }
+            effects.extend(self.campaign(campaign, request, only.map(|(_, slot)| slot), now).await?);
+        }
+        Ok(effects)
+    }
+
+    async fn campaign(
+        &self,
+        campaign: &Campaign,
+        request: &ActivationRequest,
+        only_slot: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Effects, ActivateError> {
+        let akey = stable_id(&["activation", &campaign.name, &request.idempotency_key()]);
+        let holdout = in_holdout(&campaign.name, &request.profile_id, campaign.holdout_percent);
+        let ctx = Ctx { campaign, request, akey: &akey, group: if holdout { "holdout" } else { "treated" }, now };
+        let mut effects = Effects::default();
+        let triggered = request.change == campaign.trigger;
+        if holdout {
+            // Recorded once per entry (the report counts each activation key once).
+            if only_slot.is_none() && (triggered && campaign.sends_messages() || !campaign.sends_messages() && request.change == SegmentChange::Entered) {
+                effects.records.push(ctx.record(&format!("{akey}:holdout"), "holdout", None, None, None));
+            }
+            return Ok(effects);
+        }
+        if triggered && campaign.sends_messages() {
+            for slot in slots(campaign) {
+                if only_slot.is_some_and(|s| s != slot) {
+                    continue;
+                }
+                effects.extend(self.send(&ctx, &slot).await?);
+            }
+        }
+        if !campaign.audience.is_empty() && only_slot.is_none() {
+            effects.extend(self.audience(&ctx).await?);
+        }
+        Ok(effects)
+    }
+
+    async fn read_profile(&self, profile_id: &str) -> Result<Option<Profile>, ActivateError> {
+        let out = self
             .clients
             .dynamodb
             .get_item()
             .table_name(&self.config.profiles_table)
-            .key("pk", AttributeValue::S(format!("PROFILE#{}", request.profile_id)))
+            .key("pk", AttributeValue::S(format!("PROFILE#{profile_id}")))
             .key("sk", AttributeValue::S("PROFILE".into()))
             .consistent_read(true)
             .send()
             .await
-            .aws("dynamodb:GetItem profile");
-        let profile = match profile {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = self.ledger.release(&key, &e.to_string()).await;
-                return Err(e.into());
-            }
-        };
-        let Some(item) = profile.item() else {
-            self.ledger.complete(&key, "skipped_no_profile", "profile not found").await?;
-            return Ok(Outcome::NoProfile);
-        };
-        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-        let delivery = Delivery {
-            idempotency_key: &key,
-            segment: &request.segment,
-            change: request.change,
-            run_id: &request.run_id,
-            profile_id: &request.profile_id,
-            email: text("email"),
-            first_name: text("first_name"),
-            last_name: text("last_name"),
-            payload: &request.payload,
-        };
-        match self.webhook.post(&key, &delivery).await {
-            Ok(status) => {
-                self.ledger.complete(&key, "sent", &format!("HTTP {status}")).await?;
-                Ok(Outcome::Sent)
-            }
+            .aws("dynamodb:GetItem profile")?;
+        self.meter.read(out.item().map(crate::state::item_size).unwrap_or(0));
+        Ok(match out.item() {
+            Some(item) => Some(Profile::from_item(item)?),
+            None => None,
+        })
+    }
+
+    /// One message slot of one entry: claim, decide, send, complete.
+    async fn send(&self, ctx: &Ctx<'_>, slot: &str) -> Result<Effects, ActivateError> {
+        let skey = stable_id(&[ctx.akey, slot]);
+        match self.state.claim(&skey, self.config.claim_lease, ctx.now).await? {
+            Claim::Done(effects) => return Ok(*effects),
+            Claim::InFlight => return Err(ActivateError::InFlight(skey)),
+            Claim::Acquired => {}
+        }
+        match self.decide_send(ctx, slot, &skey).await {
+            Ok(effects) => Ok(effects),
             Err(err) => {
-                if let Err(release) = self.ledger.release(&key, &err.to_string()).await {
+                if let Err(release) = self.state.release(&skey, &err.to_string()).await {
                     tracing::warn!(error = %release, "cannot release the claim; it expires with its lease");
                 }
-                tracing::warn!(key = %key, retryable = err.retryable(), error = %err, "webhook failed");
+                Err(err)
+            }
+        }
+    }
+
+    async fn finish(&self, ctx: &Ctx<'_>, skey: &str, record: ActivationRecord, event: Option<serde_json::Value>) -> Result<Effects, ActivateError> {
+        let status = if record.outcome == "sent" { "sent" } else { "suppressed" };
+        let detail = record.reason.clone().unwrap_or_default();
+        let effects = Effects { records: vec![record], events: event.into_iter().collect(), audience: Vec::new() };
+        self.state.complete(skey, status, &effects, &detail, ctx.now).await?;
+        Ok(effects)
+    }
+
+    async fn decide_send(&self, ctx: &Ctx<'_>, slot: &str, skey: &str) -> Result<Effects, ActivateError> {
+        let c = ctx.campaign;
+        let Some(profile) = self.read_profile(&ctx.request.profile_id).await? else {
+            return self.finish(ctx, skey, ctx.record(skey, "suppressed", Some("erased"), None, None), None).await;
+        };
+        // The channel: the slot's own (policy `all`) or the policy's first usable one.
+        let candidates: Vec<Channel> = match slot.strip_prefix("message:") {
+            Some(name) => Channel::parse(name).into_iter().collect(),
+            None => c.candidates(ctx.request.attributes.get("preferred_channel").and_then(|p| Channel::of_preferred(p))),
+        };
+        let mut refused = Vec::new();
+        let mut chosen = None;
+        for ch in &candidates {
+            match profile.usable(*ch) {
+                Ok(()) => {
+                    chosen = Some(*ch);
+                    break;
+                }
+                Err(why) => refused.push(why),
+            }
+        }
+        let Some(channel) = chosen else {
+            let reason = if refused.contains(&Unusable::NoConsent) { "consent" } else { "unreachable" };
+            let only = (candidates.len() == 1).then(|| candidates[0]);
+            return self.finish(ctx, skey, ctx.record(skey, "suppressed", Some(reason), only, None), None).await;
+        };
+        let message = &c.messages[&channel];
+        let zone = profile.zone(self.rules.time_zone);
+        let quiet = self.rules.quiet(channel);
+        if quiet.is_quiet(ctx.now, zone) {
+            let Some(due) = quiet.next_allowed(ctx.now, zone) else {
+                return self.finish(ctx, skey, ctx.record(skey, "suppressed", Some("quiet_hours"), Some(channel), Some(message)), None).await;
+            };
+            let deferred = serde_json::json!({ "deferred": DeferredSend { campaign: c.name.clone(), slot: slot.to_string(), request: ctx.request.clone() } });
+            self.state.defer(skey, due, &deferred.to_string(), ctx.now).await?;
+            tracing::info!(campaign = %c.name, channel = %channel, due = %due, "deferred by quiet hours");
+            let mut record = ctx.record(skey, "deferred", Some("quiet_hours"), Some(channel), Some(message));
+            record.conversion_until = due + Duration::days(c.conversion_days as i64);
+            return Ok(Effects { records: vec![record], ..Effects::default() });
+        }
+        let cap = self.rules.frequency_cap;
+        let rules = PressureRules {
+            max_messages: cap.max_messages,
+            window: cap.window,
+            cooldown: c.cooldown,
+            retention: cap.window.max(self.longest_cooldown()),
+        };
+        let entry = PressureEntry { k: skey.to_string(), c: c.name.clone(), ch: channel.as_str().into(), at: ctx.now.timestamp() };
+        match self.state.reserve(&profile.profile_id, entry, ctx.now, &rules).await? {
+            Reservation::Reserved => {}
+            Reservation::CapReached { .. } => {
+                return self.finish(ctx, skey, ctx.record(skey, "suppressed", Some("cap"), Some(channel), Some(message)), None).await
+            }
+            Reservation::Cooldown { .. } => {
+                return self.finish(ctx, skey, ctx.record(skey, "suppressed", Some("cooldown"), Some(channel), Some(message)), None).await
+            }
+        }
+        let body = Outbound::new(ctx, skey, channel, &message.template, &profile);
+        let posted = self.destinations.post(&message.destination, skey, &body).await;
+        let attempts = match &posted {
+            Ok(d) => d.attempts,
+            Err(WebhookError::Status { attempts, .. } | WebhookError::Transport { attempts, .. }) => *attempts,
+            Err(_) => 0,
+        };
+        self.meter.webhook_posts.fetch_add(attempts as u64, std::sync::atomic::Ordering::Relaxed);
+        match posted {
+            Ok(delivered) => {
+                tracing::info!(campaign = %c.name, channel = %channel, attempts = delivered.attempts, status = delivered.status, "sent");
+                let event = serde_json::json!({
+                    "type": "ActivationSent", "id": skey, "campaign": c.name, "channel": channel,
+                    "destination": message.destination, "template": message.template, "segment": ctx.request.segment,
+                    "run_id": ctx.request.run_id, "profile_id": ctx.request.profile_id, "sent_at": ctx.now,
+                });
+                self.finish(ctx, skey, ctx.record(skey, "sent", None, Some(channel), Some(message)), Some(event)).await
+            }
+            Err(err) => {
+                tracing::warn!(campaign = %c.name, channel = %channel, retryable = err.retryable(), error = %err, "webhook failed");
+                self.state.unreserve(&profile.profile_id, skey, rules.retention).await?;
                 Err(err.into())
             }
+        }
+    }
+
+    fn longest_cooldown(&self) -> Duration {
+        self.campaigns.iter().map(|c| c.cooldown).max().unwrap_or_else(Duration::zero)
+    }
+
+    /// The campaign's ad audiences follow the segment: entered → hashed rows added (with
+    /// the person's advertising consent), exited → the rows added before removed.
+    async fn audience(&self, ctx: &Ctx<'_>) -> Result<Effects, ActivateError> {
+        let skey = stable_id(&[ctx.akey, "audience"]);
+        match self.state.claim(&skey, self.config.claim_lease, ctx.now).await? {
+            Claim::Done(effects) => return Ok(*effects),
+            Claim::InFlight => return Err(ActivateError::InFlight(skey)),
+            Claim::Acquired => {}
+        }
+        match self.decide_audience(ctx, &skey).await {
+            Ok(effects) => Ok(effects),
+            Err(err) => {
+                if let Err(release) = self.state.release(&skey, &err.to_string()).await {
+                    tracing::warn!(error = %release, "cannot release the claim; it expires with its lease");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn decide_audience(&self, ctx: &Ctx<'_>, skey: &str) -> Result<Effects, ActivateError> {
+        let c = ctx.campaign;
+        let pid = &ctx.request.profile_id;
+        let platforms: Vec<&str> = c.audience.iter().map(|p| p.as_str()).collect();
+        let record = |outcome: &str, reason: Option<&str>| {
+            let mut r = ctx.record(skey, outcome, reason, None, None);
+            r.channel = Some("ads".into());
+            r.destination = Some(platforms.join(","));
+            r
+        };
+        let mut effects = Effects::default();
+        match ctx.request.change {
+            SegmentChange::Entered => {
+                let Some(profile) = self.read_profile(pid).await? else {
+                    effects.records.push(record("suppressed", Some("erased")));
+                    self.state.complete(skey, "suppressed", &effects, "erased", ctx.now).await?;
+                    return Ok(effects);
+                };
+                if !profile.ads_consent() {
+                    effects.records.push(record("suppressed", Some("consent")));
+                    self.state.complete(skey, "suppressed", &effects, "no ads consent", ctx.now).await?;
+                    return Ok(effects);
+                }
+                let member = profile.audience_member();
+                let rows: Vec<AudienceRow> = c
+                    .audience
+                    .iter()
+                    .flat_map(|p| {
+                        audience_rows(*p, &member, &self.rules.phone_region).into_iter().map(move |(email, phone)| AudienceRow {
+                            campaign: c.name.clone(),
+                            platform: p.as_str().into(),
+                            run_id: ctx.request.run_id.clone(),
+                            op: "add".into(),
+                            email_sha256: email,
+                            phone_sha256: phone,
+                        })
+                    })
+                    .collect();
+                if rows.is_empty() {
+                    effects.records.push(record("suppressed", Some("unreachable")));
+                    self.state.complete(skey, "suppressed", &effects, "no identifier to match", ctx.now).await?;
+                    return Ok(effects);
+                }
+                self.state.put_audience(&c.name, pid, &rows, ctx.now).await?;
+                effects.records.push(record("audience_added", None));
+                effects.events.push(serde_json::json!({
+                    "type": "AudienceEntered", "id": skey, "campaign": c.name, "platforms": platforms,
+                    "profile_id": pid, "run_id": ctx.request.run_id, "at": ctx.now,
+                }));
+                effects.audience = rows;
+                self.state.complete(skey, "sent", &effects, "audience rows added", ctx.now).await?;
+            }
+            SegmentChange::Exited => {
+                match self.state.audience(&c.name, pid).await? {
+                    None => {
+                        // Never added (holdout, no consent, or an earlier exit): nothing to remove.
+                        self.state.complete(skey, "suppressed", &effects, "not in the audience", ctx.now).await?;
+                    }
+                    Some(added) => {
+                        effects.audience = added
+                            .into_iter()
+                            .map(|mut r| {
+                                r.op = "remove".into();
+                                r.run_id = ctx.request.run_id.clone();
+                                r
+                            })
+                            .collect();
+                        effects.records.push(record("audience_removed", None));
+                        effects.events.push(serde_json::json!({
+                            "type": "AudienceExited", "id": skey, "campaign": c.name, "platforms": platforms,
+                            "profile_id": pid, "run_id": ctx.request.run_id, "at": ctx.now,
+                        }));
+                        // Completed before the item goes: a retry after a crash in between
+                        // finds the send done and re-emits the same removal rows.
+                        self.state.complete(skey, "sent", &effects, "audience rows removed", ctx.now).await?;
+                        self.state.delete_audience(&c.name, pid).await?;
+                    }
+                }
+            }
+        }
+        Ok(effects)
+    }
+
+    /// Writes a batch's effects: one Parquet file of activation records, one CSV part per
+    /// (campaign, platform, run, operation), and the outbound events. Every name derives
+    /// from the content, so a retried batch rewrites the same objects.
+    pub async fn write_effects(&self, effects: &Effects, now: DateTime<Utc>) -> Result<(), ActivateError> {
+        let bucket = &self.config.lake_bucket;
+        let bad = |e: String| ActivateError::Effects(e);
+        if !effects.records.is_empty() {
+            let mut records = effects.records.clone();
+            records.sort_by(|a, b| (&a.send_key, &a.outcome).cmp(&(&b.send_key, &b.outcome)));
+            let ids: Vec<String> = records.iter().map(|r| format!("{}:{}:{}", r.send_key, r.outcome, r.decided_at.timestamp())).collect();
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let key = lake::activations_key(&now.format("%Y-%m-%d").to_string(), &stable_id(&refs));
+            let batch = lake::activations_batch(&records).map_err(|e| bad(e.to_string()))?;
+            let bytes = lake::parquet_bytes(lake::activations_schema(), &[batch]).map_err(|e| bad(e.to_string()))?;
+            self.put(bucket, &key, bytes, "application/vnd.apache.parquet").await?;
+        }
+        let mut files: BTreeMap<(String, String, String, String), BTreeSet<(Option<String>, Option<String>)>> = BTreeMap::new();
+        for r in &effects.audience {
+            files
+                .entry((r.campaign.clone(), r.platform.clone(), r.run_id.clone(), r.op.clone()))
+                .or_default()
+                .insert((r.email_sha256.clone(), r.phone_sha256.clone()));
+        }
+        for ((campaign, platform, run_id, op), rows) in files {
+            let Ok(p) = Platform::parse(&platform) else { continue };
+            let rows: Vec<(Option<String>, Option<String>)> = rows.into_iter().collect();
+            let body = render_csv(p, &rows);
+            let fingerprint = ariane_shared::identifiers::sha256_hex(&String::from_utf8_lossy(&body));
+            let key = lake::audience_key(&campaign, &platform, &run_id, &op, &fingerprint[..24]);
+            self.put(bucket, &key, body, "text/csv").await?;
+        }
+        if !effects.events.is_empty() {
+            let bodies: Vec<String> = effects.events.iter().map(|e| e.to_string()).collect();
+            send_all(&self.clients.sqs, &self.config.events_queue_url, &bodies).await?;
+            self.meter.sqs_requests.fetch_add(bodies.len().div_ceil(10) as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ActivateError> {
+        self.meter.s3_puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.clients
+            .s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .aws("s3:PutObject activation effects")?;
+        Ok(())
+    }
+
+    /// The release schedule: re-queues every deferral due by the event's time (or now).
+    pub async fn release(&self, event: EventBridgeEvent<serde_json::Value>) -> Result<ReleaseSummary, ActivateError> {
+        let at = event.time.unwrap_or_else(|| self.clock.now()).max(self.clock.now());
+        // Deferrals never reach further than a long weekend plus holidays; a week back
+        // also catches anything a missed schedule left behind.
+        let due = self.state.due_deferrals(at, 7).await?;
+        let bodies: Vec<String> = due.iter().map(|(_, _, m)| m.clone()).collect();
+        send_all(&self.clients.sqs, &self.config.activation_queue_url, &bodies).await?;
+        self.meter.sqs_requests.fetch_add(bodies.len().div_ceil(10) as u64, std::sync::atomic::Ordering::Relaxed);
+        for (pk, sk, _) in &due {
+            self.state.delete(pk, sk).await?;
+        }
+        tracing::info!(released = due.len(), at = %at, "deferred sends released");
+        ariane_shared::metrics::emit("activate", &[("Released", due.len() as f64)]);
+        Ok(ReleaseSummary { released: due.len(), at: Some(at) })
+    }
+}
+
+/// The entry being decided.
+struct Ctx<'a> {
+    campaign: &'a Campaign,
+    request: &'a ActivationRequest,
+    akey: &'a str,
+    group: &'a str,
+    now: DateTime<Utc>,
+}
+
+impl Ctx<'_> {
+    fn record(
+        &self,
+        send_key: &str,
+        outcome: &str,
+        reason: Option<&str>,
+        channel: Option<Channel>,
+        message: Option<&crate::campaign::Message>,
+    ) -> ActivationRecord {
+        ActivationRecord {
+            activation_key: self.akey.to_string(),
+            send_key: send_key.to_string(),
+            campaign: self.campaign.name.clone(),
+            segment: self.request.segment.clone(),
+            run_id: self.request.run_id.clone(),
+            profile_id: self.request.profile_id.clone(),
+            change: self.request.change.as_str().into(),
+            group: self.group.into(),
+            channel: channel.map(|c| c.as_str().to_string()),
+            outcome: outcome.into(),
+            reason: reason.map(str::to_string),
+            destination: message.map(|m| m.destination.clone()),
+            template: message.map(|m| m.template.clone()),
+            decided_at: self.now,
+            conversion_until: self.now + Duration::days(self.campaign.conversion_days as i64),
+        }
+    }
+}
+
+/// What a destination receives.
+#[derive(Clone, Debug, Serialize)]
+pub struct Outbound<'a> {
+    pub idempotency_key: &'a str,
+    pub campaign: &'a str,
+    pub channel: Channel,
+    pub template: &'a str,
+    pub segment: &'a str,
+    pub change: SegmentChange,
+    pub run_id: &'a str,
+    pub profile_id: &'a str,
+    pub to: Recipient,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// The campaign's payload fields from the segment.
+    pub payload: BTreeMap<String, String>,
+    pub sent_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Recipient {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub push_tokens: Vec<String>,
+}
+
+impl<'a> Outbound<'a> {
+    fn new(ctx: &'a Ctx<'a>, skey: &'a str, channel: Channel, template: &'a str, profile: &Profile) -> Self {
+        let to = match channel {
+            Channel::Email => Recipient { email: profile.email.clone(), ..Recipient::default() },
+            Channel::Sms => Recipient { phone: profile.phone.clone(), ..Recipient::default() },
+            Channel::Push => Recipient { push_tokens: profile.push_tokens.clone(), ..Recipient::default() },
+        };
+        Outbound {
+            idempotency_key: skey,
+            campaign: &ctx.campaign.name,
+            channel,
+            template,
+            segment: &ctx.request.segment,
+            change: ctx.request.change,
+            run_id: &ctx.request.run_id,
+            profile_id: &ctx.request.profile_id,
+            to,
+            first_name: profile.first_name.clone(),
+            last_name: profile.last_name.clone(),
+            payload: ctx
+                .campaign
+                .payload
+                .iter()
+                .filter_map(|f| ctx.request.payload.get(f).map(|v| (f.clone(), v.clone())))
+                .collect(),
+            sent_at: ctx.now,
         }
     }
 }

@@ -18,7 +18,8 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::aws::{AmazonS3Builder, AwsCredential};
 use object_store::CredentialProvider;
@@ -134,14 +135,37 @@ async fn register_views(ctx: &SessionContext, run_at: DateTime<Utc>) -> Result<(
     Ok(())
 }
 
-/// A session with a bounded memory pool that spills to `scratch_dir`.
-pub fn session(memory_limit_mb: usize, scratch_dir: &std::path::Path) -> Result<SessionContext> {
-    let runtime = RuntimeEnvBuilder::new()
+/// Parquet footers (and page indexes) kept for the run, in MB: one read of each file's
+/// metadata serves every segment and partition of the run instead of one per query.
+pub const METADATA_CACHE_MB: usize = 256;
+/// File listings kept for the run, in MB (about 200 bytes a file).
+pub const LIST_CACHE_MB: usize = 32;
+
+/// The runtime of one run: a bounded memory pool that spills to `scratch_dir`, and caches
+/// of file listings and Parquet metadata shared by every session of the run. A runtime
+/// lives for one run only: its listings never expire, which is what makes a run see one
+/// consistent lake, and a later run must not see them.
+pub fn runtime(memory_limit_mb: usize, scratch_dir: &std::path::Path) -> Result<Arc<RuntimeEnv>> {
+    let caches = CacheManagerConfig::default()
+        .with_list_files_cache_limit(LIST_CACHE_MB * 1024 * 1024)
+        .with_list_files_cache_ttl(None)
+        .with_metadata_cache_limit(METADATA_CACHE_MB * 1024 * 1024);
+    RuntimeEnvBuilder::new()
         .with_memory_limit(memory_limit_mb * 1024 * 1024, 1.0)
         .with_temp_file_path(scratch_dir)
-        .build_arc()?;
+        .with_cache_manager(caches)
+        .build_arc()
+}
+
+/// A session on `runtime` (see [`runtime`]).
+pub fn session_on(runtime: Arc<RuntimeEnv>) -> SessionContext {
     let config = SessionConfig::new().with_information_schema(true);
-    Ok(SessionContext::new_with_config_rt(config, runtime))
+    SessionContext::new_with_config_rt(config, runtime)
+}
+
+/// A session with a runtime of its own (a bounded memory pool that spills to `scratch_dir`).
+pub fn session(memory_limit_mb: usize, scratch_dir: &std::path::Path) -> Result<SessionContext> {
+    Ok(session_on(runtime(memory_limit_mb, scratch_dir)?))
 }
 
 /// Object-store credentials from the AWS SDK's credential chain (environment, Lambda's
@@ -226,6 +250,19 @@ pub async fn register_run(ctx: &SessionContext, base: &str, scope: &RunScope) ->
     };
     ctx.register_table("profiles", profiles)?;
     register_views(ctx, scope.run_at).await
+}
+
+/// Registers the activation records (`activations/decided_date=<d>/`) as `activations`,
+/// for the campaign report.
+pub fn register_activations(ctx: &SessionContext, base: &str) -> Result<()> {
+    let base = base.trim_end_matches('/');
+    let table = listing_table(
+        &format!("{base}/{}", lake::activations_prefix()),
+        lake::activations_schema(),
+        vec![("decided_date".to_string(), DataType::Utf8)],
+    )?;
+    ctx.register_table("activations", table)?;
+    Ok(())
 }
 
 /// `file://` URL of a local lake directory (tests, benchmarks, the DuckDB comparison).

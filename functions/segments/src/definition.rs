@@ -24,6 +24,10 @@ pub struct SegmentDefinition {
     pub key: Vec<String>,
     /// Result columns passed to activation with each member.
     pub payload: Vec<String>,
+    /// `-- attribute: col`: the member's value of `col` is a profile attribute passed with
+    /// every activation request of the run (the `preferred-channel` segment gives
+    /// `preferred_channel`, which campaigns use to pick a channel).
+    pub attribute: Option<String>,
     pub sql: String,
 }
 
@@ -78,8 +82,8 @@ pub struct DefinitionError {
 impl SegmentDefinition {
     pub fn parse(file: &str, text: &str) -> Result<Self, DefinitionError> {
         let err = |problem: String| DefinitionError { file: file.to_string(), problem };
-        let (mut name, mut description, mut schedule, mut key, mut payload) =
-            (None, String::new(), Schedule::default(), Vec::new(), Vec::new());
+        let (mut name, mut description, mut schedule, mut key, mut payload, mut attribute) =
+            (None, String::new(), Schedule::default(), Vec::new(), Vec::new(), None);
         let columns = |value: &str| -> Vec<String> {
             value.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
         };
@@ -99,9 +103,10 @@ impl SegmentDefinition {
                             }
                             "key" => key = columns(&value),
                             "payload" => payload = columns(&value),
+                            "attribute" => attribute = Some(value).filter(|v| !v.is_empty()),
                             other => {
                                 return Err(err(format!(
-                                    "line {}: unknown header key {other:?} (expected name, description, schedule, key, payload)",
+                                    "line {}: unknown header key {other:?} (expected name, description, schedule, key, payload, attribute)",
                                     i + 1
                                 )))
                             }
@@ -131,7 +136,12 @@ impl SegmentDefinition {
         if let Some(k) = key.iter().find(|k| *k == "profile_id") {
             return Err(err(format!("key column {k:?} is implied; list only the extra key columns")));
         }
-        Ok(SegmentDefinition { file: file.to_string(), name, description, schedule, key, payload, sql })
+        if let Some(a) = &attribute {
+            if !key.contains(a) && !payload.contains(a) {
+                return Err(err(format!("attribute column {a:?} must be a key or payload column")));
+            }
+        }
+        Ok(SegmentDefinition { file: file.to_string(), name, description, schedule, key, payload, attribute, sql })
     }
 
     /// The built-in library embedded at build time.

@@ -27,12 +27,18 @@ pub struct RunDetail {
     pub segments: Option<Vec<String>>,
     #[serde(default)]
     pub force: bool,
+    /// Compute the campaign report now, whether due or not.
+    #[serde(default)]
+    pub report: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RunSummary {
     pub run_at: DateTime<Utc>,
     pub segments: Vec<SegmentReport>,
+    /// The campaign report, when this run computed it (daily, or asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::report::CampaignReport>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +75,12 @@ impl Segments {
             }
         };
         let force = detail.force || detail.segments.is_some();
-        let segments = run_segments(&self.clients, &self.config, &definitions, run_at, force).await?;
-        Ok(RunSummary { run_at, segments })
+        // One runtime per invocation: its listing and metadata caches serve every query of
+        // the run, and no later run.
+        let runtime = crate::catalog::runtime(self.config.memory_limit_mb, &self.config.scratch_dir)
+            .map_err(RunError::Catalog)?;
+        let segments = run_segments(&self.clients, &self.config, &definitions, run_at, force, &runtime).await?;
+        let report = crate::report::run_if_due(&self.clients, &self.config, run_at, detail.report, &runtime).await?;
+        Ok(RunSummary { run_at, segments, report })
     }
 }

@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod config;
 pub mod definition;
 pub mod handler;
+pub mod report;
 pub mod run;
 pub mod snapshot;
 

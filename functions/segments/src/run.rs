@@ -8,6 +8,7 @@
 //! the same idempotency keys, which activation de-duplicates.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use ariane_shared::aws::Clients;
 use ariane_shared::error::{AwsError, SdkResultExt};
@@ -19,6 +20,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, Utc};
 use datafusion::error::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
@@ -79,18 +81,20 @@ pub enum RunError {
     Read(String),
 }
 
-/// Runs the due `definitions` at `run_at` over the lake (all of them when `force`).
+/// Runs the due `definitions` at `run_at` over the lake (all of them when `force`), on
+/// the run's `runtime` ([`catalog::runtime`]: one per run, shared by its queries).
 pub async fn run_segments(
     clients: &Clients,
     config: &SegmentsConfig,
     definitions: &[SegmentDefinition],
     run_at: DateTime<Utc>,
     force: bool,
+    runtime: &Arc<RuntimeEnv>,
 ) -> Result<Vec<SegmentReport>, RunError> {
     let run_id = lake::run_id(run_at);
     let bucket = &config.lake_bucket;
     let mut reports = Vec::with_capacity(definitions.len());
-    let mut due = Vec::new();
+    let mut due: Vec<(&SegmentDefinition, Option<CurrentPointer>)> = Vec::new();
     for def in definitions {
         let current: Option<CurrentPointer> = match get_bytes(clients, bucket, &lake::segment_current_key(&def.name)).await? {
             Some(bytes) => Some(serde_json::from_slice(&bytes)?),
@@ -120,9 +124,21 @@ pub async fn run_segments(
     let profiles =
         crate::snapshot::ensure_snapshot(clients, &config.profiles_table, bucket, &run_id, config.partitions).await?;
     tracing::info!(run_id = %run_id, profiles, partitions = config.partitions, "profile snapshot ready");
+    // Attribute segments (`-- attribute:`) first: their members of this run (or, when
+    // not due, of their committed run) are attached to every other segment's requests.
+    due.sort_by_key(|(def, _)| def.attribute.is_none());
+    let mut attributes = Attributes::default();
+    for def in definitions.iter().filter(|d| d.attribute.is_some()) {
+        if !due.iter().any(|(d, _)| d.name == def.name) {
+            attributes.load_committed(clients, bucket, def, config.partitions).await?;
+        }
+    }
     for (def, current) in due {
-        let report = run_one(clients, config, def, current, run_at).await?;
+        let (report, members) = run_one(clients, config, def, current, run_at, &attributes, runtime).await?;
         tracing::info!(segment = %report.segment, members = report.members, entered = report.entered, exited = report.exited, query_ms = report.query_ms, "segment run");
+        if let Some(name) = &def.attribute {
+            attributes.add(name, members);
+        }
         reports.push(report);
     }
     let order: BTreeMap<&str, usize> = definitions.iter().enumerate().map(|(i, d)| (d.name.as_str(), i)).collect();
@@ -142,9 +158,10 @@ fn humanize(d: chrono::Duration) -> String {
 pub async fn run_session(
     clients: &Clients,
     config: &SegmentsConfig,
+    runtime: &Arc<RuntimeEnv>,
     scope: &RunScope,
 ) -> Result<SessionContext, DataFusionError> {
-    let ctx = catalog::session(config.memory_limit_mb, &config.scratch_dir)?;
+    let ctx = catalog::session_on(runtime.clone());
     catalog::register_lake(&ctx, &clients.config, &config.lake_bucket)?;
     catalog::register_run(&ctx, &format!("s3://{}", config.lake_bucket), scope).await?;
     Ok(ctx)
@@ -159,23 +176,76 @@ pub async fn compute(ctx: &SessionContext, def: &SegmentDefinition, run_at: Date
     members_of(&def.name, &batches, &def.key, &def.payload)
 }
 
+/// Profile attributes of a run, per profile partition: attribute name → profile → value.
+#[derive(Debug, Default)]
+pub struct Attributes {
+    by_bucket: Vec<BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+impl Attributes {
+    fn slot(&mut self, k: usize) -> &mut BTreeMap<String, BTreeMap<String, String>> {
+        if self.by_bucket.len() <= k {
+            self.by_bucket.resize_with(k + 1, BTreeMap::new);
+        }
+        &mut self.by_bucket[k]
+    }
+
+    /// The members of an attribute segment, per bucket.
+    fn add(&mut self, name: &str, members: Vec<Vec<SegmentMember>>) {
+        for (k, part) in members.into_iter().enumerate() {
+            let map = self.slot(k).entry(name.to_string()).or_default();
+            for m in part {
+                if let Some(v) = m.key.get(name).or_else(|| m.payload.get(name)) {
+                    map.insert(m.profile_id, v.clone());
+                }
+            }
+        }
+    }
+
+    async fn load_committed(&mut self, clients: &Clients, bucket: &str, def: &SegmentDefinition, n: usize) -> Result<(), RunError> {
+        let Some(name) = &def.attribute else { return Ok(()) };
+        let Some(bytes) = get_bytes(clients, bucket, &lake::segment_current_key(&def.name)).await? else { return Ok(()) };
+        let current: CurrentPointer = serde_json::from_slice(&bytes)?;
+        let mut per_bucket: Vec<Vec<SegmentMember>> = vec![Vec::new(); n];
+        for part in &current.parts {
+            for m in read_members(clients, bucket, part).await? {
+                per_bucket[lake::profile_bucket(&m.profile_id, n)].push(m);
+            }
+        }
+        self.add(name, per_bucket);
+        Ok(())
+    }
+
+    /// The attributes of `profile_id` in partition `k`.
+    pub fn of(&self, k: usize, profile_id: &str) -> BTreeMap<String, String> {
+        self.by_bucket
+            .get(k)
+            .map(|m| m.iter().filter_map(|(name, values)| values.get(profile_id).map(|v| (name.clone(), v.clone()))).collect())
+            .unwrap_or_default()
+    }
+}
+
 async fn run_one(
     clients: &Clients,
     config: &SegmentsConfig,
     def: &SegmentDefinition,
     current: Option<CurrentPointer>,
     run_at: DateTime<Utc>,
-) -> Result<SegmentReport, RunError> {
+    attributes: &Attributes,
+    runtime: &Arc<RuntimeEnv>,
+) -> Result<(SegmentReport, Vec<Vec<SegmentMember>>), RunError> {
     let run_id = lake::run_id(run_at);
     let bucket = &config.lake_bucket;
     let n = config.partitions;
     let (mut parts, mut members, mut entered_total, mut exited_total, mut query_ms) = (Vec::new(), 0, 0, 0, 0u64);
+    // The members of an attribute segment, per partition, for the segments after it.
+    let mut kept: Vec<Vec<SegmentMember>> = Vec::new();
     // The previous membership, read once when its partitioning differs from this run's.
     let mut previous_all: Option<Vec<SegmentMember>> = None;
     for k in 0..n {
         let scope = RunScope { run_at, snapshot_run_id: run_id.clone(), bucket: (n > 1).then_some(k) };
         let started = std::time::Instant::now();
-        let ctx = run_session(clients, config, &scope).await.map_err(RunError::Catalog)?;
+        let ctx = run_session(clients, config, runtime, &scope).await.map_err(RunError::Catalog)?;
         let current_members = compute(&ctx, def, run_at).await?;
         drop(ctx);
         query_ms += started.elapsed().as_millis() as u64;
@@ -213,6 +283,7 @@ async fn run_one(
                     change,
                     key: m.key.clone(),
                     payload: m.payload.clone(),
+                    attributes: attributes.of(k, &m.profile_id),
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -221,6 +292,9 @@ async fn run_one(
         members += current_members.len();
         entered_total += entered.len();
         exited_total += exited.len();
+        if def.attribute.is_some() {
+            kept.push(current_members);
+        }
     }
 
     let pointer = CurrentPointer { run_id: run_id.clone(), run_at, parts, partitions: n, members };
@@ -234,7 +308,7 @@ async fn run_one(
             ("QueryMilliseconds", query_ms as f64),
         ],
     );
-    Ok(SegmentReport {
+    let report = SegmentReport {
         segment: def.name.clone(),
         run_id,
         members,
@@ -243,7 +317,8 @@ async fn run_one(
         skipped: false,
         reason: None,
         query_ms,
-    })
+    };
+    Ok((report, kept))
 }
 
 async fn read_members(clients: &Clients, bucket: &str, key: &str) -> Result<Vec<SegmentMember>, RunError> {
@@ -381,6 +456,28 @@ mod tests {
         let tier = |id: &str, t: &str| SegmentMember { key: [("tier".to_string(), t.to_string())].into(), ..m(id) };
         let (entered, exited) = diff(&[tier("a", "loyal"), tier("b", "loyal")], &[tier("a", "champions"), tier("b", "loyal")]);
         assert_eq!((entered, exited), (vec![tier("a", "champions")], vec![tier("a", "loyal")]));
+    }
+
+    #[test]
+    fn attributes_follow_their_partition() {
+        let m = |id: &str, ch: &str| SegmentMember {
+            profile_id: id.into(),
+            key: [("preferred_channel".to_string(), ch.to_string())].into_iter().collect(),
+            payload: BTreeMap::new(),
+        };
+        let mut a = Attributes::default();
+        a.add("preferred_channel", vec![vec![m("p1", "email")], vec![m("p2", "app")]]);
+        assert_eq!(a.of(0, "p1").get("preferred_channel").map(String::as_str), Some("email"));
+        assert_eq!(a.of(1, "p2").get("preferred_channel").map(String::as_str), Some("app"));
+        assert!(a.of(0, "p2").is_empty() && a.of(7, "p1").is_empty());
+    }
+
+    #[test]
+    fn preferred_channel_is_an_attribute_segment() {
+        let lib = SegmentDefinition::library().unwrap();
+        let pc = lib.iter().find(|d| d.name == "preferred-channel").unwrap();
+        assert_eq!(pc.attribute.as_deref(), Some("preferred_channel"));
+        assert!(SegmentDefinition::parse("x.sql", "-- name: x\n-- attribute: nope\nSELECT 1").unwrap_err().problem.contains("nope"));
     }
 
     #[tokio::test]

@@ -11,13 +11,17 @@
 //! - [`quality`] scores identity resolution against the data generator's ground truth
 //!   (pairwise precision and recall).
 
+pub mod activation;
+pub mod duckdb;
 pub mod functions;
 pub mod manifest;
 pub mod moto;
 pub mod quality;
 pub mod receiver;
 pub mod runner;
+pub mod segment_oracle;
 pub mod stack;
+pub mod truth_lake;
 
 use std::path::PathBuf;
 

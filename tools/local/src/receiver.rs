@@ -1,5 +1,7 @@
-//! A webhook receiver on 127.0.0.1 that records what it is sent. It can be told to
-//! answer 500 to the next N requests, to test retries.
+//! A webhook receiver on 127.0.0.1 that records what it is sent (path, headers, body).
+//! It serves every destination of the stack under its own path (`/esp`, `/sms-gateway`,
+//! `/push-provider`, see [`Receiver::destination_params`]) and can be told to answer
+//! 500 (or 429 with `Retry-After`) to the next N requests, to test retries.
 
 use std::sync::{Arc, Mutex};
 
@@ -15,7 +17,13 @@ use tokio::net::TcpListener;
 /// One accepted delivery.
 #[derive(Clone, Debug)]
 pub struct Delivery {
+    /// The destination, from the path (`esp` for `/esp`).
+    pub destination: String,
     pub idempotency_key: Option<String>,
+    /// The `X-Ariane-Signature` header.
+    pub signature: Option<String>,
+    /// The raw body (what the signature covers).
+    pub raw: Bytes,
     pub body: Value,
 }
 
@@ -24,6 +32,7 @@ struct State {
     accepted: Vec<Delivery>,
     requests: u64,
     fail_next: u64,
+    throttle_next: u64,
 }
 
 pub struct Receiver {
@@ -35,7 +44,7 @@ pub struct Receiver {
 impl Receiver {
     pub async fn start() -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/webhook", listener.local_addr()?);
+        let url = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -65,6 +74,34 @@ impl Receiver {
             s.fail_next = n;
         }
     }
+
+    /// Answers 429 with `Retry-After: 1` to the next `n` requests.
+    pub fn throttle_next(&self, n: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.throttle_next = n;
+        }
+    }
+
+    /// The URL of one destination (`esp`, `sms-gateway`, `push-provider`).
+    pub fn destination_url(&self, destination: &str) -> String {
+        format!("{}/{destination}", self.url)
+    }
+
+    /// The template parameters pointing every destination at this receiver.
+    pub fn destination_params(&self) -> Vec<(String, String)> {
+        [("EmailWebhookUrl", "esp"), ("SmsWebhookUrl", "sms-gateway"), ("PushWebhookUrl", "push-provider")]
+            .into_iter()
+            .map(|(param, dest)| (param.to_string(), self.destination_url(dest)))
+            .collect()
+    }
+
+    /// Forgets what was received.
+    pub fn clear(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.accepted.clear();
+            s.requests = 0;
+        }
+    }
 }
 
 impl Drop for Receiver {
@@ -74,17 +111,25 @@ impl Drop for Receiver {
 }
 
 async fn handle(req: Request<hyper::body::Incoming>, state: Arc<Mutex<State>>) -> Result<Response<Full<Bytes>>, hyper::Error> {
-    let key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let body = req.into_body().collect().await?.to_bytes();
-    let parsed: Result<Value, _> = serde_json::from_slice(&body);
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let key = header("idempotency-key");
+    let signature = header("x-ariane-signature");
+    let destination = req.uri().path().trim_matches('/').to_string();
+    let raw = req.into_body().collect().await?.to_bytes();
+    let parsed: Result<Value, _> = serde_json::from_slice(&raw);
+    let mut retry_after = false;
     let status = match state.lock() {
         Ok(mut s) => {
             s.requests += 1;
             if s.fail_next > 0 {
                 s.fail_next -= 1;
                 StatusCode::INTERNAL_SERVER_ERROR
+            } else if s.throttle_next > 0 {
+                s.throttle_next -= 1;
+                retry_after = true;
+                StatusCode::TOO_MANY_REQUESTS
             } else if let Ok(body) = parsed {
-                s.accepted.push(Delivery { idempotency_key: key, body });
+                s.accepted.push(Delivery { destination, idempotency_key: key, signature, raw, body });
                 StatusCode::OK
             } else {
                 StatusCode::BAD_REQUEST
@@ -94,5 +139,8 @@ async fn handle(req: Request<hyper::body::Incoming>, state: Arc<Mutex<State>>) -
     };
     let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
     *response.status_mut() = status;
+    if retry_after {
+        response.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+    }
     Ok(response)
 }

@@ -127,6 +127,18 @@ impl Runner {
         Ok(Runner { manifest, sqs, invoker, retry_visibility_s: 0, drain_timeout: Duration::from_secs(600) })
     }
 
+    /// Gives the in-process activate functions this clock (the demo and tests replay
+    /// quiet hours on a manual clock). No effect on functions under cargo lambda.
+    pub fn set_activate_clock(&mut self, clock: &ariane_activate::handler::Clock) {
+        if let Invoker::InProcess(functions) = &mut self.invoker {
+            for f in functions.values_mut() {
+                if let Function::Activate(a) = f {
+                    a.clock = clock.clone();
+                }
+            }
+        }
+    }
+
     /// One poll of one mapping: receive up to a batch, invoke once, settle. Returns the
     /// number of messages received and failed.
     pub async fn poll(&self, esm: &EventSourceMapping) -> anyhow::Result<(u64, u64)> {
@@ -245,12 +257,15 @@ impl Runner {
     }
 
     /// Fires a schedule rule as EventBridge would, at `time`, and returns the response.
-    pub async fn fire_schedule(&self, rule_name: Option<&str>, time: DateTime<Utc>) -> anyhow::Result<Value> {
-        let schedule = match rule_name {
-            Some(name) => self.manifest.schedules.iter().find(|s| s.rule_name == name),
-            None => self.manifest.schedules.first(),
+    /// `which` is a rule name or the logical id of the function it targets; `None` is
+    /// the segments schedule (the function running the `segments` binary).
+    pub async fn fire_schedule(&self, which: Option<&str>, time: DateTime<Utc>) -> anyhow::Result<Value> {
+        let binary_of = |s: &crate::manifest::Schedule| self.manifest.function(&s.function).map(|f| f.binary.clone()).unwrap_or_default();
+        let schedule = match which {
+            Some(name) => self.manifest.schedules.iter().find(|s| s.rule_name == name || s.function == name),
+            None => self.manifest.schedules.iter().find(|s| binary_of(s) == "segments"),
         }
-        .with_context(|| format!("schedule {rule_name:?} not in the stack"))?;
+        .with_context(|| format!("schedule {which:?} not in the stack"))?;
         let event = scheduled_event(&self.manifest, &schedule.rule_arn, time);
         self.invoker.invoke(&self.manifest, &schedule.function, event).await
     }

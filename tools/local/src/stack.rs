@@ -94,6 +94,36 @@ impl LocalStack {
         Ok(out.body.collect().await?.into_bytes())
     }
 
+    /// A top-level attribute of a profile item (`email`, `phone`, `email_opt_in`, ...) as text.
+    pub async fn profile_attribute(&self, profile_id: &str, name: &str) -> anyhow::Result<Option<String>> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let out = self
+            .clients
+            .dynamodb
+            .get_item()
+            .table_name(self.manifest.output("ProfilesTableName")?)
+            .key("pk", AttributeValue::S(format!("PROFILE#{profile_id}")))
+            .key("sk", AttributeValue::S("PROFILE".into()))
+            .send()
+            .await?;
+        Ok(out.item().and_then(|i| i.get(name)).and_then(|v| match v {
+            AttributeValue::S(s) => Some(s.clone()),
+            AttributeValue::Bool(b) => Some(b.to_string()),
+            AttributeValue::N(n) => Some(n.clone()),
+            _ => None,
+        }))
+    }
+
+    /// Every activation record in the lake (at least once: see `ActivationRecord`).
+    pub async fn activation_records(&self) -> anyhow::Result<Vec<ariane_shared::lake::ActivationRecord>> {
+        let mut out = Vec::new();
+        for key in self.lake_keys(ariane_shared::lake::activations_prefix()).await? {
+            let batches = ariane_shared::lake::read_parquet_bytes(self.lake_object(&key).await?)?;
+            out.extend(ariane_shared::lake::activations_from_batches(&batches)?);
+        }
+        Ok(out)
+    }
+
     /// Number of profiles in the profiles table.
     pub async fn profile_count(&self) -> anyhow::Result<usize> {
         let table = self.manifest.output("ProfilesTableName")?;

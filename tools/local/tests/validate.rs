@@ -53,3 +53,32 @@ fn a_bad_segment_is_refused_with_its_file_and_reason() {
         assert!(out.contains(name) && out.to_lowercase().contains(reason), "{name}: {out}");
     }
 }
+
+#[test]
+fn a_bad_campaign_is_refused_with_its_file_and_reason() {
+    let (ok, out) = validate(&[]);
+    assert!(ok && out.contains("campaign file(s) valid") && out.contains("abandoned-cart"), "the campaigns are valid: {out}");
+    let root = ariane_local::repo_root();
+    let good = std::fs::read_to_string(root.join("campaigns/reactivation.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let campaigns = dir.path().join("campaigns");
+    std::fs::create_dir(&campaigns).unwrap();
+    let cases = [
+        ("segment", good.replace("segment = \"reactivation\"", "segment = \"lapsed\""), "lapsed"),
+        ("payload", good.replace("\"order_count\",", "\"order_count\", \"basket\","), "basket"),
+        ("destination", good.replace("destination = \"esp\"", "destination = \"mailchimp\""), "mailchimp"),
+        ("channel", good.replace("order = [\"email\", \"sms\"]", "order = [\"email\", \"fax\"]"), "fax"),
+        ("holdout", good.replace("holdout_percent = 10", "holdout_percent = 75"), "holdout_percent"),
+    ];
+    for (what, text, needle) in cases {
+        let path = campaigns.join("reactivation.toml");
+        std::fs::write(&path, text).unwrap();
+        let (ok, out) = validate(&[path.to_str().unwrap()]);
+        assert!(!ok, "{what} must be refused: {out}");
+        assert!(out.contains("reactivation.toml") && out.contains(needle), "{what}: {out}");
+    }
+    let rules = dir.path().join("activation.toml");
+    std::fs::write(&rules, "time_zone = \"Mars/Olympus\"\n[frequency_cap]\nmax_messages = 3\nwindow_days = 7\n[destinations]\n").unwrap();
+    let (ok, out) = validate(&[rules.to_str().unwrap()]);
+    assert!(!ok && out.contains("activation.toml") && out.contains("time_zone"), "{out}");
+}

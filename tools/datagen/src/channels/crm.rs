@@ -2,7 +2,7 @@
 //! Excel CSV, `;`, UTF-8 with BOM, CRLF, `Date` `dd/mm/yyyy hh:mm` Paris
 //! local time. One row per change of a contact: `Création`, `Modification`,
 //! or `Consentement` given (`Oui`) or withdrawn (`Non`) on one `Canal`
-//! (`E-mail`, `SMS`, `Push`). Every row carries the contact's details as the
+//! (`E-mail`, `SMS`, `Push`, `Publicité`). Every row carries the contact's details as the
 //! CRM holds them at that date (names often upper case, postal codes
 //! sometimes spaced, countries spelt several ways).
 //!
@@ -112,7 +112,7 @@ const UNKNOWN_TYPES: [&str; 3] = ["Suppression", "Fusion", "Import"];
 enum Kind {
     Created,
     Updated,
-    /// Consent on a channel (`E-mail`, `SMS`, `Push`): given or withdrawn.
+    /// Consent on a channel (`E-mail`, `SMS`, `Push`, `Publicité`): given or withdrawn.
     Consent(&'static str, bool),
 }
 
@@ -321,6 +321,11 @@ fn plan(
         if r_push < 10 && withdraw_push > given + DAY {
             changes.push((withdraw_push, Kind::Consent("Push", false)));
         }
+    }
+    // Advertising consent (retargeting audiences), for a third of the contacts, at
+    // creation. Decided by the index, not by a draw, so the other rows stay as they were.
+    if index % 3 == 0 {
+        changes.push((created + 5 * MINUTE, Kind::Consent("Publicité", true)));
     }
     changes.sort_unstable_by_key(|&(t, _)| t);
 

@@ -1,0 +1,462 @@
+//! Campaign files: one `campaigns/<name>.toml` per campaign, reviewed in git, embedded in
+//! the `activate` binary at build time and validated before deployment (`make validate`).
+//!
+//! ```toml
+//! name = "abandoned-cart"
+//! description = "Remind people of the cart they left, on the channel they use."
+//! segment = "abandoned-cart"        # the segment whose changes trigger the campaign
+//! trigger = "entered"               # or "exited"
+//! payload = ["items", "cart_at"]    # segment payload columns passed to the destination
+//! cooldown = "3 days"               # at most one send of this campaign per person per cooldown
+//! holdout_percent = 10              # deterministic share not contacted, to measure lift
+//! conversion_days = 7               # an order within N days of the decision is a conversion
+//!
+//! [channels]
+//! policy = "preferred-first"        # "ordered" | "preferred-first" | "all"
+//! order = ["push", "email", "sms"]
+//!
+//! [channels.email]
+//! destination = "esp"               # a destination of config/activation.toml
+//! template = "cart-reminder-email-v3"
+//!
+//! [audience]                        # optional: hashed retargeting lists
+//! platforms = ["meta", "google"]
+//! ```
+//!
+//! The reference is `docs/activation.md`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ariane_shared::model::SegmentChange;
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+
+use crate::audience::Platform;
+
+/// A messaging channel activation can reach a person on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Email,
+    Sms,
+    Push,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 3] = [Channel::Email, Channel::Sms, Channel::Push];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+            Channel::Push => "push",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Channel, String> {
+        Channel::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s.trim().to_ascii_lowercase())
+            .ok_or_else(|| format!("unknown channel {s:?} (expected email, sms or push)"))
+    }
+
+    /// The activation channel of a `preferred-channel` segment value: `app` engagement is
+    /// reached by push; `web` and `store` have no messaging channel of their own.
+    pub fn of_preferred(value: &str) -> Option<Channel> {
+        match value.trim() {
+            "email" => Some(Channel::Email),
+            "sms" => Some(Channel::Sms),
+            "app" | "push" => Some(Channel::Push),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a campaign picks the channel(s) of a send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// The first channel of `order` on which the person has consented and is reachable.
+    Ordered,
+    /// The person's preferred channel (the `preferred-channel` segment, passed with each
+    /// request as the `preferred_channel` attribute) when it is one of the campaign's
+    /// channels, then `order`.
+    PreferredFirst,
+    /// Every channel of `order` on which the person has consented and is reachable.
+    All,
+}
+
+/// What is sent on one channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Message {
+    /// A destination declared in `config/activation.toml`.
+    pub destination: String,
+    /// The template id the destination renders (the ESP's, SMS gateway's, push provider's).
+    pub template: String,
+}
+
+/// A parsed, self-consistent campaign (see [`Campaign::check`] for the checks against the
+/// segment library and the destinations).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Campaign {
+    pub file: String,
+    pub name: String,
+    pub description: String,
+    pub segment: String,
+    pub trigger: SegmentChange,
+    pub policy: Policy,
+    /// Channels in order of preference; every one has a [`Message`].
+    pub order: Vec<Channel>,
+    pub messages: BTreeMap<Channel, Message>,
+    pub payload: Vec<String>,
+    pub cooldown: Duration,
+    pub holdout_percent: f64,
+    pub conversion_days: u32,
+    /// Ad platforms whose hashed customer lists follow the segment (entered: added,
+    /// exited: removed).
+    pub audience: Vec<Platform>,
+}
+
+/// A campaign file that cannot be deployed, naming the file and the problem.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {problem}")]
+pub struct CampaignError {
+    pub file: String,
+    pub problem: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCampaign {
+    name: String,
+    #[serde(default)]
+    description: String,
+    segment: String,
+    trigger: String,
+    #[serde(default)]
+    payload: Vec<String>,
+    #[serde(default)]
+    cooldown: Option<String>,
+    #[serde(default)]
+    holdout_percent: f64,
+    #[serde(default = "default_conversion_days")]
+    conversion_days: u32,
+    #[serde(default)]
+    channels: Option<RawChannels>,
+    #[serde(default)]
+    audience: Option<RawAudience>,
+}
+
+fn default_conversion_days() -> u32 {
+    7
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannels {
+    policy: Policy,
+    order: Vec<String>,
+    email: Option<Message>,
+    sms: Option<Message>,
+    push: Option<Message>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudience {
+    platforms: Vec<String>,
+}
+
+/// `"3 days"`, `"12 hours"`, `"30 minutes"`, `"0"` (none).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t == "0" || t.is_empty() {
+        return Ok(Duration::zero());
+    }
+    let bad = || format!("duration {text:?} must be \"N days\", \"N hours\" or \"N minutes\"");
+    let (n, unit) = t.split_once(' ').ok_or_else(bad)?;
+    let n: i64 = n.trim().parse().ok().filter(|n| *n >= 0).ok_or_else(bad)?;
+    match unit.trim() {
+        "day" | "days" => Ok(Duration::days(n)),
+        "hour" | "hours" => Ok(Duration::hours(n)),
+        "minute" | "minutes" => Ok(Duration::minutes(n)),
+        _ => Err(bad()),
+    }
+}
+
+/// What a campaign is checked against before deployment: the segment library (name →
+/// payload columns) and the destinations (name → channel).
+pub struct CheckContext<'a> {
+    pub segments: &'a BTreeMap<String, Vec<String>>,
+    pub destinations: &'a BTreeMap<String, Channel>,
+}
+
+impl Campaign {
+    pub fn parse(file: &str, text: &str) -> Result<Campaign, CampaignError> {
+        let err = |problem: String| CampaignError { file: file.to_string(), problem };
+        let raw: RawCampaign = toml::from_str(text).map_err(|e| err(e.to_string().trim().to_string()))?;
+        if raw.name.is_empty() || !raw.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
+            return Err(err(format!("campaign name {:?} must be lowercase letters, digits, '-' or '_'", raw.name)));
+        }
+        let expected = format!("{}.toml", raw.name);
+        if file.rsplit('/').next() != Some(expected.as_str()) {
+            return Err(err(format!("campaign {:?} must live in a file named {expected}", raw.name)));
+        }
+        let trigger = match raw.trigger.as_str() {
+            "entered" => SegmentChange::Entered,
+            "exited" => SegmentChange::Exited,
+            other => return Err(err(format!("trigger {other:?} must be \"entered\" or \"exited\""))),
+        };
+        let cooldown = raw.cooldown.as_deref().map(parse_duration).transpose().map_err(|p| err(format!("cooldown: {p}")))?;
+        if !(0.0..=50.0).contains(&raw.holdout_percent) || raw.holdout_percent.is_nan() {
+            return Err(err(format!("holdout_percent {} must be between 0 and 50", raw.holdout_percent)));
+        }
+        if raw.conversion_days == 0 || raw.conversion_days > 90 {
+            return Err(err(format!("conversion_days {} must be between 1 and 90", raw.conversion_days)));
+        }
+        let (mut policy, mut order, mut messages) = (Policy::Ordered, Vec::new(), BTreeMap::new());
+        if let Some(ch) = raw.channels {
+            policy = ch.policy;
+            for (channel, message) in [(Channel::Email, ch.email), (Channel::Sms, ch.sms), (Channel::Push, ch.push)] {
+                if let Some(m) = message {
+                    if m.template.trim().is_empty() {
+                        return Err(err(format!("channels.{channel}.template is empty")));
+                    }
+                    messages.insert(channel, m);
+                }
+            }
+            let mut seen = BTreeSet::new();
+            for name in &ch.order {
+                let channel = Channel::parse(name).map_err(|p| err(format!("channels.order: {p}")))?;
+                if !seen.insert(channel) {
+                    return Err(err(format!("channels.order lists {channel} twice")));
+                }
+                if !messages.contains_key(&channel) {
+                    return Err(err(format!("channels.order lists {channel} but there is no [channels.{channel}] section")));
+                }
+                order.push(channel);
+            }
+            if let Some(c) = messages.keys().find(|c| !seen.contains(c)) {
+                return Err(err(format!("[channels.{c}] is defined but {c} is not in channels.order")));
+            }
+            if order.is_empty() {
+                return Err(err("channels.order is empty".into()));
+            }
+        }
+        let mut audience = Vec::new();
+        if let Some(a) = raw.audience {
+            for p in &a.platforms {
+                let platform = Platform::parse(p).map_err(|e| err(format!("audience.platforms: {e}")))?;
+                if audience.contains(&platform) {
+                    return Err(err(format!("audience.platforms lists {p:?} twice")));
+                }
+                audience.push(platform);
+            }
+            if audience.is_empty() {
+                return Err(err("audience.platforms is empty".into()));
+            }
+        }
+        if order.is_empty() && audience.is_empty() {
+            return Err(err("the campaign reaches no one: give it [channels] and/or [audience]".into()));
+        }
+        Ok(Campaign {
+            file: file.to_string(),
+            name: raw.name,
+            description: raw.description,
+            segment: raw.segment,
+            trigger,
+            policy,
+            order,
+            messages,
+            payload: raw.payload,
+            cooldown: cooldown.unwrap_or_else(Duration::zero),
+            holdout_percent: raw.holdout_percent,
+            conversion_days: raw.conversion_days,
+            audience,
+        })
+    }
+
+    /// Checks the campaign against the segment library and the destinations: the segment
+    /// exists, every payload field is one of its payload columns, every destination is
+    /// declared and serves the channel it is used for.
+    pub fn check(&self, ctx: &CheckContext<'_>) -> Vec<CampaignError> {
+        let err = |problem: String| CampaignError { file: self.file.clone(), problem };
+        let mut errors = Vec::new();
+        match ctx.segments.get(&self.segment) {
+            None => errors.push(err(format!(
+                "segment {:?} is not in the segment library (known: {})",
+                self.segment,
+                ctx.segments.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))),
+            Some(columns) => {
+                for field in &self.payload {
+                    if !columns.contains(field) {
+                        errors.push(err(format!(
+                            "payload field {field:?} is not a payload column of segment {:?} (it has: {})",
+                            self.segment,
+                            columns.join(", ")
+                        )));
+                    }
+                }
+            }
+        }
+        for (channel, message) in &self.messages {
+            match ctx.destinations.get(&message.destination) {
+                None => errors.push(err(format!(
+                    "channels.{channel}.destination {:?} is not declared in config/activation.toml (declared: {})",
+                    message.destination,
+                    ctx.destinations.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))),
+                Some(c) if c != channel => errors.push(err(format!(
+                    "channels.{channel}.destination {:?} serves {c}, not {channel}",
+                    message.destination
+                ))),
+                Some(_) => {}
+            }
+        }
+        errors
+    }
+
+    /// The campaign's candidate channels for a person whose preferred channel is
+    /// `preferred` (policies `ordered` and `preferred-first`), most wanted first.
+    pub fn candidates(&self, preferred: Option<Channel>) -> Vec<Channel> {
+        let mut out = Vec::with_capacity(self.order.len());
+        if self.policy == Policy::PreferredFirst {
+            if let Some(p) = preferred.filter(|p| self.messages.contains_key(p)) {
+                out.push(p);
+            }
+        }
+        for c in &self.order {
+            if !out.contains(c) {
+                out.push(*c);
+            }
+        }
+        out
+    }
+
+    pub fn sends_messages(&self) -> bool {
+        !self.order.is_empty()
+    }
+
+    /// The embedded campaign library (`campaigns/*.toml`), parsed.
+    pub fn library() -> Result<Vec<Campaign>, CampaignError> {
+        crate::CAMPAIGN_FILES.iter().map(|(file, text)| Campaign::parse(&format!("campaigns/{file}"), text)).collect()
+    }
+}
+
+/// Errors of a whole library: each file's, plus names defined twice.
+pub fn check_library(campaigns: &[Campaign], ctx: &CheckContext<'_>) -> Vec<CampaignError> {
+    let mut errors = Vec::new();
+    let mut names = BTreeSet::new();
+    for c in campaigns {
+        if !names.insert(c.name.clone()) {
+            errors.push(CampaignError { file: c.file.clone(), problem: format!("campaign {:?} is defined twice", c.name) });
+        }
+        errors.extend(c.check(ctx));
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CART: &str = r#"
+name = "cart"
+segment = "abandoned-cart"
+trigger = "entered"
+payload = ["items"]
+cooldown = "3 days"
+holdout_percent = 10
+[channels]
+policy = "preferred-first"
+order = ["push", "email"]
+[channels.email]
+destination = "esp"
+template = "t-email"
+[channels.push]
+destination = "push-provider"
+template = "t-push"
+[audience]
+platforms = ["meta", "google"]
+"#;
+
+    fn ctx_data() -> (BTreeMap<String, Vec<String>>, BTreeMap<String, Channel>) {
+        let segments = [("abandoned-cart".to_string(), vec!["cart_at".to_string(), "items".to_string()])].into_iter().collect();
+        let destinations = [("esp".to_string(), Channel::Email), ("push-provider".to_string(), Channel::Push)].into_iter().collect();
+        (segments, destinations)
+    }
+
+    #[test]
+    fn parses_a_campaign() {
+        let c = Campaign::parse("campaigns/cart.toml", CART).unwrap();
+        assert_eq!(c.trigger, SegmentChange::Entered);
+        assert_eq!(c.order, vec![Channel::Push, Channel::Email]);
+        assert_eq!(c.cooldown, Duration::days(3));
+        assert_eq!(c.conversion_days, 7);
+        assert_eq!(c.audience, vec![Platform::Meta, Platform::Google]);
+        let (s, d) = ctx_data();
+        assert_eq!(c.check(&CheckContext { segments: &s, destinations: &d }), vec![]);
+        assert_eq!(c.candidates(Some(Channel::Email)), vec![Channel::Email, Channel::Push]);
+        assert_eq!(c.candidates(Some(Channel::Sms)), vec![Channel::Push, Channel::Email]);
+        assert_eq!(c.candidates(None), vec![Channel::Push, Channel::Email]);
+    }
+
+    #[test]
+    fn problems_name_the_file_and_the_field() {
+        let cases = [
+            (CART.replace("trigger = \"entered\"", "trigger = \"joined\""), "joined"),
+            (CART.replace("cooldown = \"3 days\"", "cooldown = \"3 weeks\""), "cooldown"),
+            (CART.replace("holdout_percent = 10", "holdout_percent = 80"), "holdout_percent"),
+            (CART.replace("order = [\"push\", \"email\"]", "order = [\"push\", \"fax\"]"), "fax"),
+            (CART.replace("order = [\"push\", \"email\"]", "order = [\"push\"]"), "email is not in channels.order"),
+            (CART.replace("policy = \"preferred-first\"", "policy = \"random\""), "random"),
+            (CART.replace("platforms = [\"meta\", \"google\"]", "platforms = [\"tiktok\"]"), "tiktok"),
+            (CART.replace("name = \"cart\"", "name = \"other\""), "other.toml"),
+            (format!("{CART}\ncolour = \"blue\""), "colour"),
+        ];
+        for (text, needle) in cases {
+            let e = Campaign::parse("campaigns/cart.toml", &text).unwrap_err();
+            assert_eq!(e.file, "campaigns/cart.toml");
+            assert!(e.to_string().contains(needle), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn checks_against_segments_and_destinations() {
+        let (s, mut d) = ctx_data();
+        let ctx = CheckContext { segments: &s, destinations: &d };
+        let c = Campaign::parse("campaigns/cart.toml", &CART.replace("[\"items\"]", "[\"items\", \"basket\"]")).unwrap();
+        let e = c.check(&ctx);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].problem.contains("basket"), "{e:?}");
+        let c = Campaign::parse("campaigns/cart.toml", &CART.replace("segment = \"abandoned-cart\"", "segment = \"carts\"")).unwrap();
+        assert!(c.check(&ctx)[0].problem.contains("carts"));
+        d.insert("esp".into(), Channel::Sms);
+        let ctx = CheckContext { segments: &s, destinations: &d };
+        let c = Campaign::parse("campaigns/cart.toml", CART).unwrap();
+        assert!(c.check(&ctx)[0].problem.contains("serves sms"), "{:?}", c.check(&ctx));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("12 hours").unwrap(), Duration::hours(12));
+        assert_eq!(parse_duration("1 day").unwrap(), Duration::days(1));
+        assert_eq!(parse_duration("0").unwrap(), Duration::zero());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1 days").is_err());
+    }
+
+    #[test]
+    fn the_library_parses() {
+        let lib = Campaign::library().unwrap();
+        assert!(lib.len() >= 3, "{lib:?}");
+    }
+}

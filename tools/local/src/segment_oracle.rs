@@ -1,0 +1,587 @@
+//! An independent plain-Rust implementation of the built-in segments of
+//! `docs/segments.md` over a truth lake ([`crate::truth_lake`]): the expected members of
+//! each segment, to compare with what the SQL computes.
+//!
+//! Inputs ([`OracleInput::load`]):
+//!
+//! * persons: the truth lake's identity links (an event belongs to the profile its identity
+//!   key is linked to; rows of a contested key follow its majority person, exactly as in
+//!   the lake), restricted to the profiles of the snapshot;
+//! * event types and instants: the generator's truth (the per-event truth files), not what
+//!   ingest made of the rows;
+//! * `email_reachable` / `push_reachable`: the truth lake's profile snapshot;
+//! * product fields (order id, SKU, category, amounts): the ingested events.
+//!
+//! Semantics, read literally from the doc (choices where it is not explicit are marked
+//! CHOICE):
+//!
+//! * `events`: only events with `occurred_at <= run_at` of profiles of the snapshot; every
+//!   event id counts once (the first row of an event id in file order is kept);
+//! * "within N days" (or hours): `run_at - N days < occurred_at <= run_at`;
+//! * `order_lines`: `order_line` and `store_purchase` events; `orders`: per
+//!   `(profile, channel, order_id)` with a non-null order id, `ordered_at` the earliest
+//!   line, `amount` the sum of `line_total_minor` (null when every line's is null), plus
+//!   `in_app_purchase` events grouped the same way (`amount` the largest
+//!   `order_total_minor`, 0 lines); returns are not orders;
+//! * new-visitor: an event of channel `pos` or `web` (any type) within 90 days, no order
+//!   at all (at or before `run_at`), neither `email_reachable` nor `push_reachable`;
+//! * abandoned-cart: cart events (`cart_add`, `add_to_cart`, `checkout_started`) within 48
+//!   hours each later than the profile's latest order (the latest `ordered_at`), or no
+//!   order; CHOICE: "later than" is strict (a cart at the very instant of the order is not
+//!   abandoned); `items` are the distinct non-null SKUs of those events;
+//! * cross-sell: categories of the profile's order lines (any time, null categories
+//!   ignored, compared exactly as ingested); one member per suggested category B whose
+//!   pair's A was bought and B never; `because_of` the smallest such A;
+//! * reactivation: at least 2 orders and the latest `ordered_at < run_at - 90 days`
+//!   (CHOICE: "more than 90 days before" is strict, the complement of "within 90 days"
+//!   minus the instant `run_at - 90 days` itself);
+//! * rfm: tiers in the doc's order, `orders_365d` the orders within 365 days, `last` the
+//!   latest order at any time;
+//! * preferred-channel: per activation channel the distinct engagement events within 90
+//!   days; most events, then the latest event, then the channel name (ascending);
+//! * vip: over the orders within 365 days, spend (sum of amounts, nulls ignored) ≥ 50,000
+//!   or ≥ 6 orders.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use arrow::array::{
+    Array, BooleanArray, Int64Array, StringArray, TimestampMicrosecondArray,
+};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+
+use crate::truth_lake::{column, for_each_batch, parquet_files, parse_key, person_of_profile, profile_id_of, TruthLake};
+
+/// The segments of the built-in library this oracle knows.
+pub const SEGMENTS: [&str; 7] =
+    ["new-visitor", "abandoned-cart", "cross-sell", "reactivation", "rfm", "preferred-channel", "vip"];
+
+/// Event types the oracle keeps (what some built-in segment reads), as codes.
+const TYPES: [&str; 15] = [
+    "order_line",
+    "store_purchase",
+    "in_app_purchase",
+    "cart_add",
+    "add_to_cart",
+    "checkout_started",
+    "email_open",
+    "email_click",
+    "sms_click",
+    "app_open",
+    "push_open",
+    "page_view",
+    "product_view",
+    "login",
+    "sign_up",
+];
+/// Any other type of channel `pos` or `web` (new-visitor reads every one of them).
+const OTHER: u8 = TYPES.len() as u8;
+
+const ORDER_LINE_TYPES: [&str; 2] = ["order_line", "store_purchase"];
+const CART_TYPES: [&str; 3] = ["cart_add", "add_to_cart", "checkout_started"];
+
+fn code(event_type: &str) -> Option<u8> {
+    TYPES.iter().position(|t| *t == event_type).map(|i| i as u8)
+}
+
+fn is(code: u8, types: &[&str]) -> bool {
+    TYPES.get(code as usize).is_some_and(|t| types.contains(t))
+}
+
+/// The activation channel an engagement event counts for (preferred-channel).
+fn engagement_channel(code: u8) -> Option<&'static str> {
+    match TYPES.get(code as usize).copied()? {
+        "email_open" | "email_click" => Some("email"),
+        "sms_click" => Some("sms"),
+        "app_open" | "push_open" | "in_app_purchase" => Some("app"),
+        "page_view" | "product_view" | "add_to_cart" | "login" | "sign_up" | "cart_add" | "checkout_started"
+        | "order_line" => Some("web"),
+        "store_purchase" | "store_visit" => Some("store"),
+        _ => None,
+    }
+}
+
+const NONE: u32 = u32::MAX;
+
+/// One kept event, compact.
+#[derive(Clone, Copy, Debug)]
+struct Ev {
+    person: u32,
+    at: i64,
+    code: u8,
+    /// `pos` → 1, `web` → 2, other → 0 (new-visitor), with the channel's index in `channels`.
+    channel: u8,
+    order: u32,
+    sku: u32,
+    category: u32,
+    /// `line_total_minor` of order lines, `order_total_minor` of app purchases; `i64::MIN` = null.
+    amount: i64,
+    /// `store_visit` (an engagement of `store` that is not one of `TYPES`).
+    store_visit: bool,
+}
+
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<String, u32>,
+    values: Vec<String>,
+}
+
+impl Interner {
+    fn id(&mut self, v: Option<&str>) -> u32 {
+        let Some(v) = v else { return NONE };
+        if let Some(&i) = self.ids.get(v) {
+            return i;
+        }
+        let i = self.values.len() as u32;
+        self.values.push(v.to_string());
+        self.ids.insert(v.to_string(), i);
+        i
+    }
+
+    fn get(&self, i: u32) -> Option<&str> {
+        (i != NONE).then(|| self.values[i as usize].as_str())
+    }
+}
+
+/// What the oracle computes from: see the module documentation.
+pub struct OracleInput {
+    /// Events of snapshot profiles, sorted by (person, instant).
+    events: Vec<Ev>,
+    /// Per person in the snapshot: (email_reachable, push_reachable).
+    profiles: BTreeMap<u32, (bool, bool)>,
+    channels: Vec<String>,
+    strings: Interner,
+    /// Rows dropped as repeated event ids.
+    pub duplicate_event_ids: u64,
+    /// Kept events whose ingested type or instant differs from the truth's.
+    pub truth_differs: u64,
+}
+
+impl OracleInput {
+    /// Reads a truth lake back (links, snapshot, per-event truth files).
+    pub fn load(lake: &TruthLake) -> anyhow::Result<OracleInput> {
+        Self::load_dir(&lake.dir, &lake.snapshot_run_id)
+    }
+
+    /// Same, from the lake directory and the snapshot's run id.
+    pub fn load_dir(dir: &Path, snapshot_run_id: &str) -> anyhow::Result<OracleInput> {
+        // Identity: key → person.
+        let mut links: HashMap<u128, u32> = HashMap::new();
+        for path in parquet_files(&dir.join(ariane_shared::lake::links_prefix()))? {
+            for_each_batch(&path, |b| {
+                let key = column::<StringArray>(b, "identifier_hash")?;
+                let profile = column::<StringArray>(b, "profile_id")?;
+                for i in 0..b.num_rows() {
+                    let k = parse_key(key.value(i)).with_context(|| format!("link key {:?}", key.value(i)))?;
+                    let p = person_of_profile(profile.value(i)).with_context(|| format!("profile {:?}", profile.value(i)))?;
+                    if links.insert(k, p).is_some_and(|old| old != p) {
+                        bail!("key {} linked twice", key.value(i));
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        // The snapshot.
+        let mut profiles = BTreeMap::new();
+        for path in parquet_files(&dir.join(ariane_shared::lake::profiles_snapshot_prefix(snapshot_run_id)))? {
+            for_each_batch(&path, |b| {
+                let id = column::<StringArray>(b, "profile_id")?;
+                let email = column::<BooleanArray>(b, "email_reachable")?;
+                let push = column::<BooleanArray>(b, "push_reachable")?;
+                for i in 0..b.num_rows() {
+                    let p = person_of_profile(id.value(i)).with_context(|| format!("profile {:?}", id.value(i)))?;
+                    profiles.insert(p, (email.value(i), push.value(i)));
+                }
+                Ok(())
+            })?;
+        }
+        // Events.
+        let mut events = Vec::new();
+        let mut seen: HashSet<u128> = HashSet::new();
+        let mut strings = Interner::default();
+        let mut channels: Vec<String> = vec!["other".into(), "pos".into(), "web".into()];
+        let (mut duplicates, mut differs) = (0u64, 0u64);
+        for path in parquet_files(&dir.join(crate::truth_lake::TRUTH_EVENTS_DIR))? {
+            for_each_batch(&path, |b| {
+                let event_id = column::<StringArray>(b, "event_id")?;
+                let anchor = column::<StringArray>(b, "anchor_id")?;
+                let channel = column::<StringArray>(b, "channel")?;
+                let event_type = column::<StringArray>(b, "event_type")?;
+                let at = column::<TimestampMicrosecondArray>(b, "occurred_at")?;
+                let ingested_type = column::<StringArray>(b, "ingested_event_type")?;
+                let ingested_at = column::<TimestampMicrosecondArray>(b, "ingested_occurred_at")?;
+                let order_id = column::<StringArray>(b, "order_id")?;
+                let sku = column::<StringArray>(b, "sku")?;
+                let category = column::<StringArray>(b, "category")?;
+                let line_total = column::<Int64Array>(b, "line_total_minor")?;
+                let order_total = column::<Int64Array>(b, "order_total_minor")?;
+                for i in 0..b.num_rows() {
+                    if anchor.is_null(i) {
+                        continue;
+                    }
+                    let Some(person) = parse_key(anchor.value(i)).and_then(|k| links.get(&k).copied()) else { continue };
+                    if !profiles.contains_key(&person) {
+                        continue;
+                    }
+                    let ch = channel.value(i);
+                    let ty = event_type.value(i);
+                    let store_visit = ty == "store_visit";
+                    let c = match code(ty) {
+                        Some(c) => c,
+                        None if ch == "pos" || ch == "web" || store_visit => OTHER,
+                        None => continue,
+                    };
+                    let id = u128::from_str_radix(event_id.value(i), 16)
+                        .with_context(|| format!("event id {:?}", event_id.value(i)))?;
+                    if !seen.insert(id) {
+                        duplicates += 1;
+                        continue;
+                    }
+                    if ingested_type.value(i) != ty || ingested_at.value(i) != at.value(i) {
+                        differs += 1;
+                    }
+                    let channel_code = match channels.iter().position(|c| c == ch) {
+                        Some(p) => p as u8,
+                        None => {
+                            channels.push(ch.to_string());
+                            (channels.len() - 1) as u8
+                        }
+                    };
+                    let amount = if is(c, &ORDER_LINE_TYPES) {
+                        line_total.is_valid(i).then(|| line_total.value(i))
+                    } else if ty == "in_app_purchase" {
+                        order_total.is_valid(i).then(|| order_total.value(i))
+                    } else {
+                        None
+                    };
+                    let keep_product = is(c, &ORDER_LINE_TYPES) || is(c, &CART_TYPES) || ty == "in_app_purchase";
+                    events.push(Ev {
+                        person,
+                        at: at.value(i),
+                        code: c,
+                        channel: channel_code,
+                        order: if keep_product { strings.id(text(order_id, i)) } else { NONE },
+                        sku: if keep_product { strings.id(text(sku, i)) } else { NONE },
+                        category: if keep_product { strings.id(text(category, i)) } else { NONE },
+                        amount: amount.unwrap_or(i64::MIN),
+                        store_visit,
+                    });
+                }
+                Ok(())
+            })?;
+        }
+        events.sort_by_key(|e| (e.person, e.at));
+        Ok(OracleInput { events, profiles, channels, strings, duplicate_event_ids: duplicates, truth_differs: differs })
+    }
+
+    /// Events kept (of snapshot profiles, of the types the segments read).
+    pub fn events(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn profiles(&self) -> usize {
+        self.profiles.len()
+    }
+
+    fn per_person(&self) -> impl Iterator<Item = (u32, &[Ev])> {
+        self.events.chunk_by(|a, b| a.person == b.person).map(|c| (c[0].person, c))
+    }
+
+    /// The channels met, by code (`other`, `pos`, `web`, then in order of appearance).
+    pub fn channels(&self) -> &[String] {
+        &self.channels
+    }
+}
+
+/// One order of the `orders` view.
+#[derive(Clone, Debug)]
+struct Order {
+    at: i64,
+    amount: Option<i64>,
+}
+
+fn add(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x + y),
+        (x, y) => x.or(y),
+    }
+}
+
+/// The orders of one profile's events (all at or before the run).
+fn orders(events: &[&Ev]) -> Vec<Order> {
+    let mut by_key: BTreeMap<(u8, u32, bool), Order> = BTreeMap::new();
+    for e in events {
+        let app = TYPES.get(e.code as usize) == Some(&"in_app_purchase");
+        if !(is(e.code, &ORDER_LINE_TYPES) || app) || e.order == NONE {
+            continue;
+        }
+        let amount = (e.amount != i64::MIN).then_some(e.amount);
+        let o = by_key.entry((e.channel, e.order, app)).or_insert(Order { at: e.at, amount: None });
+        o.at = o.at.min(e.at);
+        o.amount = if app { o.amount.max(amount) } else { add(o.amount, amount) };
+    }
+    by_key.into_values().collect()
+}
+
+fn text(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+/// A timestamp payload value (RFC 3339, UTC, microseconds).
+pub fn ts_text(micros: i64) -> String {
+    DateTime::<Utc>::from_timestamp_micros(micros).expect("in range").to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn opt_text(v: Option<i64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// Members with their payloads: (profile id, key as `k=v` joined by `,`) → payload.
+pub type Members = BTreeMap<(String, String), BTreeMap<String, String>>;
+
+/// The expected members of `segment` at `run_at`: (profile id, key columns as `k=v`
+/// joined by `,`, empty when the segment has no key).
+pub fn expected(segment: &str, run_at: DateTime<Utc>, input: &OracleInput) -> anyhow::Result<BTreeSet<(String, String)>> {
+    Ok(expected_members(segment, run_at, input)?.into_keys().collect())
+}
+
+/// The expected members of `segment` at `run_at` with their payloads (numbers in decimal,
+/// booleans `true`/`false`, instants as [`ts_text`], null as the empty string).
+pub fn expected_members(segment: &str, run_at: DateTime<Utc>, input: &OracleInput) -> anyhow::Result<Members> {
+    let now = micros(run_at);
+    let days = |n: i64| now - Duration::days(n).num_microseconds().expect("small");
+    let within = |at: i64, since: i64| at > since && at <= now;
+    let mut out: Members = BTreeMap::new();
+    let payload = |pairs: &[(&str, String)]| -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    };
+    for (person, all) in input.per_person() {
+        let pid = profile_id_of(person);
+        // The `events` view: at or before the run.
+        let events: Vec<&Ev> = all.iter().filter(|e| e.at <= now).collect();
+        if events.is_empty() {
+            continue;
+        }
+        let orders = orders(&events);
+        let last_order = orders.iter().map(|o| o.at).max();
+        match segment {
+            "new-visitor" => {
+                let (email, push) = input.profiles[&person];
+                if email || push || !orders.is_empty() {
+                    continue;
+                }
+                let seen: Vec<&&Ev> = events.iter().filter(|e| (e.channel == 1 || e.channel == 2) && within(e.at, days(90))).collect();
+                if let Some(last) = seen.iter().map(|e| e.at).max() {
+                    out.insert(
+                        (pid, String::new()),
+                        payload(&[
+                            ("last_seen_at", ts_text(last)),
+                            ("seen_in_store", seen.iter().any(|e| e.channel == 1).to_string()),
+                            ("seen_on_site", seen.iter().any(|e| e.channel == 2).to_string()),
+                        ]),
+                    );
+                }
+            }
+            "abandoned-cart" => {
+                let since = now - Duration::hours(48).num_microseconds().expect("small");
+                let open: Vec<&&Ev> = events
+                    .iter()
+                    .filter(|e| is(e.code, &CART_TYPES) && within(e.at, since) && last_order.is_none_or(|o| e.at > o))
+                    .collect();
+                if let Some(cart_at) = open.iter().map(|e| e.at).max() {
+                    let items: BTreeSet<&str> = open.iter().filter_map(|e| input.strings.get(e.sku)).collect();
+                    out.insert(
+                        (pid, String::new()),
+                        payload(&[("cart_at", ts_text(cart_at)), ("items", items.into_iter().collect::<Vec<_>>().join(","))]),
+                    );
+                }
+            }
+            "cross-sell" => {
+                const PAIRS: [(&str, &str); 5] = [
+                    ("chaussures", "accessoires"),
+                    ("vetements", "chaussures"),
+                    ("sport", "vetements"),
+                    ("maison", "beaute"),
+                    ("enfant", "vetements"),
+                ];
+                let bought: BTreeSet<&str> = events
+                    .iter()
+                    .filter(|e| is(e.code, &ORDER_LINE_TYPES))
+                    .filter_map(|e| input.strings.get(e.category))
+                    .collect();
+                let mut suggestions: BTreeMap<&str, &str> = BTreeMap::new();
+                for (a, b) in PAIRS {
+                    if bought.contains(a) && !bought.contains(b) {
+                        let because = suggestions.entry(b).or_insert(a);
+                        *because = (*because).min(a);
+                    }
+                }
+                for (b, a) in suggestions {
+                    out.insert(
+                        (pid.clone(), format!("suggested_category={b}")),
+                        payload(&[("suggested_category", b.to_string()), ("because_of", a.to_string())]),
+                    );
+                }
+            }
+            "reactivation" => {
+                if let Some(last) = last_order {
+                    if orders.len() >= 2 && last < days(90) {
+                        let ltv = orders.iter().fold(None, |s, o| add(s, o.amount));
+                        out.insert(
+                            (pid, String::new()),
+                            payload(&[
+                                ("order_count", orders.len().to_string()),
+                                ("last_order_at", ts_text(last)),
+                                ("lifetime_value_minor", opt_text(ltv)),
+                            ]),
+                        );
+                    }
+                }
+            }
+            "rfm" => {
+                let Some(last) = last_order else { continue };
+                let recent: Vec<&Order> = orders.iter().filter(|o| within(o.at, days(365))).collect();
+                let n = recent.len();
+                let tier = if within(last, days(30)) && n >= 4 {
+                    "champions"
+                } else if n >= 3 {
+                    "loyal"
+                } else if within(last, days(60)) {
+                    "promising"
+                } else if within(last, days(180)) {
+                    "at_risk"
+                } else {
+                    "hibernating"
+                };
+                // SUM(CASE WHEN recent THEN amount ELSE 0 END): null only when every term is.
+                let spend = orders.iter().fold(None, |s, o| add(s, if within(o.at, days(365)) { o.amount } else { Some(0) }));
+                out.insert(
+                    (pid, format!("tier={tier}")),
+                    payload(&[
+                        ("tier", tier.to_string()),
+                        ("orders_365d", n.to_string()),
+                        ("spend_365d_minor", opt_text(spend)),
+                        ("last_order_at", ts_text(last)),
+                    ]),
+                );
+            }
+            "preferred-channel" => {
+                let mut per: BTreeMap<&str, (u64, i64)> = BTreeMap::new();
+                for e in events.iter().filter(|e| within(e.at, days(90))) {
+                    let ch = if e.store_visit { Some("store") } else { engagement_channel(e.code) };
+                    if let Some(ch) = ch {
+                        let s = per.entry(ch).or_insert((0, i64::MIN));
+                        s.0 += 1;
+                        s.1 = s.1.max(e.at);
+                    }
+                }
+                // Most events, then the latest event, then the name (ascending).
+                let best = per.iter().max_by(|a, b| (a.1 .0, a.1 .1).cmp(&(b.1 .0, b.1 .1)).then(b.0.cmp(a.0)));
+                if let Some((ch, (n, _))) = best {
+                    out.insert(
+                        (pid, format!("preferred_channel={ch}")),
+                        payload(&[("preferred_channel", ch.to_string()), ("engagements", n.to_string())]),
+                    );
+                }
+            }
+            "vip" => {
+                let recent: Vec<&Order> = orders.iter().filter(|o| within(o.at, days(365))).collect();
+                let spend = recent.iter().fold(None, |s, o| add(s, o.amount));
+                if spend.is_some_and(|s| s >= 50_000) || recent.len() >= 6 {
+                    out.insert(
+                        (pid, String::new()),
+                        payload(&[("spend_365d_minor", opt_text(spend)), ("orders_365d", recent.len().to_string())]),
+                    );
+                }
+            }
+            other => bail!("no oracle for segment {other:?} (known: {})", SEGMENTS.join(", ")),
+        }
+    }
+    if !SEGMENTS.contains(&segment) {
+        bail!("no oracle for segment {segment:?} (known: {})", SEGMENTS.join(", "));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn run_at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap()
+    }
+
+    fn ev(person: u32, days_before: i64, ty: &str, channel: u8) -> Ev {
+        Ev {
+            person,
+            at: micros(run_at() - Duration::days(days_before)),
+            code: code(ty).unwrap_or(OTHER),
+            channel,
+            order: NONE,
+            sku: NONE,
+            category: NONE,
+            amount: i64::MIN,
+            store_visit: ty == "store_visit",
+        }
+    }
+
+    fn input(mut events: Vec<Ev>) -> OracleInput {
+        events.sort_by_key(|e| (e.person, e.at));
+        let profiles = events.iter().map(|e| (e.person, (false, false))).collect();
+        OracleInput {
+            events,
+            profiles,
+            channels: vec!["other".into(), "pos".into(), "web".into()],
+            strings: Interner::default(),
+            duplicate_event_ids: 0,
+            truth_differs: 0,
+        }
+    }
+
+    #[test]
+    fn within_n_days_excludes_the_boundary_instant() {
+        let i = input(vec![ev(1, 90, "page_view", 2), ev(2, 89, "page_view", 2)]);
+        let got = expected("new-visitor", run_at(), &i).unwrap();
+        assert_eq!(got, BTreeSet::from([(profile_id_of(2), String::new())]));
+    }
+
+    #[test]
+    fn preferred_channel_ties_go_to_the_latest_then_the_name() {
+        let i = input(vec![
+            ev(1, 10, "email_open", 0),
+            ev(1, 5, "app_open", 0),
+            ev(2, 5, "email_click", 0),
+            ev(2, 5, "store_visit", 1),
+        ]);
+        let got = expected("preferred-channel", run_at(), &i).unwrap();
+        assert!(got.contains(&(profile_id_of(1), "preferred_channel=app".into())), "{got:?}");
+        assert!(got.contains(&(profile_id_of(2), "preferred_channel=email".into())), "{got:?}");
+    }
+
+    #[test]
+    fn orders_group_lines_and_app_purchases_count_as_orders() {
+        let mut strings = Interner::default();
+        let (o1, o2) = (strings.id(Some("#1")), strings.id(Some("APP-1")));
+        let mut line = ev(1, 100, "order_line", 3);
+        line.order = o1;
+        line.amount = 30_000;
+        let mut line2 = line;
+        line2.amount = 25_000;
+        let mut app = ev(1, 95, "in_app_purchase", 4);
+        app.order = o2;
+        app.amount = 1_000;
+        let mut i = input(vec![line, line2, app]);
+        i.strings = strings;
+        let vip = expected_members("vip", run_at(), &i).unwrap();
+        assert_eq!(vip[&(profile_id_of(1), String::new())]["spend_365d_minor"], "56000");
+        assert_eq!(vip[&(profile_id_of(1), String::new())]["orders_365d"], "2");
+        let react = expected_members("reactivation", run_at(), &i).unwrap();
+        assert_eq!(react[&(profile_id_of(1), String::new())]["order_count"], "2");
+    }
+}
