@@ -44,19 +44,7 @@ async fn send(h: &Harness, request: &ariane_shared::model::ActivationRequest) ->
 
 /// Everything on the outbound events queue, removed from it.
 async fn take_events(h: &Harness) -> anyhow::Result<Vec<serde_json::Value>> {
-    let url = h.stack.manifest.output("ActivationEventsQueueUrl")?.to_string();
-    let mut out = Vec::new();
-    loop {
-        let got = h.stack.clients.sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await?;
-        let messages = got.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return Ok(out);
-        }
-        for m in messages {
-            out.push(serde_json::from_str(m.body().unwrap_or_default())?);
-            h.stack.clients.sqs.delete_message().queue_url(&url).set_receipt_handle(m.receipt_handle).send().await?;
-        }
-    }
+    h.take_json(h.stack.manifest.output("ActivationEventsQueueUrl")?).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,18 +34,7 @@ fn member(segment: &str, pid: &str, key: &str) -> Member {
 /// Everything on the activation queue, removed from it.
 async fn take_activation_requests(h: &Harness) -> anyhow::Result<Vec<ActivationRequest>> {
     let url = h.stack.manifest.queues.get("ActivationQueue").map(|q| q.url.clone()).expect("activation queue");
-    let mut out = Vec::new();
-    loop {
-        let got = h.stack.clients.sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await?;
-        let messages = got.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return Ok(out);
-        }
-        for m in messages {
-            out.push(serde_json::from_str(m.body().unwrap_or_default())?);
-            h.stack.clients.sqs.delete_message().queue_url(&url).set_receipt_handle(m.receipt_handle).send().await?;
-        }
-    }
+    h.take_json(&url).await
 }
 
 fn key_text(r: &ActivationRequest) -> String {

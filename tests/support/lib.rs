@@ -40,6 +40,23 @@ impl Harness {
         Ok(())
     }
 
+    /// Everything waiting on the queue at `url`, parsed as JSON and removed from it.
+    pub async fn take_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> anyhow::Result<Vec<T>> {
+        let sqs = &self.stack.clients.sqs;
+        let mut out = Vec::new();
+        loop {
+            let got = sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await?;
+            let messages = got.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return Ok(out);
+            }
+            for m in messages {
+                out.push(serde_json::from_str(m.body().unwrap_or_default())?);
+                sqs.delete_message().queue_url(url).set_receipt_handle(m.receipt_handle).send().await?;
+            }
+        }
+    }
+
     /// Messages waiting in the DLQ of a queue (by the main queue's logical id).
     pub async fn dlq_depth(&self, queue: &str) -> anyhow::Result<u64> {
         let dlq = self.stack.manifest.queues[queue].dlq_url.clone().ok_or_else(|| anyhow::anyhow!("{queue} has no DLQ"))?;
