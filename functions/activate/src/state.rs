@@ -215,6 +215,21 @@ impl State {
         [("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))].into_iter().collect()
     }
 
+    /// A strongly consistent read of one item, metered by its size (`op` names it in errors).
+    async fn get(&self, pk: String, sk: &str, op: &'static str) -> Result<Option<HashMap<String, AttributeValue>>, AwsError> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .aws(op)?;
+        self.meter.read(got.item().map(item_size).unwrap_or(0));
+        Ok(got.item)
+    }
+
     /// Claims `send_key` for `lease`.
     pub async fn claim(&self, send_key: &str, lease: StdDuration, now: DateTime<Utc>) -> Result<Claim, AwsError> {
         let t = now.timestamp();
@@ -249,19 +264,7 @@ impl State {
         };
         let item = match old {
             Some(item) => item,
-            None => {
-                self.meter.read(1024);
-                let got = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .set_key(Some(self.key(format!("SEND#{send_key}"), "SEND")))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .aws("dynamodb:GetItem claim")?;
-                got.item().cloned().unwrap_or_default()
-            }
+            None => self.get(format!("SEND#{send_key}"), "SEND", "dynamodb:GetItem claim").await?.unwrap_or_default(),
         };
         match item.get("status").and_then(|v| v.as_s().ok()).map(String::as_str) {
             Some("sent") | Some("suppressed") => {
@@ -398,17 +401,7 @@ impl State {
     }
 
     async fn pressure(&self, profile_id: &str) -> Result<(Option<i64>, Vec<PressureEntry>), AwsError> {
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(format!("CAP#{profile_id}"), "CAP")))
-            .consistent_read(true)
-            .send()
-            .await
-            .aws("dynamodb:GetItem pressure")?;
-        self.meter.read(got.item().map(item_size).unwrap_or(0));
-        let Some(item) = got.item() else { return Ok((None, Vec::new())) };
+        let Some(item) = self.get(format!("CAP#{profile_id}"), "CAP", "dynamodb:GetItem pressure").await? else { return Ok((None, Vec::new())) };
         let version = item.get("v").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
         let entries = item
             .get("sends")
@@ -490,17 +483,8 @@ impl State {
 
     /// The audience rows added for (campaign, profile), as stored by [`State::put_audience`].
     pub async fn audience(&self, campaign: &str, profile_id: &str) -> Result<Option<Vec<AudienceRow>>, AwsError> {
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(format!("AUD#{campaign}#{profile_id}"), "AUD")))
-            .consistent_read(true)
-            .send()
-            .await
-            .aws("dynamodb:GetItem audience")?;
-        self.meter.read(got.item().map(item_size).unwrap_or(0));
-        Ok(got.item().and_then(|i| i.get("rows")).and_then(|v| v.as_s().ok()).and_then(|t| serde_json::from_str(t).ok()))
+        let item = self.get(format!("AUD#{campaign}#{profile_id}"), "AUD", "dynamodb:GetItem audience").await?;
+        Ok(item.as_ref().and_then(|i| i.get("rows")).and_then(|v| v.as_s().ok()).and_then(|t| serde_json::from_str(t).ok()))
     }
 
     pub async fn put_audience(&self, campaign: &str, profile_id: &str, rows: &[AudienceRow], now: DateTime<Utc>) -> Result<(), AwsError> {
