@@ -65,12 +65,31 @@ async fn main() {
 
 /// Validates the channel specs on disk (`channels/<channel>/*.toml`, or the given files),
 /// with the code the ingest binary runs at cold start.
+/// The files of `dir` ending in `.ext`, sorted.
+fn files_in(dir: &std::path::Path, ext: &str) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
+/// The files named on the command line, or else every `.ext` file of `dir`.
+fn files_or_dir(files: &[String], dir: &std::path::Path, ext: &str) -> std::io::Result<Vec<std::path::PathBuf>> {
+    if files.is_empty() {
+        files_in(dir, ext)
+    } else {
+        Ok(files.iter().map(Into::into).collect())
+    }
+}
+
 fn validate_specs(files: &[String]) -> anyhow::Result<()> {
     let root = ariane_local::repo_root();
     let paths: Vec<std::path::PathBuf> = if files.is_empty() {
         let mut p = Vec::new();
         for dir in std::fs::read_dir(root.join("channels"))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()) {
-            p.extend(std::fs::read_dir(&dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")));
+            p.extend(files_in(&dir, "toml")?);
         }
         p.sort();
         p
@@ -135,23 +154,11 @@ fn validate_campaigns(files: &[String], rules_file: Option<&String>) -> anyhow::
             bail!("problem in activation rules")
         }
     };
-    let paths: Vec<std::path::PathBuf> = if files.is_empty() {
-        let mut p: Vec<_> = std::fs::read_dir(root.join("campaigns"))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        p.sort();
-        p
-    } else {
-        files.iter().map(Into::into).collect()
-    };
+    let paths = files_or_dir(files, &root.join("campaigns"), "toml")?;
     let mut segments = BTreeMap::new();
-    for entry in std::fs::read_dir(root.join("segments"))?.filter_map(|e| e.ok()) {
-        let path = entry.path();
-        if path.extension().is_some_and(|x| x == "sql") {
-            if let Ok(d) = SegmentDefinition::parse(&path.display().to_string(), &std::fs::read_to_string(&path)?) {
-                segments.insert(d.name, d.payload);
-            }
+    for path in files_in(&root.join("segments"), "sql")? {
+        if let Ok(d) = SegmentDefinition::parse(&path.display().to_string(), &std::fs::read_to_string(&path)?) {
+            segments.insert(d.name, d.payload);
         }
     }
     let mut campaigns = Vec::new();
@@ -197,16 +204,7 @@ async fn validate(files: &[String]) -> anyhow::Result<()> {
         return specs;
     }
     let root = ariane_local::repo_root();
-    let paths: Vec<std::path::PathBuf> = if files.is_empty() {
-        let mut p: Vec<_> = std::fs::read_dir(root.join("segments"))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-            .collect();
-        p.sort();
-        p
-    } else {
-        files.iter().map(Into::into).collect()
-    };
+    let paths = files_or_dir(&files, &root.join("segments"), "sql")?;
     let mut definitions = Vec::new();
     let mut problems = Vec::new();
     for path in &paths {
