@@ -7,10 +7,14 @@
 //! - [`store`]: items, the store trait, DynamoDB and in-memory adapters, metering;
 //! - [`resolver`]: incremental, concurrency-safe resolution, erasure and repair;
 //! - [`oracle`]: the in-memory union-find the store is tested against;
+//! - [`audit`]: the store's invariants, checked over a listing of its items;
+//! - [`interleave`]: deterministic, seed-driven interleavings of concurrent resolvers;
 //! - [`quality`]: pairwise precision and recall against ground truth.
 
+pub mod audit;
 pub mod config;
 pub mod handler;
+pub mod interleave;
 pub mod oracle;
 pub mod profile;
 pub mod quality;

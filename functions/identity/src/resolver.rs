@@ -540,7 +540,12 @@ impl<S: ItemStore> Resolver<S> {
         let incoming: HashMap<&str, &Incoming> = adds.iter().map(|a| (a.key.as_str(), *a)).collect();
         let mut writes: Vec<Write> = Vec::new();
         let mut ev_docs: HashMap<String, (Doc, Vec<Identifier>)> = HashMap::new();
-        for (key, pid) in &new_profile {
+        // Evidence items this commit writes (each conditioned on the version or absence
+        // read), those whose document changes, and the version of each one read.
+        let mut ev_written: BTreeSet<String> = BTreeSet::new();
+        let mut doc_changed: BTreeSet<String> = BTreeSet::new();
+        let mut ev_read_version: BTreeMap<String, u64> = BTreeMap::new();
+        for key in new_profile.keys() {
             let ek = Key::evidence(key);
             let existing = evs.get(&ek).and_then(|r| match &r.item {
                 Item::Ev(ev) => Some((r.version, ev.clone())),
@@ -580,16 +585,23 @@ impl<S: ItemStore> Resolver<S> {
                 .flat_map(|(k, vs)| vs.iter().filter_map(move |v| crate::rules::parse_kind(k).map(|kind| Identifier::new(kind, v.clone()))))
                 .collect();
             ev_docs.insert(key.clone(), (ev.doc.clone(), clear));
+            if let Some((version, old)) = &existing {
+                ev_read_version.insert(key.clone(), *version);
+                if old.doc != ev.doc {
+                    doc_changed.insert(key.clone());
+                }
+            }
             let changed = existing.as_ref().is_none_or(|(_, old)| *old != ev);
             if changed {
                 let expect = existing.as_ref().map_or(Expect::Absent, |(v, _)| Expect::Version(*v));
                 writes.push(Write { key: ek, expect, op: Op::Put(Item::Ev(ev)) });
+                ev_written.insert(key.clone());
             }
-            let _ = pid;
         }
         for k in &change.removes {
             if let Some(r) = evs.get(&Key::evidence(k)) {
                 writes.push(Write { key: r.key.clone(), expect: Expect::Version(r.version), op: Op::Delete });
+                ev_written.insert(k.clone());
             }
         }
         // Identifiers whose linkability this step changes (shared, excluded, suppressed):
@@ -632,9 +644,32 @@ impl<S: ItemStore> Resolver<S> {
                 None => writes.push(Write { key: k, expect: Expect::Absent, op: Op::Put(Item::Id(st.clone())) }),
             }
         }
-        // Profiles.
+        // Profiles, rebuilt from the documents of their evidence. A profile's version
+        // covers the documents of the evidence assigned to it (every write that changes
+        // an evidence document writes that profile too: enrichment always does, and so
+        // does this step, below, even when the rebuilt document is unchanged). So a
+        // document read after the profile is guarded by the profile's condition. The
+        // others get a condition of their own: evidence read in step 2, before the
+        // profiles (this step's own evidence, found stored since the batch was read: an
+        // enrichment committed between that read and the profile read changed both, and
+        // rebuilding from the stale document would drop its contribution), and evidence
+        // that had no stored profile to cover it.
+        let stored_profiles: BTreeSet<String> = profiles
+            .iter()
+            .filter_map(|(k, r)| match &r.item {
+                Item::Profile(p) if k.sk == "PROFILE" => Some(p.profile_id.clone()),
+                _ => None,
+            })
+            .collect();
+        let covered = |key: &String| {
+            ev_written.contains(key)
+                || (!read_in_step_2.contains(&Key::evidence(key))
+                    && old_profile.get(key).cloned().flatten().is_some_and(|p| stored_profiles.contains(&p)))
+        };
+        let mut guard_checks: BTreeSet<String> = BTreeSet::new();
         let mut new_pids: BTreeSet<String> = BTreeSet::new();
         for c in &clusters {
+            guard_checks.extend(c.evidence.iter().filter(|e| !covered(e)).cloned());
             new_pids.insert(c.profile_id.clone());
             let mut doc = Doc::default();
             let owned_hashes: BTreeSet<&IdRef> = c.ids.iter().collect();
@@ -678,13 +713,18 @@ impl<S: ItemStore> Resolver<S> {
                 .map(|(k, _)| k.clone())
                 .unwrap_or_default();
             let item = ProfileItem { profile_id: c.profile_id.clone(), component: comp, doc, merged_from: merged_from.into_iter().collect() };
+            let evidence_changed = c.evidence.iter().any(|e| doc_changed.contains(e));
             match old {
-                Some(Record { version, item: Item::Profile(p), .. }) if p == item => {
+                Some(Record { version, item: Item::Profile(p), .. }) if p == item && !evidence_changed => {
                     writes.push(Write { key: k, expect: Expect::Version(version), op: Op::Check });
                 }
                 Some(r) => writes.push(Write { key: k, expect: Expect::Version(r.version), op: Op::Put(Item::Profile(item)) }),
                 None => writes.push(Write { key: k, expect: Expect::Absent, op: Op::Put(Item::Profile(item)) }),
             }
+        }
+        for key in guard_checks {
+            let version = *ev_read_version.get(&key).ok_or_else(|| StoreError::Conflict(Key::evidence(&key).pk))?;
+            writes.push(Write { key: Key::evidence(&key), expect: Expect::Version(version), op: Op::Check });
         }
         // A profile split by this step (an exclusion or an erasure cut its evidence apart).
         let split_record = |pid: &String, other_profiles: Vec<String>| HistoryRecord {

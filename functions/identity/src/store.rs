@@ -197,6 +197,13 @@ pub trait ItemStore: Send + Sync {
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError>;
 }
 
+/// Every item of the store: audits ([`crate::audit`]) and tests. On DynamoDB a
+/// strongly consistent scan, so an operator tool, never a resolver step.
+#[async_trait::async_trait]
+pub trait Listing: ItemStore {
+    async fn list_all(&self) -> Result<Vec<Record>, StoreError>;
+}
+
 /// In-memory store (the oracle tests, property tests and the speed benchmark).
 #[derive(Debug, Default)]
 pub struct MemStore {
@@ -246,6 +253,13 @@ impl ItemStore for MemStore {
             }
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Listing for MemStore {
+    async fn list_all(&self) -> Result<Vec<Record>, StoreError> {
+        Ok(self.snapshot())
     }
 }
 
@@ -477,6 +491,38 @@ impl ItemStore for DynamoStore {
             Err(e) if conflict(&e) => Err(StoreError::Conflict(e.to_string())),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl Listing for DynamoStore {
+    async fn list_all(&self) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let resp = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .aws("dynamodb:Scan identity")?;
+            for attrs in resp.items() {
+                // The table also holds items other functions write (none today); only
+                // the resolver's kinds are listed.
+                if attrs.get("sk").and_then(|v| v.as_s().ok()).and_then(|sk| Key::sk_of(sk)).is_some() {
+                    out.push(from_attributes(attrs)?);
+                }
+            }
+            match resp.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
     }
 }
 
