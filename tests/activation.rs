@@ -213,8 +213,7 @@ async fn the_cap_holds_across_campaigns_channels_and_concurrent_instances() -> a
         assert_eq!(sends.len(), 3, "{pid} got exactly the cap (3 of 12 possible sends): {sends:?}");
     }
     let records = h.stack.activation_records().await?;
-    let capped: BTreeSet<&str> =
-        records.iter().filter(|r| r.reason.as_deref() == Some("cap")).map(|r| r.send_key.as_str()).collect();
+    let capped: BTreeSet<&str> = records.iter().filter(|r| r.reason.as_deref() == Some("cap")).map(|r| r.send_key.as_str()).collect();
     assert_eq!(capped.len(), people.len() * 9, "every other send is recorded as suppressed by the cap");
     Ok(())
 }
@@ -242,7 +241,8 @@ async fn sms_in_quiet_hours_is_deferred_then_released() -> anyhow::Result<()> {
         send(&h, &activation_request("new-visitor", pid, Entered, &payload)).await?;
     }
     h.runner.drain().await?;
-    let reached = |h: &Harness| h.receiver.deliveries().iter().filter_map(|d| d.body["profile_id"].as_str().map(str::to_string)).collect::<Vec<_>>();
+    let reached =
+        |h: &Harness| h.receiver.deliveries().iter().filter_map(|d| d.body["profile_id"].as_str().map(str::to_string)).collect::<Vec<_>>();
     assert_eq!(reached(&h), vec![ids[1].clone()], "Guadeloupe at 16:30 is sent at once; Paris at 21:30 is deferred");
     let records = h.stack.activation_records().await?;
     assert!(records.iter().any(|r| r.profile_id == ids[0] && r.outcome == "deferred" && r.reason.as_deref() == Some("quiet_hours")));
@@ -306,7 +306,10 @@ async fn consent_is_read_at_send_time() -> anyhow::Result<()> {
     assert_eq!(deliveries[0].body["profile_id"], ids[0].as_str());
     assert_eq!(deliveries[0].destination, "sms-gateway", "the next consented channel of the campaign");
     let records = h.stack.activation_records().await?;
-    assert!(records.iter().any(|r| r.profile_id == ids[1] && r.outcome == "suppressed" && r.reason.as_deref() == Some("consent")), "{records:?}");
+    assert!(
+        records.iter().any(|r| r.profile_id == ids[1] && r.outcome == "suppressed" && r.reason.as_deref() == Some("consent")),
+        "{records:?}"
+    );
     Ok(())
 }
 
@@ -336,7 +339,8 @@ async fn holdout_share_and_the_campaign_report() -> anyhow::Result<()> {
     event["detail"] = serde_json::json!({ "report": true, "segments": [] });
     let summary = h.runner.invoker.invoke(&h.runner.manifest, "SegmentsFunction", event).await?;
     let report = &summary["report"];
-    let cross = report["campaigns"].as_array().and_then(|c| c.iter().find(|c| c["campaign"] == "cross-sell")).expect("cross-sell in the report");
+    let cross =
+        report["campaigns"].as_array().and_then(|c| c.iter().find(|c| c["campaign"] == "cross-sell")).expect("cross-sell in the report");
     assert_eq!(cross["holdout"]["entries"], holdout.len() as u64, "{report}");
     assert_eq!(cross["treated"]["entries"], (n - holdout.len()) as u64, "{report}");
     assert_eq!(cross["suppressed"]["erased"], (n - holdout.len()) as u64, "{report}");
@@ -361,12 +365,14 @@ async fn audience_files_follow_the_segment_with_the_platforms_hashing() -> anyho
     paul.consents = vec![("email", true), ("ads", false)];
     paul.put(&h).await?;
     for pid in &ids {
-        send(&h, &activation_request("abandoned-cart", pid, Entered, &[("items", "SKU-1,SKU-2"), ("cart_at", "2026-11-24T08:00:00Z")])).await?;
+        send(&h, &activation_request("abandoned-cart", pid, Entered, &[("items", "SKU-1,SKU-2"), ("cart_at", "2026-11-24T08:00:00Z")]))
+            .await?;
     }
     h.runner.drain().await?;
     let files = h.stack.lake_keys("audiences/abandoned-cart/").await?;
     let read = |op: &str, platform: &str| {
-        let keys: Vec<String> = files.iter().filter(|k| k.contains(&format!("/{platform}/")) && k.contains(&format!("/{op}-"))).cloned().collect();
+        let keys: Vec<String> =
+            files.iter().filter(|k| k.contains(&format!("/{platform}/")) && k.contains(&format!("/{op}-"))).cloned().collect();
         keys
     };
     let meta = read("add", "meta");

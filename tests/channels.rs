@@ -139,7 +139,12 @@ async fn dirty_and_broken_files_are_accounted_for() -> anyhow::Result<()> {
     // A CRM export without its `Date` column.
     h.stack.upload("crm/contacts-no-date.csv", "ID contact;Type;Email\n1;Création;a@b.fr\n".as_bytes().to_vec()).await?;
     // An app JSON array cut in the middle of an element.
-    h.stack.upload("app/events-cut.json", b"[\n{\"event_id\": \"a1\", \"event\": \"app_open\", \"timestamp_ms\": 1763900000000},\n{\"event_id\": \"a2\", \"ev".to_vec()).await?;
+    h.stack
+        .upload(
+            "app/events-cut.json",
+            b"[\n{\"event_id\": \"a1\", \"event\": \"app_open\", \"timestamp_ms\": 1763900000000},\n{\"event_id\": \"a2\", \"ev".to_vec(),
+        )
+        .await?;
     // A key under no channel prefix.
     h.stack.upload("exports/orders.csv", b"Name,Email\n".to_vec()).await?;
     h.runner.drain().await?;

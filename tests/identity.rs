@@ -33,7 +33,8 @@ async fn latest_links(h: &Harness) -> anyhow::Result<BTreeMap<String, String>> {
         let pids = lake::string_values(&batches, "profile_id")?;
         let mut at = Vec::new();
         for b in &batches {
-            let col = b.column_by_name("resolved_at").and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>()).expect("resolved_at");
+            let col =
+                b.column_by_name("resolved_at").and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>()).expect("resolved_at");
             at.extend((0..col.len()).map(|i| col.value(i)));
         }
         for ((k, p), t) in hashes.into_iter().zip(pids).zip(at) {
@@ -242,7 +243,10 @@ async fn check_against_oracle(h: &Harness, seed: u64, n: usize, workers: usize) 
     let reader = resolver(h)?;
     for pid in got_assign.values().flatten().collect::<BTreeSet<_>>() {
         let p = reader.profile(pid).await?;
-        anyhow::ensure!(p.as_ref().is_some_and(|p| &p.profile_id == pid), "seed {seed}: evidence points at {pid}, which has no profile item");
+        anyhow::ensure!(
+            p.as_ref().is_some_and(|p| &p.profile_id == pid),
+            "seed {seed}: evidence points at {pid}, which has no profile item"
+        );
     }
     eprintln!(
         "seed {seed}: {} observations ({} deliveries, {workers} workers), {} groups, {retries} retries, {redeliveries} redeliveries",
@@ -288,7 +292,9 @@ async fn clear_table(store: &DynamoStore) -> anyhow::Result<()> {
 /// the schedule, so moto's unisolated transactions (see `SerialCommits`) play no part.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_issue_21_case_on_dynamodb_keeps_every_contribution() -> anyhow::Result<()> {
-    use ariane_identity::interleave::{case_observations, delivery_stream, lost_contribution_case, run_workers, Scheduler, LOST_CONTRIBUTION_SCHEDULE};
+    use ariane_identity::interleave::{
+        case_observations, delivery_stream, lost_contribution_case, run_workers, Scheduler, LOST_CONTRIBUTION_SCHEDULE,
+    };
     let h = Harness::start("idcase21").await?;
     let rules = Rules::embedded()?;
     let observations = case_observations(&lost_contribution_case());
@@ -303,7 +309,10 @@ async fn the_issue_21_case_on_dynamodb_keeps_every_contribution() -> anyhow::Res
         let keys: Vec<String> = expected_assign.keys().cloned().collect();
         let got = groups(&resolver(&h)?.profiles_of_evidence(&keys).await?);
         anyhow::ensure!(got == groups(&expected_assign), "schedule {seed}: the table's partition differs from the oracle's");
-        eprintln!("schedule {seed}: {} store calls, {} commits, {} conflicts, invariants held after every commit", report.steps, report.commits, report.conflicts);
+        eprintln!(
+            "schedule {seed}: {} store calls, {} commits, {} conflicts, invariants held after every commit",
+            report.steps, report.commits, report.conflicts
+        );
     }
     Ok(())
 }
@@ -401,8 +410,11 @@ async fn erasure_through_the_queue_end_to_end() -> anyhow::Result<()> {
     h.runner.drain().await?;
     let deliveries = h.receiver.deliveries();
     assert!(deliveries.iter().all(|d| d.body["profile_id"] == paul_pid.as_str()), "only Paul is reached: {deliveries:?}");
-    let reactivation: Vec<&str> =
-        deliveries.iter().filter(|d| d.body["campaign"] == "reactivation").map(|d| d.body["to"]["email"].as_str().unwrap_or_default()).collect();
+    let reactivation: Vec<&str> = deliveries
+        .iter()
+        .filter(|d| d.body["campaign"] == "reactivation")
+        .map(|d| d.body["to"]["email"].as_str().unwrap_or_default())
+        .collect();
     let held_out = ariane_activate::holdout::in_holdout("reactivation", &paul_pid, 10.0);
     assert_eq!(reactivation, if held_out { vec![] } else { vec!["paul.martin@gmail.com"] });
     Ok(())
@@ -482,7 +494,10 @@ async fn repair_splits_a_wrong_merge_and_the_history_records_both() -> anyhow::R
     let split = records.iter().find(|r| r.action == "split").unwrap_or_else(|| panic!("no split record: {actions:?}"));
     let split_pair: BTreeSet<&str> = split.profile_id.iter().chain(&split.other_profiles).map(String::as_str).collect();
     assert_eq!(split_pair, BTreeSet::from([a.as_str(), b.as_str()]), "{split:?}");
-    assert_eq!(split.identifiers.iter().map(|i| (i.kind, i.hash.as_str())).collect::<Vec<_>>(), vec![(K::Phone, store_phone.hash().as_str())]);
+    assert_eq!(
+        split.identifiers.iter().map(|i| (i.kind, i.hash.as_str())).collect::<Vec<_>>(),
+        vec![(K::Phone, store_phone.hash().as_str())]
+    );
     assert!(records.iter().any(|r| r.action == "excluded" && r.identifiers.iter().any(|i| i.hash == store_phone.hash())), "{actions:?}");
     assert!(merge.at <= split.at);
     Ok(())

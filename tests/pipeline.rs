@@ -4,10 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use ariane_datagen::{expected_reactivation, read_truth, write_ecommerce_orders, GenConfig};
-use ariane_shared::lake;
 use ariane_activate::holdout::in_holdout;
+use ariane_datagen::{expected_reactivation, read_truth, write_ecommerce_orders, GenConfig};
 use ariane_local::activation::final_outcomes;
+use ariane_shared::lake;
 use ariane_tests::Harness;
 use chrono::{DateTime, Duration, Utc};
 
@@ -77,14 +77,16 @@ async fn export_to_webhook_end_to_end() -> anyhow::Result<()> {
     // Every expected member is decided once by the reactivation campaign: sent (by e-mail,
     // the only contact an order export gives with a consent), held out, or suppressed
     // for want of consent or by the cross-campaign frequency cap.
-    let decisions: Vec<_> = final_outcomes(&h.stack.activation_records().await?).into_iter().filter(|r| r.campaign == "reactivation").collect();
+    let decisions: Vec<_> =
+        final_outcomes(&h.stack.activation_records().await?).into_iter().filter(|r| r.campaign == "reactivation").collect();
     let mut decided = BTreeSet::new();
     let mut sent = 0;
     for r in &decisions {
         let email = h.stack.profile_attribute(&r.profile_id, "email").await?.unwrap_or_default();
         assert!(decided.insert(email.clone()), "{email} decided once");
         assert_eq!(r.group == "holdout", in_holdout("reactivation", &r.profile_id, 10.0), "{r:?}");
-        let mine: Vec<_> = deliveries.iter().filter(|d| d.body["campaign"] == "reactivation" && d.body["profile_id"] == r.profile_id.as_str()).collect();
+        let mine: Vec<_> =
+            deliveries.iter().filter(|d| d.body["campaign"] == "reactivation" && d.body["profile_id"] == r.profile_id.as_str()).collect();
         match (r.outcome.as_str(), r.reason.as_deref()) {
             ("sent", _) => {
                 sent += 1;

@@ -88,9 +88,9 @@ async fn runs_send_exact_changes_reflect_merges_and_never_send_twice() -> anyhow
     let run1 = h.runner.fire_schedule(None, t1()).await?;
     let before: BTreeSet<Member> = [
         member("reactivation", &marie, ""),
-        member("rfm", &marie, "tier=hibernating"),   // last order 195 days before, 2 orders
-        member("rfm", &paul_a, "tier=hibernating"),  // 236 days
-        member("rfm", &paul_b, "tier=at_risk"),      // 175 days
+        member("rfm", &marie, "tier=hibernating"),  // last order 195 days before, 2 orders
+        member("rfm", &paul_a, "tier=hibernating"), // 236 days
+        member("rfm", &paul_b, "tier=at_risk"),     // 175 days
         member("cross-sell", &marie, "suggested_category=chaussures"),
         member("cross-sell", &paul_a, "suggested_category=accessoires"),
         member("cross-sell", &paul_b, "suggested_category=beaute"),

@@ -12,7 +12,9 @@ fn main() {
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "sql")).collect())
         .unwrap_or_default();
     files.sort();
-    let mut out = String::from("/// The segment files embedded at build time: (file name, contents).\npub static SEGMENT_FILES: &[(&str, &str)] = &[\n");
+    let mut out = String::from(
+        "/// The segment files embedded at build time: (file name, contents).\npub static SEGMENT_FILES: &[(&str, &str)] = &[\n",
+    );
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
         let name = f.file_name().and_then(|n| n.to_str()).expect("UTF-8 file name");

@@ -20,9 +20,7 @@ pub async fn sdk_config(env: &dyn EnvSource) -> SdkConfig {
         loader = loader.region(Region::new(region));
     }
     if !env.is_process_env() {
-        if let (Some(key), Some(secret)) =
-            (env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY"))
-        {
+        if let (Some(key), Some(secret)) = (env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")) {
             let creds = Credentials::new(key, secret, env.get("AWS_SESSION_TOKEN"), None, "ariane-env");
             loader = loader.credentials_provider(creds);
         }
@@ -41,12 +39,7 @@ pub struct Clients {
 
 impl Clients {
     pub fn new(config: SdkConfig) -> Self {
-        Clients {
-            s3: s3_client(&config),
-            sqs: aws_sdk_sqs::Client::new(&config),
-            dynamodb: aws_sdk_dynamodb::Client::new(&config),
-            config,
-        }
+        Clients { s3: s3_client(&config), sqs: aws_sdk_sqs::Client::new(&config), dynamodb: aws_sdk_dynamodb::Client::new(&config), config }
     }
 
     pub async fn from_env(env: &dyn EnvSource) -> Self {
@@ -56,7 +49,6 @@ impl Clients {
 
 /// An S3 client, path-style when an endpoint override is configured.
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
-    let builder = aws_sdk_s3::config::Builder::from(config)
-        .force_path_style(config.endpoint_url().is_some());
+    let builder = aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some());
     aws_sdk_s3::Client::from_conf(builder.build())
 }

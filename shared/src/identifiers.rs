@@ -163,8 +163,6 @@ mod tests {
         assert_eq!(normalize_email("   ").unwrap_err(), IdentifierError::EmptyEmail);
     }
 
-
-
     #[test]
     fn hashes_depend_on_kind_and_value() {
         let a = identifier_hash(IdentifierKind::Email, "a@b.fr");

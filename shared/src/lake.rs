@@ -18,10 +18,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, Int64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
-    UInt64Builder,
-};
+use arrow::array::{Array, ArrayRef, Int64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use bytes::Bytes;
@@ -199,20 +196,12 @@ pub fn rejects_schema() -> SchemaRef {
 }
 
 pub fn rejects_batch(rows: &[RejectedRow]) -> Result<RecordBatch, ArrowError> {
-    let col = |f: &dyn Fn(&RejectedRow) -> &str| -> ArrayRef {
-        Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>())
-    };
+    let col = |f: &dyn Fn(&RejectedRow) -> &str| -> ArrayRef { Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>()) };
     let mut line = UInt64Builder::with_capacity(rows.len());
     rows.iter().for_each(|r| line.append_value(r.line));
     RecordBatch::try_new(
         rejects_schema(),
-        vec![
-            col(&|r| &r.channel),
-            col(&|r| &r.source_key),
-            Arc::new(line.finish()),
-            col(&|r| &r.reason),
-            col(&|r| &r.raw),
-        ],
+        vec![col(&|r| &r.channel), col(&|r| &r.source_key), Arc::new(line.finish()), col(&|r| &r.reason), col(&|r| &r.raw)],
     )
 }
 
@@ -259,9 +248,7 @@ pub fn links_schema() -> SchemaRef {
 }
 
 pub fn links_batch(links: &[IdentityLink]) -> Result<RecordBatch, ArrowError> {
-    let col = |f: &dyn Fn(&IdentityLink) -> &str| -> ArrayRef {
-        Arc::new(links.iter().map(|l| Some(f(l))).collect::<StringArray>())
-    };
+    let col = |f: &dyn Fn(&IdentityLink) -> &str| -> ArrayRef { Arc::new(links.iter().map(|l| Some(f(l))).collect::<StringArray>()) };
     let mut at = TimestampMicrosecondBuilder::with_capacity(links.len()).with_timezone("UTC");
     links.iter().for_each(|l| at.append_value(l.resolved_at.timestamp_micros()));
     RecordBatch::try_new(
@@ -354,12 +341,8 @@ pub fn profiles_schema() -> SchemaRef {
 
 pub fn profiles_batch(profiles: &[ProfileState]) -> Result<RecordBatch, ArrowError> {
     use arrow::array::BooleanArray;
-    let text = |f: &dyn Fn(&ProfileState) -> Option<String>| -> ArrayRef {
-        Arc::new(profiles.iter().map(f).collect::<StringArray>())
-    };
-    let flag = |f: &dyn Fn(&ProfileState) -> Option<bool>| -> ArrayRef {
-        Arc::new(profiles.iter().map(f).collect::<BooleanArray>())
-    };
+    let text = |f: &dyn Fn(&ProfileState) -> Option<String>| -> ArrayRef { Arc::new(profiles.iter().map(f).collect::<StringArray>()) };
+    let flag = |f: &dyn Fn(&ProfileState) -> Option<bool>| -> ArrayRef { Arc::new(profiles.iter().map(f).collect::<BooleanArray>()) };
     let mut first = TimestampMicrosecondBuilder::with_capacity(profiles.len()).with_timezone("UTC");
     profiles.iter().for_each(|p| first.append_option(p.first_seen_at.map(|t| t.timestamp_micros())));
     RecordBatch::try_new(
@@ -391,10 +374,7 @@ fn string_column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a StringArray, 
 
 /// Writer properties used for every lake file: snappy, bounded row groups.
 pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build()
+    WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(ROW_GROUP_ROWS)).build()
 }
 
 /// A streaming Parquet writer over any sink (a temp file for large outputs).
@@ -569,12 +549,8 @@ pub fn activations_schema() -> SchemaRef {
 }
 
 pub fn activations_batch(rows: &[ActivationRecord]) -> Result<RecordBatch, ArrowError> {
-    let req = |f: &dyn Fn(&ActivationRecord) -> &str| -> ArrayRef {
-        Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>())
-    };
-    let opt = |f: &dyn Fn(&ActivationRecord) -> Option<&str>| -> ArrayRef {
-        Arc::new(rows.iter().map(f).collect::<StringArray>())
-    };
+    let req = |f: &dyn Fn(&ActivationRecord) -> &str| -> ArrayRef { Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>()) };
+    let opt = |f: &dyn Fn(&ActivationRecord) -> Option<&str>| -> ArrayRef { Arc::new(rows.iter().map(f).collect::<StringArray>()) };
     let ts = |f: &dyn Fn(&ActivationRecord) -> DateTime<Utc>| -> ArrayRef {
         let mut b = TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
         rows.iter().for_each(|r| b.append_value(f(r).timestamp_micros()));

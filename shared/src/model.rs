@@ -248,7 +248,13 @@ mod tests {
 
     #[test]
     fn consent_channels_parse_and_print() {
-        for (text, channel) in [("E-mail", ConsentChannel::Email), ("SMS", ConsentChannel::Sms), ("push", ConsentChannel::Push), ("Ads", ConsentChannel::Ads), ("advertising", ConsentChannel::Ads)] {
+        for (text, channel) in [
+            ("E-mail", ConsentChannel::Email),
+            ("SMS", ConsentChannel::Sms),
+            ("push", ConsentChannel::Push),
+            ("Ads", ConsentChannel::Ads),
+            ("advertising", ConsentChannel::Ads),
+        ] {
             assert_eq!(ConsentChannel::parse(text), Some(channel), "{text}");
             assert_eq!(ConsentChannel::parse(channel.as_str()), Some(channel));
         }

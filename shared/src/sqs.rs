@@ -47,13 +47,8 @@ pub async fn send_all(client: &aws_sdk_sqs::Client, queue_url: &str, bodies: &[S
                         .expect("id and body are set")
                 })
                 .collect::<Vec<_>>();
-            let out = client
-                .send_message_batch()
-                .queue_url(queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .aws("sqs:SendMessageBatch")?;
+            let out =
+                client.send_message_batch().queue_url(queue_url).set_entries(Some(entries)).send().await.aws("sqs:SendMessageBatch")?;
             sent += out.successful().len();
             let failed: Vec<String> = out.failed().iter().map(|f| f.id().to_string()).collect();
             if let Some(f) = out.failed().first() {

@@ -65,7 +65,10 @@ impl Harness {
 }
 
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
 }
 
 /// The report of segment `name` in a segments run's response.
@@ -108,32 +111,42 @@ impl TestProfile {
                 doc.identifiers.entry(kind.to_string()).or_default().insert(v.clone());
             }
         }
-        for (name, value) in [("email", &self.email), ("phone", &self.phone), ("country", &self.country), ("postal_code", &self.postal_code), ("first_name", &self.first_name)] {
+        for (name, value) in [
+            ("email", &self.email),
+            ("phone", &self.phone),
+            ("country", &self.country),
+            ("postal_code", &self.postal_code),
+            ("first_name", &self.first_name),
+        ] {
             if let Some(v) = value {
                 doc.traits.insert(name.to_string(), tv(v));
             }
         }
         for (channel, granted) in &self.consents {
-            doc.consents.insert(channel.to_string(), ConsentState { granted: *granted, at, source: "crm".into(), observation_id: "test".into() });
+            doc.consents
+                .insert(channel.to_string(), ConsentState { granted: *granted, at, source: "crm".into(), observation_id: "test".into() });
         }
         doc.channels.insert("crm".into());
         doc.first_seen = Some(at);
-        let item = Item::Profile(ProfileItem { profile_id: self.profile_id.clone(), component: format!("c_{}", self.profile_id), doc, merged_from: vec![] });
+        let item = Item::Profile(ProfileItem {
+            profile_id: self.profile_id.clone(),
+            component: format!("c_{}", self.profile_id),
+            doc,
+            merged_from: vec![],
+        });
         let attrs = to_attributes(&Key::profile(&self.profile_id), 1, &item);
-        h.stack
-            .clients
-            .dynamodb
-            .put_item()
-            .table_name(h.stack.manifest.output("ProfilesTableName")?)
-            .set_item(Some(attrs))
-            .send()
-            .await?;
+        h.stack.clients.dynamodb.put_item().table_name(h.stack.manifest.output("ProfilesTableName")?).set_item(Some(attrs)).send().await?;
         Ok(())
     }
 }
 
 /// A segment change as the segments function sends it.
-pub fn activation_request(segment: &str, profile_id: &str, change: ariane_shared::model::SegmentChange, payload: &[(&str, &str)]) -> ariane_shared::model::ActivationRequest {
+pub fn activation_request(
+    segment: &str,
+    profile_id: &str,
+    change: ariane_shared::model::SegmentChange,
+    payload: &[(&str, &str)],
+) -> ariane_shared::model::ActivationRequest {
     ariane_shared::model::ActivationRequest {
         segment: segment.into(),
         run_id: "20261124T090000Z".into(),

@@ -136,11 +136,7 @@ pub struct AudienceMember {
 /// fail are dropped) and hashed; each list is deduplicated and sorted by hash. There are
 /// as many rows as the longer list: the i-th e-mail goes with the i-th phone, `None`
 /// where one list is shorter. A person without any valid identifier gives no row.
-pub fn audience_rows(
-    platform: Platform,
-    member: &AudienceMember,
-    default_region: &str,
-) -> Vec<(Option<String>, Option<String>)> {
+pub fn audience_rows(platform: Platform, member: &AudienceMember, default_region: &str) -> Vec<(Option<String>, Option<String>)> {
     let hashed = |values: Vec<String>| {
         let mut hashes: Vec<String> = values.iter().map(|v| sha256_hex(v)).collect();
         hashes.sort();
@@ -215,19 +211,10 @@ mod tests {
             assert_eq!(normalize_email(platform, "Jean.Martin@orange.fr").as_deref(), Some("jean.martin@orange.fr"));
             assert_eq!(sha256_hex(&normalize_email(platform, "Jean.Martin@orange.fr").unwrap()), H_JEAN);
         }
-        assert_eq!(
-            normalize_email(Platform::Google, "Paul.Durand@GoogleMail.com").as_deref(),
-            Some("pauldurand@googlemail.com")
-        );
-        assert_eq!(
-            sha256_hex(&normalize_email(Platform::Google, "paul.durand@googlemail.com").unwrap()),
-            H_PAUL_NO_DOTS
-        );
+        assert_eq!(normalize_email(Platform::Google, "Paul.Durand@GoogleMail.com").as_deref(), Some("pauldurand@googlemail.com"));
+        assert_eq!(sha256_hex(&normalize_email(Platform::Google, "paul.durand@googlemail.com").unwrap()), H_PAUL_NO_DOTS);
         // Dots stay in the domain, and in the local part of other domains.
-        assert_eq!(
-            normalize_email(Platform::Google, "a.b@mail.gmail.com.fr").as_deref(),
-            Some("a.b@mail.gmail.com.fr")
-        );
+        assert_eq!(normalize_email(Platform::Google, "a.b@mail.gmail.com.fr").as_deref(), Some("a.b@mail.gmail.com.fr"));
     }
 
     #[test]
@@ -299,25 +286,14 @@ mod tests {
     #[test]
     fn rows_pair_identifiers() {
         let member = AudienceMember {
-            emails: vec![
-                " Marie.Dupont@Gmail.com ".into(),
-                "marie.dupont@gmail.com".into(),
-                "Jean.Martin@orange.fr".into(),
-                "bad".into(),
-            ],
+            emails: vec![" Marie.Dupont@Gmail.com ".into(), "marie.dupont@gmail.com".into(), "Jean.Martin@orange.fr".into(), "bad".into()],
             phones: vec!["06 12 34 56 78".into(), "+33612345678".into(), "12".into()],
         };
         let meta = audience_rows(Platform::Meta, &member, "FR");
         // Sorted by hash: 708c… (marie) before db18… (jean).
-        assert_eq!(
-            meta,
-            vec![(Some(H_MARIE_DOTS.to_string()), Some(H_PHONE_DIGITS.to_string())), (Some(H_JEAN.to_string()), None),]
-        );
+        assert_eq!(meta, vec![(Some(H_MARIE_DOTS.to_string()), Some(H_PHONE_DIGITS.to_string())), (Some(H_JEAN.to_string()), None),]);
         let google = audience_rows(Platform::Google, &member, "FR");
-        assert_eq!(
-            google,
-            vec![(Some(H_MARIE_NO_DOTS.to_string()), Some(H_PHONE_PLUS.to_string())), (Some(H_JEAN.to_string()), None),]
-        );
+        assert_eq!(google, vec![(Some(H_MARIE_NO_DOTS.to_string()), Some(H_PHONE_PLUS.to_string())), (Some(H_JEAN.to_string()), None),]);
 
         let phones_only = AudienceMember { emails: vec![], phones: vec!["0612345678".into()] };
         assert_eq!(audience_rows(Platform::Google, &phones_only, "FR"), vec![(None, Some(H_PHONE_PLUS.to_string()))]);
@@ -328,11 +304,7 @@ mod tests {
 
     #[test]
     fn csv() {
-        let rows = vec![
-            (Some("aa".to_string()), Some("bb".to_string())),
-            (Some("cc".to_string()), None),
-            (None, Some("dd".to_string())),
-        ];
+        let rows = vec![(Some("aa".to_string()), Some("bb".to_string())), (Some("cc".to_string()), None), (None, Some("dd".to_string()))];
         assert_eq!(String::from_utf8(render_csv(Platform::Meta, &rows)).unwrap(), "email,phone\naa,bb\ncc,\n,dd\n");
         assert_eq!(String::from_utf8(render_csv(Platform::Google, &rows)).unwrap(), "Email,Phone\naa,bb\ncc,\n,dd\n");
         assert_eq!(render_csv(Platform::Google, &[]), b"Email,Phone\n");

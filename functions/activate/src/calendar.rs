@@ -123,9 +123,7 @@ impl HolidayCalendar {
         let mut days: Vec<(NaiveDate, &'static str)> = fixed
             .into_iter()
             .filter_map(|(m, d, name)| NaiveDate::from_ymd_opt(year, m, d).map(|date| (date, name)))
-            .chain(
-                movable.into_iter().filter_map(|(offset, name)| offset_date(easter, offset).map(|date| (date, name))),
-            )
+            .chain(movable.into_iter().filter_map(|(offset, name)| offset_date(easter, offset).map(|date| (date, name))))
             .collect();
         days.sort();
         days
@@ -138,8 +136,7 @@ impl HolidayCalendar {
         }
         let (m, d) = (date.month(), date.day());
         let alsace = self == Self::FranceAlsaceMoselle;
-        if FIXED.iter().any(|&(fm, fd, _)| (fm, fd) == (m, d)) || (alsace && (ALSACE_FIXED.0, ALSACE_FIXED.1) == (m, d))
-        {
+        if FIXED.iter().any(|&(fm, fd, _)| (fm, fd) == (m, d)) || (alsace && (ALSACE_FIXED.0, ALSACE_FIXED.1) == (m, d)) {
             return true;
         }
         // Movable feasts fall between March 20 (Good Friday) and June 14 (Whit Monday).
@@ -324,10 +321,7 @@ mod tests {
         assert_eq!(fr.for_postal_code(Some("")), fr);
         assert_eq!(fr.for_postal_code(None), fr);
         assert_eq!(HolidayCalendar::None.for_postal_code(Some("67000")), HolidayCalendar::None);
-        assert_eq!(
-            HolidayCalendar::FranceAlsaceMoselle.for_postal_code(Some("75001")),
-            HolidayCalendar::FranceAlsaceMoselle
-        );
+        assert_eq!(HolidayCalendar::FranceAlsaceMoselle.for_postal_code(Some("75001")), HolidayCalendar::FranceAlsaceMoselle);
     }
 
     proptest! {

@@ -314,10 +314,9 @@ impl Campaign {
                     message.destination,
                     ctx.destinations.keys().cloned().collect::<Vec<_>>().join(", ")
                 ))),
-                Some(c) if c != channel => errors.push(err(format!(
-                    "channels.{channel}.destination {:?} serves {c}, not {channel}",
-                    message.destination
-                ))),
+                Some(c) if c != channel => {
+                    errors.push(err(format!("channels.{channel}.destination {:?} serves {c}, not {channel}", message.destination)))
+                }
                 Some(_) => {}
             }
         }

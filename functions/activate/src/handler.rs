@@ -200,8 +200,7 @@ impl Activate {
     ) -> Result<Self, BuildError> {
         // Campaigns against the declared destinations (the segment library is checked
         // by `make validate`, which knows it).
-        let segments: BTreeMap<String, Vec<String>> =
-            campaigns.iter().map(|c| (c.segment.clone(), c.payload.clone())).collect();
+        let segments: BTreeMap<String, Vec<String>> = campaigns.iter().map(|c| (c.segment.clone(), c.payload.clone())).collect();
         let ctx = CheckContext { segments: &segments, destinations: &rules.destinations };
         if let Some(e) = crate::campaign::check_library(&campaigns, &ctx).into_iter().next() {
             return Err(e.into());
@@ -326,7 +325,9 @@ impl Activate {
         let triggered = request.change == campaign.trigger;
         if holdout {
             // Recorded once per entry (the report counts each activation key once).
-            if only_slot.is_none() && (triggered && campaign.sends_messages() || !campaign.sends_messages() && request.change == SegmentChange::Entered) {
+            if only_slot.is_none()
+                && (triggered && campaign.sends_messages() || !campaign.sends_messages() && request.change == SegmentChange::Entered)
+            {
                 effects.records.push(ctx.record(&format!("{akey}:holdout"), "holdout", None, None, None));
             }
             return Ok(effects);
@@ -383,7 +384,13 @@ impl Activate {
         }
     }
 
-    async fn finish(&self, ctx: &Ctx<'_>, skey: &str, record: ActivationRecord, event: Option<serde_json::Value>) -> Result<Effects, ActivateError> {
+    async fn finish(
+        &self,
+        ctx: &Ctx<'_>,
+        skey: &str,
+        record: ActivationRecord,
+        event: Option<serde_json::Value>,
+    ) -> Result<Effects, ActivateError> {
         let status = if record.outcome == "sent" { "sent" } else { "suppressed" };
         let detail = record.reason.clone().unwrap_or_default();
         let effects = Effects { records: vec![record], events: event.into_iter().collect(), audience: Vec::new() };
@@ -422,7 +429,9 @@ impl Activate {
         let quiet = self.rules.quiet(channel);
         if quiet.is_quiet(ctx.now, zone) {
             let Some(due) = quiet.next_allowed(ctx.now, zone) else {
-                return self.finish(ctx, skey, ctx.record(skey, "suppressed", Some("quiet_hours"), Some(channel), Some(message)), None).await;
+                return self
+                    .finish(ctx, skey, ctx.record(skey, "suppressed", Some("quiet_hours"), Some(channel), Some(message)), None)
+                    .await;
             };
             let deferred = serde_json::json!({ "deferred": DeferredSend { campaign: c.name.clone(), slot: slot.to_string(), request: ctx.request.clone() } });
             self.state.defer(skey, due, &deferred.to_string(), ctx.now).await?;
@@ -739,12 +748,7 @@ impl<'a> Outbound<'a> {
             to,
             first_name: profile.first_name.clone(),
             last_name: profile.last_name.clone(),
-            payload: ctx
-                .campaign
-                .payload
-                .iter()
-                .filter_map(|f| ctx.request.payload.get(f).map(|v| (f.clone(), v.clone())))
-                .collect(),
+            payload: ctx.campaign.payload.iter().filter_map(|f| ctx.request.payload.get(f).map(|v| (f.clone(), v.clone()))).collect(),
             sent_at: ctx.now,
         }
     }

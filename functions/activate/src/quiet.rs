@@ -5,9 +5,7 @@
 //! wall clock in a `chrono_tz::Tz`, so daylight saving time is handled by the time zone
 //! database and never with fixed offsets.
 
-use chrono::{
-    DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc, Weekday, WeekdaySet,
-};
+use chrono::{DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc, Weekday, WeekdaySet};
 use chrono_tz::{GapInfo, Tz};
 use serde::Deserialize;
 use std::cmp::Ordering;
@@ -70,12 +68,8 @@ impl QuietHoursSpec {
         let (start, end) = match (&self.start, &self.end) {
             (Some(start), Some(end)) => (parse_hh_mm(start)?, parse_hh_mm(end)?),
             (None, None) => (NaiveTime::MIN, NaiveTime::MIN),
-            (Some(start), None) => {
-                return Err(format!("quiet hours start {start:?} has no end: give both start and end, or neither"))
-            }
-            (None, Some(end)) => {
-                return Err(format!("quiet hours end {end:?} has no start: give both start and end, or neither"))
-            }
+            (Some(start), None) => return Err(format!("quiet hours start {start:?} has no end: give both start and end, or neither")),
+            (None, Some(end)) => return Err(format!("quiet hours end {end:?} has no start: give both start and end, or neither")),
         };
         let days_off = self.days_off.iter().map(|d| parse_weekday(d)).collect::<Result<WeekdaySet, _>>()?;
         let holidays = match &self.holidays {
@@ -90,9 +84,7 @@ impl QuietHoursSpec {
 fn parse_hh_mm(s: &str) -> Result<NaiveTime, String> {
     let bad = || format!("invalid time {s:?}: expected HH:MM on a 24-hour clock (00:00 to 23:59)");
     let (h, m) = s.trim().split_once(':').ok_or_else(bad)?;
-    let digits = |x: &str, lens: std::ops::RangeInclusive<usize>| {
-        lens.contains(&x.len()) && x.bytes().all(|b| b.is_ascii_digit())
-    };
+    let digits = |x: &str, lens: std::ops::RangeInclusive<usize>| lens.contains(&x.len()) && x.bytes().all(|b| b.is_ascii_digit());
     if !digits(h, 1..=2) || !digits(m, 2..=2) {
         return Err(bad());
     }
@@ -118,12 +110,7 @@ fn parse_weekday(s: &str) -> Result<Weekday, String> {
 impl QuietHours {
     /// Never quiet.
     pub fn none() -> Self {
-        QuietHours {
-            start: NaiveTime::MIN,
-            end: NaiveTime::MIN,
-            days_off: WeekdaySet::EMPTY,
-            holidays: HolidayCalendar::None,
-        }
+        QuietHours { start: NaiveTime::MIN, end: NaiveTime::MIN, days_off: WeekdaySet::EMPTY, holidays: HolidayCalendar::None }
     }
 
     /// The default for SMS: 20:00–08:00, Sundays and French public holidays off.
@@ -234,9 +221,7 @@ fn instants(local: NaiveDateTime, tz: Tz) -> Vec<DateTime<Utc>> {
     match tz.from_local_datetime(&local) {
         LocalResult::Single(x) => vec![x.with_timezone(&Utc)],
         LocalResult::Ambiguous(a, b) => vec![a.with_timezone(&Utc), b.with_timezone(&Utc)],
-        LocalResult::None => {
-            GapInfo::new(&local, &tz).and_then(|gap| gap.end).map(|x| x.with_timezone(&Utc)).into_iter().collect()
-        }
+        LocalResult::None => GapInfo::new(&local, &tz).and_then(|gap| gap.end).map(|x| x.with_timezone(&Utc)).into_iter().collect(),
     }
 }
 
@@ -468,8 +453,7 @@ mod tests {
     ];
 
     /// Zones with daylight saving time (Lord Howe moves its clock by 30 minutes).
-    const DST_ZONES: [Tz; 3] =
-        [chrono_tz::Europe::Paris, chrono_tz::America::New_York, chrono_tz::Australia::Lord_Howe];
+    const DST_ZONES: [Tz; 3] = [chrono_tz::Europe::Paris, chrono_tz::America::New_York, chrono_tz::Australia::Lord_Howe];
 
     fn quiet_hours() -> impl Strategy<Value = QuietHours> {
         (0u32..24 * 60, 0u32..24 * 60, 0u8..127, any::<bool>()).prop_map(|(s, e, mask, fr)| QuietHours {

@@ -217,15 +217,8 @@ impl State {
 
     /// A strongly consistent read of one item, metered by its size (`op` names it in errors).
     async fn get(&self, pk: String, sk: &str, op: &'static str) -> Result<Option<HashMap<String, AttributeValue>>, AwsError> {
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(pk, sk)))
-            .consistent_read(true)
-            .send()
-            .await
-            .aws(op)?;
+        let got =
+            self.client.get_item().table_name(&self.table).set_key(Some(self.key(pk, sk))).consistent_read(true).send().await.aws(op)?;
         self.meter.read(got.item().map(item_size).unwrap_or(0));
         Ok(got.item)
     }
@@ -280,7 +273,14 @@ impl State {
     }
 
     /// Records the final decision of a claimed send and its effects.
-    pub async fn complete(&self, send_key: &str, status: &str, effects: &Effects, detail: &str, now: DateTime<Utc>) -> Result<(), AwsError> {
+    pub async fn complete(
+        &self,
+        send_key: &str,
+        status: &str,
+        effects: &Effects,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), AwsError> {
         let effects = serde_json::to_string(effects).unwrap_or_default();
         self.meter.write(effects.len() + 250);
         self.client
@@ -401,18 +401,22 @@ impl State {
     }
 
     async fn pressure(&self, profile_id: &str) -> Result<(Option<i64>, Vec<PressureEntry>), AwsError> {
-        let Some(item) = self.get(format!("CAP#{profile_id}"), "CAP", "dynamodb:GetItem pressure").await? else { return Ok((None, Vec::new())) };
+        let Some(item) = self.get(format!("CAP#{profile_id}"), "CAP", "dynamodb:GetItem pressure").await? else {
+            return Ok((None, Vec::new()));
+        };
         let version = item.get("v").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
-        let entries = item
-            .get("sends")
-            .and_then(|v| v.as_s().ok())
-            .and_then(|t| serde_json::from_str(t).ok())
-            .unwrap_or_default();
+        let entries = item.get("sends").and_then(|v| v.as_s().ok()).and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
         Ok((version, entries))
     }
 
     /// Writes the entries if the item is still at `version`; false when another writer won.
-    async fn put_pressure(&self, profile_id: &str, version: Option<i64>, entries: &[PressureEntry], retention: Duration) -> Result<bool, AwsError> {
+    async fn put_pressure(
+        &self,
+        profile_id: &str,
+        version: Option<i64>,
+        entries: &[PressureEntry],
+        retention: Duration,
+    ) -> Result<bool, AwsError> {
         let newest = entries.iter().map(|e| e.at).max().unwrap_or(0);
         let sends = serde_json::to_string(entries).unwrap_or_else(|_| "[]".into());
         let mut put = self

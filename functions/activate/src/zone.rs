@@ -30,17 +30,7 @@ const COUNTRIES: [(&[&str], Tz); 17] = [
     (&["es", "esp", "espagne", "spain", "espana"], chrono_tz::Europe::Madrid),
     (&["it", "ita", "italie", "italy", "italia"], chrono_tz::Europe::Rome),
     (
-        &[
-            "gb",
-            "gbr",
-            "uk",
-            "royaume uni",
-            "united kingdom",
-            "grande bretagne",
-            "great britain",
-            "angleterre",
-            "england",
-        ],
+        &["gb", "gbr", "uk", "royaume uni", "united kingdom", "grande bretagne", "great britain", "angleterre", "england"],
         chrono_tz::Europe::London,
     ),
     (&["pt", "prt", "portugal"], chrono_tz::Europe::Lisbon),
@@ -128,11 +118,7 @@ fn zone_of_phone(phone: &str) -> Option<Tz> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    CALLING_CODES
-        .iter()
-        .filter(|(prefix, _)| digits.starts_with(prefix))
-        .max_by_key(|(prefix, _)| prefix.len())
-        .map(|&(_, tz)| tz)
+    CALLING_CODES.iter().filter(|(prefix, _)| digits.starts_with(prefix)).max_by_key(|(prefix, _)| prefix.len()).map(|&(_, tz)| tz)
 }
 
 /// Lowercase, accents removed from Latin letters, and runs of spaces, dashes,

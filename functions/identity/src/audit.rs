@@ -40,7 +40,8 @@ pub fn check(records: &[Record], rules: &Rules) -> Result<(), Violation> {
     for r in records {
         match &r.item {
             Item::Comp(c) => {
-                let list = c.evidence.iter().map(|e| Evidence { key: e.key.clone(), first_seen: e.first_seen, ids: e.ids.clone() }).collect();
+                let list =
+                    c.evidence.iter().map(|e| Evidence { key: e.key.clone(), first_seen: e.first_seen, ids: e.ids.clone() }).collect();
                 comps.insert(key_after(&r.key.pk, "COMP#").to_string(), list);
             }
             Item::Ev(e) => {
@@ -144,7 +145,13 @@ pub fn check(records: &[Record], rules: &Rules) -> Result<(), Violation> {
 /// What a profile document must share with the join of its evidence: traits (but the
 /// contact pseudo-traits, which follow the identifiers the profile holds), consents,
 /// channels, first seen and last seen.
-type JoinedPart = (BTreeMap<String, String>, BTreeMap<String, crate::profile::ConsentState>, BTreeSet<String>, Option<chrono::DateTime<chrono::Utc>>, Option<chrono::NaiveDate>);
+type JoinedPart = (
+    BTreeMap<String, String>,
+    BTreeMap<String, crate::profile::ConsentState>,
+    BTreeSet<String>,
+    Option<chrono::DateTime<chrono::Utc>>,
+    Option<chrono::NaiveDate>,
+);
 
 fn joined_part(d: &Doc) -> JoinedPart {
     let traits = d.traits.iter().filter(|(n, _)| *n != "email" && *n != "phone").map(|(n, t)| (n.clone(), t.value.clone())).collect();

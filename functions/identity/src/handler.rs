@@ -46,7 +46,8 @@ pub struct BatchStats {
 impl Identity {
     pub async fn from_env(env: &dyn EnvSource) -> Result<Self, ariane_shared::ConfigError> {
         let config = IdentityConfig::from_env(env)?;
-        let rules = Rules::embedded().map_err(|e| ariane_shared::ConfigError::Invalid { name: "config/identity.toml", reason: e.to_string() })?;
+        let rules =
+            Rules::embedded().map_err(|e| ariane_shared::ConfigError::Invalid { name: "config/identity.toml", reason: e.to_string() })?;
         let clients = Clients::from_env(env).await;
         let store = DynamoStore { client: clients.dynamodb.clone(), table: config.profiles_table.clone() };
         Ok(Identity { clients, config, resolver: Resolver::new(store, rules) })
@@ -191,7 +192,10 @@ impl Identity {
                 serde_json::to_writer(&mut body, h)?;
                 body.push(b'\n');
             }
-            let key = format!("identity/history/date={date}/{}.jsonl", &ariane_shared::identifiers::sha256_hex(&String::from_utf8_lossy(&body))[..32]);
+            let key = format!(
+                "identity/history/date={date}/{}.jsonl",
+                &ariane_shared::identifiers::sha256_hex(&String::from_utf8_lossy(&body))[..32]
+            );
             self.put(&key, body).await?;
         }
         Ok(())

@@ -155,8 +155,12 @@ impl Scheduler {
 
     /// A failure as text: the violation, the commit, the state before it and the schedule.
     pub fn report(&self, failure: &Failure) -> String {
-        let before: Vec<String> =
-            failure.before.iter().filter(|r| matches!(r.item, Item::Id(_) | Item::Comp(_) | Item::Profile(_))).map(|r| format!("  {} v{} {:?}", r.key.pk, r.version, r.item)).collect();
+        let before: Vec<String> = failure
+            .before
+            .iter()
+            .filter(|r| matches!(r.item, Item::Id(_) | Item::Comp(_) | Item::Profile(_)))
+            .map(|r| format!("  {} v{} {:?}", r.key.pk, r.version, r.item))
+            .collect();
         format!(
             "after commit #{}, {}\ncommit:\n{}\nstate before it:\n{}\nschedule:\n{}",
             failure.step,
@@ -393,7 +397,12 @@ pub enum RunError {
 /// the scheduler (and audited after every commit if it audits). A batch still contended
 /// after the resolver's own attempts is delivered again, up to four times, as SQS would
 /// before the DLQ.
-pub async fn run_workers<S: Listing + 'static>(scheduler: &Arc<Scheduler>, store: Arc<S>, rules: &Rules, stream: &[Observation]) -> Result<RunReport, RunError> {
+pub async fn run_workers<S: Listing + 'static>(
+    scheduler: &Arc<Scheduler>,
+    store: Arc<S>,
+    rules: &Rules,
+    stream: &[Observation],
+) -> Result<RunReport, RunError> {
     let (workers, seed) = (scheduler.workers, scheduler.seed);
     let mut handles = Vec::new();
     for w in 0..workers {

@@ -36,10 +36,12 @@ pub fn oracle(observations: &[Observation], rules: &Rules, excluded: &BTreeSet<I
     let shared = shared_values(&all, rules);
     let linkable = |id: &IdRef| !shared.contains(id) && !excluded.contains(id);
     let partition = resolve(&all, rules, &linkable);
-    keys.into_iter().map(|k| {
-        let p = partition.assign.get(&k).cloned();
-        (k, p)
-    }).collect()
+    keys.into_iter()
+        .map(|k| {
+            let p = partition.assign.get(&k).cloned();
+            (k, p)
+        })
+        .collect()
 }
 
 /// A partition as a set of groups of keys (profile ids themselves are not compared).

@@ -51,10 +51,8 @@ pub struct Doc {
 }
 
 /// Pseudo-traits that track the most recent e-mail and phone (the reachable ones).
-pub const CONTACT_TRAITS: &[(&str, ariane_shared::identifiers::IdentifierKind)] = &[
-    ("email", ariane_shared::identifiers::IdentifierKind::Email),
-    ("phone", ariane_shared::identifiers::IdentifierKind::Phone),
-];
+pub const CONTACT_TRAITS: &[(&str, ariane_shared::identifiers::IdentifierKind)] =
+    &[("email", ariane_shared::identifiers::IdentifierKind::Email), ("phone", ariane_shared::identifiers::IdentifierKind::Phone)];
 
 impl Doc {
     /// The contribution of one observation (its usable identifiers only).
@@ -88,12 +86,8 @@ impl Doc {
             }
         }
         for c in &obs.consents {
-            let state = ConsentState {
-                granted: c.granted,
-                at: c.at,
-                source: obs.channel.clone(),
-                observation_id: obs.observation_id.clone(),
-            };
+            let state =
+                ConsentState { granted: c.granted, at: c.at, source: obs.channel.clone(), observation_id: obs.observation_id.clone() };
             join_consent(&mut doc.consents, c.channel.as_str(), &state);
         }
         doc.channels.insert(obs.channel.clone());

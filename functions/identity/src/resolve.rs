@@ -40,8 +40,17 @@ pub enum DropReason {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Decision {
     /// `evidence` linked clusters (named by their first evidence key) through `via`.
-    Merge { evidence: String, survivor: String, absorbed: Vec<String>, via: Vec<IdRef> },
-    Dropped { evidence: String, id: IdRef, reason: DropReason },
+    Merge {
+        evidence: String,
+        survivor: String,
+        absorbed: Vec<String>,
+        via: Vec<IdRef>,
+    },
+    Dropped {
+        evidence: String,
+        id: IdRef,
+        reason: DropReason,
+    },
 }
 
 /// A profile: its evidence (canonical order) and the identifiers it holds.
@@ -144,11 +153,8 @@ pub fn resolve(evidence: &[Evidence], rules: &Rules, linkable: &dyn Fn(&IdRef) -
                         values.insert(&id.hash);
                     }
                     if values.len() > rule.limit {
-                        let culprits = ids
-                            .iter()
-                            .copied()
-                            .filter(|i| (i.kind == kind && !owner.contains_key(i)) || owner.contains_key(i))
-                            .collect();
+                        let culprits =
+                            ids.iter().copied().filter(|i| (i.kind == kind && !owner.contains_key(i)) || owner.contains_key(i)).collect();
                         conflict = Some((culprits, DropReason::Limit(kind)));
                         break;
                     }

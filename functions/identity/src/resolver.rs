@@ -25,8 +25,7 @@ use crate::profile::Doc;
 use crate::resolve::{components, resolve, Decision, Evidence, IdRef};
 use crate::rules::Rules;
 use crate::store::{
-    by_key, AliasItem, CompEvidence, CompItem, EvItem, Expect, IdItem, Item, ItemStore, Key, Op, ProfileItem, Record,
-    StoreError, Write,
+    by_key, AliasItem, CompEvidence, CompItem, EvItem, Expect, IdItem, Item, ItemStore, Key, Op, ProfileItem, Record, StoreError, Write,
 };
 
 const MAX_ATTEMPTS: u32 = 12;
@@ -277,7 +276,8 @@ impl<S: ItemStore> Resolver<S> {
     /// and the components that map them.
     async fn enrich_with_retries(&self, enrich: Vec<Incoming>, read: BTreeMap<Key, Record>, out: &mut Outcome) -> Result<(), ResolveError> {
         for chunk in enrich.chunks(33) {
-            let mut first = Some(chunk.iter().filter_map(|i| read.get(&Key::evidence(&i.key)).map(|r| (r.key.clone(), r.clone()))).collect());
+            let mut first =
+                Some(chunk.iter().filter_map(|i| read.get(&Key::evidence(&i.key)).map(|r| (r.key.clone(), r.clone()))).collect());
             retry_on_conflict(&mut out.stats.retries, || self.enrich(chunk, first.take())).await?;
         }
         Ok(())
@@ -299,7 +299,8 @@ impl<S: ItemStore> Resolver<S> {
                 }
             }
         }
-        let pkeys: BTreeSet<Key> = enrich.iter().filter_map(|i| profile_of.get(i.key.as_str())?.as_ref()).map(|p| Key::profile(p)).collect();
+        let pkeys: BTreeSet<Key> =
+            enrich.iter().filter_map(|i| profile_of.get(i.key.as_str())?.as_ref()).map(|p| Key::profile(p)).collect();
         let mut profiles = by_key(self.store.get_many(&pkeys.into_iter().collect::<Vec<_>>()).await?);
         let mut writes: Vec<Write> = Vec::new();
         let mut used_comps: BTreeSet<Key> = BTreeSet::new();
@@ -385,8 +386,7 @@ impl<S: ItemStore> Resolver<S> {
                 comp_keys.insert(c);
             }
         }
-        let ev_keys: Vec<Key> =
-            adds.iter().map(|a| Key::evidence(&a.key)).chain(change.removes.iter().map(|k| Key::evidence(k))).collect();
+        let ev_keys: Vec<Key> = adds.iter().map(|a| Key::evidence(&a.key)).chain(change.removes.iter().map(|k| Key::evidence(k))).collect();
         let mut evs = by_key(self.store.get_many(&ev_keys).await?);
         for r in evs.values() {
             if let Item::Ev(ev) = &r.item {
@@ -476,7 +476,11 @@ impl<S: ItemStore> Resolver<S> {
             members.sort_by(|a, b| a.first_seen.cmp(&b.first_seen).then_with(|| a.key.cmp(&b.key)));
             let comp_key = members[0].key.clone();
             if members.len() > rules.max_component_evidence {
-                return Err(ResolveError::ComponentTooLarge { component: comp_key, count: members.len(), limit: rules.max_component_evidence });
+                return Err(ResolveError::ComponentTooLarge {
+                    component: comp_key,
+                    count: members.len(),
+                    limit: rules.max_component_evidence,
+                });
             }
             let partition = resolve(&members, rules, &linkable);
             let comp = CompItem {
@@ -532,11 +536,9 @@ impl<S: ItemStore> Resolver<S> {
         pkeys.extend(old_pids.iter().map(|p| Key::alias(p)));
         let mut profiles = by_key(self.store.get_many(&pkeys).await?);
         let read_in_step_2: BTreeSet<Key> = ev_keys.iter().cloned().collect();
-        let need_evs: Vec<Key> =
-            new_profile.keys().map(|k| Key::evidence(k)).filter(|k| !read_in_step_2.contains(k)).collect();
+        let need_evs: Vec<Key> = new_profile.keys().map(|k| Key::evidence(k)).filter(|k| !read_in_step_2.contains(k)).collect();
         evs.extend(by_key(self.store.get_many(&need_evs).await?));
-        let aliases: BTreeMap<Key, u64> =
-            profiles.iter().filter(|(k, _)| k.sk == "ALIAS").map(|(k, r)| (k.clone(), r.version)).collect();
+        let aliases: BTreeMap<Key, u64> = profiles.iter().filter(|(k, _)| k.sk == "ALIAS").map(|(k, r)| (k.clone(), r.version)).collect();
         let incoming: HashMap<&str, &Incoming> = adds.iter().map(|a| (a.key.as_str(), *a)).collect();
         let mut writes: Vec<Write> = Vec::new();
         let mut ev_docs: HashMap<String, (Doc, Vec<Identifier>)> = HashMap::new();
@@ -607,11 +609,8 @@ impl<S: ItemStore> Resolver<S> {
         // Identifiers whose linkability this step changes (shared, excluded, suppressed):
         // every component holding one gets a new version even if its content stays, so a
         // concurrent step that read the identifier's old state cannot commit against it.
-        let relinked: BTreeSet<&IdRef> = id_state
-            .iter()
-            .filter(|(id, st)| linkable_state(st) != linkable_state(&id_item(&ids, id)))
-            .map(|(id, _)| id)
-            .collect();
+        let relinked: BTreeSet<&IdRef> =
+            id_state.iter().filter(|(id, st)| linkable_state(st) != linkable_state(&id_item(&ids, id))).map(|(id, _)| id).collect();
         let touches_relinked = |c: &CompItem| c.evidence.iter().any(|e| e.ids.iter().any(|i| relinked.contains(i)));
         // Components: rewrite, create, delete.
         for (key, comp) in &new_comps {
@@ -690,12 +689,8 @@ impl<S: ItemStore> Resolver<S> {
             }
             doc.restrict_identifiers(&owned);
             let k = Key::profile(&c.profile_id);
-            let absorbed: BTreeSet<String> = c
-                .evidence
-                .iter()
-                .filter_map(|e| old_profile.get(e).cloned().flatten())
-                .filter(|p| *p != c.profile_id)
-                .collect();
+            let absorbed: BTreeSet<String> =
+                c.evidence.iter().filter_map(|e| old_profile.get(e).cloned().flatten()).filter(|p| *p != c.profile_id).collect();
             let old = profiles.remove(&k);
             let mut merged_from: BTreeSet<String> = match &old {
                 Some(Record { item: Item::Profile(p), .. }) => p.merged_from.iter().cloned().collect(),
@@ -712,7 +707,8 @@ impl<S: ItemStore> Resolver<S> {
                 .find(|(_, cm)| cm.evidence.iter().any(|e| c.evidence.contains(&e.key)))
                 .map(|(k, _)| k.clone())
                 .unwrap_or_default();
-            let item = ProfileItem { profile_id: c.profile_id.clone(), component: comp, doc, merged_from: merged_from.into_iter().collect() };
+            let item =
+                ProfileItem { profile_id: c.profile_id.clone(), component: comp, doc, merged_from: merged_from.into_iter().collect() };
             let evidence_changed = c.evidence.iter().any(|e| doc_changed.contains(e));
             match old {
                 Some(Record { version, item: Item::Profile(p), .. }) if p == item && !evidence_changed => {
@@ -745,16 +741,19 @@ impl<S: ItemStore> Resolver<S> {
             if let Some(r) = profiles.get(&k) {
                 writes.push(Write { key: k, expect: Expect::Version(r.version), op: Op::Delete });
             }
-            let went: BTreeSet<&String> =
-                old_profile.iter().filter(|(_, p)| p.as_deref() == Some(pid.as_str())).filter_map(|(e, _)| new_profile.get(e)?.as_ref()).collect();
-            let evidence_of = |p: &str| decisions.iter().find_map(|d| match d {
-                Decision::Merge { evidence, absorbed, via, .. }
-                    if absorbed.iter().any(|a| crate::resolve::profile_id_of(a) == p) =>
-                {
-                    Some((evidence.clone(), via.clone()))
-                }
-                _ => None,
-            });
+            let went: BTreeSet<&String> = old_profile
+                .iter()
+                .filter(|(_, p)| p.as_deref() == Some(pid.as_str()))
+                .filter_map(|(e, _)| new_profile.get(e)?.as_ref())
+                .collect();
+            let evidence_of = |p: &str| {
+                decisions.iter().find_map(|d| match d {
+                    Decision::Merge { evidence, absorbed, via, .. } if absorbed.iter().any(|a| crate::resolve::profile_id_of(a) == p) => {
+                        Some((evidence.clone(), via.clone()))
+                    }
+                    _ => None,
+                })
+            };
             if went.len() == 1 {
                 let to = (*went.iter().next().expect("one")).clone();
                 let alias = Key::alias(pid);
@@ -800,8 +799,11 @@ impl<S: ItemStore> Resolver<S> {
         }
         // A split that keeps its id (the earliest evidence stayed) is a split too.
         for pid in old_pids.iter().filter(|p| new_pids.contains(*p)) {
-            let went: BTreeSet<&String> =
-                old_profile.iter().filter(|(_, p)| p.as_deref() == Some(pid.as_str())).filter_map(|(e, _)| new_profile.get(e)?.as_ref()).collect();
+            let went: BTreeSet<&String> = old_profile
+                .iter()
+                .filter(|(_, p)| p.as_deref() == Some(pid.as_str()))
+                .filter_map(|(e, _)| new_profile.get(e)?.as_ref())
+                .collect();
             if went.len() > 1 {
                 splits += 1;
                 history.push(split_record(pid, went.into_iter().filter(|p| *p != pid).cloned().collect()));

@@ -151,9 +151,8 @@ impl Rules {
         }
         for (priority, t) in raw.types.iter().enumerate() {
             let path = format!("types[{priority}]");
-            let kind = parse_kind(&t.kind).ok_or_else(|| {
-                err(&path, format!("unknown identifier kind {:?} (known: {})", t.kind, kind_list()))
-            })?;
+            let kind =
+                parse_kind(&t.kind).ok_or_else(|| err(&path, format!("unknown identifier kind {:?} (known: {})", t.kind, kind_list())))?;
             if types[kind as usize].is_some() {
                 return Err(err(&path, format!("{kind} is listed twice")));
             }
@@ -341,12 +340,36 @@ mod tests {
             ("[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 0\n", "types[0]", "limit must be at least 1"),
             ("[[types]]\nkind = \"email\"\nrole = \"attach\"\nlimit = 1\n", "types", "role = \"merge\""),
             ("[[types]]\nkind = \"email\"\nrole = \"fuse\"\nlimit = 1\n", "toml", "unknown variant"),
-            ("[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[blocked]\nmail = [\"x\"]\n", "blocked.mail", "unknown identifier kind"),
-            ("[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[blocked]\npatterns = [\"email:*\"]\n", "blocked.patterns", "every value"),
-            ("[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[traits]\ncity = \"source\"\n", "traits.source_priority", "no source_priority"),
-            ("[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[traits]\nsource_priority = [\"shop\"]\n", "traits.source_priority", "unknown channel"),
-            ("[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[traits]\nshoe_size = \"latest\"\n", "traits.shoe_size", "unknown trait"),
-            ("[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[limits]\nmax_component_evidence = 2000\n", "limits.max_component_evidence", "400 KB"),
+            (
+                "[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[blocked]\nmail = [\"x\"]\n",
+                "blocked.mail",
+                "unknown identifier kind",
+            ),
+            (
+                "[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[blocked]\npatterns = [\"email:*\"]\n",
+                "blocked.patterns",
+                "every value",
+            ),
+            (
+                "[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[traits]\ncity = \"source\"\n",
+                "traits.source_priority",
+                "no source_priority",
+            ),
+            (
+                "[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[traits]\nsource_priority = [\"shop\"]\n",
+                "traits.source_priority",
+                "unknown channel",
+            ),
+            (
+                "[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[traits]\nshoe_size = \"latest\"\n",
+                "traits.shoe_size",
+                "unknown trait",
+            ),
+            (
+                "[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[limits]\nmax_component_evidence = 2000\n",
+                "limits.max_component_evidence",
+                "400 KB",
+            ),
         ];
         for (text, path, problem) in bad {
             let e = Rules::parse("config/x.toml", text).unwrap_err();

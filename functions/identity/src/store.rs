@@ -375,13 +375,8 @@ impl ItemStore for DynamoStore {
             let mut pending = Some(request.build().expect("keys are set"));
             let mut attempt = 0u32;
             while let Some(req) = pending.take() {
-                let resp = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, req)
-                    .send()
-                    .await
-                    .aws("dynamodb:BatchGetItem identity")?;
+                let resp =
+                    self.client.batch_get_item().request_items(&self.table, req).send().await.aws("dynamodb:BatchGetItem identity")?;
                 for attrs in resp.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
                     out.push(from_attributes(attrs)?);
                 }
@@ -404,7 +399,9 @@ impl ItemStore for DynamoStore {
             Expect::Version(v) => ("v = :v".to_string(), Some(AttributeValue::N(v.to_string()))),
         };
         let conflict = |e: &AwsError| {
-            e.is_code("ConditionalCheckFailedException") || e.is_code("TransactionCanceledException") || e.is_code("TransactionConflictException")
+            e.is_code("ConditionalCheckFailedException")
+                || e.is_code("TransactionCanceledException")
+                || e.is_code("TransactionConflictException")
         };
         if writes.len() == 1 && writes[0].op != Op::Check {
             // One item: a plain conditional write (half the write units of a transaction).

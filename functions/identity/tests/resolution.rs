@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use ariane_identity::interleave::{case_observations, delivery_stream, lost_contribution_case, run_workers, CaseRow, RunReport, Scheduler, LOST_CONTRIBUTION_SCHEDULE};
+use ariane_identity::interleave::{
+    case_observations, delivery_stream, lost_contribution_case, run_workers, CaseRow, RunReport, Scheduler, LOST_CONTRIBUTION_SCHEDULE,
+};
 use ariane_identity::oracle::{groups, oracle};
 use ariane_identity::resolver::Resolver;
 use ariane_identity::rules::Rules;
@@ -142,7 +144,11 @@ fn the_schedule_is_a_function_of_the_seed() {
     let a = trace(17);
     assert!(a.len() > 20, "a real interleaving: {} calls", a.len());
     assert_eq!(a, trace(17));
-    assert_ne!(a.iter().map(|s| s.0).collect::<Vec<_>>(), trace(18).iter().map(|s| s.0).collect::<Vec<_>>(), "another seed, another schedule");
+    assert_ne!(
+        a.iter().map(|s| s.0).collect::<Vec<_>>(),
+        trace(18).iter().map(|s| s.0).collect::<Vec<_>>(),
+        "another seed, another schedule"
+    );
 }
 
 /// Searches harder than CI: `ARIANE_SOAK_CASES` cases (default 100,000) of the concurrent
@@ -161,7 +167,8 @@ fn soak_concurrent_workers() {
     let seed: u64 = env("ARIANE_SOAK_SEED").and_then(|v| v.parse().ok()).unwrap_or(20261202);
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let config = Config { cases, failure_persistence: regressions("tests/soak.proptest-regressions"), max_shrink_iters: 4096, ..Config::default() };
+    let config =
+        Config { cases, failure_persistence: regressions("tests/soak.proptest-regressions"), max_shrink_iters: 4096, ..Config::default() };
     let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes));
     let totals = std::cell::RefCell::new((RunReport::default(), 0u64, BTreeMap::<usize, u64>::new()));
     let started = std::time::Instant::now();
@@ -322,10 +329,14 @@ async fn erasure_deletes_and_suppresses_and_repair_splits() {
     let store_after = r.store.snapshot();
     let retried = r.erase(&Identifier::new(K::Email, "marie@x.fr")).await.unwrap();
     assert_eq!(r.store.snapshot(), store_after);
-    let keys = |o: &ariane_identity::resolver::Outcome| o.links.iter().map(|l| (l.identity_key.clone(), l.profile_id.clone())).collect::<BTreeSet<_>>();
+    let keys = |o: &ariane_identity::resolver::Outcome| {
+        o.links.iter().map(|l| (l.identity_key.clone(), l.profile_id.clone())).collect::<BTreeSet<_>>()
+    };
     assert_eq!(keys(&retried), keys(&out));
     let left: Vec<Record> = r.store.snapshot();
-    assert!(!left.iter().any(|x| matches!(&x.item, Item::Profile(p) if p.doc.identifiers.get("email").is_some_and(|e| e.contains("marie@x.fr")))));
+    assert!(!left
+        .iter()
+        .any(|x| matches!(&x.item, Item::Profile(p) if p.doc.identifiers.get("email").is_some_and(|e| e.contains("marie@x.fr")))));
     // Re-ingesting the old export does not bring her back; Paul is untouched.
     let again = r.resolve_batch(&rows).await.unwrap();
     assert_eq!(again.stats.suppressed, 2);

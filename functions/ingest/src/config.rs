@@ -36,9 +36,8 @@ impl IngestConfig {
             let raw = env.require("CHANNEL_QUEUE_URLS")?;
             let mut channel_queues = BTreeMap::new();
             for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-                let (c, url) = entry
-                    .split_once('=')
-                    .ok_or_else(|| invalid("CHANNEL_QUEUE_URLS", format!("{entry:?} is not channel=url")))?;
+                let (c, url) =
+                    entry.split_once('=').ok_or_else(|| invalid("CHANNEL_QUEUE_URLS", format!("{entry:?} is not channel=url")))?;
                 if !CHANNELS.contains(&c.trim()) {
                     return Err(invalid("CHANNEL_QUEUE_URLS", format!("unknown channel {c:?} (one of {CHANNELS:?})")));
                 }
@@ -54,7 +53,11 @@ impl IngestConfig {
             return Err(invalid("INGEST_CHANNEL", format!("{channel:?}: expected router or one of {CHANNELS:?}")));
         };
         let send_concurrency = match env.get("ARIANE_SEND_CONCURRENCY") {
-            Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("ARIANE_SEND_CONCURRENCY", format!("{v:?} is not a positive number")))?,
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| invalid("ARIANE_SEND_CONCURRENCY", format!("{v:?} is not a positive number")))?,
             None => 8,
         };
         Ok(IngestConfig {

@@ -100,7 +100,6 @@ impl Engine<'_> {
             .rejected(RejectedRow { channel: self.spec.channel.clone(), source_key: self.file.source_key.clone(), line, reason, raw })
             .map_err(FileError::Sink)
     }
-
 }
 
 impl RowHandler for Engine<'_> {
@@ -132,10 +131,7 @@ impl RowHandler for Engine<'_> {
                     // No group key: the row cannot continue a group, nor start one.
                     state.key.clear();
                     state.values.iter_mut().for_each(|v| *v = None);
-                    Err(format!(
-                        "fill-down key ({}) is blank",
-                        fd.key.iter().map(Source::label).collect::<Vec<_>>().join(" + ")
-                    ))
+                    Err(format!("fill-down key ({}) is blank", fd.key.iter().map(Source::label).collect::<Vec<_>>().join(" + ")))
                 } else {
                     if key != state.key {
                         state.key = key;

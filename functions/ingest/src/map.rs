@@ -321,9 +321,8 @@ impl Mapper {
                 }
             }
             Kind::ConsentChannel => {
-                d.consent_channel = Some(
-                    ConsentChannel::parse(v).ok_or_else(|| bad(format!("{v:?} is not a consent channel (email, sms, push, ads)")))?,
-                )
+                d.consent_channel =
+                    Some(ConsentChannel::parse(v).ok_or_else(|| bad(format!("{v:?} is not a consent channel (email, sms, push, ads)")))?)
             }
             Kind::OptIn(channel) => d.opt_ins.push((channel, parse_bool(v).map_err(bad)?)),
             Kind::Text => {
@@ -371,10 +370,8 @@ impl Mapper {
         let mut consents: Vec<Consent> =
             d.opt_ins.iter().map(|(channel, granted)| Consent { channel: *channel, granted: *granted, at: consent_at }).collect();
         if let Some(rule) = spec.consents.get(&event_type) {
-            let channel = rule
-                .channel
-                .or(d.consent_channel)
-                .ok_or_else(|| format!("{event_type} states a consent but consent_channel is blank"))?;
+            let channel =
+                rule.channel.or(d.consent_channel).ok_or_else(|| format!("{event_type} states a consent but consent_channel is blank"))?;
             consents.push(Consent { channel, granted: rule.granted, at: consent_at });
         }
 

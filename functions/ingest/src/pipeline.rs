@@ -11,8 +11,8 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::fs::File;
+use std::hash::{Hash, Hasher};
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -208,7 +208,8 @@ pub async fn route_object(clients: &Clients, config: &IngestConfig, object: &Obj
         return Err(IngestError::NotAChannel);
     };
     if object.bucket != config.landing_bucket {
-        let err = IngestError::WrongBucket { bucket: object.bucket.clone(), key: object.key.clone(), landing: config.landing_bucket.clone() };
+        let err =
+            IngestError::WrongBucket { bucket: object.bucket.clone(), key: object.key.clone(), landing: config.landing_bucket.clone() };
         return Err(record_unroutable(clients, config, object, err).await);
     }
     let Some(channel) = channel_of(&object.key) else {
@@ -227,12 +228,18 @@ pub async fn route_object(clients: &Clients, config: &IngestConfig, object: &Obj
 /// Ingests one object of this function's channel. On failure a `failed` ledger entry is
 /// written (best effort) and the error returned, so the message is retried and ends in
 /// the DLQ.
-pub async fn ingest_object(clients: &Clients, config: &IngestConfig, catalog: &Catalog, object: &ObjectRef) -> Result<Outcome, IngestError> {
+pub async fn ingest_object(
+    clients: &Clients,
+    config: &IngestConfig,
+    catalog: &Catalog,
+    object: &ObjectRef,
+) -> Result<Outcome, IngestError> {
     let crate::config::Mode::Channel { channel: own, identity_queue_url } = &config.mode else {
         return Err(IngestError::NotAChannel);
     };
     if object.bucket != config.landing_bucket {
-        let err = IngestError::WrongBucket { bucket: object.bucket.clone(), key: object.key.clone(), landing: config.landing_bucket.clone() };
+        let err =
+            IngestError::WrongBucket { bucket: object.bucket.clone(), key: object.key.clone(), landing: config.landing_bucket.clone() };
         return Err(record_unroutable(clients, config, object, err).await);
     }
     let channel = match channel_of(&object.key) {
@@ -848,7 +855,8 @@ mod tests {
             *per_date.entry(date.clone()).or_default() += 1;
             let batches = lake::read_parquet_bytes(bytes::Bytes::from(std::fs::read(path).unwrap())).unwrap();
             for b in &batches {
-                let at = b.column_by_name("occurred_at").unwrap().as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>().unwrap();
+                let at =
+                    b.column_by_name("occurred_at").unwrap().as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>().unwrap();
                 for j in 0..b.num_rows() {
                     let d = DateTime::<Utc>::from_timestamp_micros(at.value(j)).unwrap().format("%Y-%m-%d").to_string();
                     assert_eq!(&d, date, "{}", path.display());

@@ -133,7 +133,8 @@ mod tests {
 
     #[test]
     fn test_event_is_recognised() {
-        let body = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-23T10:00:00.000Z","Bucket":"b","RequestId":"x","HostId":"y"}"#;
+        let body =
+            r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-23T10:00:00.000Z","Bucket":"b","RequestId":"x","HostId":"y"}"#;
         assert_eq!(parse_body(body).unwrap(), Notification::Test);
     }
 

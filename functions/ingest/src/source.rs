@@ -106,11 +106,8 @@ pub fn open(input: Box<dyn Read + Send>, compression: Compression) -> Result<(Bo
         Compression::None => false,
         Compression::Auto => head.starts_with(&[0x1f, 0x8b]),
     };
-    let mut reader: Box<dyn BufRead + Send> = if gzip {
-        Box::new(BufReader::with_capacity(256 * 1024, flate2::bufread::MultiGzDecoder::new(reader)))
-    } else {
-        Box::new(reader)
-    };
+    let mut reader: Box<dyn BufRead + Send> =
+        if gzip { Box::new(BufReader::with_capacity(256 * 1024, flate2::bufread::MultiGzDecoder::new(reader))) } else { Box::new(reader) };
     let head = reader.fill_buf().map_err(|e| FileError::from_io(1, e))?;
     if head.is_empty() {
         return Err(FileError::Empty);
@@ -217,7 +214,9 @@ pub fn read_csv(input: Box<dyn BufRead + Send>, bom: bool, format: &Format, hand
         }
         let names: Vec<String> = record
             .iter()
-            .map(|f| decode(trim_ascii(f), encoding).map(|s| s.trim().to_string()).unwrap_or_else(|_| String::from_utf8_lossy(f).into_owned()))
+            .map(|f| {
+                decode(trim_ascii(f), encoding).map(|s| s.trim().to_string()).unwrap_or_else(|_| String::from_utf8_lossy(f).into_owned())
+            })
             .collect();
         handler.header(&names)?;
         names.len()
@@ -424,7 +423,10 @@ pub fn read_json_array(mut input: Box<dyn BufRead + Send>, handler: &mut dyn Row
                     b']' => state = State::Done,
                     b if b.is_ascii_whitespace() => {}
                     other => {
-                        return Err(FileError::Corrupt { line, reason: format!("expected , or ] after an element, found {:?}", other as char) })
+                        return Err(FileError::Corrupt {
+                            line,
+                            reason: format!("expected , or ] after an element, found {:?}", other as char),
+                        })
                     }
                 },
                 State::Done => {

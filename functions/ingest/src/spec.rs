@@ -347,8 +347,14 @@ pub enum PathStep {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     /// A named column (CSV, Parquet); bound to an index per file.
-    Column { name: String, index: usize },
-    Path { text: String, steps: Vec<PathStep> },
+    Column {
+        name: String,
+        index: usize,
+    },
+    Path {
+        text: String,
+        steps: Vec<PathStep>,
+    },
     Meta(Meta),
 }
 
@@ -398,7 +404,11 @@ pub enum Unmapped {
 pub enum TimeFormat {
     /// strftime pattern; `offset` when it carries a UTC offset (`%z`), else local time in
     /// the field's time zone.
-    Pattern { pattern: String, offset: bool, has_time: bool },
+    Pattern {
+        pattern: String,
+        offset: bool,
+        has_time: bool,
+    },
     Rfc3339,
     EpochSeconds,
     EpochMillis,
@@ -440,11 +450,7 @@ impl FieldPlan {
         match self.sources.as_slice() {
             [] => self.canon.name().to_string(),
             [one] => format!("{} ({})", self.canon.name(), one.label()),
-            many => format!(
-                "{} ({})",
-                self.canon.name(),
-                many.iter().map(Source::label).collect::<Vec<_>>().join(" + ")
-            ),
+            many => format!("{} ({})", self.canon.name(), many.iter().map(Source::label).collect::<Vec<_>>().join(" + ")),
         }
     }
 }
@@ -540,9 +546,8 @@ fn parse_transforms(ctx: &Ctx, field: &str, names: &[String]) -> Result<Vec<Tran
     names
         .iter()
         .map(|n| {
-            Transform::parse(n).ok_or_else(|| {
-                ctx.err(field, format!("unknown transform {n:?} (trim, lower, upper, title, remove_spaces, digits_only)"))
-            })
+            Transform::parse(n)
+                .ok_or_else(|| ctx.err(field, format!("unknown transform {n:?} (trim, lower, upper, title, remove_spaces, digits_only)")))
         })
         .collect()
 }
@@ -638,9 +643,7 @@ fn parse_source(ctx: &Ctx, field: &str, kind: FormatKind, text: &str) -> Result<
         "$line" => Source::Meta(Meta::Line),
         "$row" => Source::Meta(Meta::Row),
         "$group_row" => Source::Meta(Meta::GroupRow),
-        t if t.starts_with('$') => {
-            return Err(ctx.err(field, format!("unknown computed source {t:?} ($line, $row, $group_row)")))
-        }
+        t if t.starts_with('$') => return Err(ctx.err(field, format!("unknown computed source {t:?} ($line, $row, $group_row)"))),
         t if t.trim().is_empty() => return Err(ctx.err(field, "empty source name")),
         t if kind.is_flat() => Source::Column { name: t.to_string(), index: usize::MAX },
         t => Source::Path { text: t.to_string(), steps: parse_path(t).map_err(|e| ctx.err(field, e))? },
@@ -726,20 +729,14 @@ impl Spec {
         for (event_type, names) in &et.require {
             let known = et.constant.as_deref() == Some(event_type.as_str()) || et.map.values().any(|v| v == event_type);
             if !known && unmapped != Unmapped::Keep {
-                return Err(ctx.err(
-                    format!("event_type.require.{event_type}"),
-                    "is not an event type this spec produces",
-                ));
+                return Err(ctx.err(format!("event_type.require.{event_type}"), "is not an event type this spec produces"));
             }
             let mut canons = Vec::new();
             for n in names {
                 let c = Canon::from_name(n)
                     .ok_or_else(|| ctx.err(format!("event_type.require.{event_type}"), format!("unknown canonical field {n:?}")))?;
                 if !has(c) {
-                    return Err(ctx.err(
-                        format!("event_type.require.{event_type}"),
-                        format!("requires {n:?}, which the spec does not map"),
-                    ));
+                    return Err(ctx.err(format!("event_type.require.{event_type}"), format!("requires {n:?}, which the spec does not map")));
                 }
                 canons.push(c);
             }
@@ -872,9 +869,7 @@ fn compile_format(ctx: &Ctx, f: &FormatFile) -> Result<Format, SpecError> {
     }
     let encoding = match f.encoding.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("utf-8") | Some("utf8") => Encoding::Utf8,
-        Some("windows-1252") | Some("cp1252") | Some("latin-1") | Some("latin1") | Some("iso-8859-1") => {
-            Encoding::Windows1252
-        }
+        Some("windows-1252") | Some("cp1252") | Some("latin-1") | Some("latin1") | Some("iso-8859-1") => Encoding::Windows1252,
         Some(other) => return Err(ctx.err("format.encoding", format!("{other:?}: expected utf-8 or windows-1252"))),
     };
     let header = f.header.unwrap_or(true);
@@ -1157,7 +1152,11 @@ mod tests {
         let err = Spec::parse("f.toml", &base("").replace("%d/%m/%Y", "%d/%q/%Y")).unwrap_err();
         assert_eq!(err.field, "fields.occurred_at.format", "{err}");
 
-        let err = Spec::parse("f.toml", &base("").replace("occurred_at = { source = \"d\", format = \"%d/%m/%Y\" }", "order_id = { source = \"d\" }")).unwrap_err();
+        let err = Spec::parse(
+            "f.toml",
+            &base("").replace("occurred_at = { source = \"d\", format = \"%d/%m/%Y\" }", "order_id = { source = \"d\" }"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("missing required mapping"), "{err}");
 
         let err = Spec::parse("f.toml", &base("sku = {}")).unwrap_err();

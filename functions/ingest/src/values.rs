@@ -23,12 +23,8 @@ pub fn apply_transforms<'a>(value: Cow<'a, str>, transforms: &[Transform]) -> Co
             Transform::Lower if v.chars().any(char::is_uppercase) => Cow::Owned(v.to_lowercase()),
             Transform::Upper if v.chars().any(char::is_lowercase) => Cow::Owned(v.to_uppercase()),
             Transform::Title => Cow::Owned(title_case(&v)),
-            Transform::RemoveSpaces if v.chars().any(char::is_whitespace) => {
-                Cow::Owned(v.chars().filter(|c| !c.is_whitespace()).collect())
-            }
-            Transform::DigitsOnly if !v.bytes().all(|b| b.is_ascii_digit()) => {
-                Cow::Owned(v.chars().filter(char::is_ascii_digit).collect())
-            }
+            Transform::RemoveSpaces if v.chars().any(char::is_whitespace) => Cow::Owned(v.chars().filter(|c| !c.is_whitespace()).collect()),
+            Transform::DigitsOnly if !v.bytes().all(|b| b.is_ascii_digit()) => Cow::Owned(v.chars().filter(char::is_ascii_digit).collect()),
             _ => v,
         };
     }
@@ -74,9 +70,9 @@ pub fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> Result<DateTime<Utc>, Strin
 pub fn parse_time(raw: &str, format: &TimeFormat, tz: Tz) -> Result<DateTime<Utc>, String> {
     let bad = |expected: &str| format!("{raw:?} is not a date-time like {expected}");
     match format {
-        TimeFormat::Pattern { pattern, offset: true, .. } => DateTime::parse_from_str(raw, pattern)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| bad(pattern)),
+        TimeFormat::Pattern { pattern, offset: true, .. } => {
+            DateTime::parse_from_str(raw, pattern).map(|t| t.with_timezone(&Utc)).map_err(|_| bad(pattern))
+        }
         TimeFormat::Pattern { pattern, offset: false, has_time } => {
             let naive = if *has_time {
                 NaiveDateTime::parse_from_str(raw, pattern).map_err(|_| bad(pattern))?
@@ -115,9 +111,7 @@ pub fn parse_time(raw: &str, format: &TimeFormat, tz: Tz) -> Result<DateTime<Utc
                     _ => Some(n),
                 },
             };
-            micros
-                .and_then(DateTime::<Utc>::from_timestamp_micros)
-                .ok_or_else(|| format!("{raw:?} is out of range as an epoch timestamp"))
+            micros.and_then(DateTime::<Utc>::from_timestamp_micros).ok_or_else(|| format!("{raw:?} is out of range as an epoch timestamp"))
         }
     }
 }
@@ -160,9 +154,9 @@ pub fn check_literal(plan: &FieldPlan, value: &str) -> Result<(), String> {
         Kind::Integer => parse_integer(value).map(|_| ()),
         Kind::Amount => parse_amount(value, plan.decimal).map(|_| ()),
         Kind::OptIn(_) => parse_bool(value).map(|_| ()),
-        Kind::ConsentChannel => ConsentChannel::parse(value)
-            .map(|_| ())
-            .ok_or_else(|| format!("{value:?} is not a consent channel (email, sms, push)")),
+        Kind::ConsentChannel => {
+            ConsentChannel::parse(value).map(|_| ()).ok_or_else(|| format!("{value:?} is not a consent channel (email, sms, push)"))
+        }
         _ => Ok(()),
     }
 }
@@ -196,10 +190,7 @@ impl PhoneNormalizer {
 
 fn e164(raw: &str, region: phonenumber::country::Id) -> Option<String> {
     let valid = |text: &str, region: Option<phonenumber::country::Id>| {
-        phonenumber::parse(region, text)
-            .ok()
-            .filter(phonenumber::is_valid)
-            .map(|n| n.format().mode(phonenumber::Mode::E164).to_string())
+        phonenumber::parse(region, text).ok().filter(phonenumber::is_valid).map(|n| n.format().mode(phonenumber::Mode::E164).to_string())
     };
     if let Some(n) = valid(raw, Some(region)) {
         return Some(n);

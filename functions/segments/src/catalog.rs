@@ -107,18 +107,15 @@ fn parameter(name: &str, run_at: DateTime<Utc>, dialect: Dialect) -> std::result
     let date = |days: i64| format!("'{}'", (run_at - Duration::days(days)).format("%Y-%m-%d"));
     match name {
         "run_at" => Ok(match dialect {
-            Dialect::DataFusion => format!(
-                "arrow_cast('{}', 'Timestamp(Microsecond, Some(\"UTC\"))')",
-                run_at.format("%Y-%m-%dT%H:%M:%S%.6fZ")
-            ),
+            Dialect::DataFusion => {
+                format!("arrow_cast('{}', 'Timestamp(Microsecond, Some(\"UTC\"))')", run_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
+            }
             Dialect::DuckDb => format!("TIMESTAMPTZ '{}'", run_at.format("%Y-%m-%d %H:%M:%S%.6f+00")),
         }),
         "run_date" => Ok(date(0)),
         other => match other.strip_prefix("run_date-").map(str::parse::<u32>) {
             Some(Ok(days)) => Ok(date(days as i64)),
-            _ => Err(format!(
-                "unknown parameter {{{{{other}}}}} (expected {{{{run_at}}}}, {{{{run_date}}}} or {{{{run_date-N}}}})"
-            )),
+            _ => Err(format!("unknown parameter {{{{{other}}}}} (expected {{{{run_at}}}}, {{{{run_date}}}} or {{{{run_date-N}}}})")),
         },
     }
 }
@@ -178,10 +175,7 @@ impl CredentialProvider for SdkCredentials {
     type Credential = AwsCredential;
 
     async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
-        let c = self.0.provide_credentials().await.map_err(|e| object_store::Error::Generic {
-            store: "S3",
-            source: Box::new(e),
-        })?;
+        let c = self.0.provide_credentials().await.map_err(|e| object_store::Error::Generic { store: "S3", source: Box::new(e) })?;
         Ok(Arc::new(AwsCredential {
             key_id: c.access_key_id().to_string(),
             secret_key: c.secret_access_key().to_string(),
@@ -198,10 +192,7 @@ pub fn register_lake(ctx: &SessionContext, sdk: &SdkConfig, bucket: &str) -> Res
         builder = builder.with_region(region.as_ref());
     }
     if let Some(endpoint) = sdk.endpoint_url() {
-        builder = builder
-            .with_endpoint(endpoint)
-            .with_allow_http(endpoint.starts_with("http://"))
-            .with_virtual_hosted_style_request(false);
+        builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://")).with_virtual_hosted_style_request(false);
     }
     if let Some(provider) = sdk.credentials_provider() {
         builder = builder.with_credentials(Arc::new(SdkCredentials(provider)));
@@ -213,9 +204,8 @@ pub fn register_lake(ctx: &SessionContext, sdk: &SdkConfig, bucket: &str) -> Res
 }
 
 fn listing_table(url: &str, schema: SchemaRef, partitions: Vec<(String, DataType)>) -> Result<Arc<ListingTable>> {
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet")
-        .with_table_partition_cols(partitions);
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet").with_table_partition_cols(partitions);
     let config = ListingTableConfig::new(ListingTableUrl::parse(url)?).with_listing_options(options).with_schema(schema);
     Ok(Arc::new(ListingTable::try_new(config)?))
 }

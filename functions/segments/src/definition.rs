@@ -84,9 +84,7 @@ impl SegmentDefinition {
         let err = |problem: String| DefinitionError { file: file.to_string(), problem };
         let (mut name, mut description, mut schedule, mut key, mut payload, mut attribute) =
             (None, String::new(), Schedule::default(), Vec::new(), Vec::new(), None);
-        let columns = |value: &str| -> Vec<String> {
-            value.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
-        };
+        let columns = |value: &str| -> Vec<String> { value.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect() };
         let mut sql_lines = Vec::new();
         let mut in_header = true;
         for (i, line) in text.lines().enumerate() {
@@ -98,9 +96,7 @@ impl SegmentDefinition {
                         match header.trim() {
                             "name" => name = Some(value),
                             "description" => description = value,
-                            "schedule" => {
-                                schedule = Schedule::parse(&value).map_err(|p| err(format!("line {}: {p}", i + 1)))?
-                            }
+                            "schedule" => schedule = Schedule::parse(&value).map_err(|p| err(format!("line {}: {p}", i + 1)))?,
                             "key" => key = columns(&value),
                             "payload" => payload = columns(&value),
                             "attribute" => attribute = Some(value).filter(|v| !v.is_empty()),

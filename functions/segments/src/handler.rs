@@ -66,8 +66,7 @@ impl Segments {
         let definitions: Vec<SegmentDefinition> = match &detail.segments {
             None => self.definitions.clone(),
             Some(names) => {
-                let unknown: Vec<String> =
-                    names.iter().filter(|n| !self.definitions.iter().any(|d| &&d.name == n)).cloned().collect();
+                let unknown: Vec<String> = names.iter().filter(|n| !self.definitions.iter().any(|d| &&d.name == n)).cloned().collect();
                 if !unknown.is_empty() {
                     return Err(SegmentsError::Unknown(unknown));
                 }
@@ -77,8 +76,7 @@ impl Segments {
         let force = detail.force || detail.segments.is_some();
         // One runtime per invocation: its listing and metadata caches serve every query of
         // the run, and no later run.
-        let runtime = crate::catalog::runtime(self.config.memory_limit_mb, &self.config.scratch_dir)
-            .map_err(RunError::Catalog)?;
+        let runtime = crate::catalog::runtime(self.config.memory_limit_mb, &self.config.scratch_dir).map_err(RunError::Catalog)?;
         let segments = run_segments(&self.clients, &self.config, &definitions, run_at, force, &runtime).await?;
         let report = crate::report::run_if_due(&self.clients, &self.config, run_at, detail.report, &runtime).await?;
         Ok(RunSummary { run_at, segments, report })

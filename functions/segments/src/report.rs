@@ -248,7 +248,16 @@ mod tests {
         DateTime::parse_from_rfc3339("2026-11-23T00:00:00Z").unwrap().with_timezone(&Utc) + Duration::hours(h)
     }
 
-    fn rec(key: &str, send: &str, group: &str, outcome: &str, reason: Option<&str>, channel: Option<&str>, pid: &str, h: i64) -> ActivationRecord {
+    fn rec(
+        key: &str,
+        send: &str,
+        group: &str,
+        outcome: &str,
+        reason: Option<&str>,
+        channel: Option<&str>,
+        pid: &str,
+        h: i64,
+    ) -> ActivationRecord {
         ActivationRecord {
             activation_key: key.into(),
             send_key: send.into(),

@@ -121,8 +121,7 @@ pub async fn run_segments(
     if due.is_empty() {
         return Ok(reports);
     }
-    let profiles =
-        crate::snapshot::ensure_snapshot(clients, &config.profiles_table, bucket, &run_id, config.partitions).await?;
+    let profiles = crate::snapshot::ensure_snapshot(clients, &config.profiles_table, bucket, &run_id, config.partitions).await?;
     tracing::info!(run_id = %run_id, profiles, partitions = config.partitions, "profile snapshot ready");
     // Attribute segments (`-- attribute:`) first: their members of this run (or, when
     // not due, of their committed run) are attached to every other segment's requests.

@@ -77,13 +77,7 @@ async fn scan_segment(clients: &Clients, table: &str, segment: i32) -> Result<Ve
 
 /// Writes the snapshot of `run_id` (unless a complete one exists) and returns the number
 /// of profiles in it.
-pub async fn ensure_snapshot(
-    clients: &Clients,
-    table: &str,
-    bucket: &str,
-    run_id: &str,
-    partitions: usize,
-) -> Result<usize, RunError> {
+pub async fn ensure_snapshot(clients: &Clients, table: &str, bucket: &str, run_id: &str, partitions: usize) -> Result<usize, RunError> {
     if let Some(bytes) = crate::run::get_bytes(clients, bucket, &marker_key(run_id)).await? {
         let marker: serde_json::Value = serde_json::from_slice(&bytes)?;
         if marker["partitions"].as_u64() == Some(partitions as u64) {

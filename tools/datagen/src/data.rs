@@ -233,322 +233,79 @@ pub(crate) const CITIES: &[City] = &[
     City {
         name: "Paris",
         postal_codes: &[
-            "75001", "75002", "75003", "75004", "75005", "75006", "75007", "75008", "75009",
-            "75010", "75011", "75012", "75013", "75014", "75015", "75016", "75017", "75018",
-            "75019", "75020",
+            "75001", "75002", "75003", "75004", "75005", "75006", "75007", "75008", "75009", "75010", "75011", "75012", "75013", "75014",
+            "75015", "75016", "75017", "75018", "75019", "75020",
         ],
         weight: 210,
     },
     City {
         name: "Marseille",
         postal_codes: &[
-            "13001", "13002", "13003", "13004", "13005", "13006", "13007", "13008", "13009",
-            "13010", "13011", "13012", "13013", "13014", "13015", "13016",
+            "13001", "13002", "13003", "13004", "13005", "13006", "13007", "13008", "13009", "13010", "13011", "13012", "13013", "13014",
+            "13015", "13016",
         ],
         weight: 87,
     },
-    City {
-        name: "Lyon",
-        postal_codes: &[
-            "69001", "69002", "69003", "69004", "69005", "69006", "69007", "69008", "69009",
-        ],
-        weight: 52,
-    },
-    City {
-        name: "Toulouse",
-        postal_codes: &["31000", "31100", "31200", "31300", "31400", "31500"],
-        weight: 50,
-    },
-    City {
-        name: "Nice",
-        postal_codes: &["06000", "06100", "06200", "06300"],
-        weight: 34,
-    },
-    City {
-        name: "Nantes",
-        postal_codes: &["44000", "44100", "44200", "44300"],
-        weight: 32,
-    },
-    City {
-        name: "Montpellier",
-        postal_codes: &["34000", "34070", "34080", "34090"],
-        weight: 30,
-    },
-    City {
-        name: "Strasbourg",
-        postal_codes: &["67000", "67100", "67200"],
-        weight: 29,
-    },
-    City {
-        name: "Bordeaux",
-        postal_codes: &["33000", "33100", "33200", "33300", "33800"],
-        weight: 26,
-    },
-    City {
-        name: "Lille",
-        postal_codes: &["59000", "59160", "59260", "59800"],
-        weight: 24,
-    },
-    City {
-        name: "Rennes",
-        postal_codes: &["35000", "35200", "35700"],
-        weight: 22,
-    },
-    City {
-        name: "Reims",
-        postal_codes: &["51100"],
-        weight: 18,
-    },
-    City {
-        name: "Toulon",
-        postal_codes: &["83000", "83100", "83200"],
-        weight: 18,
-    },
-    City {
-        name: "Saint-Étienne",
-        postal_codes: &["42000", "42100"],
-        weight: 17,
-    },
-    City {
-        name: "Le Havre",
-        postal_codes: &["76600", "76610", "76620"],
-        weight: 17,
-    },
-    City {
-        name: "Grenoble",
-        postal_codes: &["38000", "38100"],
-        weight: 16,
-    },
-    City {
-        name: "Dijon",
-        postal_codes: &["21000"],
-        weight: 16,
-    },
-    City {
-        name: "Angers",
-        postal_codes: &["49000", "49100"],
-        weight: 15,
-    },
-    City {
-        name: "Villeurbanne",
-        postal_codes: &["69100"],
-        weight: 15,
-    },
-    City {
-        name: "Nîmes",
-        postal_codes: &["30000", "30900"],
-        weight: 15,
-    },
-    City {
-        name: "Clermont-Ferrand",
-        postal_codes: &["63000", "63100"],
-        weight: 15,
-    },
-    City {
-        name: "Aix-en-Provence",
-        postal_codes: &["13090", "13100"],
-        weight: 14,
-    },
-    City {
-        name: "Le Mans",
-        postal_codes: &["72000", "72100"],
-        weight: 14,
-    },
-    City {
-        name: "Brest",
-        postal_codes: &["29200"],
-        weight: 14,
-    },
-    City {
-        name: "Tours",
-        postal_codes: &["37000", "37100", "37200"],
-        weight: 14,
-    },
-    City {
-        name: "Amiens",
-        postal_codes: &["80000", "80080", "80090"],
-        weight: 13,
-    },
-    City {
-        name: "Limoges",
-        postal_codes: &["87000", "87100", "87280"],
-        weight: 13,
-    },
-    City {
-        name: "Annecy",
-        postal_codes: &["74000"],
-        weight: 13,
-    },
-    City {
-        name: "Perpignan",
-        postal_codes: &["66000", "66100"],
-        weight: 12,
-    },
-    City {
-        name: "Boulogne-Billancourt",
-        postal_codes: &["92100"],
-        weight: 12,
-    },
-    City {
-        name: "Metz",
-        postal_codes: &["57000", "57050", "57070"],
-        weight: 12,
-    },
-    City {
-        name: "Besançon",
-        postal_codes: &["25000"],
-        weight: 12,
-    },
-    City {
-        name: "Orléans",
-        postal_codes: &["45000", "45100"],
-        weight: 12,
-    },
-    City {
-        name: "Rouen",
-        postal_codes: &["76000", "76100"],
-        weight: 11,
-    },
-    City {
-        name: "Saint-Denis",
-        postal_codes: &["93200"],
-        weight: 11,
-    },
-    City {
-        name: "Montreuil",
-        postal_codes: &["93100"],
-        weight: 11,
-    },
-    City {
-        name: "Caen",
-        postal_codes: &["14000"],
-        weight: 11,
-    },
-    City {
-        name: "Nancy",
-        postal_codes: &["54000", "54100"],
-        weight: 10,
-    },
-    City {
-        name: "Argenteuil",
-        postal_codes: &["95100"],
-        weight: 10,
-    },
-    City {
-        name: "Mulhouse",
-        postal_codes: &["68100", "68200"],
-        weight: 10,
-    },
-    City {
-        name: "Nanterre",
-        postal_codes: &["92000"],
-        weight: 9,
-    },
-    City {
-        name: "Vitry-sur-Seine",
-        postal_codes: &["94400"],
-        weight: 9,
-    },
-    City {
-        name: "Créteil",
-        postal_codes: &["94000"],
-        weight: 9,
-    },
-    City {
-        name: "Avignon",
-        postal_codes: &["84000"],
-        weight: 9,
-    },
-    City {
-        name: "Poitiers",
-        postal_codes: &["86000"],
-        weight: 9,
-    },
-    City {
-        name: "Versailles",
-        postal_codes: &["78000"],
-        weight: 8,
-    },
-    City {
-        name: "Pau",
-        postal_codes: &["64000"],
-        weight: 8,
-    },
-    City {
-        name: "La Rochelle",
-        postal_codes: &["17000"],
-        weight: 8,
-    },
-    City {
-        name: "Cannes",
-        postal_codes: &["06150", "06400"],
-        weight: 7,
-    },
-    City {
-        name: "Antibes",
-        postal_codes: &["06600"],
-        weight: 7,
-    },
-    City {
-        name: "Colmar",
-        postal_codes: &["68000"],
-        weight: 7,
-    },
-    City {
-        name: "Ajaccio",
-        postal_codes: &["20000", "20090"],
-        weight: 7,
-    },
-    City {
-        name: "Bayonne",
-        postal_codes: &["64100"],
-        weight: 5,
-    },
-    City {
-        name: "Chambéry",
-        postal_codes: &["73000"],
-        weight: 6,
-    },
-    City {
-        name: "Valence",
-        postal_codes: &["26000"],
-        weight: 6,
-    },
-    City {
-        name: "Quimper",
-        postal_codes: &["29000"],
-        weight: 6,
-    },
-    City {
-        name: "Vannes",
-        postal_codes: &["56000"],
-        weight: 5,
-    },
-    City {
-        name: "Lorient",
-        postal_codes: &["56100"],
-        weight: 5,
-    },
-    City {
-        name: "Saint-Malo",
-        postal_codes: &["35400"],
-        weight: 5,
-    },
-    City {
-        name: "Troyes",
-        postal_codes: &["10000"],
-        weight: 6,
-    },
-    City {
-        name: "Bourg-en-Bresse",
-        postal_codes: &["01000"],
-        weight: 4,
-    },
-    City {
-        name: "Laon",
-        postal_codes: &["02000"],
-        weight: 2,
-    },
+    City { name: "Lyon", postal_codes: &["69001", "69002", "69003", "69004", "69005", "69006", "69007", "69008", "69009"], weight: 52 },
+    City { name: "Toulouse", postal_codes: &["31000", "31100", "31200", "31300", "31400", "31500"], weight: 50 },
+    City { name: "Nice", postal_codes: &["06000", "06100", "06200", "06300"], weight: 34 },
+    City { name: "Nantes", postal_codes: &["44000", "44100", "44200", "44300"], weight: 32 },
+    City { name: "Montpellier", postal_codes: &["34000", "34070", "34080", "34090"], weight: 30 },
+    City { name: "Strasbourg", postal_codes: &["67000", "67100", "67200"], weight: 29 },
+    City { name: "Bordeaux", postal_codes: &["33000", "33100", "33200", "33300", "33800"], weight: 26 },
+    City { name: "Lille", postal_codes: &["59000", "59160", "59260", "59800"], weight: 24 },
+    City { name: "Rennes", postal_codes: &["35000", "35200", "35700"], weight: 22 },
+    City { name: "Reims", postal_codes: &["51100"], weight: 18 },
+    City { name: "Toulon", postal_codes: &["83000", "83100", "83200"], weight: 18 },
+    City { name: "Saint-Étienne", postal_codes: &["42000", "42100"], weight: 17 },
+    City { name: "Le Havre", postal_codes: &["76600", "76610", "76620"], weight: 17 },
+    City { name: "Grenoble", postal_codes: &["38000", "38100"], weight: 16 },
+    City { name: "Dijon", postal_codes: &["21000"], weight: 16 },
+    City { name: "Angers", postal_codes: &["49000", "49100"], weight: 15 },
+    City { name: "Villeurbanne", postal_codes: &["69100"], weight: 15 },
+    City { name: "Nîmes", postal_codes: &["30000", "30900"], weight: 15 },
+    City { name: "Clermont-Ferrand", postal_codes: &["63000", "63100"], weight: 15 },
+    City { name: "Aix-en-Provence", postal_codes: &["13090", "13100"], weight: 14 },
+    City { name: "Le Mans", postal_codes: &["72000", "72100"], weight: 14 },
+    City { name: "Brest", postal_codes: &["29200"], weight: 14 },
+    City { name: "Tours", postal_codes: &["37000", "37100", "37200"], weight: 14 },
+    City { name: "Amiens", postal_codes: &["80000", "80080", "80090"], weight: 13 },
+    City { name: "Limoges", postal_codes: &["87000", "87100", "87280"], weight: 13 },
+    City { name: "Annecy", postal_codes: &["74000"], weight: 13 },
+    City { name: "Perpignan", postal_codes: &["66000", "66100"], weight: 12 },
+    City { name: "Boulogne-Billancourt", postal_codes: &["92100"], weight: 12 },
+    City { name: "Metz", postal_codes: &["57000", "57050", "57070"], weight: 12 },
+    City { name: "Besançon", postal_codes: &["25000"], weight: 12 },
+    City { name: "Orléans", postal_codes: &["45000", "45100"], weight: 12 },
+    City { name: "Rouen", postal_codes: &["76000", "76100"], weight: 11 },
+    City { name: "Saint-Denis", postal_codes: &["93200"], weight: 11 },
+    City { name: "Montreuil", postal_codes: &["93100"], weight: 11 },
+    City { name: "Caen", postal_codes: &["14000"], weight: 11 },
+    City { name: "Nancy", postal_codes: &["54000", "54100"], weight: 10 },
+    City { name: "Argenteuil", postal_codes: &["95100"], weight: 10 },
+    City { name: "Mulhouse", postal_codes: &["68100", "68200"], weight: 10 },
+    City { name: "Nanterre", postal_codes: &["92000"], weight: 9 },
+    City { name: "Vitry-sur-Seine", postal_codes: &["94400"], weight: 9 },
+    City { name: "Créteil", postal_codes: &["94000"], weight: 9 },
+    City { name: "Avignon", postal_codes: &["84000"], weight: 9 },
+    City { name: "Poitiers", postal_codes: &["86000"], weight: 9 },
+    City { name: "Versailles", postal_codes: &["78000"], weight: 8 },
+    City { name: "Pau", postal_codes: &["64000"], weight: 8 },
+    City { name: "La Rochelle", postal_codes: &["17000"], weight: 8 },
+    City { name: "Cannes", postal_codes: &["06150", "06400"], weight: 7 },
+    City { name: "Antibes", postal_codes: &["06600"], weight: 7 },
+    City { name: "Colmar", postal_codes: &["68000"], weight: 7 },
+    City { name: "Ajaccio", postal_codes: &["20000", "20090"], weight: 7 },
+    City { name: "Bayonne", postal_codes: &["64100"], weight: 5 },
+    City { name: "Chambéry", postal_codes: &["73000"], weight: 6 },
+    City { name: "Valence", postal_codes: &["26000"], weight: 6 },
+    City { name: "Quimper", postal_codes: &["29000"], weight: 6 },
+    City { name: "Vannes", postal_codes: &["56000"], weight: 5 },
+    City { name: "Lorient", postal_codes: &["56100"], weight: 5 },
+    City { name: "Saint-Malo", postal_codes: &["35400"], weight: 5 },
+    City { name: "Troyes", postal_codes: &["10000"], weight: 6 },
+    City { name: "Bourg-en-Bresse", postal_codes: &["01000"], weight: 4 },
+    City { name: "Laon", postal_codes: &["02000"], weight: 2 },
 ];
 
 /// E-mail providers popular in France, with relative weights.
@@ -566,15 +323,7 @@ pub(crate) const EMAIL_PROVIDERS: &[(&str, u32)] = &[
 ];
 
 /// Product category codes used in the `Lineitem category` column.
-pub(crate) const CATEGORIES: &[&str] = &[
-    "vetements",
-    "chaussures",
-    "accessoires",
-    "maison",
-    "beaute",
-    "sport",
-    "enfant",
-];
+pub(crate) const CATEGORIES: &[&str] = &["vetements", "chaussures", "accessoires", "maison", "beaute", "sport", "enfant"];
 
 /// One catalogue product with a stable SKU, category and unit price.
 pub(crate) struct Product {
@@ -594,12 +343,7 @@ const SPO: usize = 5;
 const ENF: usize = 6;
 
 const fn p(sku: &'static str, name: &'static str, category: usize, price_cents: u64) -> Product {
-    Product {
-        sku,
-        name,
-        category,
-        price_cents,
-    }
+    Product { sku, name, category, price_cents }
 }
 
 /// The fixed e-shop catalogue (61 products). Several names contain commas or
@@ -608,94 +352,44 @@ pub(crate) const PRODUCTS: &[Product] = &[
     p("SKU-VET-00123", "Pull col roulé, laine mérinos", VET, 6990),
     p("SKU-VET-00124", "T-shirt coton bio blanc", VET, 1990),
     p("SKU-VET-00131", "Jean droit brut", VET, 5990),
-    p(
-        "SKU-VET-00138",
-        "Chemise en lin, manches longues",
-        VET,
-        4990,
-    ),
+    p("SKU-VET-00138", "Chemise en lin, manches longues", VET, 4990),
     p("SKU-VET-00142", "Robe portefeuille fleurie", VET, 5490),
     p("SKU-VET-00157", "Veste en jean délavé", VET, 7990),
     p("SKU-VET-00163", "Sweat à capuche gris chiné", VET, 4490),
     p("SKU-VET-00171", "Pantalon chino beige", VET, 4990),
-    p(
-        "SKU-VET-00186",
-        "Manteau en laine, coupe droite",
-        VET,
-        14900,
-    ),
+    p("SKU-VET-00186", "Manteau en laine, coupe droite", VET, 14900),
     p("SKU-VET-00192", "Marinière rayée bleu/blanc", VET, 3990),
     p("SKU-VET-00205", "Jupe plissée midi", VET, 4500),
     p("SKU-VET-00218", "Doudoune légère sans manches", VET, 8990),
     p("SKU-CHA-00311", "Baskets en cuir blanc", CHA, 8990),
     p("SKU-CHA-00317", "Bottines à talon, daim camel", CHA, 11900),
     p("SKU-CHA-00324", "Espadrilles en toile", CHA, 2990),
-    p(
-        "SKU-CHA-00336",
-        "Mocassins en cuir, semelle gomme",
-        CHA,
-        9900,
-    ),
+    p("SKU-CHA-00336", "Mocassins en cuir, semelle gomme", CHA, 9900),
     p("SKU-CHA-00342", "Sandales tressées", CHA, 4990),
     p("SKU-CHA-00355", "Charentaises « tradition »", CHA, 3490),
     p("SKU-CHA-00361", "Derbies cuir noir", CHA, 10900),
-    p(
-        "SKU-CHA-00378",
-        "Chaussures de running, amorti renforcé",
-        CHA,
-        9990,
-    ),
+    p("SKU-CHA-00378", "Chaussures de running, amorti renforcé", CHA, 9990),
     p("SKU-ACC-00402", "Écharpe en cachemire", ACC, 7900),
     p("SKU-ACC-00415", "Ceinture cuir, boucle dorée", ACC, 3500),
     p("SKU-ACC-00421", "Sac cabas en toile", ACC, 3990),
     p("SKU-ACC-00433", "Bonnet côtelé", ACC, 1990),
-    p(
-        "SKU-ACC-00447",
-        "Lunettes de soleil, monture écaille",
-        ACC,
-        5900,
-    ),
+    p("SKU-ACC-00447", "Lunettes de soleil, monture écaille", ACC, 5900),
     p("SKU-ACC-00452", "Portefeuille en cuir", ACC, 4500),
     p("SKU-ACC-00468", "Foulard en soie imprimé", ACC, 4900),
     p("SKU-ACC-00474", "Tote bag \"Paris je t'aime\"", ACC, 1500),
-    p(
-        "SKU-ACC-00489",
-        "Montre acier, bracelet milanais",
-        ACC,
-        12900,
-    ),
+    p("SKU-ACC-00489", "Montre acier, bracelet milanais", ACC, 12900),
     p("SKU-MAI-00503", "Bougie parfumée figue", MAI, 2490),
     p("SKU-MAI-00516", "Plaid en laine, 130x170 cm", MAI, 6900),
     p("SKU-MAI-00522", "Mug en grès émaillé", MAI, 1290),
     p("SKU-MAI-00537", "Coussin lin lavé", MAI, 2990),
-    p(
-        "SKU-MAI-00541",
-        "Parure de lit percale, 240x220",
-        MAI,
-        11900,
-    ),
+    p("SKU-MAI-00541", "Parure de lit percale, 240x220", MAI, 11900),
     p("SKU-MAI-00558", "Vase en verre soufflé", MAI, 3900),
     p("SKU-MAI-00563", "Torchons en lin (lot de 3)", MAI, 1990),
-    p(
-        "SKU-MAI-00579",
-        "Diffuseur d'huiles essentielles",
-        MAI,
-        4490,
-    ),
+    p("SKU-MAI-00579", "Diffuseur d'huiles essentielles", MAI, 4490),
     p("SKU-MAI-00584", "Tablier de cuisine", MAI, 2200),
-    p(
-        "SKU-BEA-00605",
-        "Savon de Marseille à l'huile d'olive",
-        BEA,
-        490,
-    ),
+    p("SKU-BEA-00605", "Savon de Marseille à l'huile d'olive", BEA, 490),
     p("SKU-BEA-00612", "Crème hydratante visage, 50 ml", BEA, 2450),
-    p(
-        "SKU-BEA-00628",
-        "Eau de toilette fleur d'oranger",
-        BEA,
-        3900,
-    ),
+    p("SKU-BEA-00628", "Eau de toilette fleur d'oranger", BEA, 3900),
     p("SKU-BEA-00634", "Baume à lèvres", BEA, 690),
     p("SKU-BEA-00641", "Shampoing solide", BEA, 990),
     p("SKU-BEA-00657", "Huile sèche corps et cheveux", BEA, 1990),
@@ -727,36 +421,19 @@ mod tests {
     fn tables_are_consistent() {
         assert!(FIRST_NAMES.len() >= 100, "{}", FIRST_NAMES.len());
         assert!(LAST_NAMES.len() >= 100, "{}", LAST_NAMES.len());
-        assert_eq!(
-            FIRST_NAMES.iter().collect::<HashSet<_>>().len(),
-            FIRST_NAMES.len()
-        );
-        assert_eq!(
-            LAST_NAMES.iter().collect::<HashSet<_>>().len(),
-            LAST_NAMES.len()
-        );
+        assert_eq!(FIRST_NAMES.iter().collect::<HashSet<_>>().len(), FIRST_NAMES.len());
+        assert_eq!(LAST_NAMES.iter().collect::<HashSet<_>>().len(), LAST_NAMES.len());
         for city in CITIES {
-            assert!(
-                !city.postal_codes.is_empty() && city.weight > 0,
-                "{}",
-                city.name
-            );
+            assert!(!city.postal_codes.is_empty() && city.weight > 0, "{}", city.name);
             for pc in city.postal_codes {
-                assert!(
-                    pc.len() == 5 && pc.bytes().all(|b| b.is_ascii_digit()),
-                    "{pc}"
-                );
+                assert!(pc.len() == 5 && pc.bytes().all(|b| b.is_ascii_digit()), "{pc}");
             }
         }
         let skus: HashSet<_> = PRODUCTS.iter().map(|p| p.sku).collect();
         assert_eq!(skus.len(), PRODUCTS.len());
         for product in PRODUCTS {
             let prefix = &CATEGORIES[product.category][..3].to_ascii_uppercase();
-            assert!(
-                product.sku.starts_with(&format!("SKU-{prefix}-")),
-                "{}",
-                product.sku
-            );
+            assert!(product.sku.starts_with(&format!("SKU-{prefix}-")), "{}", product.sku);
             assert!(product.price_cents > 0);
         }
         assert!(PRODUCTS.iter().any(|p| p.name.contains(',')));

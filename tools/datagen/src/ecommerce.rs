@@ -26,9 +26,7 @@ use crate::channels::{ChannelStats, Export};
 use crate::data::{CATEGORIES, PRODUCTS};
 use crate::rng::{person_rng, pick_index, pick_weighted, Stream};
 use crate::time::{format_created_at, format_utc, paris_offset_at};
-use crate::{
-    person, EcommerceStats, GenConfig, Person, BLOCK_PERSONS, ORDERS_HEADER, TRUTH_HEADER,
-};
+use crate::{person, EcommerceStats, GenConfig, Person, BLOCK_PERSONS, ORDERS_HEADER, TRUTH_HEADER};
 
 /// Number of the first order written (`#1000001`).
 pub const FIRST_ORDER_NUMBER: u64 = 1_000_001;
@@ -63,9 +61,7 @@ const RECENT_TIME: Windows = &[(0, 59 * DAY)];
 
 /// Relative frequency of local order hours 0..24 in Paris (evenings and
 /// lunch breaks peak, nights are quiet).
-const HOUR_WEIGHTS: [u32; 24] = [
-    10, 5, 3, 2, 2, 3, 10, 20, 30, 40, 50, 50, 60, 60, 50, 50, 50, 50, 60, 70, 80, 80, 60, 30,
-];
+const HOUR_WEIGHTS: [u32; 24] = [10, 5, 3, 2, 2, 3, 10, 20, 30, 40, 50, 50, 60, 60, 50, 50, 50, 50, 60, 70, 80, 80, 60, 30];
 
 /// Orders of repeat customers: weights for 2, 3, ..., 8 orders.
 const REPEAT_ORDER_WEIGHTS: &[u32] = &[30, 22, 16, 12, 9, 6, 5];
@@ -124,13 +120,8 @@ enum Defect {
 }
 
 impl Defect {
-    const ALL: [Defect; 5] = [
-        Defect::QuantityWord,
-        Defect::QuantityNegative,
-        Defect::QuantityMissing,
-        Defect::PriceTypo,
-        Defect::PriceNotAvailable,
-    ];
+    const ALL: [Defect; 5] =
+        [Defect::QuantityWord, Defect::QuantityNegative, Defect::QuantityMissing, Defect::PriceTypo, Defect::PriceNotAvailable];
 
     /// Short code written in the truth file.
     fn code(self) -> &'static str {
@@ -210,23 +201,11 @@ pub(crate) fn format_phone(e164: &str, style: usize) -> String {
         return e164.to_owned();
     };
     let national = format!("0{digits}");
-    let pairs = |sep: &str| {
-        (0..5)
-            .map(|i| &national[2 * i..2 * i + 2])
-            .collect::<Vec<_>>()
-            .join(sep)
-    };
+    let pairs = |sep: &str| (0..5).map(|i| &national[2 * i..2 * i + 2]).collect::<Vec<_>>().join(sep);
     match style {
         0 => pairs(" "),
         1 => national,
-        2 => format!(
-            "+33 {} {} {} {} {}",
-            &digits[..1],
-            &digits[1..3],
-            &digits[3..5],
-            &digits[5..7],
-            &digits[7..9]
-        ),
+        2 => format!("+33 {} {} {} {} {}", &digits[..1], &digits[1..3], &digits[3..5], &digits[5..7], &digits[7..9]),
         3 => pairs("."),
         _ => e164.to_owned(),
     }
@@ -286,25 +265,14 @@ pub(crate) fn draw_product(rng: &mut ChaCha8Rng, favourite: usize) -> usize {
     let in_favourite = PRODUCTS.iter().filter(|p| p.category == favourite).count();
     let k = pick_index(rng, in_favourite.max(1));
     if from_favourite {
-        PRODUCTS
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.category == favourite)
-            .nth(k)
-            .map_or(any, |(i, _)| i)
+        PRODUCTS.iter().enumerate().filter(|(_, p)| p.category == favourite).nth(k).map_or(any, |(i, _)| i)
     } else {
         any
     }
 }
 
 /// Plans all orders of person `index` (who sits at `slot` in the block).
-fn plan_orders(
-    cfg: &GenConfig,
-    now: i64,
-    index: usize,
-    slot: usize,
-    person: &Person,
-) -> Vec<Order> {
+fn plan_orders(cfg: &GenConfig, now: i64, index: usize, slot: usize, person: &Person) -> Vec<Order> {
     let mut rng = person_rng(cfg.seed, index as u64, Stream::Orders);
     let mut defects = person_rng(cfg.seed, index as u64, Stream::Defects);
 
@@ -316,9 +284,7 @@ fn plan_orders(
     let mut times: Vec<i64> = match activity {
         Activity::Never => Vec::new(),
         Activity::Once => vec![draw_instant(&mut rng, now, ANY_TIME)],
-        Activity::Lapsed(n) => (0..n)
-            .map(|_| draw_instant(&mut rng, now, LAPSED_TIME))
-            .collect(),
+        Activity::Lapsed(n) => (0..n).map(|_| draw_instant(&mut rng, now, LAPSED_TIME)).collect(),
         Activity::Active(n) => {
             let mut times = vec![draw_instant(&mut rng, now, RECENT_TIME)];
             times.extend((1..n).map(|_| draw_instant(&mut rng, now, ANY_TIME)));
@@ -355,22 +321,10 @@ fn plan_orders(
             let roll: f64 = defects.random();
             let kind = Defect::ALL[pick_weighted(&mut defects, DEFECT_WEIGHTS)];
             let defect = (roll < cfg.malformed_rate).then_some(kind);
-            lines.push(Line {
-                product,
-                quantity,
-                defect,
-            });
+            lines.push(Line { product, quantity, defect });
         }
 
-        orders.push(Order {
-            created_at,
-            slot,
-            seq: seq as u8,
-            email,
-            phone,
-            accepts_marketing,
-            lines,
-        });
+        orders.push(Order { created_at, slot, seq: seq as u8, email, phone, accepts_marketing, lines });
     }
     orders
 }
@@ -411,9 +365,7 @@ pub(crate) fn write_orders<W1: Write, W2: Write>(
     truth_out: W2,
 ) -> anyhow::Result<EcommerceStats> {
     let mut truth = csv::Writer::from_writer(truth_out);
-    truth
-        .write_record(TRUTH_HEADER)
-        .context("writing the truth header")?;
+    truth.write_record(TRUTH_HEADER).context("writing the truth header")?;
     let stats = write_orders_with(cfg, block_persons, csv_out, &mut |t| {
         truth
             .write_record([
@@ -433,11 +385,7 @@ pub(crate) fn write_orders<W1: Write, W2: Write>(
 /// [`Export::EcommerceOrders`] for
 /// [`crate::write_channel`]: the orders bytes of
 /// [`crate::write_ecommerce_orders`], the truth in the channel format.
-pub(crate) fn write_orders_channel(
-    cfg: &GenConfig,
-    out: &mut dyn Write,
-    truth_out: &mut dyn Write,
-) -> anyhow::Result<ChannelStats> {
+pub(crate) fn write_orders_channel(cfg: &GenConfig, out: &mut dyn Write, truth_out: &mut dyn Write) -> anyhow::Result<ChannelStats> {
     let mut truth = TruthSink::new(truth_out);
     let mut seen: Vec<bool> = Vec::new();
     let mut block_start = usize::MAX;
@@ -478,9 +426,7 @@ pub(crate) fn write_orders_channel(
     channel.malformed_rows = stats.malformed_rows;
     channel.lines = stats.rows + 1;
     if stats.rows > stats.malformed_rows {
-        channel
-            .event_types
-            .insert("order_line".to_owned(), stats.rows - stats.malformed_rows);
+        channel.event_types.insert("order_line".to_owned(), stats.rows - stats.malformed_rows);
     }
     Ok(channel)
 }
@@ -503,15 +449,9 @@ fn write_orders_with<W1: Write>(
     let limit = cfg.max_rows.unwrap_or(u64::MAX);
 
     let mut csv = csv::Writer::from_writer(csv_out);
-    csv.write_record(ORDERS_HEADER)
-        .context("writing the orders header")?;
+    csv.write_record(ORDERS_HEADER).context("writing the orders header")?;
 
-    let mut stats = EcommerceStats {
-        rows: 0,
-        orders: 0,
-        malformed_rows: 0,
-        persons_with_orders: 0,
-    };
+    let mut stats = EcommerceStats { rows: 0, orders: 0, malformed_rows: 0, persons_with_orders: 0 };
     let mut order_number = FIRST_ORDER_NUMBER;
     let mut block_start = 0;
     'blocks: while block_start < cfg.persons {
@@ -539,15 +479,7 @@ fn write_orders_with<W1: Write>(
             stats.orders += 1;
             let block = (block_start, block_end - block_start);
             let index = block_start + order.slot;
-            write_order(
-                &mut csv,
-                truth,
-                &mut stats,
-                limit,
-                (&name, block, index),
-                order,
-                p,
-            )?;
+            write_order(&mut csv, truth, &mut stats, limit, (&name, block, index), order, p)?;
         }
         block_start = block_end;
     }
@@ -566,23 +498,11 @@ fn write_order<W1: Write>(
     order: &Order,
     p: &Person,
 ) -> anyhow::Result<()> {
-    let subtotal: u64 = order
-        .lines
-        .iter()
-        .map(|l| l.quantity * PRODUCTS[l.product].price_cents)
-        .sum();
-    let shipping = if subtotal >= FREE_SHIPPING_FROM_CENTS {
-        0
-    } else {
-        SHIPPING_CENTS
-    };
+    let subtotal: u64 = order.lines.iter().map(|l| l.quantity * PRODUCTS[l.product].price_cents).sum();
+    let shipping = if subtotal >= FREE_SHIPPING_FROM_CENTS { 0 } else { SHIPPING_CENTS };
     let created_local = format_created_at(order.created_at);
     let created_utc = format_utc(order.created_at);
-    let (subtotal_s, shipping_s, total_s) = (
-        format_cents(subtotal),
-        format_cents(shipping),
-        format_cents(subtotal + shipping),
-    );
+    let (subtotal_s, shipping_s, total_s) = (format_cents(subtotal), format_cents(shipping), format_cents(subtotal + shipping));
     let billing_name = format!("{} {}", p.first_name, p.last_name);
     let accepts = if order.accepts_marketing { "yes" } else { "no" };
 
@@ -621,8 +541,7 @@ fn write_order<W1: Write>(
         } else {
             [""; 12]
         };
-        let [email, phone, customer, created, currency, sub, ship, total, bname, zip, city, marketing] =
-            order_level;
+        let [email, phone, customer, created, currency, sub, ship, total, bname, zip, city, marketing] = order_level;
         let record: [&str; 18] = [
             name,
             email,
@@ -683,14 +602,8 @@ mod tests {
 
     #[test]
     fn email_capitalisation() {
-        assert_eq!(
-            capitalise_email("marie.dupont87@gmail.com"),
-            "Marie.Dupont87@Gmail.com"
-        );
-        assert_eq!(
-            capitalise_email("jean-francois_leroy0142@orange.fr"),
-            "Jean-Francois_Leroy0142@Orange.fr"
-        );
+        assert_eq!(capitalise_email("marie.dupont87@gmail.com"), "Marie.Dupont87@Gmail.com");
+        assert_eq!(capitalise_email("jean-francois_leroy0142@orange.fr"), "Jean-Francois_Leroy0142@Orange.fr");
     }
 
     #[test]
@@ -710,10 +623,7 @@ mod tests {
         for windows in [ANY_TIME, LAPSED_TIME, RECENT_TIME] {
             for _ in 0..2000 {
                 let age = now - draw_instant(&mut rng, now, windows);
-                assert!(
-                    windows.iter().any(|&(lo, hi)| (lo..=hi).contains(&age)),
-                    "age {age}"
-                );
+                assert!(windows.iter().any(|&(lo, hi)| (lo..=hi).contains(&age)), "age {age}");
             }
         }
     }

@@ -67,12 +67,10 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 pub use channels::{
-    channel_identity, family_pairs, read_channel_truth, read_truth_persons, store_generic_phone,
-    write_channel, write_channels_dir, write_identities, ChannelIdentity, ChannelStats,
-    ChannelTruthRow, ChannelsSummary, Export, PosEncoding, BLOCKED_PLACEHOLDERS,
-    CHANNEL_BLOCK_PERSONS, CHANNEL_TRUTH_HEADER, CHECKOUTS_HEADER, CRM_CONTACTS_HEADER,
-    EMAIL_ACTIVITY_HEADER, IDENTITIES_HEADER, POS_RECEIPTS_HEADER, POS_RECEIPT_LEVEL_COLUMNS,
-    SMS_REPORT_HEADER,
+    channel_identity, family_pairs, read_channel_truth, read_truth_persons, store_generic_phone, write_channel, write_channels_dir,
+    write_identities, ChannelIdentity, ChannelStats, ChannelTruthRow, ChannelsSummary, Export, PosEncoding, BLOCKED_PLACEHOLDERS,
+    CHANNEL_BLOCK_PERSONS, CHANNEL_TRUTH_HEADER, CHECKOUTS_HEADER, CRM_CONTACTS_HEADER, EMAIL_ACTIVITY_HEADER, IDENTITIES_HEADER,
+    POS_RECEIPTS_HEADER, POS_RECEIPT_LEVEL_COLUMNS, SMS_REPORT_HEADER,
 };
 pub use ecommerce::FIRST_ORDER_NUMBER;
 pub use time::{paris_offset, to_paris};
@@ -123,26 +121,10 @@ pub const ORDER_LEVEL_COLUMNS: [&str; 12] = [
 ];
 
 /// Exact header of the orders ground-truth CSV (see [`TruthRow`]).
-pub const TRUTH_HEADER: [&str; 6] = [
-    "line",
-    "person_id",
-    "order_id",
-    "created_at_utc",
-    "valid",
-    "defect",
-];
+pub const TRUTH_HEADER: [&str; 6] = ["line", "person_id", "order_id", "created_at_utc", "valid", "defect"];
 
 /// Exact header of the persons ground-truth CSV (see [`Person`]).
-pub const PERSONS_HEADER: [&str; 8] = [
-    "person_id",
-    "first_name",
-    "last_name",
-    "email",
-    "phone_e164",
-    "postal_code",
-    "city",
-    "customer_id",
-];
+pub const PERSONS_HEADER: [&str; 8] = ["person_id", "first_name", "last_name", "email", "phone_e164", "postal_code", "city", "customer_id"];
 
 /// What to generate.
 #[derive(Clone, Debug, PartialEq)]
@@ -168,14 +150,7 @@ impl GenConfig {
     /// ([`DEFAULT_MALFORMED_RATE`], 0.4 % of order lines), Windows-1252 till
     /// receipts and no row limit.
     pub fn new(seed: u64, persons: usize, now: DateTime<Utc>) -> Self {
-        Self {
-            seed,
-            persons,
-            now,
-            malformed_rate: DEFAULT_MALFORMED_RATE,
-            pos_encoding: PosEncoding::Windows1252,
-            max_rows: None,
-        }
+        Self { seed, persons, now, malformed_rate: DEFAULT_MALFORMED_RATE, pos_encoding: PosEncoding::Windows1252, max_rows: None }
     }
 }
 
@@ -266,11 +241,7 @@ pub struct EcommerceStats {
 /// # Errors
 ///
 /// An out-of-range `malformed_rate`, or any I/O error of the writers.
-pub fn write_ecommerce_orders<W1: Write, W2: Write>(
-    cfg: &GenConfig,
-    csv_out: W1,
-    truth_out: W2,
-) -> anyhow::Result<EcommerceStats> {
+pub fn write_ecommerce_orders<W1: Write, W2: Write>(cfg: &GenConfig, csv_out: W1, truth_out: W2) -> anyhow::Result<EcommerceStats> {
     ecommerce::write_orders(cfg, BLOCK_PERSONS, csv_out, truth_out)
 }
 
@@ -282,22 +253,12 @@ pub fn write_ecommerce_orders<W1: Write, W2: Write>(
 /// Any I/O error of `out`.
 pub fn write_persons<W: Write>(cfg: &GenConfig, out: W) -> anyhow::Result<u64> {
     let mut w = csv::Writer::from_writer(out);
-    w.write_record(PERSONS_HEADER)
-        .context("writing the persons header")?;
+    w.write_record(PERSONS_HEADER).context("writing the persons header")?;
     let mut rows = 0;
     for index in 0..cfg.persons {
         let p = person(cfg, index);
-        w.write_record([
-            &p.person_id,
-            &p.first_name,
-            &p.last_name,
-            &p.email,
-            &p.phone_e164,
-            &p.postal_code,
-            &p.city,
-            &p.customer_id,
-        ])
-        .context("writing a persons row")?;
+        w.write_record([&p.person_id, &p.first_name, &p.last_name, &p.email, &p.phone_e164, &p.postal_code, &p.city, &p.customer_id])
+            .context("writing a persons row")?;
         rows += 1;
     }
     w.flush().context("flushing the persons CSV")?;
@@ -351,10 +312,7 @@ pub fn expected_reactivation(
     truth: &[TruthRow],
     run_at: DateTime<Utc>,
 ) -> anyhow::Result<std::collections::BTreeSet<String>> {
-    reactivation_persons(truth, run_at)?
-        .into_iter()
-        .map(|pid| Ok(person(cfg, pid.trim_start_matches('P').parse()?).email))
-        .collect()
+    reactivation_persons(truth, run_at)?.into_iter().map(|pid| Ok(person(cfg, pid.trim_start_matches('P').parse()?).email)).collect()
 }
 
 /// The same segment when the seven channel exports are loaded too, per expected person: the
@@ -424,10 +382,7 @@ fn reactivation_persons(truth: &[TruthRow], run_at: DateTime<Utc>) -> anyhow::Re
     let mut orders: BTreeMap<&str, BTreeMap<&str, DateTime<Utc>>> = BTreeMap::new();
     for t in truth.iter().filter(|t| t.valid) {
         let at = DateTime::parse_from_rfc3339(&t.created_at_utc)?.with_timezone(&Utc);
-        orders
-            .entry(t.person_id.as_str())
-            .or_default()
-            .insert(t.order_id.as_str(), at);
+        orders.entry(t.person_id.as_str()).or_default().insert(t.order_id.as_str(), at);
     }
     let cutoff = run_at - chrono::Duration::days(90);
     Ok(orders

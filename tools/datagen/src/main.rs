@@ -20,8 +20,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use ariane_datagen::{
-    write_channel, write_channels_dir, write_ecommerce_orders, write_persons, ChannelStats, Export,
-    GenConfig, PosEncoding, DEFAULT_MALFORMED_RATE,
+    write_channel, write_channels_dir, write_ecommerce_orders, write_persons, ChannelStats, Export, GenConfig, PosEncoding,
+    DEFAULT_MALFORMED_RATE,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -99,13 +99,9 @@ enum Command {
 fn parse_count<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
     let digits: String = value.chars().filter(|&c| c != '_').collect();
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "{flag} expects a non-negative integer, got {value:?}"
-        ));
+        return Err(format!("{flag} expects a non-negative integer, got {value:?}"));
     }
-    digits
-        .parse()
-        .map_err(|_| format!("{flag} value {value:?} is too large"))
+    digits.parse().map_err(|_| format!("{flag} value {value:?} is too large"))
 }
 
 /// Parses `--now`: RFC 3339 with any offset, or a plain date (midnight UTC).
@@ -117,26 +113,20 @@ fn parse_now(value: &str) -> Result<DateTime<Utc>, String> {
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|d| d.and_utc())
-        .ok_or_else(|| {
-            format!("--now expects an RFC 3339 instant (2026-11-23T00:00:00Z) or a date (2026-11-23), got {value:?}")
-        })
+        .ok_or_else(|| format!("--now expects an RFC 3339 instant (2026-11-23T00:00:00Z) or a date (2026-11-23), got {value:?}"))
 }
 
 fn parse_rate(value: &str) -> Result<f64, String> {
     match value.parse::<f64>() {
         Ok(rate) if rate.is_finite() && (0.0..=1.0).contains(&rate) => Ok(rate),
-        _ => Err(format!(
-            "--malformed-rate expects a number between 0 and 1, got {value:?}"
-        )),
+        _ => Err(format!("--malformed-rate expects a number between 0 and 1, got {value:?}")),
     }
 }
 
 /// Today at 00:00 UTC.
 fn today() -> DateTime<Utc> {
     let now = Utc::now();
-    now.date_naive()
-        .and_hms_opt(0, 0, 0)
-        .map_or(now, |d| d.and_utc())
+    now.date_naive().and_hms_opt(0, 0, 0).map_or(now, |d| d.and_utc())
 }
 
 /// The flags of a command line, before defaults.
@@ -179,38 +169,12 @@ fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Stri
     };
     let allowed: &[&str] = match command.to_str() {
         Some("-h" | "--help" | "help") => return Ok(Command::Help),
-        Some("ecommerce") => &[
-            "--seed",
-            "--persons",
-            "--now",
-            "--out-dir",
-            "--malformed-rate",
-        ],
-        Some("channels") => &[
-            "--seed",
-            "--persons",
-            "--now",
-            "--out-dir",
-            "--malformed-rate",
-            "--pos-encoding",
-        ],
-        Some("channel") => &[
-            "--seed",
-            "--persons",
-            "--now",
-            "--malformed-rate",
-            "--pos-encoding",
-            "--channel",
-            "--out",
-            "--truth",
-            "--no-truth",
-            "--rows",
-        ],
-        _ => {
-            return Err(format!(
-                "unknown command {command:?} (expected `ecommerce`, `channels` or `channel`)"
-            ))
+        Some("ecommerce") => &["--seed", "--persons", "--now", "--out-dir", "--malformed-rate"],
+        Some("channels") => &["--seed", "--persons", "--now", "--out-dir", "--malformed-rate", "--pos-encoding"],
+        Some("channel") => {
+            &["--seed", "--persons", "--now", "--malformed-rate", "--pos-encoding", "--channel", "--out", "--truth", "--no-truth", "--rows"]
         }
+        _ => return Err(format!("unknown command {command:?} (expected `ecommerce`, `channels` or `channel`)")),
     };
     let command = command.to_str().unwrap_or_default().to_owned();
 
@@ -223,9 +187,7 @@ fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Stri
             return Ok(Command::Help);
         }
         let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_owned(), Some(OsString::from(value)))
-            }
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(OsString::from(value))),
             _ => (arg, None),
         };
         if !allowed.contains(&flag.as_str()) {
@@ -251,14 +213,10 @@ fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Stri
                 };
                 match flag.as_str() {
                     "--seed" => set_once(&mut f.seed, &flag, parse_count::<u64>(&flag, value)?)?,
-                    "--persons" => {
-                        set_once(&mut f.persons, &flag, parse_count::<usize>(&flag, value)?)?
-                    }
+                    "--persons" => set_once(&mut f.persons, &flag, parse_count::<usize>(&flag, value)?)?,
                     "--rows" => set_once(&mut f.rows, &flag, parse_count::<u64>(&flag, value)?)?,
                     "--now" => set_once(&mut f.now, &flag, parse_now(value)?)?,
-                    "--pos-encoding" => {
-                        set_once(&mut f.pos_encoding, &flag, value.parse::<PosEncoding>()?)?
-                    }
+                    "--pos-encoding" => set_once(&mut f.pos_encoding, &flag, value.parse::<PosEncoding>()?)?,
                     "--channel" => set_once(&mut f.channel, &flag, value.parse::<Export>()?)?,
                     _ => set_once(&mut f.rate, &flag, parse_rate(value)?)?,
                 }
@@ -288,35 +246,20 @@ fn build(command: &str, f: Flags) -> Result<Command, String> {
             (None, Some(_)) => CHANNEL_MAX_PERSONS,
             (None, None) => return Err("`channel` needs --persons or --rows".to_owned()),
         };
-        let truth = if f.no_truth {
-            None
-        } else {
-            Some(f.truth.clone().unwrap_or_else(|| truth_beside(&out)))
-        };
+        let truth = if f.no_truth { None } else { Some(f.truth.clone().unwrap_or_else(|| truth_beside(&out))) };
         let cfg = config(f.seed.unwrap_or(CHANNEL_DEFAULT_SEED), persons);
-        return Ok(Command::Channel {
-            cfg,
-            export,
-            out,
-            truth,
-        });
+        return Ok(Command::Channel { cfg, export, out, truth });
     }
     let seed = f.seed.ok_or("missing required --seed")?;
     let persons = f.persons.ok_or("missing required --persons")?;
     let out_dir = f.out_dir.clone().ok_or("missing required --out-dir")?;
     let cfg = config(seed, persons);
-    Ok(if command == "channels" {
-        Command::Channels { cfg, out_dir }
-    } else {
-        Command::Ecommerce { cfg, out_dir }
-    })
+    Ok(if command == "channels" { Command::Channels { cfg, out_dir } } else { Command::Ecommerce { cfg, out_dir } })
 }
 
 /// `dir/receipts.csv` → `dir/receipts.truth.csv`.
 fn truth_beside(out: &Path) -> PathBuf {
-    let stem = out
-        .file_stem()
-        .map_or_else(|| OsString::from("export"), OsString::from);
+    let stem = out.file_stem().map_or_else(|| OsString::from("export"), OsString::from);
     let mut name = stem;
     name.push(".truth.csv");
     out.with_file_name(name)
@@ -325,8 +268,7 @@ fn truth_beside(out: &Path) -> PathBuf {
 /// Creates `path`'s parent directory and a buffered writer on `path`.
 fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)
-            .with_context(|| format!("creating directory {}", parent.display()))?;
+        fs::create_dir_all(parent).with_context(|| format!("creating directory {}", parent.display()))?;
     }
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     Ok(BufWriter::new(file))
@@ -339,8 +281,7 @@ fn run_ecommerce(cfg: &GenConfig, out_dir: &Path) -> anyhow::Result<()> {
 
     let stats = write_ecommerce_orders(cfg, create(&orders_path)?, create(&truth_path)?)
         .with_context(|| format!("writing {}", orders_path.display()))?;
-    let persons = write_persons(cfg, create(&persons_path)?)
-        .with_context(|| format!("writing {}", persons_path.display()))?;
+    let persons = write_persons(cfg, create(&persons_path)?).with_context(|| format!("writing {}", persons_path.display()))?;
 
     eprintln!(
         "datagen ecommerce: seed={} persons={} now={} malformed_rate={} -> {} rows, {} orders, \
@@ -361,11 +302,7 @@ fn run_ecommerce(cfg: &GenConfig, out_dir: &Path) -> anyhow::Result<()> {
 
 /// One summary line of an export.
 fn describe(s: &ChannelStats) -> String {
-    let types: Vec<String> = s
-        .event_types
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    let types: Vec<String> = s.event_types.iter().map(|(k, v)| format!("{k}={v}")).collect();
     format!(
         "{:<22} {:>9} rows {:>6} malformed {:>5} blank lines {:>8} persons  {}",
         s.export.relative_path(),
@@ -402,12 +339,7 @@ fn run_channels(cfg: &GenConfig, out_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_channel(
-    cfg: &GenConfig,
-    export: Export,
-    out: &Path,
-    truth: Option<&Path>,
-) -> anyhow::Result<()> {
+fn run_channel(cfg: &GenConfig, export: Export, out: &Path, truth: Option<&Path>) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut file = create(out)?;
     let stats = match truth {
@@ -439,12 +371,7 @@ fn main() -> ExitCode {
         }
         Ok(Command::Ecommerce { cfg, out_dir }) => run_ecommerce(&cfg, &out_dir),
         Ok(Command::Channels { cfg, out_dir }) => run_channels(&cfg, &out_dir),
-        Ok(Command::Channel {
-            cfg,
-            export,
-            out,
-            truth,
-        }) => run_channel(&cfg, export, &out, truth.as_deref()),
+        Ok(Command::Channel { cfg, export, out, truth }) => run_channel(&cfg, export, &out, truth.as_deref()),
         Err(message) => {
             eprintln!("datagen: {message}\n\n{USAGE}");
             return ExitCode::from(2);
@@ -486,32 +413,18 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap();
         let mut cfg = GenConfig::new(42, 1000, now);
         cfg.malformed_rate = 0.01;
-        assert_eq!(
-            cmd,
-            Command::Ecommerce {
-                cfg,
-                out_dir: PathBuf::from("out")
-            }
-        );
+        assert_eq!(cmd, Command::Ecommerce { cfg, out_dir: PathBuf::from("out") });
     }
 
     #[test]
     fn defaults() {
-        let Ok(Command::Ecommerce { cfg, .. }) = parse(&[
-            "ecommerce",
-            "--seed=1",
-            "--persons=2",
-            "--out-dir=o",
-            "--now",
-            "2026-03-29",
-        ]) else {
+        let Ok(Command::Ecommerce { cfg, .. }) = parse(&["ecommerce", "--seed=1", "--persons=2", "--out-dir=o", "--now", "2026-03-29"])
+        else {
             panic!("valid command line");
         };
         assert_eq!(cfg.malformed_rate, DEFAULT_MALFORMED_RATE);
         assert_eq!(cfg.now, Utc.with_ymd_and_hms(2026, 3, 29, 0, 0, 0).unwrap());
-        let Ok(Command::Ecommerce { cfg, .. }) =
-            parse(&["ecommerce", "--seed=1", "--persons=2", "--out-dir=o"])
-        else {
+        let Ok(Command::Ecommerce { cfg, .. }) = parse(&["ecommerce", "--seed=1", "--persons=2", "--out-dir=o"]) else {
             panic!("valid command line");
         };
         assert_eq!(cfg.now, today());
@@ -523,20 +436,9 @@ mod tests {
         assert!(err(&[]).contains("missing command"));
         assert!(err(&["orders"]).contains("unknown command"));
         assert!(err(&["ecommerce", "--persons", "3", "--out-dir", "o"]).contains("--seed"));
-        assert!(err(&[
-            "ecommerce",
-            "--seed",
-            "x",
-            "--persons",
-            "3",
-            "--out-dir",
-            "o"
-        ])
-        .contains("--seed"));
+        assert!(err(&["ecommerce", "--seed", "x", "--persons", "3", "--out-dir", "o"]).contains("--seed"));
         assert!(err(&["ecommerce", "--seed", "-1"]).contains("non-negative"));
-        assert!(
-            err(&["ecommerce", "--seed", "1", "--persons"]).contains("missing value for --persons")
-        );
+        assert!(err(&["ecommerce", "--seed", "1", "--persons"]).contains("missing value for --persons"));
         assert!(err(&["ecommerce", "--seed", "1", "--seed", "2"]).contains("more than once"));
         assert!(err(&["ecommerce", "--now", "yesterday"]).contains("--now"));
         assert!(err(&["ecommerce", "--malformed-rate", "2"]).contains("between 0 and 1"));
@@ -548,61 +450,25 @@ mod tests {
     #[test]
     fn help() {
         assert_eq!(parse(&["--help"]), Ok(Command::Help));
-        assert_eq!(
-            parse(&["ecommerce", "--seed", "1", "-h"]),
-            Ok(Command::Help)
-        );
+        assert_eq!(parse(&["ecommerce", "--seed", "1", "-h"]), Ok(Command::Help));
     }
 
     #[test]
     fn channels_command_line() {
-        let cmd = parse(&[
-            "channels",
-            "--seed=7",
-            "--persons",
-            "50",
-            "--now=2026-11-23",
-            "--out-dir",
-            "out",
-            "--pos-encoding",
-            "utf-8-bom",
-        ])
-        .unwrap();
+        let cmd =
+            parse(&["channels", "--seed=7", "--persons", "50", "--now=2026-11-23", "--out-dir", "out", "--pos-encoding", "utf-8-bom"])
+                .unwrap();
         let mut cfg = GenConfig::new(7, 50, Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap());
         cfg.pos_encoding = PosEncoding::Utf8Bom;
-        assert_eq!(
-            cmd,
-            Command::Channels {
-                cfg,
-                out_dir: PathBuf::from("out")
-            }
-        );
-        assert!(parse(&["channels", "--pos-encoding", "latin1"])
-            .unwrap_err()
-            .contains("windows-1252"));
-        assert!(parse(&["ecommerce", "--pos-encoding", "utf-8-bom"])
-            .unwrap_err()
-            .contains("unknown argument"));
+        assert_eq!(cmd, Command::Channels { cfg, out_dir: PathBuf::from("out") });
+        assert!(parse(&["channels", "--pos-encoding", "latin1"]).unwrap_err().contains("windows-1252"));
+        assert!(parse(&["ecommerce", "--pos-encoding", "utf-8-bom"]).unwrap_err().contains("unknown argument"));
     }
 
     #[test]
     fn channel_command_line() {
-        let Ok(Command::Channel {
-            cfg,
-            export,
-            out,
-            truth,
-        }) = parse(&[
-            "channel",
-            "--channel",
-            "pos",
-            "--rows",
-            "1_000_000",
-            "--out",
-            "bench/receipts.csv",
-            "--now",
-            "2026-11-23",
-        ])
+        let Ok(Command::Channel { cfg, export, out, truth }) =
+            parse(&["channel", "--channel", "pos", "--rows", "1_000_000", "--out", "bench/receipts.csv", "--now", "2026-11-23"])
         else {
             panic!("valid command line");
         };
@@ -613,15 +479,8 @@ mod tests {
         assert_eq!(out, PathBuf::from("bench/receipts.csv"));
         assert_eq!(truth, Some(PathBuf::from("bench/receipts.truth.csv")));
 
-        let Ok(Command::Channel {
-            export, truth, cfg, ..
-        }) = parse(&[
-            "channel",
-            "--channel=ecommerce/checkouts",
-            "--persons=10",
-            "--out=c.csv",
-            "--no-truth",
-        ])
+        let Ok(Command::Channel { export, truth, cfg, .. }) =
+            parse(&["channel", "--channel=ecommerce/checkouts", "--persons=10", "--out=c.csv", "--no-truth"])
         else {
             panic!("valid command line");
         };
@@ -633,18 +492,6 @@ mod tests {
         assert!(err(&["channel", "--channel", "pos"]).contains("--out"));
         assert!(err(&["channel", "--channel", "pos", "--out", "x"]).contains("--rows"));
         assert!(err(&["channel", "--channel", "ecommerce"]).contains("unknown export"));
-        assert!(err(&[
-            "channel",
-            "--channel",
-            "pos",
-            "--out",
-            "x",
-            "--rows",
-            "5",
-            "--truth",
-            "t",
-            "--no-truth"
-        ])
-        .contains("exclusive"));
+        assert!(err(&["channel", "--channel", "pos", "--out", "x", "--rows", "5", "--truth", "t", "--no-truth"]).contains("exclusive"));
     }
 }

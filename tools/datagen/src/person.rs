@@ -51,9 +51,7 @@ pub(crate) fn subscriber_number(seed: u64, index: u64) -> u64 {
     let x = index % (HALF * HALF);
     let (mut left, mut right) = (x / HALF, x % HALF);
     for round in 0..4u64 {
-        let mut state = seed
-            ^ round.wrapping_mul(0xA076_1D64_78BD_642F)
-            ^ right.wrapping_mul(0xE703_7ED1_A0B4_28DB);
+        let mut state = seed ^ round.wrapping_mul(0xA076_1D64_78BD_642F) ^ right.wrapping_mul(0xE703_7ED1_A0B4_28DB);
         let f = splitmix64(&mut state) % HALF;
         (left, right) = (right, (left + f) % HALF);
     }
@@ -108,16 +106,8 @@ pub(crate) fn generate(cfg: &GenConfig, index: usize) -> Person {
     // number outside the allocated mobile ranges (see `allocated_mobile`);
     // one of them always fits, and the number stays unique.
     let subscriber = subscriber_number(cfg.seed, index64);
-    let preferred = if rng.random_range(0..100u32) < PHONE_06_PERCENT {
-        6
-    } else {
-        7
-    };
-    let mobile_prefix = if allocated_mobile(preferred, subscriber) {
-        preferred
-    } else {
-        13 - preferred
-    };
+    let preferred = if rng.random_range(0..100u32) < PHONE_06_PERCENT { 6 } else { 7 };
+    let mobile_prefix = if allocated_mobile(preferred, subscriber) { preferred } else { 13 - preferred };
     let phone_e164 = format!("+33{mobile_prefix}{subscriber:08}");
 
     let city = &CITIES[pick_weighted_by(&mut rng, CITIES, |c| c.weight)];
@@ -126,9 +116,7 @@ pub(crate) fn generate(cfg: &GenConfig, index: usize) -> Person {
     // Shopify-like 13-digit customer id, increasing with the index (accounts
     // created over time) and unique because the jitter stays below the step.
     let jitter: u64 = rng.random_range(0..1000);
-    let customer_id = 6_100_000_000_000u64
-        .wrapping_add(index64.wrapping_mul(1000))
-        .wrapping_add(jitter);
+    let customer_id = 6_100_000_000_000u64.wrapping_add(index64.wrapping_mul(1000)).wrapping_add(jitter);
 
     Person {
         person_id: format!("P{index:07}"),
@@ -149,11 +137,7 @@ mod tests {
     use std::collections::HashSet;
 
     fn cfg(seed: u64) -> GenConfig {
-        GenConfig::new(
-            seed,
-            0,
-            Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap(),
-        )
+        GenConfig::new(seed, 0, Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap())
     }
 
     #[test]
@@ -168,10 +152,7 @@ mod tests {
         assert_eq!(initial("elodie"), "e");
         for name in FIRST_NAMES.iter().chain(LAST_NAMES) {
             let slug = email_slug(name);
-            assert!(
-                !slug.is_empty() && slug.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
-                "{name}"
-            );
+            assert!(!slug.is_empty() && slug.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'), "{name}");
         }
     }
 
@@ -193,21 +174,10 @@ mod tests {
             assert!(allocated_mobile(prefix, subscriber), "{}", p.phone_e164);
             assert!(p.postal_code.len() == 5 && p.postal_code.bytes().all(|b| b.is_ascii_digit()));
             assert!(p.customer_id.bytes().all(|b| b.is_ascii_digit()));
-            let city = CITIES
-                .iter()
-                .find(|c| c.name == p.city)
-                .expect("known city");
+            let city = CITIES.iter().find(|c| c.name == p.city).expect("known city");
             assert!(city.postal_codes.contains(&p.postal_code.as_str()));
-            assert!(
-                emails.insert(p.email.clone()),
-                "duplicate email {}",
-                p.email
-            );
-            assert!(
-                phones.insert(p.phone_e164.clone()),
-                "duplicate phone {}",
-                p.phone_e164
-            );
+            assert!(emails.insert(p.email.clone()), "duplicate email {}", p.email);
+            assert!(phones.insert(p.phone_e164.clone()), "duplicate phone {}", p.phone_e164);
             assert!(customers.insert(p.customer_id.clone()));
         }
         assert_eq!(generate(&cfg, 17).email, generate(&cfg, 17).email);
@@ -226,26 +196,11 @@ mod tests {
 
     #[test]
     fn mobile_ranges() {
-        for ok in [
-            "612345678",
-            "630000000",
-            "638999999",
-            "695000000",
-            "699999999",
-            "730000000",
-            "799999999",
-        ] {
+        for ok in ["612345678", "630000000", "638999999", "695000000", "699999999", "730000000", "799999999"] {
             let n: u64 = ok.parse().unwrap();
             assert!(allocated_mobile(n / 100_000_000, n % 100_000_000), "{ok}");
         }
-        for bad in [
-            "639000000",
-            "690000000",
-            "694999999",
-            "696000000",
-            "700000000",
-            "729999999",
-        ] {
+        for bad in ["639000000", "690000000", "694999999", "696000000", "700000000", "729999999"] {
             let n: u64 = bad.parse().unwrap();
             assert!(!allocated_mobile(n / 100_000_000, n % 100_000_000), "{bad}");
         }
@@ -258,10 +213,7 @@ mod tests {
     #[test]
     fn nice_keeps_its_leading_zero() {
         let cfg = cfg(7);
-        let nice = (0..5000)
-            .map(|i| generate(&cfg, i))
-            .find(|p| p.city == "Nice")
-            .expect("some person lives in Nice");
+        let nice = (0..5000).map(|i| generate(&cfg, i)).find(|p| p.city == "Nice").expect("some person lives in Nice");
         assert!(nice.postal_code.starts_with("06"), "{}", nice.postal_code);
     }
 }

@@ -71,11 +71,7 @@ pub(crate) fn pick_weighted<R: Rng>(rng: &mut R, weights: &[u32]) -> usize {
 }
 
 /// Like [`pick_weighted`], reading each item's weight with `weight`.
-pub(crate) fn pick_weighted_by<R: Rng, T>(
-    rng: &mut R,
-    items: &[T],
-    weight: impl Fn(&T) -> u32,
-) -> usize {
+pub(crate) fn pick_weighted_by<R: Rng, T>(rng: &mut R, items: &[T], weight: impl Fn(&T) -> u32) -> usize {
     let total: u32 = items.iter().map(&weight).sum();
     let mut x = rng.random_range(0..total.max(1));
     for (i, item) in items.iter().enumerate() {

@@ -20,8 +20,7 @@ struct Output {
 
 fn generate_blocked(cfg: &GenConfig, block: usize) -> Output {
     let (mut csv, mut truth) = (Vec::new(), Vec::new());
-    let stats =
-        ecommerce::write_orders(cfg, block, &mut csv, &mut truth).expect("generation succeeds");
+    let stats = ecommerce::write_orders(cfg, block, &mut csv, &mut truth).expect("generation succeeds");
     Output { csv, truth, stats }
 }
 
@@ -42,28 +41,20 @@ fn rows(csv: &[u8]) -> Vec<(u64, csv::StringRecord)> {
 }
 
 fn col(name: &str) -> usize {
-    ORDERS_HEADER
-        .iter()
-        .position(|h| *h == name)
-        .expect("known column")
+    ORDERS_HEADER.iter().position(|h| *h == name).expect("known column")
 }
 
 /// Strict parse of an amount with exactly two decimals, in cents.
 fn cents(s: &str) -> Option<u64> {
     let (euros, dec) = s.split_once('.')?;
-    if euros.is_empty()
-        || dec.len() != 2
-        || !euros.bytes().chain(dec.bytes()).all(|b| b.is_ascii_digit())
-    {
+    if euros.is_empty() || dec.len() != 2 || !euros.bytes().chain(dec.bytes()).all(|b| b.is_ascii_digit()) {
         return None;
     }
     Some(euros.parse::<u64>().ok()? * 100 + dec.parse::<u64>().ok()?)
 }
 
 fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .expect("RFC 3339")
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(s).expect("RFC 3339").with_timezone(&Utc)
 }
 
 #[test]
@@ -77,10 +68,7 @@ fn deterministic_output() {
     write_persons(&cfg, &mut pb).unwrap();
     assert_eq!(pa, pb);
 
-    let other = generate(&GenConfig {
-        seed: 43,
-        ..cfg.clone()
-    });
+    let other = generate(&GenConfig { seed: 43, ..cfg.clone() });
     assert_ne!(a.csv, other.csv);
     assert_ne!(a.truth, other.truth);
     let mut pc = Vec::new();
@@ -99,20 +87,11 @@ fn headers_are_exact() {
          Billing City,Accepts Marketing"
     );
     let truth = String::from_utf8(out.truth).unwrap();
-    assert_eq!(
-        truth.lines().next().unwrap(),
-        "line,person_id,order_id,created_at_utc,valid,defect"
-    );
+    assert_eq!(truth.lines().next().unwrap(), "line,person_id,order_id,created_at_utc,valid,defect");
     let mut persons = Vec::new();
-    assert_eq!(
-        write_persons(&GenConfig::new(1, 20, now()), &mut persons).unwrap(),
-        20
-    );
+    assert_eq!(write_persons(&GenConfig::new(1, 20, now()), &mut persons).unwrap(), 20);
     let persons = String::from_utf8(persons).unwrap();
-    assert_eq!(
-        persons.lines().next().unwrap(),
-        "person_id,first_name,last_name,email,phone_e164,postal_code,city,customer_id"
-    );
+    assert_eq!(persons.lines().next().unwrap(), "person_id,first_name,last_name,email,phone_e164,postal_code,city,customer_id");
     assert_eq!(persons.lines().count(), 21);
 }
 
@@ -127,27 +106,18 @@ fn empty_config_writes_headers_only() {
 #[test]
 fn invalid_rate_is_an_error() {
     for rate in [-0.1, 1.5, f64::NAN] {
-        let cfg = GenConfig {
-            malformed_rate: rate,
-            ..GenConfig::new(1, 5, now())
-        };
+        let cfg = GenConfig { malformed_rate: rate, ..GenConfig::new(1, 5, now()) };
         assert!(write_ecommerce_orders(&cfg, Vec::new(), Vec::new()).is_err());
     }
 }
 
 #[test]
 fn fill_down_structure_and_amounts() {
-    let cfg = GenConfig {
-        malformed_rate: 0.02,
-        ..GenConfig::new(7, 2000, now())
-    };
+    let cfg = GenConfig { malformed_rate: 0.02, ..GenConfig::new(7, 2000, now()) };
     let out = generate(&cfg);
     let rows = rows(&out.csv);
     let truth = read_truth(out.truth.as_slice()).unwrap();
-    let persons: HashMap<String, Person> = (0..cfg.persons)
-        .map(|i| person(&cfg, i))
-        .map(|p| (p.person_id.clone(), p))
-        .collect();
+    let persons: HashMap<String, Person> = (0..cfg.persons).map(|i| person(&cfg, i)).map(|p| (p.person_id.clone(), p)).collect();
     let order_cols: Vec<usize> = ORDER_LEVEL_COLUMNS.iter().map(|c| col(c)).collect();
 
     let mut previous_number = 0u64;
@@ -159,50 +129,35 @@ fn fill_down_structure_and_amounts() {
         let number: u64 = name.strip_prefix('#').unwrap().parse().unwrap();
         assert!(number > previous_number, "order numbers increase");
         previous_number = number;
-        let end = (i..rows.len())
-            .find(|&j| rows[j].1[col("Name")] != name)
-            .unwrap_or(rows.len());
+        let end = (i..rows.len()).find(|&j| rows[j].1[col("Name")] != name).unwrap_or(rows.len());
         let first = &rows[i].1;
         let truth_first = &truth[i];
         let p = &persons[&truth_first.person_id];
 
         // First row: every order-level column filled (Phone may be empty).
         for (&c, header) in order_cols.iter().zip(ORDER_LEVEL_COLUMNS) {
-            assert!(
-                header == "Phone" || !first[c].is_empty(),
-                "{header} empty on first row of {name}"
-            );
+            assert!(header == "Phone" || !first[c].is_empty(), "{header} empty on first row of {name}");
         }
         assert_eq!(&first[col("Currency")], "EUR");
         assert!(matches!(&first[col("Accepts Marketing")], "yes" | "no"));
         assert_eq!(first[col("Email")].trim().to_lowercase(), p.email);
         assert_eq!(&first[col("Customer ID")], p.customer_id);
-        assert_eq!(
-            first[col("Billing Name")],
-            format!("{} {}", p.first_name, p.last_name)
-        );
+        assert_eq!(first[col("Billing Name")], format!("{} {}", p.first_name, p.last_name));
         assert_eq!(&first[col("Billing Zip")], p.postal_code);
         assert_eq!(&first[col("Billing City")], p.city);
         let phone = &first[col("Phone")];
         if !phone.is_empty() {
             let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
-            let national = digits
-                .strip_prefix("33")
-                .map_or(digits.clone(), |d| format!("0{d}"));
+            let national = digits.strip_prefix("33").map_or(digits.clone(), |d| format!("0{d}"));
             assert_eq!(national, format!("0{}", &p.phone_e164[3..]), "{phone}");
         }
 
         // Later rows: order-level columns empty, line columns filled.
         for (_, later) in &rows[i + 1..end] {
             for (&c, header) in order_cols.iter().zip(ORDER_LEVEL_COLUMNS) {
-                assert!(
-                    later[c].is_empty(),
-                    "{header} filled on a later row of {name}"
-                );
+                assert!(later[c].is_empty(), "{header} filled on a later row of {name}");
             }
-            assert!(
-                !later[col("Lineitem name")].is_empty() && !later[col("Lineitem sku")].is_empty()
-            );
+            assert!(!later[col("Lineitem name")].is_empty() && !later[col("Lineitem sku")].is_empty());
         }
         if end - i > 1 {
             multi_line_orders += 1;
@@ -249,20 +204,14 @@ fn quoting_is_exercised() {
         let name = &r[col("Lineitem name")];
         let raw = lines[line as usize - 1];
         if name.contains('"') {
-            assert!(
-                raw.contains(&format!("\"{}\"", name.replace('"', "\"\""))),
-                "{raw}"
-            );
+            assert!(raw.contains(&format!("\"{}\"", name.replace('"', "\"\""))), "{raw}");
             with_quote += 1;
         } else if name.contains(',') {
             assert!(raw.contains(&format!("\"{name}\"")), "{raw}");
             with_comma += 1;
         }
     }
-    assert!(
-        with_comma > 10 && with_quote > 0,
-        "{with_comma} {with_quote}"
-    );
+    assert!(with_comma > 10 && with_quote > 0, "{with_comma} {with_quote}");
 }
 
 #[test]
@@ -277,8 +226,7 @@ fn created_at_offsets_match_paris_time() {
         if created.is_empty() {
             continue;
         }
-        let local =
-            DateTime::parse_from_str(created, "%Y-%m-%d %H:%M:%S %z").expect("Created at format");
+        let local = DateTime::parse_from_str(created, "%Y-%m-%d %H:%M:%S %z").expect("Created at format");
         let instant = utc(&t.created_at_utc);
         assert_eq!(local.with_timezone(&Utc), instant);
         assert_eq!(*local.offset(), paris_offset(instant), "{created}");
@@ -297,36 +245,24 @@ fn created_at_offsets_match_paris_time() {
     assert_eq!(at("2026-10-25T00:59:59Z"), 7200);
     assert_eq!(at("2026-10-25T01:00:00Z"), 3600);
     let fixed = FixedOffset::east_opt(7200).unwrap();
-    assert_eq!(
-        to_paris(utc("2026-03-29T07:15:00Z")),
-        fixed.with_ymd_and_hms(2026, 3, 29, 9, 15, 0).unwrap()
-    );
+    assert_eq!(to_paris(utc("2026-03-29T07:15:00Z")), fixed.with_ymd_and_hms(2026, 3, 29, 9, 15, 0).unwrap());
 }
 
 #[test]
 fn truth_lines_match_csv_positions() {
-    let cfg = GenConfig {
-        malformed_rate: 0.05,
-        ..GenConfig::new(3, 1000, now())
-    };
+    let cfg = GenConfig { malformed_rate: 0.05, ..GenConfig::new(3, 1000, now()) };
     let out = generate(&cfg);
     let rows = rows(&out.csv);
     let truth = read_truth(out.truth.as_slice()).unwrap();
     assert_eq!(rows.len(), truth.len());
     assert_eq!(out.stats.rows, truth.len() as u64);
     // No field contains a newline: physical lines == records + header.
-    assert_eq!(
-        out.csv.iter().filter(|&&b| b == b'\n').count(),
-        rows.len() + 1
-    );
+    assert_eq!(out.csv.iter().filter(|&&b| b == b'\n').count(), rows.len() + 1);
     for ((line, r), t) in rows.iter().zip(&truth) {
         assert_eq!(*line, t.line);
         assert_eq!(&r[col("Name")], t.order_id);
         // A strict parser accepts exactly the rows the truth marks valid.
-        let strict_ok = r[col("Lineitem quantity")]
-            .parse::<u64>()
-            .is_ok_and(|q| q >= 1)
-            && cents(&r[col("Lineitem price")]).is_some();
+        let strict_ok = r[col("Lineitem quantity")].parse::<u64>().is_ok_and(|q| q >= 1) && cents(&r[col("Lineitem price")]).is_some();
         assert_eq!(strict_ok, t.valid, "line {line}");
         let expected_defect = match (&r[col("Lineitem quantity")], &r[col("Lineitem price")]) {
             _ if t.valid => "",
@@ -339,16 +275,8 @@ fn truth_lines_match_csv_positions() {
         };
         assert_eq!(t.defect, expected_defect);
     }
-    for code in [
-        "quantity_not_a_number",
-        "quantity_negative",
-        "quantity_missing",
-        "price_not_a_number",
-    ] {
-        assert!(
-            truth.iter().any(|t| t.defect == code),
-            "{code} never generated"
-        );
+    for code in ["quantity_not_a_number", "quantity_negative", "quantity_missing", "price_not_a_number"] {
+        assert!(truth.iter().any(|t| t.defect == code), "{code} never generated");
     }
 }
 
@@ -360,55 +288,34 @@ fn malformed_share_follows_the_rate() {
     let share = out.stats.malformed_rows as f64 / out.stats.rows as f64;
     assert!((0.002..=0.006).contains(&share), "share {share}");
     let truth = read_truth(out.truth.as_slice()).unwrap();
-    assert_eq!(
-        truth.iter().filter(|t| !t.valid).count() as u64,
-        out.stats.malformed_rows
-    );
+    assert_eq!(truth.iter().filter(|t| !t.valid).count() as u64, out.stats.malformed_rows);
 
     // Same orders, more defects: only the corruption changes with the rate.
-    let high = generate(&GenConfig {
-        malformed_rate: 0.05,
-        ..cfg
-    });
+    let high = generate(&GenConfig { malformed_rate: 0.05, ..cfg });
     let share = high.stats.malformed_rows as f64 / high.stats.rows as f64;
     assert!((0.045..=0.055).contains(&share), "share {share}");
     assert_eq!(high.stats.orders, out.stats.orders);
     assert_eq!(high.stats.rows, out.stats.rows);
     let high_truth = read_truth(high.truth.as_slice()).unwrap();
     for (low, high) in truth.iter().zip(&high_truth) {
-        assert_eq!(
-            (&low.person_id, &low.created_at_utc),
-            (&high.person_id, &high.created_at_utc)
-        );
-        assert!(
-            low.valid || !high.valid,
-            "defects grow monotonically with the rate"
-        );
+        assert_eq!((&low.person_id, &low.created_at_utc), (&high.person_id, &high.created_at_utc));
+        assert!(low.valid || !high.valid, "defects grow monotonically with the rate");
     }
 
-    let clean = generate(&GenConfig {
-        malformed_rate: 0.0,
-        ..GenConfig::new(2024, 500, now())
-    });
+    let clean = generate(&GenConfig { malformed_rate: 0.0, ..GenConfig::new(2024, 500, now()) });
     assert_eq!(clean.stats.malformed_rows, 0);
 }
 
 /// Per person: (number of orders, latest order instant).
 fn activity(truth: &[TruthRow]) -> BTreeMap<String, (usize, DateTime<Utc>)> {
-    let mut orders: BTreeMap<String, (std::collections::BTreeSet<String>, DateTime<Utc>)> =
-        BTreeMap::new();
+    let mut orders: BTreeMap<String, (std::collections::BTreeSet<String>, DateTime<Utc>)> = BTreeMap::new();
     for t in truth {
         let at = utc(&t.created_at_utc);
-        let entry = orders
-            .entry(t.person_id.clone())
-            .or_insert_with(|| (Default::default(), at));
+        let entry = orders.entry(t.person_id.clone()).or_insert_with(|| (Default::default(), at));
         entry.0.insert(t.order_id.clone());
         entry.1 = entry.1.max(at);
     }
-    orders
-        .into_iter()
-        .map(|(p, (o, latest))| (p, (o.len(), latest)))
-        .collect()
+    orders.into_iter().map(|(p, (o, latest))| (p, (o.len(), latest))).collect()
 }
 
 #[test]
@@ -420,24 +327,12 @@ fn activity_mix_with_300_persons() {
         let per_person = activity(&truth);
         assert_eq!(per_person.len() as u64, out.stats.persons_with_orders);
         let ordering = per_person.len();
-        assert!(
-            (150..=240).contains(&ordering),
-            "seed {seed}: {ordering} persons order"
-        );
+        assert!((150..=240).contains(&ordering), "seed {seed}: {ordering} persons order");
         let once = per_person.values().filter(|(n, _)| *n == 1).count();
-        assert!(
-            (45..=110).contains(&once),
-            "seed {seed}: {once} single-order persons"
-        );
+        assert!((45..=110).contains(&once), "seed {seed}: {once} single-order persons");
         assert!(per_person.values().all(|(n, _)| (1..=8).contains(n)));
-        let lapsed = per_person
-            .values()
-            .filter(|(n, latest)| *n >= 2 && *latest < cfg.now - Duration::days(120))
-            .count();
-        let recent = per_person
-            .values()
-            .filter(|(n, latest)| *n >= 2 && *latest >= cfg.now - Duration::days(60))
-            .count();
+        let lapsed = per_person.values().filter(|(n, latest)| *n >= 2 && *latest < cfg.now - Duration::days(120)).count();
+        let recent = per_person.values().filter(|(n, latest)| *n >= 2 && *latest >= cfg.now - Duration::days(60)).count();
         assert!(lapsed >= 20, "seed {seed}: {lapsed} lapsed");
         assert!(recent >= 20, "seed {seed}: {recent} recent");
         // Repeat customers are either lapsed or recent.
@@ -456,17 +351,9 @@ fn orders_are_in_the_past_two_years_and_avoid_the_90_day_boundary() {
     for t in &truth {
         let at = utc(&t.created_at_utc);
         assert!(at <= cfg.now, "{} after now", t.created_at_utc);
-        assert!(
-            at >= cfg.now - Duration::days(731),
-            "{} too old",
-            t.created_at_utc
-        );
+        assert!(at >= cfg.now - Duration::days(731), "{} too old", t.created_at_utc);
         let distance = (at - boundary).num_seconds().abs();
-        assert!(
-            distance > 2 * DAY,
-            "{} within 2 days of now - 90 days",
-            t.created_at_utc
-        );
+        assert!(distance > 2 * DAY, "{} within 2 days of now - 90 days", t.created_at_utc);
         if distance < 10 * DAY {
             if at < boundary {
                 around_boundary.0 += 1
@@ -476,18 +363,12 @@ fn orders_are_in_the_past_two_years_and_avoid_the_90_day_boundary() {
         }
     }
     // The gap is narrow: orders exist just outside it on both sides.
-    assert!(
-        around_boundary.0 > 0 && around_boundary.1 > 0,
-        "{around_boundary:?}"
-    );
+    assert!(around_boundary.0 > 0 && around_boundary.1 > 0, "{around_boundary:?}");
 }
 
 #[test]
 fn blocks_sort_locally_and_do_not_change_content() {
-    let cfg = GenConfig {
-        malformed_rate: 0.01,
-        ..GenConfig::new(8, 400, now())
-    };
+    let cfg = GenConfig { malformed_rate: 0.01, ..GenConfig::new(8, 400, now()) };
     let whole = generate_blocked(&cfg, BLOCK_PERSONS);
     let blocked = generate_blocked(&cfg, 50);
     assert_eq!(whole.stats, blocked.stats);
@@ -495,9 +376,7 @@ fn blocks_sort_locally_and_do_not_change_content() {
     let whole_truth = read_truth(whole.truth.as_slice()).unwrap();
     let blocked_truth = read_truth(blocked.truth.as_slice()).unwrap();
     // One block: globally sorted.
-    assert!(whole_truth
-        .windows(2)
-        .all(|w| w[0].created_at_utc <= w[1].created_at_utc));
+    assert!(whole_truth.windows(2).all(|w| w[0].created_at_utc <= w[1].created_at_utc));
     // Blocks of 50 persons: contiguous, each sorted by time.
     let block_of = |t: &TruthRow| t.person_id[1..].parse::<usize>().unwrap() / 50;
     for w in blocked_truth.windows(2) {
@@ -506,18 +385,9 @@ fn blocks_sort_locally_and_do_not_change_content() {
             assert!(w[0].created_at_utc <= w[1].created_at_utc);
         }
     }
-    assert!(blocked_truth
-        .windows(2)
-        .any(|w| w[0].created_at_utc > w[1].created_at_utc));
+    assert!(blocked_truth.windows(2).any(|w| w[0].created_at_utc > w[1].created_at_utc));
     // Same rows, different order and numbering.
-    let key = |t: &TruthRow| {
-        (
-            t.person_id.clone(),
-            t.created_at_utc.clone(),
-            t.valid,
-            t.defect.clone(),
-        )
-    };
+    let key = |t: &TruthRow| (t.person_id.clone(), t.created_at_utc.clone(), t.valid, t.defect.clone());
     let mut a: Vec<_> = whole_truth.iter().map(key).collect();
     let mut b: Vec<_> = blocked_truth.iter().map(key).collect();
     a.sort();
@@ -534,27 +404,10 @@ fn persons_file_matches_person() {
     for (i, record) in reader.records().enumerate() {
         let record = record.unwrap();
         let p = person(&cfg, i);
-        let expected = [
-            &p.person_id,
-            &p.first_name,
-            &p.last_name,
-            &p.email,
-            &p.phone_e164,
-            &p.postal_code,
-            &p.city,
-            &p.customer_id,
-        ];
-        assert_eq!(
-            record.iter().collect::<Vec<_>>(),
-            expected.map(String::as_str).to_vec()
-        );
+        let expected = [&p.person_id, &p.first_name, &p.last_name, &p.email, &p.phone_e164, &p.postal_code, &p.city, &p.customer_id];
+        assert_eq!(record.iter().collect::<Vec<_>>(), expected.map(String::as_str).to_vec());
     }
     // Persons do not depend on anything but the seed.
-    let other = GenConfig {
-        persons: 7,
-        now: now() - Duration::days(400),
-        malformed_rate: 0.5,
-        ..cfg.clone()
-    };
+    let other = GenConfig { persons: 7, now: now() - Duration::days(400), malformed_rate: 0.5, ..cfg.clone() };
     assert_eq!(person(&cfg, 3), person(&other, 3));
 }

@@ -47,14 +47,7 @@ pub(crate) fn civil(ts: i64) -> (i64, u32, u32, u32, u32, u32) {
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (
-        year,
-        month,
-        day,
-        (secs / 3_600) as u32,
-        ((secs % 3_600) / 60) as u32,
-        (secs % 60) as u32,
-    )
+    (year, month, day, (secs / 3_600) as u32, ((secs % 3_600) / 60) as u32, (secs % 60) as u32)
 }
 
 /// Unix timestamp of the EU DST switch in `month` (3 or 10) of `year`:
@@ -116,51 +109,25 @@ mod tests {
     use super::*;
 
     fn ts(s: &str) -> i64 {
-        DateTime::parse_from_rfc3339(s)
-            .map(|d| d.timestamp())
-            .expect("valid test timestamp")
+        DateTime::parse_from_rfc3339(s).map(|d| d.timestamp()).expect("valid test timestamp")
     }
 
     #[test]
     fn spring_2026_switch() {
         // 2026-03-29 is the last Sunday of March: 01:00 UTC becomes 03:00 local.
-        assert_eq!(
-            format_created_at(ts("2026-03-29T00:59:59Z")),
-            "2026-03-29 01:59:59 +0100"
-        );
-        assert_eq!(
-            format_created_at(ts("2026-03-29T01:00:00Z")),
-            "2026-03-29 03:00:00 +0200"
-        );
-        assert_eq!(
-            format_created_at(ts("2026-03-28T12:00:00Z")),
-            "2026-03-28 13:00:00 +0100"
-        );
-        assert_eq!(
-            format_created_at(ts("2026-03-29T07:15:00Z")),
-            "2026-03-29 09:15:00 +0200"
-        );
+        assert_eq!(format_created_at(ts("2026-03-29T00:59:59Z")), "2026-03-29 01:59:59 +0100");
+        assert_eq!(format_created_at(ts("2026-03-29T01:00:00Z")), "2026-03-29 03:00:00 +0200");
+        assert_eq!(format_created_at(ts("2026-03-28T12:00:00Z")), "2026-03-28 13:00:00 +0100");
+        assert_eq!(format_created_at(ts("2026-03-29T07:15:00Z")), "2026-03-29 09:15:00 +0200");
     }
 
     #[test]
     fn autumn_2026_switch() {
         // 2026-10-25 is the last Sunday of October: 01:00 UTC, 03:00 local becomes 02:00.
-        assert_eq!(
-            format_created_at(ts("2026-10-25T00:59:59Z")),
-            "2026-10-25 02:59:59 +0200"
-        );
-        assert_eq!(
-            format_created_at(ts("2026-10-25T01:00:00Z")),
-            "2026-10-25 02:00:00 +0100"
-        );
-        assert_eq!(
-            format_created_at(ts("2026-10-24T12:00:00Z")),
-            "2026-10-24 14:00:00 +0200"
-        );
-        assert_eq!(
-            format_created_at(ts("2026-10-26T12:00:00Z")),
-            "2026-10-26 13:00:00 +0100"
-        );
+        assert_eq!(format_created_at(ts("2026-10-25T00:59:59Z")), "2026-10-25 02:59:59 +0200");
+        assert_eq!(format_created_at(ts("2026-10-25T01:00:00Z")), "2026-10-25 02:00:00 +0100");
+        assert_eq!(format_created_at(ts("2026-10-24T12:00:00Z")), "2026-10-24 14:00:00 +0200");
+        assert_eq!(format_created_at(ts("2026-10-26T12:00:00Z")), "2026-10-26 13:00:00 +0100");
     }
 
     #[test]
@@ -192,9 +159,6 @@ mod tests {
 
     #[test]
     fn utc_format() {
-        assert_eq!(
-            format_utc(ts("2026-05-01T10:12:00+02:00")),
-            "2026-05-01T08:12:00Z"
-        );
+        assert_eq!(format_utc(ts("2026-05-01T10:12:00+02:00")), "2026-05-01T08:12:00Z");
     }
 }

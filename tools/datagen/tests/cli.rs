@@ -19,17 +19,7 @@ fn datagen(args: &[&str]) -> std::process::Output {
 fn ecommerce_writes_the_three_files() {
     let dir = scratch("files");
     let out_dir = dir.to_str().expect("UTF-8 temp dir");
-    let args = [
-        "ecommerce",
-        "--seed",
-        "42",
-        "--persons",
-        "200",
-        "--now",
-        "2026-11-23T00:00:00Z",
-        "--out-dir",
-        out_dir,
-    ];
+    let args = ["ecommerce", "--seed", "42", "--persons", "200", "--now", "2026-11-23T00:00:00Z", "--out-dir", out_dir];
     let first = datagen(&args);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let stderr = String::from_utf8(first.stderr).expect("UTF-8 summary");
@@ -81,15 +71,7 @@ fn unwritable_output_is_an_error_not_a_panic() {
     // A regular file where a directory is expected.
     let blocker = dir.join("blocker");
     fs::write(&blocker, b"").unwrap();
-    let out = datagen(&[
-        "ecommerce",
-        "--seed",
-        "1",
-        "--persons",
-        "3",
-        "--out-dir",
-        blocker.to_str().unwrap(),
-    ]);
+    let out = datagen(&["ecommerce", "--seed", "1", "--persons", "3", "--out-dir", blocker.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("datagen: error: creating directory"), "{stderr}");
@@ -101,25 +83,10 @@ fn unwritable_output_is_an_error_not_a_panic() {
 fn channels_writes_every_export_with_its_truth() {
     let dir = scratch("channels");
     let out_dir = dir.to_str().expect("UTF-8 temp dir");
-    let args = [
-        "channels",
-        "--seed",
-        "3",
-        "--persons",
-        "120",
-        "--now",
-        "2026-11-23T00:00:00Z",
-        "--out-dir",
-        out_dir,
-        "--malformed-rate",
-        "0.01",
-    ];
+    let args =
+        ["channels", "--seed", "3", "--persons", "120", "--now", "2026-11-23T00:00:00Z", "--out-dir", out_dir, "--malformed-rate", "0.01"];
     let run = datagen(&args);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let stderr = String::from_utf8(run.stderr).expect("UTF-8 summary");
     for export in ariane_datagen::Export::ALL {
         assert!(stderr.contains(&export.relative_path()), "{stderr}");
@@ -128,55 +95,20 @@ fn channels_writes_every_export_with_its_truth() {
         let rows = ariane_datagen::read_channel_truth(truth.as_slice()).expect("truth parses");
         assert!(!rows.is_empty(), "{export}");
         // Same bytes as the library.
-        let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T00:00:00Z")
-            .unwrap()
-            .to_utc();
-        let cfg = ariane_datagen::GenConfig {
-            malformed_rate: 0.01,
-            ..ariane_datagen::GenConfig::new(3, 120, now)
-        };
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T00:00:00Z").unwrap().to_utc();
+        let cfg = ariane_datagen::GenConfig { malformed_rate: 0.01, ..ariane_datagen::GenConfig::new(3, 120, now) };
         let (mut lib, mut lib_truth) = (Vec::new(), Vec::new());
         ariane_datagen::write_channel(&cfg, export, &mut lib, &mut lib_truth).unwrap();
         assert_eq!(lib, data, "{export}");
         assert_eq!(lib_truth, truth, "{export}");
     }
-    assert!(fs::read(dir.join("pos/receipts.csv"))
-        .unwrap()
-        .starts_with(b"Magasin;Date;Caisse;Ticket;Ligne;Type;Carte fid\xe9lit\xe9;"));
-    assert_eq!(
-        fs::read_to_string(dir.join("persons.csv"))
-            .unwrap()
-            .lines()
-            .count(),
-        121
-    );
-    assert_eq!(
-        fs::read_to_string(dir.join("identities.csv"))
-            .unwrap()
-            .lines()
-            .count(),
-        121
-    );
+    assert!(fs::read(dir.join("pos/receipts.csv")).unwrap().starts_with(b"Magasin;Date;Caisse;Ticket;Ligne;Type;Carte fid\xe9lit\xe9;"));
+    assert_eq!(fs::read_to_string(dir.join("persons.csv")).unwrap().lines().count(), 121);
+    assert_eq!(fs::read_to_string(dir.join("identities.csv")).unwrap().lines().count(), 121);
 
-    let utf8 = datagen(&[
-        "channels",
-        "--seed",
-        "3",
-        "--persons",
-        "20",
-        "--out-dir",
-        out_dir,
-        "--pos-encoding",
-        "utf-8-bom",
-    ]);
-    assert!(
-        utf8.status.success(),
-        "{}",
-        String::from_utf8_lossy(&utf8.stderr)
-    );
-    assert!(fs::read(dir.join("pos/receipts.csv"))
-        .unwrap()
-        .starts_with("\u{feff}Magasin;Date;".as_bytes()));
+    let utf8 = datagen(&["channels", "--seed", "3", "--persons", "20", "--out-dir", out_dir, "--pos-encoding", "utf-8-bom"]);
+    assert!(utf8.status.success(), "{}", String::from_utf8_lossy(&utf8.stderr));
+    assert!(fs::read(dir.join("pos/receipts.csv")).unwrap().starts_with("\u{feff}Magasin;Date;".as_bytes()));
     let _ = fs::remove_dir_all(&dir);
 }
 
@@ -184,30 +116,11 @@ fn channels_writes_every_export_with_its_truth() {
 fn channel_writes_a_fixed_number_of_rows() {
     let dir = scratch("channel");
     let out = dir.join("web.ndjson");
-    let run = datagen(&[
-        "channel",
-        "--channel",
-        "web",
-        "--rows",
-        "5000",
-        "--now",
-        "2026-11-23",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let run = datagen(&["channel", "--channel", "web", "--rows", "5000", "--now", "2026-11-23", "--out", out.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(String::from_utf8_lossy(&run.stderr).contains("rows/s"));
     let truth = fs::read(dir.join("web.truth.csv")).expect("truth beside the export");
-    assert_eq!(
-        ariane_datagen::read_channel_truth(truth.as_slice())
-            .unwrap()
-            .len(),
-        5000
-    );
+    assert_eq!(ariane_datagen::read_channel_truth(truth.as_slice()).unwrap().len(), 5000);
     let text = fs::read_to_string(&out).unwrap();
     assert_eq!(text.lines().filter(|l| !l.is_empty()).count(), 5000);
 

@@ -111,7 +111,14 @@ async fn main() -> anyhow::Result<()> {
 
     let secret = {
         let sm = aws_sdk_secretsmanager::Client::new(&stack.clients.config);
-        sm.get_secret_value().secret_id(stack.manifest.output("WebhookSigningSecretArn")?).send().await?.secret_string().unwrap_or_default().as_bytes().to_vec()
+        sm.get_secret_value()
+            .secret_id(stack.manifest.output("WebhookSigningSecretArn")?)
+            .send()
+            .await?
+            .secret_string()
+            .unwrap_or_default()
+            .as_bytes()
+            .to_vec()
     };
     let clients = ariane_shared::aws::Clients::from_env(&env).await;
     let rules = ariane_activate::rules::Rules::embedded()?;

@@ -81,8 +81,7 @@ fn rows_per_person(export: Export) -> f64 {
     }
 }
 
-const DEFAULT_EXPORTS: [Export; 4] =
-    [Export::CrmContacts, Export::PosReceipts, Export::EcommerceOrders, Export::EcommerceCheckouts];
+const DEFAULT_EXPORTS: [Export; 4] = [Export::CrmContacts, Export::PosReceipts, Export::EcommerceOrders, Export::EcommerceCheckouts];
 
 /// The generator's `max_rows` making the estimated events of `exports` for `persons` about
 /// `events` (None: the uncapped mix is not above it).
@@ -143,11 +142,7 @@ struct ChildResult {
 /// Child: every segment with DataFusion, as the function computes it.
 fn child_datafusion(job_path: &Path, out_path: &Path) {
     let job: ChildJob = serde_json::from_slice(&std::fs::read(job_path).expect("job")).expect("job JSON");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(job.threads)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(job.threads).enable_all().build().expect("runtime");
     let library = SegmentDefinition::library().expect("the library parses");
     let base = catalog::local_base(&job.lake_dir).expect("lake path");
     let buckets: Vec<Option<usize>> = if job.partitions > 1 { (0..job.partitions).map(Some).collect() } else { vec![None] };
@@ -163,9 +158,7 @@ fn child_datafusion(job_path: &Path, out_path: &Path) {
             for bucket in &buckets {
                 let t = Instant::now();
                 let ctx = catalog::session_on(df_runtime.clone());
-                ctx.sql(&format!("SET datafusion.execution.target_partitions = {}", job.threads))
-                    .await
-                    .expect("SET target_partitions");
+                ctx.sql(&format!("SET datafusion.execution.target_partitions = {}", job.threads)).await.expect("SET target_partitions");
                 let scope = RunScope { run_at: job.run_at, snapshot_run_id: job.snapshot_run_id.clone(), bucket: *bucket };
                 catalog::register_run(&ctx, &base, &scope).await.expect("register the run");
                 let part = run::compute(&ctx, def, job.run_at).await.unwrap_or_else(|e| panic!("DataFusion: {e}"));
@@ -207,9 +200,7 @@ fn parse_opts(args: &[String]) -> Opts {
         events: num("--events").unwrap_or(10 * persons as u64),
         exports,
         partitions: num("--partitions").unwrap_or(1).max(1) as usize,
-        threads: num("--threads")
-            .map(|t| t as usize)
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        threads: num("--threads").map(|t| t as usize).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
         mem_mb: num("--mem-mb").unwrap_or(1536) as usize,
         segments: flag("--segments").map(|s| s.split(',').map(|x| x.trim().to_string()).collect()),
         seed: num("--seed").unwrap_or(7),
@@ -386,10 +377,8 @@ fn main() {
     let (dir, info) = lake(&opts, now, &base_snapshot);
     let snapshot = if opts.partitions > 1 { rebucket(&dir, &base_snapshot, opts.partitions) } else { base_snapshot };
     let library = SegmentDefinition::library().expect("the library parses");
-    let definitions: Vec<SegmentDefinition> = library
-        .into_iter()
-        .filter(|d| opts.segments.as_ref().is_none_or(|s| s.contains(&d.name)))
-        .collect();
+    let definitions: Vec<SegmentDefinition> =
+        library.into_iter().filter(|d| opts.segments.as_ref().is_none_or(|s| s.contains(&d.name))).collect();
     assert!(!definitions.is_empty(), "no segment selected");
     let (files, mb) = warm(&dir);
     println!(
@@ -475,10 +464,7 @@ fn main() {
         "peak RSS: DataFusion {:.0} MB (child process, pool {} MB, {} partition(s)); DuckDB {:.0} MB (Python process, duckdb {}, memory_limit {} MB)",
         df.peak_rss_mb, opts.mem_mb, opts.partitions, duck.peak_rss_mb, duck.duckdb_version, opts.mem_mb
     );
-    println!(
-        "process wall time: DataFusion {:.1}s, DuckDB {:.1}s (setup {:.2}s)",
-        df.seconds, duck.process_seconds, duck.setup_seconds
-    );
+    println!("process wall time: DataFusion {:.1}s, DuckDB {:.1}s (setup {:.2}s)", df.seconds, duck.process_seconds, duck.setup_seconds);
     if mismatches > 0 {
         eprintln!("{mismatches} segment(s) differ between DataFusion and DuckDB");
         std::process::exit(1);

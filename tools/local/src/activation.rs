@@ -58,7 +58,16 @@ mod tests {
 
     #[test]
     fn the_final_outcome_wins() {
-        let out = final_outcomes(&[rec("a", "deferred", 0), rec("a", "sent", 10), rec("a", "deferred", 20), rec("b", "holdout", 0), rec("b", "holdout", 5)]);
-        assert_eq!(out.iter().map(|r| (r.send_key.as_str(), r.outcome.as_str())).collect::<Vec<_>>(), vec![("a", "sent"), ("b", "holdout")]);
+        let out = final_outcomes(&[
+            rec("a", "deferred", 0),
+            rec("a", "sent", 10),
+            rec("a", "deferred", 20),
+            rec("b", "holdout", 0),
+            rec("b", "holdout", 5),
+        ]);
+        assert_eq!(
+            out.iter().map(|r| (r.send_key.as_str(), r.outcome.as_str())).collect::<Vec<_>>(),
+            vec![("a", "sent"), ("b", "holdout")]
+        );
     }
 }

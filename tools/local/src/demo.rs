@@ -15,7 +15,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use ariane_activate::handler::Clock;
-use ariane_datagen::{expected_reactivation_all_purchases, read_channel_truth, read_truth, write_ecommerce_orders, GenConfig, ORDERS_HEADER};
+use ariane_datagen::{
+    expected_reactivation_all_purchases, read_channel_truth, read_truth, write_ecommerce_orders, GenConfig, ORDERS_HEADER,
+};
 use ariane_local::activation::final_outcomes;
 use ariane_local::receiver::Receiver;
 use ariane_local::runner::queue_depth;
@@ -40,7 +42,11 @@ impl Step {
         eprintln!("[{}/{}] {what} ...", self.n, self.total);
     }
     fn done(&self, detail: &str) {
-        eprintln!("      done in {:.1}s{}", self.started.elapsed().as_secs_f64(), if detail.is_empty() { String::new() } else { format!(": {detail}") });
+        eprintln!(
+            "      done in {:.1}s{}",
+            self.started.elapsed().as_secs_f64(),
+            if detail.is_empty() { String::new() } else { format!(": {detail}") }
+        );
     }
 }
 
@@ -113,7 +119,10 @@ async fn followup_orders<S: ariane_identity::store::ItemStore>(
 
 /// What the report must say, from the decisions and the planted orders: per campaign,
 /// (treated entries, treated converted, holdout entries, holdout converted).
-fn expected_conversions(decisions: &[ActivationRecord], planted: &BTreeMap<String, DateTime<Utc>>) -> BTreeMap<String, (u64, u64, u64, u64)> {
+fn expected_conversions(
+    decisions: &[ActivationRecord],
+    planted: &BTreeMap<String, DateTime<Utc>>,
+) -> BTreeMap<String, (u64, u64, u64, u64)> {
     let mut entries: BTreeMap<(&str, &str), (&str, &str, DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
     for d in decisions.iter().filter(|d| d.outcome != "audience_removed") {
         let e = entries.entry((&d.campaign, &d.activation_key)).or_insert((&d.group, &d.profile_id, d.decided_at, d.conversion_until));
@@ -141,7 +150,12 @@ fn pct(x: f64) -> String {
 
 /// Releases deferred sends each morning at 08:00 Paris time until none is left (at most
 /// five mornings). Returns the number released and the clock afterwards.
-async fn release_mornings(runner: &ariane_local::runner::Runner, stack: &LocalStack, clock: &Clock, from: DateTime<Utc>) -> anyhow::Result<usize> {
+async fn release_mornings(
+    runner: &ariane_local::runner::Runner,
+    stack: &LocalStack,
+    clock: &Clock,
+    from: DateTime<Utc>,
+) -> anyhow::Result<usize> {
     let mut released = 0;
     let mut morning = (from + Duration::hours(24)).date_naive().and_hms_opt(7, 0, 0).expect("07:00").and_utc();
     for _ in 0..5 {
@@ -185,7 +199,10 @@ pub async fn demo(args: &[String]) -> anyhow::Result<()> {
     let mut runner = stack.in_process_runner().await?;
     let clock = Clock::manual(now);
     runner.set_activate_clock(&clock);
-    step.done(&format!("{} at {}, destinations at {}/<esp|sms-gateway|push-provider>", stack.manifest.stack_name, stack.manifest.endpoint, receiver.url));
+    step.done(&format!(
+        "{} at {}, destinations at {}/<esp|sms-gateway|push-provider>",
+        stack.manifest.stack_name, stack.manifest.endpoint, receiver.url
+    ));
 
     step.start(&format!("generating the exports of all seven channels for {persons} customers (seed {seed})"));
     let cfg = GenConfig::new(seed, persons, now);
@@ -200,7 +217,10 @@ pub async fn demo(args: &[String]) -> anyhow::Result<()> {
 
     let day = now.format("%Y-%m-%d").to_string();
     let key_of = |e: ariane_datagen::Export| format!("{}/{day}/{}", e.channel(), e.file_name());
-    step.start(&format!("uploading them to s3://{}/<channel>/{day}/ and running the landing router, the seven ingest instances and identity", stack.landing_bucket()));
+    step.start(&format!(
+        "uploading them to s3://{}/<channel>/{day}/ and running the landing router, the seven ingest instances and identity",
+        stack.landing_bucket()
+    ));
     for e in &summary.exports {
         let body = std::fs::read(data_dir.path().join(e.export.channel()).join(e.export.file_name()))?;
         stack.upload(&key_of(e.export), body).await?;
@@ -270,7 +290,8 @@ pub async fn demo(args: &[String]) -> anyhow::Result<()> {
     let identity = ariane_local::quality::score(&generated.rows, &identity_profiles);
     let mut merges = 0;
     for k in stack.lake_keys("identity/history/").await? {
-        merges += ariane_local::quality::merge_records(&stack.lake_object(&k).await?).with_context(|| format!("s3://{}/{k}", stack.lake_bucket()))?;
+        merges += ariane_local::quality::merge_records(&stack.lake_object(&k).await?)
+            .with_context(|| format!("s3://{}/{k}", stack.lake_bucket()))?;
     }
     let persons_seen: BTreeSet<&str> = truth.iter().filter(|t| t.valid).map(|t| t.person_id.as_str()).collect();
     let mut channel_truths = Vec::new();
@@ -287,7 +308,9 @@ pub async fn demo(args: &[String]) -> anyhow::Result<()> {
     let row_profile: BTreeMap<(String, u64), (String, String)> = generated
         .rows
         .iter()
-        .filter_map(|r| identity_profiles.get(&r.identity_key).cloned().flatten().map(|p| ((r.source_key.clone(), r.line), (p, r.person.clone()))))
+        .filter_map(|r| {
+            identity_profiles.get(&r.identity_key).cloned().flatten().map(|p| ((r.source_key.clone(), r.line), (p, r.person.clone())))
+        })
         .collect();
     let mut purchases: BTreeMap<&str, BTreeMap<(&str, &str), DateTime<Utc>>> = BTreeMap::new();
     let mut person_profiles: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
@@ -328,7 +351,9 @@ pub async fn demo(args: &[String]) -> anyhow::Result<()> {
             by_person.entry(p).or_default().push(DateTime::parse_from_rfc3339(t)?.with_timezone(&Utc));
         }
     }
-    let cap_holds = by_person.values().all(|ts| ts.iter().all(|a| ts.iter().filter(|b| **b >= *a && **b < *a + cap.window).count() as u32 <= cap.max_messages));
+    let cap_holds = by_person
+        .values()
+        .all(|ts| ts.iter().all(|a| ts.iter().filter(|b| **b >= *a && **b < *a + cap.window).count() as u32 <= cap.max_messages));
     let expected_conv = expected_conversions(&report_records, &planted);
     let mut conversions_match = true;
     let mut dlq = 0;
@@ -343,7 +368,10 @@ pub async fn demo(args: &[String]) -> anyhow::Result<()> {
     println!();
     println!("Ariane demo summary ({} customers generated, run at {})", persons, now.format("%Y-%m-%d %H:%M UTC"));
     println!("  ingest (per channel file; truth = the generator's planted malformed rows)");
-    println!("    {:<10} {:<34} {:>8} {:>8} {:>9} {:>6} {:>13} status", "channel", "file", "rows", "events", "rejected", "truth", "observations");
+    println!(
+        "    {:<10} {:<34} {:>8} {:>8} {:>9} {:>6} {:>13} status",
+        "channel", "file", "rows", "events", "rejected", "truth", "observations"
+    );
     let mut reconciled = true;
     for st in &summary.exports {
         let k = key_of(st.export);
@@ -356,8 +384,15 @@ pub async fn demo(args: &[String]) -> anyhow::Result<()> {
         reconciled &= ok;
         println!(
             "    {:<10} {:<34} {:>8} {:>8} {:>9} {:>6} {:>13} {:?}{}",
-            e.channel, st.export.file_name(), e.rows_read, e.events_written, e.rows_rejected, st.malformed_rows,
-            e.observations_sent, e.status, if ok { "" } else { "  <- does not reconcile" }
+            e.channel,
+            st.export.file_name(),
+            e.rows_read,
+            e.events_written,
+            e.rows_rejected,
+            st.malformed_rows,
+            e.observations_sent,
+            e.status,
+            if ok { "" } else { "  <- does not reconcile" }
         );
     }
     println!("    every file reconciles (read = events + rejected, rows and rejects = truth): {reconciled}");
@@ -383,25 +418,56 @@ pub async fn demo(args: &[String]) -> anyhow::Result<()> {
     for s in run["segments"].as_array().into_iter().flatten() {
         println!(
             "    {:<18} members {:>6}  entered {:>6}  exited {:>6}  query {:>6} ms{}",
-            s["segment"].as_str().unwrap_or("?"), s["members"], s["entered"], s["exited"], s["query_ms"],
+            s["segment"].as_str().unwrap_or("?"),
+            s["members"],
+            s["entered"],
+            s["exited"],
+            s["query_ms"],
             s["reason"].as_str().map(|r| format!("  ({r})")).unwrap_or_default()
         );
     }
     println!("  segments a day later, after the re-upload (no new data: changes come only from time windows moving)");
     for s in next_run["segments"].as_array().into_iter().flatten() {
-        println!("    {:<18} members {:>6}  entered {:>6}  exited {:>6}", s["segment"].as_str().unwrap_or("?"), s["members"], s["entered"], s["exited"]);
+        println!(
+            "    {:<18} members {:>6}  entered {:>6}  exited {:>6}",
+            s["segment"].as_str().unwrap_or("?"),
+            s["members"],
+            s["entered"],
+            s["exited"]
+        );
     }
-    println!("  campaigns (report of the segments run at {}, s3://{}/reports/campaigns/latest.json)", report_at.format("%Y-%m-%d"), stack.lake_bucket());
+    println!(
+        "  campaigns (report of the segments run at {}, s3://{}/reports/campaigns/latest.json)",
+        report_at.format("%Y-%m-%d"),
+        stack.lake_bucket()
+    );
     println!(
         "    {:<15} {:>7} {:>7}  {:<28} {:<34} {:>8} {:>8}  {:>13} {:>13} {:>7}",
-        "campaign", "treated", "holdout", "sent by channel", "suppressed by reason", "deferred", "audience", "conv treated", "conv holdout", "lift"
+        "campaign",
+        "treated",
+        "holdout",
+        "sent by channel",
+        "suppressed by reason",
+        "deferred",
+        "audience",
+        "conv treated",
+        "conv holdout",
+        "lift"
     );
     for c in report["campaigns"].as_array().into_iter().flatten() {
         let name = c["campaign"].as_str().unwrap_or("?");
         let map = |v: &Value| {
-            v.as_object().map(|m| m.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")).filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into())
+            v.as_object()
+                .map(|m| m.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "))
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "-".into())
         };
-        let (te, tc, he, hc) = (c["treated"]["entries"].as_u64().unwrap_or(0), c["treated"]["converted"].as_u64().unwrap_or(0), c["holdout"]["entries"].as_u64().unwrap_or(0), c["holdout"]["converted"].as_u64().unwrap_or(0));
+        let (te, tc, he, hc) = (
+            c["treated"]["entries"].as_u64().unwrap_or(0),
+            c["treated"]["converted"].as_u64().unwrap_or(0),
+            c["holdout"]["entries"].as_u64().unwrap_or(0),
+            c["holdout"]["converted"].as_u64().unwrap_or(0),
+        );
         let want = expected_conv.get(name).copied().unwrap_or_default();
         let ok = want == (te, tc, he, hc);
         conversions_match &= ok;

@@ -34,9 +34,7 @@ impl Function {
             Function::Ingest(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("SQS event")?).await)?,
             Function::Identity(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("SQS event")?).await)?,
             Function::Activate(f) => f.handle_value(payload).await?,
-            Function::Segments(f) => {
-                serde_json::to_value(f.handle(serde_json::from_value(payload).context("EventBridge event")?).await?)?
-            }
+            Function::Segments(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("EventBridge event")?).await?)?,
         })
     }
 }

@@ -99,9 +99,10 @@ impl Command {
 
     fn manifest(&self) -> &Path {
         match self {
-            Command::Lookup { manifest, .. } | Command::Profile { manifest, .. } | Command::Erase { manifest, .. } | Command::Repair { manifest, .. } => {
-                manifest
-            }
+            Command::Lookup { manifest, .. }
+            | Command::Profile { manifest, .. }
+            | Command::Erase { manifest, .. }
+            | Command::Repair { manifest, .. } => manifest,
         }
     }
 }
@@ -117,7 +118,10 @@ pub fn message(command: &Command) -> Option<IdentityMessage> {
 
 pub fn load_manifest(path: &Path) -> anyhow::Result<Manifest> {
     let bytes = std::fs::read(path).map_err(|e| {
-        anyhow::anyhow!("cannot read the manifest {}: {e} (start the local stack with `ariane-local up`, which writes .local/<stage>.manifest.json)", path.display())
+        anyhow::anyhow!(
+            "cannot read the manifest {}: {e} (start the local stack with `ariane-local up`, which writes .local/<stage>.manifest.json)",
+            path.display()
+        )
     })?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not a manifest written by `ariane-local up`", path.display()))
 }
@@ -152,7 +156,14 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
                 None => format!("{}:{} resolves to no profile now: {}", id.kind, id.value, why_unlinked(&resolver, id).await?),
             };
             let url = manifest.output("IdentityQueueUrl")?;
-            let sent = clients.sqs.send_message().queue_url(url).message_body(&body).send().await.with_context(|| format!("sqs:SendMessage {url}"))?;
+            let sent = clients
+                .sqs
+                .send_message()
+                .queue_url(url)
+                .message_body(&body)
+                .send()
+                .await
+                .with_context(|| format!("sqs:SendMessage {url}"))?;
             eprintln!("{now}");
             println!("sent {body} to {url} (message {})", sent.message_id().unwrap_or("?"));
             println!(
@@ -210,7 +221,8 @@ mod tests {
     #[test]
     fn clear_errors() {
         let err = |s: &str| format!("{:#}", Command::parse(&args(s)).unwrap_err());
-        assert!(err("lookup --manifest m.json --kind mail --value a@b.fr").contains("unknown identifier kind \"mail\": expected one of customer_id, email"));
+        assert!(err("lookup --manifest m.json --kind mail --value a@b.fr")
+            .contains("unknown identifier kind \"mail\": expected one of customer_id, email"));
         assert!(err("lookup --kind email --value a@b.fr").contains("--manifest PATH"));
         assert!(err("lookup --manifest m.json --kind phone --value 0612345678").contains("E.164"));
         assert!(err("lookup --manifest m.json --kind email").contains("--value VALUE is required"));

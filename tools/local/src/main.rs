@@ -53,7 +53,9 @@ async fn main() {
         Some("fire") => fire(&args[1..]).await,
         Some("identity") => identity_cmd::run(&args[1..]).await,
         _ => {
-            eprintln!("usage: ariane-local demo|validate|up|drain|fire|identity (see the README; `ariane-local identity` for its own usage)");
+            eprintln!(
+                "usage: ariane-local demo|validate|up|drain|fire|identity (see the README; `ariane-local identity` for its own usage)"
+            );
             std::process::exit(2);
         }
     };
@@ -67,10 +69,8 @@ async fn main() {
 /// with the code the ingest binary runs at cold start.
 /// The files of `dir` ending in `.ext`, sorted.
 fn files_in(dir: &std::path::Path, ext: &str) -> std::io::Result<Vec<std::path::PathBuf>> {
-    let mut paths: Vec<_> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == ext))
-        .collect();
+    let mut paths: Vec<_> =
+        std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == ext)).collect();
     paths.sort();
     Ok(paths)
 }
@@ -105,7 +105,11 @@ fn validate_specs(files: &[String]) -> anyhow::Result<()> {
     let refs: Vec<(&str, &str)> = texts.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
     match ariane_ingest::spec::Catalog::from_files(&refs) {
         Ok(catalog) => {
-            println!("{} channel spec(s) valid: {}", catalog.specs.len(), catalog.specs.iter().map(|s| format!("{}/{}", s.channel, s.name)).collect::<Vec<_>>().join(", "));
+            println!(
+                "{} channel spec(s) valid: {}",
+                catalog.specs.len(),
+                catalog.specs.iter().map(|s| format!("{}/{}", s.channel, s.name)).collect::<Vec<_>>().join(", ")
+            );
             Ok(())
         }
         Err(errors) => {
@@ -174,7 +178,11 @@ fn validate_campaigns(files: &[String], rules_file: Option<&String>) -> anyhow::
     let ctx = ariane_activate::campaign::CheckContext { segments: &segments, destinations: &rules.destinations };
     problems.extend(ariane_activate::campaign::check_library(&campaigns, &ctx).into_iter().map(|e| e.to_string()));
     if problems.is_empty() {
-        println!("{} campaign file(s) valid: {}", campaigns.len(), campaigns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "));
+        println!(
+            "{} campaign file(s) valid: {}",
+            campaigns.len(),
+            campaigns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
         Ok(())
     } else {
         for p in &problems {
@@ -185,8 +193,10 @@ fn validate_campaigns(files: &[String], rules_file: Option<&String>) -> anyhow::
 }
 
 async fn validate(files: &[String]) -> anyhow::Result<()> {
-    let is_campaign = |f: &String| f.ends_with(".toml") && std::path::Path::new(f).parent().and_then(|p| p.file_name()).is_some_and(|n| n == "campaigns");
-    let (activation_files, files): (Vec<String>, Vec<String>) = files.iter().cloned().partition(|f| std::path::Path::new(f).file_name().is_some_and(|n| n == "activation.toml"));
+    let is_campaign =
+        |f: &String| f.ends_with(".toml") && std::path::Path::new(f).parent().and_then(|p| p.file_name()).is_some_and(|n| n == "campaigns");
+    let (activation_files, files): (Vec<String>, Vec<String>) =
+        files.iter().cloned().partition(|f| std::path::Path::new(f).file_name().is_some_and(|n| n == "activation.toml"));
     let (campaign_files, files): (Vec<String>, Vec<String>) = files.into_iter().partition(is_campaign);
     if !(campaign_files.is_empty() && activation_files.is_empty()) && files.is_empty() {
         return validate_campaigns(&campaign_files, activation_files.first());
@@ -218,7 +228,11 @@ async fn validate(files: &[String]) -> anyhow::Result<()> {
     specs?;
     campaigns?;
     if problems.is_empty() {
-        println!("{} segment file(s) valid: {}", definitions.len(), definitions.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", "));
+        println!(
+            "{} segment file(s) valid: {}",
+            definitions.len(),
+            definitions.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
         Ok(())
     } else {
         for p in &problems {

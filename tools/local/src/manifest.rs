@@ -204,9 +204,7 @@ impl Manifest {
         let f = self.function(logical_id)?;
         let mut env = self.client_env();
         env.0.extend(f.environment.clone());
-        Ok(env
-            .with("AWS_LAMBDA_FUNCTION_NAME", &f.function_name)
-            .with("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", f.memory_mb.to_string()))
+        Ok(env.with("AWS_LAMBDA_FUNCTION_NAME", &f.function_name).with("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", f.memory_mb.to_string()))
     }
 }
 

@@ -239,7 +239,11 @@ pub struct Score {
 /// The rows labelled with the profile of their identity key (None when absent from `profiles`).
 pub fn labeled(rows: &[Row], profiles: &BTreeMap<String, Option<String>>) -> Vec<Labeled> {
     rows.iter()
-        .map(|r| Labeled { person: r.person.clone(), profile: profiles.get(&r.identity_key).cloned().flatten(), identifiers: r.identifiers.clone() })
+        .map(|r| Labeled {
+            person: r.person.clone(),
+            profile: profiles.get(&r.identity_key).cloned().flatten(),
+            identifiers: r.identifiers.clone(),
+        })
         .collect()
 }
 
@@ -293,14 +297,23 @@ mod tests {
     use super::*;
 
     fn row(person: &str, key: &str, ids: &[&str]) -> Row {
-        Row { source_key: "x".into(), line: 1, person: person.into(), identity_key: key.into(), identifiers: ids.iter().map(|s| s.to_string()).collect() }
+        Row {
+            source_key: "x".into(),
+            line: 1,
+            person: person.into(),
+            identity_key: key.into(),
+            identifiers: ids.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     #[test]
     fn scores_profiles_before_and_after() {
-        let rows = vec![row("a", "k1", &["email:a"]), row("a", "k2", &["email:a", "phone:1"]), row("b", "k3", &["email:b"]), row("b", "k4", &[])];
-        let profiles: BTreeMap<String, Option<String>> =
-            [("k1", Some("p1")), ("k2", Some("p1")), ("k3", Some("p2")), ("k4", None)].into_iter().map(|(k, p)| (k.to_string(), p.map(str::to_string))).collect();
+        let rows =
+            vec![row("a", "k1", &["email:a"]), row("a", "k2", &["email:a", "phone:1"]), row("b", "k3", &["email:b"]), row("b", "k4", &[])];
+        let profiles: BTreeMap<String, Option<String>> = [("k1", Some("p1")), ("k2", Some("p1")), ("k3", Some("p2")), ("k4", None)]
+            .into_iter()
+            .map(|(k, p)| (k.to_string(), p.map(str::to_string)))
+            .collect();
         let s = score(&rows, &profiles);
         assert_eq!((s.profiles_before, s.profiles_after, s.keys_without_usable, s.rows_without_profile), (3, 2, 1, 1));
         assert_eq!((s.quality.precision, s.quality.recall), (1.0, 1.0));
@@ -309,7 +322,11 @@ mod tests {
 
     #[test]
     fn counts_merge_records() {
-        let rec = |action: &str| format!(r#"{{"at":"2026-11-23T00:00:00Z","action":"{action}","profile_id":"p_1","evidence":null,"observation_id":null,"source_key":null,"source_line":null,"reason":null}}"#);
+        let rec = |action: &str| {
+            format!(
+                r#"{{"at":"2026-11-23T00:00:00Z","action":"{action}","profile_id":"p_1","evidence":null,"observation_id":null,"source_key":null,"source_line":null,"reason":null}}"#
+            )
+        };
         let body = format!("{}\n{}\n{}\n\n", rec("merge"), rec("shared"), rec("merge"));
         assert_eq!(merge_records(body.as_bytes()).unwrap(), 2);
         assert!(merge_records(b"{not json}\n").unwrap_err().to_string().contains("line 1"));

@@ -46,16 +46,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use arrow::array::{
-    Array, BooleanArray, Int64Array, StringArray, TimestampMicrosecondArray,
-};
+use arrow::array::{Array, BooleanArray, Int64Array, StringArray, TimestampMicrosecondArray};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 use crate::truth_lake::{column, for_each_batch, parquet_files, parse_key, person_of_profile, profile_id_of, TruthLake};
 
 /// The segments of the built-in library this oracle knows.
-pub const SEGMENTS: [&str; 7] =
-    ["new-visitor", "abandoned-cart", "cross-sell", "reactivation", "rfm", "preferred-channel", "vip"];
+pub const SEGMENTS: [&str; 7] = ["new-visitor", "abandoned-cart", "cross-sell", "reactivation", "rfm", "preferred-channel", "vip"];
 
 /// Event types the oracle keeps (what some built-in segment reads), as codes.
 const TYPES: [&str; 15] = [
@@ -95,8 +92,7 @@ fn engagement_channel(code: u8) -> Option<&'static str> {
         "email_open" | "email_click" => Some("email"),
         "sms_click" => Some("sms"),
         "app_open" | "push_open" | "in_app_purchase" => Some("app"),
-        "page_view" | "product_view" | "add_to_cart" | "login" | "sign_up" | "cart_add" | "checkout_started"
-        | "order_line" => Some("web"),
+        "page_view" | "product_view" | "add_to_cart" | "login" | "sign_up" | "cart_add" | "checkout_started" | "order_line" => Some("web"),
         "store_purchase" | "store_visit" => Some("store"),
         _ => None,
     }
@@ -232,8 +228,7 @@ impl OracleInput {
                         None if ch == "pos" || ch == "web" || store_visit => OTHER,
                         None => continue,
                     };
-                    let id = u128::from_str_radix(event_id.value(i), 16)
-                        .with_context(|| format!("event id {:?}", event_id.value(i)))?;
+                    let id = u128::from_str_radix(event_id.value(i), 16).with_context(|| format!("event id {:?}", event_id.value(i)))?;
                     if !seen.insert(id) {
                         duplicates += 1;
                         continue;
@@ -357,9 +352,8 @@ pub fn expected_members(segment: &str, run_at: DateTime<Utc>, input: &OracleInpu
     let days = |n: i64| now - Duration::days(n).num_microseconds().expect("small");
     let within = |at: i64, since: i64| at > since && at <= now;
     let mut out: Members = BTreeMap::new();
-    let payload = |pairs: &[(&str, String)]| -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
-    };
+    let payload =
+        |pairs: &[(&str, String)]| -> BTreeMap<String, String> { pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() };
     for (person, all) in input.per_person() {
         let pid = profile_id_of(person);
         // The `events` view: at or before the run.
@@ -409,11 +403,8 @@ pub fn expected_members(segment: &str, run_at: DateTime<Utc>, input: &OracleInpu
                     ("maison", "beaute"),
                     ("enfant", "vetements"),
                 ];
-                let bought: BTreeSet<&str> = events
-                    .iter()
-                    .filter(|e| is(e.code, &ORDER_LINE_TYPES))
-                    .filter_map(|e| input.strings.get(e.category))
-                    .collect();
+                let bought: BTreeSet<&str> =
+                    events.iter().filter(|e| is(e.code, &ORDER_LINE_TYPES)).filter_map(|e| input.strings.get(e.category)).collect();
                 let mut suggestions: BTreeMap<&str, &str> = BTreeMap::new();
                 for (a, b) in PAIRS {
                     if bought.contains(a) && !bought.contains(b) {
@@ -553,12 +544,7 @@ mod tests {
 
     #[test]
     fn preferred_channel_ties_go_to_the_latest_then_the_name() {
-        let i = input(vec![
-            ev(1, 10, "email_open", 0),
-            ev(1, 5, "app_open", 0),
-            ev(2, 5, "email_click", 0),
-            ev(2, 5, "store_visit", 1),
-        ]);
+        let i = input(vec![ev(1, 10, "email_open", 0), ev(1, 5, "app_open", 0), ev(2, 5, "email_click", 0), ev(2, 5, "store_visit", 1)]);
         let got = expected("preferred-channel", run_at(), &i).unwrap();
         assert!(got.contains(&(profile_id_of(1), "preferred_channel=app".into())), "{got:?}");
         assert!(got.contains(&(profile_id_of(2), "preferred_channel=email".into())), "{got:?}");

@@ -67,8 +67,8 @@ use ariane_shared::identifiers::{sha256_hex, IdentifierKind};
 use ariane_shared::lake::{self, IdentityLink, ProfileState};
 use ariane_shared::model::{CanonicalEvent, ConsentChannel, Observation, RejectedRow};
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
-    UInt64Builder, UInt8Builder,
+    ArrayRef, BooleanBuilder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
+    UInt8Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
@@ -90,8 +90,7 @@ pub mod flags {
 pub const CHANNELS: [&str; 7] = ["app", "crm", "ecommerce", "email", "pos", "sms", "web"];
 
 /// Consent channels, in the order of the consent bits (`2 i` stated, `2 i + 1` granted).
-pub const CONSENT_CHANNELS: [ConsentChannel; 4] =
-    [ConsentChannel::Email, ConsentChannel::Sms, ConsentChannel::Push, ConsentChannel::Ads];
+pub const CONSENT_CHANNELS: [ConsentChannel; 4] = [ConsentChannel::Email, ConsentChannel::Sms, ConsentChannel::Push, ConsentChannel::Ads];
 
 /// The profile id of person index `index` (`P0000042` is index 42): `p_` + 24 hex digits.
 pub fn profile_id_of(index: u32) -> String {
@@ -185,7 +184,18 @@ pub struct TruthLake {
 impl TruthLake {
     /// Everything the truth says ingest got wrong (every counter that must be 0), summed.
     pub fn ingest_disagreements(&self) -> u64 {
-        self.exports.iter().map(|e| e.valid_rejected + e.invalid_accepted + e.without_truth + e.person_without_anchor + e.truth_unmatched + e.type_differs + e.instant_differs).sum()
+        self.exports
+            .iter()
+            .map(|e| {
+                e.valid_rejected
+                    + e.invalid_accepted
+                    + e.without_truth
+                    + e.person_without_anchor
+                    + e.truth_unmatched
+                    + e.type_differs
+                    + e.instant_differs
+            })
+            .sum()
     }
 }
 
@@ -331,7 +341,14 @@ impl TruthCursor {
                     };
                     self.pending.insert(
                         row.line,
-                        TruthRow { person, valid: row.valid, has_identifiers: usable_identifiers(&row), ambiguous: row.note.starts_with("dst_fall_back"), event_type: row.event_type, at_micros: at.timestamp_micros() },
+                        TruthRow {
+                            person,
+                            valid: row.valid,
+                            has_identifiers: usable_identifiers(&row),
+                            ambiguous: row.note.starts_with("dst_fall_back"),
+                            event_type: row.event_type,
+                            at_micros: at.timestamp_micros(),
+                        },
                     );
                 }
             }
@@ -534,7 +551,8 @@ impl TruthSink<'_> {
                 // The truth keeps milliseconds; web exports carry microseconds: the same
                 // instant at the truth's precision is the ingested one.
                 let ingested = e.occurred_at.timestamp_micros();
-                let mut t_at = if t.at_micros % 1000 == 0 && ingested.div_euclid(1000) * 1000 == t.at_micros { ingested } else { t.at_micros };
+                let mut t_at =
+                    if t.at_micros % 1000 == 0 && ingested.div_euclid(1000) * 1000 == t.at_micros { ingested } else { t.at_micros };
                 // A local time the autumn clock change repeats cannot be told from the export
                 // (ingest reads the earlier one): either reading is the row's instant.
                 if t.ambiguous && (t_at - ingested).abs() == 3_600_000_000 {
@@ -680,9 +698,7 @@ pub fn for_each_batch(path: &Path, mut f: impl FnMut(&RecordBatch) -> anyhow::Re
 
 /// A typed column of a batch.
 pub fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> anyhow::Result<&'a T> {
-    b.column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<T>())
-        .with_context(|| format!("column {name} missing or of another type"))
+    b.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<T>()).with_context(|| format!("column {name} missing or of another type"))
 }
 
 /// The `.parquet` files under `dir`, recursively, sorted.
@@ -722,8 +738,7 @@ pub fn build_truth_lake(
     let catalog = Catalog::embedded().map_err(|e| anyhow::anyhow!("channel specs: {e:?}"))?;
     let rules = Rules::embedded().map_err(|e| anyhow::anyhow!("identity rules: {e}"))?;
     // The store's generic phones (stores M001..M999), as ingest normalises them (E.164).
-    let store_phones: std::collections::HashSet<String> =
-        (1..1000).map(|i| store_generic_phone(&format!("M{i:03}"))).collect();
+    let store_phones: std::collections::HashSet<String> = (1..1000).map(|i| store_generic_phone(&format!("M{i:03}"))).collect();
     let truth_dir = dir.join(TRUTH_EVENTS_DIR);
     std::fs::create_dir_all(&truth_dir)?;
     let scratch = dir.join("_truth").join("scratch");

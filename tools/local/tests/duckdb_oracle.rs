@@ -84,12 +84,8 @@ async fn duckdb_and_datafusion_agree_on_every_segment() {
     let dir = std::env::var_os("ARIANE_ORACLE_LAKE").map(std::path::PathBuf::from).unwrap_or_else(|| temp.path().to_path_buf());
     let dir = dir.as_path();
     if !dir.join(".oracle-lake").exists() {
-        let built = tokio::task::block_in_place(|| build_truth_lake(&cfg, &Export::ALL, dir, &snapshot, PARTITIONS))
-            .expect("truth lake");
-        println!(
-            "truth lake: {} persons, {} profiles, {} events, {} links",
-            built.persons, built.profiles, built.events, built.links
-        );
+        let built = tokio::task::block_in_place(|| build_truth_lake(&cfg, &Export::ALL, dir, &snapshot, PARTITIONS)).expect("truth lake");
+        println!("truth lake: {} persons, {} profiles, {} events, {} links", built.persons, built.profiles, built.events, built.links);
         assert!(built.events > 10_000 && built.profiles > 500, "a lake worth comparing on");
         std::fs::write(dir.join(".oracle-lake"), b"").unwrap();
     }

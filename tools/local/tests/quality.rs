@@ -58,7 +58,11 @@ fn mixed_profiles<'a>(rows: &'a [Row], profiles: &BTreeMap<String, Option<String
 /// Prints a few wrong merges: per person of the profile, its distinct identifier sets.
 fn print_wrong_merges(mixed: &BTreeMap<String, Vec<&Row>>, limit: usize) {
     for (profile, rs) in mixed.iter().take(limit) {
-        println!("  wrong merge: profile {profile} holds {} rows of {} persons", rs.len(), rs.iter().map(|r| &r.person).collect::<BTreeSet<_>>().len());
+        println!(
+            "  wrong merge: profile {profile} holds {} rows of {} persons",
+            rs.len(),
+            rs.iter().map(|r| &r.person).collect::<BTreeSet<_>>().len()
+        );
         let mut sets: BTreeMap<(&str, &Vec<String>), usize> = BTreeMap::new();
         for r in rs {
             *sets.entry((r.person.as_str(), &r.identifiers)).or_default() += 1;
@@ -83,9 +87,7 @@ fn print_missed_links(rows: &[Row], profiles: &BTreeMap<String, Option<String>>,
         for r in &rs {
             ids_by_profile.entry(profile_of(profiles, r)).or_default().extend(r.identifiers.iter().map(String::as_str));
         }
-        let split = ids_by_profile.iter().any(|(p, a)| {
-            ids_by_profile.iter().any(|(q, b)| p < q && !a.is_disjoint(b))
-        });
+        let split = ids_by_profile.iter().any(|(p, a)| ids_by_profile.iter().any(|(q, b)| p < q && !a.is_disjoint(b)));
         if !split {
             continue;
         }
@@ -154,10 +156,7 @@ async fn resolution_meets_the_precision_and_recall_targets() {
     }
     let profiles = profiles_of_rows(&resolver, &generated.rows).await.unwrap_or_else(|e| panic!("{e:#}"));
     let s = score(&generated.rows, &profiles);
-    println!(
-        "seed {seed}, {persons} persons, {} observations resolved in batches of {BATCH} (shuffled): {s}",
-        observations.len()
-    );
+    println!("seed {seed}, {persons} persons, {} observations resolved in batches of {BATCH} (shuffled): {s}", observations.len());
 
     let rows = &generated.rows;
     // Identity keys (identifier sets) carried by rows of several persons: no resolver can
@@ -178,7 +177,12 @@ async fn resolution_meets_the_precision_and_recall_targets() {
     );
     for k in ambiguous.iter().filter(|k| profiles.get(**k).is_some_and(Option::is_some)) {
         let r = rows.iter().find(|r| r.identity_key == *k).expect("a row");
-        println!("  ambiguous key with a profile: {} carried by {:?}, profile {:?}", r.identifiers.join(" "), key_persons[k], profile_of(&profiles, r));
+        println!(
+            "  ambiguous key with a profile: {} carried by {:?}, profile {:?}",
+            r.identifiers.join(" "),
+            key_persons[k],
+            profile_of(&profiles, r)
+        );
     }
     let mixed = mixed_profiles(rows, &profiles);
     print_wrong_merges(&mixed, 5);
@@ -192,7 +196,8 @@ async fn resolution_meets_the_precision_and_recall_targets() {
     // evidence whoever typed them; no resolver can separate them, so they are left out.
     let families = family_pairs(&cfg);
     assert!(!families.is_empty());
-    let keys_of = |person: &str| -> BTreeSet<&str> { rows.iter().filter(|r| r.person == person).map(|r| r.identity_key.as_str()).collect() };
+    let keys_of =
+        |person: &str| -> BTreeSet<&str> { rows.iter().filter(|r| r.person == person).map(|r| r.identity_key.as_str()).collect() };
     let mut fused_families = Vec::new();
     for (a, b) in &families {
         let both: BTreeSet<&str> = keys_of(a).intersection(&keys_of(b)).copied().collect();

@@ -40,7 +40,11 @@ fn same_value(a: &str, b: &str) -> bool {
 
 /// Every segment of `library` in one session over `scope` (one session per scope: the
 /// lake's file listing and Parquet footers are read once).
-async fn compute_all(dir: &std::path::Path, library: &[SegmentDefinition], scope: &RunScope) -> BTreeMap<String, (Vec<SegmentMember>, f64)> {
+async fn compute_all(
+    dir: &std::path::Path,
+    library: &[SegmentDefinition],
+    scope: &RunScope,
+) -> BTreeMap<String, (Vec<SegmentMember>, f64)> {
     let scratch = tempfile::tempdir().expect("scratch");
     let ctx = catalog::session(1024, scratch.path()).expect("session");
     catalog::register_run(&ctx, &catalog::local_base(dir).expect("base"), scope).await.expect("catalog");

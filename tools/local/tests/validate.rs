@@ -18,13 +18,19 @@ fn the_repository_specs_are_valid() {
 fn a_bad_spec_is_reported_with_its_file_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("shoe.toml", "occurred_at = { source = \"d\", format = \"%d/%m/%Y\" }\nshoe_size = { source = \"s\" }", "fields.shoe_size", "unknown canonical field"),
+        (
+            "shoe.toml",
+            "occurred_at = { source = \"d\", format = \"%d/%m/%Y\" }\nshoe_size = { source = \"s\" }",
+            "fields.shoe_size",
+            "unknown canonical field",
+        ),
         ("date.toml", "occurred_at = { source = \"d\", format = \"%d/%Q/%Y\" }", "fields.occurred_at.format", "strftime"),
         ("missing.toml", "email = { source = \"e\" }", "fields.occurred_at", "missing required mapping"),
     ];
     for (name, fields, field, message) in cases {
         let path = dir.path().join(name);
-        let text = format!("channel = \"pos\"\nname = \"t\"\n[format]\nkind = \"csv\"\n[event_type]\nconstant = \"x\"\n[fields]\n{fields}\n");
+        let text =
+            format!("channel = \"pos\"\nname = \"t\"\n[format]\nkind = \"csv\"\n[event_type]\nconstant = \"x\"\n[fields]\n{fields}\n");
         std::fs::write(&path, text).unwrap();
         let (ok, out) = validate(&[path.to_str().unwrap()]);
         assert!(!ok, "{name} must fail: {out}");

@@ -15,10 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::out::{ids, write_blocks, Ctx, Defect, Format, Truth};
 use super::profile::Profile;
-use super::text::{
-    bad_amount, draw_local_time, mix64, push_json_price, push_json_str, push_rfc3339, uuid, DAY,
-    HOUR, ONLINE_HOUR_WEIGHTS,
-};
+use super::text::{bad_amount, draw_local_time, mix64, push_json_price, push_json_str, push_rfc3339, uuid, DAY, HOUR, ONLINE_HOUR_WEIGHTS};
 use super::{ChannelStats, Export};
 use crate::data::PRODUCTS;
 use crate::ecommerce::draw_product;
@@ -26,9 +23,7 @@ use crate::rng::{pick_weighted, Stream};
 use crate::{GenConfig, Person};
 
 /// App opens per user: weights for 1..=30.
-const OPEN_WEIGHTS: &[u32] = &[
-    6, 6, 6, 6, 6, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1,
-];
+const OPEN_WEIGHTS: &[u32] = &[6, 6, 6, 6, 6, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1];
 /// Unknown event names (rejected: the app spec has `unmapped = "reject"`).
 const UNKNOWN_EVENTS: [&str; 3] = ["screen_view", "app_close", "deep_link_open"];
 /// App versions seen in the export.
@@ -66,23 +61,13 @@ struct AppEvent {
     products: [usize; 2],
 }
 
-fn plan(
-    rng: &mut ChaCha8Rng,
-    now: i64,
-    (index, slot): (usize, usize),
-    prof: &Profile,
-    out: &mut Vec<AppEvent>,
-) {
+fn plan(rng: &mut ChaCha8Rng, now: i64, (index, slot): (usize, usize), prof: &Profile, out: &mut Vec<AppEvent>) {
     if !prof.id.app_user {
         return;
     }
     let install = prof.installed_at;
     let span = (now - install).max(2 * HOUR);
-    let login_at = if prof.has_account && rng.random_range(0..100u32) < 70 {
-        install + rng.random_range(0..30 * DAY)
-    } else {
-        i64::MAX
-    };
+    let login_at = if prof.has_account && rng.random_range(0..100u32) < 70 { install + rng.random_range(0..30 * DAY) } else { i64::MAX };
     let mut seq = 0u32;
     let mut push = |ts: i64, kind, products| {
         out.push(AppEvent {
@@ -106,8 +91,7 @@ fn plan(
     if prof.push_opt_in {
         let opt_in = install + rng.random_range(5..120);
         push(opt_in, Kind::OptIn, none);
-        let opt_out = (rng.random_range(0..100u32) < 15)
-            .then(|| opt_in + rng.random_range(HOUR..(now - opt_in).max(2 * HOUR)));
+        let opt_out = (rng.random_range(0..100u32) < 15).then(|| opt_in + rng.random_range(HOUR..(now - opt_in).max(2 * HOUR)));
         let end = opt_out.unwrap_or(now).min(now - 1);
         for _ in 0..rng.random_range(0..=6u32) {
             if end > opt_in + 1 {
@@ -124,22 +108,14 @@ fn plan(
             let ts = draw_local_time(rng, now, span, HOUR, &ONLINE_HOUR_WEIGHTS).max(install);
             let first = draw_product(rng, prof.favourite);
             let second = draw_product(rng, prof.favourite);
-            let second = if second != first && rng.random_range(0..100u32) < 30 {
-                second
-            } else {
-                usize::MAX
-            };
+            let second = if second != first && rng.random_range(0..100u32) < 30 { second } else { usize::MAX };
             push(ts, Kind::Purchase, [first, second]);
         }
     }
 }
 
 /// Writes the app events export. See [`crate::write_channel`].
-pub(crate) fn write(
-    cfg: &GenConfig,
-    out: &mut dyn Write,
-    truth: &mut dyn Write,
-) -> anyhow::Result<ChannelStats> {
+pub(crate) fn write(cfg: &GenConfig, out: &mut dyn Write, truth: &mut dyn Write) -> anyhow::Result<ChannelStats> {
     let mut ctx = Ctx::new(cfg, Export::AppEvents, out, truth, Format::lines(false));
     ctx.sink.line("[")?;
     let now = ctx.now;
@@ -169,28 +145,13 @@ pub(crate) fn write(
             let style = ctx.pick(100);
             let variant = ctx.pick(3);
             let kinds: &[Defect] = if e.kind == Kind::Purchase {
-                &[
-                    Defect::EventUnknown,
-                    Defect::TimestampInvalid,
-                    Defect::OrderIdMissing,
-                    Defect::RevenueNotANumber,
-                ]
+                &[Defect::EventUnknown, Defect::TimestampInvalid, Defect::OrderIdMissing, Defect::RevenueNotANumber]
             } else {
                 &[Defect::EventUnknown, Defect::TimestampInvalid]
             };
             let defect = ctx.defect(kinds);
             line.clear();
-            render(
-                &mut line,
-                e,
-                p,
-                prof,
-                &event_id,
-                order.as_deref(),
-                style,
-                variant,
-                defect,
-            );
+            render(&mut line, e, p, prof, &event_id, order.as_deref(), style, variant, defect);
             if !first {
                 ctx.end_line(",")?;
             }
@@ -273,15 +234,8 @@ fn render(
         b.push_str(",\"user_id\":null");
     }
     if e.kind == Kind::Purchase {
-        let revenue: i64 = e
-            .products
-            .iter()
-            .filter_map(|&i| PRODUCTS.get(i))
-            .map(|product| product.price_cents as i64)
-            .sum();
-        let sku = PRODUCTS
-            .get(e.products[0])
-            .map_or("", |product| product.sku);
+        let revenue: i64 = e.products.iter().filter_map(|&i| PRODUCTS.get(i)).map(|product| product.price_cents as i64).sum();
+        let sku = PRODUCTS.get(e.products[0]).map_or("", |product| product.sku);
         b.push_str(",\"properties\":{");
         if defect != Some(Defect::OrderIdMissing) {
             b.push_str("\"order_id\":");

@@ -10,14 +10,10 @@ use rand_chacha::ChaCha8Rng;
 
 use super::out::{ids, write_blocks, Ctx, Defect, Format, Row, Truth};
 use super::profile::Profile;
-use super::traps::{
-    per_mille, roll, typed_email_of, Salt, PLACEHOLDER_EMAILS, PLACEHOLDER_PER_MILLE,
-    PLACEHOLDER_PHONE,
-};
 use super::text::{
-    bad_amount, civil, draw_local_time, mistype_email, mistype_phone, phone, push_amount,
-    push_rfc3339, DAY, HOUR, ONLINE_HOUR_WEIGHTS,
+    bad_amount, civil, draw_local_time, mistype_email, mistype_phone, phone, push_amount, push_rfc3339, DAY, HOUR, ONLINE_HOUR_WEIGHTS,
 };
+use super::traps::{per_mille, roll, typed_email_of, Salt, PLACEHOLDER_EMAILS, PLACEHOLDER_PER_MILLE, PLACEHOLDER_PHONE};
 use super::{ChannelStats, Export, CHECKOUTS_HEADER};
 use crate::data::PRODUCTS;
 use crate::ecommerce::{draw_product, typed_email};
@@ -73,16 +69,7 @@ fn plant_placeholder(seed: u64, index: usize, seq: usize, c: &mut Checkout) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn plan(
-    rng: &mut ChaCha8Rng,
-    seed: u64,
-    now: i64,
-    index: usize,
-    slot: usize,
-    p: &Person,
-    prof: &Profile,
-    out: &mut Vec<Checkout>,
-) {
+fn plan(rng: &mut ChaCha8Rng, seed: u64, now: i64, index: usize, slot: usize, p: &Person, prof: &Profile, out: &mut Vec<Checkout>) {
     let count = pick_weighted(rng, CHECKOUT_WEIGHTS);
     let count = if prof.id.web_visitor { count } else { 0 };
     for seq in 0..count {
@@ -91,11 +78,8 @@ fn plan(
         let email = typed_email(rng, typed_email_of(p, prof));
         let phone_style = pick_index(rng, 5);
         let phone_given = rng.random_range(0..100u32) < 40;
-        let (email_typo, phone_typo, typo_variant) = (
-            rng.random_range(0..1000u32) < TYPO_PER_MILLE,
-            rng.random_range(0..1000u32) < TYPO_PER_MILLE,
-            pick_index(rng, 6),
-        );
+        let (email_typo, phone_typo, typo_variant) =
+            (rng.random_range(0..1000u32) < TYPO_PER_MILLE, rng.random_range(0..1000u32) < TYPO_PER_MILLE, pick_index(rng, 6));
         let mut unusable = 0;
         let email = if email_typo {
             unusable |= ids::EMAIL;
@@ -123,11 +107,7 @@ fn plan(
                 }
                 product = draw_product(rng, prof.favourite);
             }
-            let quantity = if rng.random_range(0..100u32) < 88 {
-                1
-            } else {
-                2
-            };
+            let quantity = if rng.random_range(0..100u32) < 88 { 1 } else { 2 };
             lines.push((product, quantity, at));
             at += rng.random_range(20..600);
         }
@@ -150,18 +130,8 @@ fn plan(
 }
 
 /// Writes the cart and checkout export. See [`crate::write_channel`].
-pub(crate) fn write(
-    cfg: &GenConfig,
-    out: &mut dyn Write,
-    truth: &mut dyn Write,
-) -> anyhow::Result<ChannelStats> {
-    let mut ctx = Ctx::new(
-        cfg,
-        Export::EcommerceCheckouts,
-        out,
-        truth,
-        Format::csv(b','),
-    );
+pub(crate) fn write(cfg: &GenConfig, out: &mut dyn Write, truth: &mut dyn Write) -> anyhow::Result<ChannelStats> {
+    let mut ctx = Ctx::new(cfg, Export::EcommerceCheckouts, out, truth, Format::csv(b','));
     ctx.sink.record(&CHECKOUTS_HEADER)?;
     let (seed, now) = (cfg.seed, ctx.now);
     let mut row = Row::default();
@@ -169,9 +139,7 @@ pub(crate) fn write(
     write_blocks(
         &mut ctx,
         Stream::Checkouts,
-        |rng, (index, slot), p, prof, checkouts| {
-            plan(rng, seed, now, index, slot, p, prof, checkouts)
-        },
+        |rng, (index, slot), p, prof, checkouts| plan(rng, seed, now, index, slot, p, prof, checkouts),
         |c| (c.ts, c.slot, c.seq),
         |ctx, c, _| {
             write_checkout(ctx, &mut row, c, &next_id.to_string())?;
@@ -183,12 +151,7 @@ pub(crate) fn write(
 }
 
 fn write_checkout(ctx: &mut Ctx<'_>, row: &mut Row, c: &Checkout, id: &str) -> anyhow::Result<()> {
-    let base_ids = ids::EMAIL
-        | if c.customer_id.is_some() {
-            ids::CUSTOMER_ID
-        } else {
-            0
-        };
+    let base_ids = ids::EMAIL | if c.customer_id.is_some() { ids::CUSTOMER_ID } else { 0 };
     let steps = c.adds.len() + usize::from(c.started.is_some());
     for k in 0..steps {
         if ctx.full() {
@@ -199,14 +162,7 @@ fn write_checkout(ctx: &mut Ctx<'_>, row: &mut Row, c: &Checkout, id: &str) -> a
         row.reset(CHECKOUTS_HEADER.len());
         row.set(0, id);
         push_rfc3339(row.at(1), ts);
-        row.set(
-            2,
-            if add.is_some() {
-                "cart_add"
-            } else {
-                "checkout_started"
-            },
-        );
+        row.set(2, if add.is_some() { "cart_add" } else { "checkout_started" });
         row.set(3, c.customer_id.as_deref().unwrap_or(""));
         row.set(4, &c.email);
         let mut ids = base_ids;
@@ -240,11 +196,7 @@ fn write_checkout(ctx: &mut Ctx<'_>, row: &mut Row, c: &Checkout, id: &str) -> a
                 Defect::FieldCount,
             ]
         } else {
-            &[
-                Defect::DateInvalid,
-                Defect::EventUnknown,
-                Defect::FieldCount,
-            ]
+            &[Defect::DateInvalid, Defect::EventUnknown, Defect::FieldCount]
         };
         let variant = ctx.pick(3);
         let defect = ctx.defect(kinds);
@@ -266,23 +218,10 @@ fn write_checkout(ctx: &mut Ctx<'_>, row: &mut Row, c: &Checkout, id: &str) -> a
             Some(Defect::FieldCount) => row.split_field(7),
             _ => {}
         }
-        let event_type = if add.is_some() {
-            "cart_add"
-        } else {
-            "checkout_started"
-        };
+        let event_type = if add.is_some() { "cart_add" } else { "checkout_started" };
         ctx.emit_record(
             row,
-            &Truth {
-                person: Some(c.person),
-                event_type,
-                occurred_ms: ts * 1000,
-                reference: id,
-                ids,
-                note: "",
-                defect,
-                unusable,
-            },
+            &Truth { person: Some(c.person), event_type, occurred_ms: ts * 1000, reference: id, ids, note: "", defect, unusable },
         )?;
     }
     Ok(())

@@ -17,11 +17,8 @@ use rand_chacha::ChaCha8Rng;
 use super::out::{ids, write_blocks, Ctx, Defect, Format, Row, Truth};
 use super::pos::bad_local_date;
 use super::profile::Profile;
+use super::text::{dst_note, mistype_email, mistype_phone, mix64, paris_local, phone, push_dmy_hm, upper, DAY, HOUR, MINUTE};
 use super::traps::typed_email_of;
-use super::text::{
-    dst_note, mistype_email, mistype_phone, mix64, paris_local, phone, push_dmy_hm, upper, DAY,
-    HOUR, MINUTE,
-};
 use super::{ChannelStats, Export, CRM_CONTACTS_HEADER};
 use crate::ecommerce::capitalise_email;
 use crate::rng::{pick_index, pick_weighted, Stream};
@@ -213,11 +210,7 @@ fn write_details(row: &mut Row, p: &Person, prof: &Profile, c: &Change) -> u8 {
     }
     let (usual, other, blank) = (bits.below(100), bits.below(5), bits.below(100));
     if blank >= 10 {
-        let style = if usual < 70 {
-            prof.phone_style
-        } else {
-            other as usize
-        };
+        let style = if usual < 70 { prof.phone_style } else { other as usize };
         row.set(7, &phone(&p.phone_e164, style));
     }
     // A few details were mistyped when the contact was keyed in.
@@ -261,14 +254,7 @@ fn write_details(row: &mut Row, p: &Person, prof: &Profile, c: &Change) -> u8 {
 }
 
 /// Plans the CRM history of person `index`.
-fn plan(
-    rng: &mut ChaCha8Rng,
-    now: i64,
-    (index, slot): (usize, usize),
-    p: &Person,
-    prof: &Profile,
-    out: &mut Vec<Change>,
-) {
+fn plan(rng: &mut ChaCha8Rng, now: i64, (index, slot): (usize, usize), p: &Person, prof: &Profile, out: &mut Vec<Change>) {
     let woman = female(rng, &p.first_name);
     let created = prof.created_at - prof.created_at.rem_euclid(MINUTE);
     let mut street = pick_index(rng, STREETS.len());
@@ -286,20 +272,12 @@ fn plan(
     changes.extend(modified.into_iter().map(|t| (t, Kind::Updated)));
 
     let id = &prof.id;
-    let (r_email, r_sms, r_push, r_sms_late) = (
-        rng.random_range(0..100u32),
-        rng.random_range(0..100u32),
-        rng.random_range(0..100u32),
-        rng.random_range(0..100u32),
-    );
+    let (r_email, r_sms, r_push, r_sms_late) =
+        (rng.random_range(0..100u32), rng.random_range(0..100u32), rng.random_range(0..100u32), rng.random_range(0..100u32));
     let withdraw_email = later(rng);
     let withdraw_sms = later(rng);
     let withdraw_push = later(rng);
-    let sms_given = if r_sms_late < 50 {
-        created + 3 * MINUTE
-    } else {
-        later(rng) - MINUTE
-    };
+    let sms_given = if r_sms_late < 50 { created + 3 * MINUTE } else { later(rng) - MINUTE };
     if id.email_subscriber {
         changes.push((created + 2 * MINUTE, Kind::Consent("E-mail", true)));
         if r_email < 8 {
@@ -315,8 +293,7 @@ fn plan(
         }
     }
     if prof.push_opt_in {
-        let given =
-            (prof.installed_at - prof.installed_at.rem_euclid(MINUTE)).max(created + 4 * MINUTE);
+        let given = (prof.installed_at - prof.installed_at.rem_euclid(MINUTE)).max(created + 4 * MINUTE);
         changes.push((given, Kind::Consent("Push", true)));
         if r_push < 10 && withdraw_push > given + DAY {
             changes.push((withdraw_push, Kind::Consent("Push", false)));
@@ -353,16 +330,8 @@ fn plan(
 }
 
 /// Writes the CRM contacts export. See [`crate::write_channel`].
-pub(crate) fn write(
-    cfg: &GenConfig,
-    out: &mut dyn Write,
-    truth: &mut dyn Write,
-) -> anyhow::Result<ChannelStats> {
-    let format = Format {
-        newline: "\r\n",
-        bom: true,
-        ..Format::csv(b';')
-    };
+pub(crate) fn write(cfg: &GenConfig, out: &mut dyn Write, truth: &mut dyn Write) -> anyhow::Result<ChannelStats> {
+    let format = Format { newline: "\r\n", bom: true, ..Format::csv(b';') };
     let mut ctx = Ctx::new(cfg, Export::CrmContacts, out, truth, format);
     ctx.sink.record(&CRM_CONTACTS_HEADER)?;
     let now = ctx.now;
@@ -402,18 +371,9 @@ pub(crate) fn write(
 
             let variant = ctx.pick(3);
             let kinds: &[Defect] = if let Kind::Consent(..) = c.kind {
-                &[
-                    Defect::DateInvalid,
-                    Defect::EventUnknown,
-                    Defect::FieldCount,
-                    Defect::ConsentChannelMissing,
-                ]
+                &[Defect::DateInvalid, Defect::EventUnknown, Defect::FieldCount, Defect::ConsentChannelMissing]
             } else {
-                &[
-                    Defect::DateInvalid,
-                    Defect::EventUnknown,
-                    Defect::FieldCount,
-                ]
+                &[Defect::DateInvalid, Defect::EventUnknown, Defect::FieldCount]
             };
             let defect = ctx.defect(kinds);
             match defect {

@@ -9,9 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::out::{ids, write_blocks, Ctx, Defect, Format, Row, Truth};
 use super::profile::Profile;
-use super::text::{
-    civil, dirty_email, paris_instant, paris_local, push_ymd_hms, weekday, DAY, HOUR, MINUTE,
-};
+use super::text::{civil, dirty_email, paris_instant, paris_local, push_ymd_hms, weekday, DAY, HOUR, MINUTE};
 use super::{ChannelStats, Export, EMAIL_ACTIVITY_HEADER};
 use crate::data::CATEGORIES;
 use crate::rng::Stream;
@@ -69,15 +67,9 @@ fn campaigns(now: i64) -> Vec<Campaign> {
                 });
             }
         };
-        add(
-            day + 9 * HOUR + 30 * MINUTE,
-            format!("Newsletter du {d:02}/{month:02} – {theme}"),
-        );
+        add(day + 9 * HOUR + 30 * MINUTE, format!("Newsletter du {d:02}/{month:02} – {theme}"));
         if week % 4 == 2 {
-            add(
-                day + 2 * DAY + 18 * HOUR,
-                format!("{theme} : -20 %, livraison offerte"),
-            );
+            add(day + 2 * DAY + 18 * HOUR, format!("{theme} : -20 %, livraison offerte"));
         }
         day += 7 * DAY;
         week += 1;
@@ -191,23 +183,14 @@ fn plan(
             push(open + rng.random_range(5..600), c, Event::Clicked, rng);
         }
         if unsubscribes {
-            push(
-                open + rng.random_range(600..1200),
-                c,
-                Event::Unsubscribed,
-                rng,
-            );
+            push(open + rng.random_range(600..1200), c, Event::Unsubscribed, rng);
             return;
         }
     }
 }
 
 /// Writes the e-mail activity export. See [`crate::write_channel`].
-pub(crate) fn write(
-    cfg: &GenConfig,
-    out: &mut dyn Write,
-    truth: &mut dyn Write,
-) -> anyhow::Result<ChannelStats> {
+pub(crate) fn write(cfg: &GenConfig, out: &mut dyn Write, truth: &mut dyn Write) -> anyhow::Result<ChannelStats> {
     let mut ctx = Ctx::new(cfg, Export::EmailActivity, out, truth, Format::csv(b','));
     ctx.sink.record(&EMAIL_ACTIVITY_HEADER)?;
     let now = ctx.now;
@@ -239,12 +222,7 @@ pub(crate) fn write(
                 row.set(5, &links[a.campaign as usize]);
             }
             let variant = ctx.pick(3);
-            let defect = ctx.defect(&[
-                Defect::EmailMissing,
-                Defect::DateInvalid,
-                Defect::EventUnknown,
-                Defect::FieldCount,
-            ]);
+            let defect = ctx.defect(&[Defect::EmailMissing, Defect::DateInvalid, Defect::EventUnknown, Defect::FieldCount]);
             match defect {
                 Some(Defect::EmailMissing) => row.set(0, ""),
                 Some(Defect::DateInvalid) => {
@@ -292,9 +270,7 @@ mod tests {
             assert!(w[0].ts < w[1].ts);
             assert_ne!(w[0].id, w[1].id);
         }
-        assert!(calendar
-            .iter()
-            .all(|c| c.ts < now && c.ts > now - HISTORY - DAY));
+        assert!(calendar.iter().all(|c| c.ts < now && c.ts > now - HISTORY - DAY));
         assert!(calendar.iter().any(|c| c.name.contains(',')));
     }
 }

@@ -77,44 +77,17 @@ pub const POS_RECEIPTS_HEADER: [&str; 16] = [
 
 /// Receipt-level columns of [`POS_RECEIPTS_HEADER`]: filled on a receipt's
 /// first line only (the spec's `[fill_down]` columns).
-pub const POS_RECEIPT_LEVEL_COLUMNS: [&str; 7] = [
-    "Date",
-    "Caisse",
-    "Type",
-    "Carte fidélité",
-    "Email",
-    "Téléphone",
-    "Total ticket",
-];
+pub const POS_RECEIPT_LEVEL_COLUMNS: [&str; 7] = ["Date", "Caisse", "Type", "Carte fidélité", "Email", "Téléphone", "Total ticket"];
 
 /// Exact header of the cart and checkout export (`channels/ecommerce/checkouts.toml`).
-pub const CHECKOUTS_HEADER: [&str; 11] = [
-    "Checkout ID",
-    "Created at",
-    "Event",
-    "Customer ID",
-    "Email",
-    "Phone",
-    "Product SKU",
-    "Product name",
-    "Quantity",
-    "Price",
-    "Currency",
-];
+pub const CHECKOUTS_HEADER: [&str; 11] =
+    ["Checkout ID", "Created at", "Event", "Customer ID", "Email", "Phone", "Product SKU", "Product name", "Quantity", "Price", "Currency"];
 
 /// Exact header of the e-mail activity export (`channels/email/activity.toml`).
-pub const EMAIL_ACTIVITY_HEADER: [&str; 6] = [
-    "Email",
-    "Campaign ID",
-    "Campaign Name",
-    "Event",
-    "Event Date",
-    "Link URL",
-];
+pub const EMAIL_ACTIVITY_HEADER: [&str; 6] = ["Email", "Campaign ID", "Campaign Name", "Event", "Event Date", "Link URL"];
 
 /// Exact header of the SMS gateway report (`channels/sms/report.toml`).
-pub const SMS_REPORT_HEADER: [&str; 6] =
-    ["ID message", "Campagne", "Numéro", "Statut", "Date", "Lien"];
+pub const SMS_REPORT_HEADER: [&str; 6] = ["ID message", "Campagne", "Numéro", "Statut", "Date", "Lien"];
 
 /// Exact header of the CRM contacts export (`channels/crm/contacts.toml`).
 pub const CRM_CONTACTS_HEADER: [&str; 14] = [
@@ -135,18 +108,8 @@ pub const CRM_CONTACTS_HEADER: [&str; 14] = [
 ];
 
 /// Exact header of every channel truth CSV (see [`ChannelTruthRow`]).
-pub const CHANNEL_TRUTH_HEADER: [&str; 10] = [
-    "line",
-    "person_id",
-    "valid",
-    "defect",
-    "event_type",
-    "occurred_at_utc",
-    "reference",
-    "identifiers",
-    "note",
-    "identifier_warning",
-];
+pub const CHANNEL_TRUTH_HEADER: [&str; 10] =
+    ["line", "person_id", "valid", "defect", "event_type", "occurred_at_utc", "reference", "identifiers", "note", "identifier_warning"];
 
 /// Exact header of the identities file written by [`write_identities`].
 pub const IDENTITIES_HEADER: [&str; 13] = [
@@ -278,36 +241,11 @@ impl Export {
             Export::PosReceipts => &["store_purchase", "return", "store_visit"],
             Export::EcommerceOrders => &["order_line"],
             Export::EcommerceCheckouts => &["cart_add", "checkout_started"],
-            Export::WebEvents => &[
-                "page_view",
-                "product_view",
-                "add_to_cart",
-                "sign_up",
-                "login",
-                "session_start",
-                "scroll",
-            ],
-            Export::EmailActivity => &[
-                "email_sent",
-                "email_open",
-                "email_click",
-                "email_bounce",
-                "email_unsubscribe",
-            ],
+            Export::WebEvents => &["page_view", "product_view", "add_to_cart", "sign_up", "login", "session_start", "scroll"],
+            Export::EmailActivity => &["email_sent", "email_open", "email_click", "email_bounce", "email_unsubscribe"],
             Export::SmsReport => &["sms_sent", "sms_delivered", "sms_click", "sms_stop"],
-            Export::AppEvents => &[
-                "app_open",
-                "push_opt_in",
-                "push_opt_out",
-                "push_open",
-                "in_app_purchase",
-            ],
-            Export::CrmContacts => &[
-                "contact_created",
-                "contact_updated",
-                "consent_given",
-                "consent_withdrawn",
-            ],
+            Export::AppEvents => &["app_open", "push_opt_in", "push_opt_out", "push_open", "in_app_purchase"],
+            Export::CrmContacts => &["contact_created", "contact_updated", "consent_given", "consent_withdrawn"],
         }
     }
 }
@@ -327,25 +265,14 @@ impl FromStr for Export {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let wanted = s.trim().to_ascii_lowercase();
         for export in Export::ALL {
-            let candidates = [
-                export.to_string(),
-                format!("{}-{}", export.channel(), export.name()),
-                export.relative_path(),
-            ];
-            let only_one = Export::ALL
-                .iter()
-                .filter(|e| e.channel() == export.channel())
-                .count()
-                == 1;
+            let candidates = [export.to_string(), format!("{}-{}", export.channel(), export.name()), export.relative_path()];
+            let only_one = Export::ALL.iter().filter(|e| e.channel() == export.channel()).count() == 1;
             if candidates.contains(&wanted) || (only_one && wanted == export.channel()) {
                 return Ok(export);
             }
         }
         let known: Vec<String> = Export::ALL.iter().map(Export::to_string).collect();
-        Err(format!(
-            "unknown export {s:?} (expected one of {})",
-            known.join(", ")
-        ))
+        Err(format!("unknown export {s:?} (expected one of {})", known.join(", ")))
     }
 }
 
@@ -382,9 +309,7 @@ impl FromStr for PosEncoding {
         match s.trim().to_ascii_lowercase().as_str() {
             "windows-1252" | "windows1252" | "cp1252" => Ok(PosEncoding::Windows1252),
             "utf-8-bom" | "utf8-bom" | "utf-8-sig" => Ok(PosEncoding::Utf8Bom),
-            _ => Err(format!(
-                "unknown POS encoding {s:?} (expected windows-1252 or utf-8-bom)"
-            )),
+            _ => Err(format!("unknown POS encoding {s:?} (expected windows-1252 or utf-8-bom)")),
         }
     }
 }
@@ -410,15 +335,7 @@ pub struct ChannelStats {
 
 impl ChannelStats {
     pub(crate) fn new(export: Export) -> Self {
-        ChannelStats {
-            export,
-            rows: 0,
-            malformed_rows: 0,
-            blank_lines: 0,
-            lines: 0,
-            persons: 0,
-            event_types: BTreeMap::new(),
-        }
+        ChannelStats { export, rows: 0, malformed_rows: 0, blank_lines: 0, lines: 0, persons: 0, event_types: BTreeMap::new() }
     }
 }
 
@@ -489,16 +406,12 @@ pub fn read_channel_truth<R: Read>(r: R) -> anyhow::Result<Vec<ChannelTruthRow>>
 ///
 /// A missing or unreadable truth file (`pos/receipts.truth.csv`, …), with
 /// its path in the message.
-pub fn read_truth_persons(
-    dir: &std::path::Path,
-) -> anyhow::Result<HashMap<(String, u64), String>> {
+pub fn read_truth_persons(dir: &std::path::Path) -> anyhow::Result<HashMap<(String, u64), String>> {
     let mut persons = HashMap::new();
     for export in Export::ALL {
         let path = dir.join(export.channel()).join(export.truth_file_name());
-        let file = std::fs::File::open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        let rows = read_channel_truth(std::io::BufReader::new(file))
-            .with_context(|| format!("reading {}", path.display()))?;
+        let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let rows = read_channel_truth(std::io::BufReader::new(file)).with_context(|| format!("reading {}", path.display()))?;
         let relative = export.relative_path();
         for row in rows {
             if row.valid && !row.person_id.is_empty() {
@@ -536,12 +449,7 @@ pub(crate) fn check_config(cfg: &GenConfig) -> anyhow::Result<()> {
 /// # Errors
 ///
 /// An out-of-range `malformed_rate`, or any I/O error of the writers.
-pub fn write_channel(
-    cfg: &GenConfig,
-    export: Export,
-    out: &mut dyn Write,
-    truth: &mut dyn Write,
-) -> anyhow::Result<ChannelStats> {
+pub fn write_channel(cfg: &GenConfig, export: Export, out: &mut dyn Write, truth: &mut dyn Write) -> anyhow::Result<ChannelStats> {
     check_config(cfg)?;
     let result = match export {
         Export::PosReceipts => pos::write(cfg, out, truth),
@@ -573,8 +481,7 @@ pub fn channel_identity(cfg: &GenConfig, index: usize) -> ChannelIdentity {
 /// Any I/O error of `out`.
 pub fn write_identities<W: Write>(cfg: &GenConfig, out: W) -> anyhow::Result<u64> {
     let mut w = csv::Writer::from_writer(out);
-    w.write_record(IDENTITIES_HEADER)
-        .context("writing the identities header")?;
+    w.write_record(IDENTITIES_HEADER).context("writing the identities header")?;
     let flag = |b: bool| if b { "true" } else { "false" };
     let mut rows = 0;
     for index in 0..cfg.persons {
@@ -618,42 +525,30 @@ pub struct ChannelsSummary {
 /// # Errors
 ///
 /// An invalid configuration or any I/O error (with the path in the message).
-pub fn write_channels_dir(
-    cfg: &GenConfig,
-    out_dir: &std::path::Path,
-) -> anyhow::Result<ChannelsSummary> {
+pub fn write_channels_dir(cfg: &GenConfig, out_dir: &std::path::Path) -> anyhow::Result<ChannelsSummary> {
     check_config(cfg)?;
     let persons_path = out_dir.join("persons.csv");
-    let persons = crate::write_persons(cfg, create_file(&persons_path)?)
-        .with_context(|| format!("writing {}", persons_path.display()))?;
+    let persons = crate::write_persons(cfg, create_file(&persons_path)?).with_context(|| format!("writing {}", persons_path.display()))?;
     let identities_path = out_dir.join("identities.csv");
-    write_identities(cfg, create_file(&identities_path)?)
-        .with_context(|| format!("writing {}", identities_path.display()))?;
+    write_identities(cfg, create_file(&identities_path)?).with_context(|| format!("writing {}", identities_path.display()))?;
     let mut exports = Vec::with_capacity(Export::ALL.len());
     for export in Export::ALL {
         let path = out_dir.join(export.channel()).join(export.file_name());
-        let truth_path = out_dir
-            .join(export.channel())
-            .join(export.truth_file_name());
+        let truth_path = out_dir.join(export.channel()).join(export.truth_file_name());
         let mut out = create_file(&path)?;
         let mut truth = create_file(&truth_path)?;
-        let stats = write_channel(cfg, export, &mut out, &mut truth)
-            .with_context(|| format!("writing {}", path.display()))?;
+        let stats = write_channel(cfg, export, &mut out, &mut truth).with_context(|| format!("writing {}", path.display()))?;
         exports.push(stats);
     }
     Ok(ChannelsSummary { persons, exports })
 }
 
 /// Creates `path`'s parent directory and a buffered writer on `path`.
-pub(crate) fn create_file(
-    path: &std::path::Path,
-) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
+pub(crate) fn create_file(path: &std::path::Path) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating directory {}", parent.display()))?;
+        std::fs::create_dir_all(parent).with_context(|| format!("creating directory {}", parent.display()))?;
     }
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     Ok(std::io::BufWriter::new(file))
 }
 

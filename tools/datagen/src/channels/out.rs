@@ -164,10 +164,7 @@ impl Row {
     /// A value without either gains an empty field after it.
     pub(crate) fn split_field(&mut self, i: usize) {
         let value = std::mem::take(&mut self.fields[i]);
-        let cut = value
-            .find(',')
-            .or_else(|| value.find(' '))
-            .unwrap_or(value.len());
+        let cut = value.find(',').or_else(|| value.find(' ')).unwrap_or(value.len());
         let (head, tail) = value.split_at(cut);
         let tail = tail.get(1..).unwrap_or("").to_owned();
         self.fields[i] = head.to_owned();
@@ -199,14 +196,7 @@ impl<'a> Sink<'a> {
         if format.bom {
             buf.push('\u{feff}');
         }
-        Sink {
-            out,
-            buf,
-            cp1252: format.cp1252,
-            sep: format.sep,
-            newline: format.newline,
-            lines: 0,
-        }
+        Sink { out, buf, cp1252: format.cp1252, sep: format.sep, newline: format.newline, lines: 0 }
     }
 
     /// The line the next row will start on.
@@ -253,9 +243,7 @@ impl<'a> Sink<'a> {
             }
             self.out.write_all(&bytes).context("writing the export")?;
         } else {
-            self.out
-                .write_all(self.buf.as_bytes())
-                .context("writing the export")?;
+            self.out.write_all(self.buf.as_bytes()).context("writing the export")?;
         }
         self.buf.clear();
         Ok(())
@@ -272,10 +260,7 @@ impl<'a> Sink<'a> {
 /// Appends `field` to `buf`, quoted (RFC 4180) when it contains the
 /// separator, a quote or a line break.
 pub(crate) fn push_csv_field(buf: &mut String, field: &str, sep: u8) {
-    if field
-        .bytes()
-        .any(|b| b == sep || b == b'"' || b == b'\n' || b == b'\r')
-    {
+    if field.bytes().any(|b| b == sep || b == b'"' || b == b'\n' || b == b'\r') {
         buf.push('"');
         for c in field.chars() {
             if c == '"' {
@@ -303,21 +288,12 @@ pub(crate) struct Format {
 impl Format {
     /// UTF-8 CSV with `sep`, LF line ends.
     pub(crate) fn csv(sep: u8) -> Self {
-        Format {
-            sep,
-            newline: "\n",
-            bom: false,
-            cp1252: false,
-            blank_lines: true,
-        }
+        Format { sep, newline: "\n", bom: false, cp1252: false, blank_lines: true }
     }
 
     /// Text lines (NDJSON, JSON array), UTF-8, LF.
     pub(crate) fn lines(blank_lines: bool) -> Self {
-        Format {
-            blank_lines,
-            ..Format::csv(b',')
-        }
+        Format { blank_lines, ..Format::csv(b',') }
     }
 }
 
@@ -343,23 +319,14 @@ impl<'a> TruthSink<'a> {
 
     /// Like [`TruthSink::row`], with the defect given by its code (the orders
     /// export has its own codes); `t.defect` is ignored.
-    pub(crate) fn row_code(
-        &mut self,
-        line: u64,
-        t: &Truth<'_>,
-        defect: Option<&str>,
-    ) -> anyhow::Result<()> {
+    pub(crate) fn row_code(&mut self, line: u64, t: &Truth<'_>, defect: Option<&str>) -> anyhow::Result<()> {
         use std::fmt::Write as _;
         let b = &mut self.buf;
         let _ = write!(b, "{line},");
         if let Some(p) = t.person {
             let _ = write!(b, "P{p:07}");
         }
-        b.push_str(if defect.is_none() {
-            ",true,"
-        } else {
-            ",false,"
-        });
+        b.push_str(if defect.is_none() { ",true," } else { ",false," });
         b.push_str(defect.unwrap_or(""));
         b.push(',');
         b.push_str(t.event_type);
@@ -395,9 +362,7 @@ impl<'a> TruthSink<'a> {
     }
 
     fn flush_buf(&mut self) -> anyhow::Result<()> {
-        self.out
-            .write_all(self.buf.as_bytes())
-            .context("writing the truth CSV")?;
+        self.out.write_all(self.buf.as_bytes()).context("writing the truth CSV")?;
         self.buf.clear();
         Ok(())
     }
@@ -430,13 +395,7 @@ pub(crate) struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     /// Starts an export: writes the truth header (the export's header is the
     /// caller's, through [`Ctx::sink`]).
-    pub(crate) fn new(
-        cfg: &'a GenConfig,
-        export: Export,
-        out: &'a mut dyn Write,
-        truth_out: &'a mut dyn Write,
-        format: Format,
-    ) -> Self {
+    pub(crate) fn new(cfg: &'a GenConfig, export: Export, out: &'a mut dyn Write, truth_out: &'a mut dyn Write, format: Format) -> Self {
         let truth = TruthSink::new(truth_out);
         Ctx {
             cfg,
@@ -532,10 +491,7 @@ impl<'a> Ctx<'a> {
             self.types.push((t.event_type, 1));
         }
         if let Some(p) = t.person {
-            if let Some(seen) = p
-                .checked_sub(self.block_start)
-                .and_then(|slot| self.seen.get_mut(slot))
-            {
+            if let Some(seen) = p.checked_sub(self.block_start).and_then(|slot| self.seen.get_mut(slot)) {
                 if !*seen {
                     *seen = true;
                     self.stats.persons += 1;
@@ -549,22 +505,14 @@ impl<'a> Ctx<'a> {
     pub(crate) fn finish(mut self) -> anyhow::Result<ChannelStats> {
         self.truth.finish()?;
         self.stats.lines = self.sink.finish()?;
-        self.stats.event_types = self
-            .types
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
+        self.stats.event_types = self.types.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         Ok(self.stats)
     }
 }
 
 /// Fills `order` with `(key(item), index)` for `items`, sorted: iterating
 /// it visits the items in key order without moving them (they are large).
-pub(crate) fn sort_order<T, K: Ord + Copy>(
-    items: &[T],
-    key: impl Fn(&T) -> K,
-    order: &mut Vec<(K, u32)>,
-) {
+pub(crate) fn sort_order<T, K: Ord + Copy>(items: &[T], key: impl Fn(&T) -> K, order: &mut Vec<(K, u32)>) {
     order.clear();
     order.extend(items.iter().enumerate().map(|(i, t)| (key(t), i as u32)));
     order.sort_unstable();

@@ -17,13 +17,13 @@ use rand_chacha::ChaCha8Rng;
 
 use super::out::{ids, write_blocks, Ctx, Defect, Format, Row, Truth};
 use super::profile::{Profile, STORES};
-use super::traps::{
-    per_mille, roll, store_code, store_generic_phone, typed_email_of, Salt, PLACEHOLDER_EMAILS,
-    PLACEHOLDER_PER_MILLE, PLACEHOLDER_PHONE, STORE_PHONE_PER_MILLE,
-};
 use super::text::{
-    bad_amount, card_variant, civil, dst_note, mistype_email, mistype_phone, paris_instant,
-    paris_local, phone, push_amount, push_dmy_hm, weekday, DAY, HOUR, MINUTE,
+    bad_amount, card_variant, civil, dst_note, mistype_email, mistype_phone, paris_instant, paris_local, phone, push_amount, push_dmy_hm,
+    weekday, DAY, HOUR, MINUTE,
+};
+use super::traps::{
+    per_mille, roll, store_code, store_generic_phone, typed_email_of, Salt, PLACEHOLDER_EMAILS, PLACEHOLDER_PER_MILLE, PLACEHOLDER_PHONE,
+    STORE_PHONE_PER_MILLE,
 };
 use super::{ChannelStats, Export, PosEncoding, POS_RECEIPTS_HEADER};
 use crate::data::PRODUCTS;
@@ -37,23 +37,13 @@ const HISTORY_DAYS: i64 = 730;
 /// Store visits per shopper: weights for 1..=15 visits.
 const VISIT_WEIGHTS: &[u32] = &[14, 14, 12, 11, 9, 8, 7, 6, 5, 4, 3, 3, 2, 1, 1];
 /// Opening hours 09:00–19:59, Paris time.
-const STORE_HOUR_WEIGHTS: [u32; 24] = [
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 7, 9, 10, 9, 8, 9, 10, 11, 10, 6, 0, 0, 0, 0,
-];
+const STORE_HOUR_WEIGHTS: [u32; 24] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 7, 9, 10, 9, 8, 9, 10, 11, 10, 6, 0, 0, 0, 0];
 /// Lines per purchase receipt: weights for 1..=5.
 const LINES_WEIGHTS: &[u32] = &[50, 25, 13, 8, 4];
 /// Quantity per line: weights for 1..=3.
 const QUANTITY_WEIGHTS: &[u32] = &[85, 11, 4];
 /// Store departments (`Rayon`), by category index.
-const DEPARTMENTS: [&str; 7] = [
-    "Vêtements",
-    "Chaussures",
-    "Accessoires",
-    "Maison",
-    "Beauté",
-    "Sport",
-    "Enfant",
-];
+const DEPARTMENTS: [&str; 7] = ["Vêtements", "Chaussures", "Accessoires", "Maison", "Beauté", "Sport", "Enfant"];
 /// Mistyped e-mails and phones, per mille of those written.
 const TYPO_PER_MILLE: u32 = 15;
 /// Unknown `Type` values (rejected by the spec).
@@ -135,21 +125,13 @@ fn dst_edge(now: i64, index: usize) -> Option<i64> {
         _ => return None,
     };
     let year = i32::try_from(civil(now).0).ok()?;
-    [year, year - 1]
-        .into_iter()
-        .filter_map(|y| dst_switch(y, month))
-        .find(|switch| switch + DAY < now)
-        .map(|switch| switch + shift)
+    [year, year - 1].into_iter().filter_map(|y| dst_switch(y, month)).find(|switch| switch + DAY < now).map(|switch| switch + shift)
 }
 
 /// How the customer identified at the till, as written on the receipt.
 fn identify(rng: &mut ChaCha8Rng, p: &Person, prof: &Profile, r: &mut Receipt) {
-    let (card_roll, email_roll, phone_roll, other_roll) = (
-        rng.random_range(0..100u32),
-        rng.random_range(0..100u32),
-        rng.random_range(0..100u32),
-        rng.random_range(0..100u32),
-    );
+    let (card_roll, email_roll, phone_roll, other_roll) =
+        (rng.random_range(0..100u32), rng.random_range(0..100u32), rng.random_range(0..100u32), rng.random_range(0..100u32));
     let card_style = match rng.random_range(0..100u32) {
         0..70 => 4,
         70..80 => 0,
@@ -157,18 +139,11 @@ fn identify(rng: &mut ChaCha8Rng, p: &Person, prof: &Profile, r: &mut Receipt) {
         92..96 => 2,
         _ => 3,
     };
-    let phone_style = if rng.random_range(0..100u32) < 70 {
-        prof.phone_style
-    } else {
-        pick_index(rng, 5)
-    };
+    let phone_style = if rng.random_range(0..100u32) < 70 { prof.phone_style } else { pick_index(rng, 5) };
     let typed = typed_email(rng, typed_email_of(p, prof));
     // Now and then the cashier mistypes what the customer dictates.
-    let (email_typo, phone_typo, typo_variant) = (
-        rng.random_range(0..1000u32) < TYPO_PER_MILLE,
-        rng.random_range(0..1000u32) < TYPO_PER_MILLE,
-        pick_index(rng, 6),
-    );
+    let (email_typo, phone_typo, typo_variant) =
+        (rng.random_range(0..1000u32) < TYPO_PER_MILLE, rng.random_range(0..1000u32) < TYPO_PER_MILLE, pick_index(rng, 6));
     let (card, email, phone_given) = match &prof.id.loyalty_card {
         Some(card) if card_roll < 85 => (Some(card), email_roll < 10, phone_roll < 8),
         _ => match other_roll {
@@ -210,9 +185,7 @@ fn identify(rng: &mut ChaCha8Rng, p: &Person, prof: &Profile, r: &mut Receipt) {
 /// loyalty card, or a placeholder e-mail or phone.
 fn plant_traps(seed: u64, index: usize, seq: usize, r: &mut Receipt) {
     let (index, seq) = (index as u64, seq as u64);
-    if r.ids & ids::LOYALTY_CARD != 0
-        && per_mille(seed, Salt::StorePhone, index, seq, STORE_PHONE_PER_MILLE)
-    {
+    if r.ids & ids::LOYALTY_CARD != 0 && per_mille(seed, Salt::StorePhone, index, seq, STORE_PHONE_PER_MILLE) {
         // The usual national forms a cashier types.
         let style = match roll(seed, Salt::StorePhoneStyle, index, seq) % 10 {
             0..6 => 0,
@@ -223,9 +196,7 @@ fn plant_traps(seed: u64, index: usize, seq: usize, r: &mut Receipt) {
         r.ids |= ids::PHONE;
         r.unusable &= !ids::PHONE;
     }
-    if r.ids | r.unusable != 0
-        && per_mille(seed, Salt::PosPlaceholder, index, seq, PLACEHOLDER_PER_MILLE)
-    {
+    if r.ids | r.unusable != 0 && per_mille(seed, Salt::PosPlaceholder, index, seq, PLACEHOLDER_PER_MILLE) {
         match roll(seed, Salt::PlaceholderKind, index, seq) % 3 {
             2 => {
                 // Not a valid number: an identifier warning, as a mistyped phone.
@@ -244,16 +215,7 @@ fn plant_traps(seed: u64, index: usize, seq: usize, r: &mut Receipt) {
 
 /// Plans the receipts of person `index`.
 #[allow(clippy::too_many_arguments)]
-fn plan(
-    seed: u64,
-    now: i64,
-    index: usize,
-    slot: usize,
-    p: &Person,
-    prof: &Profile,
-    rng: &mut ChaCha8Rng,
-    out: &mut Vec<Receipt>,
-) {
+fn plan(seed: u64, now: i64, index: usize, slot: usize, p: &Person, prof: &Profile, rng: &mut ChaCha8Rng, out: &mut Vec<Receipt>) {
     let visits = 1 + pick_weighted(rng, VISIT_WEIGHTS);
     let visits = if prof.id.store_shopper { visits } else { 0 };
     let new_receipt = |ts, seq: usize, kind, store, till| Receipt {
@@ -279,11 +241,7 @@ fn plan(
             80..86 => Kind::Return,
             _ => Kind::Visit,
         };
-        let store = if rng.random_range(0..100u32) < 85 {
-            prof.home_store
-        } else {
-            pick_index(rng, STORES)
-        };
+        let store = if rng.random_range(0..100u32) < 85 { prof.home_store } else { pick_index(rng, STORES) };
         let till = 1 + pick_index(rng, 6) as u8;
         let mut r = new_receipt(ts, seq, kind, store, till);
         identify(rng, p, prof, &mut r);
@@ -332,11 +290,7 @@ fn plan(
 }
 
 /// Writes the till receipts export. See [`crate::write_channel`].
-pub(crate) fn write(
-    cfg: &GenConfig,
-    out: &mut dyn Write,
-    truth: &mut dyn Write,
-) -> anyhow::Result<ChannelStats> {
+pub(crate) fn write(cfg: &GenConfig, out: &mut dyn Write, truth: &mut dyn Write) -> anyhow::Result<ChannelStats> {
     let format = Format {
         sep: b';',
         newline: "\r\n",
@@ -352,9 +306,7 @@ pub(crate) fn write(
     write_blocks(
         &mut ctx,
         Stream::Pos,
-        |rng, (index, slot), p, prof, receipts| {
-            plan(seed, now, index, slot, p, prof, rng, receipts)
-        },
+        |rng, (index, slot), p, prof, receipts| plan(seed, now, index, slot, p, prof, rng, receipts),
         |r| (r.ts, r.slot, r.seq),
         |ctx, r, _| {
             tickets[r.store] += 1;
@@ -371,11 +323,7 @@ fn write_receipt(ctx: &mut Ctx<'_>, row: &mut Row, r: &Receipt, number: u32) -> 
     let reference = format!("{store}-{ticket}");
     let mut date = String::with_capacity(16);
     push_dmy_hm(&mut date, paris_local(r.ts), false);
-    let total: i64 = r
-        .lines
-        .iter()
-        .map(|&(p, q)| PRODUCTS[p].price_cents as i64 * q as i64)
-        .sum();
+    let total: i64 = r.lines.iter().map(|&(p, q)| PRODUCTS[p].price_cents as i64 * q as i64).sum();
     let rows = r.lines.len().max(1);
     let truth_base = Truth {
         person: r.person,
@@ -424,11 +372,7 @@ fn write_receipt(ctx: &mut Ctx<'_>, row: &mut Row, r: &Receipt, number: u32) -> 
         }
 
         let kinds: &[Defect] = match (r.kind, rows, k) {
-            (Kind::Visit, ..) => &[
-                Defect::DateInvalid,
-                Defect::EventUnknown,
-                Defect::FieldCount,
-            ],
+            (Kind::Visit, ..) => &[Defect::DateInvalid, Defect::EventUnknown, Defect::FieldCount],
             (_, 1, _) => &[
                 Defect::QuantityNotANumber,
                 Defect::PriceNotANumber,
@@ -437,17 +381,8 @@ fn write_receipt(ctx: &mut Ctx<'_>, row: &mut Row, r: &Receipt, number: u32) -> 
                 Defect::DateInvalid,
                 Defect::EventUnknown,
             ],
-            (_, _, 0) => &[
-                Defect::QuantityNotANumber,
-                Defect::PriceNotANumber,
-                Defect::SkuMissing,
-            ],
-            _ => &[
-                Defect::QuantityNotANumber,
-                Defect::PriceNotANumber,
-                Defect::SkuMissing,
-                Defect::FieldCount,
-            ],
+            (_, _, 0) => &[Defect::QuantityNotANumber, Defect::PriceNotANumber, Defect::SkuMissing],
+            _ => &[Defect::QuantityNotANumber, Defect::PriceNotANumber, Defect::SkuMissing, Defect::FieldCount],
         };
         let variant = ctx.pick(3);
         let defect = ctx.defect(kinds).filter(|_| !r.protected);
@@ -461,13 +396,7 @@ fn write_receipt(ctx: &mut Ctx<'_>, row: &mut Row, r: &Receipt, number: u32) -> 
             Some(Defect::EventUnknown) => row.set(5, UNKNOWN_TYPES[variant]),
             _ => {}
         }
-        ctx.emit_record(
-            row,
-            &Truth {
-                defect,
-                ..truth_base
-            },
-        )?;
+        ctx.emit_record(row, &Truth { defect, ..truth_base })?;
     }
     Ok(())
 }

@@ -126,12 +126,7 @@ pub(crate) fn profile(cfg: &GenConfig, index: usize, person: &Person) -> Profile
     let account_roll = percent();
     let push_opt_in = percent() < PUSH_OPT_IN_PERCENT;
     let ios = percent() < 45;
-    let web_visitor = web_roll
-        < if orders_online {
-            WEB_IF_ORDERING_PERCENT
-        } else {
-            WEB_OTHERWISE_PERCENT
-        };
+    let web_visitor = web_roll < if orders_online { WEB_IF_ORDERING_PERCENT } else { WEB_OTHERWISE_PERCENT };
 
     let cookie_draws: [(u32, i64); 2] = [(); 2].map(|()| {
         let client: u32 = rng.random_range(100_000_000..2_147_483_647);
@@ -142,10 +137,7 @@ pub(crate) fn profile(cfg: &GenConfig, index: usize, person: &Person) -> Profile
         (true, false) => 1,
         (true, true) => 2,
     };
-    let cookie_ids = cookie_draws[..cookies]
-        .iter()
-        .map(|(client, first_visit)| format!("{client}.{first_visit}"))
-        .collect();
+    let cookie_ids = cookie_draws[..cookies].iter().map(|(client, first_visit)| format!("{client}.{first_visit}")).collect();
     let device: (u64, u64) = (rng.random(), rng.random());
     let token: u64 = rng.random();
     let favourite = pick_index(&mut rng, CATEGORIES.len());
@@ -160,21 +152,11 @@ pub(crate) fn profile(cfg: &GenConfig, index: usize, person: &Person) -> Profile
     });
     let (device_id, push_token, platform) = if app_user {
         let token = if ios {
-            format!(
-                "{:016x}{:016x}{:016x}{:016x}",
-                mix64(token),
-                mix64(token ^ 1),
-                mix64(token ^ 2),
-                mix64(token ^ 3)
-            )
+            format!("{:016x}{:016x}{:016x}{:016x}", mix64(token), mix64(token ^ 1), mix64(token ^ 2), mix64(token ^ 3))
         } else {
             format!("{}:APA91b{}", b64url(token, 22), b64url(token ^ 0xFF, 60))
         };
-        (
-            Some(uuid(device.0, device.1, ios)),
-            Some(token),
-            Some(if ios { "ios" } else { "android" }),
-        )
+        (Some(uuid(device.0, device.1, ios)), Some(token), Some(if ios { "ios" } else { "android" }))
     } else {
         (None, None, None)
     };

@@ -11,9 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use super::email::MONTH_THEMES;
 use super::out::{ids, write_blocks, Ctx, Defect, Format, Row, Truth};
 use super::profile::Profile;
-use super::text::{
-    civil, dst_note, mix64, paris_instant, paris_local, phone, push_dmy_hm, weekday, DAY, HOUR,
-};
+use super::text::{civil, dst_note, mix64, paris_instant, paris_local, phone, push_dmy_hm, weekday, DAY, HOUR};
 use super::{ChannelStats, Export, SMS_REPORT_HEADER};
 use crate::rng::{pick_weighted, Stream};
 use crate::{GenConfig, Person};
@@ -45,11 +43,8 @@ fn campaigns(now: i64) -> Vec<Campaign> {
             let ts = paris_instant(send_day + 11 * HOUR);
             if ts < now - HOUR {
                 let theme = MONTH_THEMES[(month - 1) as usize];
-                let name = if d == 1 {
-                    format!("{theme} - offre SMS {d:02}/{month:02}")
-                } else {
-                    format!("Vente privée {d:02}/{month:02}")
-                };
+                let name =
+                    if d == 1 { format!("{theme} - offre SMS {d:02}/{month:02}") } else { format!("Vente privée {d:02}/{month:02}") };
                 out.push(Campaign { ts, name });
             }
         }
@@ -154,11 +149,7 @@ fn plan(
 }
 
 /// Writes the SMS gateway report. See [`crate::write_channel`].
-pub(crate) fn write(
-    cfg: &GenConfig,
-    out: &mut dyn Write,
-    truth: &mut dyn Write,
-) -> anyhow::Result<ChannelStats> {
+pub(crate) fn write(cfg: &GenConfig, out: &mut dyn Write, truth: &mut dyn Write) -> anyhow::Result<ChannelStats> {
     let mut ctx = Ctx::new(cfg, Export::SmsReport, out, truth, Format::csv(b';'));
     ctx.sink.record(&SMS_REPORT_HEADER)?;
     let now = ctx.now;
@@ -184,27 +175,14 @@ pub(crate) fn write(
             row.set(2, &r.number);
             // Replies are reported as typed (`Stop`); the spec upper-cases.
             let lower_stop = ctx.chance(20);
-            row.set(
-                3,
-                if r.status == Status::Stop && lower_stop {
-                    "Stop"
-                } else {
-                    r.status.code()
-                },
-            );
+            row.set(3, if r.status == Status::Stop && lower_stop { "Stop" } else { r.status.code() });
             push_dmy_hm(row.at(4), paris_local(r.ts), true);
             if r.status == Status::Click {
                 row.at(5).push_str("https://arian.es/");
-                row.at(5)
-                    .push_str(&format!("{:07x}", r.message & 0xFFF_FFFF));
+                row.at(5).push_str(&format!("{:07x}", r.message & 0xFFF_FFFF));
             }
             let variant = ctx.pick(3);
-            let defect = ctx.defect(&[
-                Defect::PhoneMissing,
-                Defect::DateInvalid,
-                Defect::EventUnknown,
-                Defect::FieldCount,
-            ]);
+            let defect = ctx.defect(&[Defect::PhoneMissing, Defect::DateInvalid, Defect::EventUnknown, Defect::FieldCount]);
             match defect {
                 Some(Defect::PhoneMissing) => row.set(2, ""),
                 Some(Defect::DateInvalid) => {

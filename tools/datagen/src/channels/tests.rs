@@ -20,10 +20,7 @@ fn now() -> DateTime<Utc> {
 }
 
 fn config(seed: u64, persons: usize, rate: f64) -> GenConfig {
-    GenConfig {
-        malformed_rate: rate,
-        ..GenConfig::new(seed, persons, now())
-    }
+    GenConfig { malformed_rate: rate, ..GenConfig::new(seed, persons, now()) }
 }
 
 struct Generated {
@@ -35,15 +32,9 @@ struct Generated {
 
 fn generate(cfg: &GenConfig, export: Export) -> Generated {
     let (mut bytes, mut truth_bytes) = (Vec::new(), Vec::new());
-    let stats =
-        write_channel(cfg, export, &mut bytes, &mut truth_bytes).expect("generation succeeds");
+    let stats = write_channel(cfg, export, &mut bytes, &mut truth_bytes).expect("generation succeeds");
     let truth = read_channel_truth(truth_bytes.as_slice()).expect("truth parses");
-    Generated {
-        bytes,
-        truth_bytes,
-        truth,
-        stats,
-    }
+    Generated { bytes, truth_bytes, truth, stats }
 }
 
 /// The export as text: Windows-1252 decoded, UTF-8 BOM removed.
@@ -63,24 +54,12 @@ fn physical_lines(text: &str) -> Vec<(u64, &str)> {
     if lines.last() == Some(&"") {
         lines.pop();
     }
-    lines
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| (i as u64 + 1, l.strip_suffix('\r').unwrap_or(l)))
-        .collect()
+    lines.into_iter().enumerate().map(|(i, l)| (i as u64 + 1, l.strip_suffix('\r').unwrap_or(l))).collect()
 }
 
 fn csv_fields(line: &str, sep: u8) -> Vec<String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(sep)
-        .from_reader(line.as_bytes());
-    let record = reader
-        .records()
-        .next()
-        .expect("one record")
-        .expect("valid CSV line");
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(sep).from_reader(line.as_bytes());
+    let record = reader.records().next().expect("one record").expect("valid CSV line");
     record.iter().map(str::to_owned).collect()
 }
 
@@ -88,10 +67,8 @@ fn csv_fields(line: &str, sep: u8) -> Vec<String> {
 // A small reader of the spec files.
 
 fn spec(export: Export) -> toml::Table {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../channels")
-        .join(export.channel())
-        .join(format!("{}.toml", export.name()));
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../channels").join(export.channel()).join(format!("{}.toml", export.name()));
     let text = std::fs::read_to_string(&path).expect("spec file exists");
     text.parse().expect("spec parses")
 }
@@ -101,13 +78,7 @@ fn table<'a>(t: &'a toml::Table, key: &str) -> Option<&'a toml::Table> {
 }
 
 fn string_list(v: Option<&Toml>) -> Vec<String> {
-    v.and_then(Toml::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+    v.and_then(Toml::as_array).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default()
 }
 
 /// One `[fields]` entry.
@@ -140,11 +111,7 @@ struct Spec {
 }
 
 fn str_map(v: Option<&Toml>) -> Option<BTreeMap<String, String>> {
-    v.and_then(Toml::as_table).map(|t| {
-        t.iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-            .collect()
-    })
+    v.and_then(Toml::as_table).map(|t| t.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
 }
 
 fn load(export: Export) -> Spec {
@@ -179,20 +146,11 @@ fn load(export: Export) -> Spec {
         .collect();
     Spec {
         json: kind != "csv",
-        sep: format
-            .get("separator")
-            .and_then(Toml::as_str)
-            .map_or(b',', |s| s.as_bytes()[0]),
-        decimal: format
-            .get("decimal")
-            .and_then(Toml::as_str)
-            .and_then(|s| s.chars().next())
-            .unwrap_or('.'),
+        sep: format.get("separator").and_then(Toml::as_str).map_or(b',', |s| s.as_bytes()[0]),
+        decimal: format.get("decimal").and_then(Toml::as_str).and_then(|s| s.chars().next()).unwrap_or('.'),
         paris: format.get("time_zone").and_then(Toml::as_str) == Some("Europe/Paris"),
         fill_key: fill.map(|f| string_list(f.get("key"))).unwrap_or_default(),
-        fill_columns: fill
-            .map(|f| string_list(f.get("columns")))
-            .unwrap_or_default(),
+        fill_columns: fill.map(|f| string_list(f.get("columns"))).unwrap_or_default(),
         type_constant: et.get("constant").and_then(Toml::as_str).map(str::to_owned),
         type_sources: string_list(et.get("source")),
         type_map: str_map(et.get("map")).unwrap_or_default(),
@@ -201,11 +159,7 @@ fn load(export: Export) -> Spec {
         require: et
             .get("require")
             .and_then(Toml::as_table)
-            .map(|t| {
-                t.iter()
-                    .map(|(k, v)| (k.clone(), string_list(Some(v))))
-                    .collect()
-            })
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), string_list(Some(v)))).collect())
             .unwrap_or_default(),
         fields,
     }
@@ -271,9 +225,7 @@ fn json_path<'a>(mut v: &'a Json, path: &str) -> Option<&'a Json> {
         if let Some(sel) = selector {
             let items = v.as_array()?;
             v = match sel.split_once('=') {
-                Some((k, want)) => items
-                    .iter()
-                    .find(|e| e.get(k).and_then(Json::as_str) == Some(want))?,
+                Some((k, want)) => items.iter().find(|e| e.get(k).and_then(Json::as_str) == Some(want))?,
                 None => items.get(sel.parse::<usize>().ok()?)?,
             };
         }
@@ -316,19 +268,13 @@ fn parse_time(raw: &str, format: &str, paris: bool) -> Result<Vec<DateTime<Utc>>
             _ if n > 100_000_000_000 => n,
             _ => n * 1000,
         };
-        DateTime::from_timestamp_millis(ms)
-            .map(|d| vec![d])
-            .ok_or_else(bad)
+        DateTime::from_timestamp_millis(ms).map(|d| vec![d]).ok_or_else(bad)
     };
     match format {
-        "rfc3339" => DateTime::parse_from_rfc3339(raw)
-            .map(|d| vec![d.with_timezone(&Utc)])
-            .map_err(|_| bad()),
+        "rfc3339" => DateTime::parse_from_rfc3339(raw).map(|d| vec![d.with_timezone(&Utc)]).map_err(|_| bad()),
         "epoch_ms" => epoch(Some(true)),
         "epoch_auto" => epoch(None),
-        f if f.contains("%z") => DateTime::parse_from_str(raw, f)
-            .map(|d| vec![d.with_timezone(&Utc)])
-            .map_err(|_| bad()),
+        f if f.contains("%z") => DateTime::parse_from_str(raw, f).map(|d| vec![d.with_timezone(&Utc)]).map_err(|_| bad()),
         f => {
             let naive = NaiveDateTime::parse_from_str(raw, f).map_err(|_| bad())?;
             if paris {
@@ -337,9 +283,7 @@ fn parse_time(raw: &str, format: &str, paris: bool) -> Result<Vec<DateTime<Utc>>
                     chrono::LocalResult::Ambiguous(a, b) => {
                         vec![a.with_timezone(&Utc), b.with_timezone(&Utc)]
                     }
-                    chrono::LocalResult::None => {
-                        return Err(format!("{raw:?} does not exist in Paris"))
-                    }
+                    chrono::LocalResult::None => return Err(format!("{raw:?} does not exist in Paris")),
                 };
                 Ok(local)
             } else {
@@ -354,11 +298,7 @@ fn parse_row(spec: &Spec, row: &dyn Source) -> Result<Parsed, String> {
     let event_type = match &spec.type_constant {
         Some(c) => c.clone(),
         None => {
-            let raw: Vec<String> = spec
-                .type_sources
-                .iter()
-                .map(|s| row.get(s).unwrap_or_default())
-                .collect();
+            let raw: Vec<String> = spec.type_sources.iter().map(|s| row.get(s).unwrap_or_default()).collect();
             let key = transform(&raw.join("|"), &spec.type_transforms);
             match spec.type_map.get(&key) {
                 Some(t) => t.clone(),
@@ -394,10 +334,7 @@ fn parse_row(spec: &Spec, row: &dyn Source) -> Result<Parsed, String> {
             None => value,
         };
         match name.as_str() {
-            "occurred_at" => {
-                occurred_at =
-                    parse_time(&value, f.format.as_deref().unwrap_or("rfc3339"), spec.paris)?
-            }
+            "occurred_at" => occurred_at = parse_time(&value, f.format.as_deref().unwrap_or("rfc3339"), spec.paris)?,
             "quantity" => match value.parse::<i64>() {
                 Ok(q) if q > 0 => {}
                 _ => return Err(format!("quantity {value:?}")),
@@ -414,11 +351,7 @@ fn parse_row(spec: &Spec, row: &dyn Source) -> Result<Parsed, String> {
             return Err(format!("{event_type} requires {needed}"));
         }
     }
-    Ok(Parsed {
-        event_type,
-        occurred_at,
-        values,
-    })
+    Ok(Parsed { event_type, occurred_at, values })
 }
 
 /// A usable e-mail: trimmed, lower case, one `@`, a dotted domain, no spaces.
@@ -438,29 +371,19 @@ fn email_identifier(raw: &str) -> Option<String> {
 /// phones), in E.164, from the forms people and gateways write.
 fn phone_identifier(raw: &str) -> Option<String> {
     let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
-    let national =
-        if raw.trim_start().starts_with('+') || (digits.len() == 11 && digits.starts_with("33")) {
-            digits
-                .strip_prefix("33")
-                .filter(|d| d.len() == 9)?
-                .to_owned()
-        } else {
-            digits
-                .strip_prefix('0')
-                .filter(|d| d.len() == 9)?
-                .to_owned()
-        };
+    let national = if raw.trim_start().starts_with('+') || (digits.len() == 11 && digits.starts_with("33")) {
+        digits.strip_prefix("33").filter(|d| d.len() == 9)?.to_owned()
+    } else {
+        digits.strip_prefix('0').filter(|d| d.len() == 9)?.to_owned()
+    };
     let n: u64 = national.parse().ok()?;
     let landline = national.starts_with('1');
-    (landline || crate::person::allocated_mobile(n / 100_000_000, n % 100_000_000))
-        .then(|| format!("+33{national}"))
+    (landline || crate::person::allocated_mobile(n / 100_000_000, n % 100_000_000)).then(|| format!("+33{national}"))
 }
 
 /// Usable identifiers of a parsed row by truth kind name, and the kinds
 /// written but unusable (`email_invalid`, `phone_invalid`).
-fn identifiers(
-    values: &BTreeMap<String, String>,
-) -> (BTreeMap<&'static str, String>, Vec<&'static str>) {
+fn identifiers(values: &BTreeMap<String, String>) -> (BTreeMap<&'static str, String>, Vec<&'static str>) {
     let mut out = BTreeMap::new();
     let mut warnings = Vec::new();
     if let Some(v) = values.get("customer_id") {
@@ -482,11 +405,7 @@ fn identifiers(
             None => warnings.push("phone_invalid"),
         }
     }
-    for (field, kind) in [
-        ("loyalty_card", "loyalty_card"),
-        ("device_id", "device_id"),
-        ("cookie_id", "cookie_id"),
-    ] {
+    for (field, kind) in [("loyalty_card", "loyalty_card"), ("device_id", "device_id"), ("cookie_id", "cookie_id")] {
         if let Some(v) = values.get(field) {
             out.insert(kind, v.clone());
         }
@@ -517,15 +436,13 @@ fn rows(spec: &Spec, export: Export, text: &str) -> Vec<LineRow> {
             if content.is_empty() {
                 continue;
             }
-            let parsed: Result<Box<dyn Source>, String> = serde_json::from_str::<Json>(content)
-                .map_err(|e| e.to_string())
-                .and_then(|v| {
-                    if v.is_object() {
-                        Ok(Box::new(JsonRow(v)) as Box<dyn Source>)
-                    } else {
-                        Err("not an object".to_owned())
-                    }
-                });
+            let parsed: Result<Box<dyn Source>, String> = serde_json::from_str::<Json>(content).map_err(|e| e.to_string()).and_then(|v| {
+                if v.is_object() {
+                    Ok(Box::new(JsonRow(v)) as Box<dyn Source>)
+                } else {
+                    Err("not an object".to_owned())
+                }
+            });
             out.push((line, parsed));
         }
         return out;
@@ -545,23 +462,10 @@ fn rows(spec: &Spec, export: Export, text: &str) -> Vec<LineRow> {
             out.push((line, Err(format!("{} fields", values.len()))));
             continue;
         }
-        let col = |name: &str| {
-            header
-                .iter()
-                .position(|h| h == name)
-                .expect("fill-down column")
-        };
-        let key: Vec<String> = spec
-            .fill_key
-            .iter()
-            .map(|k| values[col(k)].trim().to_owned())
-            .collect();
+        let col = |name: &str| header.iter().position(|h| h == name).expect("fill-down column");
+        let key: Vec<String> = spec.fill_key.iter().map(|k| values[col(k)].trim().to_owned()).collect();
         if let Some(prev) = &previous {
-            let prev_key: Vec<String> = spec
-                .fill_key
-                .iter()
-                .map(|k| prev[col(k)].trim().to_owned())
-                .collect();
+            let prev_key: Vec<String> = spec.fill_key.iter().map(|k| prev[col(k)].trim().to_owned()).collect();
             if !spec.fill_key.is_empty() && prev_key == key {
                 for c in &spec.fill_columns {
                     let i = col(c);
@@ -572,13 +476,7 @@ fn rows(spec: &Spec, export: Export, text: &str) -> Vec<LineRow> {
             }
         }
         previous = Some(values.clone());
-        out.push((
-            line,
-            Ok(Box::new(CsvRow {
-                header: shared_header.clone(),
-                values,
-            })),
-        ));
+        out.push((line, Ok(Box::new(CsvRow { header: shared_header.clone(), values }))));
     }
     out
 }
@@ -600,29 +498,18 @@ impl Traps {
                 (member, (person(cfg, index), channel_identity(cfg, index)))
             })
             .collect();
-        let store_phones = (1..=36)
-            .map(|n| store_generic_phone(&format!("M{n:03}")))
-            .collect();
-        Traps {
-            owner_of,
-            store_phones,
-        }
+        let store_phones = (1..=36).map(|n| store_generic_phone(&format!("M{n:03}"))).collect();
+        Traps { owner_of, store_phones }
     }
 
     /// Whether `person_id` may type e-mail `value`: their family's, or a placeholder.
     fn email(&self, person_id: &str, value: &str) -> bool {
-        BLOCKED_PLACEHOLDERS.contains(&value)
-            || self
-                .owner_of
-                .get(person_id)
-                .is_some_and(|(owner, _)| owner.email == value)
+        BLOCKED_PLACEHOLDERS.contains(&value) || self.owner_of.get(person_id).is_some_and(|(owner, _)| owner.email == value)
     }
 
     /// Whether `person_id` may browse with cookie `value`: the family tablet.
     fn cookie(&self, person_id: &str, value: &str) -> bool {
-        self.owner_of
-            .get(person_id)
-            .is_some_and(|(_, owner)| owner.cookie_ids.first().is_some_and(|c| c == value))
+        self.owner_of.get(person_id).is_some_and(|(_, owner)| owner.cookie_ids.first().is_some_and(|c| c == value))
     }
 }
 
@@ -653,10 +540,7 @@ fn check_against_spec(cfg: &GenConfig, export: Export) -> Generated {
     let mut warned: BTreeMap<Export, u64> = BTreeMap::new();
     for ((line, row), t) in rows.iter().zip(&g.truth) {
         assert_eq!(*line, t.line, "{export}: truth line");
-        let parsed = row
-            .as_ref()
-            .map_err(Clone::clone)
-            .and_then(|r| parse_row(&spec, r.as_ref()));
+        let parsed = row.as_ref().map_err(Clone::clone).and_then(|r| parse_row(&spec, r.as_ref()));
         assert_eq!(
             parsed.is_ok(),
             t.valid,
@@ -675,9 +559,7 @@ fn check_against_spec(cfg: &GenConfig, export: Export) -> Generated {
         *types.entry(parsed.event_type.clone()).or_default() += 1;
         assert_eq!(parsed.event_type, t.event_type, "{export} line {line}");
         assert!(export.event_types().contains(&t.event_type.as_str()));
-        let truth_at = DateTime::parse_from_rfc3339(&t.occurred_at_utc)
-            .unwrap()
-            .with_timezone(&Utc);
+        let truth_at = DateTime::parse_from_rfc3339(&t.occurred_at_utc).unwrap().with_timezone(&Utc);
         match (parsed.occurred_at.as_slice(), t.note.as_str()) {
             ([one], _) => assert_eq!(*one, truth_at, "{export} line {line}"),
             ([first, _], "dst_fall_back_first") => assert_eq!(*first, truth_at),
@@ -687,17 +569,12 @@ fn check_against_spec(cfg: &GenConfig, export: Export) -> Generated {
         // Identifiers: exactly the kinds the truth lists, all the person's;
         // mistyped ones exactly where the truth warns.
         let (ids, warnings) = identifiers(&parsed.values);
-        assert_eq!(
-            warnings.join("|"),
-            t.identifier_warning,
-            "{export} line {line}"
-        );
+        assert_eq!(warnings.join("|"), t.identifier_warning, "{export} line {line}");
         if !warnings.is_empty() {
             *warned.entry(export).or_insert(0) += 1;
         }
         let kinds: Vec<&str> = ids.keys().copied().collect();
-        let mut truth_kinds: Vec<&str> =
-            t.identifiers.split('|').filter(|k| !k.is_empty()).collect();
+        let mut truth_kinds: Vec<&str> = t.identifiers.split('|').filter(|k| !k.is_empty()).collect();
         truth_kinds.sort_unstable();
         assert_eq!(kinds, truth_kinds, "{export} line {line}");
         if t.person_id.is_empty() {
@@ -715,19 +592,11 @@ fn check_against_spec(cfg: &GenConfig, export: Export) -> Generated {
                 "cookie_id" => id.cookie_ids.contains(value) || traps.cookie(&t.person_id, value),
                 _ => false,
             };
-            assert!(
-                ok,
-                "{export} line {line}: {kind} {value:?} is not {}'s",
-                t.person_id
-            );
+            assert!(ok, "{export} line {line}: {kind} {value:?} is not {}'s", t.person_id);
         }
     }
     assert_eq!(types, g.stats.event_types, "{export}: per-type counts");
-    let expected_warnings = g
-        .truth
-        .iter()
-        .filter(|t| t.valid && !t.identifier_warning.is_empty())
-        .count() as u64;
+    let expected_warnings = g.truth.iter().filter(|t| t.valid && !t.identifier_warning.is_empty()).count() as u64;
     assert_eq!(warned.get(&export).copied().unwrap_or(0), expected_warnings);
     g
 }
@@ -748,27 +617,13 @@ fn every_export_follows_its_spec_and_truth() {
     }
     // Mistyped optional identifiers: kept rows, flagged in the truth.
     let cfg = config(11, 400, 0.0);
-    for export in [
-        Export::PosReceipts,
-        Export::EcommerceCheckouts,
-        Export::CrmContacts,
-    ] {
+    for export in [Export::PosReceipts, Export::EcommerceCheckouts, Export::CrmContacts] {
         let g = generate(&cfg, export);
-        let warned = g
-            .truth
-            .iter()
-            .filter(|t| !t.identifier_warning.is_empty())
-            .count();
-        assert!(
-            warned > 0 && warned * 25 < g.truth.len(),
-            "{export}: {warned}"
-        );
+        let warned = g.truth.iter().filter(|t| !t.identifier_warning.is_empty()).count();
+        assert!(warned > 0 && warned * 25 < g.truth.len(), "{export}: {warned}");
     }
     // The UTF-8 variant of the receipts too.
-    let cfg = GenConfig {
-        pos_encoding: PosEncoding::Utf8Bom,
-        ..config(12, 200, 0.05)
-    };
+    let cfg = GenConfig { pos_encoding: PosEncoding::Utf8Bom, ..config(12, 200, 0.05) };
     check_against_spec(&cfg, Export::PosReceipts);
 }
 
@@ -783,27 +638,16 @@ fn csv_headers_match_the_spec_columns() {
         let header = export.header();
         for (name, f) in &spec.fields {
             for source in &f.sources {
-                assert!(
-                    header.contains(&source.as_str()),
-                    "{export}: {name} reads {source}"
-                );
+                assert!(header.contains(&source.as_str()), "{export}: {name} reads {source}");
             }
         }
-        for c in spec
-            .fill_key
-            .iter()
-            .chain(&spec.fill_columns)
-            .chain(&spec.type_sources)
-        {
+        for c in spec.fill_key.iter().chain(&spec.fill_columns).chain(&spec.type_sources) {
             assert!(header.contains(&c.as_str()), "{export}: {c}");
         }
         // Every canonical type we produce is one the spec can produce.
         let produced: BTreeSet<&str> = spec.type_map.values().map(String::as_str).collect();
         for t in export.event_types() {
-            assert!(
-                produced.contains(t) || spec.type_constant.as_deref() == Some(*t),
-                "{export}: {t}"
-            );
+            assert!(produced.contains(t) || spec.type_constant.as_deref() == Some(*t), "{export}: {t}");
         }
     }
     let pos = load(Export::PosReceipts);
@@ -817,10 +661,7 @@ fn deterministic_bytes() {
     for export in Export::ALL {
         let a = generate(&cfg, export);
         let b = generate(&cfg, export);
-        assert!(
-            a.bytes == b.bytes && a.truth_bytes == b.truth_bytes,
-            "{export}"
-        );
+        assert!(a.bytes == b.bytes && a.truth_bytes == b.truth_bytes, "{export}");
         assert_eq!(a.stats, b.stats);
         let c = generate(&other, export);
         assert_ne!(a.bytes, c.bytes, "{export}");
@@ -837,14 +678,8 @@ fn orders_export_is_the_orders_writer() {
     let legacy = crate::read_truth(legacy_truth.as_slice()).unwrap();
     assert_eq!(legacy.len(), g.truth.len());
     for (l, t) in legacy.iter().zip(&g.truth) {
-        assert_eq!(
-            (l.line, &l.person_id, l.valid),
-            (t.line, &t.person_id, t.valid)
-        );
-        assert_eq!(
-            (&l.order_id, &l.created_at_utc, &l.defect),
-            (&t.reference, &t.occurred_at_utc, &t.defect)
-        );
+        assert_eq!((l.line, &l.person_id, l.valid), (t.line, &t.person_id, t.valid));
+        assert_eq!((&l.order_id, &l.created_at_utc, &l.defect), (&t.reference, &t.occurred_at_utc, &t.defect));
     }
     assert_eq!(g.stats.malformed_rows, stats.malformed_rows);
     assert_eq!(g.stats.persons, stats.persons_with_orders);
@@ -856,33 +691,21 @@ fn pos_receipts_are_windows_1252_or_utf8_with_bom() {
     let g = generate(&cfg, Export::PosReceipts);
     let header = POS_RECEIPTS_HEADER.join(";");
     // Real single-byte accents: `é` is 0xE9.
-    assert!(g
-        .bytes
-        .starts_with(b"Magasin;Date;Caisse;Ticket;Ligne;Type;Carte fid\xe9lit\xe9;"));
+    assert!(g.bytes.starts_with(b"Magasin;Date;Caisse;Ticket;Ligne;Type;Carte fid\xe9lit\xe9;"));
     assert!(std::str::from_utf8(&g.bytes).is_err());
     let (text, _, had_errors) = encoding_rs::WINDOWS_1252.decode(&g.bytes);
     assert!(!had_errors);
     assert!(text.starts_with(&format!("{header}\r\n")));
     assert!(text.contains("Vêtements") || text.contains("Beauté") || text.contains("Libellé"));
 
-    let utf8 = generate(
-        &GenConfig {
-            pos_encoding: PosEncoding::Utf8Bom,
-            ..cfg.clone()
-        },
-        Export::PosReceipts,
-    );
+    let utf8 = generate(&GenConfig { pos_encoding: PosEncoding::Utf8Bom, ..cfg.clone() }, Export::PosReceipts);
     assert!(utf8.bytes.starts_with(b"\xef\xbb\xbf"));
     let utf8_text = std::str::from_utf8(&utf8.bytes[3..]).unwrap();
     assert_eq!(utf8_text, text, "same content, other encoding");
     assert_eq!(utf8.truth_bytes, g.truth_bytes);
     // Every table string the receipts may hold has a Windows-1252 form.
     for product in crate::data::PRODUCTS {
-        assert!(
-            !encoding_rs::WINDOWS_1252.encode(product.name).2,
-            "{}",
-            product.name
-        );
+        assert!(!encoding_rs::WINDOWS_1252.encode(product.name).2, "{}", product.name);
     }
 }
 
@@ -892,26 +715,10 @@ fn crm_has_a_bom_and_crlf() {
     let header = format!("\u{feff}{}\r\n", CRM_CONTACTS_HEADER.join(";"));
     assert!(g.bytes.starts_with(header.as_bytes()));
     let text = std::str::from_utf8(&g.bytes).unwrap();
-    assert!(text
-        .split('\n')
-        .filter(|l| !l.is_empty())
-        .all(|l| l.ends_with('\r')));
-    for export in [
-        Export::EmailActivity,
-        Export::SmsReport,
-        Export::EcommerceCheckouts,
-    ] {
+    assert!(text.split('\n').filter(|l| !l.is_empty()).all(|l| l.ends_with('\r')));
+    for export in [Export::EmailActivity, Export::SmsReport, Export::EcommerceCheckouts] {
         let g = generate(&config(3, 50, 0.0), export);
-        assert!(g.bytes.starts_with(
-            export
-                .header()
-                .join(if export == Export::SmsReport {
-                    ";"
-                } else {
-                    ","
-                })
-                .as_bytes()
-        ));
+        assert!(g.bytes.starts_with(export.header().join(if export == Export::SmsReport { ";" } else { "," }).as_bytes()));
         assert!(!g.bytes.contains(&b'\r'), "{export}");
     }
 }
@@ -925,11 +732,7 @@ fn receipts_fill_down_and_visits() {
     let level: Vec<usize> = POS_RECEIPT_LEVEL_COLUMNS.iter().map(|c| col(c)).collect();
     let (mut later_lines, mut visits, mut anonymous, mut spaced_cards) = (0, 0, 0, 0);
     let mut previous_ticket = String::new();
-    for ((_, line), t) in physical_lines(&text)[1..]
-        .iter()
-        .filter(|(_, l)| !l.is_empty())
-        .zip(&g.truth)
-    {
+    for ((_, line), t) in physical_lines(&text)[1..].iter().filter(|(_, l)| !l.is_empty()).zip(&g.truth) {
         let f = csv_fields(line, b';');
         let ticket = format!("{}-{}", f[col("Magasin")], f[col("Ticket")]);
         assert_eq!(ticket, t.reference);
@@ -945,14 +748,7 @@ fn receipts_fill_down_and_visits() {
         }
         if t.event_type == "store_visit" {
             visits += 1;
-            for c in [
-                "Code article",
-                "Libellé",
-                "Quantité",
-                "Prix unitaire",
-                "Montant ligne",
-                "Total ticket",
-            ] {
+            for c in ["Code article", "Libellé", "Quantité", "Prix unitaire", "Montant ligne", "Total ticket"] {
                 assert!(f[col(c)].is_empty(), "{line}");
             }
             assert!(!t.person_id.is_empty(), "visits are identified");
@@ -961,16 +757,12 @@ fn receipts_fill_down_and_visits() {
             anonymous += 1;
             assert!(t.identifiers.is_empty());
         }
-        if f[col("Carte fidélité")].contains(' ') || f[col("Carte fidélité")].starts_with("arf")
-        {
+        if f[col("Carte fidélité")].contains(' ') || f[col("Carte fidélité")].starts_with("arf") {
             spaced_cards += 1;
         }
         previous_ticket = ticket;
     }
-    assert!(
-        later_lines > 100 && visits > 20 && anonymous > 100 && spaced_cards > 5,
-        "{later_lines} {visits} {anonymous} {spaced_cards}"
-    );
+    assert!(later_lines > 100 && visits > 20 && anonymous > 100 && spaced_cards > 5, "{later_lines} {visits} {anonymous} {spaced_cards}");
     let types = &g.stats.event_types;
     assert!(types["return"] > 10 && types["store_purchase"] > types["return"]);
 }
@@ -982,51 +774,15 @@ fn receipts_at_the_dst_edges() {
     let text = decode(&cfg, Export::PosReceipts, &g.bytes);
     let lines = physical_lines(&text);
     let at = |note: &str| {
-        let t = g
-            .truth
-            .iter()
-            .find(|t| t.note == note)
-            .unwrap_or_else(|| panic!("{note}"));
+        let t = g.truth.iter().find(|t| t.note == note).unwrap_or_else(|| panic!("{note}"));
         let line = lines[t.line as usize - 1].1;
-        (
-            csv_fields(line, b';')[1].clone(),
-            t.occurred_at_utc.clone(),
-            t.person_id.clone(),
-        )
+        (csv_fields(line, b';')[1].clone(), t.occurred_at_utc.clone(), t.person_id.clone())
     };
     // 2026: spring switch on March 29, autumn switch on October 25.
-    assert_eq!(
-        at("dst_spring_forward_before"),
-        (
-            "29/03/2026 01:45".to_owned(),
-            "2026-03-29T00:45:00Z".to_owned(),
-            "P0000000".to_owned()
-        )
-    );
-    assert_eq!(
-        at("dst_spring_forward_after"),
-        (
-            "29/03/2026 03:15".to_owned(),
-            "2026-03-29T01:15:00Z".to_owned(),
-            "P0000001".to_owned()
-        )
-    );
-    assert_eq!(
-        at("dst_fall_back_first"),
-        (
-            "25/10/2026 02:30".to_owned(),
-            "2026-10-25T00:30:00Z".to_owned(),
-            "P0000002".to_owned()
-        )
-    );
-    assert_eq!(
-        at("dst_fall_back_second"),
-        (
-            "25/10/2026 02:30".to_owned(),
-            "2026-10-25T01:30:00Z".to_owned(),
-            "P0000003".to_owned()
-        )
-    );
+    assert_eq!(at("dst_spring_forward_before"), ("29/03/2026 01:45".to_owned(), "2026-03-29T00:45:00Z".to_owned(), "P0000000".to_owned()));
+    assert_eq!(at("dst_spring_forward_after"), ("29/03/2026 03:15".to_owned(), "2026-03-29T01:15:00Z".to_owned(), "P0000001".to_owned()));
+    assert_eq!(at("dst_fall_back_first"), ("25/10/2026 02:30".to_owned(), "2026-10-25T00:30:00Z".to_owned(), "P0000002".to_owned()));
+    assert_eq!(at("dst_fall_back_second"), ("25/10/2026 02:30".to_owned(), "2026-10-25T01:30:00Z".to_owned(), "P0000003".to_owned()));
     // Never a local time inside the spring gap.
     assert!(!text.contains("29/03/2026 02:"));
 }
@@ -1034,27 +790,18 @@ fn receipts_at_the_dst_edges() {
 #[test]
 fn malformed_share_follows_the_rate() {
     for export in Export::ALL {
-        let sized = |rate| GenConfig {
-            max_rows: Some(8_000),
-            ..config(2024, 100_000, rate)
-        };
+        let sized = |rate| GenConfig { max_rows: Some(8_000), ..config(2024, 100_000, rate) };
         let low = generate(&sized(0.004), export);
         let high = generate(&sized(0.05), export);
         assert_eq!(low.stats.rows, 8_000, "{export}");
-        assert_eq!(
-            low.stats.rows, high.stats.rows,
-            "{export}: same rows whatever the rate"
-        );
+        assert_eq!(low.stats.rows, high.stats.rows, "{export}: same rows whatever the rate");
         let share = high.stats.malformed_rows as f64 / high.stats.rows as f64;
         assert!((0.035..=0.065).contains(&share), "{export}: share {share}");
         let share = low.stats.malformed_rows as f64 / low.stats.rows as f64;
         assert!(share <= 0.009, "{export}: share {share}");
         for (l, h) in low.truth.iter().zip(&high.truth) {
             assert_eq!((&l.person_id, &l.event_type), (&h.person_id, &h.event_type));
-            assert!(
-                l.valid || !h.valid,
-                "{export}: defects only grow with the rate"
-            );
+            assert!(l.valid || !h.valid, "{export}: defects only grow with the rate");
         }
         let defects: BTreeSet<&str> = high.truth.iter().map(|t| t.defect.as_str()).collect();
         assert!(defects.len() >= 3, "{export}: {defects:?}");
@@ -1064,13 +811,7 @@ fn malformed_share_follows_the_rate() {
 #[test]
 fn blank_lines_are_counted_in_line_numbers() {
     let cfg = config(31, 600, 0.0);
-    for export in [
-        Export::PosReceipts,
-        Export::WebEvents,
-        Export::EmailActivity,
-        Export::SmsReport,
-        Export::CrmContacts,
-    ] {
+    for export in [Export::PosReceipts, Export::WebEvents, Export::EmailActivity, Export::SmsReport, Export::CrmContacts] {
         let g = generate(&cfg, export);
         assert!(g.stats.blank_lines > 0, "{export}");
         let text = decode(&cfg, export, &g.bytes);
@@ -1079,11 +820,7 @@ fn blank_lines_are_counted_in_line_numbers() {
         let blanks = lines.iter().filter(|(_, l)| l.is_empty()).count() as u64;
         assert_eq!(blanks, g.stats.blank_lines, "{export}");
         for t in &g.truth {
-            assert!(
-                !lines[t.line as usize - 1].1.is_empty(),
-                "{export}: line {}",
-                t.line
-            );
+            assert!(!lines[t.line as usize - 1].1.is_empty(), "{export}: line {}", t.line);
         }
     }
 }
@@ -1095,25 +832,17 @@ fn the_same_persons_appear_in_several_channels() {
     for export in Export::ALL {
         let g = generate(&cfg, export);
         for t in g.truth.iter().filter(|t| !t.person_id.is_empty()) {
-            channels_of
-                .entry(t.person_id.clone())
-                .or_default()
-                .insert(export.channel());
+            channels_of.entry(t.person_id.clone()).or_default().insert(export.channel());
         }
     }
     assert_eq!(channels_of.len(), 400, "everyone is in the CRM");
     let in_three = channels_of.values().filter(|c| c.len() >= 3).count();
     let in_five = channels_of.values().filter(|c| c.len() >= 5).count();
     assert!(in_three > 250 && in_five > 20, "{in_three} {in_five}");
-    let share =
-        |channel: &str| channels_of.values().filter(|c| c.contains(channel)).count() as f64 / 400.0;
+    let share = |channel: &str| channels_of.values().filter(|c| c.contains(channel)).count() as f64 / 400.0;
     assert!((0.5..0.7).contains(&share("pos")), "pos {}", share("pos"));
     assert!((0.4..0.6).contains(&share("web")), "web {}", share("web"));
-    assert!(
-        (0.75..0.95).contains(&share("email")),
-        "email {}",
-        share("email")
-    );
+    assert!((0.75..0.95).contains(&share("email")), "email {}", share("email"));
     assert!((0.2..0.4).contains(&share("sms")), "sms {}", share("sms"));
     assert!((0.15..0.35).contains(&share("app")), "app {}", share("app"));
 
@@ -1123,16 +852,8 @@ fn the_same_persons_appear_in_several_channels() {
         let seen = &channels_of[&id.person_id];
         assert_eq!(id.web_visitor, seen.contains("web"), "{}", id.person_id);
         // Subscribers created lately may not have received anything yet.
-        assert!(
-            id.sms_subscriber || !seen.contains("sms"),
-            "{}",
-            id.person_id
-        );
-        assert!(
-            id.email_subscriber || !seen.contains("email"),
-            "{}",
-            id.person_id
-        );
+        assert!(id.sms_subscriber || !seen.contains("sms"), "{}", id.person_id);
+        assert!(id.email_subscriber || !seen.contains("email"), "{}", id.person_id);
         assert!(id.app_user || !seen.contains("app"), "{}", id.person_id);
         assert!(id.loyalty_card.is_none() || id.store_shopper);
         assert_eq!(id.app_user, id.device_id.is_some());
@@ -1149,31 +870,12 @@ fn identifiers_are_written_in_varied_forms() {
     }
     let email = String::from_utf8(generate(&cfg, Export::EmailActivity).bytes).unwrap();
     assert!(email.lines().any(|l| l.starts_with(' ')), "padded e-mails");
-    assert!(email.lines().any(|l| l
-        .split(',')
-        .next()
-        .is_some_and(|e| e.chars().any(char::is_uppercase))));
+    assert!(email.lines().any(|l| l.split(',').next().is_some_and(|e| e.chars().any(char::is_uppercase))));
     let crm = String::from_utf8(generate(&cfg, Export::CrmContacts).bytes).unwrap();
-    let fields: Vec<Vec<String>> = crm
-        .lines()
-        .skip(1)
-        .filter(|l| !l.is_empty())
-        .map(|l| csv_fields(l, b';'))
-        .collect();
-    assert!(
-        fields.iter().any(|f| f[9].contains(' ')),
-        "spaced postal codes"
-    );
-    assert!(
-        fields
-            .iter()
-            .any(|f| f[5].chars().all(|c| !c.is_lowercase())),
-        "upper-case names"
-    );
-    assert!(
-        fields.iter().any(|f| f[7].starts_with("+33 "))
-            && fields.iter().any(|f| f[7].starts_with("06 "))
-    );
+    let fields: Vec<Vec<String>> = crm.lines().skip(1).filter(|l| !l.is_empty()).map(|l| csv_fields(l, b';')).collect();
+    assert!(fields.iter().any(|f| f[9].contains(' ')), "spaced postal codes");
+    assert!(fields.iter().any(|f| f[5].chars().all(|c| !c.is_lowercase())), "upper-case names");
+    assert!(fields.iter().any(|f| f[7].starts_with("+33 ")) && fields.iter().any(|f| f[7].starts_with("06 ")));
     let web = String::from_utf8(generate(&cfg, Export::WebEvents).bytes).unwrap();
     assert!(web.contains("\"event_timestamp\":\"") && web.contains("\"event_timestamp\":1"));
     assert!(web.contains("\"key\":\"email\"") && web.contains("\"user_id\""));
@@ -1183,10 +885,7 @@ fn identifiers_are_written_in_varied_forms() {
 #[test]
 fn max_rows_cuts_cleanly() {
     for export in Export::ALL {
-        let cfg = GenConfig {
-            max_rows: Some(257),
-            ..config(4, 10_000, 0.01)
-        };
+        let cfg = GenConfig { max_rows: Some(257), ..config(4, 10_000, 0.01) };
         let g = generate(&cfg, export);
         assert_eq!(g.stats.rows, 257, "{export}");
         assert_eq!(g.truth.len(), 257, "{export}");
@@ -1196,10 +895,7 @@ fn max_rows_cuts_cleanly() {
         }
     }
     // Persons beyond what is needed are never generated: fast even with a huge count.
-    let cfg = GenConfig {
-        max_rows: Some(1000),
-        ..config(4, 50_000_000, 0.0)
-    };
+    let cfg = GenConfig { max_rows: Some(1000), ..config(4, 50_000_000, 0.0) };
     let started = std::time::Instant::now();
     assert_eq!(generate(&cfg, Export::CrmContacts).stats.rows, 1000);
     assert!(started.elapsed().as_secs() < 20);
@@ -1241,10 +937,7 @@ fn exports_names_and_parsing() {
     assert_eq!("crm".parse::<Export>(), Ok(Export::CrmContacts));
     assert!("ecommerce".parse::<Export>().is_err());
     assert_eq!("utf-8-bom".parse::<PosEncoding>(), Ok(PosEncoding::Utf8Bom));
-    assert_eq!(
-        "cp1252".parse::<PosEncoding>(),
-        Ok(PosEncoding::Windows1252)
-    );
+    assert_eq!("cp1252".parse::<PosEncoding>(), Ok(PosEncoding::Windows1252));
 }
 
 #[test]
@@ -1258,25 +951,13 @@ fn channels_dir_layout() {
     for (export, stats) in Export::ALL.iter().zip(&summary.exports) {
         let bytes = std::fs::read(dir.join(export.relative_path())).unwrap();
         assert_eq!(bytes, generate(&cfg, *export).bytes, "{export}");
-        let truth = read_channel_truth(
-            std::fs::File::open(dir.join(export.truth_relative_path())).unwrap(),
-        )
-        .unwrap();
+        let truth = read_channel_truth(std::fs::File::open(dir.join(export.truth_relative_path())).unwrap()).unwrap();
         assert_eq!(truth.len() as u64, stats.rows);
     }
     let identities = std::fs::read_to_string(dir.join("identities.csv")).unwrap();
-    assert_eq!(
-        identities.lines().next(),
-        Some(IDENTITIES_HEADER.join(",").as_str())
-    );
+    assert_eq!(identities.lines().next(), Some(IDENTITIES_HEADER.join(",").as_str()));
     assert_eq!(identities.lines().count(), 61);
-    assert_eq!(
-        std::fs::read_to_string(dir.join("persons.csv"))
-            .unwrap()
-            .lines()
-            .count(),
-        61
-    );
+    assert_eq!(std::fs::read_to_string(dir.join("persons.csv")).unwrap().lines().count(), 61);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -1302,14 +983,9 @@ fn read_valid_rows(cfg: &GenConfig, export: Export) -> Vec<ReadRow> {
         .zip(g.truth)
         .filter(|(_, t)| t.valid)
         .map(|((_, row), truth)| {
-            let parsed = parse_row(&spec, row.expect("valid row reads").as_ref())
-                .expect("valid row parses");
+            let parsed = parse_row(&spec, row.expect("valid row reads").as_ref()).expect("valid row parses");
             let (ids, _) = identifiers(&parsed.values);
-            ReadRow {
-                truth,
-                ids,
-                values: parsed.values,
-            }
+            ReadRow { truth, ids, values: parsed.values }
         })
         .collect()
 }
@@ -1317,15 +993,10 @@ fn read_valid_rows(cfg: &GenConfig, export: Export) -> Vec<ReadRow> {
 #[test]
 fn identity_traps_are_planted() {
     let cfg = config(7, 500, DEFAULT_MALFORMED_RATE);
-    let read: BTreeMap<Export, Vec<ReadRow>> = [
-        Export::PosReceipts,
-        Export::EcommerceCheckouts,
-        Export::WebEvents,
-        Export::CrmContacts,
-    ]
-    .into_iter()
-    .map(|e| (e, read_valid_rows(&cfg, e)))
-    .collect();
+    let read: BTreeMap<Export, Vec<ReadRow>> = [Export::PosReceipts, Export::EcommerceCheckouts, Export::WebEvents, Export::CrmContacts]
+        .into_iter()
+        .map(|e| (e, read_valid_rows(&cfg, e)))
+        .collect();
 
     // Family members sharing an e-mail: the second member's rows carry the
     // first member's e-mail (in several channels) and their own customer id.
@@ -1351,19 +1022,13 @@ fn identity_traps_are_planted() {
             }
         }
     }
-    assert!(
-        shared_in.values().any(|exports| exports.len() >= 2),
-        "{shared_in:?}"
-    );
+    assert!(shared_in.values().any(|exports| exports.len() >= 2), "{shared_in:?}");
 
     // Family tablet: one cookie with two customer ids (two true persons).
     let mut by_cookie: BTreeMap<&str, BTreeSet<(&str, &str)>> = BTreeMap::new();
     for r in &read[&Export::WebEvents] {
         if let (Some(cookie), Some(customer)) = (r.ids.get("cookie_id"), r.ids.get("customer_id")) {
-            by_cookie
-                .entry(cookie)
-                .or_default()
-                .insert((customer, &r.truth.person_id));
+            by_cookie.entry(cookie).or_default().insert((customer, &r.truth.person_id));
         }
     }
     let tablets: Vec<_> = by_cookie.iter().filter(|(_, seen)| seen.len() >= 2).collect();
@@ -1372,18 +1037,11 @@ fn identity_traps_are_planted() {
         let persons: BTreeSet<&str> = seen.iter().map(|s| s.1).collect();
         assert_eq!(persons.len(), 2, "{cookie}: {seen:?}");
         let persons: Vec<&str> = persons.into_iter().collect();
-        assert!(
-            pairs
-                .iter()
-                .any(|(a, b)| persons.contains(&a.as_str()) && persons.contains(&b.as_str())),
-            "{cookie} is a family's"
-        );
+        assert!(pairs.iter().any(|(a, b)| persons.contains(&a.as_str()) && persons.contains(&b.as_str())), "{cookie} is a family's");
     }
 
     // The store's generic phone, on receipts of different persons.
-    let store_phones: BTreeSet<String> = (1..=36)
-        .map(|n| store_generic_phone(&format!("M{n:03}")))
-        .collect();
+    let store_phones: BTreeSet<String> = (1..=36).map(|n| store_generic_phone(&format!("M{n:03}"))).collect();
     let receipts = &read[&Export::PosReceipts];
     let mut by_store_phone: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     let mut store_phone_receipts = BTreeSet::new();
@@ -1391,22 +1049,14 @@ fn identity_traps_are_planted() {
         if let Some(phone) = r.ids.get("phone").filter(|p| store_phones.contains(*p)) {
             assert!(r.ids.contains_key("loyalty_card"), "{}", r.truth.reference);
             assert!(!r.truth.person_id.is_empty());
-            by_store_phone
-                .entry(phone)
-                .or_default()
-                .insert(&r.truth.person_id);
+            by_store_phone.entry(phone).or_default().insert(&r.truth.person_id);
             store_phone_receipts.insert(&r.truth.reference);
         }
     }
-    let persons_with_store_phone: BTreeSet<&str> =
-        by_store_phone.values().flatten().copied().collect();
+    let persons_with_store_phone: BTreeSet<&str> = by_store_phone.values().flatten().copied().collect();
     assert!(persons_with_store_phone.len() >= 5, "{by_store_phone:?}");
     assert!(by_store_phone.values().any(|p| p.len() >= 2), "{by_store_phone:?}");
-    let carded: BTreeSet<&String> = receipts
-        .iter()
-        .filter(|r| r.ids.contains_key("loyalty_card"))
-        .map(|r| &r.truth.reference)
-        .collect();
+    let carded: BTreeSet<&String> = receipts.iter().filter(|r| r.ids.contains_key("loyalty_card")).map(|r| &r.truth.reference).collect();
     let share = store_phone_receipts.len() as f64 / carded.len() as f64;
     assert!((0.01..0.06).contains(&share), "{share}");
 
@@ -1445,12 +1095,7 @@ fn identity_traps_are_planted() {
 fn identity_traps_are_deterministic() {
     let cfg = config(7, 500, DEFAULT_MALFORMED_RATE);
     assert_eq!(family_pairs(&cfg), family_pairs(&cfg.clone()));
-    for export in [
-        Export::PosReceipts,
-        Export::EcommerceCheckouts,
-        Export::WebEvents,
-        Export::CrmContacts,
-    ] {
+    for export in [Export::PosReceipts, Export::EcommerceCheckouts, Export::WebEvents, Export::CrmContacts] {
         let (a, b) = (generate(&cfg, export), generate(&cfg, export));
         assert!(a.bytes == b.bytes && a.truth_bytes == b.truth_bytes, "{export}");
     }
@@ -1463,11 +1108,7 @@ fn identity_traps_are_deterministic() {
         let clean = generate(&config(7, 500, 0.0), export);
         assert_eq!(g.truth.len(), clean.truth.len(), "{export}");
         for (a, b) in g.truth.iter().zip(&clean.truth) {
-            assert_eq!(
-                (&a.person_id, &a.event_type, &a.reference),
-                (&b.person_id, &b.event_type, &b.reference),
-                "{export}"
-            );
+            assert_eq!((&a.person_id, &a.event_type, &a.reference), (&b.person_id, &b.event_type, &b.reference), "{export}");
         }
     }
 }
@@ -1481,10 +1122,7 @@ fn truth_persons_cover_every_valid_row() {
     let persons = read_truth_persons(&dir).unwrap();
     let mut expected = 0;
     for export in Export::ALL {
-        let truth = read_channel_truth(
-            std::fs::File::open(dir.join(export.truth_relative_path())).unwrap(),
-        )
-        .unwrap();
+        let truth = read_channel_truth(std::fs::File::open(dir.join(export.truth_relative_path())).unwrap()).unwrap();
         assert!(truth.iter().any(|t| !t.valid), "{export}: some invalid rows");
         for t in &truth {
             let got = persons.get(&(export.relative_path(), t.line));
@@ -1501,9 +1139,7 @@ fn truth_persons_cover_every_valid_row() {
     let (owner, member) = family_pairs(&cfg).into_iter().next().unwrap();
     let values: BTreeSet<&String> = persons.values().collect();
     assert!(values.contains(&owner) && values.contains(&member));
-    assert!(persons
-        .keys()
-        .all(|(path, line)| *line >= 1 && Export::ALL.iter().any(|e| e.relative_path() == *path)));
+    assert!(persons.keys().all(|(path, line)| *line >= 1 && Export::ALL.iter().any(|e| e.relative_path() == *path)));
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(read_truth_persons(&dir).is_err());
 }

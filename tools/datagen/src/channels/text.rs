@@ -131,19 +131,12 @@ pub(crate) fn dst_note(ts: i64) -> &'static str {
 }
 
 /// Relative frequency of Paris local hours 0..24 for online activity.
-pub(crate) const ONLINE_HOUR_WEIGHTS: [u32; 24] = [
-    10, 5, 3, 2, 2, 3, 10, 20, 30, 40, 50, 50, 60, 60, 50, 50, 50, 50, 60, 70, 80, 80, 60, 30,
-];
+pub(crate) const ONLINE_HOUR_WEIGHTS: [u32; 24] =
+    [10, 5, 3, 2, 2, 3, 10, 20, 30, 40, 50, 50, 60, 60, 50, 50, 50, 50, 60, 70, 80, 80, 60, 30];
 
 /// An instant between `oldest` and `newest` seconds before `now`, at a Paris
 /// local hour drawn from `hour_weights`, never after `now`.
-pub(crate) fn draw_local_time(
-    rng: &mut ChaCha8Rng,
-    now: i64,
-    oldest: i64,
-    newest: i64,
-    hour_weights: &[u32; 24],
-) -> i64 {
+pub(crate) fn draw_local_time(rng: &mut ChaCha8Rng, now: i64, oldest: i64, newest: i64, hour_weights: &[u32; 24]) -> i64 {
     let age = rng.random_range(newest..=oldest.max(newest));
     let hour = pick_weighted(rng, hour_weights) as i64;
     let second = rng.random_range(0..HOUR);
@@ -299,14 +292,7 @@ pub(crate) fn mix64(x: u64) -> u64 {
 pub(crate) fn uuid(hi: u64, lo: u64, upper: bool) -> String {
     let hi = (hi & 0xFFFF_FFFF_FFFF_0FFF) | 0x4000;
     let lo = (lo & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000;
-    let s = format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        hi >> 32,
-        (hi >> 16) & 0xFFFF,
-        hi & 0xFFFF,
-        lo >> 48,
-        lo & 0xFFFF_FFFF_FFFF
-    );
+    let s = format!("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", hi >> 32, (hi >> 16) & 0xFFFF, hi & 0xFFFF, lo >> 48, lo & 0xFFFF_FFFF_FFFF);
     if upper {
         s.to_ascii_uppercase()
     } else {
@@ -326,28 +312,9 @@ mod tests {
 
     #[test]
     fn civil_matches_chrono() {
-        for ts in [
-            0i64,
-            951_782_400,
-            1_709_251_199,
-            1_795_392_000,
-            1_774_746_000,
-            4_102_444_800,
-            -86_401,
-        ] {
+        for ts in [0i64, 951_782_400, 1_709_251_199, 1_795_392_000, 1_774_746_000, 4_102_444_800, -86_401] {
             let d = DateTime::from_timestamp(ts, 0).unwrap();
-            assert_eq!(
-                civil(ts),
-                (
-                    i64::from(d.year()),
-                    d.month(),
-                    d.day(),
-                    d.hour(),
-                    d.minute(),
-                    d.second()
-                ),
-                "{ts}"
-            );
+            assert_eq!(civil(ts), (i64::from(d.year()), d.month(), d.day(), d.hour(), d.minute(), d.second()), "{ts}");
             assert_eq!(weekday(ts), i64::from(d.weekday().num_days_from_sunday()));
         }
     }

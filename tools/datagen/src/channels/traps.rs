@@ -89,15 +89,10 @@ pub(crate) fn per_mille(seed: u64, salt: Salt, a: u64, b: u64, per_mille: u64) -
 /// sometimes type it instead of the customer's phone.
 pub fn store_generic_phone(store_id: &str) -> String {
     let id = store_id.trim();
-    let key = id
-        .strip_prefix(['M', 'm'])
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or_else(|| {
-            // FNV-1a of any other id.
-            id.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
-            })
-        });
+    let key = id.strip_prefix(['M', 'm']).and_then(|n| n.parse::<u64>().ok()).unwrap_or_else(|| {
+        // FNV-1a of any other id.
+        id.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3))
+    });
     // An affine bijection of 0..10^7 (7_919 is prime to 10): distinct stores,
     // random-looking numbers.
     let digits = (key % 10_000_000 * 7_919 + 4_271_003) % 10_000_000;
@@ -149,11 +144,7 @@ impl Families {
                 .or_else(|| order.iter().copied().find(|&j| both(j, &|(web, _)| web)))
                 .unwrap_or(start)
         });
-        Families {
-            seed: cfg.seed,
-            persons: cfg.persons,
-            forced,
-        }
+        Families { seed: cfg.seed, persons: cfg.persons, forced }
     }
 
     /// `(first member, second member)` of pair slot `slot` (persons
@@ -162,17 +153,12 @@ impl Families {
         if 2 * slot + 1 >= self.persons {
             return None;
         }
-        let family = self.forced == Some(slot)
-            || per_mille(self.seed, Salt::Family, slot as u64, 0, FAMILY_PER_MILLE);
+        let family = self.forced == Some(slot) || per_mille(self.seed, Salt::Family, slot as u64, 0, FAMILY_PER_MILLE);
         if !family {
             return None;
         }
         let (a, b) = (2 * slot, 2 * slot + 1);
-        Some(if roll(self.seed, Salt::Owner, slot as u64, 0) & 1 == 0 {
-            (a, b)
-        } else {
-            (b, a)
-        })
+        Some(if roll(self.seed, Salt::Owner, slot as u64, 0) & 1 == 0 { (a, b) } else { (b, a) })
     }
 
     /// Every family pair, by slot.
@@ -192,13 +178,10 @@ impl Families {
         let owner_profile = profile(cfg, owner, &owner_person);
         let tablet = prof.id.web_visitor
             && owner_profile.id.web_visitor
-            && (self.forced == Some(slot)
-                || roll(cfg.seed, Salt::Tablet, slot as u64, 0) % 100 < TABLET_PERCENT);
+            && (self.forced == Some(slot) || roll(cfg.seed, Salt::Tablet, slot as u64, 0) % 100 < TABLET_PERCENT);
         Some(FamilyLink {
             owner_email: owner_person.email,
-            tablet_cookie: tablet
-                .then(|| owner_profile.id.cookie_ids.first().cloned())
-                .flatten(),
+            tablet_cookie: tablet.then(|| owner_profile.id.cookie_ids.first().cloned()).flatten(),
         })
     }
 }
@@ -206,19 +189,14 @@ impl Families {
 /// The canonical e-mail person `p` types: their family's first member's for
 /// a family's second member, else their own.
 pub(crate) fn typed_email_of<'a>(p: &'a Person, prof: &'a Profile) -> &'a str {
-    prof.family
-        .as_ref()
-        .map_or(p.email.as_str(), |f| f.owner_email.as_str())
+    prof.family.as_ref().map_or(p.email.as_str(), |f| f.owner_email.as_str())
 }
 
 /// Whether web session `session` (0-based) of person `index` is browsed on
 /// the family tablet (their family's first member's cookie).
 pub(crate) fn on_family_tablet(seed: u64, index: usize, prof: &Profile, session: usize) -> bool {
-    prof.family
-        .as_ref()
-        .is_some_and(|f| f.tablet_cookie.is_some())
-        && roll(seed, Salt::TabletSession, index as u64, session as u64) % 100
-            < TABLET_SESSION_PERCENT
+    prof.family.as_ref().is_some_and(|f| f.tablet_cookie.is_some())
+        && roll(seed, Salt::TabletSession, index as u64, session as u64) % 100 < TABLET_SESSION_PERCENT
 }
 
 /// The family pairs of `cfg` as `(first member, second member)` person ids
@@ -232,10 +210,7 @@ pub(crate) fn on_family_tablet(seed: u64, index: usize, prof: &Profile, session:
 /// About 2 % of persons belong to a pair, at least one pair when
 /// `cfg.persons >= 50`; pairs depend on `cfg.seed` and `cfg.persons` only.
 pub fn family_pairs(cfg: &GenConfig) -> Vec<(String, String)> {
-    Families::new(cfg)
-        .all()
-        .map(|(owner, member)| (format!("P{owner:07}"), format!("P{member:07}")))
-        .collect()
+    Families::new(cfg).all().map(|(owner, member)| (format!("P{owner:07}"), format!("P{member:07}"))).collect()
 }
 
 #[cfg(test)]
@@ -245,9 +220,8 @@ mod tests {
 
     #[test]
     fn store_phones_are_paris_landlines_fixed_per_store() {
-        let phones: std::collections::BTreeSet<String> = (0..super::super::profile::STORES)
-            .map(|i| store_generic_phone(&store_code(i)))
-            .collect();
+        let phones: std::collections::BTreeSet<String> =
+            (0..super::super::profile::STORES).map(|i| store_generic_phone(&store_code(i))).collect();
         assert_eq!(phones.len(), super::super::profile::STORES);
         for p in &phones {
             assert!(p.starts_with("+3314") && p.len() == 12, "{p}");

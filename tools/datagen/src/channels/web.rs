@@ -10,11 +10,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::out::{ids, write_blocks, Ctx, Defect, Format, Truth};
 use super::profile::Profile;
+use super::text::{draw_local_time, push_json_price, push_json_str, push_rfc3339, push_ymd_compact, DAY, HOUR, ONLINE_HOUR_WEIGHTS};
 use super::traps::{on_family_tablet, typed_email_of};
-use super::text::{
-    draw_local_time, push_json_price, push_json_str, push_rfc3339, push_ymd_compact, DAY, HOUR,
-    ONLINE_HOUR_WEIGHTS,
-};
 use super::{ChannelStats, Export};
 use crate::data::{CATEGORIES, PRODUCTS};
 use crate::ecommerce::{draw_product, typed_email};
@@ -24,9 +21,7 @@ use crate::{GenConfig, Person};
 /// Sessions span the year before `now`.
 const HISTORY: i64 = 365 * DAY;
 /// Sessions per web visitor: weights for 1..=20.
-const SESSION_WEIGHTS: &[u32] = &[
-    14, 13, 12, 10, 9, 8, 7, 6, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1,
-];
+const SESSION_WEIGHTS: &[u32] = &[14, 13, 12, 10, 9, 8, 7, 6, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1];
 /// The shop's site.
 const SITE: &str = "https://www.ariane-boutique.fr";
 /// [`WebEvent::cookie`] of a session on the family tablet: the family's
@@ -107,13 +102,7 @@ impl Session<'_> {
     fn push(&mut self, rng: &mut ChaCha8Rng, name: Name, page: Page, email: Option<String>) {
         let t = &mut self.template;
         let utm = t.utm && name == Name::PageView;
-        self.out.push(WebEvent {
-            name,
-            page,
-            email,
-            utm,
-            ..*t
-        });
+        self.out.push(WebEvent { name, page, email, utm, ..*t });
         // Only the landing page view carries the campaign parameters.
         if name == Name::PageView {
             t.utm = false;
@@ -125,33 +114,18 @@ impl Session<'_> {
 
 /// Plans the sessions of person `index`.
 #[allow(clippy::too_many_arguments)]
-fn plan(
-    rng: &mut ChaCha8Rng,
-    seed: u64,
-    now: i64,
-    index: usize,
-    slot: usize,
-    p: &Person,
-    prof: &Profile,
-    out: &mut Vec<WebEvent>,
-) {
+fn plan(rng: &mut ChaCha8Rng, seed: u64, now: i64, index: usize, slot: usize, p: &Person, prof: &Profile, out: &mut Vec<WebEvent>) {
     let sessions = 1 + pick_weighted(rng, SESSION_WEIGHTS);
     if !prof.id.web_visitor || prof.id.cookie_ids.is_empty() {
         return;
     }
-    let mut starts: Vec<i64> = (0..sessions)
-        .map(|_| draw_local_time(rng, now, HISTORY, 2 * HOUR, &ONLINE_HOUR_WEIGHTS))
-        .collect();
+    let mut starts: Vec<i64> = (0..sessions).map(|_| draw_local_time(rng, now, HISTORY, 2 * HOUR, &ONLINE_HOUR_WEIGHTS)).collect();
     starts.sort_unstable();
     let signs_up = prof.has_account && rng.random_range(0..100u32) < 40;
     let mut seq = 0u32;
     for (number, &start) in starts.iter().enumerate() {
         let cookie = u8::from(prof.id.cookie_ids.len() > 1 && rng.random_range(0..100u32) < 40);
-        let cookie = if on_family_tablet(seed, index, prof, number) {
-            FAMILY_TABLET
-        } else {
-            cookie
-        };
+        let cookie = if on_family_tablet(seed, index, prof, number) { FAMILY_TABLET } else { cookie };
         let mobile = rng.random_range(0..100u32) < 60;
         let us = start * 1_000_000 + rng.random_range(0..1_000_000);
         let logged_in = prof.has_account && rng.random_range(0..100u32) < 35;
@@ -224,11 +198,7 @@ fn plan(
 }
 
 /// Writes the web analytics export. See [`crate::write_channel`].
-pub(crate) fn write(
-    cfg: &GenConfig,
-    out: &mut dyn Write,
-    truth: &mut dyn Write,
-) -> anyhow::Result<ChannelStats> {
+pub(crate) fn write(cfg: &GenConfig, out: &mut dyn Write, truth: &mut dyn Write) -> anyhow::Result<ChannelStats> {
     let mut ctx = Ctx::new(cfg, Export::WebEvents, out, truth, Format::lines(true));
     let (seed, now) = (cfg.seed, ctx.now);
     let mut line = String::with_capacity(1024);
@@ -236,19 +206,13 @@ pub(crate) fn write(
     write_blocks(
         &mut ctx,
         Stream::Web,
-        |rng, (index, slot), p, prof, events| {
-            plan(rng, seed, now, index, slot, p, prof, events)
-        },
+        |rng, (index, slot), p, prof, events| plan(rng, seed, now, index, slot, p, prof, events),
         |e| (e.us, e.slot, e.seq),
         |ctx, e, persons| {
             let (p, prof) = &persons[e.slot as usize];
             let style = ctx.pick(100);
             let variant = ctx.pick(3);
-            let defect = ctx.defect(&[
-                Defect::InvalidJson,
-                Defect::TimestampInvalid,
-                Defect::TimestampMissing,
-            ]);
+            let defect = ctx.defect(&[Defect::InvalidJson, Defect::TimestampInvalid, Defect::TimestampMissing]);
             line.clear();
             render(&mut line, e, p, prof, style, variant, defect);
             if defect == Some(Defect::InvalidJson) {
@@ -307,15 +271,7 @@ fn push_page(buf: &mut String, page: Page, utm: bool) {
 }
 
 /// Renders one event as a JSON object (no newline).
-fn render(
-    b: &mut String,
-    e: &WebEvent,
-    p: &Person,
-    prof: &Profile,
-    style: usize,
-    variant: usize,
-    defect: Option<Defect>,
-) {
+fn render(b: &mut String, e: &WebEvent, p: &Person, prof: &Profile, style: usize, variant: usize, defect: Option<Defect>) {
     let secs = e.us.div_euclid(1_000_000);
     b.push_str("{\"event_date\":\"");
     push_ymd_compact(b, secs);
@@ -382,11 +338,7 @@ fn render(
         push_json_str(b, &p.customer_id);
     }
     b.push_str(",\"device\":{\"category\":");
-    b.push_str(if e.mobile {
-        "\"mobile\""
-    } else {
-        "\"desktop\""
-    });
+    b.push_str(if e.mobile { "\"mobile\"" } else { "\"desktop\"" });
     b.push_str("},\"platform\":\"WEB\"");
     if let Some(p) = item {
         let product = &PRODUCTS[p];
