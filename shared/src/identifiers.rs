@@ -68,7 +68,12 @@ pub fn identifier_hash(kind: IdentifierKind, value: &str) -> String {
 
 /// Plain SHA-256 (hex) of a value, the form ad platforms expect for customer lists.
 pub fn sha256_hex(value: &str) -> String {
-    hex::encode(Sha256::digest(value.as_bytes()))
+    sha256_hex_bytes(value.as_bytes())
+}
+
+/// SHA-256 (64 lowercase hex digits) of bytes.
+pub fn sha256_hex_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// A short stable id (hex, 32 chars) from parts joined with a separator that cannot
@@ -110,6 +115,99 @@ pub enum IdentifierError {
     EmptyEmail,
     #[error("email {0:?} is not a valid address")]
     InvalidEmail(String),
+    #[error("{0:?} is not a valid phone number")]
+    InvalidPhone(String),
+    #[error("{kind} is empty")]
+    Empty { kind: IdentifierKind },
+    #[error("{kind} {value:?} contains a control character")]
+    ControlCharacter { kind: IdentifierKind, value: String },
+}
+
+/// The one normalisation of every identifier kind: what ingest stores, what identity
+/// hashes for a lookup, an erasure or a repair, and what activation hashes for ad
+/// audiences all go through here, so the same person's value gives the same hash
+/// everywhere.
+///
+/// - `email`: [`normalize_email`] (trimmed, lowercase, syntax checked);
+/// - `phone`: [`normalize_phone`] (E.164, national numbers read in `region`);
+/// - the others (customer id, loyalty card, device, push token, cookie): trimmed, not
+///   empty, no control character; case is kept (a cookie or a push token is case
+///   sensitive, and so are the till systems' card numbers).
+pub fn normalize(kind: IdentifierKind, raw: &str, region: phonenumber::country::Id) -> Result<String, IdentifierError> {
+    match kind {
+        IdentifierKind::Email => normalize_email(raw),
+        IdentifierKind::Phone => normalize_phone(raw, region),
+        _ => normalize_token(kind, raw),
+    }
+}
+
+/// A normalised [`Identifier`].
+pub fn normalized(kind: IdentifierKind, raw: &str, region: phonenumber::country::Id) -> Result<Identifier, IdentifierError> {
+    normalize(kind, raw, region).map(|value| Identifier::new(kind, value))
+}
+
+/// Trims a token-like identifier and refuses an empty one or one with a control character.
+pub fn normalize_token(kind: IdentifierKind, raw: &str) -> Result<String, IdentifierError> {
+    let value = raw.trim();
+    if value.is_empty() {
+        return Err(IdentifierError::Empty { kind });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(IdentifierError::ControlCharacter { kind, value: value.to_string() });
+    }
+    Ok(value.to_string())
+}
+
+/// A phone number in E.164 form (`+33612345678`), parsed with the `phonenumber` crate:
+/// national numbers in `region` (`06 12 34 56 78` in France), international ones with
+/// `+` or `00`, and numbers written in international form without the `+`
+/// (`33612345678`, as SMS gateways export them) when they are not valid in the national
+/// plan. Anything else is refused.
+pub fn normalize_phone(raw: &str, region: phonenumber::country::Id) -> Result<String, IdentifierError> {
+    let valid = |text: &str, region: Option<phonenumber::country::Id>| {
+        phonenumber::parse(region, text).ok().filter(phonenumber::is_valid).map(|n| n.format().mode(phonenumber::Mode::E164).to_string())
+    };
+    if let Some(n) = valid(raw, Some(region)) {
+        return Ok(n);
+    }
+    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+    if !raw.trim_start().starts_with('+') && digits.len() >= 10 && !digits.starts_with('0') {
+        if let Some(n) = valid(&format!("+{digits}"), None) {
+            return Ok(n);
+        }
+    }
+    Err(IdentifierError::InvalidPhone(raw.trim().to_string()))
+}
+
+/// A region code (`"FR"`) as the phone parser needs it.
+pub fn phone_region(code: &str) -> Option<phonenumber::country::Id> {
+    code.trim().to_ascii_uppercase().parse().ok()
+}
+
+/// [`normalize_phone`] remembering recent answers (the same customer's number repeats on
+/// every line of a receipt or an order; parsing is the costly part of a till export).
+#[derive(Default)]
+pub struct PhoneNormalizer {
+    cache: std::collections::HashMap<phonenumber::country::Id, std::collections::HashMap<String, Option<String>>>,
+}
+
+/// Answers kept per region before the cache starts over.
+const PHONE_CACHE: usize = 50_000;
+
+impl PhoneNormalizer {
+    /// The E.164 form, or `None` when the value is not a valid number.
+    pub fn normalize(&mut self, raw: &str, region: phonenumber::country::Id) -> Option<String> {
+        let cache = self.cache.entry(region).or_default();
+        if let Some(hit) = cache.get(raw) {
+            return hit.clone();
+        }
+        let result = normalize_phone(raw, region).ok();
+        if cache.len() >= PHONE_CACHE {
+            cache.clear();
+        }
+        cache.insert(raw.to_string(), result.clone());
+        result
+    }
 }
 
 /// Trims and lowercases an email and checks its syntax (one `@`, a non-empty local part,
@@ -161,6 +259,36 @@ mod tests {
             assert!(matches!(err, IdentifierError::InvalidEmail(_)), "{bad}: {err}");
         }
         assert_eq!(normalize_email("   ").unwrap_err(), IdentifierError::EmptyEmail);
+    }
+
+    #[test]
+    fn phones_to_e164() {
+        let fr = phonenumber::country::Id::FR;
+        for raw in ["06 12 34 56 78", "0612345678", "+33 6 12 34 56 78", "0033612345678", "33612345678", "+33612345678", " 06.12.34.56.78 "]
+        {
+            assert_eq!(normalize_phone(raw, fr).as_deref(), Ok("+33612345678"), "{raw}");
+        }
+        assert_eq!(normalize_phone("+44 20 7946 0958", fr).as_deref(), Ok("+442079460958"));
+        for raw in ["12", "06 12", "not a phone", "", "+33 0 00 00 00 00"] {
+            assert!(matches!(normalize_phone(raw, fr), Err(IdentifierError::InvalidPhone(_))), "{raw}");
+        }
+        let mut cached = PhoneNormalizer::default();
+        assert_eq!(cached.normalize("06 12 34 56 78", fr).as_deref(), Some("+33612345678"));
+        assert_eq!(cached.normalize("06 12 34 56 78", fr).as_deref(), Some("+33612345678"));
+        assert_eq!(cached.normalize("12", fr), None);
+    }
+
+    #[test]
+    fn tokens_are_trimmed_and_keep_their_case() {
+        let fr = phonenumber::country::Id::FR;
+        assert_eq!(normalize(IdentifierKind::CookieId, " AbC-1 ", fr).unwrap(), "AbC-1");
+        assert_eq!(normalize(IdentifierKind::LoyaltyCard, "2900001", fr).unwrap(), "2900001");
+        assert_eq!(normalize(IdentifierKind::LoyaltyCard, "  ", fr), Err(IdentifierError::Empty { kind: IdentifierKind::LoyaltyCard }));
+        assert!(matches!(normalize(IdentifierKind::CustomerId, "a\u{0}b", fr), Err(IdentifierError::ControlCharacter { .. })));
+        assert_eq!(normalize(IdentifierKind::Email, " A@B.fr", fr).unwrap(), "a@b.fr");
+        assert_eq!(normalized(IdentifierKind::Phone, "0612345678", fr).unwrap(), Identifier::new(IdentifierKind::Phone, "+33612345678"));
+        assert_eq!(phone_region(" fr "), Some(fr));
+        assert_eq!(phone_region("XX"), None);
     }
 
     #[test]

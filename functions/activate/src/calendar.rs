@@ -83,10 +83,15 @@ const ALSACE_FIXED: (u32, u32, &str) = (12, 26, "Saint-Étienne");
 /// Additional movable holiday of Alsace-Moselle (days after Easter Sunday).
 const ALSACE_MOVABLE: (i64, &str) = (-2, "Vendredi saint");
 
+/// A holiday calendar name that is not one of the accepted ones.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown holiday calendar {0:?}: expected one of {ACCEPTED}")]
+pub struct UnknownCalendar(pub String);
+
 impl HolidayCalendar {
     /// Parses `"none"`, `"FR"` or `"FR-alsace-moselle"` (case-insensitive, surrounding
     /// whitespace ignored). The error names the value and lists the accepted ones.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, UnknownCalendar> {
         let t = s.trim();
         if t.eq_ignore_ascii_case("none") {
             Ok(Self::None)
@@ -95,7 +100,7 @@ impl HolidayCalendar {
         } else if t.eq_ignore_ascii_case("FR-alsace-moselle") {
             Ok(Self::FranceAlsaceMoselle)
         } else {
-            Err(format!("unknown holiday calendar {s:?}: expected one of {ACCEPTED}"))
+            Err(UnknownCalendar(s.to_string()))
         }
     }
 
@@ -183,7 +188,7 @@ impl fmt::Display for HolidayCalendar {
 }
 
 impl std::str::FromStr for HolidayCalendar {
-    type Err = String;
+    type Err = UnknownCalendar;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
@@ -295,7 +300,7 @@ mod tests {
         assert_eq!(HolidayCalendar::parse("fr"), Ok(HolidayCalendar::France));
         assert_eq!(HolidayCalendar::parse(" FR "), Ok(HolidayCalendar::France));
         assert_eq!(HolidayCalendar::parse("fr-ALSACE-moselle"), Ok(HolidayCalendar::FranceAlsaceMoselle));
-        let err = HolidayCalendar::parse("DE").unwrap_err();
+        let err = HolidayCalendar::parse("DE").unwrap_err().to_string();
         assert!(err.contains("\"DE\"") && err.contains("FR-alsace-moselle") && err.contains("none"), "{err}");
 
         for cal in [HolidayCalendar::None, HolidayCalendar::France, HolidayCalendar::FranceAlsaceMoselle] {

@@ -53,11 +53,8 @@ impl Channel {
         }
     }
 
-    pub fn parse(s: &str) -> Result<Channel, String> {
-        Channel::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s.trim().to_ascii_lowercase())
-            .ok_or_else(|| format!("unknown channel {s:?} (expected email, sms or push)"))
+    pub fn parse(s: &str) -> Result<Channel, UnknownChannel> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == s.trim().to_ascii_lowercase()).ok_or_else(|| UnknownChannel(s.to_string()))
     }
 
     /// The activation channel of a `preferred-channel` segment value: `app` engagement is
@@ -77,6 +74,11 @@ impl std::fmt::Display for Channel {
         f.write_str(self.as_str())
     }
 }
+
+/// A channel name that is not `email`, `sms` or `push`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown channel {0:?} (expected email, sms or push)")]
+pub struct UnknownChannel(pub String);
 
 /// How a campaign picks the channel(s) of a send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,13 +176,18 @@ struct RawAudience {
     platforms: Vec<String>,
 }
 
+/// A duration that is not `N days`, `N hours`, `N minutes` or `0`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("duration {0:?} must be \"N days\", \"N hours\" or \"N minutes\"")]
+pub struct InvalidDuration(pub String);
+
 /// `"3 days"`, `"12 hours"`, `"30 minutes"`, `"0"` (none).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
     let t = text.trim();
     if t == "0" || t.is_empty() {
         return Ok(Duration::zero());
     }
-    let bad = || format!("duration {text:?} must be \"N days\", \"N hours\" or \"N minutes\"");
+    let bad = || InvalidDuration(text.to_string());
     let (n, unit) = t.split_once(' ').ok_or_else(bad)?;
     let n: i64 = n.trim().parse().ok().filter(|n| *n >= 0).ok_or_else(bad)?;
     match unit.trim() {

@@ -8,7 +8,8 @@ use crate::webhook::parse_destinations;
 #[derive(Clone, Debug)]
 pub struct ActivateConfig {
     pub profiles_table: String,
-    /// The activation ledger table: sends, pressure, audiences, deferrals (`state.rs`).
+    /// The activation ledger table: sends, pressure, audiences, deferrals
+    /// (`ariane_shared::adapters::dynamodb::DynamoLedger`).
     pub ledger_table: String,
     /// Activation records and audience files are written to the lake.
     pub lake_bucket: String,
@@ -39,7 +40,7 @@ impl ActivateConfig {
             }
         };
         let destinations = parse_destinations(&env.require("WEBHOOK_DESTINATIONS")?)
-            .map_err(|reason| ConfigError::Invalid { name: "WEBHOOK_DESTINATIONS", reason })?;
+            .map_err(|e| ConfigError::Invalid { name: "WEBHOOK_DESTINATIONS", reason: e.to_string() })?;
         let webhook_attempts = match env.get("WEBHOOK_ATTEMPTS") {
             None => 3,
             Some(v) => v.parse().ok().filter(|n| (1..=10).contains(n)).ok_or_else(|| ConfigError::Invalid {

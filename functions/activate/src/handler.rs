@@ -6,45 +6,54 @@
 //! 1. **holdout**: a deterministic hash of (campaign, profile) puts `holdout_percent` of
 //!    the audience in the holdout group, recorded but never contacted;
 //! 2. **claim** the send in the ledger (a duplicate re-emits the recorded effects);
-//! 3. **profile** re-read from DynamoDB (consistent): erased people get nothing;
+//! 3. **profile** re-read through the profile reader (a strongly consistent DynamoDB read
+//!    in Lambda): erased people get nothing;
 //! 4. **channel** by the campaign's policy: the first (or every, for `all`) channel with an
 //!    identifier and a granted consent;
 //! 5. **quiet hours** of that channel in the person's time zone: the send is deferred to
 //!    the first allowed minute;
 //! 6. **pressure**: the cross-channel frequency cap and the campaign's cooldown, reserved
-//!    atomically in DynamoDB;
+//!    atomically in the ledger;
 //! 7. **send** (signed webhook, retried), then complete the ledger with the effects.
 //!
 //! Effects (activation records, audience rows, outbound events) are written once per
 //! invocation; if that fails, the messages that produced them are retried and re-emit
 //! them from the ledger.
+//!
+//! The handler ([`ActivateWith`]) is generic over its ports ([`crate::ports`]): the ledger,
+//! the profile reader, the queue, blob storage and the webhook destinations. [`Activate`]
+//! is the AWS wiring `main.rs` runs; `tests/decide.rs` runs the same decisions in memory.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use ariane_shared::adapters::metered::Meter;
 use ariane_shared::aws::Clients;
 use ariane_shared::error::{AwsError, SdkResultExt};
 use ariane_shared::identifiers::stable_id;
 use ariane_shared::lake::{self, ActivationRecord};
 use ariane_shared::model::{ActivationRequest, SegmentChange};
-use ariane_shared::sqs::{send_all, SendError};
+use ariane_shared::ports::{
+    ActivationLedger, AudienceRow, BlobError, BlobStore, Claim, Effects, LedgerError, PressureEntry, PressureRules, ProfileReadError,
+    ProfileReader, Queue, Reservation, SendError, SendStatus,
+};
 use ariane_shared::EnvSource;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use crate::audience::{audience_rows, render_csv, Platform};
+use crate::audience::{audience_rows, render_csv, HashedRow, Platform, UnknownPlatform};
 use crate::campaign::{Campaign, CampaignError, Channel, CheckContext, Policy};
 use crate::config::ActivateConfig;
 use crate::holdout::in_holdout;
-use crate::profile::{Profile, ProfileDecodeError, Unusable};
+use crate::ports::{AwsPorts, PortSet, Ports};
+use crate::profile::{Profile, Unusable};
 use crate::rules::{Rules, RulesError};
-use crate::state::{AudienceRow, Claim, Effects, Meter, PressureEntry, PressureRules, Reservation, State};
-use crate::webhook::{Destinations, RetryPolicy, WebhookError};
+use crate::webhook::{deliver, RetryPolicy, WebhookError};
 
 /// Where "now" comes from: the system clock in Lambda; a settable clock in tests and the
 /// local demo, which replay a day of quiet hours in seconds.
@@ -76,17 +85,27 @@ impl Clock {
     }
 }
 
-#[derive(Clone)]
-pub struct Activate {
-    pub clients: Clients,
+/// The function over its ports (`P`: [`AwsPorts`] in Lambda, `MemPorts` in unit tests).
+pub struct ActivateWith<P: Ports> {
     pub config: ActivateConfig,
     pub rules: Rules,
     pub campaigns: Vec<Campaign>,
-    pub state: State,
-    pub destinations: Destinations,
+    pub ledger: P::Ledger,
+    pub profiles: P::Profiles,
+    pub queue: P::Queue,
+    pub blobs: P::Blobs,
+    pub webhooks: P::Webhooks,
+    /// Attempts of each webhook send within one invocation, and the waits between them.
+    pub retry: RetryPolicy,
     pub clock: Clock,
+    /// The meter the ledger, profiles, queue and blobs count into.
     pub meter: Arc<Meter>,
+    /// Webhook POST attempts (the meter counts the AWS requests only).
+    pub webhook_posts: AtomicU64,
 }
+
+/// The function as Lambda runs it: DynamoDB, S3, SQS and HTTP destinations.
+pub type Activate = ActivateWith<AwsPorts>;
 
 /// A send deferred by quiet hours, as re-queued by the release schedule.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -107,21 +126,36 @@ enum QueueMessage {
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateError {
     #[error("message body is not an activation request: {0}")]
-    Body(#[from] serde_json::Error),
+    Body(#[source] serde_json::Error),
+    #[error("the Lambda event is neither an SQS batch nor a schedule event: {0}")]
+    Event(#[source] serde_json::Error),
     #[error(transparent)]
-    Aws(#[from] AwsError),
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Profile(#[from] ProfileReadError),
     #[error(transparent)]
     Webhook(#[from] WebhookError),
     #[error(transparent)]
-    Profile(#[from] ProfileDecodeError),
-    #[error(transparent)]
     Send(#[from] SendError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
     #[error("another instance is deciding send {0}; retry later")]
     InFlight(String),
     #[error("a deferred send names campaign {0:?}, which is not deployed")]
     UnknownCampaign(String),
     #[error("cannot write the effects: {0}")]
-    Effects(String),
+    Effects(#[from] EffectsError),
+}
+
+/// Effects that cannot be encoded for the lake.
+#[derive(Debug, thiserror::Error)]
+pub enum EffectsError {
+    #[error("activation records as Arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("activation records as Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("audience rows: {0}")]
+    Platform(#[from] UnknownPlatform),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,10 +166,12 @@ pub enum BuildError {
     Rules(#[from] RulesError),
     #[error("invalid campaign: {0}")]
     Campaign(#[from] CampaignError),
-    #[error("{0}")]
-    Invalid(String),
+    #[error("{file}: destination {destination:?} has no URL in WEBHOOK_DESTINATIONS")]
+    NoUrl { file: String, destination: String },
     #[error("cannot read the webhook signing secret: {0}")]
-    Secret(AwsError),
+    Secret(#[source] AwsError),
+    #[error("the webhook signing secret {arn} has no SecretString")]
+    EmptySecret { arn: String },
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
 }
@@ -149,18 +185,12 @@ fn slots(campaign: &Campaign) -> Vec<String> {
 }
 
 /// Fetches the signing key from Secrets Manager (`SecretString`).
-async fn signing_secret(clients: &Clients, arn: &str) -> Result<Vec<u8>, AwsError> {
+async fn signing_secret(clients: &Clients, arn: &str) -> Result<Vec<u8>, BuildError> {
     let sm = aws_sdk_secretsmanager::Client::new(&clients.config);
-    let out = sm.get_secret_value().secret_id(arn).send().await.aws("secretsmanager:GetSecretValue")?;
+    let out = sm.get_secret_value().secret_id(arn).send().await.aws("secretsmanager:GetSecretValue").map_err(BuildError::Secret)?;
     match out.secret_string() {
         Some(s) if !s.is_empty() => Ok(s.as_bytes().to_vec()),
-        _ => Err(AwsError {
-            operation: "secretsmanager:GetSecretValue",
-            code: "EmptySecret".into(),
-            message: format!("secret {arn} has no SecretString"),
-            retryable: false,
-            source: "empty secret".into(),
-        }),
+        _ => Err(BuildError::EmptySecret { arn: arn.to_string() }),
     }
 }
 
@@ -180,16 +210,20 @@ pub struct ReleaseSummary {
 }
 
 impl Activate {
+    /// The function as `main.rs` runs it: configuration from the environment, the
+    /// embedded rules and campaigns, the signing key from Secrets Manager, the AWS
+    /// adapters, the system clock.
     pub async fn from_env(env: &dyn EnvSource) -> Result<Self, BuildError> {
         let config = ActivateConfig::from_env(env)?;
         let rules = Rules::embedded()?;
         let campaigns = Campaign::library()?;
         let clients = Clients::from_env(env).await;
-        let secret = signing_secret(&clients, &config.webhook_secret_arn).await.map_err(BuildError::Secret)?;
+        let secret = signing_secret(&clients, &config.webhook_secret_arn).await?;
         Self::new(clients, config, rules, campaigns, secret, Clock::System)
     }
 
-    /// Builds the function over explicit rules and campaigns (tests, benchmarks).
+    /// The AWS-wired function over explicit rules, campaigns, signing key and clock
+    /// (integration tests and the bench).
     pub fn new(
         clients: Clients,
         config: ActivateConfig,
@@ -198,8 +232,22 @@ impl Activate {
         secret: Vec<u8>,
         clock: Clock,
     ) -> Result<Self, BuildError> {
-        // Campaigns against the declared destinations (the segment library is checked
-        // by `make validate`, which knows it).
+        let ports = AwsPorts::wire(&clients, &config, secret)?;
+        Self::with_ports(ports, config, rules, campaigns, clock)
+    }
+}
+
+impl<P: Ports> ActivateWith<P> {
+    /// The function over any wiring of its ports. The campaigns are checked against the
+    /// rules' destinations and every destination must have a URL (the segment library is
+    /// checked by `make validate`, which knows it).
+    pub fn with_ports(
+        ports: PortSet<P>,
+        config: ActivateConfig,
+        rules: Rules,
+        campaigns: Vec<Campaign>,
+        clock: Clock,
+    ) -> Result<Self, BuildError> {
         let segments: BTreeMap<String, Vec<String>> = campaigns.iter().map(|c| (c.segment.clone(), c.payload.clone())).collect();
         let ctx = CheckContext { segments: &segments, destinations: &rules.destinations };
         if let Some(e) = crate::campaign::check_library(&campaigns, &ctx).into_iter().next() {
@@ -208,28 +256,36 @@ impl Activate {
         for c in &campaigns {
             for m in c.messages.values() {
                 if !config.destinations.contains_key(&m.destination) {
-                    return Err(BuildError::Invalid(format!(
-                        "{}: destination {:?} has no URL in WEBHOOK_DESTINATIONS",
-                        c.file, m.destination
-                    )));
+                    return Err(BuildError::NoUrl { file: c.file.clone(), destination: m.destination.clone() });
                 }
             }
         }
-        let meter = Arc::new(Meter::default());
-        let state = State { client: clients.dynamodb.clone(), table: config.ledger_table.clone(), meter: meter.clone() };
         let retry = RetryPolicy { attempts: config.webhook_attempts, ..RetryPolicy::default() };
-        let destinations = Destinations::new(config.destinations.clone(), secret, config.webhook_timeout, retry)?;
-        Ok(Activate { clients, config, rules, campaigns, state, destinations, clock, meter })
+        let PortSet { ledger, profiles, queue, blobs, webhooks, meter } = ports;
+        Ok(ActivateWith {
+            config,
+            rules,
+            campaigns,
+            ledger,
+            profiles,
+            queue,
+            blobs,
+            webhooks,
+            retry,
+            clock,
+            meter,
+            webhook_posts: AtomicU64::new(0),
+        })
     }
 
     /// Dispatches a raw Lambda event: SQS records, or the release schedule.
     pub async fn handle_value(&self, event: serde_json::Value) -> Result<serde_json::Value, ActivateError> {
         if event.get("Records").is_some() {
-            let sqs: SqsEvent = serde_json::from_value(event)?;
-            Ok(serde_json::to_value(self.handle(sqs).await)?)
+            let sqs: SqsEvent = serde_json::from_value(event).map_err(ActivateError::Event)?;
+            serde_json::to_value(self.handle(sqs).await).map_err(ActivateError::Event)
         } else {
-            let eb: EventBridgeEvent<serde_json::Value> = serde_json::from_value(event)?;
-            Ok(serde_json::to_value(self.release(eb).await?)?)
+            let eb: EventBridgeEvent<serde_json::Value> = serde_json::from_value(event).map_err(ActivateError::Event)?;
+            serde_json::to_value(self.release(eb).await?).map_err(ActivateError::Event)
         }
     }
 
@@ -256,7 +312,7 @@ impl Activate {
                     for r in &e.records {
                         *counts.outcomes.entry(r.outcome.clone()).or_default() += 1;
                     }
-                    if !(e.records.is_empty() && e.events.is_empty() && e.audience.is_empty()) {
+                    if !e.is_empty() {
                         producers.push(id);
                     }
                     effects.extend(e);
@@ -283,7 +339,7 @@ impl Activate {
     }
 
     async fn process(&self, body: &str, now: DateTime<Utc>) -> Result<Effects, ActivateError> {
-        match serde_json::from_str::<QueueMessage>(body)? {
+        match serde_json::from_str::<QueueMessage>(body).map_err(ActivateError::Body)? {
             QueueMessage::Request(request) => self.process_request(&request, None, now).await,
             QueueMessage::Deferred { deferred } => {
                 if !self.campaigns.iter().any(|c| c.name == deferred.campaign) {
@@ -346,29 +402,15 @@ impl Activate {
         Ok(effects)
     }
 
+    /// The person as stored now (strongly consistent); `None` when erased or merged away.
     async fn read_profile(&self, profile_id: &str) -> Result<Option<Profile>, ActivateError> {
-        let out = self
-            .clients
-            .dynamodb
-            .get_item()
-            .table_name(&self.config.profiles_table)
-            .key("pk", AttributeValue::S(format!("PROFILE#{profile_id}")))
-            .key("sk", AttributeValue::S("PROFILE".into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .aws("dynamodb:GetItem profile")?;
-        self.meter.read(out.item().map(crate::state::item_size).unwrap_or(0));
-        Ok(match out.item() {
-            Some(item) => Some(Profile::from_item(item)?),
-            None => None,
-        })
+        Ok(self.profiles.profile(profile_id).await?.map(|item| Profile::from_item(&item)))
     }
 
     /// One message slot of one entry: claim, decide, send, complete.
     async fn send(&self, ctx: &Ctx<'_>, slot: &str) -> Result<Effects, ActivateError> {
         let skey = stable_id(&[ctx.akey, slot]);
-        match self.state.claim(&skey, self.config.claim_lease, ctx.now).await? {
+        match self.ledger.claim(&skey, self.config.claim_lease, ctx.now).await? {
             Claim::Done(effects) => return Ok(*effects),
             Claim::InFlight => return Err(ActivateError::InFlight(skey)),
             Claim::Acquired => {}
@@ -376,7 +418,7 @@ impl Activate {
         match self.decide_send(ctx, slot, &skey).await {
             Ok(effects) => Ok(effects),
             Err(err) => {
-                if let Err(release) = self.state.release(&skey, &err.to_string()).await {
+                if let Err(release) = self.ledger.release(&skey, &err.to_string()).await {
                     tracing::warn!(error = %release, "cannot release the claim; it expires with its lease");
                 }
                 Err(err)
@@ -391,10 +433,10 @@ impl Activate {
         record: ActivationRecord,
         event: Option<serde_json::Value>,
     ) -> Result<Effects, ActivateError> {
-        let status = if record.outcome == "sent" { "sent" } else { "suppressed" };
+        let status = if record.outcome == "sent" { SendStatus::Sent } else { SendStatus::Suppressed };
         let detail = record.reason.clone().unwrap_or_default();
         let effects = Effects { records: vec![record], events: event.into_iter().collect(), audience: Vec::new() };
-        self.state.complete(skey, status, &effects, &detail, ctx.now).await?;
+        self.ledger.complete(skey, status, &effects, &detail, ctx.now).await?;
         Ok(effects)
     }
 
@@ -434,7 +476,7 @@ impl Activate {
                     .await;
             };
             let deferred = serde_json::json!({ "deferred": DeferredSend { campaign: c.name.clone(), slot: slot.to_string(), request: ctx.request.clone() } });
-            self.state.defer(skey, due, &deferred.to_string(), ctx.now).await?;
+            self.ledger.defer(skey, due, &deferred.to_string(), ctx.now).await?;
             tracing::info!(campaign = %c.name, channel = %channel, due = %due, "deferred by quiet hours");
             let mut record = ctx.record(skey, "deferred", Some("quiet_hours"), Some(channel), Some(message));
             record.conversion_until = due + Duration::days(c.conversion_days as i64);
@@ -447,8 +489,13 @@ impl Activate {
             cooldown: c.cooldown,
             retention: cap.window.max(self.longest_cooldown()),
         };
-        let entry = PressureEntry { k: skey.to_string(), c: c.name.clone(), ch: channel.as_str().into(), at: ctx.now.timestamp() };
-        match self.state.reserve(&profile.profile_id, entry, ctx.now, &rules).await? {
+        let entry = PressureEntry {
+            send_key: skey.to_string(),
+            campaign: c.name.clone(),
+            channel: channel.as_str().into(),
+            at: ctx.now.timestamp(),
+        };
+        match self.ledger.reserve(&profile.profile_id, entry, ctx.now, &rules).await? {
             Reservation::Reserved => {}
             Reservation::CapReached { .. } => {
                 return self.finish(ctx, skey, ctx.record(skey, "suppressed", Some("cap"), Some(channel), Some(message)), None).await
@@ -458,13 +505,12 @@ impl Activate {
             }
         }
         let body = Outbound::new(ctx, skey, channel, &message.template, &profile);
-        let posted = self.destinations.post(&message.destination, skey, &body).await;
+        let posted = deliver(&self.webhooks, &self.retry, &message.destination, skey, &body).await;
         let attempts = match &posted {
             Ok(d) => d.attempts,
-            Err(WebhookError::Status { attempts, .. } | WebhookError::Transport { attempts, .. }) => *attempts,
-            Err(_) => 0,
+            Err(e) => e.attempts(),
         };
-        self.meter.webhook_posts.fetch_add(attempts as u64, std::sync::atomic::Ordering::Relaxed);
+        self.webhook_posts.fetch_add(u64::from(attempts), Ordering::Relaxed);
         match posted {
             Ok(delivered) => {
                 tracing::info!(campaign = %c.name, channel = %channel, attempts = delivered.attempts, status = delivered.status, "sent");
@@ -477,7 +523,7 @@ impl Activate {
             }
             Err(err) => {
                 tracing::warn!(campaign = %c.name, channel = %channel, retryable = err.retryable(), error = %err, "webhook failed");
-                self.state.unreserve(&profile.profile_id, skey, rules.retention).await?;
+                self.ledger.unreserve(&profile.profile_id, skey, rules.retention).await?;
                 Err(err.into())
             }
         }
@@ -491,7 +537,7 @@ impl Activate {
     /// the person's advertising consent), exited → the rows added before removed.
     async fn audience(&self, ctx: &Ctx<'_>) -> Result<Effects, ActivateError> {
         let skey = stable_id(&[ctx.akey, "audience"]);
-        match self.state.claim(&skey, self.config.claim_lease, ctx.now).await? {
+        match self.ledger.claim(&skey, self.config.claim_lease, ctx.now).await? {
             Claim::Done(effects) => return Ok(*effects),
             Claim::InFlight => return Err(ActivateError::InFlight(skey)),
             Claim::Acquired => {}
@@ -499,7 +545,7 @@ impl Activate {
         match self.decide_audience(ctx, &skey).await {
             Ok(effects) => Ok(effects),
             Err(err) => {
-                if let Err(release) = self.state.release(&skey, &err.to_string()).await {
+                if let Err(release) = self.ledger.release(&skey, &err.to_string()).await {
                     tracing::warn!(error = %release, "cannot release the claim; it expires with its lease");
                 }
                 Err(err)
@@ -522,12 +568,12 @@ impl Activate {
             SegmentChange::Entered => {
                 let Some(profile) = self.read_profile(pid).await? else {
                     effects.records.push(record("suppressed", Some("erased")));
-                    self.state.complete(skey, "suppressed", &effects, "erased", ctx.now).await?;
+                    self.ledger.complete(skey, SendStatus::Suppressed, &effects, "erased", ctx.now).await?;
                     return Ok(effects);
                 };
                 if !profile.ads_consent() {
                     effects.records.push(record("suppressed", Some("consent")));
-                    self.state.complete(skey, "suppressed", &effects, "no ads consent", ctx.now).await?;
+                    self.ledger.complete(skey, SendStatus::Suppressed, &effects, "no ads consent", ctx.now).await?;
                     return Ok(effects);
                 }
                 let member = profile.audience_member();
@@ -535,7 +581,7 @@ impl Activate {
                     .audience
                     .iter()
                     .flat_map(|p| {
-                        audience_rows(*p, &member, &self.rules.phone_region).into_iter().map(move |(email, phone)| AudienceRow {
+                        audience_rows(*p, &member, self.rules.phone_region).into_iter().map(move |(email, phone)| AudienceRow {
                             campaign: c.name.clone(),
                             platform: p.as_str().into(),
                             run_id: ctx.request.run_id.clone(),
@@ -547,23 +593,23 @@ impl Activate {
                     .collect();
                 if rows.is_empty() {
                     effects.records.push(record("suppressed", Some("unreachable")));
-                    self.state.complete(skey, "suppressed", &effects, "no identifier to match", ctx.now).await?;
+                    self.ledger.complete(skey, SendStatus::Suppressed, &effects, "no identifier to match", ctx.now).await?;
                     return Ok(effects);
                 }
-                self.state.put_audience(&c.name, pid, &rows, ctx.now).await?;
+                self.ledger.put_audience(&c.name, pid, &rows, ctx.now).await?;
                 effects.records.push(record("audience_added", None));
                 effects.events.push(serde_json::json!({
                     "type": "AudienceEntered", "id": skey, "campaign": c.name, "platforms": platforms,
                     "profile_id": pid, "run_id": ctx.request.run_id, "at": ctx.now,
                 }));
                 effects.audience = rows;
-                self.state.complete(skey, "sent", &effects, "audience rows added", ctx.now).await?;
+                self.ledger.complete(skey, SendStatus::Sent, &effects, "audience rows added", ctx.now).await?;
             }
             SegmentChange::Exited => {
-                match self.state.audience(&c.name, pid).await? {
+                match self.ledger.audience(&c.name, pid).await? {
                     None => {
                         // Never added (holdout, no consent, or an earlier exit): nothing to remove.
-                        self.state.complete(skey, "suppressed", &effects, "not in the audience", ctx.now).await?;
+                        self.ledger.complete(skey, SendStatus::Suppressed, &effects, "not in the audience", ctx.now).await?;
                     }
                     Some(added) => {
                         effects.audience = added
@@ -581,8 +627,8 @@ impl Activate {
                         }));
                         // Completed before the item goes: a retry after a crash in between
                         // finds the send done and re-emits the same removal rows.
-                        self.state.complete(skey, "sent", &effects, "audience rows removed", ctx.now).await?;
-                        self.state.delete_audience(&c.name, pid).await?;
+                        self.ledger.complete(skey, SendStatus::Sent, &effects, "audience rows removed", ctx.now).await?;
+                        self.ledger.delete_audience(&c.name, pid).await?;
                     }
                 }
             }
@@ -595,52 +641,33 @@ impl Activate {
     /// from the content, so a retried batch rewrites the same objects.
     pub async fn write_effects(&self, effects: &Effects, now: DateTime<Utc>) -> Result<(), ActivateError> {
         let bucket = &self.config.lake_bucket;
-        let bad = |e: String| ActivateError::Effects(e);
         if !effects.records.is_empty() {
             let mut records = effects.records.clone();
             records.sort_by(|a, b| (&a.send_key, &a.outcome).cmp(&(&b.send_key, &b.outcome)));
             let ids: Vec<String> = records.iter().map(|r| format!("{}:{}:{}", r.send_key, r.outcome, r.decided_at.timestamp())).collect();
             let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
             let key = lake::activations_key(&now.format("%Y-%m-%d").to_string(), &stable_id(&refs));
-            let batch = lake::activations_batch(&records).map_err(|e| bad(e.to_string()))?;
-            let bytes = lake::parquet_bytes(lake::activations_schema(), &[batch]).map_err(|e| bad(e.to_string()))?;
-            self.put(bucket, &key, bytes, "application/vnd.apache.parquet").await?;
+            let batch = lake::activations_batch(&records).map_err(EffectsError::from)?;
+            let bytes = lake::parquet_bytes(lake::activations_schema(), &[batch]).map_err(EffectsError::from)?;
+            self.blobs.put(bucket, &key, Bytes::from(bytes), "application/vnd.apache.parquet").await?;
         }
-        let mut files: BTreeMap<(String, String, String, String), BTreeSet<(Option<String>, Option<String>)>> = BTreeMap::new();
+        // One file per (campaign, platform, run, operation).
+        let mut files: BTreeMap<[&str; 4], BTreeSet<HashedRow>> = BTreeMap::new();
         for r in &effects.audience {
-            files
-                .entry((r.campaign.clone(), r.platform.clone(), r.run_id.clone(), r.op.clone()))
-                .or_default()
-                .insert((r.email_sha256.clone(), r.phone_sha256.clone()));
+            files.entry([&r.campaign, &r.platform, &r.run_id, &r.op]).or_default().insert((r.email_sha256.clone(), r.phone_sha256.clone()));
         }
-        for ((campaign, platform, run_id, op), rows) in files {
-            let Ok(p) = Platform::parse(&platform) else { continue };
-            let rows: Vec<(Option<String>, Option<String>)> = rows.into_iter().collect();
+        for ([campaign, platform, run_id, op], rows) in files {
+            let p = Platform::parse(platform).map_err(EffectsError::from)?;
+            let rows: Vec<HashedRow> = rows.into_iter().collect();
             let body = render_csv(p, &rows);
-            let fingerprint = ariane_shared::identifiers::sha256_hex(&String::from_utf8_lossy(&body));
-            let key = lake::audience_key(&campaign, &platform, &run_id, &op, &fingerprint[..24]);
-            self.put(bucket, &key, body, "text/csv").await?;
+            let fingerprint = ariane_shared::identifiers::sha256_hex_bytes(&body);
+            let key = lake::audience_key(campaign, platform, run_id, op, &fingerprint[..24]);
+            self.blobs.put(bucket, &key, Bytes::from(body), "text/csv").await?;
         }
         if !effects.events.is_empty() {
             let bodies: Vec<String> = effects.events.iter().map(|e| e.to_string()).collect();
-            send_all(&self.clients.sqs, &self.config.events_queue_url, &bodies).await?;
-            self.meter.sqs_requests.fetch_add(bodies.len().div_ceil(10) as u64, std::sync::atomic::Ordering::Relaxed);
+            self.queue.send_all(&self.config.events_queue_url, &bodies).await?;
         }
-        Ok(())
-    }
-
-    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ActivateError> {
-        self.meter.s3_puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.clients
-            .s3
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .aws("s3:PutObject activation effects")?;
         Ok(())
     }
 
@@ -649,12 +676,11 @@ impl Activate {
         let at = event.time.unwrap_or_else(|| self.clock.now()).max(self.clock.now());
         // Deferrals never reach further than a long weekend plus holidays; a week back
         // also catches anything a missed schedule left behind.
-        let due = self.state.due_deferrals(at, 7).await?;
-        let bodies: Vec<String> = due.iter().map(|(_, _, m)| m.clone()).collect();
-        send_all(&self.clients.sqs, &self.config.activation_queue_url, &bodies).await?;
-        self.meter.sqs_requests.fetch_add(bodies.len().div_ceil(10) as u64, std::sync::atomic::Ordering::Relaxed);
-        for (pk, sk, _) in &due {
-            self.state.delete(pk, sk).await?;
+        let due = self.ledger.due_deferrals(at, 7).await?;
+        let bodies: Vec<String> = due.iter().map(|d| d.message.clone()).collect();
+        self.queue.send_all(&self.config.activation_queue_url, &bodies).await?;
+        for deferral in &due {
+            self.ledger.delete_deferral(deferral).await?;
         }
         tracing::info!(released = due.len(), at = %at, "deferred sends released");
         ariane_shared::metrics::emit("activate", &[("Released", due.len() as f64)]);

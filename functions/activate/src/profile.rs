@@ -2,43 +2,16 @@
 //! and contact details, so every send re-reads the profile (strongly consistent) instead
 //! of trusting what the segment run saw.
 //!
-//! The item is the one identity writes (`PROFILE#<pid>` / `PROFILE`, the profile document
-//! as JSON in `doc`, see `functions/identity/src/store.rs`); only the fields activation
-//! needs are decoded.
+//! The item is the one identity writes, decoded by the profile reader into the typed
+//! [`ProfileItem`] (`ariane_shared::profile`); this module keeps what a send needs.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use ariane_shared::profile::ProfileItem;
 use chrono_tz::Tz;
-use serde::Deserialize;
 
 use crate::audience::AudienceMember;
 use crate::campaign::Channel;
-
-#[derive(Debug, Default, Deserialize)]
-struct Item {
-    doc: Doc,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct Doc {
-    #[serde(default)]
-    identifiers: BTreeMap<String, BTreeSet<String>>,
-    #[serde(default)]
-    traits: BTreeMap<String, TraitValue>,
-    #[serde(default)]
-    consents: BTreeMap<String, Consent>,
-}
-
-#[derive(Debug, Deserialize)]
-struct TraitValue {
-    value: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Consent {
-    granted: bool,
-}
 
 /// What one send needs to know about a person.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -60,13 +33,6 @@ pub struct Profile {
     pub consents: BTreeMap<String, bool>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("profile item {pk} cannot be read: {reason}")]
-pub struct ProfileDecodeError {
-    pub pk: String,
-    pub reason: String,
-}
-
 /// Why a channel cannot be used for a person.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unusable {
@@ -77,20 +43,14 @@ pub enum Unusable {
 }
 
 impl Profile {
-    pub fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Profile, ProfileDecodeError> {
-        let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-        let err = |reason: String| ProfileDecodeError { pk: pk.clone(), reason };
-        let doc_text = item.get("doc").and_then(|v| v.as_s().ok()).ok_or_else(|| err("no doc attribute".into()))?;
-        let parsed: Item = serde_json::from_str(doc_text).map_err(|e| err(e.to_string()))?;
-        let d = parsed.doc;
-        let t = |name: &str| d.traits.get(name).map(|v| v.value.trim().to_string()).filter(|v| !v.is_empty());
-        let ids = |kind: &str| d.identifiers.get(kind).map(|s| s.iter().cloned().collect::<Vec<_>>()).unwrap_or_default();
-        Ok(Profile {
-            profile_id: item
-                .get("profile_id")
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_else(|| pk.trim_start_matches("PROFILE#").to_string()),
+    /// What a send needs from the stored profile: the contact traits, every e-mail,
+    /// phone and push token held, the name and place, and the latest consents.
+    pub fn from_item(item: &ProfileItem) -> Profile {
+        let d = &item.doc;
+        let t = |name: &str| d.trait_value(name).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+        let ids = |kind: &str| d.identifiers_of(kind).cloned().collect::<Vec<_>>();
+        Profile {
+            profile_id: item.profile_id.clone(),
             email: t("email"),
             phone: t("phone"),
             push_tokens: ids("push_token"),
@@ -101,7 +61,7 @@ impl Profile {
             country: t("country"),
             postal_code: t("postal_code"),
             consents: d.consents.iter().map(|(k, c)| (k.clone(), c.granted)).collect(),
-        })
+        }
     }
 
     fn consent(&self, channel: &str) -> bool {
@@ -144,37 +104,55 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ariane_shared::profile::{ConsentState, ProfileDoc, TraitValue};
+    use chrono::{DateTime, Utc};
+    use std::collections::BTreeSet;
 
-    fn item(doc: serde_json::Value) -> HashMap<String, AttributeValue> {
-        [
-            ("pk".to_string(), AttributeValue::S("PROFILE#p_1".into())),
-            ("profile_id".to_string(), AttributeValue::S("p_1".into())),
-            ("doc".to_string(), AttributeValue::S(serde_json::json!({ "profile_id": "p_1", "component": "c", "doc": doc }).to_string())),
-        ]
-        .into_iter()
-        .collect()
+    fn at() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    fn item(doc: ProfileDoc) -> ProfileItem {
+        ProfileItem { profile_id: "p_1".into(), component: "c".into(), doc, merged_from: vec![] }
     }
 
     #[test]
-    fn decodes_identity_profile_documents() {
-        let tv = |v: &str| serde_json::json!({"value": v, "at": "2026-01-01T00:00:00Z", "source": "crm", "observation_id": "o"});
-        let c = |g: bool| serde_json::json!({"granted": g, "at": "2026-01-01T00:00:00Z", "source": "crm", "observation_id": "o"});
-        let p = Profile::from_item(&item(serde_json::json!({
-            "identifiers": {"email": ["a@x.fr", "b@x.fr"], "phone": ["+33612345678"], "push_token": ["tok1"]},
-            "traits": {"email": tv("b@x.fr"), "phone": tv("+33612345678"), "first_name": tv("Marie"), "postal_code": tv("97110")},
-            "consents": {"email": c(true), "sms": c(false)},
-            "channels": ["crm"], "first_seen": null, "last_seen_day": null
-        })))
-        .unwrap();
+    fn reads_identity_profile_items() {
+        let tv = |v: &str| TraitValue { value: v.into(), at: at(), source: "crm".into(), observation_id: "o".into() };
+        let c = |g: bool| ConsentState { granted: g, at: at(), source: "crm".into(), observation_id: "o".into() };
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let doc = ProfileDoc {
+            identifiers: [
+                ("email".to_string(), set(&["a@x.fr", "b@x.fr"])),
+                ("phone".to_string(), set(&["+33612345678"])),
+                ("push_token".to_string(), set(&["tok1"])),
+            ]
+            .into_iter()
+            .collect(),
+            traits: [
+                ("email".to_string(), tv("b@x.fr")),
+                ("phone".to_string(), tv("+33612345678")),
+                ("first_name".to_string(), tv("Marie")),
+                ("last_name".to_string(), tv("  ")),
+                ("postal_code".to_string(), tv("97110")),
+            ]
+            .into_iter()
+            .collect(),
+            consents: [("email".to_string(), c(true)), ("sms".to_string(), c(false))].into_iter().collect(),
+            ..ProfileDoc::default()
+        };
+        let p = Profile::from_item(&item(doc));
+        assert_eq!(p.profile_id, "p_1");
         assert_eq!(p.email.as_deref(), Some("b@x.fr"));
         assert_eq!(p.emails.len(), 2);
+        assert_eq!(p.first_name.as_deref(), Some("Marie"));
+        assert_eq!(p.last_name, None, "a blank trait is no trait");
         assert_eq!(p.usable(Channel::Email), Ok(()));
         assert_eq!(p.usable(Channel::Sms), Err(Unusable::NoConsent));
         assert_eq!(p.usable(Channel::Push), Err(Unusable::NoConsent));
         assert!(!p.ads_consent());
         assert_eq!(p.zone(chrono_tz::Europe::Paris), chrono_tz::America::Guadeloupe);
-        let bare = Profile::from_item(&item(serde_json::json!({}))).unwrap();
+        let bare = Profile::from_item(&item(ProfileDoc::default()));
         assert_eq!(bare.usable(Channel::Email), Err(Unusable::Unreachable));
-        assert!(Profile::from_item(&HashMap::new()).is_err());
     }
 }

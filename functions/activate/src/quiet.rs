@@ -10,7 +10,7 @@ use chrono_tz::{GapInfo, Tz};
 use serde::Deserialize;
 use std::cmp::Ordering;
 
-use crate::calendar::HolidayCalendar;
+use crate::calendar::{HolidayCalendar, UnknownCalendar};
 
 /// How far [`QuietHours::next_allowed`] looks ahead before giving up, in days.
 const HORIZON_DAYS: u32 = 400;
@@ -62,14 +62,29 @@ pub struct QuietHoursSpec {
     pub holidays: Option<String>,
 }
 
+/// A quiet-hours specification that cannot be used; each names the offending value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QuietHoursError {
+    #[error("invalid time {0:?}: expected HH:MM on a 24-hour clock (00:00 to 23:59)")]
+    Time(String),
+    #[error("quiet hours start {0:?} has no end: give both start and end, or neither")]
+    StartWithoutEnd(String),
+    #[error("quiet hours end {0:?} has no start: give both start and end, or neither")]
+    EndWithoutStart(String),
+    #[error("unknown weekday {0:?}: expected an English day name such as \"sunday\" or \"sun\"")]
+    Weekday(String),
+    #[error(transparent)]
+    Calendar(#[from] UnknownCalendar),
+}
+
 impl QuietHoursSpec {
     /// Validates the specification. Errors name the offending value.
-    pub fn build(&self) -> Result<QuietHours, String> {
+    pub fn build(&self) -> Result<QuietHours, QuietHoursError> {
         let (start, end) = match (&self.start, &self.end) {
             (Some(start), Some(end)) => (parse_hh_mm(start)?, parse_hh_mm(end)?),
             (None, None) => (NaiveTime::MIN, NaiveTime::MIN),
-            (Some(start), None) => return Err(format!("quiet hours start {start:?} has no end: give both start and end, or neither")),
-            (None, Some(end)) => return Err(format!("quiet hours end {end:?} has no start: give both start and end, or neither")),
+            (Some(start), None) => return Err(QuietHoursError::StartWithoutEnd(start.clone())),
+            (None, Some(end)) => return Err(QuietHoursError::EndWithoutStart(end.clone())),
         };
         let days_off = self.days_off.iter().map(|d| parse_weekday(d)).collect::<Result<WeekdaySet, _>>()?;
         let holidays = match &self.holidays {
@@ -81,8 +96,8 @@ impl QuietHoursSpec {
 }
 
 /// `"HH:MM"` on a 24-hour clock (the hour may have one digit).
-fn parse_hh_mm(s: &str) -> Result<NaiveTime, String> {
-    let bad = || format!("invalid time {s:?}: expected HH:MM on a 24-hour clock (00:00 to 23:59)");
+fn parse_hh_mm(s: &str) -> Result<NaiveTime, QuietHoursError> {
+    let bad = || QuietHoursError::Time(s.to_string());
     let (h, m) = s.trim().split_once(':').ok_or_else(bad)?;
     let digits = |x: &str, lens: std::ops::RangeInclusive<usize>| lens.contains(&x.len()) && x.bytes().all(|b| b.is_ascii_digit());
     if !digits(h, 1..=2) || !digits(m, 2..=2) {
@@ -93,7 +108,7 @@ fn parse_hh_mm(s: &str) -> Result<NaiveTime, String> {
 }
 
 /// English weekday name, full or three letters, case-insensitive.
-fn parse_weekday(s: &str) -> Result<Weekday, String> {
+fn parse_weekday(s: &str) -> Result<Weekday, QuietHoursError> {
     let day = match s.trim().to_ascii_lowercase().as_str() {
         "monday" | "mon" => Weekday::Mon,
         "tuesday" | "tue" => Weekday::Tue,
@@ -102,7 +117,7 @@ fn parse_weekday(s: &str) -> Result<Weekday, String> {
         "friday" | "fri" => Weekday::Fri,
         "saturday" | "sat" => Weekday::Sat,
         "sunday" | "sun" => Weekday::Sun,
-        _ => return Err(format!("unknown weekday {s:?}: expected an English day name such as \"sunday\" or \"sun\"")),
+        _ => return Err(QuietHoursError::Weekday(s.to_string())),
     };
     Ok(day)
 }
@@ -428,7 +443,7 @@ mod tests {
 
     #[test]
     fn spec_errors_name_the_value() {
-        let build = |json: &str| serde_json::from_str::<QuietHoursSpec>(json).unwrap().build().unwrap_err();
+        let build = |json: &str| serde_json::from_str::<QuietHoursSpec>(json).unwrap().build().unwrap_err().to_string();
         for bad in ["24:00", "20h00", "8:5", "20:60", "", "-1:00", "20:00:00", "+8:00"] {
             let err = build(&format!(r#"{{"start":"{bad}","end":"08:00"}}"#));
             assert!(err.contains(&format!("{bad:?}")), "{err}");

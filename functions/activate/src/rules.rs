@@ -27,7 +27,7 @@ pub struct Rules {
     /// The brand's time zone: quiet hours of people whose own zone is unknown.
     pub time_zone: Tz,
     /// Region for phone numbers written without a country code (`FR`).
-    pub phone_region: String,
+    pub phone_region: phonenumber::country::Id,
     pub frequency_cap: FrequencyCap,
     pub quiet_hours: BTreeMap<Channel, QuietHours>,
     /// Destination name → the channel it serves.
@@ -75,9 +75,8 @@ impl Rules {
         let err = |problem: String| RulesError { file: file.to_string(), problem };
         let raw: Raw = toml::from_str(text).map_err(|e| err(e.to_string().trim().to_string()))?;
         let time_zone: Tz = raw.time_zone.parse().map_err(|_| err(format!("time_zone {:?} is not an IANA time zone", raw.time_zone)))?;
-        if raw.phone_region.parse::<phonenumber::country::Id>().is_err() {
-            return Err(err(format!("phone_region {:?} is not a region code such as FR", raw.phone_region)));
-        }
+        let phone_region = ariane_shared::identifiers::phone_region(&raw.phone_region)
+            .ok_or_else(|| err(format!("phone_region {:?} is not a region code such as FR", raw.phone_region)))?;
         if raw.frequency_cap.max_messages == 0 || raw.frequency_cap.window_days == 0 || raw.frequency_cap.window_days > 90 {
             return Err(err("frequency_cap: max_messages must be at least 1 and window_days between 1 and 90".into()));
         }
@@ -100,7 +99,7 @@ impl Rules {
         }
         Ok(Rules {
             time_zone,
-            phone_region: raw.phone_region,
+            phone_region,
             frequency_cap: FrequencyCap {
                 max_messages: raw.frequency_cap.max_messages,
                 window: Duration::days(raw.frequency_cap.window_days as i64),
@@ -128,6 +127,7 @@ mod tests {
     fn the_embedded_rules_parse() {
         let r = Rules::embedded().unwrap();
         assert_eq!(r.time_zone, chrono_tz::Europe::Paris);
+        assert_eq!(r.phone_region, phonenumber::country::Id::FR);
         assert_eq!(r.quiet(Channel::Sms), QuietHours::sms_default());
         assert!(r.destinations.values().any(|c| *c == Channel::Email));
     }
@@ -148,6 +148,7 @@ channel = "email"
         assert!(Rules::parse("a.toml", base).is_ok());
         for (from, to, needle) in [
             ("Europe/Paris", "Europe/Pariss", "time_zone"),
+            ("time_zone = \"Europe/Paris\"", "time_zone = \"Europe/Paris\"\nphone_region = \"XX\"", "phone_region"),
             ("max_messages = 3", "max_messages = 0", "frequency_cap"),
             ("[quiet_hours.sms]", "[quiet_hours.fax]", "fax"),
             ("\"20:00\"", "\"25:00\"", "quiet_hours.sms"),

@@ -113,5 +113,5 @@ fn main() {
     println!("| write requests per observation | {:.4} |", m.write_requests as f64 / n as f64);
     println!("| read units per million observations | {:.0} |", per_m(m.read_units));
     println!("| write units per million observations | {:.0} |", per_m(m.write_units));
-    println!("| USD per million observations (on-demand, $0.625/M WRU, $0.125/M RRU) | {:.3} |", m.usd() * 1e6 / n as f64);
+    println!("| USD per million observations (on-demand, $0.625/M WRU, $0.125/M RRU) | {:.3} |", m.dynamodb_usd() * 1e6 / n as f64);
 }

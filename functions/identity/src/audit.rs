@@ -11,8 +11,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::profile::Doc;
-use crate::resolve::{components, Evidence, IdRef};
+use crate::partition::{components, Evidence, IdRef};
+use crate::profile::{Doc, Join};
 use crate::rules::{parse_kind, Rules};
 use crate::store::{IdItem, Item, ProfileItem, Record};
 

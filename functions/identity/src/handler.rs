@@ -1,26 +1,34 @@
 //! The Lambda handler: each SQS message carries a batch of observations; a message
 //! fails alone (reported in `batchItemFailures`) when one of its observations fails.
+//!
+//! [`IdentityWith`] is generic over its ports, the item store (DynamoDB) and the blob
+//! store (the lake's links and history); [`Identity`] is the function as deployed.
 
+use ariane_shared::adapters::s3::S3Blobs;
 use ariane_shared::aws::Clients;
-use ariane_shared::error::SdkResultExt;
-use ariane_shared::identifiers::{stable_id, Identifier};
+use ariane_shared::identifiers::{normalized, stable_id, Identifier, IdentifierError};
 use ariane_shared::lake::{self, IdentityLink};
 use ariane_shared::model::ObservationBatch;
+use ariane_shared::ports::{BlobError, BlobStore};
 use ariane_shared::EnvSource;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
 use chrono::Utc;
 
 use crate::config::IdentityConfig;
 use crate::resolver::{Outcome, Resolver, Stats};
 use crate::rules::Rules;
-use crate::store::DynamoStore;
+use crate::store::{DynamoStore, ItemStore};
 
-pub struct Identity {
-    pub clients: Clients,
+/// The identity function over an item store `S` and a blob store `B`.
+pub struct IdentityWith<S, B> {
     pub config: IdentityConfig,
-    pub resolver: Resolver<DynamoStore>,
+    pub resolver: Resolver<S>,
+    pub blobs: B,
 }
+
+/// The identity function as deployed: DynamoDB and S3.
+pub type Identity = IdentityWith<DynamoStore, S3Blobs>;
 
 /// A message body on the identity queue: a batch of observations, an erasure request
 /// (`{"erase": {"kind": "email", "value": "marie@x.fr"}}`) or a repair
@@ -44,13 +52,28 @@ pub struct BatchStats {
 }
 
 impl Identity {
+    /// Reads the configuration and the rules (failing fast with the variable or the rule
+    /// named) and builds the AWS clients once.
     pub async fn from_env(env: &dyn EnvSource) -> Result<Self, ariane_shared::ConfigError> {
         let config = IdentityConfig::from_env(env)?;
         let rules =
             Rules::embedded().map_err(|e| ariane_shared::ConfigError::Invalid { name: "config/identity.toml", reason: e.to_string() })?;
         let clients = Clients::from_env(env).await;
         let store = DynamoStore { client: clients.dynamodb.clone(), table: config.profiles_table.clone() };
-        Ok(Identity { clients, config, resolver: Resolver::new(store, rules) })
+        Ok(IdentityWith::new(config, Resolver::new(store, rules), S3Blobs::new(clients.s3.clone())))
+    }
+}
+
+impl<S: ItemStore, B: BlobStore> IdentityWith<S, B> {
+    pub fn new(config: IdentityConfig, resolver: Resolver<S>, blobs: B) -> Self {
+        IdentityWith { config, resolver, blobs }
+    }
+
+    /// An identifier of an erasure or repair request in its stored form (e-mails
+    /// lowercased, phones in E.164 read in the rules' region, tokens trimmed), so the
+    /// request finds the person whatever way the operator typed it.
+    fn normalize(&self, id: &Identifier) -> Result<Identifier, HandlerError> {
+        Ok(normalized(id.kind, &id.value, self.resolver.rules.phone_region)?)
     }
 
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
@@ -64,8 +87,12 @@ impl Identity {
         let mut response = SqsBatchResponse::default();
         let mut stats = BatchStats::default();
         let mut parsed: Vec<(String, IdentityMessage)> = Vec::new();
+        let mut redelivered = false;
         for message in event.records {
             let id = message.message_id.clone().unwrap_or_default();
+            // SQS counts receives: a message seen before may have been resolved by an
+            // attempt whose lake write failed.
+            redelivered |= message.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n > 1);
             match serde_json::from_str::<IdentityMessage>(message.body.as_deref().unwrap_or_default()) {
                 Ok(m) => parsed.push((id, m)),
                 Err(err) => {
@@ -84,9 +111,12 @@ impl Identity {
                     obs_messages.push((id.clone(), b));
                 }
                 IdentityMessage::Erase { erase } => {
-                    let result = match self.resolver.erase(erase).await {
-                        Ok(out) => self.write_lake(&out).await,
-                        Err(e) => Err(HandlerError::Resolve(e)),
+                    let result = match self.normalize(erase) {
+                        Ok(id) => match self.resolver.erase(&id).await {
+                            Ok(out) => self.write_lake(&out).await,
+                            Err(e) => Err(HandlerError::Resolve(e)),
+                        },
+                        Err(e) => Err(e),
                     };
                     match result {
                         Ok(()) => stats.erasures += 1,
@@ -98,12 +128,15 @@ impl Identity {
                     }
                 }
                 IdentityMessage::Exclude { exclude } => {
-                    let result = match self.resolver.exclude(exclude).await {
-                        Ok(out) => {
-                            stats.resolve.add(&out.stats);
-                            self.write_lake(&out).await
-                        }
-                        Err(e) => Err(HandlerError::Resolve(e)),
+                    let result = match self.normalize(exclude) {
+                        Ok(id) => match self.resolver.exclude(&id).await {
+                            Ok(out) => {
+                                stats.resolve.add(&out.stats);
+                                self.write_lake(&out).await
+                            }
+                            Err(e) => Err(HandlerError::Resolve(e)),
+                        },
+                        Err(e) => Err(e),
                     };
                     match result {
                         Ok(()) => stats.exclusions += 1,
@@ -117,12 +150,13 @@ impl Identity {
             }
         }
         if !obs_messages.is_empty() {
-            match self.resolve_and_write(&observations).await {
+            match self.resolve_and_write(&observations, redelivered).await {
                 Ok(s) => stats.resolve.add(&s),
                 Err(err) => {
                     tracing::warn!(error = %err, "batch failed; resolving message by message");
                     for (id, batch) in obs_messages {
-                        match self.resolve_and_write(&batch.observations).await {
+                        // The batch attempt may have committed this message's evidence.
+                        match self.resolve_and_write(&batch.observations, true).await {
                             Ok(s) => stats.resolve.add(&s),
                             Err(err) => {
                                 tracing::error!(message_id = %id, error = %err, "message failed");
@@ -153,12 +187,19 @@ impl Identity {
         (response, stats)
     }
 
-    async fn resolve_and_write(&self, observations: &[ariane_shared::model::Observation]) -> Result<Stats, HandlerError> {
-        let out = self.resolver.resolve_batch(observations).await?;
-        // Profiles are written; if the lake write fails the message is retried, and the
-        // retry (a no-op in DynamoDB) does not report the links again: so links are
-        // written before success is reported, and a retry after a lake failure re-derives
-        // nothing. The evidence's current profile is re-linked on any later change.
+    /// Resolves and writes the lake. Profiles are committed before the lake write; if
+    /// that write fails the message is retried, and the retry (a no-op in the store)
+    /// reports no change: so an attempt that may follow such a failure (`relink`: a
+    /// redelivery, or the message-by-message pass after a failed batch) also writes the
+    /// current link of every evidence it carries. Links are idempotent in the lake (the
+    /// latest per identity key wins), so writing one again changes nothing.
+    async fn resolve_and_write(&self, observations: &[ariane_shared::model::Observation], relink: bool) -> Result<Stats, HandlerError> {
+        let mut out = self.resolver.resolve_batch(observations).await?;
+        if relink {
+            let reported: std::collections::BTreeSet<String> = out.links.iter().map(|l| l.identity_key.clone()).collect();
+            let current = self.resolver.current_links(observations).await?;
+            out.links.extend(current.into_iter().filter(|l| !reported.contains(&l.identity_key)));
+        }
         self.write_lake(&out).await?;
         Ok(out.stats)
     }
@@ -184,7 +225,7 @@ impl Identity {
             let key = lake::links_key(&date, &stable_id(&refs));
             let batch = lake::links_batch(&links)?;
             let bytes = lake::parquet_bytes(lake::links_schema(), &[batch])?;
-            self.put(&key, bytes).await?;
+            self.blobs.put(&self.config.lake_bucket, &key, Bytes::from(bytes), "application/vnd.apache.parquet").await?;
         }
         if !out.history.is_empty() {
             let mut body = Vec::new();
@@ -192,39 +233,156 @@ impl Identity {
                 serde_json::to_writer(&mut body, h)?;
                 body.push(b'\n');
             }
-            let key = format!(
-                "identity/history/date={date}/{}.jsonl",
-                &ariane_shared::identifiers::sha256_hex(&String::from_utf8_lossy(&body))[..32]
-            );
-            self.put(&key, body).await?;
+            let key = format!("identity/history/date={date}/{}.jsonl", &ariane_shared::identifiers::sha256_hex_bytes(&body)[..32]);
+            self.blobs.put(&self.config.lake_bucket, &key, Bytes::from(body), "application/x-ndjson").await?;
         }
-        Ok(())
-    }
-
-    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), HandlerError> {
-        self.clients
-            .s3
-            .put_object()
-            .bucket(&self.config.lake_bucket)
-            .key(key)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
-            .aws("s3:PutObject identity")?;
         Ok(())
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-enum HandlerError {
+pub enum HandlerError {
     #[error("cannot encode history: {0}")]
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     Resolve(#[from] crate::resolver::ResolveError),
     #[error(transparent)]
-    Aws(#[from] ariane_shared::AwsError),
+    Blob(#[from] BlobError),
+    #[error("the request's identifier is not usable: {0}")]
+    Identifier(#[from] IdentifierError),
     #[error("cannot encode links: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
     #[error("cannot encode links: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+    use ariane_shared::adapters::memory::MemBlobs;
+    use ariane_shared::identifiers::IdentifierKind as K;
+    use ariane_shared::model::Observation;
+    use aws_lambda_events::event::sqs::SqsMessage;
+    use chrono::TimeZone;
+
+    fn identity() -> IdentityWith<MemStore, MemBlobs> {
+        let config = IdentityConfig { profiles_table: "profiles".into(), lake_bucket: "lake".into() };
+        IdentityWith::new(config, Resolver::new(MemStore::default(), Rules::embedded().unwrap()), MemBlobs::new())
+    }
+
+    fn event(bodies: &[(&str, String)]) -> SqsEvent {
+        let mut e = SqsEvent::default();
+        e.records = bodies
+            .iter()
+            .map(|(id, body)| {
+                let mut m = SqsMessage::default();
+                m.message_id = Some(id.to_string());
+                m.body = Some(body.clone());
+                m
+            })
+            .collect();
+        e
+    }
+
+    fn observations(ids: &[(K, &str)]) -> String {
+        let o = Observation {
+            observation_id: "o1".into(),
+            channel: "crm".into(),
+            source_key: "crm/x.csv".into(),
+            source_line: 2,
+            observed_at: Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap(),
+            identifiers: ids.iter().map(|(k, v)| Identifier::new(*k, *v)).collect(),
+            traits: Default::default(),
+            consents: vec![],
+        };
+        serde_json::to_string(&IdentityMessage::Observations(ObservationBatch { observations: vec![o] })).unwrap()
+    }
+
+    fn failures(r: &SqsBatchResponse) -> Vec<String> {
+        r.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn observations_resolve_and_their_links_reach_the_lake() {
+        let f = identity();
+        let (response, stats) =
+            f.handle_with_stats(event(&[("m1", observations(&[(K::Email, "marie@x.fr"), (K::CustomerId, "C1")]))])).await;
+        assert!(failures(&response).is_empty());
+        assert_eq!(stats.resolve.structural, 1);
+        let links = f.blobs.list("lake", lake::links_prefix()).await.unwrap();
+        assert_eq!(links.len(), 1, "{links:?}");
+        let batches = lake::read_parquet_bytes(f.blobs.get("lake", &links[0]).await.unwrap().unwrap()).unwrap();
+        let pid = lake::string_values(&batches, "profile_id").unwrap();
+        assert_eq!(pid, vec![f.resolver.lookup(&Identifier::new(K::CustomerId, "C1")).await.unwrap().unwrap()]);
+    }
+
+    /// An erasure typed the way an operator would (case, spaces, a national phone number)
+    /// finds the person: the request goes through the same normalisation as ingest.
+    #[tokio::test]
+    async fn erasure_requests_are_normalised_like_the_exports() {
+        let f = identity();
+        f.handle(event(&[("m1", observations(&[(K::Email, "marie@x.fr"), (K::Phone, "+33612345678")]))])).await;
+        assert!(f.resolver.lookup(&Identifier::new(K::Phone, "+33612345678")).await.unwrap().is_some());
+        let erase = r#"{"erase": {"kind": "phone", "value": " 06 12 34 56 78 "}}"#.to_string();
+        let (response, stats) = f.handle_with_stats(event(&[("m2", erase)])).await;
+        assert!(failures(&response).is_empty());
+        assert_eq!(stats.erasures, 1);
+        assert_eq!(f.resolver.lookup(&Identifier::new(K::Email, "marie@x.fr")).await.unwrap(), None, "erased");
+        // A value that is not an identifier at all fails the message (it reaches the DLQ).
+        let bad = r#"{"erase": {"kind": "phone", "value": "not a phone"}}"#.to_string();
+        let (response, stats) = f.handle_with_stats(event(&[("m3", bad)])).await;
+        assert_eq!(failures(&response), vec!["m3"]);
+        assert_eq!(stats.failed_messages, 1);
+    }
+
+    /// The lake write fails after the profiles were written (in the batch attempt and
+    /// in the message's own): the message is reported failed, and its redelivery (a
+    /// no-op in the store) still writes the links.
+    #[tokio::test]
+    async fn a_failed_lake_write_fails_the_message_and_the_retry_writes_the_links() {
+        let f = identity();
+        f.blobs.faults.fail("blob.put", 2);
+        let body = observations(&[(K::Email, "paul@x.fr")]);
+        let response = f.handle(event(&[("m1", body.clone())])).await;
+        assert_eq!(failures(&response), vec!["m1"]);
+        assert!(f.blobs.list("lake", lake::links_prefix()).await.unwrap().is_empty());
+        assert!(f.resolver.lookup(&Identifier::new(K::Email, "paul@x.fr")).await.unwrap().is_some(), "the store has him");
+        // SQS delivers it again (ApproximateReceiveCount 2).
+        let mut again = event(&[("m1", body)]);
+        again.records[0].attributes.insert("ApproximateReceiveCount".into(), "2".into());
+        let response = f.handle(again).await;
+        assert!(failures(&response).is_empty());
+        let links = f.blobs.list("lake", lake::links_prefix()).await.unwrap();
+        assert_eq!(links.len(), 1);
+        let batches = lake::read_parquet_bytes(f.blobs.get("lake", &links[0]).await.unwrap().unwrap()).unwrap();
+        let pid = f.resolver.lookup(&Identifier::new(K::Email, "paul@x.fr")).await.unwrap().unwrap();
+        assert_eq!(lake::string_values(&batches, "profile_id").unwrap(), vec![pid]);
+    }
+
+    /// A batch whose lake write fails is retried message by message in the same
+    /// invocation: those attempts find nothing new in the store and must still write the
+    /// links the failed attempt did not.
+    #[tokio::test]
+    async fn the_message_by_message_pass_writes_the_links_the_batch_attempt_lost() {
+        let f = identity();
+        f.blobs.faults.fail("blob.put", 1);
+        let response =
+            f.handle(event(&[("m1", observations(&[(K::Email, "a@x.fr")])), ("m2", observations(&[(K::Email, "b@x.fr")]))])).await;
+        assert!(failures(&response).is_empty(), "each message succeeded on its own");
+        let mut linked = Vec::new();
+        for key in f.blobs.list("lake", lake::links_prefix()).await.unwrap() {
+            linked.extend(
+                lake::string_values(&lake::read_parquet_bytes(f.blobs.get("lake", &key).await.unwrap().unwrap()).unwrap(), "profile_id")
+                    .unwrap(),
+            );
+        }
+        linked.sort();
+        let mut want = vec![
+            f.resolver.lookup(&Identifier::new(K::Email, "a@x.fr")).await.unwrap().unwrap(),
+            f.resolver.lookup(&Identifier::new(K::Email, "b@x.fr")).await.unwrap().unwrap(),
+        ];
+        want.sort();
+        assert_eq!(linked, want);
+    }
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ariane_shared::identifiers::{identifier_hash, identity_key};
 use ariane_shared::model::Observation;
 
-use crate::resolve::{resolve, shared_values, Evidence, IdRef};
+use crate::partition::{resolve, shared_values, Evidence, IdRef};
 use crate::rules::Rules;
 
 /// Identity key → profile id (None: no usable, linkable identifier) for every

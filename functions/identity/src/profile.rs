@@ -8,96 +8,69 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ariane_shared::identifiers::Identifier;
 use ariane_shared::model::Observation;
-use chrono::{DateTime, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
+pub use ariane_shared::profile::{ConsentState, ProfileDoc, TraitValue};
 
 use crate::rules::{Rules, Survivorship};
 
-/// A trait value with its provenance.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TraitValue {
-    pub value: String,
-    pub at: DateTime<Utc>,
-    /// Source channel.
-    pub source: String,
-    pub observation_id: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConsentState {
-    pub granted: bool,
-    pub at: DateTime<Utc>,
-    pub source: String,
-    pub observation_id: String,
-}
-
-/// What is known about a person (a profile) or contributed by one evidence.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Doc {
-    /// kind → clear values (personal data: DynamoDB only).
-    #[serde(default)]
-    pub identifiers: BTreeMap<String, BTreeSet<String>>,
-    #[serde(default)]
-    pub traits: BTreeMap<String, TraitValue>,
-    /// `email`, `sms`, `push`, `ads`.
-    #[serde(default)]
-    pub consents: BTreeMap<String, ConsentState>,
-    #[serde(default)]
-    pub channels: BTreeSet<String>,
-    pub first_seen: Option<DateTime<Utc>>,
-    /// UTC day of the latest observation (kept per day, so repeated activity within a
-    /// day costs no write).
-    pub last_seen_day: Option<NaiveDate>,
-}
+/// The profile document (its type is the shared profile item's, see
+/// `ariane_shared::profile`); identity adds how documents are built and joined.
+pub type Doc = ProfileDoc;
 
 /// Pseudo-traits that track the most recent e-mail and phone (the reachable ones).
 pub const CONTACT_TRAITS: &[(&str, ariane_shared::identifiers::IdentifierKind)] =
     &[("email", ariane_shared::identifiers::IdentifierKind::Email), ("phone", ariane_shared::identifiers::IdentifierKind::Phone)];
 
-impl Doc {
-    /// The contribution of one observation (its usable identifiers only).
-    pub fn of_observation(obs: &Observation, usable: &[&Identifier]) -> Doc {
-        let mut doc = Doc::default();
-        let tv = |value: &str| TraitValue {
-            value: value.to_string(),
-            at: obs.observed_at,
-            source: obs.channel.clone(),
-            observation_id: obs.observation_id.clone(),
-        };
-        for id in usable {
-            doc.identifiers.entry(id.kind.as_str().to_string()).or_default().insert(id.value.clone());
-        }
-        for (name, kind) in CONTACT_TRAITS {
-            if let Some(id) = usable.iter().filter(|i| i.kind == *kind).map(|i| &i.value).min() {
-                doc.traits.insert(name.to_string(), tv(id));
-            }
-        }
-        let t = &obs.traits;
-        for (name, value) in [
-            ("first_name", &t.first_name),
-            ("last_name", &t.last_name),
-            ("street", &t.street),
-            ("postal_code", &t.postal_code),
-            ("city", &t.city),
-            ("country", &t.country),
-        ] {
-            if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-                doc.traits.insert(name.to_string(), tv(v));
-            }
-        }
-        for c in &obs.consents {
-            let state =
-                ConsentState { granted: c.granted, at: c.at, source: obs.channel.clone(), observation_id: obs.observation_id.clone() };
-            join_consent(&mut doc.consents, c.channel.as_str(), &state);
-        }
-        doc.channels.insert(obs.channel.clone());
-        doc.first_seen = Some(obs.observed_at);
-        doc.last_seen_day = Some(obs.observed_at.date_naive());
-        doc
-    }
-
+/// How identity builds and joins profile documents.
+pub trait Join {
     /// Joins `other` into `self`; true when `self` changed.
-    pub fn join(&mut self, other: &Doc, rules: &Rules) -> bool {
+    fn join(&mut self, other: &ProfileDoc, rules: &Rules) -> bool;
+    /// Keeps only the identifiers the profile holds (after limits and shared values),
+    /// and contact traits that point at one of them.
+    fn restrict_identifiers(&mut self, owned: &BTreeMap<String, BTreeSet<String>>);
+}
+
+/// The contribution of one observation (its usable identifiers only).
+pub fn contribution(obs: &Observation, usable: &[&Identifier]) -> ProfileDoc {
+    let mut doc = Doc::default();
+    let tv = |value: &str| TraitValue {
+        value: value.to_string(),
+        at: obs.observed_at,
+        source: obs.channel.clone(),
+        observation_id: obs.observation_id.clone(),
+    };
+    for id in usable {
+        doc.identifiers.entry(id.kind.as_str().to_string()).or_default().insert(id.value.clone());
+    }
+    for (name, kind) in CONTACT_TRAITS {
+        if let Some(id) = usable.iter().filter(|i| i.kind == *kind).map(|i| &i.value).min() {
+            doc.traits.insert(name.to_string(), tv(id));
+        }
+    }
+    let t = &obs.traits;
+    for (name, value) in [
+        ("first_name", &t.first_name),
+        ("last_name", &t.last_name),
+        ("street", &t.street),
+        ("postal_code", &t.postal_code),
+        ("city", &t.city),
+        ("country", &t.country),
+    ] {
+        if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            doc.traits.insert(name.to_string(), tv(v));
+        }
+    }
+    for c in &obs.consents {
+        let state = ConsentState { granted: c.granted, at: c.at, source: obs.channel.clone(), observation_id: obs.observation_id.clone() };
+        join_consent(&mut doc.consents, c.channel.as_str(), &state);
+    }
+    doc.channels.insert(obs.channel.clone());
+    doc.first_seen = Some(obs.observed_at);
+    doc.last_seen_day = Some(obs.observed_at.date_naive());
+    doc
+}
+
+impl Join for ProfileDoc {
+    fn join(&mut self, other: &ProfileDoc, rules: &Rules) -> bool {
         let before = self.clone();
         for (k, values) in &other.identifiers {
             self.identifiers.entry(k.clone()).or_default().extend(values.iter().cloned());
@@ -120,9 +93,7 @@ impl Doc {
         *self != before
     }
 
-    /// Keeps only the identifiers the profile holds (after limits and shared values),
-    /// and contact traits that point at one of them.
-    pub fn restrict_identifiers(&mut self, owned: &BTreeMap<String, BTreeSet<String>>) {
+    fn restrict_identifiers(&mut self, owned: &BTreeMap<String, BTreeSet<String>>) {
         for (k, values) in self.identifiers.iter_mut() {
             let keep = owned.get(k);
             values.retain(|v| keep.is_some_and(|o| o.contains(v)));
@@ -135,14 +106,6 @@ impl Doc {
                 self.traits.remove(*name);
             }
         }
-    }
-
-    pub fn consent(&self, channel: &str) -> Option<bool> {
-        self.consents.get(channel).map(|c| c.granted)
-    }
-
-    pub fn trait_value(&self, name: &str) -> Option<&str> {
-        self.traits.get(name).map(|t| t.value.as_str())
     }
 }
 
@@ -182,7 +145,7 @@ mod tests {
     use super::*;
     use ariane_shared::identifiers::IdentifierKind;
     use ariane_shared::model::{Consent, ConsentChannel, Traits};
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
     use proptest::prelude::*;
 
     fn obs(channel: &str, day: u32, city: Option<&str>, consent: Option<bool>) -> Observation {
@@ -201,7 +164,7 @@ mod tests {
 
     fn doc(o: &Observation) -> Doc {
         let ids: Vec<&Identifier> = o.identifiers.iter().collect();
-        Doc::of_observation(o, &ids)
+        contribution(o, &ids)
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct Rules {
     /// Channel → rank (0 = most trusted); unknown channels rank last.
     source_rank: HashMap<String, usize>,
     pub max_component_evidence: usize,
+    /// Where phone numbers without a country code are read (erasure and repair requests,
+    /// lookups): the same normalisation ingest applies.
+    pub phone_region: phonenumber::country::Id,
 }
 
 /// A rules file problem, named like the channel-spec errors: `file: path: problem`.
@@ -70,6 +73,12 @@ struct RawRules {
     traits: Option<toml::Table>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default = "default_phone_region")]
+    phone_region: String,
+}
+
+fn default_phone_region() -> String {
+    "FR".into()
 }
 
 #[derive(Deserialize)]
@@ -233,7 +242,10 @@ impl Rules {
                 ),
             ));
         }
+        let phone_region = ariane_shared::identifiers::phone_region(&raw.phone_region)
+            .ok_or_else(|| err("phone_region", format!("{:?} is not a region code such as FR", raw.phone_region)))?;
         Ok(Rules {
+            phone_region,
             types,
             blocked_any: raw.blocked.any.iter().map(|v| v.trim().to_lowercase()).collect(),
             blocked,

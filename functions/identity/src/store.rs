@@ -18,7 +18,6 @@
 //!   resolvers converge.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use ariane_shared::error::{AwsError, SdkResultExt};
@@ -26,8 +25,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, KeysAndAtt
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::partition::{CoOccurrence, IdRef};
 use crate::profile::Doc;
-use crate::resolve::{CoOccurrence, IdRef};
+pub use ariane_shared::adapters::dynamodb::item_size;
+pub use ariane_shared::adapters::metered::{Meter, MeterReading, Metered};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
@@ -56,15 +57,7 @@ impl Key {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ProfileItem {
-    pub profile_id: String,
-    pub component: String,
-    pub doc: Doc,
-    /// Profile ids merged into this one.
-    #[serde(default)]
-    pub merged_from: Vec<String>,
-}
+pub use ariane_shared::profile::ProfileItem;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AliasItem {
@@ -164,16 +157,10 @@ impl Write {
     }
 }
 
-/// A random, non-zero 64-bit version: SipHash of a process-wide counter under keys the
-/// standard library draws from the OS at start, so separate processes (Lambda
-/// instances) do not repeat each other's sequence.
+/// A random, non-zero 64-bit version (different sequences in different processes, so
+/// Lambda instances do not repeat each other's).
 pub fn fresh_version() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = KEYS.get_or_init(std::collections::hash_map::RandomState::new).build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.finish().max(1)
+    ariane_shared::backoff::random_u64().max(1)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -267,52 +254,21 @@ impl Listing for MemStore {
 /// top-level attributes for other readers.
 pub fn to_attributes(key: &Key, version: u64, item: &Item) -> HashMap<String, AttributeValue> {
     let s = |v: &str| AttributeValue::S(v.to_string());
+    let (body, profile_id) = match item {
+        // The contract with segments and activation: the shared profile item's encoding.
+        Item::Profile(p) => return p.to_attributes(version),
+        Item::Alias(a) => (serde_json::to_string(a), Some(&a.to)),
+        Item::Id(i) => (serde_json::to_string(i), i.profile_id.as_ref()),
+        Item::Ev(e) => (serde_json::to_string(e), None),
+        Item::Comp(c) => (serde_json::to_string(c), None),
+    };
     let mut m = HashMap::new();
     m.insert("pk".to_string(), s(&key.pk));
     m.insert("sk".to_string(), s(key.sk));
     m.insert("v".to_string(), AttributeValue::N(version.to_string()));
-    let body = match item {
-        Item::Profile(p) => serde_json::to_string(p),
-        Item::Alias(a) => serde_json::to_string(a),
-        Item::Id(i) => serde_json::to_string(i),
-        Item::Ev(e) => serde_json::to_string(e),
-        Item::Comp(c) => serde_json::to_string(c),
-    }
-    .expect("items serialise");
-    m.insert("doc".to_string(), AttributeValue::S(body));
-    match item {
-        Item::Profile(p) => {
-            m.insert("profile_id".into(), s(&p.profile_id));
-            for name in ["email", "phone", "first_name", "last_name", "postal_code", "city"] {
-                if let Some(v) = p.doc.trait_value(name) {
-                    m.insert(name.into(), s(v));
-                }
-            }
-            for (channel, c) in &p.doc.consents {
-                m.insert(format!("{channel}_opt_in"), AttributeValue::Bool(c.granted));
-            }
-            // Pseudonymous summary for the segments' profile snapshot, which projects
-            // these and never the clear identifiers.
-            let kinds: Vec<&str> = p.doc.identifiers.keys().map(String::as_str).collect();
-            m.insert("id_kinds".into(), s(&kinds.join(",")));
-            let channels: Vec<&str> = p.doc.channels.iter().map(String::as_str).collect();
-            m.insert("channels".into(), s(&channels.join(",")));
-            if let Some(first) = p.doc.first_seen {
-                m.insert("first_seen".into(), s(&first.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
-            }
-            if let Some(day) = p.doc.last_seen_day {
-                m.insert("last_seen_day".into(), s(&day.format("%Y-%m-%d").to_string()));
-            }
-        }
-        Item::Alias(a) => {
-            m.insert("profile_id".into(), s(&a.to));
-        }
-        Item::Id(i) => {
-            if let Some(p) = &i.profile_id {
-                m.insert("profile_id".into(), s(p));
-            }
-        }
-        _ => {}
+    m.insert("doc".to_string(), AttributeValue::S(body.expect("items serialise")));
+    if let Some(p) = profile_id {
+        m.insert("profile_id".into(), s(p));
     }
     m
 }
@@ -334,22 +290,8 @@ pub fn from_attributes(attrs: &HashMap<String, AttributeValue>) -> Result<Record
     Ok(Record { key: Key { pk, sk }, version, item })
 }
 
-/// DynamoDB's item size: attribute names plus values (strings in UTF-8 bytes, numbers
-/// about one byte per two digits, booleans one byte).
-pub fn item_size(attrs: &HashMap<String, AttributeValue>) -> usize {
-    attrs
-        .iter()
-        .map(|(name, v)| {
-            name.len()
-                + match v {
-                    AttributeValue::S(s) => s.len(),
-                    AttributeValue::N(n) => n.len().div_ceil(2) + 1,
-                    AttributeValue::Bool(_) => 1,
-                    _ => 1,
-                }
-        })
-        .sum()
-}
+/// Retries of the keys a BatchGetItem left unprocessed (throttled partitions).
+const UNPROCESSED_BACKOFF: ariane_shared::backoff::Backoff = ariane_shared::backoff::Backoff::new(std::time::Duration::from_millis(20), 6);
 
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
@@ -381,8 +323,8 @@ impl ItemStore for DynamoStore {
                     out.push(from_attributes(attrs)?);
                 }
                 if let Some(left) = resp.unprocessed_keys().and_then(|u| u.get(&self.table)).filter(|k| !k.keys().is_empty()) {
+                    UNPROCESSED_BACKOFF.wait(attempt).await;
                     attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(6))).await;
                     pending = Some(left.clone());
                 }
             }
@@ -523,58 +465,6 @@ impl Listing for DynamoStore {
     }
 }
 
-/// Request and capacity counts (on-demand billing: a strongly consistent read is one
-/// read unit per 4 KB; a write one write unit per 1 KB; both doubled in transactions).
-#[derive(Debug, Default)]
-pub struct Meter {
-    pub read_requests: AtomicU64,
-    pub write_requests: AtomicU64,
-    pub read_units: AtomicU64,
-    pub write_units: AtomicU64,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MeterReading {
-    pub read_requests: u64,
-    pub write_requests: u64,
-    pub read_units: u64,
-    pub write_units: u64,
-}
-
-impl Meter {
-    pub fn reading(&self) -> MeterReading {
-        MeterReading {
-            read_requests: self.read_requests.load(Ordering::Relaxed),
-            write_requests: self.write_requests.load(Ordering::Relaxed),
-            read_units: self.read_units.load(Ordering::Relaxed),
-            write_units: self.write_units.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// On-demand list prices used for cost figures (us-east-1, since November 2024).
-pub const USD_PER_MILLION_WRITE_UNITS: f64 = 0.625;
-pub const USD_PER_MILLION_READ_UNITS: f64 = 0.125;
-
-impl MeterReading {
-    pub fn usd(&self) -> f64 {
-        self.write_units as f64 * USD_PER_MILLION_WRITE_UNITS / 1e6 + self.read_units as f64 * USD_PER_MILLION_READ_UNITS / 1e6
-    }
-}
-
-/// A store wrapper that counts what DynamoDB would bill, from the items' encoded sizes.
-#[derive(Debug)]
-pub struct Metered<S> {
-    pub inner: S,
-    pub meter: Meter,
-}
-
-impl<S> Metered<S> {
-    pub fn new(inner: S) -> Self {
-        Metered { inner, meter: Meter::default() }
-    }
-}
-
 #[async_trait::async_trait]
 impl<S: ItemStore> ItemStore for Metered<S> {
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
@@ -582,29 +472,30 @@ impl<S: ItemStore> ItemStore for Metered<S> {
         unique.sort();
         unique.dedup();
         let records = self.inner.get_many(keys).await?;
-        self.meter.read_requests.fetch_add(unique.len().div_ceil(100).max(1) as u64, Ordering::Relaxed);
-        // Strongly consistent: a missing key still costs one unit; found items one per 4 KB.
-        let mut units = (unique.len() - records.len().min(unique.len())) as u64;
-        for r in &records {
-            let size = item_size(&to_attributes(&r.key, r.version, &r.item));
-            units += size.div_ceil(4096).max(1) as u64;
+        // One BatchGetItem per 100 keys; strongly consistent: a missing key still costs
+        // one unit, a found item one per 4 KB.
+        let mut sizes: Vec<usize> = records.iter().map(|r| item_size(&to_attributes(&r.key, r.version, &r.item))).collect();
+        sizes.resize(unique.len().max(sizes.len()), 0);
+        for chunk in sizes.chunks(100) {
+            self.meter.read(chunk);
         }
-        self.meter.read_units.fetch_add(units, Ordering::Relaxed);
         Ok(records)
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
-        let factor = if writes.len() > 1 { 2 } else { 1 };
-        let units: usize = writes
+        let sizes: Vec<usize> = writes
             .iter()
             .map(|w| match &w.op {
-                Op::Put(item) => item_size(&to_attributes(&w.key, w.new_version(), item)).div_ceil(1024).max(1),
-                Op::Delete | Op::Check => 1,
+                Op::Put(item) => item_size(&to_attributes(&w.key, w.new_version(), item)),
+                Op::Delete | Op::Check => 0,
             })
-            .sum();
-        self.meter.write_requests.fetch_add(1, Ordering::Relaxed);
-        self.meter.write_units.fetch_add((units * factor) as u64, Ordering::Relaxed);
-        self.inner.commit(writes).await
+            .collect();
+        self.meter.write(&sizes, writes.len() > 1);
+        let result = self.inner.commit(writes).await;
+        if matches!(result, Err(StoreError::Conflict(_))) {
+            self.meter.conflict();
+        }
+        result
     }
 }
 

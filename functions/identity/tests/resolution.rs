@@ -363,7 +363,7 @@ async fn erasure_deletes_and_suppresses_and_repair_splits() {
 /// carries at most one value per identifier column), fits in one DynamoDB item.
 #[test]
 fn a_component_at_the_configured_maximum_fits_in_one_item() {
-    use ariane_identity::resolve::IdRef;
+    use ariane_identity::partition::IdRef;
     use ariane_identity::store::{item_size, to_attributes, CompEvidence, CompItem};
     let rules = rules();
     let kinds = [K::CustomerId, K::Email, K::Phone, K::CookieId];

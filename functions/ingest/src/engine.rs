@@ -4,20 +4,12 @@
 
 use std::io::Read;
 
-use ariane_shared::model::{CanonicalEvent, Observation, RejectedRow};
+use ariane_shared::model::RejectedRow;
 
-use crate::map::{FileContext, Mapper, RowMeta};
-use crate::source::{self, FileError, Row, RowHandler};
+use crate::map::{FileContext, Mapper, RowError, RowMeta};
+pub use crate::sink::{RowSink, SinkError};
+use crate::source::{self, CellError, FileError, Row, RowHandler};
 use crate::spec::{FormatKind, Source, Spec};
-
-/// Where parsed rows go.
-pub trait RowSink {
-    fn event(&mut self, event: CanonicalEvent) -> Result<(), SinkError>;
-    fn rejected(&mut self, row: RejectedRow) -> Result<(), SinkError>;
-    fn observation(&mut self, observation: Observation) -> Result<(), SinkError>;
-}
-
-pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Counts of one file; `rows_read == events + rejected` always.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -67,7 +59,7 @@ struct Filled<'a> {
 }
 
 impl Row for Filled<'_> {
-    fn value(&self, source: &Source) -> Result<Option<std::borrow::Cow<'_, str>>, String> {
+    fn value(&self, source: &Source) -> Result<Option<std::borrow::Cow<'_, str>>, CellError> {
         if let Some(v) = self.row.value(source)? {
             return Ok(Some(v));
         }
@@ -96,9 +88,14 @@ struct Engine<'a> {
 impl Engine<'_> {
     fn reject(&mut self, line: u64, reason: String, raw: String) -> Result<(), FileError> {
         self.counts.rejected += 1;
-        self.sink
-            .rejected(RejectedRow { channel: self.spec.channel.clone(), source_key: self.file.source_key.clone(), line, reason, raw })
-            .map_err(FileError::Sink)
+        self.sink.rejected(RejectedRow {
+            channel: self.spec.channel.clone(),
+            source_key: self.file.source_key.clone(),
+            line,
+            reason,
+            raw,
+        })?;
+        Ok(())
     }
 }
 
@@ -126,12 +123,12 @@ impl RowHandler for Engine<'_> {
                     }
                 }
                 if let Some(e) = key_error {
-                    Err(e)
+                    Err(RowError::Cell(e))
                 } else if key.iter().all(String::is_empty) {
                     // No group key: the row cannot continue a group, nor start one.
                     state.key.clear();
                     state.values.iter_mut().for_each(|v| *v = None);
-                    Err(format!("fill-down key ({}) is blank", fd.key.iter().map(Source::label).collect::<Vec<_>>().join(" + ")))
+                    Err(RowError::BlankFillDownKey { sources: fd.key.iter().map(Source::label).collect::<Vec<_>>().join(" + ") })
                 } else {
                     if key != state.key {
                         state.key = key;
@@ -149,7 +146,7 @@ impl RowHandler for Engine<'_> {
                         }
                     }
                     match error {
-                        Some(e) => Err(e),
+                        Some(e) => Err(RowError::Cell(e)),
                         None => {
                             let filled = Filled { row, columns: &fd.columns, values: &state.values };
                             self.mapper.map(bound, &filled, meta, &self.file)
@@ -167,13 +164,13 @@ impl RowHandler for Engine<'_> {
                 }
                 if let Some(o) = mapped.observation {
                     self.counts.observations += 1;
-                    self.sink.observation(o).map_err(FileError::Sink)?;
+                    self.sink.observation(o)?;
                 }
-                self.sink.event(mapped.event).map_err(FileError::Sink)
+                Ok(self.sink.event(mapped.event)?)
             }
             Err(reason) => {
                 let raw = row.raw();
-                self.reject(line, reason, raw)
+                self.reject(line, reason.to_string(), raw)
             }
         }
     }

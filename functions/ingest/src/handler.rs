@@ -1,42 +1,66 @@
 //! The Lambda handler: one SQS message per S3 notification; each failed message is
 //! reported in `batchItemFailures` so only it is retried (and ends in the DLQ).
-
-use ariane_shared::aws::Clients;
-use ariane_shared::EnvSource;
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use tracing::Instrument;
+//!
+//! [`IngestWith`] is generic over its ports (blob storage, queue sends); [`Ingest`] is
+//! the one `main.rs` runs, wired to S3 and SQS by [`Ingest::from_env`]. Tests wire the
+//! in-memory adapters with [`IngestWith::new`].
 
 use std::sync::Arc;
+
+use ariane_shared::adapters::s3::S3Blobs;
+use ariane_shared::adapters::sqs::SqsQueue;
+use ariane_shared::aws::Clients;
+use ariane_shared::ports::{BlobStore, Queue};
+use ariane_shared::{ConfigError, EnvSource};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use tracing::Instrument;
 
 use crate::config::{IngestConfig, Mode};
 use crate::pipeline::{ingest_object, route_object, IngestError, Outcome};
 use crate::s3event::{parse_body, Notification};
 use crate::spec::Catalog;
 
-/// The ingest function: configuration, channel specs and clients built once at cold start.
+/// The ingest function over its ports: configuration, channel specs and adapters built
+/// once at cold start.
 #[derive(Clone, Debug)]
-pub struct Ingest {
-    pub clients: Clients,
+pub struct IngestWith<B, Q> {
+    /// The landing bucket (sources) and the lake bucket (parts, rejects, ledger).
+    pub blobs: B,
+    /// The channel queues (router) and the identity queue (channel ingest).
+    pub queue: Q,
     pub config: IngestConfig,
     pub catalog: Arc<Catalog>,
 }
 
+/// The ingest function on AWS: S3 and SQS.
+pub type Ingest = IngestWith<S3Blobs, SqsQueue>;
+
 impl Ingest {
-    pub async fn from_env(env: &dyn EnvSource) -> Result<Self, ariane_shared::ConfigError> {
+    /// Reads the configuration and builds the AWS adapters (what `main.rs` runs).
+    pub async fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
         let config = IngestConfig::from_env(env)?;
-        let catalog = Catalog::embedded().map_err(|errors| ariane_shared::ConfigError::Invalid {
+        let clients = Clients::from_env(env).await;
+        IngestWith::new(config, S3Blobs::new(clients.s3), SqsQueue::new(clients.sqs))
+    }
+}
+
+impl<B: BlobStore, Q: Queue> IngestWith<B, Q> {
+    /// The handler over given ports, with the channel specs built into the binary
+    /// (validated, and one of them must be of the configured channel).
+    pub fn new(config: IngestConfig, blobs: B, queue: Q) -> Result<Self, ConfigError> {
+        let catalog = Catalog::embedded().map_err(|errors| ConfigError::Invalid {
             name: "channels/",
             reason: errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
         })?;
         if let Some(channel) = config.channel() {
             if !catalog.specs.iter().any(|s| s.channel == channel) {
-                return Err(ariane_shared::ConfigError::Invalid {
+                return Err(ConfigError::Invalid {
                     name: "INGEST_CHANNEL",
                     reason: format!("no spec in channels/{channel}/ was built into this binary"),
                 });
             }
         }
-        Ok(Ingest { clients: Clients::from_env(env).await, config, catalog: Arc::new(catalog) })
+        Ok(IngestWith { blobs, queue, config, catalog: Arc::new(catalog) })
     }
 
     /// Handles a batch; never fails as a whole (each message fails on its own).
@@ -64,11 +88,11 @@ impl Ingest {
         };
         for object in &objects {
             if let Mode::Router { .. } = self.config.mode {
-                let channel = route_object(&self.clients, &self.config, object).await?;
+                let channel = route_object(&self.blobs, &self.queue, &self.config, object).await?;
                 tracing::info!(key = %object.key, %channel, "routed");
                 continue;
             }
-            match ingest_object(&self.clients, &self.config, &self.catalog, object).await? {
+            match ingest_object(&self.blobs, &self.queue, &self.config, &self.catalog, object).await? {
                 Outcome::Ingested(entry) => tracing::info!(key = %entry.source_key, "ingested"),
                 Outcome::AlreadyIngested(entry) => {
                     tracing::info!(key = %entry.source_key, fingerprint = %entry.fingerprint, "identical content already ingested: skipped")

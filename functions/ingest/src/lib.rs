@@ -8,20 +8,29 @@
 //! router (`INGEST_CHANNEL=router`), which forwards each notification to its channel's
 //! queue and records keys under no known channel.
 //!
-//! Reading ([`source`]) and mapping ([`map`], [`engine`]) are pure and synchronous;
-//! [`pipeline`] does the I/O; [`handler::Ingest::handle`] is the Lambda handler.
+//! Reading ([`source`]), mapping ([`map`], [`engine`]) and the local Parquet parts
+//! ([`parts`]) are pure and synchronous; [`pipeline`] does the I/O through the ports of
+//! `ariane_shared::ports`; [`handler::IngestWith::handle`] is the Lambda handler, and
+//! [`Ingest`] the handler wired to S3 and SQS.
+//!
+//! Modules import each other without cycles; each imports only modules listed before it:
+//! `amount`, `lines`, `fxhash`, `sink`, `config`, `s3event` (leaves), `values`, `spec`,
+//! `source`, `map`, `engine`, `parts`, `pipeline`, `handler`.
 
 pub mod amount;
 pub mod config;
 pub mod engine;
+pub mod fxhash;
 pub mod handler;
 pub mod lines;
 pub mod map;
+pub mod parts;
 pub mod pipeline;
 pub mod s3event;
+pub mod sink;
 pub mod source;
 pub mod spec;
 pub mod values;
 
 pub use config::IngestConfig;
-pub use handler::Ingest;
+pub use handler::{Ingest, IngestWith};

@@ -3,15 +3,59 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 
-use ariane_shared::identifiers::{identity_key, normalize_email, sha256_hex, stable_id, Identifier, IdentifierKind};
+use ariane_shared::identifiers::{
+    identity_key, normalize_email, normalize_token, sha256_hex, stable_id, Identifier, IdentifierError, IdentifierKind, PhoneNormalizer,
+};
 use ariane_shared::model::{CanonicalEvent, Consent, ConsentChannel, Observation, Traits};
 use chrono::{DateTime, Utc};
 
-use crate::source::Row;
+use crate::fxhash::{FxHasher, FxMap, FxSet};
+use crate::source::{CellError, Row};
 use crate::spec::{Canon, Compute, FieldPlan, Kind, Meta, Source, Spec, Unmapped};
-use crate::values::{apply_transforms, parse_amount, parse_bool, parse_integer, parse_time, PhoneNormalizer};
+use crate::values::{apply_transforms, parse_amount, parse_bool, parse_consent_channel, parse_integer, parse_time, TimeFormat, ValueError};
+
+/// Why a row is rejected: the text of the rejects table's `reason` column.
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    #[error(transparent)]
+    Cell(#[from] CellError),
+    #[error("{label} is blank")]
+    Blank { label: String },
+    #[error("{label}: {value:?} is not one of {known:?}")]
+    NotInMap { label: String, value: String, known: Vec<String> },
+    #[error("{label}: {source}")]
+    Invalid {
+        label: String,
+        #[source]
+        source: ValueError,
+    },
+    #[error("{label}: {source}")]
+    Identifier {
+        label: String,
+        #[source]
+        source: IdentifierError,
+    },
+    #[error("{label}: overflows")]
+    Overflow { label: String },
+    #[error("{label}: {value} is below the minimum {min}")]
+    BelowMinimum { label: String, value: i64, min: i64 },
+    #[error("{label}: {value} is below the minimum")]
+    AmountBelowMinimum { label: String, value: String },
+    #[error("event type is blank ({sources})")]
+    BlankEventType { sources: String },
+    #[error("event type {key:?} ({sources}) has no letters or digits")]
+    EventTypeWithoutLetters { key: String, sources: String },
+    #[error("unknown event type {key:?} in {sources} (expected one of {known:?})")]
+    UnknownEventType { key: String, sources: String, known: Vec<String> },
+    #[error("{event_type} needs {}: blank", .missing.join(", "))]
+    MissingForEventType { event_type: String, missing: Vec<String> },
+    #[error("{event_type} states a consent but consent_channel is blank")]
+    NoConsentChannel { event_type: String },
+    #[error("fill-down key ({sources}) is blank")]
+    BlankFillDownKey { sources: String },
+}
 
 /// Where a row sits in its file.
 #[derive(Clone, Copy, Debug)]
@@ -46,46 +90,17 @@ pub struct Mapper {
     hashes: HashMap<u8, FxMap<String, String>>,
     /// The last instant parsed per timestamp field (continuation rows repeat it).
     last_time: HashMap<Canon, (String, DateTime<Utc>)>,
-    seen: std::collections::HashSet<u64, BuildHasherDefault<FxHasher>>,
+    seen: FxSet<u64>,
 }
 
 /// Distinct observations remembered per file before the memory is reset (duplicates
 /// after a reset are harmless: identity is idempotent).
 const SEEN_OBSERVATIONS: usize = 1 << 20;
 
-/// A small fast hash (FxHash) for in-process caches: keys are not attacker-chosen
-/// collisions worth defending against inside one file's ingest.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(b));
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_u8(&mut self, v: u8) {
-        self.write_u64(v as u64)
-    }
-    fn write_usize(&mut self, v: usize) {
-        self.write_u64(v as u64)
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-
 const HASH_CACHE: usize = 20_000;
 
 /// A value read for a field, before typing.
-fn read_source<'r>(row: &'r dyn Row, meta: &RowMeta, source: &Source) -> Result<Option<Cow<'r, str>>, String> {
+fn read_source<'r>(row: &'r dyn Row, meta: &RowMeta, source: &Source) -> Result<Option<Cow<'r, str>>, CellError> {
     match source {
         Source::Meta(Meta::Line) => Ok(Some(Cow::Owned(meta.line.to_string()))),
         Source::Meta(Meta::Row) => Ok(Some(Cow::Owned(meta.row.to_string()))),
@@ -145,7 +160,7 @@ fn sanitize_event_type(raw: &str) -> String {
 
 impl Mapper {
     /// The raw (transformed, mapped) text of a field, or `None` when blank.
-    fn text<'r>(&self, plan: &'r FieldPlan, row: &'r dyn Row, meta: &RowMeta) -> Result<Option<Cow<'r, str>>, String> {
+    fn text<'r>(&self, plan: &'r FieldPlan, row: &'r dyn Row, meta: &RowMeta) -> Result<Option<Cow<'r, str>>, RowError> {
         let value: Option<Cow<'r, str>> = if let Some(c) = &plan.constant {
             Some(Cow::Borrowed(c.as_str()))
         } else if plan.sources.len() == 1 {
@@ -175,9 +190,9 @@ impl Mapper {
                 Unmapped::Keep => Ok(Some(value)),
                 Unmapped::Null => Ok(None),
                 Unmapped::Reject => {
-                    let mut known: Vec<&String> = map.keys().collect();
+                    let mut known: Vec<String> = map.keys().cloned().collect();
                     known.sort();
-                    Err(format!("{}: {value:?} is not one of {known:?}", plan.label()))
+                    Err(RowError::NotInMap { label: plan.label(), value: value.into_owned(), known })
                 }
             },
         }
@@ -196,7 +211,7 @@ impl Mapper {
         h
     }
 
-    fn event_type(&self, spec: &Spec, row: &dyn Row, meta: &RowMeta) -> Result<String, String> {
+    fn event_type(&self, spec: &Spec, row: &dyn Row, meta: &RowMeta) -> Result<String, RowError> {
         let rule = &spec.event_type;
         if let Some(c) = &rule.constant {
             return Ok(c.clone());
@@ -213,57 +228,66 @@ impl Mapper {
         if let Some(t) = rule.map.get(&key) {
             return Ok(t.clone());
         }
-        let labels = || rule.sources.iter().map(Source::label).collect::<Vec<_>>().join(" + ");
+        let sources = || rule.sources.iter().map(Source::label).collect::<Vec<_>>().join(" + ");
         if key.chars().all(|c| c == '|') {
-            return Err(format!("event type is blank ({})", labels()));
+            return Err(RowError::BlankEventType { sources: sources() });
         }
         match rule.unmapped {
             Unmapped::Keep => {
                 let t = sanitize_event_type(&key);
                 if t.is_empty() {
-                    Err(format!("event type {key:?} ({}) has no letters or digits", labels()))
+                    Err(RowError::EventTypeWithoutLetters { key, sources: sources() })
                 } else {
                     Ok(t)
                 }
             }
             _ => {
-                let mut known: Vec<&String> = rule.map.keys().collect();
+                let mut known: Vec<String> = rule.map.keys().cloned().collect();
                 known.sort();
-                Err(format!("unknown event type {key:?} in {} (expected one of {known:?})", labels()))
+                Err(RowError::UnknownEventType { key, sources: sources(), known })
             }
         }
     }
 
-    fn field(&mut self, plan: &FieldPlan, row: &dyn Row, meta: &RowMeta, d: &mut Draft) -> Result<(), String> {
+    fn field(&mut self, plan: &FieldPlan, row: &dyn Row, meta: &RowMeta, d: &mut Draft) -> Result<(), RowError> {
         let label = || plan.label();
+        let bad = |source: ValueError| RowError::Invalid { label: plan.label(), source };
         if let Some(Compute::Multiply) = plan.compute {
             let amount = read_source(row, meta, &plan.sources[0])?;
             let quantity = read_source(row, meta, &plan.sources[1])?;
             if let (Some(a), Some(q)) = (amount, quantity) {
-                let a = parse_amount(&a, plan.decimal).map_err(|e| format!("{}: {e}", label()))?;
-                let q = parse_integer(&q).map_err(|e| format!("{}: {e}", label()))?;
-                d.line_total_minor = Some(a.checked_mul(q).ok_or_else(|| format!("{}: overflows", label()))?);
+                let a = parse_amount(&a, plan.decimal).map_err(bad)?;
+                let q = parse_integer(&q).map_err(bad)?;
+                d.line_total_minor = Some(a.checked_mul(q).ok_or_else(|| RowError::Overflow { label: label() })?);
                 d.mark(plan.canon);
             } else if plan.required {
-                return Err(format!("{} is blank", label()));
+                return Err(RowError::Blank { label: label() });
             }
             return Ok(());
         }
         let Some(value) = self.text(plan, row, meta)? else {
             if plan.required {
-                return Err(format!("{} is blank", label()));
+                return Err(RowError::Blank { label: label() });
             }
             return Ok(());
         };
-        let bad = |e: String| format!("{}: {e}", label());
+        // An unusable identifier rejects the row when the field is required; otherwise the
+        // row is kept without it and counted as a warning.
+        let unusable = |d: &mut Draft, source: IdentifierError| {
+            if plan.required {
+                Err(RowError::Identifier { label: plan.label(), source })
+            } else {
+                d.warnings += 1;
+                Ok(())
+            }
+        };
         let v = value.as_ref();
         match plan.canon.kind() {
             Kind::Timestamp => {
                 let t = match self.last_time.get(&plan.canon) {
                     Some((raw, t)) if raw == v => *t,
                     _ => {
-                        let format = plan.time.as_ref().unwrap_or(&crate::spec::TimeFormat::Rfc3339);
-                        let t = parse_time(v, format, plan.time_zone).map_err(bad)?;
+                        let t = parse_time(v, plan.time.as_ref().unwrap_or(&TimeFormat::Rfc3339), plan.time_zone).map_err(bad)?;
                         self.last_time.insert(plan.canon, (v.to_string(), t));
                         t
                     }
@@ -275,15 +299,15 @@ impl Mapper {
             }
             Kind::Integer => {
                 let n = parse_integer(v).map_err(bad)?;
-                if plan.min.is_some_and(|m| n < m) {
-                    return Err(bad(format!("{n} is below the minimum {}", plan.min.unwrap_or_default())));
+                if let Some(min) = plan.min.filter(|m| n < *m) {
+                    return Err(RowError::BelowMinimum { label: label(), value: n, min });
                 }
                 d.quantity = Some(n);
             }
             Kind::Amount => {
                 let a = parse_amount(v, plan.decimal).map_err(bad)?;
                 if plan.min.is_some_and(|m| a < m) {
-                    return Err(bad(format!("{v} is below the minimum")));
+                    return Err(RowError::AmountBelowMinimum { label: label(), value: v.to_string() });
                 }
                 match plan.canon {
                     Canon::UnitPriceMinor => d.unit_price_minor = Some(a),
@@ -293,21 +317,16 @@ impl Mapper {
             }
             Kind::Email => match normalize_email(v) {
                 Ok(e) => d.email = Some(e),
-                Err(e) if plan.required => return Err(bad(e.to_string())),
-                Err(_) => {
-                    d.warnings += 1;
-                    return Ok(());
-                }
+                Err(e) => return unusable(d, e),
             },
             Kind::Phone => match self.phones.normalize(v, plan.phone_region) {
                 Some(p) => d.phone = Some(p),
-                None if plan.required => return Err(bad(format!("{v:?} is not a valid phone number"))),
-                None => {
-                    d.warnings += 1;
-                    return Ok(());
-                }
+                None => return unusable(d, IdentifierError::InvalidPhone(v.trim().to_string())),
             },
-            Kind::Identifier(kind) => d.identifiers.push(Identifier::new(kind, v)),
+            Kind::Identifier(kind) => match normalize_token(kind, v) {
+                Ok(t) => d.identifiers.push(Identifier::new(kind, t)),
+                Err(e) => return unusable(d, e),
+            },
             Kind::Trait => {
                 let v = Some(v.to_string());
                 match plan.canon {
@@ -320,10 +339,7 @@ impl Mapper {
                     _ => d.traits.country = v,
                 }
             }
-            Kind::ConsentChannel => {
-                d.consent_channel =
-                    Some(ConsentChannel::parse(v).ok_or_else(|| bad(format!("{v:?} is not a consent channel (email, sms, push, ads)")))?)
-            }
+            Kind::ConsentChannel => d.consent_channel = Some(parse_consent_channel(v).map_err(bad)?),
             Kind::OptIn(channel) => d.opt_ins.push((channel, parse_bool(v).map_err(bad)?)),
             Kind::Text => {
                 let v = Some(value.into_owned());
@@ -344,15 +360,14 @@ impl Mapper {
     }
 
     /// Maps one row; `Err` is the reason the row is rejected.
-    pub fn map(&mut self, spec: &Spec, row: &dyn Row, meta: RowMeta, file: &FileContext) -> Result<Mapped, String> {
+    pub fn map(&mut self, spec: &Spec, row: &dyn Row, meta: RowMeta, file: &FileContext) -> Result<Mapped, RowError> {
         let event_type = self.event_type(spec, row, &meta)?;
         let mut d = Draft::default();
         for plan in &spec.fields {
             self.field(plan, row, &meta, &mut d)?;
         }
-        let occurred_at = d.occurred_at.ok_or_else(|| {
-            let label = spec.field(Canon::OccurredAt).map(FieldPlan::label).unwrap_or_else(|| "occurred_at".into());
-            format!("{label} is blank")
+        let occurred_at = d.occurred_at.ok_or_else(|| RowError::Blank {
+            label: spec.field(Canon::OccurredAt).map(FieldPlan::label).unwrap_or_else(|| "occurred_at".into()),
         })?;
         if let Some(required) = spec.event_type.require.get(&event_type) {
             let missing: Vec<String> = required
@@ -361,7 +376,7 @@ impl Mapper {
                 .map(|c| spec.field(*c).map(FieldPlan::label).unwrap_or_else(|| c.name().to_string()))
                 .collect();
             if !missing.is_empty() {
-                return Err(format!("{event_type} needs {}: blank", missing.join(", ")));
+                return Err(RowError::MissingForEventType { event_type, missing });
             }
         }
 
@@ -371,7 +386,7 @@ impl Mapper {
             d.opt_ins.iter().map(|(channel, granted)| Consent { channel: *channel, granted: *granted, at: consent_at }).collect();
         if let Some(rule) = spec.consents.get(&event_type) {
             let channel =
-                rule.channel.or(d.consent_channel).ok_or_else(|| format!("{event_type} states a consent but consent_channel is blank"))?;
+                rule.channel.or(d.consent_channel).ok_or_else(|| RowError::NoConsentChannel { event_type: event_type.clone() })?;
             consents.push(Consent { channel, granted: rule.granted, at: consent_at });
         }
 

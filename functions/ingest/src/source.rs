@@ -11,6 +11,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use serde_json::Value;
 
 use crate::lines::{LineIndex, LineState};
+use crate::sink::SinkError;
 use crate::spec::{Compression, Encoding, Format, PathStep, Source};
 
 /// Largest JSON document accepted as one row.
@@ -28,10 +29,29 @@ pub enum FileError {
     #[error("unreadable file at line {line}: {reason}")]
     Corrupt { line: u64, reason: String },
     /// Reading the object failed (network): a retry may succeed.
+    /// Parquet needs its footer: anything else is not a Parquet file.
+    #[error("unreadable file at line 0: not a readable Parquet file: {0}")]
+    NotParquet(#[source] parquet::errors::ParquetError),
+    #[error("unreadable file at line 0: not a readable Parquet file: {0}")]
+    ParquetRows(#[source] arrow::error::ArrowError),
     #[error("cannot read the file at line {line}: {source}")]
     Read { line: u64, source: std::io::Error },
     #[error("cannot write parsed rows: {0}")]
-    Sink(crate::engine::SinkError),
+    Sink(#[from] SinkError),
+}
+
+/// A cell whose text cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CellError {
+    #[error("column {column:?} is not valid UTF-8")]
+    NotUtf8 {
+        column: String,
+        #[source]
+        source: std::str::Utf8Error,
+    },
+    /// A Parquet value Arrow cannot display.
+    #[error(transparent)]
+    Format(#[from] arrow::error::ArrowError),
 }
 
 impl FileError {
@@ -56,30 +76,23 @@ impl FileError {
 }
 
 /// Marks errors of the underlying object stream (S3 body) as transient.
-#[derive(Debug)]
-pub struct Transient(pub String);
-
-impl std::fmt::Display for Transient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Transient {}
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Transient(#[source] pub std::io::Error);
 
 /// Wraps the object stream so its errors are recognisable as transient.
 pub struct TransientReader<R>(pub R);
 
 impl<R: Read> Read for TransientReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(buf).map_err(|e| std::io::Error::new(e.kind(), Transient(e.to_string())))
+        self.0.read(buf).map_err(|e| std::io::Error::new(e.kind(), Transient(e)))
     }
 }
 
 /// One row as the mapping sees it.
 pub trait Row {
     /// The value of a column or JSON path, trimmed; `None` when absent or blank.
-    fn value(&self, source: &Source) -> Result<Option<Cow<'_, str>>, String>;
+    fn value(&self, source: &Source) -> Result<Option<Cow<'_, str>>, CellError>;
     /// The row as found in the file, for the rejects table.
     fn raw(&self) -> String;
 }
@@ -120,14 +133,11 @@ pub fn open(input: Box<dyn Read + Send>, compression: Compression) -> Result<(Bo
 }
 
 /// Decodes a field's bytes.
-pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, String> {
-    if bytes.is_ascii() {
-        // ASCII is valid UTF-8 and identical in Windows-1252.
-        return Ok(Cow::Borrowed(std::str::from_utf8(bytes).map_err(|e| e.to_string())?));
-    }
+pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, std::str::Utf8Error> {
     match encoding {
-        Encoding::Utf8 => std::str::from_utf8(bytes).map(Cow::Borrowed).map_err(|_| "is not valid UTF-8".to_string()),
-        Encoding::Windows1252 => Ok(encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0),
+        // ASCII is valid UTF-8 and identical in Windows-1252.
+        Encoding::Windows1252 if !bytes.is_ascii() => Ok(encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0),
+        _ => std::str::from_utf8(bytes).map(Cow::Borrowed),
     }
 }
 
@@ -146,7 +156,7 @@ struct CsvRow<'a> {
 }
 
 impl Row for CsvRow<'_> {
-    fn value(&self, source: &Source) -> Result<Option<Cow<'_, str>>, String> {
+    fn value(&self, source: &Source) -> Result<Option<Cow<'_, str>>, CellError> {
         let Source::Column { name, index } = source else {
             return Ok(None);
         };
@@ -154,7 +164,7 @@ impl Row for CsvRow<'_> {
         if bytes.is_empty() {
             return Ok(None);
         }
-        let text = decode(bytes, self.encoding).map_err(|e| format!("column {name:?} {e}"))?;
+        let text = decode(bytes, self.encoding).map_err(|source| CellError::NotUtf8 { column: name.clone(), source })?;
         let trimmed = match text {
             Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
             Cow::Owned(s) if s.trim().len() == s.len() => Cow::Owned(s),
@@ -270,7 +280,7 @@ pub fn eval_path<'v>(mut value: &'v Value, steps: &[PathStep]) -> Option<&'v Val
 }
 
 impl Row for JsonRow<'_> {
-    fn value(&self, source: &Source) -> Result<Option<Cow<'_, str>>, String> {
+    fn value(&self, source: &Source) -> Result<Option<Cow<'_, str>>, CellError> {
         let Source::Path { steps, .. } = source else {
             return Ok(None);
         };
@@ -462,7 +472,7 @@ struct ParquetRow<'a> {
 }
 
 impl Row for ParquetRow<'_> {
-    fn value(&self, source: &Source) -> Result<Option<Cow<'_, str>>, String> {
+    fn value(&self, source: &Source) -> Result<Option<Cow<'_, str>>, CellError> {
         let Source::Column { index, .. } = source else {
             return Ok(None);
         };
@@ -473,7 +483,7 @@ impl Row for ParquetRow<'_> {
         let Some(Some(f)) = self.formatters.get(*index) else {
             return Ok(None);
         };
-        let text = f.value(self.row).try_to_string().map_err(|e| e.to_string())?;
+        let text = f.value(self.row).try_to_string()?;
         let t = text.trim();
         Ok((!t.is_empty()).then(|| Cow::Owned(t.to_string())))
     }
@@ -496,15 +506,14 @@ impl Row for ParquetRow<'_> {
 /// Reads a Parquet file (from local scratch space: Parquet needs random access). The
 /// line of a row is its 1-based row number.
 pub fn read_parquet(file: std::fs::File, handler: &mut dyn RowHandler) -> Result<(), FileError> {
-    let corrupt = |e: &dyn std::fmt::Display| FileError::Corrupt { line: 0, reason: format!("not a readable Parquet file: {e}") };
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| corrupt(&e))?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).map_err(FileError::NotParquet)?;
     let names: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
     handler.header(&names)?;
-    let reader = builder.with_batch_size(4096).build().map_err(|e| corrupt(&e))?;
+    let reader = builder.with_batch_size(4096).build().map_err(FileError::NotParquet)?;
     let options = FormatOptions::default();
     let mut row_number = 0u64;
     for batch in reader {
-        let batch = batch.map_err(|e| corrupt(&e))?;
+        let batch = batch.map_err(FileError::ParquetRows)?;
         let formatters: Vec<Option<ArrayFormatter>> =
             batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok()).collect();
         for row in 0..batch.num_rows() {

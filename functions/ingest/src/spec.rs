@@ -10,9 +10,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use ariane_shared::identifiers::IdentifierKind;
 use ariane_shared::model::{ConsentChannel, CHANNELS};
-use chrono::format::{Fixed, Item, StrftimeItems};
 use chrono_tz::Tz;
 use serde::Deserialize;
+
+use crate::values::{
+    parse_amount, parse_bool, parse_consent_channel, parse_integer, parse_time, parse_time_format, TimeFormat, Transform, ValueError,
+};
 
 /// A spec file that does not make sense, naming the file and the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -368,53 +371,12 @@ impl Source {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transform {
-    Trim,
-    Lower,
-    Upper,
-    Title,
-    RemoveSpaces,
-    DigitsOnly,
-}
-
-impl Transform {
-    fn parse(name: &str) -> Option<Transform> {
-        Some(match name {
-            "trim" => Transform::Trim,
-            "lower" => Transform::Lower,
-            "upper" => Transform::Upper,
-            "title" => Transform::Title,
-            "remove_spaces" => Transform::RemoveSpaces,
-            "digits_only" => Transform::DigitsOnly,
-            _ => return None,
-        })
-    }
-}
-
 /// What to do with a value a value map does not list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unmapped {
     Reject,
     Keep,
     Null,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TimeFormat {
-    /// strftime pattern; `offset` when it carries a UTC offset (`%z`), else local time in
-    /// the field's time zone.
-    Pattern {
-        pattern: String,
-        offset: bool,
-        has_time: bool,
-    },
-    Rfc3339,
-    EpochSeconds,
-    EpochMillis,
-    EpochMicros,
-    /// Seconds, milliseconds or microseconds, told apart by magnitude.
-    EpochAuto,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -451,6 +413,18 @@ impl FieldPlan {
             [] => self.canon.name().to_string(),
             [one] => format!("{} ({})", self.canon.name(), one.label()),
             many => format!("{} ({})", self.canon.name(), many.iter().map(Source::label).collect::<Vec<_>>().join(" + ")),
+        }
+    }
+
+    /// Checks that a constant, default or map target is a valid value of the field.
+    pub fn check_literal(&self, value: &str) -> Result<(), ValueError> {
+        match self.canon.kind() {
+            Kind::Timestamp => parse_time(value, self.time.as_ref().unwrap_or(&TimeFormat::Rfc3339), self.time_zone).map(|_| ()),
+            Kind::Integer => parse_integer(value).map(|_| ()),
+            Kind::Amount => parse_amount(value, self.decimal).map(|_| ()),
+            Kind::OptIn(_) => parse_bool(value).map(|_| ()),
+            Kind::ConsentChannel => parse_consent_channel(value).map(|_| ()),
+            _ => Ok(()),
         }
     }
 }
@@ -546,63 +520,30 @@ fn parse_transforms(ctx: &Ctx, field: &str, names: &[String]) -> Result<Vec<Tran
     names
         .iter()
         .map(|n| {
-            Transform::parse(n)
+            Transform::from_name(n)
                 .ok_or_else(|| ctx.err(field, format!("unknown transform {n:?} (trim, lower, upper, title, remove_spaces, digits_only)")))
         })
         .collect()
 }
 
-/// Parses a time format and checks it can produce an instant.
-pub fn parse_time_format(format: &str) -> Result<TimeFormat, String> {
-    Ok(match format {
-        "rfc3339" | "iso8601" => TimeFormat::Rfc3339,
-        "epoch_s" | "epoch_seconds" => TimeFormat::EpochSeconds,
-        "epoch_ms" | "epoch_millis" => TimeFormat::EpochMillis,
-        "epoch_us" | "epoch_micros" => TimeFormat::EpochMicros,
-        "epoch_auto" => TimeFormat::EpochAuto,
-        pattern => {
-            let mut offset = false;
-            let mut has = [false; 3]; // year, month, day
-            let mut has_time = false;
-            for item in StrftimeItems::new(pattern) {
-                match item {
-                    Item::Error => return Err(format!("{pattern:?} is not a valid strftime pattern")),
-                    Item::Fixed(Fixed::TimezoneOffset | Fixed::TimezoneOffsetColon | Fixed::TimezoneOffsetZ)
-                    | Item::Fixed(Fixed::TimezoneOffsetColonZ | Fixed::TimezoneOffsetDoubleColon)
-                    | Item::Fixed(Fixed::TimezoneOffsetTripleColon | Fixed::RFC2822 | Fixed::RFC3339) => {
-                        offset = true;
-                        has = [true; 3];
-                        has_time = true;
-                    }
-                    Item::Numeric(n, _) => {
-                        use chrono::format::Numeric::*;
-                        match n {
-                            Year | YearMod100 => has[0] = true,
-                            Month => has[1] = true,
-                            Day => has[2] = true,
-                            Hour | Hour12 => has_time = true,
-                            Timestamp => {
-                                has = [true; 3];
-                                has_time = true;
-                                offset = true;
-                            }
-                            _ => {}
-                        }
-                    }
-                    Item::Fixed(Fixed::ShortMonthName | Fixed::LongMonthName) => has[1] = true,
-                    _ => {}
-                }
-            }
-            if !has.iter().all(|h| *h) {
-                return Err(format!("{pattern:?} lacks a year, month or day (%Y, %m, %d)"));
-            }
-            TimeFormat::Pattern { pattern: pattern.to_string(), offset, has_time }
-        }
-    })
+/// A JSON path of a spec that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("{path:?}: empty path segment")]
+    EmptySegment { path: String },
+    #[error("{path:?}: unclosed [")]
+    Unclosed { path: String },
+    #[error("{path:?}: [key=value] needs a key")]
+    NoKey { path: String },
+    #[error("{path:?}: [{inner}] is neither an index nor key=value")]
+    NotAnIndex { path: String, inner: String },
+    #[error("{path:?}: unexpected {rest:?} after ]")]
+    AfterBracket { path: String, rest: String },
 }
 
 /// Parses a JSON path like `event_params[key=email].value.string_value` or `items[0].sku`.
-pub fn parse_path(text: &str) -> Result<Vec<PathStep>, String> {
+pub fn parse_path(text: &str) -> Result<Vec<PathStep>, PathError> {
+    let path = || text.to_string();
     let mut steps = Vec::new();
     for segment in text.split('.') {
         let (name, mut rest) = match segment.find('[') {
@@ -610,28 +551,28 @@ pub fn parse_path(text: &str) -> Result<Vec<PathStep>, String> {
             None => (segment, ""),
         };
         if name.is_empty() && steps.is_empty() && rest.is_empty() {
-            return Err(format!("{text:?}: empty path segment"));
+            return Err(PathError::EmptySegment { path: path() });
         }
         if !name.is_empty() {
             steps.push(PathStep::Member(name.to_string()));
         } else if rest.is_empty() {
-            return Err(format!("{text:?}: empty path segment"));
+            return Err(PathError::EmptySegment { path: path() });
         }
         while !rest.is_empty() {
-            let close = rest.find(']').ok_or_else(|| format!("{text:?}: unclosed ["))?;
+            let close = rest.find(']').ok_or_else(|| PathError::Unclosed { path: path() })?;
             let inner = &rest[1..close];
             if let Some((k, v)) = inner.split_once('=') {
                 if k.is_empty() {
-                    return Err(format!("{text:?}: [key=value] needs a key"));
+                    return Err(PathError::NoKey { path: path() });
                 }
                 steps.push(PathStep::Find { key: k.to_string(), value: v.to_string() });
             } else {
-                let i = inner.parse::<usize>().map_err(|_| format!("{text:?}: [{inner}] is neither an index nor key=value"))?;
+                let i = inner.parse::<usize>().map_err(|_| PathError::NotAnIndex { path: path(), inner: inner.to_string() })?;
                 steps.push(PathStep::Index(i));
             }
             rest = &rest[close + 1..];
             if !rest.is_empty() && !rest.starts_with('[') {
-                return Err(format!("{text:?}: unexpected {rest:?} after ]"));
+                return Err(PathError::AfterBracket { path: path(), rest: rest.to_string() });
             }
         }
     }
@@ -646,7 +587,7 @@ fn parse_source(ctx: &Ctx, field: &str, kind: FormatKind, text: &str) -> Result<
         t if t.starts_with('$') => return Err(ctx.err(field, format!("unknown computed source {t:?} ($line, $row, $group_row)"))),
         t if t.trim().is_empty() => return Err(ctx.err(field, "empty source name")),
         t if kind.is_flat() => Source::Column { name: t.to_string(), index: usize::MAX },
-        t => Source::Path { text: t.to_string(), steps: parse_path(t).map_err(|e| ctx.err(field, e))? },
+        t => Source::Path { text: t.to_string(), steps: parse_path(t).map_err(|e| ctx.err(field, e.to_string()))? },
     })
 }
 
@@ -923,7 +864,7 @@ fn compile_field(ctx: &Ctx, at: &str, canon: Canon, f: &FieldFile, format: &Form
         return Err(ctx.err(at, "several sources need `join` (a separator) or `compute`"));
     }
     let time = match (&f.format, kind) {
-        (Some(t), Kind::Timestamp) => Some(parse_time_format(t).map_err(|e| ctx.err(format!("{at}.format"), e))?),
+        (Some(t), Kind::Timestamp) => Some(parse_time_format(t).map_err(|e| ctx.err(format!("{at}.format"), e.to_string()))?),
         (None, Kind::Timestamp) if f.constant.is_none() => {
             return Err(ctx.err(format!("{at}.format"), "missing required time format (strftime, rfc3339, epoch_ms, ...)"))
         }
@@ -970,12 +911,12 @@ fn compile_field(ctx: &Ctx, at: &str, canon: Canon, f: &FieldFile, format: &Form
     // Constants and defaults must themselves be valid values of the field.
     for (what, value) in [("constant", &f.constant), ("default", &f.default)] {
         if let Some(v) = value {
-            crate::values::check_literal(&plan, v).map_err(|e| ctx.err(format!("{at}.{what}"), e))?;
+            plan.check_literal(v).map_err(|e| ctx.err(format!("{at}.{what}"), e.to_string()))?;
         }
     }
     if let (Some(map), Kind::OptIn(_) | Kind::ConsentChannel) = (&plan.map, kind) {
         for v in map.values() {
-            crate::values::check_literal(&plan, v).map_err(|e| ctx.err(format!("{at}.map"), e))?;
+            plan.check_literal(v).map_err(|e| ctx.err(format!("{at}.map"), e.to_string()))?;
         }
     }
     Ok(plan)
@@ -1194,7 +1135,8 @@ mod tests {
             ]
         );
         assert_eq!(parse_path("items[0].sku").unwrap()[1], PathStep::Index(0));
-        assert!(parse_path("items[x").is_err());
-        assert!(parse_path("a..b").is_err());
+        assert_eq!(parse_path("items[x").unwrap_err().to_string(), r#""items[x": unclosed ["#);
+        assert_eq!(parse_path("a..b").unwrap_err(), PathError::EmptySegment { path: "a..b".into() });
+        assert_eq!(parse_path("items[x]").unwrap_err().to_string(), r#""items[x]": [x] is neither an index nor key=value"#);
     }
 }

@@ -1,15 +1,140 @@
-//! Turning one source value into a canonical value: transforms, value maps, and the typed
-//! parsers (instants with time zones, exact amounts, integers, consents, identifiers).
+//! Turning one source value into a canonical value: transforms and the typed parsers
+//! (instants with time zones, exact amounts, integers, yes/no, consent channels). A leaf
+//! module: the spec compiles into these types, the mapping calls these parsers.
+//! Identifiers are normalised by `ariane_shared::identifiers`.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use ariane_shared::model::ConsentChannel;
+use chrono::format::{Fixed, Item, StrftimeItems};
 use chrono::{DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use crate::amount::parse_minor;
-use crate::spec::{FieldPlan, Kind, TimeFormat, Transform};
+use crate::amount::{parse_minor, AmountError};
+
+/// Why a value is not a valid value of its field (the reason a row is rejected with,
+/// after the field's label).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("{raw:?} is not a date-time like {expected}")]
+    NotADateTime { raw: String, expected: String },
+    #[error("{naive} does not exist in {tz}")]
+    NoSuchLocalTime { naive: NaiveDateTime, tz: Tz },
+    #[error("{0:?} is not an epoch timestamp")]
+    NotAnEpoch(String),
+    #[error("{0:?} is out of range as an epoch timestamp")]
+    EpochOutOfRange(String),
+    #[error("{0:?} is not yes or no")]
+    NotYesOrNo(String),
+    #[error(transparent)]
+    Amount(#[from] AmountError),
+    #[error("{0:?} is not a whole number")]
+    NotAWholeNumber(String),
+    #[error("{0:?} is not a consent channel (email, sms, push, ads)")]
+    NotAConsentChannel(String),
+}
+
+/// A time format of a spec that cannot produce an instant.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TimeFormatError {
+    #[error("{0:?} is not a valid strftime pattern")]
+    InvalidPattern(String),
+    #[error("{0:?} lacks a year, month or day (%Y, %m, %d)")]
+    NoDate(String),
+}
+
+/// A value transform of a spec, applied in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transform {
+    Trim,
+    Lower,
+    Upper,
+    Title,
+    RemoveSpaces,
+    DigitsOnly,
+}
+
+impl Transform {
+    /// The transform a spec names (`remove_spaces`).
+    pub fn from_name(name: &str) -> Option<Transform> {
+        Some(match name {
+            "trim" => Transform::Trim,
+            "lower" => Transform::Lower,
+            "upper" => Transform::Upper,
+            "title" => Transform::Title,
+            "remove_spaces" => Transform::RemoveSpaces,
+            "digits_only" => Transform::DigitsOnly,
+            _ => return None,
+        })
+    }
+}
+
+/// How a timestamp field is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimeFormat {
+    /// strftime pattern; `offset` when it carries a UTC offset (`%z`), else local time in
+    /// the field's time zone.
+    Pattern {
+        pattern: String,
+        offset: bool,
+        has_time: bool,
+    },
+    Rfc3339,
+    EpochSeconds,
+    EpochMillis,
+    EpochMicros,
+    /// Seconds, milliseconds or microseconds, told apart by magnitude.
+    EpochAuto,
+}
+
+/// Parses a time format and checks it can produce an instant.
+pub fn parse_time_format(format: &str) -> Result<TimeFormat, TimeFormatError> {
+    Ok(match format {
+        "rfc3339" | "iso8601" => TimeFormat::Rfc3339,
+        "epoch_s" | "epoch_seconds" => TimeFormat::EpochSeconds,
+        "epoch_ms" | "epoch_millis" => TimeFormat::EpochMillis,
+        "epoch_us" | "epoch_micros" => TimeFormat::EpochMicros,
+        "epoch_auto" => TimeFormat::EpochAuto,
+        pattern => {
+            let mut offset = false;
+            let mut has = [false; 3]; // year, month, day
+            let mut has_time = false;
+            for item in StrftimeItems::new(pattern) {
+                match item {
+                    Item::Error => return Err(TimeFormatError::InvalidPattern(pattern.to_string())),
+                    Item::Fixed(Fixed::TimezoneOffset | Fixed::TimezoneOffsetColon | Fixed::TimezoneOffsetZ)
+                    | Item::Fixed(Fixed::TimezoneOffsetColonZ | Fixed::TimezoneOffsetDoubleColon)
+                    | Item::Fixed(Fixed::TimezoneOffsetTripleColon | Fixed::RFC2822 | Fixed::RFC3339) => {
+                        offset = true;
+                        has = [true; 3];
+                        has_time = true;
+                    }
+                    Item::Numeric(n, _) => {
+                        use chrono::format::Numeric::*;
+                        match n {
+                            Year | YearMod100 => has[0] = true,
+                            Month => has[1] = true,
+                            Day => has[2] = true,
+                            Hour | Hour12 => has_time = true,
+                            Timestamp => {
+                                has = [true; 3];
+                                has_time = true;
+                                offset = true;
+                            }
+                            _ => {}
+                        }
+                    }
+                    Item::Fixed(Fixed::ShortMonthName | Fixed::LongMonthName) => has[1] = true,
+                    _ => {}
+                }
+            }
+            if !has.iter().all(|h| *h) {
+                return Err(TimeFormatError::NoDate(pattern.to_string()));
+            }
+            TimeFormat::Pattern { pattern: pattern.to_string(), offset, has_time }
+        }
+    })
+}
 
 /// Applies transforms in order (values are already trimmed by the readers).
 pub fn apply_transforms<'a>(value: Cow<'a, str>, transforms: &[Transform]) -> Cow<'a, str> {
@@ -50,7 +175,7 @@ fn title_case(s: &str) -> String {
 /// instant is taken (the first time the clock showed it); a time inside the spring gap
 /// (which no clock showed) is read as if the clock had not been moved yet, i.e. shifted
 /// forward by the gap.
-pub fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> Result<DateTime<Utc>, String> {
+pub fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> Result<DateTime<Utc>, ValueError> {
     match tz.from_local_datetime(&naive) {
         LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
         LocalResult::Ambiguous(earliest, _) => Ok(earliest.with_timezone(&Utc)),
@@ -61,14 +186,14 @@ pub fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> Result<DateTime<Utc>, Strin
                     return Ok((before + Duration::minutes(minutes)).with_timezone(&Utc));
                 }
             }
-            Err(format!("{naive} does not exist in {tz}"))
+            Err(ValueError::NoSuchLocalTime { naive, tz })
         }
     }
 }
 
 /// Parses an instant in the field's time format.
-pub fn parse_time(raw: &str, format: &TimeFormat, tz: Tz) -> Result<DateTime<Utc>, String> {
-    let bad = |expected: &str| format!("{raw:?} is not a date-time like {expected}");
+pub fn parse_time(raw: &str, format: &TimeFormat, tz: Tz) -> Result<DateTime<Utc>, ValueError> {
+    let bad = |expected: &str| ValueError::NotADateTime { raw: raw.to_string(), expected: expected.to_string() };
     match format {
         TimeFormat::Pattern { pattern, offset: true, .. } => {
             DateTime::parse_from_str(raw, pattern).map(|t| t.with_timezone(&Utc)).map_err(|_| bad(pattern))
@@ -97,7 +222,7 @@ pub fn parse_time(raw: &str, format: &TimeFormat, tz: Tz) -> Result<DateTime<Utc
                 // Some exporters write 1731234567890.0
                 Err(_) => match raw.parse::<f64>() {
                     Ok(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e18 => f as i64,
-                    _ => return Err(format!("{raw:?} is not an epoch timestamp")),
+                    _ => return Err(ValueError::NotAnEpoch(raw.to_string())),
                 },
             };
             let micros = match format {
@@ -111,95 +236,43 @@ pub fn parse_time(raw: &str, format: &TimeFormat, tz: Tz) -> Result<DateTime<Utc
                     _ => Some(n),
                 },
             };
-            micros.and_then(DateTime::<Utc>::from_timestamp_micros).ok_or_else(|| format!("{raw:?} is out of range as an epoch timestamp"))
+            micros.and_then(DateTime::<Utc>::from_timestamp_micros).ok_or_else(|| ValueError::EpochOutOfRange(raw.to_string()))
         }
     }
 }
 
 /// `true` / `false` from the usual spellings (after the field's value map).
-pub fn parse_bool(raw: &str) -> Result<bool, String> {
+pub fn parse_bool(raw: &str) -> Result<bool, ValueError> {
     match raw.to_ascii_lowercase().as_str() {
         "true" | "yes" | "y" | "oui" | "o" | "1" | "opt-in" | "opt_in" => Ok(true),
         "false" | "no" | "n" | "non" | "0" | "opt-out" | "opt_out" => Ok(false),
-        _ => Err(format!("{raw:?} is not yes or no")),
+        _ => Err(ValueError::NotYesOrNo(raw.to_string())),
     }
 }
 
 /// Parses an amount into minor units; spaces used as thousands separators are allowed.
-pub fn parse_amount(raw: &str, decimal: char) -> Result<i64, String> {
+pub fn parse_amount(raw: &str, decimal: char) -> Result<i64, ValueError> {
     if raw.contains([' ', '\u{a0}', '\u{202f}']) {
         let compact: String = raw.chars().filter(|c| !matches!(c, ' ' | '\u{a0}' | '\u{202f}')).collect();
-        return parse_minor(&compact, decimal);
+        return Ok(parse_minor(&compact, decimal)?);
     }
-    parse_minor(raw, decimal)
+    Ok(parse_minor(raw, decimal)?)
 }
 
-pub fn parse_integer(raw: &str) -> Result<i64, String> {
+/// A whole number (`2`, and `2.0` / `2,0` as spreadsheets write it).
+pub fn parse_integer(raw: &str) -> Result<i64, ValueError> {
     match raw.parse::<i64>() {
         Ok(n) => Ok(n),
         Err(_) => match raw.strip_suffix(".0").or_else(|| raw.strip_suffix(",0")).map(str::parse::<i64>) {
             Some(Ok(n)) => Ok(n),
-            _ => Err(format!("{raw:?} is not a whole number")),
+            _ => Err(ValueError::NotAWholeNumber(raw.to_string())),
         },
     }
 }
 
-/// Checks that a constant, default or map target is a valid value of the field.
-pub fn check_literal(plan: &FieldPlan, value: &str) -> Result<(), String> {
-    match plan.canon.kind() {
-        Kind::Timestamp => match &plan.time {
-            Some(f) => parse_time(value, f, plan.time_zone).map(|_| ()),
-            None => parse_time(value, &TimeFormat::Rfc3339, plan.time_zone).map(|_| ()),
-        },
-        Kind::Integer => parse_integer(value).map(|_| ()),
-        Kind::Amount => parse_amount(value, plan.decimal).map(|_| ()),
-        Kind::OptIn(_) => parse_bool(value).map(|_| ()),
-        Kind::ConsentChannel => {
-            ConsentChannel::parse(value).map(|_| ()).ok_or_else(|| format!("{value:?} is not a consent channel (email, sms, push)"))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Phone numbers to E.164 with the `phonenumber` crate, remembering recent answers (the
-/// same customer's number repeats on every line of a receipt or an order).
-#[derive(Default)]
-pub struct PhoneNormalizer {
-    cache: HashMap<phonenumber::country::Id, crate::map::FxMap<String, Option<String>>>,
-}
-
-const PHONE_CACHE: usize = 50_000;
-
-impl PhoneNormalizer {
-    /// E.164 form, or `None` when the value is not a valid number. Numbers written in
-    /// international form without the `+` (`33612345678`, as SMS gateways do) are
-    /// accepted when they are not valid in the national plan.
-    pub fn normalize(&mut self, raw: &str, region: phonenumber::country::Id) -> Option<String> {
-        let cache = self.cache.entry(region).or_default();
-        if let Some(hit) = cache.get(raw) {
-            return hit.clone();
-        }
-        let result = e164(raw, region);
-        if cache.len() >= PHONE_CACHE {
-            cache.clear();
-        }
-        cache.insert(raw.to_string(), result.clone());
-        result
-    }
-}
-
-fn e164(raw: &str, region: phonenumber::country::Id) -> Option<String> {
-    let valid = |text: &str, region: Option<phonenumber::country::Id>| {
-        phonenumber::parse(region, text).ok().filter(phonenumber::is_valid).map(|n| n.format().mode(phonenumber::Mode::E164).to_string())
-    };
-    if let Some(n) = valid(raw, Some(region)) {
-        return Some(n);
-    }
-    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
-    if !raw.trim_start().starts_with('+') && digits.len() >= 10 && !digits.starts_with('0') {
-        return valid(&format!("+{digits}"), None);
-    }
-    None
+/// A consent channel (`email`, `sms`, `push`, `ads`, after the field's value map).
+pub fn parse_consent_channel(raw: &str) -> Result<ConsentChannel, ValueError> {
+    ConsentChannel::parse(raw).ok_or_else(|| ValueError::NotAConsentChannel(raw.to_string()))
 }
 
 #[cfg(test)]
@@ -212,7 +285,7 @@ mod tests {
     }
 
     fn pattern(p: &str) -> TimeFormat {
-        crate::spec::parse_time_format(p).unwrap()
+        parse_time_format(p).unwrap()
     }
 
     #[test]
@@ -252,19 +325,6 @@ mod tests {
     }
 
     #[test]
-    fn phones_to_e164() {
-        let mut p = PhoneNormalizer::default();
-        let fr = phonenumber::country::Id::FR;
-        for raw in ["06 12 34 56 78", "0612345678", "+33 6 12 34 56 78", "0033612345678", "33612345678", "06.12.34.56.78"] {
-            assert_eq!(p.normalize(raw, fr).as_deref(), Some("+33612345678"), "{raw}");
-        }
-        assert_eq!(p.normalize("+44 20 7946 0958", fr).as_deref(), Some("+442079460958"));
-        for raw in ["12345", "06 12 34", "abc", "0012"] {
-            assert_eq!(p.normalize(raw, fr), None, "{raw}");
-        }
-    }
-
-    #[test]
     fn transforms_and_amounts() {
         use Transform::*;
         assert_eq!(apply_transforms(Cow::Borrowed("ab 12 cd"), &[RemoveSpaces, Upper]), "AB12CD");
@@ -277,5 +337,20 @@ mod tests {
         assert!(parse_integer("deux").is_err());
         assert_eq!(parse_bool("Oui"), Ok(true));
         assert!(parse_bool("peut-être").is_err());
+    }
+
+    #[test]
+    fn reasons_are_the_messages_users_read() {
+        let f = pattern("%d/%m/%Y %H:%M");
+        assert_eq!(
+            parse_time("31/02/2026 10:00", &f, paris()).unwrap_err().to_string(),
+            r#""31/02/2026 10:00" is not a date-time like %d/%m/%Y %H:%M"#
+        );
+        assert_eq!(parse_time("soon", &TimeFormat::EpochMillis, Tz::UTC).unwrap_err().to_string(), r#""soon" is not an epoch timestamp"#);
+        assert_eq!(parse_amount("12,5O", ',').unwrap_err().to_string(), r#""12,5O" is not an amount"#);
+        assert_eq!(parse_integer("deux").unwrap_err().to_string(), r#""deux" is not a whole number"#);
+        assert_eq!(parse_bool("peut-être").unwrap_err().to_string(), r#""peut-être" is not yes or no"#);
+        assert_eq!(parse_consent_channel("fax").unwrap_err().to_string(), r#""fax" is not a consent channel (email, sms, push, ads)"#);
+        assert_eq!(parse_time_format("%H:%M").unwrap_err().to_string(), r#""%H:%M" lacks a year, month or day (%Y, %m, %d)"#);
     }
 }

@@ -422,3 +422,34 @@ fn the_worked_example_in_channels_readme_is_a_valid_spec() {
     assert_eq!(sink.events[0].occurred_at.to_rfc3339(), "2026-11-23T09:00:00+00:00");
     assert!(sink.observations[0].identifiers.contains(&Identifier::new(IdentifierKind::LoyaltyCard, "FID42")));
 }
+
+#[test]
+fn token_identifiers_are_normalised_like_everywhere_else() {
+    // Customer id required, loyalty card optional; a control character makes either
+    // unusable (`ariane_shared::identifiers::normalize_token`).
+    let spec = Spec::parse(
+        "channels/crm/t.toml",
+        "channel = \"crm\"\nname = \"t\"\n[format]\nkind = \"csv\"\n[event_type]\nconstant = \"contact_updated\"\n[fields]\n\
+         occurred_at = { source = \"Date\", format = \"%Y-%m-%d\" }\n\
+         customer_id = { source = \"Client\", required = true }\n\
+         loyalty_card = { source = \"Carte\" }\n",
+    )
+    .unwrap();
+    let csv = "Date,Client,Carte\n\
+               2026-11-02,C-1,F42\n\
+               2026-11-02,C-2,F\u{1}43\n\
+               2026-11-02,C\u{7}3,F44\n";
+    let mut sink = Collect::default();
+    let file = FileContext { source_key: "crm/t.csv".into(), fingerprint: "fp".into() };
+    let counts = engine::parse(Box::new(std::io::Cursor::new(csv.as_bytes().to_vec())), &spec, file, &mut sink).unwrap();
+    assert_eq!((counts.rows_read, counts.events, counts.rejected, counts.identifier_warnings), (3, 2, 1, 1));
+    assert_eq!(
+        sink.observations[0].identifiers,
+        vec![Identifier::new(IdentifierKind::CustomerId, "C-1"), Identifier::new(IdentifierKind::LoyaltyCard, "F42")]
+    );
+    assert_eq!(sink.observations[1].identifiers, vec![Identifier::new(IdentifierKind::CustomerId, "C-2")], "the bad card is dropped");
+    assert_eq!(
+        (sink.rejected[0].line, sink.rejected[0].reason.as_str()),
+        (4, "customer_id (column \"Client\"): customer_id \"C\\u{7}3\" contains a control character")
+    );
+}

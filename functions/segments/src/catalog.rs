@@ -1,5 +1,5 @@
 //! The SQL catalog segments run against (documented in `docs/segments.md`): lake tables on
-//! S3 (through `object_store` with the AWS SDK's credential chain) or on local disk, the
+//! S3 (through `object_store` with the AWS SDK's credential chain), in memory or on local disk, the
 //! run's profile snapshot, and views every segment would otherwise rewrite. The same views
 //! over empty tables of the same schemas validate segment files before deployment.
 //!
@@ -22,7 +22,7 @@ use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::aws::{AmazonS3Builder, AwsCredential};
-use object_store::CredentialProvider;
+use object_store::{CredentialProvider, ObjectStore};
 
 /// The SQL dialect a segment is rendered for: DataFusion runs segments; DuckDB is the
 /// correctness oracle and the benchmark's reference.
@@ -85,16 +85,25 @@ pub const VIEWS: &[(&str, &str)] = &[
     ),
 ];
 
+/// A run parameter that cannot be replaced.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("unclosed parameter {start:?}")]
+    Unclosed { start: String },
+    #[error("unknown parameter {{{{{name}}}}} (expected {{{{run_at}}}}, {{{{run_date}}}} or {{{{run_date-N}}}})")]
+    Unknown { name: String },
+}
+
 /// Replaces the run parameters of `sql` by literals of `dialect`: `{{run_at}}`,
 /// `{{run_date}}`, `{{run_date-N}}`. An unknown or malformed parameter is an error
 /// naming it.
-pub fn render(sql: &str, run_at: DateTime<Utc>, dialect: Dialect) -> std::result::Result<String, String> {
+pub fn render(sql: &str, run_at: DateTime<Utc>, dialect: Dialect) -> std::result::Result<String, RenderError> {
     let mut out = String::with_capacity(sql.len() + 64);
     let mut rest = sql;
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| format!("unclosed parameter {:?}", &rest[start..rest.len().min(start + 24)]))?;
+        let end = after.find("}}").ok_or_else(|| RenderError::Unclosed { start: rest[start..].chars().take(24).collect() })?;
         let name: String = after[..end].chars().filter(|c| !c.is_whitespace()).collect();
         out.push_str(&parameter(&name, run_at, dialect)?);
         rest = &after[end + 2..];
@@ -103,7 +112,7 @@ pub fn render(sql: &str, run_at: DateTime<Utc>, dialect: Dialect) -> std::result
     Ok(out)
 }
 
-fn parameter(name: &str, run_at: DateTime<Utc>, dialect: Dialect) -> std::result::Result<String, String> {
+fn parameter(name: &str, run_at: DateTime<Utc>, dialect: Dialect) -> std::result::Result<String, RenderError> {
     let date = |days: i64| format!("'{}'", (run_at - Duration::days(days)).format("%Y-%m-%d"));
     match name {
         "run_at" => Ok(match dialect {
@@ -115,7 +124,7 @@ fn parameter(name: &str, run_at: DateTime<Utc>, dialect: Dialect) -> std::result
         "run_date" => Ok(date(0)),
         other => match other.strip_prefix("run_date-").map(str::parse::<u32>) {
             Some(Ok(days)) => Ok(date(days as i64)),
-            _ => Err(format!("unknown parameter {{{{{other}}}}} (expected {{{{run_at}}}}, {{{{run_date}}}} or {{{{run_date-N}}}})")),
+            _ => Err(RenderError::Unknown { name: other.to_string() }),
         },
     }
 }
@@ -184,9 +193,9 @@ impl CredentialProvider for SdkCredentials {
     }
 }
 
-/// Registers the lake bucket as an object store of `ctx`, with the SDK's endpoint,
-/// region and credential chain.
-pub fn register_lake(ctx: &SessionContext, sdk: &SdkConfig, bucket: &str) -> Result<()> {
+/// The lake bucket as an S3 object store with the SDK's endpoint, region and credential
+/// chain: what DataFusion reads the lake through in production.
+pub fn s3_store(sdk: &SdkConfig, bucket: &str) -> object_store::Result<Arc<dyn ObjectStore>> {
     let mut builder = AmazonS3Builder::new().with_bucket_name(bucket);
     if let Some(region) = sdk.region() {
         builder = builder.with_region(region.as_ref());
@@ -197,9 +206,19 @@ pub fn register_lake(ctx: &SessionContext, sdk: &SdkConfig, bucket: &str) -> Res
     if let Some(provider) = sdk.credentials_provider() {
         builder = builder.with_credentials(Arc::new(SdkCredentials(provider)));
     }
-    let store = builder.build().map_err(|e| DataFusionError::External(Box::new(e)))?;
-    let url = url::Url::parse(&format!("s3://{bucket}")).map_err(|e| DataFusionError::External(Box::new(e)))?;
-    ctx.register_object_store(&url, Arc::new(store));
+    Ok(Arc::new(builder.build()?))
+}
+
+/// The URL a lake bucket is registered under (`s3://<bucket>`), whatever store serves it.
+pub fn lake_base(bucket: &str) -> String {
+    format!("s3://{bucket}")
+}
+
+/// Registers `store` as the lake bucket `s3://<bucket>` of `ctx`: the S3 store of
+/// [`s3_store`] in production, the in-memory store of the blob adapter in tests.
+pub fn register_lake(ctx: &SessionContext, bucket: &str, store: Arc<dyn ObjectStore>) -> Result<()> {
+    let url = url::Url::parse(&lake_base(bucket)).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    ctx.register_object_store(&url, store);
     Ok(())
 }
 
@@ -297,9 +316,11 @@ mod tests {
         assert!(df.contains("event_date >= '2026-11-21' AND d = '2026-11-23'"), "{df}");
         let duck = render(sql, at(), Dialect::DuckDb).unwrap();
         assert!(duck.contains("TIMESTAMPTZ '2026-11-23 06:30:00.000000+00'"), "{duck}");
-        assert!(render("{{run_time}}", at(), Dialect::DataFusion).unwrap_err().contains("run_time"));
+        let unknown = render("{{run_time}}", at(), Dialect::DataFusion).unwrap_err();
+        assert_eq!(unknown, RenderError::Unknown { name: "run_time".into() });
+        assert!(unknown.to_string().contains("{{run_time}}") && unknown.to_string().contains("{{run_date-N}}"), "{unknown}");
         assert!(render("{{run_date-x}}", at(), Dialect::DataFusion).is_err());
-        assert!(render("{{run_at", at(), Dialect::DataFusion).unwrap_err().contains("unclosed"));
+        assert!(render("{{run_at", at(), Dialect::DataFusion).unwrap_err().to_string().contains("unclosed"));
     }
 
     #[tokio::test]

@@ -43,20 +43,30 @@ impl Default for Schedule {
     }
 }
 
+/// A `-- schedule:` value that is not a usable rate.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("schedule {text:?} must be rate(N minutes|hours|days), e.g. rate(1 day)")]
+    Malformed { text: String },
+    #[error("schedule {text:?} is shorter than 5 minutes")]
+    TooShort { text: String },
+}
+
 impl Schedule {
-    pub fn parse(text: &str) -> Result<Schedule, String> {
-        let bad = || format!("schedule {text:?} must be rate(N minutes|hours|days), e.g. rate(1 day)");
+    pub fn parse(text: &str) -> Result<Schedule, ScheduleError> {
+        let bad = || ScheduleError::Malformed { text: text.to_string() };
         let inner = text.trim().strip_prefix("rate(").and_then(|r| r.strip_suffix(')')).ok_or_else(bad)?;
         let (n, unit) = inner.trim().split_once(' ').ok_or_else(bad)?;
         let n: i64 = n.trim().parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
         let every = match unit.trim() {
-            "minute" | "minutes" => Duration::minutes(n),
-            "hour" | "hours" => Duration::hours(n),
-            "day" | "days" => Duration::days(n),
-            _ => return Err(bad()),
-        };
+            "minute" | "minutes" => Duration::try_minutes(n),
+            "hour" | "hours" => Duration::try_hours(n),
+            "day" | "days" => Duration::try_days(n),
+            _ => None,
+        }
+        .ok_or_else(bad)?;
         if every < Duration::minutes(5) {
-            return Err(format!("schedule {text:?} is shorter than 5 minutes"));
+            return Err(ScheduleError::TooShort { text: text.to_string() });
         }
         Ok(Schedule { every })
     }
@@ -180,7 +190,10 @@ mod tests {
         assert_eq!(d.key, vec!["tier"]);
         let e = SegmentDefinition::parse("x.sql", "-- name: x\n-- schedule: every day\nSELECT 1").unwrap_err();
         assert!(e.problem.contains("line 2") && e.problem.contains("rate("), "{e}");
-        assert!(SegmentDefinition::parse("x.sql", "-- name: x\n-- schedule: rate(1 minute)\nSELECT 1").is_err());
+        let e = SegmentDefinition::parse("x.sql", "-- name: x\n-- schedule: rate(1 minute)\nSELECT 1").unwrap_err();
+        assert!(e.problem.contains("shorter than 5 minutes"), "{e}");
+        assert_eq!(Schedule::parse("rate(2 weeks)"), Err(ScheduleError::Malformed { text: "rate(2 weeks)".into() }));
+        assert!(Schedule::parse("rate(99999999999999 days)").is_err(), "an overflowing rate is refused, not a panic");
         let at = |h: i64| DateTime::<Utc>::from_timestamp(1_700_000_000 + h * 3600, 0).unwrap();
         let daily = Schedule::default();
         assert!(daily.is_due(None, at(0)));

@@ -6,17 +6,29 @@
 //! the built-in library are documented in `docs/segments.md`: `events` (every channel,
 //! with the resolved `profile_id`), `profiles` (consents and reachability as of the run),
 //! `orders`, `order_lines`, `carts`.
+//!
+//! The handler ([`SegmentsWith`]) is generic over its [`Ports`] (blob storage, the
+//! activation queue, the profile reader, the lake as DataFusion reads it); [`Segments`]
+//! is the AWS-wired one `main.rs` builds. Modules, leaves first: `catalog`, `config`,
+//! `definition`, `error`, `ports`, `snapshot`, `run`, `report`, `handler`.
 
 pub mod catalog;
 pub mod config;
 pub mod definition;
+pub mod error;
 pub mod handler;
+pub mod ports;
 pub mod report;
 pub mod run;
 pub mod snapshot;
 
+#[cfg(test)]
+mod tests;
+
 pub use config::SegmentsConfig;
 pub use definition::SegmentDefinition;
-pub use handler::Segments;
+pub use error::RunError;
+pub use handler::{Segments, SegmentsWith};
+pub use ports::{AwsPorts, Ports};
 
 include!(concat!(env!("OUT_DIR"), "/segment_files.rs"));

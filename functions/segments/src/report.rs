@@ -12,8 +12,8 @@
 
 use std::collections::BTreeMap;
 
-use ariane_shared::aws::Clients;
 use ariane_shared::lake;
+use ariane_shared::ports::{BlobStore, ProfileReader, Queue};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
 use chrono::{DateTime, Duration, Utc};
@@ -22,7 +22,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{self, Dialect, RunScope};
 use crate::config::SegmentsConfig;
-use crate::run::{get_bytes, put, RunError};
+use crate::error::RunError;
+use crate::ports::{get_json, put_json, Ports};
+
+/// What the report's errors name as their segment.
+const REPORT: &str = "campaign report";
+
+/// The report's pointer: the last run that computed it.
+pub const POINTER_KEY: &str = "reports/campaigns/current.json";
 
 /// The report is due once a day (or when a run asks for it).
 pub const EVERY: i64 = 24;
@@ -134,51 +141,65 @@ fn group(entries: i64, converted: i64) -> GroupConversions {
     GroupConversions { entries, converted, rate: if entries == 0 { 0.0 } else { converted as f64 / entries as f64 } }
 }
 
-fn text_at(b: &RecordBatch, col: &str, row: usize) -> String {
-    b.column_by_name(col)
-        .and_then(|c| arrow::compute::cast(c, &DataType::Utf8).ok())
-        .map(|c| if c.is_null(row) { String::new() } else { c.as_string::<i32>().value(row).to_string() })
-        .unwrap_or_default()
+/// A column of the report's own queries, cast to `to` (a missing column is an error: the
+/// queries above name every column they return).
+fn column(b: &RecordBatch, col: &str, to: &DataType) -> Result<arrow::array::ArrayRef, RunError> {
+    let c = b
+        .column_by_name(col)
+        .ok_or_else(|| RunError::Result { segment: REPORT.into(), problem: format!("no column {col:?} in the result") })?;
+    arrow::compute::cast(c, to).map_err(|source| RunError::Format { segment: REPORT.into(), source })
 }
 
-fn int_at(b: &RecordBatch, col: &str, row: usize) -> i64 {
-    b.column_by_name(col)
-        .and_then(|c| arrow::compute::cast(c, &DataType::Int64).ok())
-        .map(|c| if c.is_null(row) { 0 } else { c.as_primitive::<Int64Type>().value(row) })
-        .unwrap_or_default()
+/// The text of `col` in each row (null as empty).
+fn texts(b: &RecordBatch, col: &str) -> Result<Vec<String>, RunError> {
+    let c = column(b, col, &DataType::Utf8)?;
+    let c = c.as_string::<i32>();
+    Ok((0..b.num_rows()).map(|row| if c.is_null(row) { String::new() } else { c.value(row).to_string() }).collect())
+}
+
+/// The integer of `col` in each row (null, as in a sum over nothing, as 0).
+fn ints(b: &RecordBatch, col: &str) -> Result<Vec<i64>, RunError> {
+    let c = column(b, col, &DataType::Int64)?;
+    let c = c.as_primitive::<Int64Type>();
+    Ok((0..b.num_rows()).map(|row| if c.is_null(row) { 0 } else { c.value(row) }).collect())
 }
 
 /// Computes the report in `ctx` (a catalog with `activations` registered) at `run_at`.
 pub async fn compute(ctx: &SessionContext, run_id: &str, run_at: DateTime<Utc>) -> Result<CampaignReport, RunError> {
     let query = |sql: &str| -> Result<String, RunError> {
-        catalog::render(sql, run_at, Dialect::DataFusion).map_err(|problem| RunError::Result { segment: "campaign report".into(), problem })
+        catalog::render(sql, run_at, Dialect::DataFusion).map_err(|source| RunError::Render { segment: REPORT.into(), source })
     };
-    let err = |source| RunError::Query { segment: "campaign report".into(), source };
+    let err = |source| RunError::Query { segment: REPORT.into(), source };
     let mut by_campaign: BTreeMap<String, CampaignFigures> = BTreeMap::new();
     let conversions = ctx.sql(&query(CONVERSIONS)?).await.map_err(err)?.collect().await.map_err(err)?;
     for b in &conversions {
+        let (campaign, group_name) = (texts(b, "campaign")?, texts(b, "group")?);
+        let (entries, converted) = (ints(b, "entries")?, ints(b, "converted")?);
+        let (contacted, contacted_converted) = (ints(b, "contacted")?, ints(b, "contacted_converted")?);
         for row in 0..b.num_rows() {
-            let name = text_at(b, "campaign", row);
+            let name = campaign[row].clone();
             let f = by_campaign.entry(name.clone()).or_insert_with(|| CampaignFigures { campaign: name, ..Default::default() });
-            let g = group(int_at(b, "entries", row), int_at(b, "converted", row));
-            match text_at(b, "group", row).as_str() {
+            let g = group(entries[row], converted[row]);
+            match group_name[row].as_str() {
                 "holdout" => f.holdout = g,
                 _ => {
                     f.treated = g;
-                    f.contacted = group(int_at(b, "contacted", row), int_at(b, "contacted_converted", row));
+                    f.contacted = group(contacted[row], contacted_converted[row]);
                 }
             }
         }
     }
     let outcomes = ctx.sql(&query(OUTCOMES)?).await.map_err(err)?.collect().await.map_err(err)?;
     for b in &outcomes {
+        let (campaign, channel, reason, outcome) = (texts(b, "campaign")?, texts(b, "channel")?, texts(b, "reason")?, texts(b, "outcome")?);
+        let (count, deferred) = (ints(b, "n")?, ints(b, "deferred")?);
         for row in 0..b.num_rows() {
-            let name = text_at(b, "campaign", row);
+            let name = campaign[row].clone();
             let f = by_campaign.entry(name.clone()).or_insert_with(|| CampaignFigures { campaign: name, ..Default::default() });
-            let n = int_at(b, "n", row).max(0) as u64;
-            f.deferred_quiet_hours = int_at(b, "deferred", row).max(0) as u64;
-            let (channel, reason) = (text_at(b, "channel", row), text_at(b, "reason", row));
-            match text_at(b, "outcome", row).as_str() {
+            let n = count[row].max(0) as u64;
+            f.deferred_quiet_hours = deferred[row].max(0) as u64;
+            let (channel, reason) = (channel[row].clone(), reason[row].clone());
+            match outcome[row].as_str() {
                 "sent" => *f.sent.entry(channel).or_default() += n,
                 "suppressed" => *f.suppressed.entry(if reason.is_empty() { "other".into() } else { reason }).or_default() += n,
                 "deferred" => f.pending += n,
@@ -207,8 +228,8 @@ struct Pointer {
 
 /// Runs the report if due (a day since the last one) or `force`d, over the run's profile
 /// snapshot, and writes it to the lake.
-pub async fn run_if_due(
-    clients: &Clients,
+pub async fn run_if_due<B: BlobStore, Q: Queue, P: ProfileReader>(
+    ports: &Ports<B, Q, P>,
     config: &SegmentsConfig,
     run_at: DateTime<Utc>,
     force: bool,
@@ -216,24 +237,21 @@ pub async fn run_if_due(
 ) -> Result<Option<CampaignReport>, RunError> {
     let bucket = &config.lake_bucket;
     let run_id = lake::run_id(run_at);
-    let pointer_key = "reports/campaigns/current.json";
     if !force {
-        if let Some(bytes) = get_bytes(clients, bucket, pointer_key).await? {
-            let last: Pointer = serde_json::from_slice(&bytes)?;
+        if let Some(last) = get_json::<Pointer>(&ports.blobs, bucket, POINTER_KEY).await? {
             if run_at - last.run_at < Duration::hours(EVERY) - Duration::minutes(1) {
                 return Ok(None);
             }
         }
     }
-    crate::snapshot::ensure_snapshot(clients, &config.profiles_table, bucket, &run_id, config.partitions).await?;
+    crate::snapshot::ensure_snapshot(&ports.blobs, &ports.profiles, bucket, &run_id, config.partitions).await?;
     let scope = RunScope { run_at, snapshot_run_id: run_id.clone(), bucket: None };
-    let ctx = crate::run::run_session(clients, config, runtime, &scope).await.map_err(RunError::Catalog)?;
-    catalog::register_activations(&ctx, &format!("s3://{bucket}")).map_err(RunError::Catalog)?;
+    let ctx = crate::run::run_session(&ports.lake, bucket, runtime, &scope).await.map_err(RunError::Catalog)?;
+    catalog::register_activations(&ctx, &catalog::lake_base(bucket)).map_err(RunError::Catalog)?;
     let report = compute(&ctx, &run_id, run_at).await?;
-    let body = serde_json::to_vec_pretty(&report)?;
-    put(clients, bucket, &lake::campaign_report_key(&run_id), body.clone()).await?;
-    put(clients, bucket, lake::campaign_report_latest_key(), body).await?;
-    put(clients, bucket, pointer_key, serde_json::to_vec(&Pointer { run_id, run_at })?).await?;
+    put_json(&ports.blobs, bucket, &lake::campaign_report_key(&run_id), "the campaign report", &report).await?;
+    put_json(&ports.blobs, bucket, lake::campaign_report_latest_key(), "the campaign report", &report).await?;
+    put_json(&ports.blobs, bucket, POINTER_KEY, "the report pointer", &Pointer { run_id, run_at }).await?;
     Ok(Some(report))
 }
 
@@ -248,12 +266,12 @@ mod tests {
         DateTime::parse_from_rfc3339("2026-11-23T00:00:00Z").unwrap().with_timezone(&Utc) + Duration::hours(h)
     }
 
+    /// One activation record; `outcome` is (outcome, reason).
     fn rec(
         key: &str,
         send: &str,
         group: &str,
-        outcome: &str,
-        reason: Option<&str>,
+        outcome: (&str, Option<&str>),
         channel: Option<&str>,
         pid: &str,
         h: i64,
@@ -268,8 +286,8 @@ mod tests {
             change: "entered".into(),
             group: group.into(),
             channel: channel.map(Into::into),
-            outcome: outcome.into(),
-            reason: reason.map(Into::into),
+            outcome: outcome.0.into(),
+            reason: outcome.1.map(Into::into),
             destination: None,
             template: None,
             decided_at: at(h),
@@ -280,13 +298,13 @@ mod tests {
     #[tokio::test]
     async fn counts_distinct_keys_and_final_outcomes() {
         let records = vec![
-            rec("a1", "s1", "treated", "sent", None, Some("email"), "p1", 0),
-            rec("a1", "s1", "treated", "sent", None, Some("email"), "p1", 0), // duplicate
-            rec("a2", "s2", "treated", "deferred", Some("quiet_hours"), Some("sms"), "p2", 0),
-            rec("a2", "s2", "treated", "sent", None, Some("sms"), "p2", 8),
-            rec("a3", "s3", "treated", "suppressed", Some("consent"), None, "p3", 0),
-            rec("a4", "a4:holdout", "holdout", "holdout", None, None, "p4", 0),
-            rec("a5", "a5:holdout", "holdout", "holdout", None, None, "p5", 0),
+            rec("a1", "s1", "treated", ("sent", None), Some("email"), "p1", 0),
+            rec("a1", "s1", "treated", ("sent", None), Some("email"), "p1", 0), // duplicate
+            rec("a2", "s2", "treated", ("deferred", Some("quiet_hours")), Some("sms"), "p2", 0),
+            rec("a2", "s2", "treated", ("sent", None), Some("sms"), "p2", 8),
+            rec("a3", "s3", "treated", ("suppressed", Some("consent")), None, "p3", 0),
+            rec("a4", "a4:holdout", "holdout", ("holdout", None), None, "p4", 0),
+            rec("a5", "a5:holdout", "holdout", ("holdout", None), None, "p5", 0),
         ];
         let ctx = crate::catalog::validation_session(at(24 * 30)).await.unwrap();
         let batch = lake::activations_batch(&records).unwrap();

@@ -10,23 +10,23 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use ariane_shared::aws::Clients;
-use ariane_shared::error::{AwsError, SdkResultExt};
 use ariane_shared::lake;
 use ariane_shared::model::{ActivationRequest, SegmentChange, SegmentMember};
-use ariane_shared::sqs::{send_all, SendError};
+use ariane_shared::ports::{BlobStore, ProfileReader, Queue};
 use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, Utc};
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::SessionContext;
+use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{self, Dialect, RunScope};
 use crate::config::SegmentsConfig;
 use crate::definition::{DefinitionError, SegmentDefinition};
+pub use crate::error::RunError;
+use crate::ports::{get_json, put_json, put_parquet, read_members, Ports};
 
 /// The committed state of a segment (`segments/<name>/current.json`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,34 +57,16 @@ pub struct SegmentReport {
     pub query_ms: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("segment {segment}: {source}")]
-    Query { segment: String, source: DataFusionError },
-    #[error("segment {segment}: {problem}")]
-    Result { segment: String, problem: String },
-    #[error(transparent)]
-    Definition(#[from] DefinitionError),
-    #[error(transparent)]
-    Aws(#[from] AwsError),
-    #[error(transparent)]
-    Send(#[from] SendError),
-    #[error("cannot set up the catalog: {0}")]
-    Catalog(DataFusionError),
-    #[error("snapshot encoding: {0}")]
-    Parquet(#[from] parquet::errors::ParquetError),
-    #[error("snapshot encoding: {0}")]
-    Arrow(#[from] arrow::error::ArrowError),
-    #[error("pointer is not valid JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("cannot read from S3: {0}")]
-    Read(String),
+/// The committed pointer of a segment, if it ever committed (a pointer that cannot be
+/// decoded is an error).
+pub async fn current_pointer(blobs: &dyn BlobStore, bucket: &str, segment: &str) -> Result<Option<CurrentPointer>, RunError> {
+    get_json(blobs, bucket, &lake::segment_current_key(segment)).await
 }
 
 /// Runs the due `definitions` at `run_at` over the lake (all of them when `force`), on
 /// the run's `runtime` ([`catalog::runtime`]: one per run, shared by its queries).
-pub async fn run_segments(
-    clients: &Clients,
+pub async fn run_segments<B: BlobStore, Q: Queue, P: ProfileReader>(
+    ports: &Ports<B, Q, P>,
     config: &SegmentsConfig,
     definitions: &[SegmentDefinition],
     run_at: DateTime<Utc>,
@@ -96,10 +78,7 @@ pub async fn run_segments(
     let mut reports = Vec::with_capacity(definitions.len());
     let mut due: Vec<(&SegmentDefinition, Option<CurrentPointer>)> = Vec::new();
     for def in definitions {
-        let current: Option<CurrentPointer> = match get_bytes(clients, bucket, &lake::segment_current_key(&def.name)).await? {
-            Some(bytes) => Some(serde_json::from_slice(&bytes)?),
-            None => None,
-        };
+        let current = current_pointer(&ports.blobs, bucket, &def.name).await?;
         let skip = |reason: String, members: usize| SegmentReport {
             segment: def.name.clone(),
             run_id: run_id.clone(),
@@ -121,7 +100,7 @@ pub async fn run_segments(
     if due.is_empty() {
         return Ok(reports);
     }
-    let profiles = crate::snapshot::ensure_snapshot(clients, &config.profiles_table, bucket, &run_id, config.partitions).await?;
+    let profiles = crate::snapshot::ensure_snapshot(&ports.blobs, &ports.profiles, bucket, &run_id, config.partitions).await?;
     tracing::info!(run_id = %run_id, profiles, partitions = config.partitions, "profile snapshot ready");
     // Attribute segments (`-- attribute:`) first: their members of this run (or, when
     // not due, of their committed run) are attached to every other segment's requests.
@@ -129,11 +108,11 @@ pub async fn run_segments(
     let mut attributes = Attributes::default();
     for def in definitions.iter().filter(|d| d.attribute.is_some()) {
         if !due.iter().any(|(d, _)| d.name == def.name) {
-            attributes.load_committed(clients, bucket, def, config.partitions).await?;
+            attributes.load_committed(&ports.blobs, bucket, def, config.partitions).await?;
         }
     }
     for (def, current) in due {
-        let (report, members) = run_one(clients, config, def, current, run_at, &attributes, runtime).await?;
+        let (report, members) = run_one(ports, config, def, current, run_at, &attributes, runtime).await?;
         tracing::info!(segment = %report.segment, members = report.members, entered = report.entered, exited = report.exited, query_ms = report.query_ms, "segment run");
         if let Some(name) = &def.attribute {
             attributes.add(name, members);
@@ -153,23 +132,24 @@ fn humanize(d: chrono::Duration) -> String {
     }
 }
 
-/// A DataFusion session over the lake for one partition of a run.
+/// A DataFusion session over the lake bucket `bucket` (read through `lake`: the
+/// [`Ports::lake`] store) for one partition of a run.
 pub async fn run_session(
-    clients: &Clients,
-    config: &SegmentsConfig,
+    lake: &Arc<dyn ObjectStore>,
+    bucket: &str,
     runtime: &Arc<RuntimeEnv>,
     scope: &RunScope,
 ) -> Result<SessionContext, DataFusionError> {
     let ctx = catalog::session_on(runtime.clone());
-    catalog::register_lake(&ctx, &clients.config, &config.lake_bucket)?;
-    catalog::register_run(&ctx, &format!("s3://{}", config.lake_bucket), scope).await?;
+    catalog::register_lake(&ctx, bucket, lake.clone())?;
+    catalog::register_run(&ctx, &catalog::lake_base(bucket), scope).await?;
     Ok(ctx)
 }
 
 /// The members of `def` in the catalog of `ctx` (a run at `run_at`).
 pub async fn compute(ctx: &SessionContext, def: &SegmentDefinition, run_at: DateTime<Utc>) -> Result<Vec<SegmentMember>, RunError> {
-    let sql = catalog::render(&def.sql, run_at, Dialect::DataFusion)
-        .map_err(|problem| RunError::Result { segment: def.name.clone(), problem })?;
+    let sql =
+        catalog::render(&def.sql, run_at, Dialect::DataFusion).map_err(|source| RunError::Render { segment: def.name.clone(), source })?;
     let query_err = |source| RunError::Query { segment: def.name.clone(), source };
     let batches = ctx.sql(&sql).await.map_err(query_err)?.collect().await.map_err(query_err)?;
     members_of(&def.name, &batches, &def.key, &def.payload)
@@ -201,13 +181,12 @@ impl Attributes {
         }
     }
 
-    async fn load_committed(&mut self, clients: &Clients, bucket: &str, def: &SegmentDefinition, n: usize) -> Result<(), RunError> {
+    async fn load_committed(&mut self, blobs: &dyn BlobStore, bucket: &str, def: &SegmentDefinition, n: usize) -> Result<(), RunError> {
         let Some(name) = &def.attribute else { return Ok(()) };
-        let Some(bytes) = get_bytes(clients, bucket, &lake::segment_current_key(&def.name)).await? else { return Ok(()) };
-        let current: CurrentPointer = serde_json::from_slice(&bytes)?;
+        let Some(current) = current_pointer(blobs, bucket, &def.name).await? else { return Ok(()) };
         let mut per_bucket: Vec<Vec<SegmentMember>> = vec![Vec::new(); n];
         for part in &current.parts {
-            for m in read_members(clients, bucket, part).await? {
+            for m in read_members(blobs, bucket, part).await? {
                 per_bucket[lake::profile_bucket(&m.profile_id, n)].push(m);
             }
         }
@@ -224,8 +203,14 @@ impl Attributes {
     }
 }
 
-async fn run_one(
-    clients: &Clients,
+/// The run of one segment: for each profile partition, compute the members, write them,
+/// diff them with the same partition of `current` (the committed run), send the changes;
+/// then commit by overwriting the segment's `current.json`. Any failure returns before
+/// the commit, so the next attempt diffs against the same committed run and sends the
+/// same changes with the same idempotency keys. Returns the report and, for an attribute
+/// segment, its members per partition.
+pub async fn run_one<B: BlobStore, Q: Queue, P: ProfileReader>(
+    ports: &Ports<B, Q, P>,
     config: &SegmentsConfig,
     def: &SegmentDefinition,
     current: Option<CurrentPointer>,
@@ -239,34 +224,30 @@ async fn run_one(
     let (mut parts, mut members, mut entered_total, mut exited_total, mut query_ms) = (Vec::new(), 0, 0, 0, 0u64);
     // The members of an attribute segment, per partition, for the segments after it.
     let mut kept: Vec<Vec<SegmentMember>> = Vec::new();
-    // The previous membership, read once when its partitioning differs from this run's.
-    let mut previous_all: Option<Vec<SegmentMember>> = None;
+    // The previous membership, read whole once when its partitioning differs from this
+    // run's (each partition then keeps its own profiles).
+    let mut previous_all: Vec<SegmentMember> = Vec::new();
+    let same_partitions = current.as_ref().is_none_or(|c| c.partitions == n && c.parts.len() == n);
+    if let (Some(c), false) = (&current, same_partitions) {
+        for part in &c.parts {
+            previous_all.extend(read_members(&ports.blobs, bucket, part).await?);
+        }
+    }
     for k in 0..n {
         let scope = RunScope { run_at, snapshot_run_id: run_id.clone(), bucket: (n > 1).then_some(k) };
         let started = std::time::Instant::now();
-        let ctx = run_session(clients, config, runtime, &scope).await.map_err(RunError::Catalog)?;
+        let ctx = run_session(&ports.lake, bucket, runtime, &scope).await.map_err(RunError::Catalog)?;
         let current_members = compute(&ctx, def, run_at).await?;
         drop(ctx);
         query_ms += started.elapsed().as_millis() as u64;
 
         let key = lake::segment_members_key(&def.name, &run_id, k, n);
-        let bytes = lake::parquet_bytes(lake::members_schema(), &[lake::members_batch(&current_members)?])?;
-        put(clients, bucket, &key, bytes).await?;
+        put_parquet(&ports.blobs, bucket, &key, lake::members_schema(), lake::members_batch(&current_members)).await?;
 
         let previous = match &current {
             None => Vec::new(),
-            Some(c) if c.partitions == n && c.parts.len() == n => read_members(clients, bucket, &c.parts[k]).await?,
-            Some(c) => {
-                if previous_all.is_none() {
-                    let mut all = Vec::new();
-                    for part in &c.parts {
-                        all.extend(read_members(clients, bucket, part).await?);
-                    }
-                    previous_all = Some(all);
-                }
-                let all = previous_all.as_deref().unwrap_or_default();
-                all.iter().filter(|m| lake::profile_bucket(&m.profile_id, n) == k).cloned().collect()
-            }
+            Some(c) if same_partitions => read_members(&ports.blobs, bucket, &c.parts[k]).await?,
+            Some(_) => previous_all.iter().filter(|m| lake::profile_bucket(&m.profile_id, n) == k).cloned().collect(),
         };
         let (entered, exited) = diff(&previous, &current_members);
         let requests: Vec<String> = entered
@@ -285,8 +266,9 @@ async fn run_one(
                     attributes: attributes.of(k, &m.profile_id),
                 })
             })
-            .collect::<Result<_, _>>()?;
-        send_all(&clients.sqs, &config.activation_queue_url, &requests).await?;
+            .collect::<Result<_, _>>()
+            .map_err(RunError::encode("an activation request"))?;
+        ports.queue.send_all(&config.activation_queue_url, &requests).await?;
         parts.push(key);
         members += current_members.len();
         entered_total += entered.len();
@@ -297,7 +279,7 @@ async fn run_one(
     }
 
     let pointer = CurrentPointer { run_id: run_id.clone(), run_at, parts, partitions: n, members };
-    put(clients, bucket, &lake::segment_current_key(&def.name), serde_json::to_vec_pretty(&pointer)?).await?;
+    put_json(&ports.blobs, bucket, &lake::segment_current_key(&def.name), "a segment pointer", &pointer).await?;
     ariane_shared::metrics::emit(
         "segments",
         &[
@@ -320,13 +302,6 @@ async fn run_one(
     Ok((report, kept))
 }
 
-async fn read_members(clients: &Clients, bucket: &str, key: &str) -> Result<Vec<SegmentMember>, RunError> {
-    match get_bytes(clients, bucket, key).await? {
-        Some(bytes) => Ok(lake::members_from_batches(&lake::read_parquet_bytes(bytes)?)?),
-        None => Err(RunError::Read(format!("committed snapshot {key} is missing"))),
-    }
-}
-
 /// Members from a query result: the `profile_id` column, the key columns and the payload
 /// columns, as text. A profile listed twice with the same key counts once (its first
 /// row's payload is kept); rows with a null `profile_id` are ignored.
@@ -337,13 +312,14 @@ pub fn members_of(segment: &str, batches: &[RecordBatch], key: &[String], payloa
     let options = FormatOptions::default().with_null("");
     for batch in batches {
         let id_col = batch.column_by_name("profile_id").ok_or_else(|| problem("the query returns no profile_id column".into()))?;
-        let ids = ArrayFormatter::try_new(id_col.as_ref(), &options)?;
+        let format_err = |source| RunError::Format { segment: segment.to_string(), source };
+        let ids = ArrayFormatter::try_new(id_col.as_ref(), &options).map_err(format_err)?;
         let formatters = |names: &[String], what: &str| -> Result<Vec<(String, ArrayFormatter<'_>)>, RunError> {
             names
                 .iter()
                 .map(|name| {
                     let col = batch.column_by_name(name).ok_or_else(|| problem(format!("{what} column {name:?} is not in the result")))?;
-                    Ok((name.clone(), ArrayFormatter::try_new(col.as_ref(), &options)?))
+                    Ok((name.clone(), ArrayFormatter::try_new(col.as_ref(), &options).map_err(format_err)?))
                 })
                 .collect()
         };
@@ -395,7 +371,7 @@ pub async fn validate(definitions: &[SegmentDefinition]) -> Vec<DefinitionError>
         let sql = match catalog::render(&def.sql, Utc::now(), Dialect::DataFusion) {
             Ok(sql) => sql,
             Err(problem) => {
-                errors.push(err(problem));
+                errors.push(err(problem.to_string()));
                 continue;
             }
         };
@@ -422,19 +398,6 @@ pub async fn validate(definitions: &[SegmentDefinition]) -> Vec<DefinitionError>
         }
     }
     errors
-}
-
-pub(crate) async fn get_bytes(clients: &Clients, bucket: &str, key: &str) -> Result<Option<bytes::Bytes>, RunError> {
-    match clients.s3.get_object().bucket(bucket).key(key).send().await.aws("s3:GetObject") {
-        Ok(out) => Ok(Some(out.body.collect().await.map_err(|e| RunError::Read(e.to_string()))?.into_bytes())),
-        Err(e) if e.is_code("NoSuchKey") => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-pub(crate) async fn put(clients: &Clients, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), RunError> {
-    clients.s3.put_object().bucket(bucket).key(key).body(ByteStream::from(body)).send().await.aws("s3:PutObject")?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,21 +1,15 @@
 //! The run's profile snapshot: every profile of the profiles table as of the start of the
-//! run, pseudonymous fields only (the Scan projects consents, identifier kinds and
-//! activity dates, never a clear identifier), written to the lake per profile partition.
-//! A re-run of the same run id reuses the snapshot already written, so it computes the
-//! same members.
+//! run, pseudonymous fields only (the [`ProfileReader`]'s summaries: the DynamoDB adapter
+//! projects consents, identifier kinds and activity dates, never a clear identifier),
+//! written to the lake per profile partition. A re-run of the same run id reuses the
+//! snapshot already written, so it computes the same members.
 
-use std::collections::HashMap;
-
-use ariane_shared::aws::Clients;
-use ariane_shared::error::{AwsError, SdkResultExt};
 use ariane_shared::lake::{self, ProfileState};
-use aws_sdk_dynamodb::types::AttributeValue;
-use chrono::{DateTime, Utc};
+use ariane_shared::ports::{BlobStore, ProfileReader};
+use serde::{Deserialize, Serialize};
 
-use crate::run::RunError;
-
-/// Parallel Scan segments: DynamoDB serves each from its own partition range.
-const SCAN_SEGMENTS: i32 = 4;
+use crate::error::RunError;
+use crate::ports::{get_json, put_json, put_parquet};
 
 /// The marker that a run's snapshot is complete (beside the snapshot folder, so the
 /// `profiles` table never lists it).
@@ -23,109 +17,86 @@ pub fn marker_key(run_id: &str) -> String {
     format!("segments/_runs/{run_id}/profiles.json")
 }
 
-/// Decodes one profile item (the attributes `identity` writes at the top level).
-pub fn profile_state(item: &HashMap<String, AttributeValue>) -> Option<ProfileState> {
-    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str);
-    let flag = |name: &str| item.get(name).and_then(|v| v.as_bool().ok()).copied();
-    let profile_id = text("profile_id")?.to_string();
-    let kinds: Vec<&str> = text("id_kinds").map(|k| k.split(',').filter(|s| !s.is_empty()).collect()).unwrap_or_default();
-    let has = |kind: &str| kinds.contains(&kind);
-    let mut channels: Vec<String> =
-        text("channels").map(|c| c.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()).unwrap_or_default();
-    channels.sort();
-    Some(ProfileState {
-        profile_id,
-        first_seen_at: text("first_seen").and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc)),
-        last_seen_day: text("last_seen_day").map(str::to_string),
-        channels,
-        has_email: has("email"),
-        has_phone: has("phone"),
-        has_push_token: has("push_token"),
-        email_opt_in: flag("email_opt_in"),
-        sms_opt_in: flag("sms_opt_in"),
-        push_opt_in: flag("push_opt_in"),
-        ads_opt_in: flag("ads_opt_in"),
-    })
+/// The content of [`marker_key`], written last.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMarker {
+    pub run_id: String,
+    pub partitions: usize,
+    /// Profiles in the snapshot.
+    pub profiles: usize,
 }
 
-async fn scan_segment(clients: &Clients, table: &str, segment: i32) -> Result<Vec<ProfileState>, AwsError> {
-    let mut out = Vec::new();
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let page = clients
-            .dynamodb
-            .scan()
-            .table_name(table)
-            .segment(segment)
-            .total_segments(SCAN_SEGMENTS)
-            .filter_expression("sk = :profile")
-            .expression_attribute_values(":profile", AttributeValue::S("PROFILE".into()))
-            .projection_expression(
-                "profile_id, id_kinds, channels, first_seen, last_seen_day, email_opt_in, sms_opt_in, push_opt_in, ads_opt_in",
-            )
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .aws("dynamodb:Scan profiles")?;
-        out.extend(page.items().iter().filter_map(profile_state));
-        match page.last_evaluated_key() {
-            Some(k) if !k.is_empty() => start = Some(k.clone()),
-            _ => return Ok(out),
+/// Writes the snapshot of `run_id` (unless a complete one with the same partition count
+/// exists) and returns the number of profiles in it. A marker that cannot be decoded is
+/// an error.
+pub async fn ensure_snapshot(
+    blobs: &dyn BlobStore,
+    profiles: &dyn ProfileReader,
+    bucket: &str,
+    run_id: &str,
+    partitions: usize,
+) -> Result<usize, RunError> {
+    let marker_key = marker_key(run_id);
+    if let Some(marker) = get_json::<SnapshotMarker>(blobs, bucket, &marker_key).await? {
+        if marker.partitions == partitions {
+            return Ok(marker.profiles);
         }
     }
-}
-
-/// Writes the snapshot of `run_id` (unless a complete one exists) and returns the number
-/// of profiles in it.
-pub async fn ensure_snapshot(clients: &Clients, table: &str, bucket: &str, run_id: &str, partitions: usize) -> Result<usize, RunError> {
-    if let Some(bytes) = crate::run::get_bytes(clients, bucket, &marker_key(run_id)).await? {
-        let marker: serde_json::Value = serde_json::from_slice(&bytes)?;
-        if marker["partitions"].as_u64() == Some(partitions as u64) {
-            return Ok(marker["profiles"].as_u64().unwrap_or_default() as usize);
-        }
-    }
-    let scans = (0..SCAN_SEGMENTS).map(|segment| scan_segment(clients, table, segment));
     let mut buckets: Vec<Vec<ProfileState>> = vec![Vec::new(); partitions];
-    let mut total = 0;
-    for part in futures::future::try_join_all(scans).await? {
-        total += part.len();
-        for p in part {
-            buckets[lake::profile_bucket(&p.profile_id, partitions)].push(p);
-        }
+    let summaries = profiles.summaries().await?;
+    let total = summaries.len();
+    for p in summaries {
+        buckets[lake::profile_bucket(&p.profile_id, partitions)].push(p);
     }
     for (k, mut states) in buckets.into_iter().enumerate() {
         states.sort_by(|a, b| a.profile_id.cmp(&b.profile_id));
-        let bytes = lake::parquet_bytes(lake::profiles_schema(), &[lake::profiles_batch(&states)?])?;
-        crate::run::put(clients, bucket, &lake::profiles_snapshot_key(run_id, k), bytes).await?;
+        let key = lake::profiles_snapshot_key(run_id, k);
+        put_parquet(blobs, bucket, &key, lake::profiles_schema(), lake::profiles_batch(&states)).await?;
     }
-    let marker = serde_json::json!({ "run_id": run_id, "partitions": partitions, "profiles": total });
-    crate::run::put(clients, bucket, &marker_key(run_id), serde_json::to_vec_pretty(&marker)?).await?;
+    let marker = SnapshotMarker { run_id: run_id.to_string(), partitions, profiles: total };
+    put_json(blobs, bucket, &marker_key, "the snapshot marker", &marker).await?;
     Ok(total)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ariane_shared::adapters::memory::{MemBlobs, MemProfiles};
+    use ariane_shared::profile::{ProfileDoc, ProfileItem};
+    use bytes::Bytes;
 
-    #[test]
-    fn profile_items_decode_without_clear_identifiers() {
-        let s = |v: &str| AttributeValue::S(v.into());
-        let item: HashMap<String, AttributeValue> = [
-            ("profile_id".to_string(), s("p_1")),
-            ("id_kinds".to_string(), s("cookie_id,email,push_token")),
-            ("channels".to_string(), s("web,app")),
-            ("first_seen".to_string(), s("2026-01-02T03:04:05.000000Z")),
-            ("last_seen_day".to_string(), s("2026-11-20")),
-            ("email_opt_in".to_string(), AttributeValue::Bool(true)),
-            ("push_opt_in".to_string(), AttributeValue::Bool(false)),
-        ]
-        .into_iter()
-        .collect();
-        let p = profile_state(&item).unwrap();
-        assert!(p.has_email && p.has_push_token && !p.has_phone);
-        assert_eq!((p.email_opt_in, p.push_opt_in, p.sms_opt_in), (Some(true), Some(false), None));
-        assert_eq!(p.channels, vec!["app", "web"]);
-        assert_eq!(p.first_seen_at.unwrap().to_rfc3339(), "2026-01-02T03:04:05+00:00");
-        assert!(profile_state(&HashMap::new()).is_none());
+    fn profile(id: &str) -> ProfileItem {
+        ProfileItem { profile_id: id.into(), component: format!("c_{id}"), doc: ProfileDoc::default(), merged_from: vec![] }
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_written_once_per_run_and_partition_count() {
+        let (blobs, profiles) = (MemBlobs::new(), MemProfiles::new());
+        for id in ["p_1", "p_2", "p_3"] {
+            profiles.put(profile(id));
+        }
+        assert_eq!(ensure_snapshot(&blobs, &profiles, "lake", "r1", 2).await.unwrap(), 3);
+        let written = blobs.keys("lake");
+        assert_eq!(written.len(), 3, "two partitions and the marker: {written:?}");
+        // The same run again: the marker answers, the table is not read.
+        profiles.put(profile("p_4"));
+        profiles.faults.fail("profiles.scan", 1);
+        assert_eq!(ensure_snapshot(&blobs, &profiles, "lake", "r1", 2).await.unwrap(), 3);
+        assert_eq!(profiles.faults.injected(), 0);
+        // Another partition count re-snapshots.
+        profiles.faults.clear();
+        assert_eq!(ensure_snapshot(&blobs, &profiles, "lake", "r1", 1).await.unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_marker_is_an_error() {
+        let (blobs, profiles) = (MemBlobs::new(), MemProfiles::new());
+        blobs
+            .put("lake", &marker_key("r1"), Bytes::from_static(br#"{"run_id": "r1", "partitions": 1}"#), "application/json")
+            .await
+            .unwrap();
+        let e = ensure_snapshot(&blobs, &profiles, "lake", "r1", 1).await.unwrap_err();
+        assert!(matches!(&e, RunError::Decode { key, .. } if key == "segments/_runs/r1/profiles.json"), "{e}");
+        assert!(e.to_string().contains("profiles"), "{e}");
     }
 }

@@ -58,16 +58,16 @@ struct Counters {
 }
 
 fn snapshot(a: &Activate) -> Counters {
-    let m = &a.meter;
+    let r = a.meter.reading();
     Counters {
-        reads: m.dynamodb_reads.load(Ordering::Relaxed),
-        writes: m.dynamodb_writes.load(Ordering::Relaxed),
-        rru: m.read_units.load(Ordering::Relaxed),
-        wru: m.write_units.load(Ordering::Relaxed),
-        conflicts: m.dynamodb_conflicts.load(Ordering::Relaxed),
-        sqs: m.sqs_requests.load(Ordering::Relaxed),
-        s3: m.s3_puts.load(Ordering::Relaxed),
-        posts: m.webhook_posts.load(Ordering::Relaxed),
+        reads: r.read_requests,
+        writes: r.write_requests,
+        rru: r.read_units,
+        wru: r.write_units,
+        conflicts: r.conflicts,
+        sqs: r.sqs_requests,
+        s3: r.s3_writes,
+        posts: a.webhook_posts.load(Ordering::Relaxed),
     }
 }
 

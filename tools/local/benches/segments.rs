@@ -44,8 +44,8 @@
 //! files are read once beforehand so both find them in the page cache. DataFusion: like
 //! the function, one session per segment (and per bucket) on one runtime for the run (a
 //! memory pool of `--mem-mb` spilling to a scratch directory, and the listing and Parquet
-//! metadata caches), `target_partitions` = `--threads`; a segment's time is session setup
-//! + query + members (`run::compute`), summed over buckets. DuckDB: one
+//! metadata caches), `target_partitions` = `--threads`; a segment's time is session setup,
+//! query and members (`run::compute`), summed over buckets. DuckDB: one
 //! connection, `threads` = `--threads`, `memory_limit` = `--mem-mb`; a segment's time is its
 //! query run into a temporary table (DuckDB always reads every bucket at once).
 

@@ -117,13 +117,16 @@ async fn followup_orders<S: ariane_identity::store::ItemStore>(
     Ok((csv.into_inner()?, planted))
 }
 
+/// One activation entry: its group, person, first decision and conversion window end.
+type Entry<'a> = (&'a str, &'a str, DateTime<Utc>, DateTime<Utc>);
+
 /// What the report must say, from the decisions and the planted orders: per campaign,
 /// (treated entries, treated converted, holdout entries, holdout converted).
 fn expected_conversions(
     decisions: &[ActivationRecord],
     planted: &BTreeMap<String, DateTime<Utc>>,
 ) -> BTreeMap<String, (u64, u64, u64, u64)> {
-    let mut entries: BTreeMap<(&str, &str), (&str, &str, DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
+    let mut entries: BTreeMap<(&str, &str), Entry> = BTreeMap::new();
     for d in decisions.iter().filter(|d| d.outcome != "audience_removed") {
         let e = entries.entry((&d.campaign, &d.activation_key)).or_insert((&d.group, &d.profile_id, d.decided_at, d.conversion_until));
         e.2 = e.2.min(d.decided_at);

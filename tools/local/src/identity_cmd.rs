@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use ariane_identity::handler::IdentityMessage;
-use ariane_identity::resolve::IdRef;
+use ariane_identity::partition::IdRef;
 use ariane_identity::resolver::Resolver;
 use ariane_identity::rules::{parse_kind, Rules, ALL_KINDS};
 use ariane_identity::store::{DynamoStore, Item, ItemStore, Key};

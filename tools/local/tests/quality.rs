@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ariane_datagen::{family_pairs, store_generic_phone, write_channels_dir, GenConfig};
 use ariane_identity::resolver::Resolver;
 use ariane_identity::rules::Rules;
-use ariane_identity::store::{MemStore, MeterReading, Metered};
+use ariane_identity::store::{MemStore, Metered};
 use ariane_ingest::spec::Catalog;
 use ariane_local::quality::{profiles_of_rows, read_generated, score, Row};
 use chrono::{TimeZone, Utc};
@@ -136,12 +136,7 @@ async fn resolution_meets_the_precision_and_recall_targets() {
         assert_eq!(out.stats.structural + out.stats.enriched, 0, "a redelivery brings nothing new");
     }
     let both = resolver.store.meter.reading();
-    let again = MeterReading {
-        read_requests: both.read_requests - first_load.read_requests,
-        write_requests: both.write_requests - first_load.write_requests,
-        read_units: both.read_units - first_load.read_units,
-        write_units: both.write_units - first_load.write_units,
-    };
+    let again = both.since(&first_load);
     assert_eq!((again.write_requests, again.write_units), (0, 0), "a redelivery writes nothing");
     for (what, m) in [("first load", first_load), ("redelivery", again)] {
         let n = observations.len() as f64;
@@ -151,7 +146,7 @@ async fn resolution_meets_the_precision_and_recall_targets() {
             m.write_requests as f64 / n,
             m.read_units as f64 / n,
             m.write_units as f64 / n,
-            m.usd() * 1e6 / n
+            m.dynamodb_usd() * 1e6 / n
         );
     }
     let profiles = profiles_of_rows(&resolver, &generated.rows).await.unwrap_or_else(|e| panic!("{e:#}"));

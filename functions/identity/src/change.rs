@@ -1,0 +1,156 @@
+//! What resolution takes and gives: a structural [`Change`] (evidence added or removed,
+//! identifiers excluded or suppressed), the [`Outcome`] (lake links, merge history,
+//! counts), errors, and the small helpers the resolver and its structural step share.
+
+use std::collections::BTreeSet;
+
+use ariane_shared::identifiers::{identifier_hash, Identifier};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::partition::IdRef;
+use crate::profile::Doc;
+use crate::store::{IdItem, Item, Key, Op, Record, StoreError, Write};
+
+/// Identity key → profile (None: no profile, e.g. erased or only shared identifiers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub identity_key: String,
+    pub profile_id: Option<String>,
+    pub at: DateTime<Utc>,
+    pub observation_id: String,
+}
+
+/// One entry of the append-only merge history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    pub at: DateTime<Utc>,
+    /// `merge`, `split`, `dropped`, `shared`, `excluded`, `erased`.
+    pub action: String,
+    pub profile_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_profiles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifiers: Vec<IdRef>,
+    pub evidence: Option<String>,
+    pub observation_id: Option<String>,
+    pub source_key: Option<String>,
+    pub source_line: Option<u64>,
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub observations: u64,
+    /// Known evidence with nothing new: reads only.
+    pub unchanged: u64,
+    pub enriched: u64,
+    pub structural: u64,
+    pub suppressed: u64,
+    pub no_identifier: u64,
+    pub retries: u64,
+    pub merges: u64,
+    pub splits: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub links: Vec<Link>,
+    pub history: Vec<HistoryRecord>,
+    pub stats: Stats,
+}
+
+impl Stats {
+    /// Adds another batch's or step's counts.
+    pub fn add(&mut self, o: &Stats) {
+        self.observations += o.observations;
+        self.unchanged += o.unchanged;
+        self.enriched += o.enriched;
+        self.structural += o.structural;
+        self.suppressed += o.suppressed;
+        self.no_identifier += o.no_identifier;
+        self.retries += o.retries;
+        self.merges += o.merges;
+        self.splits += o.splits;
+    }
+}
+
+impl Outcome {
+    /// Adds what one successful structural step reported.
+    pub(crate) fn absorb(&mut self, step: Outcome) {
+        self.links.extend(step.links);
+        self.history.extend(step.history);
+        self.stats.add(&step.stats);
+    }
+}
+
+/// The component keys of the evidence items among `records`.
+pub(crate) fn components_of<'a>(records: impl IntoIterator<Item = &'a Record>) -> BTreeSet<Key> {
+    records
+        .into_iter()
+        .filter_map(|r| match &r.item {
+            Item::Ev(ev) => Some(Key::component(&ev.component)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("gave up after {0} concurrent changes to the same profiles")]
+    Contended(u32),
+    #[error("component {component} would hold {count} evidence sets (limit {limit}): block or exclude the identifier that links them")]
+    ComponentTooLarge { component: String, count: usize, limit: usize },
+    #[error("item {key} would take {bytes} bytes (DynamoDB's limit is 400 KB, Ariane keeps {limit}): block or exclude the identifier that links this much")]
+    ItemTooLarge { key: String, bytes: usize, limit: usize },
+}
+
+/// The largest item the resolver writes: under DynamoDB's 400 KB with room to spare.
+pub const MAX_ITEM_BYTES: usize = 350 * 1024;
+
+/// Refuses a write whose item would not fit in DynamoDB, before any request is made.
+pub(crate) fn check_item_size(w: &Write) -> Result<(), ResolveError> {
+    if let Op::Put(item) = &w.op {
+        let bytes = crate::store::item_size(&crate::store::to_attributes(&w.key, 0, item));
+        if bytes > MAX_ITEM_BYTES {
+            return Err(ResolveError::ItemTooLarge { key: w.key.pk.clone(), bytes, limit: MAX_ITEM_BYTES });
+        }
+    }
+    Ok(())
+}
+
+/// New evidence from a batch: its usable identifiers and what its observations said.
+#[derive(Clone, Debug)]
+pub(crate) struct Incoming {
+    pub(crate) key: String,
+    pub(crate) first_seen: DateTime<Utc>,
+    pub(crate) ids: Vec<IdRef>,
+    pub(crate) doc: Doc,
+    pub(crate) observation_id: String,
+    pub(crate) source_key: String,
+    pub(crate) source_line: u64,
+}
+
+/// A structural change: evidence to add, evidence to remove, identifiers to exclude or
+/// suppress.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Change {
+    pub(crate) adds: Vec<Incoming>,
+    pub(crate) removes: BTreeSet<String>,
+    pub(crate) exclude: BTreeSet<IdRef>,
+    pub(crate) suppress: BTreeSet<IdRef>,
+    /// The identifier an erasure was requested for: its suppression entry keeps the
+    /// erased evidence keys, so a retried erasure can report the same links again.
+    pub(crate) erase_of: Option<IdRef>,
+}
+
+pub(crate) fn id_ref(i: &Identifier) -> IdRef {
+    IdRef { kind: i.kind, hash: identifier_hash(i.kind, &i.value) }
+}
+
+/// Whether an identifier may link evidence (not shared, excluded or suppressed).
+pub(crate) fn linkable_state(st: &IdItem) -> bool {
+    !st.co.shared && !st.excluded && !st.suppressed
+}

@@ -1,0 +1,27 @@
+//! Where parsed rows go: the [`RowSink`] the engine writes into, and its error.
+
+use ariane_shared::model::{CanonicalEvent, Observation, RejectedRow};
+
+/// Receives each data row of a file as an event or a rejected row, and the identity
+/// observations.
+pub trait RowSink {
+    fn event(&mut self, event: CanonicalEvent) -> Result<(), SinkError>;
+    fn rejected(&mut self, row: RejectedRow) -> Result<(), SinkError>;
+    fn observation(&mut self, observation: Observation) -> Result<(), SinkError>;
+}
+
+/// A sink that could not keep a row (scratch space, Parquet or Arrow encoding).
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("cannot spool an observation: {0}")]
+    Spool(#[from] serde_json::Error),
+    /// A spill file of the sink itself does not read back as written.
+    #[error("spill file {path}: {what}")]
+    Spill { path: String, what: &'static str },
+}

@@ -1,0 +1,112 @@
+//! [`BlobStore`] on S3 through the AWS SDK (path-style when an endpoint is set, see
+//! [`crate::aws::s3_client`]).
+
+use std::path::Path;
+
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+
+use crate::error::{AwsError, SdkResultExt};
+use crate::ports::{BlobError, BlobMeta, BlobReader, BlobStore, BlobVersion};
+
+#[derive(Clone, Debug)]
+pub struct S3Blobs {
+    pub client: aws_sdk_s3::Client,
+}
+
+impl S3Blobs {
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        S3Blobs { client }
+    }
+}
+
+fn missing(e: &AwsError) -> bool {
+    e.is_code("NoSuchKey") || e.is_code("NotFound")
+}
+
+fn read_error(path: String, e: impl std::fmt::Display) -> BlobError {
+    BlobError::Io { path, source: std::io::Error::other(e.to_string()) }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for S3Blobs {
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<BlobMeta>, BlobError> {
+        match self.client.head_object().bucket(bucket).key(key).send().await.aws("s3:HeadObject") {
+            Ok(out) => Ok(Some(BlobMeta { etag: out.e_tag().unwrap_or_default().to_string(), size: out.content_length() })),
+            Err(e) if missing(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<Bytes>, BlobError> {
+        match self.client.get_object().bucket(bucket).key(key).send().await.aws("s3:GetObject") {
+            Ok(out) => {
+                let body = out.body.collect().await.map_err(|e| read_error(format!("s3://{bucket}/{key}"), e))?;
+                Ok(Some(body.into_bytes()))
+            }
+            Err(e) if missing(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn open(&self, bucket: &str, key: &str, version: &BlobVersion) -> Result<BlobReader, BlobError> {
+        let get = self.client.get_object().bucket(bucket).key(key);
+        let get = match version {
+            BlobVersion::Latest => get,
+            BlobVersion::Id(v) => get.version_id(v),
+            BlobVersion::ETag(e) => get.if_match(e),
+        };
+        match get.send().await.aws("s3:GetObject source") {
+            Ok(out) => Ok(Box::pin(out.body.into_async_read())),
+            Err(e) if missing(&e) => Err(BlobError::NotFound { bucket: bucket.into(), key: key.into() }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn put(&self, bucket: &str, key: &str, body: Bytes, content_type: &str) -> Result<(), BlobError> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .aws("s3:PutObject")?;
+        Ok(())
+    }
+
+    async fn put_file(&self, bucket: &str, key: &str, path: &Path, content_type: &str) -> Result<(), BlobError> {
+        let body = ByteStream::from_path(path).await.map_err(|e| read_error(path.display().to_string(), e))?;
+        self.client.put_object().bucket(bucket).key(key).content_type(content_type).body(body).send().await.aws("s3:PutObject")?;
+        Ok(())
+    }
+
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, BlobError> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .aws("s3:ListObjectsV2")?;
+            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError> {
+        self.client.delete_object().bucket(bucket).key(key).send().await.aws("s3:DeleteObject")?;
+        Ok(())
+    }
+}
