@@ -30,6 +30,14 @@ pub struct IdentityWith<S, B> {
 /// The identity function as deployed: DynamoDB and S3.
 pub type Identity = IdentityWith<DynamoStore, S3Blobs>;
 
+/// An identifier of an erasure, repair or lookup request in its stored form (e-mails
+/// lowercased, phones in E.164 read in the rules' region, tokens trimmed: the shared
+/// normalisation ingest applies), so the request finds the person whatever way the
+/// operator typed it.
+pub fn normalize_request(id: &Identifier, rules: &Rules) -> Result<Identifier, IdentifierError> {
+    normalized(id.kind, &id.value, rules.phone_region)
+}
+
 /// A message body on the identity queue: a batch of observations, an erasure request
 /// (`{"erase": {"kind": "email", "value": "marie@x.fr"}}`) or a repair
 /// (`{"exclude": {"kind": "phone", "value": "+33612345678"}}`: the identifier stops
@@ -69,11 +77,8 @@ impl<S: ItemStore, B: BlobStore> IdentityWith<S, B> {
         IdentityWith { config, resolver, blobs }
     }
 
-    /// An identifier of an erasure or repair request in its stored form (e-mails
-    /// lowercased, phones in E.164 read in the rules' region, tokens trimmed), so the
-    /// request finds the person whatever way the operator typed it.
     fn normalize(&self, id: &Identifier) -> Result<Identifier, HandlerError> {
-        Ok(normalized(id.kind, &id.value, self.resolver.rules.phone_region)?)
+        Ok(normalize_request(id, &self.resolver.rules)?)
     }
 
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {

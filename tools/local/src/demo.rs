@@ -27,21 +27,57 @@ use ariane_shared::lake::ActivationRecord;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
-use crate::arg;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 
+/// `ariane-local demo` options.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Customers to generate (each with exports in the seven channels)
+    #[arg(long, default_value_t = 1000)]
+    pub persons: usize,
+    /// The generator's seed (the same seed gives the same data and the same summary)
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// The demo's steps, each with a spinner showing what it is doing and, while queues
+/// drain, how many messages the functions handled (hidden when stderr is not a terminal:
+/// then one line per step).
 struct Step {
     n: usize,
     total: usize,
     started: Instant,
+    bar: ProgressBar,
 }
 
 impl Step {
+    fn new(total: usize) -> Step {
+        Step { n: 0, total, started: Instant::now(), bar: ProgressBar::hidden() }
+    }
+
     fn start(&mut self, what: &str) {
         self.n += 1;
         self.started = Instant::now();
-        eprintln!("[{}/{}] {what} ...", self.n, self.total);
+        let line = format!("[{}/{}] {what}", self.n, self.total);
+        self.bar = ProgressBar::new_spinner();
+        self.bar.set_style(ProgressStyle::with_template("{spinner} {prefix} {elapsed} {msg}").expect("a valid template"));
+        self.bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        if self.bar.is_hidden() {
+            eprintln!("{line} ...");
+        } else {
+            self.bar.println(format!("{line} ..."));
+        }
     }
+
+    /// A live count for the spinner: the runner calls it after every invocation.
+    fn progress(&self) -> ariane_local::runner::ProgressHook {
+        let bar = self.bar.clone();
+        std::sync::Arc::new(move |function: &str, messages: u64| bar.set_message(format!("{messages} messages handled (last: {function})")))
+    }
+
     fn done(&self, detail: &str) {
+        self.bar.finish_and_clear();
         eprintln!(
             "      done in {:.1}s{}",
             self.started.elapsed().as_secs_f64(),
@@ -189,12 +225,11 @@ async fn pending_deferrals(stack: &LocalStack) -> anyhow::Result<usize> {
     Ok(out.count() as usize)
 }
 
-pub async fn demo(args: &[String]) -> anyhow::Result<()> {
+pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     std::env::set_var("ARIANE_METRICS", "off");
-    let persons: usize = arg(args, "--persons").map(|p| p.parse()).transpose()?.unwrap_or(1000);
-    let seed: u64 = arg(args, "--seed").map(|p| p.parse()).transpose()?.unwrap_or(42);
+    let (persons, seed) = (args.persons, args.seed);
     let now = Utc::now().date_naive().and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    let mut step = Step { n: 0, total: 9, started: Instant::now() };
+    let mut step = Step::new(9);
 
     step.start("starting moto and deploying infra/template.yaml (stage demo)");
     let receiver = Receiver::start().await?;
@@ -224,6 +259,7 @@ pub async fn demo(args: &[String]) -> anyhow::Result<()> {
         "uploading them to s3://{}/<channel>/{day}/ and running the landing router, the seven ingest instances and identity",
         stack.landing_bucket()
     ));
+    runner.progress = Some(step.progress());
     for e in &summary.exports {
         let body = std::fs::read(data_dir.path().join(e.export.channel()).join(e.export.file_name()))?;
         stack.upload(&key_of(e.export), body).await?;
@@ -232,6 +268,7 @@ pub async fn demo(args: &[String]) -> anyhow::Result<()> {
     step.done(&format!("{} messages handled", drained.messages));
 
     step.start("firing the segments schedule (run at today 00:00 UTC); activation decides at 22:00 Paris time");
+    runner.progress = Some(step.progress());
     let run = runner.fire_schedule(None, now).await?;
     let first_decided_at = now + Duration::hours(21);
     clock.set(first_decided_at);
@@ -240,11 +277,13 @@ pub async fn demo(args: &[String]) -> anyhow::Result<()> {
     step.done(&format!("{} sends, {deferred_first} deferred by quiet hours", receiver.deliveries().len()));
 
     step.start("releasing the deferred sends at 08:00 Paris time (each morning while some wait: Sundays, holidays)");
+    runner.progress = Some(step.progress());
     let released = release_mornings(&runner, &stack, &clock, first_decided_at).await?;
     step.done(&format!("{released} released"));
 
     let key = key_of(ariane_datagen::Export::EcommerceOrders);
     step.start("re-uploading the same export and running the segments a day later (the upload must change nothing)");
+    runner.progress = Some(step.progress());
     let events_before = stack.lake_keys("events/").await?;
     stack.upload(&key, orders_csv).await?;
     let again = runner.drain().await?;
@@ -256,6 +295,7 @@ pub async fn demo(args: &[String]) -> anyhow::Result<()> {
     step.done("");
 
     step.start("generating follow-up orders (contacted people buy more often than the holdout) and ingesting them");
+    runner.progress = Some(step.progress());
     let store = ariane_identity::store::DynamoStore {
         client: stack.clients.dynamodb.clone(),
         table: stack.manifest.output("ProfilesTableName")?.to_string(),
@@ -269,6 +309,7 @@ pub async fn demo(args: &[String]) -> anyhow::Result<()> {
     step.done(&format!("{} orders planted", planted.len()));
 
     step.start("running the segments a week later, with the campaign report");
+    runner.progress = Some(step.progress());
     let report_at = now + Duration::days(8);
     let last_run = runner.fire_schedule(None, report_at).await?;
     let report = last_run["report"].clone();

@@ -6,50 +6,71 @@
 //!   queue (`{"erase": ...}`, `{"exclude": ...}`), so the deployed function does the work;
 //!   locally, `ariane-local drain` then plays the queue.
 //!
-//! Values are normalised as ingest normalises them (e-mails trimmed and lowercased;
-//! phones must be in E.164 form), since identity stores only the hash of the normalised
-//! value: a differently written value would silently miss.
+//! Values are normalised as ingest normalises them (e-mails trimmed and lowercased,
+//! phones to E.164 in the rules' region, tokens trimmed), since identity stores only the
+//! hash of the normalised value: a differently written value would silently miss.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use ariane_identity::handler::IdentityMessage;
+use ariane_identity::handler::{normalize_request, IdentityMessage};
 use ariane_identity::partition::IdRef;
 use ariane_identity::resolver::Resolver;
 use ariane_identity::rules::{parse_kind, Rules, ALL_KINDS};
 use ariane_identity::store::{DynamoStore, Item, ItemStore, Key};
 use ariane_local::manifest::Manifest;
-use ariane_shared::identifiers::{identifier_hash, normalize_email, Identifier, IdentifierKind};
+use ariane_shared::identifiers::{identifier_hash, Identifier, IdentifierKind};
+use clap::{Args, Subcommand};
 
-pub const USAGE: &str = "usage:
-  ariane-local identity lookup  --manifest PATH --kind KIND --value VALUE   print the profile an identifier resolves to
-  ariane-local identity profile --manifest PATH --id PROFILE_ID             print a profile (merged-away ids follow to the survivor)
-  ariane-local identity erase   --manifest PATH --kind KIND --value VALUE   send {\"erase\": ...} to the identity queue
-  ariane-local identity repair  --manifest PATH --kind KIND --value VALUE   send {\"exclude\": ...} to the identity queue
-KIND: customer_id, email, phone, loyalty_card, device_id, push_token, cookie_id
-PATH: the manifest written by `ariane-local up` (.local/<stage>.manifest.json)";
+/// `ariane-local identity <command>`.
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum IdentityCommand {
+    /// Print the profile an identifier resolves to (as JSON), or why it resolves to none
+    Lookup(IdentifierArgs),
+    /// Print a profile by id (a merged-away id follows to the survivor)
+    Profile {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        /// The profile id (`p_...`)
+        #[arg(long, value_name = "PROFILE_ID")]
+        id: String,
+    },
+    /// Send {"erase": ...} to the identity queue: the identity function erases the person
+    /// (locally, `ariane-local drain` then plays the queue)
+    Erase(IdentifierArgs),
+    /// Send {"exclude": ...} to the identity queue: the identifier stops linking and the
+    /// profiles it wrongly merged split again
+    Repair(IdentifierArgs),
+}
 
-/// A parsed `identity` command line.
+/// The local stack to talk to.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct ManifestArg {
+    /// The manifest written by `ariane-local up` (.local/<stage>.manifest.json)
+    #[arg(long, value_name = "PATH")]
+    pub manifest: PathBuf,
+}
+
+/// An identifier, normalised as ingest normalises the exports.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct IdentifierArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    /// customer_id, email, phone, loyalty_card, device_id, push_token or cookie_id
+    #[arg(long, value_name = "KIND", value_parser = kind)]
+    pub kind: IdentifierKind,
+    /// The value as written anywhere (`Marie@X.fr`, `06 12 34 56 78`): it is normalised
+    #[arg(long, value_name = "VALUE")]
+    pub value: String,
+}
+
+/// A resolved `identity` command line.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     Lookup { manifest: PathBuf, id: Identifier },
     Profile { manifest: PathBuf, profile_id: String },
     Erase { manifest: PathBuf, id: Identifier },
     Repair { manifest: PathBuf, id: Identifier },
-}
-
-fn opt(args: &[String], name: &str) -> anyhow::Result<Option<String>> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(None),
-        Some(i) => match args.get(i + 1) {
-            Some(v) if !v.starts_with("--") => Ok(Some(v.clone())),
-            _ => bail!("{name} needs a value\n{USAGE}"),
-        },
-    }
-}
-
-fn required(args: &[String], name: &str, what: &str) -> anyhow::Result<String> {
-    opt(args, name)?.with_context(|| format!("{name} {what} is required\n{USAGE}"))
 }
 
 /// The identifier kind named on the command line.
@@ -59,41 +80,33 @@ pub fn kind(name: &str) -> anyhow::Result<IdentifierKind> {
     })
 }
 
-/// The value as ingest writes it (identity keeps only the hash of that form).
+/// The value as ingest writes it (identity keeps only the hash of that form): the
+/// identity function's own normalisation of requests.
 pub fn normalise(kind: IdentifierKind, raw: &str) -> anyhow::Result<String> {
-    let value = raw.trim();
-    if value.is_empty() {
-        bail!("--value is empty");
-    }
-    Ok(match kind {
-        IdentifierKind::Email => normalize_email(value).map_err(|e| anyhow::anyhow!("{e}"))?,
-        IdentifierKind::Phone => {
-            let compact: String = value.chars().filter(|c| !matches!(c, ' ' | '.' | '-' | '(' | ')')).collect();
-            let digits = compact.strip_prefix('+').unwrap_or_default();
-            if digits.len() < 8 || !digits.chars().all(|c| c.is_ascii_digit()) {
-                bail!("phone {raw:?} is not in E.164 form: identity stores phones as ingest normalises them, e.g. +33612345678");
-            }
-            compact
-        }
-        _ => value.to_string(),
-    })
+    let rules = Rules::embedded()?;
+    Ok(normalize_request(&Identifier::new(kind, raw), &rules).map_err(|e| anyhow::anyhow!("--value: {e}"))?.value)
 }
 
 impl Command {
-    pub fn parse(args: &[String]) -> anyhow::Result<Command> {
-        let Some(sub) = args.first() else { bail!("{USAGE}") };
-        let rest = &args[1..];
-        let manifest = || required(rest, "--manifest", "PATH (written by `ariane-local up`)").map(PathBuf::from);
-        let id = || -> anyhow::Result<Identifier> {
-            let k = kind(&required(rest, "--kind", "KIND")?)?;
-            Ok(Identifier::new(k, normalise(k, &required(rest, "--value", "VALUE")?)?))
+    /// Normalises the identifier of a parsed command line.
+    pub fn from_args(args: &IdentityCommand) -> anyhow::Result<Command> {
+        let id = |a: &IdentifierArgs| -> anyhow::Result<(PathBuf, Identifier)> {
+            Ok((a.manifest.manifest.clone(), Identifier::new(a.kind, normalise(a.kind, &a.value)?)))
         };
-        Ok(match sub.as_str() {
-            "lookup" => Command::Lookup { manifest: manifest()?, id: id()? },
-            "erase" => Command::Erase { manifest: manifest()?, id: id()? },
-            "repair" => Command::Repair { manifest: manifest()?, id: id()? },
-            "profile" => Command::Profile { manifest: manifest()?, profile_id: required(rest, "--id", "PROFILE_ID")? },
-            other => bail!("unknown identity command {other:?}\n{USAGE}"),
+        Ok(match args {
+            IdentityCommand::Lookup(a) => {
+                let (manifest, id) = id(a)?;
+                Command::Lookup { manifest, id }
+            }
+            IdentityCommand::Erase(a) => {
+                let (manifest, id) = id(a)?;
+                Command::Erase { manifest, id }
+            }
+            IdentityCommand::Repair(a) => {
+                let (manifest, id) = id(a)?;
+                Command::Repair { manifest, id }
+            }
+            IdentityCommand::Profile { manifest, id } => Command::Profile { manifest: manifest.manifest.clone(), profile_id: id.clone() },
         })
     }
 
@@ -126,8 +139,8 @@ pub fn load_manifest(path: &Path) -> anyhow::Result<Manifest> {
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not a manifest written by `ariane-local up`", path.display()))
 }
 
-pub async fn run(args: &[String]) -> anyhow::Result<()> {
-    let command = Command::parse(args)?;
+pub async fn run(args: &IdentityCommand) -> anyhow::Result<()> {
+    let command = Command::from_args(args)?;
     let manifest = load_manifest(command.manifest())?;
     let clients = ariane_shared::aws::Clients::from_env(&manifest.client_env()).await;
     let table = manifest.output("ProfilesTableName")?.to_string();
@@ -197,36 +210,44 @@ async fn why_unlinked(resolver: &Resolver<DynamoStore>, id: &Identifier) -> anyh
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_string).collect()
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: IdentityCommand,
+    }
+
+    fn parse(s: &str) -> anyhow::Result<Command> {
+        let cli = Cli::try_parse_from(std::iter::once("identity").chain(s.split_whitespace()))?;
+        Command::from_args(&cli.command)
     }
 
     #[test]
     fn erase_and_repair_send_the_handler_messages() {
-        let erase = Command::parse(&args("erase --manifest m.json --kind email --value  Marie@X.fr")).unwrap();
+        let erase = parse("erase --manifest m.json --kind email --value  Marie@X.fr").unwrap();
         let body = serde_json::to_value(message(&erase).unwrap()).unwrap();
         assert_eq!(body, serde_json::json!({"erase": {"kind": "email", "value": "marie@x.fr"}}));
-        let repair = Command::parse(&args("repair --kind phone --value +33-6-12-34-56-78 --manifest m.json")).unwrap();
+        let repair = parse("repair --kind phone --value 06.12.34.56.78 --manifest m.json").unwrap();
         let text = serde_json::to_string(&message(&repair).unwrap()).unwrap();
-        assert_eq!(text, r#"{"exclude":{"kind":"phone","value":"+33612345678"}}"#);
+        assert_eq!(text, r#"{"exclude":{"kind":"phone","value":"+33612345678"}}"#, "a national number, read in FR");
         // What the handler parses back.
         assert_eq!(serde_json::from_str::<IdentityMessage>(&text).unwrap(), message(&repair).unwrap());
         assert_eq!(
-            Command::parse(&args("profile --manifest m.json --id p_1")).unwrap(),
+            parse("profile --manifest m.json --id p_1").unwrap(),
             Command::Profile { manifest: "m.json".into(), profile_id: "p_1".into() }
         );
     }
 
     #[test]
     fn clear_errors() {
-        let err = |s: &str| format!("{:#}", Command::parse(&args(s)).unwrap_err());
+        let err = |s: &str| format!("{:#}", parse(s).unwrap_err());
         assert!(err("lookup --manifest m.json --kind mail --value a@b.fr")
             .contains("unknown identifier kind \"mail\": expected one of customer_id, email"));
-        assert!(err("lookup --kind email --value a@b.fr").contains("--manifest PATH"));
-        assert!(err("lookup --manifest m.json --kind phone --value 0612345678").contains("E.164"));
-        assert!(err("lookup --manifest m.json --kind email").contains("--value VALUE is required"));
-        assert!(err("forget --manifest m.json").contains("unknown identity command"));
+        assert!(err("lookup --kind email --value a@b.fr").contains("--manifest <PATH>"));
+        assert!(err("lookup --manifest m.json --kind phone --value 12").contains("not a valid phone number"));
+        assert!(err("lookup --manifest m.json --kind email").contains("--value <VALUE>"));
+        assert!(err("forget --manifest m.json").contains("unrecognized subcommand"));
         let missing = load_manifest(Path::new("/nonexistent/dev.manifest.json")).unwrap_err().to_string();
         assert!(missing.contains("/nonexistent/dev.manifest.json") && missing.contains("ariane-local up"), "{missing}");
     }

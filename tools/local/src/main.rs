@@ -1,14 +1,5 @@
-//! `ariane-local`: the local stack from the command line.
-//!
-//! ```text
-//! ariane-local demo [--persons N] [--seed S]     whole pipeline on generated data, with a summary
-//! ariane-local validate [FILE.sql|FILE.toml ...]  validate segments, channel specs, identity and activation
-//!                                                rules and campaigns (default: all)
-//! ariane-local up [--stage dev]                  start moto + deploy the template, write .local/<stage>.env
-//! ariane-local drain --manifest F [--cargo-lambda URL [--cargo-lambda-for ID=URL ...]]
-//!                                                play the event source mappings until queues are empty
-//! ariane-local fire --manifest F [--at RFC3339] [--cargo-lambda URL]  fire the segments schedule
-//! ```
+//! `ariane-local`: the local stack from the command line. `ariane-local --help` and
+//! `ariane-local <command> --help` tell every option.
 //!
 //! The landing router and the ingest instance of every channel all run the `ingest`
 //! binary, told apart by `INGEST_CHANNEL`; `cargo lambda watch` serves a binary with one
@@ -18,6 +9,7 @@
 //! `--cargo-lambda-for IngestEcommerceFunction=http://127.0.0.1:9001`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use ariane_local::manifest::Manifest;
@@ -25,39 +17,105 @@ use ariane_local::runner::{Invoker, Runner};
 use ariane_local::LocalStack;
 use ariane_segments::definition::SegmentDefinition;
 use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
 
 mod demo;
 mod identity_cmd;
 
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+/// The Ariane local stack: moto serving the AWS APIs, the SAM template deployed to it, the
+/// functions run in this process or under `cargo lambda watch`, and the demo.
+#[derive(Debug, Parser)]
+#[command(name = "ariane-local", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
 }
 
-/// Every value of a repeatable option.
-fn args_all(args: &[String], name: &str) -> Vec<String> {
-    args.windows(2).filter(|w| w[0] == name).map(|w| w[1].clone()).collect()
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the whole pipeline on generated multi-channel data against a local moto stack
+    /// (its own, started and stopped here) and print what happened
+    Demo(demo::DemoArgs),
+    /// Validate segment files, channel specs, identity and activation rules and campaign
+    /// files, as the functions check them at cold start (default: all of them)
+    Validate {
+        /// Files to check (`segments/*.sql`, `channels/<channel>/*.toml`,
+        /// `campaigns/*.toml`, `config/identity.toml`, `config/activation.toml`)
+        #[arg(value_name = "FILE")]
+        files: Vec<String>,
+    },
+    /// Start moto, deploy infra/template.yaml to it and write .local/<stage>.env and
+    /// .local/<stage>.manifest.json; runs until Ctrl-C
+    Up(UpArgs),
+    /// Play the stack's event source mappings (poll, invoke, settle, redrive) until every
+    /// queue is empty
+    Drain(RunnerArgs),
+    /// Fire the segments schedule as EventBridge would and print the run summary
+    Fire(FireArgs),
+    /// Operator commands on identity: lookup, profile, erase, repair
+    Identity {
+        #[command(subcommand)]
+        command: identity_cmd::IdentityCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// The stage (resource names and the files under .local/)
+    #[arg(long, default_value = "dev")]
+    stage: String,
+    /// Point every webhook destination at URL/<destination> (`esp`, `sms-gateway`,
+    /// `push-provider`), e.g. a local receiver
+    #[arg(long, value_name = "URL")]
+    webhook: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct RunnerArgs {
+    /// The manifest written by `ariane-local up` (.local/<stage>.manifest.json)
+    #[arg(long, value_name = "PATH")]
+    manifest: PathBuf,
+    /// Invoke the functions under `cargo lambda watch` at URL instead of in this process
+    #[arg(long, value_name = "URL")]
+    cargo_lambda: Option<String>,
+    /// Invoke one function (by logical id) at its own watch: `IngestPosFunction=http://127.0.0.1:9001`;
+    /// repeatable; needs --cargo-lambda for the others
+    #[arg(long, value_name = "ID=URL")]
+    cargo_lambda_for: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct FireArgs {
+    #[command(flatten)]
+    runner: RunnerArgs,
+    /// The schedule's time (RFC 3339); default: now
+    #[arg(long, value_name = "RFC3339")]
+    at: Option<DateTime<Utc>>,
+    /// Run only these segments, whether due or not (`--segments vip,reactivation`)
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    segments: Vec<String>,
+    /// Run every segment, whether due or not
+    #[arg(long)]
+    force: bool,
+    /// Compute the campaign report now, whether due or not
+    #[arg(long)]
+    report: bool,
 }
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = Cli::parse();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .try_init();
-    let result = match args.first().map(String::as_str) {
-        Some("demo") => demo::demo(&args[1..]).await,
-        Some("validate") => validate(&args[1..]).await,
-        Some("up") => up(&args[1..]).await,
-        Some("drain") => drain(&args[1..]).await,
-        Some("fire") => fire(&args[1..]).await,
-        Some("identity") => identity_cmd::run(&args[1..]).await,
-        _ => {
-            eprintln!(
-                "usage: ariane-local demo|validate|up|drain|fire|identity (see the README; `ariane-local identity` for its own usage)"
-            );
-            std::process::exit(2);
-        }
+    let result = match cli.command {
+        Cmd::Demo(args) => demo::demo(&args).await,
+        Cmd::Validate { files } => validate(&files).await,
+        Cmd::Up(args) => up(&args).await,
+        Cmd::Drain(args) => drain(&args).await,
+        Cmd::Fire(args) => fire(&args).await,
+        Cmd::Identity { command } => identity_cmd::run(&command).await,
     };
     if let Err(e) = result {
         eprintln!("ariane-local: error: {e:#}");
@@ -242,17 +300,16 @@ async fn validate(files: &[String]) -> anyhow::Result<()> {
     }
 }
 
-async fn up(args: &[String]) -> anyhow::Result<()> {
-    let stage = arg(args, "--stage").unwrap_or_else(|| "dev".into());
+async fn up(args: &UpArgs) -> anyhow::Result<()> {
+    let stage = &args.stage;
     let mut params = Vec::new();
-    // --webhook URL points every destination at URL/<destination> (e.g. a local receiver).
-    if let Some(url) = arg(args, "--webhook") {
+    if let Some(url) = &args.webhook {
         let url = url.trim_end_matches('/');
         for (param, dest) in [("EmailWebhookUrl", "esp"), ("SmsWebhookUrl", "sms-gateway"), ("PushWebhookUrl", "push-provider")] {
             params.push((param.to_string(), format!("{url}/{dest}")));
         }
     }
-    let stack = LocalStack::start(&stage, &params).await?;
+    let stack = LocalStack::start(stage, &params).await?;
     let root = ariane_local::repo_root();
     let env_path = root.join(".local").join(format!("{stage}.env"));
     std::fs::write(&env_path, stack.manifest.cargo_lambda_env_file(None)?)?;
@@ -276,36 +333,83 @@ async fn up(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn runner_from_args(args: &[String]) -> anyhow::Result<Runner> {
-    let path = arg(args, "--manifest").context("--manifest PATH is required (written by `ariane-local up`)")?;
-    let manifest: Manifest = serde_json::from_slice(&std::fs::read(&path).with_context(|| path.clone())?)?;
+async fn runner_from_args(args: &RunnerArgs) -> anyhow::Result<Runner> {
+    let path = &args.manifest;
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(path).with_context(|| format!("{} (written by `ariane-local up`)", path.display()))?)?;
     let clients = ariane_shared::aws::Clients::from_env(&manifest.client_env()).await;
-    let mut instances = std::collections::BTreeMap::new();
-    for pair in args_all(args, "--cargo-lambda-for") {
+    let mut instances = BTreeMap::new();
+    for pair in &args.cargo_lambda_for {
         let (id, url) = pair.split_once('=').with_context(|| format!("--cargo-lambda-for expects LogicalId=URL, got {pair}"))?;
         manifest.function(id)?;
         instances.insert(id.to_string(), url.to_string());
     }
-    let invoker = match arg(args, "--cargo-lambda") {
-        Some(url) => Invoker::cargo_lambda_with_instances(&url, instances),
+    let invoker = match &args.cargo_lambda {
+        Some(url) => Invoker::cargo_lambda_with_instances(url, instances),
         None if instances.is_empty() => Invoker::in_process(&manifest).await?,
         None => bail!("--cargo-lambda-for needs --cargo-lambda URL too"),
     };
     Runner::new(manifest, clients.sqs, invoker)
 }
 
-async fn drain(args: &[String]) -> anyhow::Result<()> {
+async fn drain(args: &RunnerArgs) -> anyhow::Result<()> {
     let report = runner_from_args(args).await?.drain().await?;
     println!("{report:?}");
     Ok(())
 }
 
-async fn fire(args: &[String]) -> anyhow::Result<()> {
-    let at = match arg(args, "--at") {
-        Some(t) => DateTime::parse_from_rfc3339(&t)?.with_timezone(&Utc),
-        None => Utc::now(),
-    };
-    let response = runner_from_args(args).await?.fire_schedule(None, at).await?;
+async fn fire(args: &FireArgs) -> anyhow::Result<()> {
+    let at = args.at.unwrap_or_else(Utc::now);
+    let mut detail = serde_json::json!({});
+    if !args.segments.is_empty() {
+        detail["segments"] = serde_json::json!(args.segments);
+    }
+    if args.force {
+        detail["force"] = true.into();
+    }
+    if args.report {
+        detail["report"] = true.into();
+    }
+    let response = runner_from_args(&args.runner).await?.fire_schedule_with(None, at, detail).await?;
     println!("{}", serde_json::to_string_pretty(&response)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent_and_documented() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        for cmd in ["demo", "validate", "up", "drain", "fire", "identity"] {
+            assert!(help.contains(cmd), "{cmd} in --help");
+        }
+        let fire = Cli::try_parse_from([
+            "ariane-local",
+            "fire",
+            "--manifest",
+            "m.json",
+            "--at",
+            "2026-11-23T00:00:00Z",
+            "--segment",
+            "vip",
+            "--force",
+        ])
+        .unwrap();
+        match fire.command {
+            Cmd::Fire(f) => {
+                assert_eq!(f.segments, vec!["vip", "rfm"]);
+                assert!(f.force && !f.report);
+                assert_eq!(f.at.unwrap().to_rfc3339(), "2026-11-23T00:00:00+00:00");
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = Cli::try_parse_from(["ariane-local", "fire", "--manifest", "m.json", "--at", "yesterday"]).unwrap_err().to_string();
+        assert!(bad.contains("--at"), "{bad}");
+        let up = Cli::try_parse_from(["ariane-local", "up", "--webhook", "http://127.0.0.1:8080"]).unwrap();
+        assert!(matches!(up.command, Cmd::Up(UpArgs { ref stage, webhook: Some(_) }) if stage == "dev"));
+    }
 }

@@ -120,11 +120,17 @@ pub struct Runner {
     pub retry_visibility_s: i32,
     /// Stop draining after this long (a safety net for tests).
     pub drain_timeout: Duration,
+    /// Told after every invocation of a drain: the function's logical id and the
+    /// messages handled so far (the demo's progress display).
+    pub progress: Option<ProgressHook>,
 }
+
+/// See [`Runner::progress`].
+pub type ProgressHook = std::sync::Arc<dyn Fn(&str, u64) + Send + Sync>;
 
 impl Runner {
     pub fn new(manifest: Manifest, sqs: aws_sdk_sqs::Client, invoker: Invoker) -> anyhow::Result<Self> {
-        Ok(Runner { manifest, sqs, invoker, retry_visibility_s: 0, drain_timeout: Duration::from_secs(600) })
+        Ok(Runner { manifest, sqs, invoker, retry_visibility_s: 0, drain_timeout: Duration::from_secs(600), progress: None })
     }
 
     /// Gives the in-process activate functions this clock (the demo and tests replay
@@ -235,6 +241,9 @@ impl Runner {
                     report.messages += received;
                     report.failures += failed;
                     *report.by_function.entry(esm.function.clone()).or_default() += received;
+                    if let Some(progress) = &self.progress {
+                        progress(&esm.function, report.messages);
+                    }
                     if start.elapsed() > self.drain_timeout {
                         bail!("queues still not empty after {:?}", self.drain_timeout);
                     }
@@ -260,13 +269,20 @@ impl Runner {
     /// `which` is a rule name or the logical id of the function it targets; `None` is
     /// the segments schedule (the function running the `segments` binary).
     pub async fn fire_schedule(&self, which: Option<&str>, time: DateTime<Utc>) -> anyhow::Result<Value> {
+        self.fire_schedule_with(which, time, json!({})).await
+    }
+
+    /// [`Runner::fire_schedule`] with an event `detail` (the segments function reads
+    /// `{"segments": [...], "force": true, "report": true}` from a manual invocation).
+    pub async fn fire_schedule_with(&self, which: Option<&str>, time: DateTime<Utc>, detail: Value) -> anyhow::Result<Value> {
         let binary_of = |s: &crate::manifest::Schedule| self.manifest.function(&s.function).map(|f| f.binary.clone()).unwrap_or_default();
         let schedule = match which {
             Some(name) => self.manifest.schedules.iter().find(|s| s.rule_name == name || s.function == name),
             None => self.manifest.schedules.iter().find(|s| binary_of(s) == "segments"),
         }
         .with_context(|| format!("schedule {which:?} not in the stack"))?;
-        let event = scheduled_event(&self.manifest, &schedule.rule_arn, time);
+        let mut event = scheduled_event(&self.manifest, &schedule.rule_arn, time);
+        event["detail"] = detail;
         self.invoker.invoke(&self.manifest, &schedule.function, event).await
     }
 }
