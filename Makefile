@@ -40,6 +40,7 @@ lint: lint-tools
 	$(MACHETE)
 
 test: bootstrap lint
+	.venv/bin/python scripts/moto_server_check.py
 	$(CARGO) build --workspace --bins --tests
 	$(CARGO) test --workspace --no-fail-fast
 

@@ -16,16 +16,24 @@ items the transaction touched.
 moto 5's `send_message` reads one attribute (`ContentBasedDeduplication`) through
 `Queue.attributes`, which first computes every attribute, the message counts included:
 a pass over every message of the queue per message sent, so a segment run queueing a few
-thousand changes spent minutes in moto. `Queue.attributes` here returns a mapping that
-computes a single attribute when only that one is asked for (`.get(name)`), and all of
-them, exactly as moto does, for anything else.
+thousand changes spent minutes in moto. `receive_message` does the same for each message
+it returns (`MessageRetentionPeriod`, through `get_queue_attributes`): three passes over
+the queue per message received. `Queue.attributes` here returns a mapping that computes a
+single attribute when only that one is asked for (`.get(name)`, `[name]`, `name in`),
+and all of them, exactly as moto does, when iterated.
 
 Everything else is moto as installed.
+
+With `ARIANE_MOTO_TIMINGS=1` in its environment, each request is also logged with its
+action (`X-Amz-Target`, or the S3 method) and the milliseconds moto spent on it: the
+way to see what a slow local step waits for.
 
 Usage: python scripts/moto_server.py [moto_server arguments]
 """
 
 import copy
+import json
+import os
 import sys
 import threading
 
@@ -143,7 +151,8 @@ _queue_attributes = Queue.attributes.fget
 
 
 class _LazyQueueAttributes(Mapping):
-    """`Queue.attributes`, computed in full only when more than `.get(name)` is used."""
+    """`Queue.attributes`, computed one attribute at a time when one is asked for (`get`,
+    `[name]`, `in`), in full, exactly as moto does, when iterated."""
 
     def __init__(self, queue):
         self._queue = queue
@@ -154,17 +163,35 @@ class _LazyQueueAttributes(Mapping):
             self._all = _queue_attributes(self._queue)
         return self._all
 
-    def get(self, key, default=None):
+    def _single(self, key):
+        """(present, value) of one attribute, as moto's full mapping has it."""
         q = self._queue
-        if key in q.FIFO_ATTRIBUTES and not q.fifo_queue:
-            return default
-        if key in q.BASE_ATTRIBUTES or key in q.FIFO_ATTRIBUTES:
-            value = getattr(q, camelcase_to_underscores(key), None)
-            return default if value is None else value
-        return self._full().get(key, default)
+        present = (
+            key in q.BASE_ATTRIBUTES
+            or (q.fifo_queue and key in q.FIFO_ATTRIBUTES)
+            or (q.kms_master_key_id and key in q.KMS_ATTRIBUTES)
+        )
+        if not present:
+            return False, None
+        value = getattr(q, camelcase_to_underscores(key))
+        if key == "RedrivePolicy" and q.redrive_policy:
+            value = json.dumps(q.redrive_policy)
+        if isinstance(value, bool):
+            value = str(value).lower()
+        return True, value
+
+    def get(self, key, default=None):
+        present, value = self._single(key)
+        return value if present else default
 
     def __getitem__(self, key):
-        return self._full()[key]
+        present, value = self._single(key)
+        if not present:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key):
+        return self._single(key)[0]
 
     def __iter__(self):
         return iter(self._full())
@@ -174,6 +201,36 @@ class _LazyQueueAttributes(Mapping):
 
 
 Queue.attributes = property(lambda self: _LazyQueueAttributes(self))
+
+
+def _timed(app):
+    """A WSGI middleware logging each request's action and duration to stderr."""
+    import time
+
+    def timed_app(environ, start_response):
+        started = time.perf_counter()
+        try:
+            return app(environ, start_response)
+        finally:
+            action = environ.get("HTTP_X_AMZ_TARGET") or environ.get("REQUEST_METHOD", "?") + " s3"
+            ms = (time.perf_counter() - started) * 1e3
+            sys.stderr.write(f"ariane-timing {action} {ms:.1f}\n")
+
+    return timed_app
+
+
+if os.environ.get("ARIANE_MOTO_TIMINGS") == "1":
+    import werkzeug.serving
+
+    _run_simple = werkzeug.serving.run_simple
+
+    def _run_simple_timed(hostname, port, application, *args, **kwargs):
+        return _run_simple(hostname, port, _timed(application), *args, **kwargs)
+
+    werkzeug.serving.run_simple = _run_simple_timed
+    import moto.server
+
+    moto.server.run_simple = _run_simple_timed
 
 if __name__ == "__main__":
     sys.argv[0] = "moto_server"

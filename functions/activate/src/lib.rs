@@ -23,4 +23,5 @@ pub use config::ActivateConfig;
 pub use handler::{Activate, ActivateWith};
 pub use ports::{AwsPorts, InMemory, MemPorts, PortSet, Ports};
 
-include!(concat!(env!("OUT_DIR"), "/campaign_files.rs"));
+/// The campaign files embedded at build time: (file name, contents).
+pub static CAMPAIGN_FILES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/campaign_files.rs"));

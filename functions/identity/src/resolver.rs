@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use ariane_shared::backoff::Backoff;
 use ariane_shared::identifiers::{identity_key, Identifier};
 use ariane_shared::model::Observation;
 use chrono::Utc;
@@ -33,11 +34,16 @@ const MAX_ATTEMPTS: u32 = 12;
 pub struct Resolver<S> {
     pub store: S,
     pub rules: Rules,
+    /// The wait between attempts of a step that lost a race.
+    pub backoff: Backoff,
 }
+
+/// The default [`Resolver::backoff`]: 2 ms doubling up to 256 ms, with jitter.
+pub const CONFLICT_BACKOFF: Backoff = Backoff::new(std::time::Duration::from_millis(2), 7);
 
 impl<S: ItemStore> Resolver<S> {
     pub fn new(store: S, rules: Rules) -> Self {
-        Resolver { store, rules }
+        Resolver { store, rules, backoff: CONFLICT_BACKOFF }
     }
 
     /// Resolves a batch of observations. Idempotent: replaying any part of it changes
@@ -126,7 +132,7 @@ impl<S: ItemStore> Resolver<S> {
     }
 
     async fn apply_with_retries(&self, change: Change, out: &mut Outcome) -> Result<(), ResolveError> {
-        retry_on_conflict(&mut out.stats.retries, || async {
+        retry_on_conflict(&self.backoff, &mut out.stats.retries, || async {
             let mut attempt = Outcome::default();
             self.apply(&change, &mut attempt).await.map(|()| attempt)
         })
@@ -140,7 +146,7 @@ impl<S: ItemStore> Resolver<S> {
         for chunk in enrich.chunks(33) {
             let mut first =
                 Some(chunk.iter().filter_map(|i| read.get(&Key::evidence(&i.key)).map(|r| (r.key.clone(), r.clone()))).collect());
-            retry_on_conflict(&mut out.stats.retries, || self.enrich(chunk, first.take())).await?;
+            retry_on_conflict(&self.backoff, &mut out.stats.retries, || self.enrich(chunk, first.take())).await?;
         }
         Ok(())
     }
@@ -403,7 +409,7 @@ impl<S: ItemStore> Resolver<S> {
 
 /// Runs `step` until it does not fail on a concurrent change (a failed condition), with
 /// backoff; gives up after `MAX_ATTEMPTS`.
-async fn retry_on_conflict<T, F, Fut>(retries: &mut u64, mut step: F) -> Result<T, ResolveError>
+async fn retry_on_conflict<T, F, Fut>(backoff: &Backoff, retries: &mut u64, mut step: F) -> Result<T, ResolveError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ResolveError>>,
@@ -412,17 +418,10 @@ where
         match step().await {
             Err(ResolveError::Store(StoreError::Conflict(_))) => {
                 *retries += 1;
-                backoff(attempt).await;
+                backoff.wait(attempt).await;
             }
             done => return done,
         }
     }
     Err(ResolveError::Contended(MAX_ATTEMPTS))
-}
-
-/// Backoff between attempts of a structural step that lost a race.
-const CONFLICT_BACKOFF: ariane_shared::backoff::Backoff = ariane_shared::backoff::Backoff::new(std::time::Duration::from_millis(2), 7);
-
-async fn backoff(attempt: u32) {
-    CONFLICT_BACKOFF.wait(attempt).await;
 }

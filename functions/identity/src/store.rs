@@ -275,9 +275,15 @@ pub fn to_attributes(key: &Key, version: u64, item: &Item) -> HashMap<String, At
 
 pub fn from_attributes(attrs: &HashMap<String, AttributeValue>) -> Result<Record, StoreError> {
     let text = |n: &str| attrs.get(n).and_then(|v| v.as_s().ok()).map(String::as_str);
-    let pk = text("pk").unwrap_or_default().to_string();
+    let pk = text("pk").ok_or_else(|| StoreError::Decode("an item".into(), "no pk attribute".into()))?.to_string();
     let sk = Key::sk_of(text("sk").unwrap_or_default()).ok_or_else(|| StoreError::Decode(pk.clone(), "unknown sk".into()))?;
-    let version = attrs.get("v").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    // Every item the resolver writes has a version; one without it cannot take part in
+    // the optimistic lock.
+    let version = attrs
+        .get("v")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| StoreError::Decode(pk.clone(), "no version (`v`)".into()))?;
     let doc = text("doc").ok_or_else(|| StoreError::Decode(pk.clone(), "no doc attribute".into()))?;
     let de = |e: serde_json::Error| StoreError::Decode(pk.clone(), e.to_string());
     let item = match sk {

@@ -82,8 +82,8 @@ proptest! {
 
 /// Resolves the case's observations, shuffled and partly duplicated by `seed`, with
 /// `workers` concurrent resolvers over one in-memory store, interleaved by a schedule
-/// drawn from the same seed, on a current-thread runtime with paused time (backoff
-/// sleeps cost nothing; the schedule alone decides the order). Fails on the first broken
+/// drawn from the same seed, on a current-thread runtime (the workers do not wait
+/// between attempts: the schedule alone decides the order). Fails on the first broken
 /// invariant, with the schedule that led to it, or when the partition differs from the
 /// oracle's.
 fn check_against_oracle(spec: &[Spec], seed: u64, workers: usize) -> Result<RunReport, TestCaseError> {
@@ -93,7 +93,7 @@ fn check_against_oracle(spec: &[Spec], seed: u64, workers: usize) -> Result<RunR
     let stream = delivery_stream(&observations, seed);
     let mem = Arc::new(MemStore::default());
     let scheduler = Scheduler::new(seed, workers, Some(rules.clone()));
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let report = runtime.block_on(run_workers(&scheduler, mem.clone(), &rules, &stream)).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let got = groups(&store_assignment(&mem));
     prop_assert_eq!(got, expected);
@@ -137,7 +137,7 @@ fn the_schedule_is_a_function_of_the_seed() {
     let trace = |seed: u64| {
         let stream = delivery_stream(&case_observations(&spec), seed);
         let scheduler = Scheduler::new(seed, 3, None);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(run_workers(&scheduler, Arc::new(MemStore::default()), &rules(), &stream)).unwrap();
         scheduler.trace().into_iter().map(|s| (s.worker, s.call, s.outcome)).collect::<Vec<_>>()
     };

@@ -24,6 +24,9 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::aws::{AmazonS3Builder, AwsCredential};
 use object_store::{CredentialProvider, ObjectStore};
 
+use crate::config::SegmentsConfig;
+use crate::read_cache::ReadCache;
+
 /// The SQL dialect a segment is rendered for: DataFusion runs segments; DuckDB is the
 /// correctness oracle and the benchmark's reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +164,24 @@ pub fn runtime(memory_limit_mb: usize, scratch_dir: &std::path::Path) -> Result<
         .with_temp_file_path(scratch_dir)
         .with_cache_manager(caches)
         .build_arc()
+}
+
+/// What every query of one run shares: its runtime (see [`runtime`]) and the lake read
+/// through the run's cache of small objects ([`ReadCache`]).
+#[derive(Clone, Debug)]
+pub struct RunEnv {
+    pub runtime: Arc<RuntimeEnv>,
+    pub lake: Arc<ReadCache>,
+}
+
+impl RunEnv {
+    /// A new run over `lake` with `config`'s memory pool, scratch directory and lake cache.
+    pub fn new(config: &SegmentsConfig, lake: Arc<dyn ObjectStore>) -> Result<Self> {
+        Ok(RunEnv {
+            runtime: runtime(config.memory_limit_mb, &config.scratch_dir)?,
+            lake: Arc::new(ReadCache::new(lake, config.lake_cache_mb as u64 * 1024 * 1024)),
+        })
+    }
 }
 
 /// A session on `runtime` (see [`runtime`]).

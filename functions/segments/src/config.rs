@@ -10,6 +10,9 @@ pub struct SegmentsConfig {
     pub partitions: usize,
     /// DataFusion's memory pool; above it, sorts and aggregations spill to `scratch_dir`.
     pub memory_limit_mb: usize,
+    /// The run's cache of whole small lake objects (`ARIANE_SEGMENTS_LAKE_CACHE_MB`, default
+    /// a quarter of `memory_limit_mb`; 0 reads every range from S3).
+    pub lake_cache_mb: usize,
     pub scratch_dir: std::path::PathBuf,
 }
 
@@ -23,6 +26,13 @@ impl SegmentsConfig {
             // Half of the function's memory by default, the rest for Arrow buffers in flight.
             None => env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").and_then(|m| m.parse::<usize>().ok()).map(|m| m / 2).unwrap_or(512),
         };
+        let lake_cache_mb = match env.get("ARIANE_SEGMENTS_LAKE_CACHE_MB") {
+            Some(v) => v.parse().map_err(|_| ConfigError::Invalid {
+                name: "ARIANE_SEGMENTS_LAKE_CACHE_MB",
+                reason: format!("{v:?} is not a number of megabytes"),
+            })?,
+            None => memory_limit_mb / 4,
+        };
         Ok(SegmentsConfig {
             lake_bucket: env.require("LAKE_BUCKET")?,
             activation_queue_url: env.require("ACTIVATION_QUEUE_URL")?,
@@ -35,6 +45,7 @@ impl SegmentsConfig {
                 })?,
             },
             memory_limit_mb,
+            lake_cache_mb,
             scratch_dir: env.get("ARIANE_SCRATCH_DIR").map(Into::into).unwrap_or_else(std::env::temp_dir),
         })
     }

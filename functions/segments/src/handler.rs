@@ -122,11 +122,13 @@ impl<B: BlobStore, Q: Queue, P: ProfileReader> SegmentsWith<B, Q, P> {
             }
         };
         let force = detail.force || detail.segments.is_some();
-        // One runtime per invocation: its listing and metadata caches serve every query of
-        // the run, and no later run.
-        let runtime = crate::catalog::runtime(self.config.memory_limit_mb, &self.config.scratch_dir).map_err(RunError::Catalog)?;
-        let segments = run_segments(&self.ports, &self.config, &definitions, run_at, force, &runtime).await?;
-        let report = crate::report::run_if_due(&self.ports, &self.config, run_at, detail.report, &runtime).await?;
+        // One runtime and one lake cache per invocation: its listings, Parquet metadata and
+        // small objects serve every query of the run, and no later run.
+        let run = crate::catalog::RunEnv::new(&self.config, self.ports.lake.clone()).map_err(RunError::Catalog)?;
+        let segments = run_segments(&self.ports, &self.config, &definitions, run_at, force, &run).await?;
+        let report = crate::report::run_if_due(&self.ports, &self.config, run_at, detail.report, &run).await?;
+        let cache = run.lake.stats();
+        tracing::info!(hits = cache.hits, filled = cache.filled, passed = cache.passed, bytes = cache.bytes, "lake cache");
         Ok(RunSummary { run_at, segments, report })
     }
 }

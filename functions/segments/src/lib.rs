@@ -9,8 +9,8 @@
 //!
 //! The handler ([`SegmentsWith`]) is generic over its [`Ports`] (blob storage, the
 //! activation queue, the profile reader, the lake as DataFusion reads it); [`Segments`]
-//! is the AWS-wired one `main.rs` builds. Modules, leaves first: `catalog`, `config`,
-//! `definition`, `error`, `ports`, `snapshot`, `run`, `report`, `handler`.
+//! is the AWS-wired one `main.rs` builds. Modules, leaves first: `config`, `read_cache`,
+//! `catalog`, `definition`, `error`, `ports`, `snapshot`, `run`, `report`, `handler`.
 
 pub mod catalog;
 pub mod config;
@@ -18,6 +18,7 @@ pub mod definition;
 pub mod error;
 pub mod handler;
 pub mod ports;
+pub mod read_cache;
 pub mod report;
 pub mod run;
 pub mod snapshot;
@@ -31,4 +32,5 @@ pub use error::RunError;
 pub use handler::{Segments, SegmentsWith};
 pub use ports::{AwsPorts, Ports};
 
-include!(concat!(env!("OUT_DIR"), "/segment_files.rs"));
+/// The segment files embedded at build time: (file name, contents).
+pub static SEGMENT_FILES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/segment_files.rs"));

@@ -233,7 +233,7 @@ pub async fn run_if_due<B: BlobStore, Q: Queue, P: ProfileReader>(
     config: &SegmentsConfig,
     run_at: DateTime<Utc>,
     force: bool,
-    runtime: &std::sync::Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    run: &crate::catalog::RunEnv,
 ) -> Result<Option<CampaignReport>, RunError> {
     let bucket = &config.lake_bucket;
     let run_id = lake::run_id(run_at);
@@ -246,7 +246,7 @@ pub async fn run_if_due<B: BlobStore, Q: Queue, P: ProfileReader>(
     }
     crate::snapshot::ensure_snapshot(&ports.blobs, &ports.profiles, bucket, &run_id, config.partitions).await?;
     let scope = RunScope { run_at, snapshot_run_id: run_id.clone(), bucket: None };
-    let ctx = crate::run::run_session(&ports.lake, bucket, runtime, &scope).await.map_err(RunError::Catalog)?;
+    let ctx = crate::run::run_session(run, bucket, &scope).await.map_err(RunError::Catalog)?;
     catalog::register_activations(&ctx, &catalog::lake_base(bucket)).map_err(RunError::Catalog)?;
     let report = compute(&ctx, &run_id, run_at).await?;
     put_json(&ports.blobs, bucket, &lake::campaign_report_key(&run_id), "the campaign report", &report).await?;

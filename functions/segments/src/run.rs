@@ -8,7 +8,6 @@
 //! the same idempotency keys, which activation de-duplicates.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use ariane_shared::lake;
 use ariane_shared::model::{ActivationRequest, SegmentChange, SegmentMember};
@@ -17,12 +16,10 @@ use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::{DateTime, Utc};
 use datafusion::error::DataFusionError;
-use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::SessionContext;
-use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{self, Dialect, RunScope};
+use crate::catalog::{self, Dialect, RunEnv, RunScope};
 use crate::config::SegmentsConfig;
 use crate::definition::{DefinitionError, SegmentDefinition};
 pub use crate::error::RunError;
@@ -64,14 +61,14 @@ pub async fn current_pointer(blobs: &dyn BlobStore, bucket: &str, segment: &str)
 }
 
 /// Runs the due `definitions` at `run_at` over the lake (all of them when `force`), on
-/// the run's `runtime` ([`catalog::runtime`]: one per run, shared by its queries).
+/// the run's `run` ([`RunEnv`]: one per run, shared by its queries).
 pub async fn run_segments<B: BlobStore, Q: Queue, P: ProfileReader>(
     ports: &Ports<B, Q, P>,
     config: &SegmentsConfig,
     definitions: &[SegmentDefinition],
     run_at: DateTime<Utc>,
     force: bool,
-    runtime: &Arc<RuntimeEnv>,
+    run: &RunEnv,
 ) -> Result<Vec<SegmentReport>, RunError> {
     let run_id = lake::run_id(run_at);
     let bucket = &config.lake_bucket;
@@ -112,7 +109,7 @@ pub async fn run_segments<B: BlobStore, Q: Queue, P: ProfileReader>(
         }
     }
     for (def, current) in due {
-        let (report, members) = run_one(ports, config, def, current, run_at, &attributes, runtime).await?;
+        let (report, members) = run_one(ports, config, def, current, run_at, &attributes, run).await?;
         tracing::info!(segment = %report.segment, members = report.members, entered = report.entered, exited = report.exited, query_ms = report.query_ms, "segment run");
         if let Some(name) = &def.attribute {
             attributes.add(name, members);
@@ -132,16 +129,11 @@ fn humanize(d: chrono::Duration) -> String {
     }
 }
 
-/// A DataFusion session over the lake bucket `bucket` (read through `lake`: the
-/// [`Ports::lake`] store) for one partition of a run.
-pub async fn run_session(
-    lake: &Arc<dyn ObjectStore>,
-    bucket: &str,
-    runtime: &Arc<RuntimeEnv>,
-    scope: &RunScope,
-) -> Result<SessionContext, DataFusionError> {
-    let ctx = catalog::session_on(runtime.clone());
-    catalog::register_lake(&ctx, bucket, lake.clone())?;
+/// A DataFusion session of the run `run` over the lake bucket `bucket` (read through the
+/// run's cache in front of the [`Ports::lake`] store) for one partition of a run.
+pub async fn run_session(run: &RunEnv, bucket: &str, scope: &RunScope) -> Result<SessionContext, DataFusionError> {
+    let ctx = catalog::session_on(run.runtime.clone());
+    catalog::register_lake(&ctx, bucket, run.lake.clone())?;
     catalog::register_run(&ctx, &catalog::lake_base(bucket), scope).await?;
     Ok(ctx)
 }
@@ -216,7 +208,7 @@ pub async fn run_one<B: BlobStore, Q: Queue, P: ProfileReader>(
     current: Option<CurrentPointer>,
     run_at: DateTime<Utc>,
     attributes: &Attributes,
-    runtime: &Arc<RuntimeEnv>,
+    run: &RunEnv,
 ) -> Result<(SegmentReport, Vec<Vec<SegmentMember>>), RunError> {
     let run_id = lake::run_id(run_at);
     let bucket = &config.lake_bucket;
@@ -236,7 +228,7 @@ pub async fn run_one<B: BlobStore, Q: Queue, P: ProfileReader>(
     for k in 0..n {
         let scope = RunScope { run_at, snapshot_run_id: run_id.clone(), bucket: (n > 1).then_some(k) };
         let started = std::time::Instant::now();
-        let ctx = run_session(&ports.lake, bucket, runtime, &scope).await.map_err(RunError::Catalog)?;
+        let ctx = run_session(run, bucket, &scope).await.map_err(RunError::Catalog)?;
         let current_members = compute(&ctx, def, run_at).await?;
         drop(ctx);
         query_ms += started.elapsed().as_millis() as u64;

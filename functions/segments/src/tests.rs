@@ -62,6 +62,7 @@ impl World {
             profiles_table: "profiles".into(),
             partitions,
             memory_limit_mb: 256,
+            lake_cache_mb: 64,
             scratch_dir: std::env::temp_dir(),
         };
         World {
@@ -144,8 +145,9 @@ impl World {
 
     /// The run of the test's segments at `run_at` (each due one).
     async fn run(&self, run_at: DateTime<Utc>) -> Result<Vec<SegmentReport>, RunError> {
-        let runtime = crate::catalog::runtime(self.config.memory_limit_mb, &self.config.scratch_dir).unwrap();
-        run_segments(&self.ports(), &self.config, &definitions(), run_at, false, &runtime).await
+        let ports = self.ports();
+        let run = crate::catalog::RunEnv::new(&self.config, ports.lake.clone()).unwrap();
+        run_segments(&ports, &self.config, &definitions(), run_at, false, &run).await
     }
 
     /// What was sent to the activation queue since the last call.

@@ -394,8 +394,8 @@ mod cli_tests {
             "m.json",
             "--at",
             "2026-11-23T00:00:00Z",
-            "--segment",
-            "vip",
+            "--segments",
+            "vip,rfm",
             "--force",
         ])
         .unwrap();
