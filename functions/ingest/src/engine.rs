@@ -5,6 +5,9 @@
 use std::io::Read;
 
 use ariane_shared::model::RejectedRow;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::bounds::InputLimits;
 
 use crate::map::{FileContext, Mapper, RowError, RowMeta};
 pub use crate::sink::{RowSink, SinkError};
@@ -83,9 +86,48 @@ struct Engine<'a> {
     fill: Option<FillState>,
     counts: Counts,
     sink: &'a mut dyn RowSink,
+    /// Event dates seen so far (at most `limits.max_dates`).
+    dates: std::collections::HashSet<NaiveDate>,
+    /// The plausible window of event times.
+    window: (DateTime<Utc>, DateTime<Utc>),
 }
 
 impl Engine<'_> {
+    fn count_row(&mut self, line: u64) -> Result<(), FileError> {
+        self.counts.rows_read += 1;
+        let max = self.spec.limits.max_rows;
+        if self.counts.rows_read > max {
+            return Err(FileError::Limit { line, reason: format!("the file has more than {max} rows (limits.max_rows)") });
+        }
+        Ok(())
+    }
+
+    /// Why an event's time is refused: outside the window (a rejected row), or one date
+    /// too many for the file (a whole-file failure).
+    fn check_date(&mut self, line: u64, at: DateTime<Utc>) -> Result<Option<String>, FileError> {
+        let (from, to) = self.window;
+        if at < from || at > to {
+            return Ok(Some(format!(
+                "event time {} is outside the plausible window {} .. {} (limits.past_days, limits.future_days)",
+                at.format("%Y-%m-%dT%H:%M:%SZ"),
+                from.format("%Y-%m-%d"),
+                to.format("%Y-%m-%d")
+            )));
+        }
+        let date = at.date_naive();
+        if !self.dates.contains(&date) {
+            let max = self.spec.limits.max_dates;
+            if self.dates.len() >= max {
+                return Err(FileError::Limit {
+                    line,
+                    reason: format!("the file spans more than {max} distinct event dates (limits.max_dates); {date} is one too many"),
+                });
+            }
+            self.dates.insert(date);
+        }
+        Ok(None)
+    }
+
     fn reject(&mut self, line: u64, reason: String, raw: String) -> Result<(), FileError> {
         self.counts.rejected += 1;
         self.sink.rejected(RejectedRow {
@@ -106,7 +148,7 @@ impl RowHandler for Engine<'_> {
     }
 
     fn row(&mut self, line: u64, row: &dyn Row) -> Result<(), FileError> {
-        self.counts.rows_read += 1;
+        self.count_row(line)?;
         let bound = match &self.bound {
             Some(b) => b,
             None => self.spec,
@@ -156,6 +198,13 @@ impl RowHandler for Engine<'_> {
             }
             _ => self.mapper.map(bound, row, meta, &self.file),
         };
+        let result = match result {
+            Ok(mapped) => match self.check_date(line, mapped.event.occurred_at)? {
+                Some(reason) => Err(reason),
+                None => Ok(mapped),
+            },
+            Err(reason) => Err(reason.to_string()),
+        };
         match result {
             Ok(mapped) => {
                 self.counts.events += 1;
@@ -170,30 +219,43 @@ impl RowHandler for Engine<'_> {
             }
             Err(reason) => {
                 let raw = row.raw();
-                self.reject(line, reason.to_string(), raw)
+                self.reject(line, reason, raw)
             }
         }
     }
 
     fn bad_row(&mut self, line: u64, reason: String, raw: String) -> Result<(), FileError> {
-        self.counts.rows_read += 1;
+        self.count_row(line)?;
         self.reject(line, reason, raw)
     }
 }
 
 fn engine<'a>(spec: &'a Spec, file: FileContext, sink: &'a mut dyn RowSink) -> Engine<'a> {
     let fill = spec.fill_down.as_ref().map(|f| FillState { key: vec![], values: vec![None; f.columns.len()], group_row: 0 });
-    Engine { spec, bound: None, file, mapper: Mapper::default(), fill, counts: Counts::default(), sink }
+    let now = Utc::now();
+    let limits: &InputLimits = &spec.limits;
+    let window = (now - chrono::Duration::days(limits.past_days), now + chrono::Duration::days(limits.future_days));
+    Engine {
+        spec,
+        bound: None,
+        file,
+        mapper: Mapper::default(),
+        fill,
+        counts: Counts::default(),
+        sink,
+        dates: std::collections::HashSet::new(),
+        window,
+    }
 }
 
 /// Parses a streamed file (CSV, NDJSON, JSON array; gzip or not) into `sink`.
 pub fn parse(input: Box<dyn Read + Send>, spec: &Spec, file: FileContext, sink: &mut dyn RowSink) -> Result<Counts, FileError> {
-    let (reader, bom) = source::open(input, spec.format.compression)?;
+    let (reader, bom) = source::open(input, spec.format.compression, &spec.limits)?;
     let mut e = engine(spec, file, sink);
     match spec.format.kind {
-        FormatKind::Csv => source::read_csv(reader, bom, &spec.format, &mut e)?,
-        FormatKind::Ndjson => source::read_ndjson(reader, &mut e)?,
-        FormatKind::JsonArray => source::read_json_array(reader, &mut e)?,
+        FormatKind::Csv => source::read_csv(reader, bom, &spec.format, &spec.limits, &mut e)?,
+        FormatKind::Ndjson => source::read_ndjson(reader, &spec.limits, &mut e)?,
+        FormatKind::JsonArray => source::read_json_array(reader, &spec.limits, &mut e)?,
         FormatKind::Parquet => {
             return Err(FileError::Corrupt { line: 0, reason: "Parquet files are read from scratch space (parse_parquet)".into() })
         }

@@ -18,6 +18,7 @@
 //! `source`, `map`, `engine`, `parts`, `pipeline`, `handler`.
 
 pub mod amount;
+pub mod bounds;
 pub mod config;
 pub mod engine;
 pub mod fxhash;

@@ -3,6 +3,14 @@
 
 use std::io::Read;
 
+/// A record ran past the bound of [`LineIndex::with_record_bound`].
+#[derive(Debug, thiserror::Error)]
+#[error("the record starting at byte {start} runs past {bound} bytes")]
+pub struct RecordTooLong {
+    pub start: u64,
+    pub bound: u64,
+}
+
 /// Counts physical lines as bytes are read, so that a record's starting byte offset can be
 /// turned into its physical line number (the csv crate's own line counter does not count
 /// blank lines). Only newlines not yet attributed are kept: memory stays bounded by the
@@ -11,6 +19,8 @@ pub struct LineIndex<R> {
     inner: R,
     offset: u64,
     newlines: std::rc::Rc<std::cell::RefCell<LineState>>,
+    /// How far past the current record's start reading may go.
+    record_bound: Option<u64>,
 }
 
 #[derive(Default)]
@@ -20,6 +30,8 @@ pub struct LineState {
     /// Offsets of `\r` bytes not yet passed.
     returns: std::collections::VecDeque<u64>,
     before: u64,
+    /// Byte offset where the record being read starts (set by the reader's user).
+    pub record_start: u64,
 }
 
 impl LineState {
@@ -49,6 +61,12 @@ impl LineState {
 
 impl<R: Read> Read for LineIndex<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(bound) = self.record_bound {
+            let start = self.newlines.borrow().record_start;
+            if self.offset > start.saturating_add(bound) {
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, RecordTooLong { start, bound }));
+            }
+        }
         let n = self.inner.read(buf)?;
         let mut state = self.newlines.borrow_mut();
         for i in memchr::memchr2_iter(b'\n', b'\r', &buf[..n]) {
@@ -66,6 +84,12 @@ impl<R: Read> Read for LineIndex<R> {
 
 impl<R> LineIndex<R> {
     pub fn new(inner: R, newlines: std::rc::Rc<std::cell::RefCell<LineState>>) -> Self {
-        LineIndex { inner, offset: 0, newlines }
+        LineIndex { inner, offset: 0, newlines, record_bound: None }
+    }
+
+    /// Fails reads that go more than `bound` bytes past [`LineState::record_start`].
+    pub fn with_record_bound(mut self, bound: u64) -> Self {
+        self.record_bound = Some(bound);
+        self
     }
 }

@@ -10,12 +10,10 @@ use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use serde_json::Value;
 
-use crate::lines::{LineIndex, LineState};
+use crate::bounds::{longest_string, ContentBound, Counting, InputLimits, LimitExceeded};
+use crate::lines::{LineIndex, LineState, RecordTooLong};
 use crate::sink::SinkError;
 use crate::spec::{Compression, Encoding, Format, PathStep, Source};
-
-/// Largest JSON document accepted as one row.
-pub const MAX_JSON_ROW_BYTES: usize = 8 << 20;
 
 /// Whole-file failures.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +34,10 @@ pub enum FileError {
     ParquetRows(#[source] arrow::error::ArrowError),
     #[error("cannot read the file at line {line}: {source}")]
     Read { line: u64, source: std::io::Error },
+    /// A bound of the spec's `[limits]` broken: the file is refused (a retry reads the
+    /// same bytes).
+    #[error("file refused at line {line}: {reason}")]
+    Limit { line: u64, reason: String },
     #[error("cannot write parsed rows: {0}")]
     Sink(#[from] SinkError),
 }
@@ -65,6 +67,8 @@ impl FileError {
     pub fn from_io(line: u64, e: std::io::Error) -> FileError {
         if e.get_ref().is_some_and(|inner| inner.is::<Transient>()) {
             FileError::Read { line, source: e }
+        } else if let Some(limit) = e.get_ref().and_then(|inner| inner.downcast_ref::<LimitExceeded>()) {
+            FileError::Limit { line, reason: limit.0.clone() }
         } else {
             let reason = match e.kind() {
                 std::io::ErrorKind::UnexpectedEof => format!("truncated or corrupt compressed stream ({e})"),
@@ -107,8 +111,14 @@ pub trait RowHandler {
 }
 
 /// Decompresses when needed and reports whether a UTF-8 byte-order mark was found (and
-/// skipped).
-pub fn open(input: Box<dyn Read + Send>, compression: Compression) -> Result<(Box<dyn BufRead + Send>, bool), FileError> {
+/// skipped). The content is bounded by `limits.max_bytes` and, when compressed, by
+/// `limits.max_compression_ratio`.
+pub fn open(
+    input: Box<dyn Read + Send>,
+    compression: Compression,
+    limits: &InputLimits,
+) -> Result<(Box<dyn BufRead + Send>, bool), FileError> {
+    let (input, packed) = Counting::new(input);
     let mut reader = BufReader::with_capacity(256 * 1024, input);
     let head = reader.fill_buf().map_err(|e| FileError::from_io(1, e))?;
     if head.is_empty() {
@@ -119,8 +129,12 @@ pub fn open(input: Box<dyn Read + Send>, compression: Compression) -> Result<(Bo
         Compression::None => false,
         Compression::Auto => head.starts_with(&[0x1f, 0x8b]),
     };
-    let mut reader: Box<dyn BufRead + Send> =
-        if gzip { Box::new(BufReader::with_capacity(256 * 1024, flate2::bufread::MultiGzDecoder::new(reader))) } else { Box::new(reader) };
+    let mut reader: Box<dyn BufRead + Send> = if gzip {
+        let decoded = BufReader::with_capacity(256 * 1024, flate2::bufread::MultiGzDecoder::new(reader));
+        Box::new(ContentBound::new(decoded, limits, Some(packed)))
+    } else {
+        Box::new(ContentBound::new(reader, limits, None))
+    };
     let head = reader.fill_buf().map_err(|e| FileError::from_io(1, e))?;
     if head.is_empty() {
         return Err(FileError::Empty);
@@ -131,6 +145,9 @@ pub fn open(input: Box<dyn Read + Send>, compression: Compression) -> Result<(Bo
     }
     Ok((reader, bom))
 }
+
+/// The CSV reader's buffer.
+const CSV_BUFFER: usize = 256 * 1024;
 
 /// Decodes a field's bytes.
 pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, std::str::Utf8Error> {
@@ -194,21 +211,39 @@ fn raw_csv(record: &csv::ByteRecord, encoding: Encoding, format: &Format) -> Str
 }
 
 /// Reads a CSV file: header (or the spec's column names), then every non-blank record.
-pub fn read_csv(input: Box<dyn BufRead + Send>, bom: bool, format: &Format, handler: &mut dyn RowHandler) -> Result<(), FileError> {
+pub fn read_csv(
+    input: Box<dyn BufRead + Send>,
+    bom: bool,
+    format: &Format,
+    limits: &InputLimits,
+    handler: &mut dyn RowHandler,
+) -> Result<(), FileError> {
     let encoding = if bom { Encoding::Utf8 } else { format.encoding };
     let lines = std::rc::Rc::new(std::cell::RefCell::new(LineState::default()));
-    let input = LineIndex::new(input, lines.clone());
+    // A record may span at most max_row_bytes past its start (plus what the CSV reader
+    // reads ahead): an unclosed quote fails the file instead of filling memory.
+    let input = LineIndex::new(input, lines.clone()).with_record_bound(limits.max_row_bytes as u64 + CSV_BUFFER as u64);
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(false)
         .delimiter(format.separator)
         .quote(format.quote)
-        .buffer_capacity(256 * 1024)
+        .buffer_capacity(CSV_BUFFER)
         .from_reader(input);
     let mut record = csv::ByteRecord::new();
+    let max_row = limits.max_row_bytes;
     let read = |reader: &mut csv::Reader<LineIndex<Box<dyn BufRead + Send>>>, record: &mut csv::ByteRecord| {
+        let start = reader.position().byte();
         let line = reader.position().line();
+        lines.borrow_mut().record_start = start;
         reader.read_byte_record(record).map_err(|e| match e.into_kind() {
+            csv::ErrorKind::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<RecordTooLong>()) => {
+                let line = lines.borrow_mut().line_at(start);
+                FileError::Limit {
+                    line,
+                    reason: format!("the record starting here is longer than {max_row} bytes (limits.max_row_bytes; an unclosed quote?)"),
+                }
+            }
             csv::ErrorKind::Io(io) => FileError::from_io(line, io),
             other => FileError::Corrupt { line, reason: format!("{other:?}") },
         })
@@ -245,6 +280,16 @@ pub fn read_csv(input: Box<dyn BufRead + Send>, bom: bool, format: &Format, hand
         if record.len() != width {
             let raw = raw_csv(&record, encoding, format);
             handler.bad_row(line, format!("expected {width} fields, found {}", record.len()), raw)?;
+            continue;
+        }
+        if record.as_slice().len() > max_row {
+            handler.bad_row(line, format!("the record is longer than {max_row} bytes (limits.max_row_bytes)"), String::new())?;
+            continue;
+        }
+        if let Some((i, field)) = record.iter().enumerate().find(|(_, f)| f.len() > limits.max_field_bytes) {
+            let reason =
+                format!("field {} is {} bytes, longer than {} (limits.max_field_bytes)", i + 1, field.len(), limits.max_field_bytes);
+            handler.bad_row(line, reason, String::new())?;
             continue;
         }
         handler.row(line, &CsvRow { record: &record, encoding, format })?;
@@ -301,39 +346,69 @@ impl Row for JsonRow<'_> {
     }
 }
 
-fn json_row(line: u64, bytes: &[u8], handler: &mut dyn RowHandler) -> Result<(), FileError> {
+fn json_row(line: u64, bytes: &[u8], limits: &InputLimits, handler: &mut dyn RowHandler) -> Result<(), FileError> {
     match serde_json::from_slice::<Value>(bytes) {
+        Ok(value @ Value::Object(_)) if longest_string(&value) > limits.max_field_bytes => {
+            handler.bad_row(line, format!("a string of more than {} bytes (limits.max_field_bytes)", limits.max_field_bytes), String::new())
+        }
         Ok(value @ Value::Object(_)) => handler.row(line, &JsonRow { value: &value, raw: bytes }),
         Ok(_) => handler.bad_row(line, "not a JSON object".into(), String::from_utf8_lossy(bytes).trim().to_string()),
         Err(e) => handler.bad_row(line, format!("invalid JSON: {e}"), String::from_utf8_lossy(bytes).trim().to_string()),
     }
 }
 
-/// Reads newline-delimited JSON: one object per non-blank line.
-pub fn read_ndjson(mut input: Box<dyn BufRead + Send>, handler: &mut dyn RowHandler) -> Result<(), FileError> {
+/// Reads newline-delimited JSON: one object per non-blank line. A line longer than
+/// `limits.max_row_bytes` is a rejected row, skipped without being held in memory.
+pub fn read_ndjson(mut input: Box<dyn BufRead + Send>, limits: &InputLimits, handler: &mut dyn RowHandler) -> Result<(), FileError> {
     let mut buf = Vec::with_capacity(4096);
     let mut line = 0u64;
+    let max = limits.max_row_bytes;
     loop {
         buf.clear();
         line += 1;
-        let n = input.read_until(b'\n', &mut buf).map_err(|e| FileError::from_io(line, e))?;
+        let n = (&mut input).take(max as u64 + 1).read_until(b'\n', &mut buf).map_err(|e| FileError::from_io(line, e))?;
         if n == 0 {
             break;
         }
-        if buf.len() > MAX_JSON_ROW_BYTES {
-            return Err(FileError::Corrupt { line, reason: format!("line longer than {MAX_JSON_ROW_BYTES} bytes") });
+        if buf.len() > max && buf.last() != Some(&b'\n') {
+            let skipped = buf.len() as u64 + skip_line(&mut input).map_err(|e| FileError::from_io(line, e))?;
+            handler.bad_row(line, format!("a line of {skipped} bytes, longer than {max} (limits.max_row_bytes)"), String::new())?;
+            continue;
         }
         let text = buf.trim_ascii();
         if text.is_empty() {
             continue;
         }
-        json_row(line, text, handler)?;
+        json_row(line, text, limits, handler)?;
     }
     Ok(())
 }
 
+/// Consumes the input up to and including the next newline; returns the bytes consumed.
+fn skip_line(input: &mut dyn BufRead) -> std::io::Result<u64> {
+    let mut skipped = 0u64;
+    loop {
+        let chunk = input.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(skipped);
+        }
+        match memchr::memchr(b'\n', chunk) {
+            Some(i) => {
+                input.consume(i + 1);
+                return Ok(skipped + i as u64 + 1);
+            }
+            None => {
+                let len = chunk.len();
+                input.consume(len);
+                skipped += len as u64;
+            }
+        }
+    }
+}
+
 /// Reads one JSON array of objects, element by element (the array is never held whole).
-pub fn read_json_array(mut input: Box<dyn BufRead + Send>, handler: &mut dyn RowHandler) -> Result<(), FileError> {
+pub fn read_json_array(mut input: Box<dyn BufRead + Send>, limits: &InputLimits, handler: &mut dyn RowHandler) -> Result<(), FileError> {
+    let max = limits.max_row_bytes;
     #[derive(PartialEq)]
     enum State {
         Start,
@@ -406,25 +481,25 @@ pub fn read_json_array(mut input: Box<dyn BufRead + Send>, handler: &mut dyn Row
                                 depth -= 1;
                                 element.push(b);
                                 if depth == 0 {
-                                    json_row(element_line, &element, handler)?;
+                                    json_row(element_line, &element, limits, handler)?;
                                     state = State::AfterElement;
                                 }
                             }
                             b']' => {
-                                json_row(element_line, &element, handler)?;
+                                json_row(element_line, &element, limits, handler)?;
                                 state = State::Done;
                             }
                             b',' if depth == 0 => {
-                                json_row(element_line, &element, handler)?;
+                                json_row(element_line, &element, limits, handler)?;
                                 state = State::BeforeElement { first: false };
                             }
                             _ => element.push(b),
                         }
                     }
-                    if element.len() > MAX_JSON_ROW_BYTES {
-                        return Err(FileError::Corrupt {
+                    if element.len() > max {
+                        return Err(FileError::Limit {
                             line: element_line,
-                            reason: format!("array element longer than {MAX_JSON_ROW_BYTES} bytes"),
+                            reason: format!("an array element longer than {max} bytes (limits.max_row_bytes)"),
                         });
                     }
                 }

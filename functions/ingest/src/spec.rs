@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::bounds::InputLimits;
 use ariane_shared::identifiers::IdentifierKind;
 use ariane_shared::model::{ConsentChannel, CHANNELS};
 use chrono_tz::Tz;
@@ -48,6 +49,22 @@ struct SpecFile {
     #[serde(default)]
     consent: BTreeMap<String, ConsentFile>,
     fields: BTreeMap<String, FieldFile>,
+    #[serde(default)]
+    limits: Option<LimitsFile>,
+}
+
+/// `[limits]`: every key optional, defaults in [`InputLimits::default`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    max_row_bytes: Option<u64>,
+    max_field_bytes: Option<u64>,
+    max_bytes: Option<u64>,
+    max_compression_ratio: Option<u64>,
+    max_rows: Option<u64>,
+    max_dates: Option<u64>,
+    past_days: Option<u64>,
+    future_days: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -469,6 +486,8 @@ pub struct Spec {
     pub natural_key: Vec<Source>,
     pub consents: HashMap<String, ConsentRule>,
     pub fields: Vec<FieldPlan>,
+    /// What one file may cost (`[limits]`).
+    pub limits: InputLimits,
 }
 
 struct Ctx<'a> {
@@ -730,6 +749,7 @@ impl Spec {
             natural_key,
             consents,
             fields,
+            limits: compile_limits(&ctx, raw.limits.as_ref())?,
         })
     }
 
@@ -772,6 +792,34 @@ fn check_event_type_name(ctx: &Ctx, field: &str, name: &str) -> Result<(), SpecE
 
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+fn compile_limits(ctx: &Ctx, f: Option<&LimitsFile>) -> Result<InputLimits, SpecError> {
+    let d = InputLimits::default();
+    let Some(f) = f else {
+        return Ok(d);
+    };
+    // Each bound must be positive and below what would defeat its purpose.
+    let bound = |name: &str, value: Option<u64>, default: u64, min: u64, max: u64| -> Result<u64, SpecError> {
+        match value {
+            None => Ok(default),
+            Some(v) if (min..=max).contains(&v) => Ok(v),
+            Some(v) => Err(ctx.err(format!("limits.{name}"), format!("{v}: expected {min} to {max}"))),
+        }
+    };
+    const GIB: u64 = 1 << 30;
+    let max_row_bytes = bound("max_row_bytes", f.max_row_bytes, d.max_row_bytes as u64, 1024, 256 << 20)?;
+    let max_field_bytes = bound("max_field_bytes", f.max_field_bytes, d.max_field_bytes as u64, 16, max_row_bytes)?;
+    Ok(InputLimits {
+        max_row_bytes: max_row_bytes as usize,
+        max_field_bytes: max_field_bytes as usize,
+        max_bytes: bound("max_bytes", f.max_bytes, d.max_bytes, 1024, 1024 * GIB)?,
+        max_compression_ratio: bound("max_compression_ratio", f.max_compression_ratio, d.max_compression_ratio, 2, 100_000)?,
+        max_rows: bound("max_rows", f.max_rows, d.max_rows, 1, 1 << 40)?,
+        max_dates: bound("max_dates", f.max_dates, d.max_dates as u64, 1, 100_000)? as usize,
+        past_days: bound("past_days", f.past_days, d.past_days as u64, 1, 36_600)? as i64,
+        future_days: bound("future_days", f.future_days, d.future_days as u64, 0, 36_600)? as i64,
+    })
 }
 
 fn compile_format(ctx: &Ctx, f: &FormatFile) -> Result<Format, SpecError> {
