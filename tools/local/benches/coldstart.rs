@@ -14,6 +14,7 @@
 //!
 //! ```text
 //! cargo bench -p ariane-local --bench coldstart [-- --runs 15]
+//! cargo test -p ariane-local --bench coldstart   # the harness in debug, same measurement
 //! ```
 
 use std::io::{BufRead, BufReader, Write as _};
@@ -38,10 +39,13 @@ const FUNCTIONS: [(&str, &str, &str); 5] = [
 /// The target: a Rust hello world initialises in 13.9 ms on arm64 (lambda-perf).
 const TARGET_MS: f64 = 20.0;
 
+/// `<target>/release`, where the function binaries are measured, whatever profile built
+/// this harness (`cargo bench`, or `cargo test --bench coldstart` to skip building the
+/// harness's own dependencies in release).
 fn release_dir() -> anyhow::Result<PathBuf> {
-    // This bench runs from <target>/release/deps/.
     let exe = std::env::current_exe()?;
-    exe.parent().and_then(Path::parent).map(Path::to_path_buf).context("bench executable location")
+    // This harness runs from <target>/<profile>/deps/.
+    exe.ancestors().nth(3).map(|target| target.join("release")).context("bench executable location")
 }
 
 /// Starts `binary` with `env` and times it until it asks the runtime API for an event.
@@ -121,24 +125,31 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let runs: usize = args.windows(2).find(|w| w[0] == "--runs").and_then(|w| w[1].parse().ok()).unwrap_or(15);
     let dir = release_dir()?;
+    // ARIANE_COLDSTART_BUILD=0 measures the release binaries already in <target>/release.
+    let build = std::env::var("ARIANE_COLDSTART_BUILD").map_or(true, |v| v != "0");
     println!("building the function binaries (release) ...");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "ariane-ingest",
-            "-p",
-            "ariane-identity",
-            "-p",
-            "ariane-segments",
-            "-p",
-            "ariane-activate",
-            "--bins",
-        ])
-        .current_dir(ariane_local::repo_root())
-        .env("CARGO_TARGET_DIR", dir.parent().context("target dir")?)
-        .status()?;
+    let status = if !build {
+        println!("(skipped: ARIANE_COLDSTART_BUILD=0)");
+        std::process::ExitStatus::default()
+    } else {
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "ariane-ingest",
+                "-p",
+                "ariane-identity",
+                "-p",
+                "ariane-segments",
+                "-p",
+                "ariane-activate",
+                "--bins",
+            ])
+            .current_dir(ariane_local::repo_root())
+            .env("CARGO_TARGET_DIR", dir.parent().context("target dir")?)
+            .status()?
+    };
     if !status.success() {
         bail!("cargo build --release failed");
     }
