@@ -2,9 +2,10 @@
 //! rejected rows or a whole-file failure with its reason, never an out-of-memory.
 //!
 //! - `max_row_bytes`: one CSV record, NDJSON line or JSON array element. An NDJSON line
-//!   beyond it is a rejected row (skipped without being held); a CSV record or JSON element
-//!   beyond it fails the file (an unclosed quote swallows the rest of the file: there is no
-//!   next record to resume at).
+//!   beyond it is a rejected row (skipped without being held); a CSV record beyond it is a
+//!   rejected row when it ends within the CSV reader's buffer past the bound, and fails the
+//!   file when it runs further (an unclosed quote swallows the rest of the file: there is no
+//!   next record to resume at); a JSON array element beyond it fails the file.
 //! - `max_field_bytes`: one CSV field or JSON string; a row with a longer one is rejected.
 //! - `max_bytes`: the file's content after decompression; `max_compression_ratio`: content
 //!   bytes per compressed byte, checked once the content passes [`RATIO_GRACE_BYTES`] (a
