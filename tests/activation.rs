@@ -413,3 +413,15 @@ async fn audience_files_follow_the_segment_with_the_platforms_hashing() -> anyho
 async fn text(h: &Harness, key: &str) -> String {
     String::from_utf8(h.stack.lake_object(key).await.expect("audience file").to_vec()).expect("UTF-8")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claim_token_guards_complete_release_and_defer_on_dynamodb() -> anyhow::Result<()> {
+    let h = Harness::start("token").await?;
+    let ledger = ariane_shared::adapters::dynamodb::DynamoLedger {
+        client: h.stack.clients.dynamodb.clone(),
+        table: h.stack.manifest.output("ActivationLedgerTableName")?.to_string(),
+    };
+    ariane_tests::claim_token_contract(&ledger, "send-token-moto").await?;
+    // The same contract in memory (the ledger `tests/decide.rs` runs the decisions on).
+    ariane_tests::claim_token_contract(&ariane_shared::adapters::memory::MemLedger::new(), "send-token-mem").await
+}

@@ -23,7 +23,7 @@ async fn lake_events(h: &Harness) -> anyhow::Result<BTreeMap<(String, u64), (Str
     let mut out = BTreeMap::new();
     for key in h.stack.lake_keys("events/").await? {
         let batches = lake::read_parquet_bytes(h.stack.lake_object(&key).await?)?;
-        for name in ["anchor_id", "email_sha256", "phone_sha256", "order_id", "page_url", "source_key", "product_name"] {
+        for name in ["anchor_id", "email_hash", "phone_hash", "order_id", "page_url", "source_key", "product_name"] {
             for v in lake::string_values(&batches, name)? {
                 assert!(!v.contains('@') && !v.starts_with("+33"), "clear identifier {v:?} in column {name} of {key}");
             }

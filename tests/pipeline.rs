@@ -55,11 +55,11 @@ async fn export_to_webhook_end_to_end() -> anyhow::Result<()> {
     assert!(event_keys.iter().all(|k| k.starts_with("events/channel=ecommerce/event_date=")), "{event_keys:?}");
     for key in &event_keys {
         let batches = lake::read_parquet_bytes(h.stack.lake_object(key).await?)?;
-        for name in ["anchor_id", "email_sha256", "product_name", "source_key", "order_id"] {
+        for name in ["anchor_id", "email_hash", "product_name", "source_key", "order_id"] {
             let values = lake::string_values(&batches, name)?;
             assert!(values.iter().all(|v| !v.contains('@')), "clear email in column {name} of {key}");
         }
-        assert_eq!(lake::string_values(&batches, "email_sha256")?.iter().map(|v| v.len()).max(), Some(64));
+        assert_eq!(lake::string_values(&batches, "email_hash")?.iter().map(|v| v.len()).max(), Some(64));
     }
 
     // One profile per person with at least one valid order line.

@@ -1,11 +1,13 @@
-//! The one template: it passes cfn-lint, translates, and deploys to moto's CloudFormation
-//! with every piece the pipeline relies on.
+//! The one template: it passes cfn-lint and checkov, grants each function only what its
+//! code uses, alarms on every function and queue, translates, and deploys to moto's
+//! CloudFormation with every piece the pipeline relies on.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use ariane_local::LocalStack;
 use ariane_shared::model::CHANNELS;
+use serde_json::Value;
 
 #[test]
 fn template_passes_cfn_lint() {
@@ -15,6 +17,305 @@ fn template_passes_cfn_lint() {
         .output()
         .expect("cfn-lint is installed by scripts/bootstrap.sh");
     assert!(out.status.success(), "cfn-lint:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn template_passes_checkov() {
+    let root = ariane_local::repo_root();
+    // --skip-download: no call to the Prisma Cloud API (guidelines, severities); the
+    // checks themselves are all local.
+    let out = Command::new(root.join(".venv/bin/checkov"))
+        .arg("-f")
+        .arg(root.join("infra/template.yaml"))
+        .args(["--framework", "cloudformation", "--quiet", "--compact", "--skip-download"])
+        .output()
+        .expect("checkov is installed by scripts/bootstrap.sh");
+    assert!(out.status.success(), "checkov:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+/// The CloudFormation the template becomes (the SAM transform, offline, as the local stack
+/// deploys it): the roles with every statement SAM adds, the event source mappings, alarms.
+fn translated() -> Value {
+    let root = ariane_local::repo_root();
+    let out = Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("infra/local/stack.py"))
+        .arg("translate")
+        .output()
+        .expect("the venv's python is installed by scripts/bootstrap.sh");
+    assert!(out.status.success(), "stack.py translate:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the translated template is JSON")
+}
+
+/// A value as text, intrinsics spelled as in `Fn::Sub`: `{"Ref": "X"}` is `${X}`,
+/// `{"Fn::GetAtt": ["X", "Arn"]}` is `${X.Arn}`, and a `Fn::Sub` with variables has them
+/// substituted (SAM's policy templates: `${bucketName}` becomes `${LakeBucket}`).
+fn text(v: &Value) -> String {
+    let Some((key, arg)) = v.as_object().filter(|m| m.len() == 1).and_then(|m| m.iter().next()) else {
+        return v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+    };
+    match key.as_str() {
+        "Ref" => format!("${{{}}}", text(arg)),
+        "Fn::GetAtt" => {
+            format!("${{{}}}", arg.as_array().map(|p| p.iter().map(text).collect::<Vec<_>>().join(".")).unwrap_or_else(|| text(arg)))
+        }
+        "Fn::Sub" => match arg {
+            Value::Array(parts) => {
+                let mut out = text(&parts[0]);
+                for (name, value) in parts.get(1).and_then(Value::as_object).into_iter().flatten() {
+                    out = out.replace(&format!("${{{name}}}"), &text(value));
+                }
+                out
+            }
+            other => text(other),
+        },
+        "Fn::Join" => {
+            let sep = text(&arg[0]);
+            arg[1].as_array().map(|items| items.iter().map(text).collect::<Vec<_>>().join(&sep)).unwrap_or_default()
+        }
+        _ => v.to_string(),
+    }
+}
+
+/// A string or a list of them (`Action`, `Resource`), as text.
+fn texts(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(items) => items.iter().map(text).collect(),
+        Value::Null => vec![],
+        other => vec![text(other)],
+    }
+}
+
+/// One Allow statement of a function's role.
+#[derive(Debug)]
+struct Grant {
+    actions: Vec<String>,
+    resources: Vec<String>,
+    condition: Value,
+}
+
+/// Each function (logical id of its `AWS::Lambda::Function`) with its role's managed
+/// policy ARNs and Allow statements.
+fn function_grants(t: &Value) -> BTreeMap<String, (Vec<String>, Vec<Grant>)> {
+    let resources = t["Resources"].as_object().expect("Resources");
+    let mut out = BTreeMap::new();
+    for (id, r) in resources.iter().filter(|(_, r)| r["Type"] == "AWS::Lambda::Function") {
+        let role_id = r["Properties"]["Role"]["Fn::GetAtt"][0].as_str().unwrap_or_else(|| panic!("{id}: Role is not a role of the stack"));
+        let role = &resources[role_id]["Properties"];
+        let managed = texts(&role["ManagedPolicyArns"]);
+        let mut grants = Vec::new();
+        for policy in role["Policies"].as_array().into_iter().flatten() {
+            let statements = &policy["PolicyDocument"]["Statement"];
+            let statements = statements.as_array().cloned().unwrap_or_else(|| vec![statements.clone()]);
+            for st in statements.iter().filter(|st| st["Effect"] == "Allow") {
+                assert!(st.get("NotAction").is_none() && st.get("NotResource").is_none(), "{id}: NotAction/NotResource in {st}");
+                grants.push(Grant { actions: texts(&st["Action"]), resources: texts(&st["Resource"]), condition: st["Condition"].clone() });
+            }
+        }
+        out.insert(id.clone(), (managed, grants));
+    }
+    out
+}
+
+/// The key part of an S3 ARN (`arn:${AWS::Partition}:s3:::${LakeBucket}/events/*` ->
+/// `Some("events/*")`), `None` for the bucket itself.
+fn s3_key(resource: &str) -> Option<&str> {
+    resource.rsplit_once(":::").and_then(|(_, path)| path.split_once('/')).map(|(_, key)| key)
+}
+
+/// The `s3:prefix` values a ListBucket statement is conditioned on.
+fn listed_prefixes(condition: &Value) -> Vec<String> {
+    condition.as_object().into_iter().flatten().filter_map(|(_, keys)| keys.get("s3:prefix")).flat_map(texts).collect()
+}
+
+/// The S3 object keys an ingest channel instance may touch: its landing prefix, its
+/// events, rejects and ledger, and the ledger of the keys it refuses.
+fn channel_prefixes(channel: &str) -> Vec<String> {
+    vec![
+        format!("{channel}/"),
+        format!("events/channel={channel}/"),
+        format!("rejects/channel={channel}/"),
+        format!("ledger/ingest/{channel}/"),
+        "ledger/ingest/unknown/".to_string(),
+    ]
+}
+
+#[test]
+fn template_grants_least_privilege() {
+    let t = translated();
+    let resources = t["Resources"].as_object().expect("Resources");
+    let functions = function_grants(&t);
+    assert_eq!(functions.len(), CHANNELS.len() + 4, "{:?}", functions.keys());
+    // The queue each function consumes, from the event source mappings.
+    let mut consumed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in resources.values().filter(|r| r["Type"] == "AWS::Lambda::EventSourceMapping") {
+        let function = r["Properties"]["FunctionName"]["Ref"].as_str().expect("mapping of a function of the stack");
+        consumed.entry(function.to_string()).or_default().insert(text(&r["Properties"]["EventSourceArn"]));
+    }
+    let mut problems = Vec::new();
+    for (id, (managed, grants)) in &functions {
+        let mut problem = |p: String| problems.push(format!("{id}: {p}"));
+        // No AWS-managed policy beyond logs and traces: SAM's SQS event sources would
+        // attach AWSLambdaSQSQueueExecutionRole (sqs:* reads on every queue).
+        for arn in managed {
+            if !arn.ends_with("/AWSLambdaBasicExecutionRole") && !arn.ends_with("/AWSXrayWriteOnlyAccess") {
+                problem(format!("managed policy {arn}"));
+            }
+        }
+        let channel = resources[id]["Properties"]["Environment"]["Variables"]["INGEST_CHANNEL"].as_str().filter(|c| *c != "router");
+        let mut received = BTreeSet::new();
+        for g in grants {
+            for action in &g.actions {
+                let service = action.split(':').next().unwrap_or_default().to_ascii_lowercase();
+                if action == "*" || (["s3", "sqs", "dynamodb"].contains(&service.as_str()) && action.ends_with(":*")) {
+                    problem(format!("wildcard action {action}"));
+                }
+                if !["s3", "sqs", "dynamodb"].contains(&service.as_str()) {
+                    continue;
+                }
+                for r in &g.resources {
+                    if r == "*" || r.ends_with(":*") {
+                        problem(format!("{action} on {r}"));
+                    }
+                    if service == "s3" {
+                        match s3_key(r) {
+                            Some("*") => problem(format!("{action} on a whole bucket: {r}")),
+                            None if action != "s3:ListBucket" => problem(format!("{action} on the bucket {r}")),
+                            _ => {}
+                        }
+                    }
+                }
+                if action == "s3:ListBucket" && listed_prefixes(&g.condition).is_empty() {
+                    problem(format!("s3:ListBucket without an s3:prefix condition on {:?}", g.resources));
+                }
+                if action == "sqs:ReceiveMessage" {
+                    received.extend(g.resources.iter().cloned());
+                }
+            }
+            // An ingest instance touches its own channel's prefixes only.
+            if let Some(channel) = channel {
+                let allowed = channel_prefixes(channel);
+                let keys = g.resources.iter().filter(|_| g.actions.iter().any(|a| a.starts_with("s3:"))).filter_map(|r| s3_key(r));
+                for key in keys.map(str::to_string).chain(listed_prefixes(&g.condition)) {
+                    if !allowed.iter().any(|p| key.starts_with(p.as_str())) {
+                        problem(format!("S3 key {key} outside channel {channel}'s prefixes {allowed:?}"));
+                    }
+                }
+            }
+        }
+        // Receives from its own event source queue(s) only.
+        let own = consumed.get(id).cloned().unwrap_or_default();
+        if received != own {
+            problem(format!("sqs:ReceiveMessage on {received:?}, consumes {own:?}"));
+        }
+    }
+
+    // Segments: pseudonymous profile attributes only, no table write, no raw data.
+    let (_, segments) = &functions["SegmentsFunction"];
+    for g in segments {
+        for action in g.actions.iter().filter(|a| a.starts_with("dynamodb:")) {
+            if action != "dynamodb:Scan" {
+                problems.push(format!("SegmentsFunction: {action} (the snapshot is a Scan, nothing else)"));
+            }
+            let attributes: BTreeSet<String> =
+                texts(&g.condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]).into_iter().collect();
+            for clear in ["email", "phone", "first_name", "last_name", "postal_code", "city", "doc"] {
+                if attributes.contains(clear) {
+                    problems.push(format!("SegmentsFunction: may read the profile attribute {clear}"));
+                }
+            }
+            if attributes.is_empty() || g.condition["StringEquals"]["dynamodb:Select"] != "SPECIFIC_ATTRIBUTES" {
+                problems.push(format!("SegmentsFunction: {action} not limited to specific attributes: {}", g.condition));
+            }
+        }
+        for r in g.resources.iter().filter_map(|r| s3_key(r)).chain(listed_prefixes(&g.condition).iter().map(String::as_str)) {
+            if ["rejects/", "ledger/", "audiences/", "identity/history/"].iter().any(|p| r.starts_with(p)) {
+                problems.push(format!("SegmentsFunction: reaches {r}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "least privilege:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn template_alarms_on_every_function_and_queue() {
+    let t = translated();
+    let resources = t["Resources"].as_object().expect("Resources");
+    let alarms: Vec<&Value> = resources.values().filter(|r| r["Type"] == "AWS::CloudWatch::Alarm").map(|r| &r["Properties"]).collect();
+    let alarm_on = |namespace: &str, metric: &str, dimension: &Value| -> Option<&Value> {
+        alarms
+            .iter()
+            .copied()
+            .find(|a| a["Namespace"] == namespace && a["MetricName"] == metric && a["Dimensions"][0]["Value"] == *dimension)
+    };
+    let mut problems = Vec::new();
+    for a in &alarms {
+        if !texts(&a["AlarmActions"]).contains(&"${AlarmTopic}".to_string()) {
+            problems.push(format!("alarm {} does not notify AlarmTopic", text(&a["AlarmName"])));
+        }
+    }
+    for id in resources.iter().filter(|(_, r)| r["Type"] == "AWS::Lambda::Function").map(|(id, _)| id) {
+        let dimension = serde_json::json!({ "Ref": id });
+        for metric in ["Errors", "Throttles"] {
+            if alarm_on("AWS/Lambda", metric, &dimension).is_none() {
+                problems.push(format!("{id}: no {metric} alarm"));
+            }
+        }
+    }
+    // Where failed messages and invocations end up: redrive DLQs, Lambda's OnFailure
+    // destinations and EventBridge targets' dead-letter queues.
+    let mut dead_letters = BTreeSet::new();
+    for r in resources.values() {
+        let p = &r["Properties"];
+        dead_letters.insert(text(&p["RedrivePolicy"]["deadLetterTargetArn"]));
+        dead_letters.insert(text(&p["DestinationConfig"]["OnFailure"]["Destination"]));
+        for target in p["Targets"].as_array().into_iter().flatten() {
+            dead_letters.insert(text(&target["DeadLetterConfig"]["Arn"]));
+        }
+    }
+    for (id, queue) in resources.iter().filter(|(_, r)| r["Type"] == "AWS::SQS::Queue") {
+        let dimension = serde_json::json!({ "Fn::GetAtt": [id, "QueueName"] });
+        if dead_letters.contains(&format!("${{{id}.Arn}}")) {
+            if alarm_on("AWS/SQS", "ApproximateNumberOfMessagesVisible", &dimension).is_none() {
+                problems.push(format!("{id} (dead letters): no alarm on its visible messages"));
+            }
+            continue;
+        }
+        match alarm_on("AWS/SQS", "ApproximateAgeOfOldestMessage", &dimension) {
+            None => problems.push(format!("{id}: no alarm on the age of its oldest message")),
+            Some(a) => {
+                // A message retried once (back after the visibility timeout) is no alarm.
+                let visibility = queue["Properties"]["VisibilityTimeout"].as_f64().unwrap_or(30.0);
+                if a["Threshold"].as_f64().unwrap_or(0.0) <= visibility {
+                    problems.push(format!("{id}: age alarm threshold {} within the visibility timeout {visibility}", a["Threshold"]));
+                }
+            }
+        }
+    }
+    // The scheduled segments function: failed runs and undeliverable ticks are kept.
+    let failure_queue = "${SegmentsFailureQueue.Arn}";
+    let invoke_config = resources
+        .values()
+        .find(|r| r["Type"] == "AWS::Lambda::EventInvokeConfig" && r["Properties"]["FunctionName"]["Ref"] == "SegmentsFunction");
+    match invoke_config.map(|r| text(&r["Properties"]["DestinationConfig"]["OnFailure"]["Destination"])) {
+        Some(destination) if destination == failure_queue => {}
+        other => problems.push(format!("SegmentsFunction: failed asynchronous invocations go to {other:?}, not {failure_queue}")),
+    }
+    let schedule = resources
+        .values()
+        .find(|r| r["Type"] == "AWS::Events::Rule" && text(&r["Properties"]["Targets"][0]["Arn"]) == "${SegmentsFunction.Arn}");
+    match schedule.map(|r| text(&r["Properties"]["Targets"][0]["DeadLetterConfig"]["Arn"])) {
+        Some(dlq) if dlq == failure_queue => {}
+        other => problems.push(format!("the segments schedule's undeliverable ticks go to {other:?}, not {failure_queue}")),
+    }
+    // Every checkov skip says why.
+    for (id, r) in resources {
+        for skip in r["Metadata"]["checkov"]["skip"].as_array().into_iter().flatten() {
+            if skip["comment"].as_str().is_none_or(|c| c.len() < 40) {
+                problems.push(format!("{id}: checkov skip {} without a reason", skip["id"]));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "alarms:\n{}", problems.join("\n"));
 }
 
 /// The channel directories of `channels/` (each holds `<format>.toml` spec files).
@@ -61,6 +362,23 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
         assert!(queue.visibility_timeout_s >= 6 * timeout, "{esm:?}: visibility {} < 6 x {timeout}", queue.visibility_timeout_s);
         assert!(queue.dlq_url.is_some(), "{esm:?} has a DLQ");
         assert_eq!(queue.max_receive_count, Some(5));
+        // Ingest parks what no retry can fix in that same DLQ (and may send to it).
+        let f = m.function(&esm.function)?;
+        if f.binary == "ingest" {
+            assert_eq!(f.environment.get("DEAD_LETTER_QUEUE_URL"), queue.dlq_url.as_ref(), "{}", esm.function);
+        }
+    }
+    // Activation's claim lease outlasts the function, as the function itself checks.
+    let activate = m.function("ActivateFunction")?;
+    let lease: u32 = activate.environment.get("CLAIM_LEASE_SECONDS").map_or(Ok(120), |v| v.parse())?;
+    assert!(lease > activate.timeout_s, "CLAIM_LEASE_SECONDS {lease} must exceed the timeout {}", activate.timeout_s);
+    // Every consumer has a concurrency cap its SQS event source does not exceed (throttled
+    // receives would drift messages to the DLQ).
+    for esm in &m.event_source_mappings {
+        let f = m.function(&esm.function)?;
+        let reserved = f.reserved_concurrency.unwrap_or_else(|| panic!("{} has reserved concurrency", esm.function));
+        let max = esm.maximum_concurrency.unwrap_or_else(|| panic!("{}'s mapping has a maximum concurrency", esm.function));
+        assert!((2..=reserved).contains(&max), "{}: maximum concurrency {max}, reserved {reserved}", esm.function);
     }
     let mapped: BTreeSet<&str> = m.event_source_mappings.iter().map(|e| e.function.as_str()).collect();
     assert!(mapped.contains("IdentityFunction") && mapped.contains("ActivateFunction"), "{mapped:?}");

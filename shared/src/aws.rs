@@ -52,3 +52,45 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     let builder = aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some());
     aws_sdk_s3::Client::from_conf(builder.build())
 }
+
+/// Why a secret could not be read at cold start.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read secret {arn}: {source}")]
+    Read {
+        arn: String,
+        #[source]
+        source: crate::error::AwsError,
+    },
+    #[error("secret {arn} has no SecretString")]
+    Empty { arn: String },
+}
+
+/// A secret's `SecretString`, as bytes (read once at cold start).
+pub async fn read_secret(config: &SdkConfig, arn: &str) -> Result<Vec<u8>, SecretError> {
+    use crate::error::SdkResultExt;
+    let sm = aws_sdk_secretsmanager::Client::new(config);
+    let out = sm
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .aws("secretsmanager:GetSecretValue")
+        .map_err(|source| SecretError::Read { arn: arn.to_string(), source })?;
+    match out.secret_string() {
+        Some(s) if !s.is_empty() => Ok(s.as_bytes().to_vec()),
+        _ => Err(SecretError::Empty { arn: arn.to_string() }),
+    }
+}
+
+/// Reads the lake pepper from the secret named by `LAKE_PEPPER_SECRET_ARN` and installs
+/// it for this process ([`crate::identifiers::install_pepper`]): the functions that hash
+/// identifiers for the lake (ingest, identity) refuse to start without it.
+pub async fn install_lake_pepper(env: &dyn EnvSource, config: &SdkConfig) -> Result<(), crate::ConfigError> {
+    let name = "LAKE_PEPPER_SECRET_ARN";
+    let arn = env.require(name)?;
+    let invalid = |reason: String| crate::ConfigError::Invalid { name, reason };
+    let bytes = read_secret(config, &arn).await.map_err(|e| invalid(e.to_string()))?;
+    let pepper = crate::identifiers::Pepper::new(bytes).map_err(|e| invalid(e.to_string()))?;
+    crate::identifiers::install_pepper(pepper).map_err(|e| invalid(e.to_string()))
+}

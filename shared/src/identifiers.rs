@@ -1,8 +1,17 @@
 //! Identifier normalisation and pseudonymisation.
 //!
-//! Clear identifiers travel only to the identity step (and live in DynamoDB); the lake
-//! carries [`identifier_hash`] values, which are SHA-256 digests of the normalised value.
+//! Clear identifiers travel only to the identity step (and live in DynamoDB). Everywhere
+//! else an identifier is a keyed hash ([`identifier_hash`], [`identity_key`]):
+//! HMAC-SHA-256 under the deployment's secret [`Pepper`] (a Secrets Manager secret read at
+//! cold start), so that a phone number's hash cannot be reversed by hashing the whole
+//! numbering plan. The same keyed hash names an identifier's DynamoDB item, its history
+//! records and the events' `email_hash` / `phone_hash`. The plain SHA-256 ad platforms
+//! require ([`sha256_hex`]) is computed only by activation, at send time, into audience
+//! files.
 
+use std::sync::OnceLock;
+
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -51,19 +60,80 @@ impl Identifier {
         Identifier { kind, value: value.into() }
     }
 
-    /// The pseudonymous hash that stands for this identifier in the lake.
+    /// The keyed hash that stands for this identifier outside DynamoDB's clear items.
     pub fn hash(&self) -> String {
         identifier_hash(self.kind, &self.value)
     }
 }
 
-/// SHA-256 (hex) of `kind:value`: the lake's pseudonymous form of an identifier.
+/// The secret key of the lake's hashes (at least 32 bytes). Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pepper(Vec<u8>);
+
+impl std::fmt::Debug for Pepper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pepper({} bytes)", self.0.len())
+    }
+}
+
+/// Shortest accepted pepper.
+pub const PEPPER_MIN_BYTES: usize = 32;
+
+/// The pepper of local stacks, tests and the demo (`ariane-local` writes it into the
+/// local stack's secret): never a deployed one, whose value Secrets Manager generates.
+pub const DEVELOPMENT_PEPPER: &str = "ariane-development-pepper-for-local-stacks-only";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PepperError {
+    #[error("the lake pepper is {0} bytes; at least {PEPPER_MIN_BYTES} are needed")]
+    TooShort(usize),
+    #[error("a different lake pepper is already in use in this process")]
+    Conflict,
+}
+
+impl Pepper {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Pepper, PepperError> {
+        let bytes = bytes.into();
+        if bytes.len() < PEPPER_MIN_BYTES {
+            return Err(PepperError::TooShort(bytes.len()));
+        }
+        Ok(Pepper(bytes))
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        // HMAC takes a key of any length.
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC accepts every key length"))
+    }
+}
+
+static PEPPER: OnceLock<Pepper> = OnceLock::new();
+
+/// Sets the process's lake pepper (each function does at cold start, before it hashes
+/// anything). Installing the same pepper again is a no-op; a different one is refused.
+pub fn install_pepper(pepper: Pepper) -> Result<(), PepperError> {
+    let installed = PEPPER.get_or_init(|| pepper.clone());
+    if *installed == pepper {
+        Ok(())
+    } else {
+        Err(PepperError::Conflict)
+    }
+}
+
+/// The process's pepper: the installed one, else [`DEVELOPMENT_PEPPER`] (tests and local
+/// tools, which never install one; deployed functions require theirs to start).
+fn pepper() -> &'static Pepper {
+    PEPPER.get_or_init(|| Pepper(DEVELOPMENT_PEPPER.as_bytes().to_vec()))
+}
+
+/// The keyed hash of a normalised identifier value (HMAC-SHA-256 of `kind:value` under
+/// the pepper, 64 hex digits): the events' `email_hash` and `phone_hash`, the key of the
+/// identifier's DynamoDB item, the identifiers of identity's history records.
 pub fn identifier_hash(kind: IdentifierKind, value: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(kind.as_str().as_bytes());
-    h.update(b":");
-    h.update(value.as_bytes());
-    hex::encode(h.finalize())
+    let mut mac = pepper().mac();
+    mac.update(kind.as_str().as_bytes());
+    mac.update(b":");
+    mac.update(value.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Plain SHA-256 (hex) of a value, the form ad platforms expect for customer lists.
@@ -88,8 +158,9 @@ pub fn stable_id(parts: &[&str]) -> String {
 }
 
 /// The identity key of a source row: a stable pseudonymous id of its whole identifier
-/// set (order and duplicates do not matter). Events carry it in `anchor_id`; identity
-/// links each key to the profile its identifier set resolves to.
+/// set (order and duplicates do not matter), keyed with the pepper (HMAC-SHA-256,
+/// 32 hex digits). Events carry it in `anchor_id`; identity links each key to the profile
+/// its identifier set resolves to.
 pub fn identity_key(identifiers: &[Identifier]) -> Option<String> {
     let mut parts: Vec<(IdentifierKind, &str)> = identifiers.iter().map(|i| (i.kind, i.value.as_str())).collect();
     if parts.is_empty() {
@@ -97,30 +168,39 @@ pub fn identity_key(identifiers: &[Identifier]) -> Option<String> {
     }
     parts.sort_unstable();
     parts.dedup();
-    let mut h = Sha256::new();
-    h.update(b"identity-key");
+    let mut mac = pepper().mac();
+    mac.update(b"identity-key");
     for (kind, value) in parts {
         for p in [kind.as_str(), value] {
-            h.update((p.len() as u64).to_be_bytes());
-            h.update(p.as_bytes());
+            mac.update(&(p.len() as u64).to_be_bytes());
+            mac.update(p.as_bytes());
         }
     }
-    Some(hex::encode(&h.finalize()[..16]))
+    Some(hex::encode(&mac.finalize().into_bytes()[..16]))
 }
 
-/// Why an identifier was not usable.
+/// Why an identifier was not usable. The messages never quote the value: they end up
+/// in the lake's rejects and in logs, which carry no clear identifier (the line number
+/// and the shape of the problem are enough to find it in the source file).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentifierError {
     #[error("email is empty")]
     EmptyEmail,
-    #[error("email {0:?} is not a valid address")]
-    InvalidEmail(String),
-    #[error("{0:?} is not a valid phone number")]
-    InvalidPhone(String),
+    #[error("email is not a valid address ({why}; {chars} characters)")]
+    InvalidEmail { why: &'static str, chars: usize },
+    #[error("not a valid phone number ({digits} digits)")]
+    InvalidPhone { digits: usize },
     #[error("{kind} is empty")]
     Empty { kind: IdentifierKind },
-    #[error("{kind} {value:?} contains a control character")]
-    ControlCharacter { kind: IdentifierKind, value: String },
+    #[error("{kind} contains a control character")]
+    ControlCharacter { kind: IdentifierKind },
+}
+
+impl IdentifierError {
+    /// A phone value that is not a number, described without quoting it.
+    pub fn invalid_phone(raw: &str) -> Self {
+        IdentifierError::InvalidPhone { digits: raw.chars().filter(char::is_ascii_digit).count() }
+    }
 }
 
 /// The one normalisation of every identifier kind: what ingest stores, what identity
@@ -153,7 +233,7 @@ pub fn normalize_token(kind: IdentifierKind, raw: &str) -> Result<String, Identi
         return Err(IdentifierError::Empty { kind });
     }
     if value.chars().any(char::is_control) {
-        return Err(IdentifierError::ControlCharacter { kind, value: value.to_string() });
+        return Err(IdentifierError::ControlCharacter { kind });
     }
     Ok(value.to_string())
 }
@@ -176,7 +256,7 @@ pub fn normalize_phone(raw: &str, region: phonenumber::country::Id) -> Result<St
             return Ok(n);
         }
     }
-    Err(IdentifierError::InvalidPhone(raw.trim().to_string()))
+    Err(IdentifierError::invalid_phone(raw))
 }
 
 /// A region code (`"FR"`) as the phone parser needs it.
@@ -217,26 +297,28 @@ pub fn normalize_email(raw: &str) -> Result<String, IdentifierError> {
     if email.is_empty() {
         return Err(IdentifierError::EmptyEmail);
     }
-    let invalid = || IdentifierError::InvalidEmail(raw.trim().to_string());
-    let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
+    let chars = email.chars().count();
+    let invalid = |why: &'static str| IdentifierError::InvalidEmail { why, chars };
+    let (local, domain) = email.split_once('@').ok_or_else(|| invalid("no @"))?;
     let bad_char = |c: char| c.is_whitespace() || c.is_control() || c == '@' || c == ',' || c == ';';
     if local.is_empty()
         || local.len() > 64
-        || domain.len() > 253
         || local.chars().any(bad_char)
-        || domain.chars().any(bad_char)
         || local.starts_with('.')
         || local.ends_with('.')
         || local.contains("..")
     {
-        return Err(invalid());
+        return Err(invalid("the part before @ is not valid"));
+    }
+    if domain.len() > 253 || domain.chars().any(bad_char) {
+        return Err(invalid("the domain is not valid"));
     }
     let labels: Vec<&str> = domain.split('.').collect();
     if labels.len() < 2
         || labels.iter().any(|l| l.is_empty() || l.starts_with('-') || l.ends_with('-'))
         || labels.last().is_some_and(|tld| tld.len() < 2 || tld.chars().all(|c| c.is_ascii_digit()))
     {
-        return Err(invalid());
+        return Err(invalid("the domain is not valid"));
     }
     Ok(email)
 }
@@ -253,10 +335,11 @@ mod tests {
     }
 
     #[test]
-    fn bad_emails_are_rejected_with_the_value() {
+    fn bad_emails_are_rejected_without_quoting_the_value() {
         for bad in ["marie", "marie@", "@gmail.com", "marie@gmail", "ma rie@gmail.com", "a@@b.fr", "a..b@x.fr", "a@b.12"] {
             let err = normalize_email(bad).unwrap_err();
-            assert!(matches!(err, IdentifierError::InvalidEmail(_)), "{bad}: {err}");
+            assert!(matches!(err, IdentifierError::InvalidEmail { .. }), "{bad}: {err}");
+            assert!(bad.trim().is_empty() || !err.to_string().contains(bad.trim()), "the reason quotes the value: {err}");
         }
         assert_eq!(normalize_email("   ").unwrap_err(), IdentifierError::EmptyEmail);
     }
@@ -270,12 +353,37 @@ mod tests {
         }
         assert_eq!(normalize_phone("+44 20 7946 0958", fr).as_deref(), Ok("+442079460958"));
         for raw in ["12", "06 12", "not a phone", "", "+33 0 00 00 00 00"] {
-            assert!(matches!(normalize_phone(raw, fr), Err(IdentifierError::InvalidPhone(_))), "{raw}");
+            let err = normalize_phone(raw, fr).unwrap_err();
+            assert!(matches!(err, IdentifierError::InvalidPhone { .. }), "{raw}");
+            assert!(raw.trim().len() < 3 || !err.to_string().contains(raw.trim()), "the reason quotes the value: {err}");
         }
         let mut cached = PhoneNormalizer::default();
         assert_eq!(cached.normalize("06 12 34 56 78", fr).as_deref(), Some("+33612345678"));
         assert_eq!(cached.normalize("06 12 34 56 78", fr).as_deref(), Some("+33612345678"));
         assert_eq!(cached.normalize("12", fr), None);
+    }
+
+    #[test]
+    fn lake_hashes_are_keyed_with_the_pepper() {
+        let phone = "+33612345678";
+        let keyed = identifier_hash(IdentifierKind::Phone, phone);
+        assert_eq!(keyed.len(), 64);
+        // Not the plain digest an enumeration of the numbering plan would find.
+        assert_ne!(keyed, sha256_hex(phone));
+        assert_ne!(keyed, sha256_hex(&format!("phone:{phone}")));
+        // HMAC-SHA-256 (RFC 2104) under the development pepper, computed independently.
+        let mut key = [0u8; 64];
+        key[..DEVELOPMENT_PEPPER.len()].copy_from_slice(DEVELOPMENT_PEPPER.as_bytes());
+        let pad = |b: u8| key.iter().map(|k| k ^ b).collect::<Vec<u8>>();
+        let inner = Sha256::new().chain_update(pad(0x36)).chain_update(b"phone:+33612345678").finalize();
+        let outer = Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize();
+        assert_eq!(keyed, hex::encode(outer));
+        let key = identity_key(&[Identifier::new(IdentifierKind::Phone, phone)]).unwrap();
+        assert_eq!(key.len(), 32);
+        assert_eq!(install_pepper(Pepper::new(DEVELOPMENT_PEPPER.as_bytes()).unwrap()), Ok(()), "the same pepper again");
+        assert_eq!(install_pepper(Pepper::new(vec![7u8; 32]).unwrap()), Err(PepperError::Conflict));
+        assert_eq!(Pepper::new(vec![1u8; 31]), Err(PepperError::TooShort(31)));
+        assert_eq!(format!("{:?}", Pepper::new(vec![1u8; 40]).unwrap()), "Pepper(40 bytes)");
     }
 
     #[test]

@@ -104,8 +104,8 @@ pub fn events_schema() -> SchemaRef {
         Field::new("event_type", DataType::Utf8, false),
         Field::new("occurred_at", utc_micros(), false),
         Field::new("anchor_id", DataType::Utf8, true),
-        Field::new("email_sha256", DataType::Utf8, true),
-        Field::new("phone_sha256", DataType::Utf8, true),
+        Field::new("email_hash", DataType::Utf8, true),
+        Field::new("phone_hash", DataType::Utf8, true),
         Field::new("order_id", DataType::Utf8, true),
         Field::new("sku", DataType::Utf8, true),
         Field::new("product_name", DataType::Utf8, true),
@@ -136,8 +136,8 @@ pub fn events_batch(events: &[CanonicalEvent]) -> Result<RecordBatch, ArrowError
         s[1].append_value(&e.event_type);
         at.append_value(e.occurred_at.timestamp_micros());
         s[2].append_option(e.anchor_id.as_deref());
-        s[3].append_option(e.email_sha256.as_deref());
-        s[4].append_option(e.phone_sha256.as_deref());
+        s[3].append_option(e.email_hash.as_deref());
+        s[4].append_option(e.phone_hash.as_deref());
         s[5].append_option(e.order_id.as_deref());
         s[6].append_option(e.sku.as_deref());
         s[7].append_option(e.product_name.as_deref());
@@ -425,8 +425,8 @@ mod tests {
             event_type: "order_line".into(),
             occurred_at: DateTime::parse_from_rfc3339("2026-03-29T01:30:00Z").unwrap().with_timezone(&Utc),
             anchor_id: Some("h".into()),
-            email_sha256: None,
-            phone_sha256: None,
+            email_hash: None,
+            phone_hash: None,
             order_id: Some("#1".into()),
             sku: Some("SKU".into()),
             product_name: Some("Pull col roulé, laine".into()),

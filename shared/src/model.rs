@@ -23,8 +23,8 @@ pub struct CanonicalEvent {
     /// through the identity links.
     pub anchor_id: Option<String>,
     /// SHA-256 of the normalised email / E.164 phone (ad-platform form).
-    pub email_sha256: Option<String>,
-    pub phone_sha256: Option<String>,
+    pub email_hash: Option<String>,
+    pub phone_hash: Option<String>,
     pub order_id: Option<String>,
     pub sku: Option<String>,
     pub product_name: Option<String>,

@@ -170,12 +170,30 @@ pub struct AudienceRow {
 /// The answer to a claim.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Claim {
-    /// This instance holds the claim: decide, then complete, defer or release it.
-    Acquired,
+    /// This instance holds the claim: decide, then complete, defer or release it with
+    /// this token.
+    Acquired(ClaimToken),
     /// Already decided (sent or suppressed): the effects to re-emit.
     Done(Box<Effects>),
     /// Another instance holds a live claim: retry later.
     InFlight,
+}
+
+/// The proof of a claim: a fresh random token stored on the send item. `complete`,
+/// `release` and `defer` act only while the item still carries it, so a holder whose lease
+/// ran out (and whose send another instance claimed since) cannot overwrite the new
+/// holder's state: it gets [`LedgerError::ClaimLost`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimToken(pub String);
+
+impl ClaimToken {
+    pub fn fresh() -> Self {
+        ClaimToken(format!("{:016x}{:016x}", crate::backoff::random_u64(), crate::backoff::random_u64()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// How a decided send ended.
@@ -290,6 +308,11 @@ pub enum LedgerError {
     },
     #[error("ledger item {key}: {what}")]
     Malformed { key: String, what: String },
+    /// The send is no longer claimed with this token: its lease ran out and another
+    /// instance claimed it (a lease shorter than the function's timeout; configuration
+    /// refuses that), or it was completed already by another holder.
+    #[error("send {send_key}: the claim was lost (status now {status:?})")]
+    ClaimLost { send_key: String, status: String },
     /// An optimistic update lost every race (the message is retried later).
     #[error("{what} for {profile_id} lost {attempts} races in a row")]
     Contention { what: &'static str, profile_id: String, attempts: u32 },
@@ -299,7 +322,7 @@ impl LedgerError {
     pub fn retryable(&self) -> bool {
         match self {
             LedgerError::Aws(e) => e.retryable,
-            LedgerError::Decode { .. } | LedgerError::Malformed { .. } => false,
+            LedgerError::Decode { .. } | LedgerError::Malformed { .. } | LedgerError::ClaimLost { .. } => false,
             LedgerError::Contention { .. } => true,
         }
     }
@@ -311,22 +334,34 @@ impl LedgerError {
 /// to ad audiences.
 #[async_trait::async_trait]
 pub trait ActivationLedger: Send + Sync {
-    /// Claims `send_key` for `lease`: [`Claim::Acquired`] when it was new, deferred, or
-    /// claimed by a holder whose lease expired.
+    /// Claims `send_key` for `lease`: [`Claim::Acquired`] (with a fresh token) when it was
+    /// new, deferred, or claimed by a holder whose lease expired.
     async fn claim(&self, send_key: &str, lease: StdDuration, now: DateTime<Utc>) -> Result<Claim, LedgerError>;
-    /// Records the final decision of a claimed send and its effects.
+    /// Records the final decision of a claimed send and its effects, if `token` still
+    /// holds the claim ([`LedgerError::ClaimLost`] otherwise). Completing again with the
+    /// same token after a success (a retried call whose answer was lost) is a no-op.
     async fn complete(
         &self,
         send_key: &str,
+        token: &ClaimToken,
         status: SendStatus,
         effects: &Effects,
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<(), LedgerError>;
-    /// Gives a claim back after a failed attempt, so that the retry can claim it at once.
-    async fn release(&self, send_key: &str, error: &str) -> Result<(), LedgerError>;
-    /// Parks a claimed send until `due`; the send becomes claimable again.
-    async fn defer(&self, send_key: &str, due: DateTime<Utc>, message: &str, now: DateTime<Utc>) -> Result<(), LedgerError>;
+    /// Gives a claim back after a failed attempt that sent nothing, so that the retry can
+    /// claim it at once. Never called once a destination accepted the message.
+    async fn release(&self, send_key: &str, token: &ClaimToken, error: &str) -> Result<(), LedgerError>;
+    /// Parks a claimed send until `due` (the deferral item and the send's state change
+    /// together); the send becomes claimable again.
+    async fn defer(
+        &self,
+        send_key: &str,
+        token: &ClaimToken,
+        due: DateTime<Utc>,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), LedgerError>;
     /// Deferrals due at or before `now` (looking back `days` due dates), oldest first.
     async fn due_deferrals(&self, now: DateTime<Utc>, days: i64) -> Result<Vec<Deferral>, LedgerError>;
     async fn delete_deferral(&self, deferral: &Deferral) -> Result<(), LedgerError>;
@@ -472,18 +507,26 @@ impl<T: ActivationLedger + ?Sized> ActivationLedger for Arc<T> {
     async fn complete(
         &self,
         send_key: &str,
+        token: &ClaimToken,
         status: SendStatus,
         effects: &Effects,
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<(), LedgerError> {
-        (**self).complete(send_key, status, effects, detail, now).await
+        (**self).complete(send_key, token, status, effects, detail, now).await
     }
-    async fn release(&self, send_key: &str, error: &str) -> Result<(), LedgerError> {
-        (**self).release(send_key, error).await
+    async fn release(&self, send_key: &str, token: &ClaimToken, error: &str) -> Result<(), LedgerError> {
+        (**self).release(send_key, token, error).await
     }
-    async fn defer(&self, send_key: &str, due: DateTime<Utc>, message: &str, now: DateTime<Utc>) -> Result<(), LedgerError> {
-        (**self).defer(send_key, due, message, now).await
+    async fn defer(
+        &self,
+        send_key: &str,
+        token: &ClaimToken,
+        due: DateTime<Utc>,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
+        (**self).defer(send_key, token, due, message, now).await
     }
     async fn due_deferrals(&self, now: DateTime<Utc>, days: i64) -> Result<Vec<Deferral>, LedgerError> {
         (**self).due_deferrals(now, days).await

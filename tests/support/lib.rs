@@ -158,3 +158,50 @@ pub fn activation_request(
         attributes: Default::default(),
     }
 }
+
+/// The claim-token contract every activation ledger keeps (run on the in-memory ledger and
+/// on DynamoDB in moto): a holder whose lease ran out, and whose send another instance
+/// claimed since, can neither complete, release nor defer it; the new holder can, and a
+/// retried `complete` with its token after a success is a no-op.
+pub async fn claim_token_contract(ledger: &dyn ariane_shared::ports::ActivationLedger, key: &str) -> anyhow::Result<()> {
+    use ariane_shared::ports::{Claim, Effects, LedgerError, SendStatus};
+    use std::time::Duration;
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z")?.with_timezone(&chrono::Utc);
+    let lease = Duration::from_secs(10);
+    let Claim::Acquired(old) = ledger.claim(key, lease, t0).await? else { anyhow::bail!("a new send is claimable") };
+    assert_eq!(ledger.claim(key, lease, t0 + chrono::Duration::seconds(5)).await?, Claim::InFlight);
+    // The first holder's lease runs out; a second instance claims the send.
+    let Claim::Acquired(new) = ledger.claim(key, lease, t0 + chrono::Duration::seconds(11)).await? else {
+        anyhow::bail!("an expired claim is claimable")
+    };
+    assert_ne!(old, new, "every claim has its own token");
+    let lost = |r: Result<(), LedgerError>, what: &str| match r {
+        Err(LedgerError::ClaimLost { .. }) => Ok(()),
+        other => Err(anyhow::anyhow!("{what} with a stale token: {other:?}")),
+    };
+    let effects = Effects::default();
+    let later = t0 + chrono::Duration::seconds(12);
+    lost(ledger.complete(key, &old, SendStatus::Sent, &effects, "stale", later).await, "complete")?;
+    lost(ledger.release(key, &old, "stale").await, "release")?;
+    lost(ledger.defer(key, &old, later + chrono::Duration::hours(8), "{}", later).await, "defer")?;
+    assert!(ledger.due_deferrals(later + chrono::Duration::days(1), 2).await?.is_empty(), "a refused defer leaves no deferral item");
+    assert_eq!(ledger.claim(key, lease, later).await?, Claim::InFlight, "the new holder still holds it");
+
+    ledger.complete(key, &new, SendStatus::Sent, &effects, "sent", later).await?;
+    ledger.complete(key, &new, SendStatus::Sent, &effects, "sent", later).await.map_err(|e| anyhow::anyhow!("a retried complete: {e}"))?;
+    assert!(matches!(ledger.claim(key, lease, later).await?, Claim::Done(_)));
+    lost(ledger.release(key, &new, "after completion").await, "release after completion")?;
+
+    // Defer and release with the right token work, and a deferred send is claimable again.
+    let other = format!("{key}-deferred");
+    let Claim::Acquired(tok) = ledger.claim(&other, lease, t0).await? else { anyhow::bail!("claimable") };
+    ledger.defer(&other, &tok, t0 + chrono::Duration::hours(1), "{}", t0).await?;
+    lost(ledger.complete(&other, &tok, SendStatus::Sent, &effects, "parked", t0).await, "complete of a deferred send")?;
+    assert_eq!(ledger.due_deferrals(t0 + chrono::Duration::hours(2), 1).await?.len(), 1);
+    let Claim::Acquired(again) = ledger.claim(&other, lease, t0 + chrono::Duration::hours(2)).await? else { anyhow::bail!("claimable") };
+    ledger.release(&other, &again, "destination down").await?;
+    let Claim::Acquired(_) = ledger.claim(&other, lease, t0 + chrono::Duration::hours(2)).await? else {
+        anyhow::bail!("a released claim is claimable at once")
+    };
+    Ok(())
+}

@@ -30,13 +30,12 @@ use std::sync::{Arc, Mutex};
 
 use ariane_shared::adapters::metered::Meter;
 use ariane_shared::aws::Clients;
-use ariane_shared::error::{AwsError, SdkResultExt};
 use ariane_shared::identifiers::stable_id;
 use ariane_shared::lake::{self, ActivationRecord};
 use ariane_shared::model::{ActivationRequest, SegmentChange};
 use ariane_shared::ports::{
-    ActivationLedger, AudienceRow, BlobError, BlobStore, Claim, Effects, LedgerError, PressureEntry, PressureRules, ProfileReadError,
-    ProfileReader, Queue, Reservation, SendError, SendStatus,
+    ActivationLedger, AudienceRow, BlobError, BlobStore, Claim, ClaimToken, Effects, LedgerError, PressureEntry, PressureRules,
+    ProfileReadError, ProfileReader, Queue, Reservation, SendError, SendStatus,
 };
 use ariane_shared::EnvSource;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
@@ -54,6 +53,10 @@ use crate::ports::{AwsPorts, PortSet, Ports};
 use crate::profile::{Profile, Unusable};
 use crate::rules::{Rules, RulesError};
 use crate::webhook::{deliver, RetryPolicy, WebhookError};
+
+/// Attempts of a `complete` (throttles, timeouts) before giving up: about 3 s in all.
+const COMPLETE_ATTEMPTS: u32 = 6;
+const COMPLETE_BACKOFF: ariane_shared::backoff::Backoff = ariane_shared::backoff::Backoff::new(std::time::Duration::from_millis(100), 5);
 
 /// Where "now" comes from: the system clock in Lambda; a settable clock in tests and the
 /// local demo, which replay a day of quiet hours in seconds.
@@ -141,6 +144,22 @@ pub enum ActivateError {
     Blob(#[from] BlobError),
     #[error("another instance is deciding send {0}; retry later")]
     InFlight(String),
+    /// The destination accepted the message but the ledger could not record it, even
+    /// after retries. The claim is kept (never released after a 2xx): until its lease
+    /// ends a redelivery finds the send in flight, and a re-post after that carries the
+    /// same `Idempotency-Key` for the destination to drop.
+    #[error("send {send_key} was delivered but cannot be recorded: {source}")]
+    Unrecorded {
+        send_key: String,
+        #[source]
+        source: LedgerError,
+    },
+    /// `CLAIM_LEASE_SECONDS` must outlast an invocation, or a send still being decided
+    /// could be claimed (and posted) by a second instance.
+    #[error(
+        "CLAIM_LEASE_SECONDS is {lease_s} s but this invocation may run {budget_s} s: the claim lease must be longer than the function's timeout"
+    )]
+    LeaseTooShort { lease_s: u64, budget_s: u64 },
     #[error("a deferred send names campaign {0:?}, which is not deployed")]
     UnknownCampaign(String),
     #[error("cannot write the effects: {0}")]
@@ -168,10 +187,8 @@ pub enum BuildError {
     Campaign(#[from] CampaignError),
     #[error("{file}: destination {destination:?} has no URL in WEBHOOK_DESTINATIONS")]
     NoUrl { file: String, destination: String },
-    #[error("cannot read the webhook signing secret: {0}")]
-    Secret(#[source] AwsError),
-    #[error("the webhook signing secret {arn} has no SecretString")]
-    EmptySecret { arn: String },
+    #[error("the webhook signing key: {0}")]
+    Secret(#[from] ariane_shared::aws::SecretError),
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
 }
@@ -186,12 +203,7 @@ fn slots(campaign: &Campaign) -> Vec<String> {
 
 /// Fetches the signing key from Secrets Manager (`SecretString`).
 async fn signing_secret(clients: &Clients, arn: &str) -> Result<Vec<u8>, BuildError> {
-    let sm = aws_sdk_secretsmanager::Client::new(&clients.config);
-    let out = sm.get_secret_value().secret_id(arn).send().await.aws("secretsmanager:GetSecretValue").map_err(BuildError::Secret)?;
-    match out.secret_string() {
-        Some(s) if !s.is_empty() => Ok(s.as_bytes().to_vec()),
-        _ => Err(BuildError::EmptySecret { arn: arn.to_string() }),
-    }
+    Ok(ariane_shared::aws::read_secret(&clients.config, arn).await?)
 }
 
 /// A batch's outcome counts (logged and emitted as metrics).
@@ -410,15 +422,17 @@ impl<P: Ports> ActivateWith<P> {
     /// One message slot of one entry: claim, decide, send, complete.
     async fn send(&self, ctx: &Ctx<'_>, slot: &str) -> Result<Effects, ActivateError> {
         let skey = stable_id(&[ctx.akey, slot]);
-        match self.ledger.claim(&skey, self.config.claim_lease, ctx.now).await? {
+        let token = match self.ledger.claim(&skey, self.config.claim_lease, ctx.now).await? {
             Claim::Done(effects) => return Ok(*effects),
             Claim::InFlight => return Err(ActivateError::InFlight(skey)),
-            Claim::Acquired => {}
-        }
-        match self.decide_send(ctx, slot, &skey).await {
+            Claim::Acquired(token) => token,
+        };
+        match self.decide_send(ctx, slot, &skey, &token).await {
             Ok(effects) => Ok(effects),
+            // Delivered: never give the claim back (the retry would post again).
+            Err(err @ ActivateError::Unrecorded { .. }) => Err(err),
             Err(err) => {
-                if let Err(release) = self.ledger.release(&skey, &err.to_string()).await {
+                if let Err(release) = self.ledger.release(&skey, &token, &err.to_string()).await {
                     tracing::warn!(error = %release, "cannot release the claim; it expires with its lease");
                 }
                 Err(err)
@@ -429,21 +443,59 @@ impl<P: Ports> ActivateWith<P> {
     async fn finish(
         &self,
         ctx: &Ctx<'_>,
-        skey: &str,
+        (skey, token): (&str, &ClaimToken),
         record: ActivationRecord,
         event: Option<serde_json::Value>,
-    ) -> Result<Effects, ActivateError> {
+    ) -> Result<Effects, LedgerError> {
         let status = if record.outcome == "sent" { SendStatus::Sent } else { SendStatus::Suppressed };
         let detail = record.reason.clone().unwrap_or_default();
         let effects = Effects { records: vec![record], events: event.into_iter().collect(), audience: Vec::new() };
-        self.ledger.complete(skey, status, &effects, &detail, ctx.now).await?;
+        self.complete(skey, token, status, &effects, &detail, ctx.now).await?;
         Ok(effects)
     }
 
-    async fn decide_send(&self, ctx: &Ctx<'_>, slot: &str, skey: &str) -> Result<Effects, ActivateError> {
+    /// Completes a claimed send, retrying throttles and transient failures: after a
+    /// destination's 2xx this is all that stands between one message and two.
+    async fn complete(
+        &self,
+        skey: &str,
+        token: &ClaimToken,
+        status: SendStatus,
+        effects: &Effects,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
+        let mut attempt = 0;
+        loop {
+            match self.ledger.complete(skey, token, status, effects, detail, now).await {
+                Ok(()) => return Ok(()),
+                Err(err) if err.retryable() && attempt + 1 < COMPLETE_ATTEMPTS => {
+                    tracing::warn!(send_key = %skey, attempt, error = %err, "cannot complete the send yet; retrying");
+                    COMPLETE_BACKOFF.wait(attempt).await;
+                    attempt += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Refuses to run with a claim lease that an invocation can outlast (`budget`: the
+    /// time from the invocation's start to its deadline, i.e. the function's timeout).
+    pub fn check_lease(&self, budget: std::time::Duration) -> Result<(), ActivateError> {
+        if self.config.claim_lease <= budget {
+            return Err(ActivateError::LeaseTooShort {
+                lease_s: self.config.claim_lease.as_secs(),
+                budget_s: budget.as_secs_f64().ceil() as u64,
+            });
+        }
+        Ok(())
+    }
+
+    async fn decide_send(&self, ctx: &Ctx<'_>, slot: &str, skey: &str, token: &ClaimToken) -> Result<Effects, ActivateError> {
+        let claim = (skey, token);
         let c = ctx.campaign;
         let Some(profile) = self.read_profile(&ctx.request.profile_id).await? else {
-            return self.finish(ctx, skey, ctx.record(skey, "suppressed", Some("erased"), None, None), None).await;
+            return Ok(self.finish(ctx, claim, ctx.record(skey, "suppressed", Some("erased"), None, None), None).await?);
         };
         // The channel: the slot's own (policy `all`) or the policy's first usable one.
         let candidates: Vec<Channel> = match slot.strip_prefix("message:") {
@@ -464,19 +516,19 @@ impl<P: Ports> ActivateWith<P> {
         let Some(channel) = chosen else {
             let reason = if refused.contains(&Unusable::NoConsent) { "consent" } else { "unreachable" };
             let only = (candidates.len() == 1).then(|| candidates[0]);
-            return self.finish(ctx, skey, ctx.record(skey, "suppressed", Some(reason), only, None), None).await;
+            return Ok(self.finish(ctx, claim, ctx.record(skey, "suppressed", Some(reason), only, None), None).await?);
         };
         let message = &c.messages[&channel];
         let zone = profile.zone(self.rules.time_zone);
         let quiet = self.rules.quiet(channel);
         if quiet.is_quiet(ctx.now, zone) {
             let Some(due) = quiet.next_allowed(ctx.now, zone) else {
-                return self
-                    .finish(ctx, skey, ctx.record(skey, "suppressed", Some("quiet_hours"), Some(channel), Some(message)), None)
-                    .await;
+                return Ok(self
+                    .finish(ctx, claim, ctx.record(skey, "suppressed", Some("quiet_hours"), Some(channel), Some(message)), None)
+                    .await?);
             };
             let deferred = serde_json::json!({ "deferred": DeferredSend { campaign: c.name.clone(), slot: slot.to_string(), request: ctx.request.clone() } });
-            self.ledger.defer(skey, due, &deferred.to_string(), ctx.now).await?;
+            self.ledger.defer(skey, token, due, &deferred.to_string(), ctx.now).await?;
             tracing::info!(campaign = %c.name, channel = %channel, due = %due, "deferred by quiet hours");
             let mut record = ctx.record(skey, "deferred", Some("quiet_hours"), Some(channel), Some(message));
             record.conversion_until = due + Duration::days(c.conversion_days as i64);
@@ -498,10 +550,12 @@ impl<P: Ports> ActivateWith<P> {
         match self.ledger.reserve(&profile.profile_id, entry, ctx.now, &rules).await? {
             Reservation::Reserved => {}
             Reservation::CapReached { .. } => {
-                return self.finish(ctx, skey, ctx.record(skey, "suppressed", Some("cap"), Some(channel), Some(message)), None).await
+                return Ok(self.finish(ctx, claim, ctx.record(skey, "suppressed", Some("cap"), Some(channel), Some(message)), None).await?)
             }
             Reservation::Cooldown { .. } => {
-                return self.finish(ctx, skey, ctx.record(skey, "suppressed", Some("cooldown"), Some(channel), Some(message)), None).await
+                return Ok(self
+                    .finish(ctx, claim, ctx.record(skey, "suppressed", Some("cooldown"), Some(channel), Some(message)), None)
+                    .await?)
             }
         }
         let body = Outbound::new(ctx, skey, channel, &message.template, &profile);
@@ -519,7 +573,9 @@ impl<P: Ports> ActivateWith<P> {
                     "destination": message.destination, "template": message.template, "segment": ctx.request.segment,
                     "run_id": ctx.request.run_id, "profile_id": ctx.request.profile_id, "sent_at": ctx.now,
                 });
-                self.finish(ctx, skey, ctx.record(skey, "sent", None, Some(channel), Some(message)), Some(event)).await
+                self.finish(ctx, claim, ctx.record(skey, "sent", None, Some(channel), Some(message)), Some(event))
+                    .await
+                    .map_err(|source| ActivateError::Unrecorded { send_key: skey.to_string(), source })
             }
             Err(err) => {
                 tracing::warn!(campaign = %c.name, channel = %channel, retryable = err.retryable(), error = %err, "webhook failed");
@@ -537,15 +593,15 @@ impl<P: Ports> ActivateWith<P> {
     /// the person's advertising consent), exited → the rows added before removed.
     async fn audience(&self, ctx: &Ctx<'_>) -> Result<Effects, ActivateError> {
         let skey = stable_id(&[ctx.akey, "audience"]);
-        match self.ledger.claim(&skey, self.config.claim_lease, ctx.now).await? {
+        let token = match self.ledger.claim(&skey, self.config.claim_lease, ctx.now).await? {
             Claim::Done(effects) => return Ok(*effects),
             Claim::InFlight => return Err(ActivateError::InFlight(skey)),
-            Claim::Acquired => {}
-        }
-        match self.decide_audience(ctx, &skey).await {
+            Claim::Acquired(token) => token,
+        };
+        match self.decide_audience(ctx, &skey, &token).await {
             Ok(effects) => Ok(effects),
             Err(err) => {
-                if let Err(release) = self.ledger.release(&skey, &err.to_string()).await {
+                if let Err(release) = self.ledger.release(&skey, &token, &err.to_string()).await {
                     tracing::warn!(error = %release, "cannot release the claim; it expires with its lease");
                 }
                 Err(err)
@@ -553,7 +609,7 @@ impl<P: Ports> ActivateWith<P> {
         }
     }
 
-    async fn decide_audience(&self, ctx: &Ctx<'_>, skey: &str) -> Result<Effects, ActivateError> {
+    async fn decide_audience(&self, ctx: &Ctx<'_>, skey: &str, token: &ClaimToken) -> Result<Effects, ActivateError> {
         let c = ctx.campaign;
         let pid = &ctx.request.profile_id;
         let platforms: Vec<&str> = c.audience.iter().map(|p| p.as_str()).collect();
@@ -568,12 +624,12 @@ impl<P: Ports> ActivateWith<P> {
             SegmentChange::Entered => {
                 let Some(profile) = self.read_profile(pid).await? else {
                     effects.records.push(record("suppressed", Some("erased")));
-                    self.ledger.complete(skey, SendStatus::Suppressed, &effects, "erased", ctx.now).await?;
+                    self.complete(skey, token, SendStatus::Suppressed, &effects, "erased", ctx.now).await?;
                     return Ok(effects);
                 };
                 if !profile.ads_consent() {
                     effects.records.push(record("suppressed", Some("consent")));
-                    self.ledger.complete(skey, SendStatus::Suppressed, &effects, "no ads consent", ctx.now).await?;
+                    self.complete(skey, token, SendStatus::Suppressed, &effects, "no ads consent", ctx.now).await?;
                     return Ok(effects);
                 }
                 let member = profile.audience_member();
@@ -593,7 +649,7 @@ impl<P: Ports> ActivateWith<P> {
                     .collect();
                 if rows.is_empty() {
                     effects.records.push(record("suppressed", Some("unreachable")));
-                    self.ledger.complete(skey, SendStatus::Suppressed, &effects, "no identifier to match", ctx.now).await?;
+                    self.complete(skey, token, SendStatus::Suppressed, &effects, "no identifier to match", ctx.now).await?;
                     return Ok(effects);
                 }
                 self.ledger.put_audience(&c.name, pid, &rows, ctx.now).await?;
@@ -603,13 +659,13 @@ impl<P: Ports> ActivateWith<P> {
                     "profile_id": pid, "run_id": ctx.request.run_id, "at": ctx.now,
                 }));
                 effects.audience = rows;
-                self.ledger.complete(skey, SendStatus::Sent, &effects, "audience rows added", ctx.now).await?;
+                self.complete(skey, token, SendStatus::Sent, &effects, "audience rows added", ctx.now).await?;
             }
             SegmentChange::Exited => {
                 match self.ledger.audience(&c.name, pid).await? {
                     None => {
                         // Never added (holdout, no consent, or an earlier exit): nothing to remove.
-                        self.ledger.complete(skey, SendStatus::Suppressed, &effects, "not in the audience", ctx.now).await?;
+                        self.complete(skey, token, SendStatus::Suppressed, &effects, "not in the audience", ctx.now).await?;
                     }
                     Some(added) => {
                         effects.audience = added
@@ -627,7 +683,7 @@ impl<P: Ports> ActivateWith<P> {
                         }));
                         // Completed before the item goes: a retry after a crash in between
                         // finds the send done and re-emits the same removal rows.
-                        self.ledger.complete(skey, SendStatus::Sent, &effects, "audience rows removed", ctx.now).await?;
+                        self.complete(skey, token, SendStatus::Sent, &effects, "audience rows removed", ctx.now).await?;
                         self.ledger.delete_audience(&c.name, pid).await?;
                     }
                 }

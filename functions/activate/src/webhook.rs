@@ -24,8 +24,6 @@ pub struct Answer {
     pub status: u16,
     /// The `Retry-After` the destination asked for (seconds form), if any.
     pub retry_after: Option<Duration>,
-    /// The start of the response body of a refusal (empty for a success).
-    pub body: String,
 }
 
 impl Answer {
@@ -63,8 +61,10 @@ impl<T: Webhooks + ?Sized> Webhooks for Arc<T> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    #[error("{destination} answered {status} after {attempts} attempt(s): {body}")]
-    Status { destination: String, status: u16, body: String, attempts: u32 },
+    /// The status only: a destination's response body is never read, logged or stored
+    /// (it may echo the message, the person's address or the destination's credentials).
+    #[error("{destination} answered {status} after {attempts} attempt(s)")]
+    Status { destination: String, status: u16, attempts: u32 },
     #[error("{destination} unreachable after {attempts} attempt(s): {source}")]
     Transport {
         destination: String,
@@ -136,7 +136,7 @@ pub async fn deliver<W: Webhooks + ?Sized, T: Serialize>(
         let (error, retry_after) = match webhooks.post(destination, idempotency_key, &bytes).await {
             Ok(answer) if answer.is_success() => return Ok(Delivered { status: answer.status, attempts: attempt }),
             Ok(answer) => (
-                WebhookError::Status { destination: destination.to_string(), status: answer.status, body: answer.body, attempts: attempt },
+                WebhookError::Status { destination: destination.to_string(), status: answer.status, attempts: attempt },
                 answer.retry_after,
             ),
             Err(PostError::Unknown(name)) => return Err(WebhookError::Unknown(name)),
@@ -164,7 +164,13 @@ pub struct HttpWebhooks {
 
 impl HttpWebhooks {
     pub fn new(urls: BTreeMap<String, String>, secret: Vec<u8>, timeout: Duration) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder().timeout(timeout).user_agent("ariane-activate/0.1").build()?;
+        // No redirects: a 3xx is a refusal, never a second POST to another (possibly
+        // plain-HTTP) address.
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("ariane-activate/0.1")
+            .build()?;
         Ok(HttpWebhooks { client, urls, secret })
     }
 
@@ -188,10 +194,11 @@ impl Webhooks for HttpWebhooks {
             .body(body.to_vec())
             .send()
             .await
-            .map_err(|source| PostError::Transport { destination: destination.to_string(), source: Box::new(source) })?;
+            // Without the URL: a destination's URL may carry its credentials.
+            .map_err(|source| PostError::Transport { destination: destination.to_string(), source: Box::new(source.without_url()) })?;
         let status = response.status().as_u16();
         if response.status().is_success() {
-            return Ok(Answer { status, retry_after: None, body: String::new() });
+            return Ok(Answer { status, retry_after: None });
         }
         let retry_after = response
             .headers()
@@ -199,11 +206,8 @@ impl Webhooks for HttpWebhooks {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = match response.text().await {
-            Ok(text) => text.chars().take(300).collect(),
-            Err(e) => format!("(the response body cannot be read: {e})"),
-        };
-        Ok(Answer { status, retry_after, body })
+        // The body is dropped unread (see `WebhookError::Status`).
+        Ok(Answer { status, retry_after })
     }
 }
 
@@ -285,10 +289,7 @@ impl Webhooks for MemWebhooks {
         let body = serde_json::from_slice(body).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()));
         lock(&self.posts).push(Posted { destination: destination.to_string(), idempotency_key: idempotency_key.to_string(), body, status });
         match status {
-            Some(status) => {
-                let refused = !(200..300).contains(&status);
-                Ok(Answer { status, retry_after: None, body: if refused { format!("injected {status}") } else { String::new() } })
-            }
+            Some(status) => Ok(Answer { status, retry_after: None }),
             None => Err(PostError::Transport { destination: destination.to_string(), source: Box::new(InjectedTransportFailure) }),
         }
     }
@@ -301,20 +302,38 @@ impl Webhooks for MemWebhooks {
 pub enum DestinationsError {
     #[error("{0:?} is not name=url")]
     NotNameUrl(String),
-    #[error("destination {name}: {url:?} is not an http(s) URL")]
-    NotHttp { name: String, url: String },
+    #[error("destination {name}: {url:?} is not an https:// URL (plain http is allowed for 127.0.0.1 and localhost only, for tests)")]
+    NotHttps { name: String, url: String },
     #[error("destination {0} is given twice")]
     Twice(String),
 }
 
-/// Parses `WEBHOOK_DESTINATIONS` (`name=url,name=url`).
+/// `http://` to this machine only (`127.0.0.1`, `localhost`, `[::1]`, any port): the local
+/// receiver of the tests and the demo.
+fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..host_end];
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix("[::1]") {
+        Some(port) => return port.is_empty() || port.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok()),
+        None => authority.split_once(':').map_or(authority, |(h, _)| h),
+    };
+    let port_ok = authority.split_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_ok());
+    matches!(host, "127.0.0.1" | "localhost") && port_ok
+}
+
+/// Parses `WEBHOOK_DESTINATIONS` (`name=url,name=url`): `https://` URLs (plain HTTP only
+/// to the loopback address).
 pub fn parse_destinations(text: &str) -> Result<BTreeMap<String, String>, DestinationsError> {
     let mut out = BTreeMap::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, url) = part.split_once('=').ok_or_else(|| DestinationsError::NotNameUrl(part.to_string()))?;
         let (name, url) = (name.trim(), url.trim());
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(DestinationsError::NotHttp { name: name.to_string(), url: url.to_string() });
+        if !(url.starts_with("https://") && url.len() > "https://".len() || is_loopback_http(url)) {
+            return Err(DestinationsError::NotHttps { name: name.to_string(), url: url.to_string() });
         }
         if out.insert(name.to_string(), url.to_string()).is_some() {
             return Err(DestinationsError::Twice(name.to_string()));
@@ -334,7 +353,26 @@ mod tests {
         assert_eq!(d["esp"], "https://esp.example/hook");
         assert_eq!(parse_destinations("esp"), Err(DestinationsError::NotNameUrl("esp".into())));
         assert!(parse_destinations("esp=ftp://x").unwrap_err().to_string().contains("esp"));
-        assert_eq!(parse_destinations("a=http://x,a=http://y"), Err(DestinationsError::Twice("a".into())));
+        assert_eq!(parse_destinations("a=https://x,a=https://y"), Err(DestinationsError::Twice("a".into())));
+    }
+
+    #[test]
+    fn destinations_are_https_or_loopback_http() {
+        for ok in ["https://esp.example/hook", "http://127.0.0.1:8080/esp", "http://localhost/x", "http://[::1]:9/y", "http://127.0.0.1"] {
+            assert!(parse_destinations(&format!("d={ok}")).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://esp.example/hook",
+            "http://127.0.0.1.evil.example/x",
+            "http://localhost.evil.example/",
+            "http://user@127.0.0.1/",
+            "http://127.0.0.1:notaport/",
+            "https://",
+            "ftp://127.0.0.1/",
+        ] {
+            let err = parse_destinations(&format!("d={bad}")).expect_err(bad);
+            assert!(matches!(err, DestinationsError::NotHttps { .. }), "{bad}: {err}");
+        }
     }
 
     fn fast(attempts: u32) -> RetryPolicy {

@@ -97,7 +97,7 @@ fn config() -> ActivateConfig {
         lake_bucket: BUCKET.into(),
         activation_queue_url: ACTIVATION_QUEUE.into(),
         events_queue_url: EVENTS.into(),
-        destinations: [("esp", "http://esp.invalid/hook"), ("sms-gateway", "http://sms.invalid/hook")]
+        destinations: [("esp", "https://esp.invalid/hook"), ("sms-gateway", "https://sms.invalid/hook")]
             .into_iter()
             .map(|(n, u)| (n.to_string(), u.to_string()))
             .collect(),
@@ -290,45 +290,58 @@ async fn a_send_failing_every_attempt_gives_its_slot_back_and_succeeds_on_redeli
 }
 
 #[tokio::test]
-async fn a_crash_after_the_post_posts_once_more_with_the_same_key() {
+async fn a_throttled_complete_after_the_post_is_retried_and_the_message_posts_once() {
+    let w = world();
+    emailable("p_throttle").put(&w);
+    let r = request("seg-a", "p_throttle", SegmentChange::Entered);
+    let key = send_key("promo-a", &r);
+    // Throttled three times after the destination's 2xx: retried, not released.
+    w.mem.ledger.faults.fail("ledger.complete", 3);
+    assert!(failed(&deliver(&w, "m1", &r).await).is_empty());
+    assert_eq!(w.mem.webhooks.posts().len(), 1);
+    assert_eq!(w.mem.ledger.status(&key), Some("sent"));
+    assert!(failed(&deliver(&w, "m1", &r).await).is_empty());
+    assert_eq!(w.mem.webhooks.posts().len(), 1, "a duplicate delivery re-emits, never re-posts");
+}
+
+#[tokio::test]
+async fn a_complete_that_keeps_failing_after_the_post_keeps_the_claim_until_its_lease_ends() {
     let w = world();
     emailable("p_crash").put(&w);
     let r = request("seg-a", "p_crash", SegmentChange::Entered);
     let key = send_key("promo-a", &r);
-    w.mem.ledger.faults.fail("ledger.complete", 1);
+    // Every attempt of `complete` fails: the message fails, but the claim is not given
+    // back after the 2xx (a release would let the retry post at once).
+    w.mem.ledger.faults.fail("ledger.complete", 6);
     assert_eq!(failed(&deliver(&w, "m1", &r).await), vec!["m1"]);
     assert_eq!(w.mem.webhooks.accepted().len(), 1, "the destination got it");
     assert_eq!(w.mem.ledger.status(&key), Some("claimed"), "the ledger does not say so");
+    assert_eq!(w.mem.ledger.faults.injected(), 6, "complete was tried six times, release never");
 
+    assert_eq!(failed(&deliver(&w, "m1", &r).await), vec!["m1"], "in flight while the lease lasts: no second POST");
+    assert_eq!(w.mem.webhooks.posts().len(), 1);
+
+    // Only once the lease is over can a retry post again, with the same key.
+    w.clock.set(tuesday() + Duration::seconds(121));
     assert!(failed(&deliver(&w, "m1", &r).await).is_empty());
     let sent = w.mem.webhooks.accepted();
-    assert_eq!(sent.len(), 2, "exactly one further POST");
+    assert_eq!(sent.len(), 2);
     assert_eq!(keys(&sent), BTreeSet::from([key.clone()]), "with the same Idempotency-Key, for the destination to de-duplicate");
     assert_eq!(w.mem.ledger.status(&key), Some("sent"));
     assert_eq!(w.mem.ledger.pressure_of("p_crash").len(), 1, "the reservation is found by its send key");
-
-    // And a third delivery is a duplicate.
     assert!(failed(&deliver(&w, "m1", &r).await).is_empty());
-    assert_eq!(w.mem.webhooks.posts().len(), 2);
+    assert_eq!(w.mem.webhooks.posts().len(), 2, "and a further delivery is a duplicate");
 }
 
 #[tokio::test]
-async fn a_claim_held_by_a_crashed_instance_waits_for_its_lease() {
+async fn a_claim_lease_an_invocation_can_outlast_is_refused() {
     let w = world();
-    emailable("p_lease").put(&w);
-    let r = request("seg-a", "p_lease", SegmentChange::Entered);
-    // The instance dies after the POST: it neither completes nor gives the claim back.
-    w.mem.ledger.faults.fail("ledger.complete", 1);
-    w.mem.ledger.faults.fail("ledger.release", 1);
-    assert_eq!(failed(&deliver(&w, "m1", &r).await), vec!["m1"]);
-    assert_eq!(failed(&deliver(&w, "m1", &r).await), vec!["m1"], "in flight while the lease lasts");
-    assert_eq!(w.mem.webhooks.posts().len(), 1);
-
-    w.clock.set(tuesday() + Duration::seconds(121));
-    assert!(failed(&deliver(&w, "m1", &r).await).is_empty());
-    assert_eq!(w.mem.webhooks.accepted().len(), 2);
-    assert_eq!(keys(&w.mem.webhooks.accepted()).len(), 1);
-    assert_eq!(w.mem.ledger.status(&send_key("promo-a", &r)), Some("sent"));
+    // The world's lease is 120 s: fine under a 60 s timeout, refused under 120 s or 900 s.
+    assert!(w.activate.check_lease(StdDuration::from_secs(60)).is_ok());
+    for budget in [120, 900] {
+        let err = w.activate.check_lease(StdDuration::from_secs(budget)).expect_err("refused");
+        assert!(err.to_string().contains("CLAIM_LEASE_SECONDS is 120 s"), "{err}");
+    }
 }
 
 #[tokio::test]

@@ -67,6 +67,8 @@ impl Identity {
         let rules =
             Rules::embedded().map_err(|e| ariane_shared::ConfigError::Invalid { name: "config/identity.toml", reason: e.to_string() })?;
         let clients = Clients::from_env(env).await;
+        // Identity keys in the lake are keyed with the deployment's pepper.
+        ariane_shared::aws::install_lake_pepper(env, &clients.config).await?;
         let store = DynamoStore { client: clients.dynamodb.clone(), table: config.profiles_table.clone() };
         Ok(IdentityWith::new(config, Resolver::new(store, rules), S3Blobs::new(clients.s3.clone())))
     }

@@ -23,6 +23,12 @@ pub struct IngestConfig {
     pub scratch_dir: std::path::PathBuf,
     /// Identity messages in flight at once.
     pub send_concurrency: usize,
+    /// This function's dead-letter queue (`DEAD_LETTER_QUEUE_URL`): a message that failed
+    /// for good (a body that is not a notification, a file no retry can read) is moved
+    /// there at once and acknowledged, instead of being received maxReceiveCount times.
+    /// Unset: such messages are reported failed and reach the DLQ through the redrive
+    /// policy.
+    pub dead_letter_queue_url: Option<String>,
 }
 
 fn invalid(name: &'static str, reason: String) -> ConfigError {
@@ -66,6 +72,7 @@ impl IngestConfig {
             mode,
             scratch_dir: env.get("ARIANE_SCRATCH_DIR").map(Into::into).unwrap_or_else(std::env::temp_dir),
             send_concurrency,
+            dead_letter_queue_url: env.get("DEAD_LETTER_QUEUE_URL").filter(|u| !u.trim().is_empty()),
         })
     }
 

@@ -1,5 +1,7 @@
 //! The Lambda handler: one SQS message per S3 notification; each failed message is
-//! reported in `batchItemFailures` so only it is retried (and ends in the DLQ).
+//! reported in `batchItemFailures` so only it is retried (and ends in the DLQ); one that
+//! no retry can fix (not a notification, an unreadable file) is moved to the function's
+//! DLQ at once when `DEAD_LETTER_QUEUE_URL` is set.
 //!
 //! [`IngestWith`] is generic over its ports (blob storage, queue sends); [`Ingest`] is
 //! the one `main.rs` runs, wired to S3 and SQS by [`Ingest::from_env`]. Tests wire the
@@ -40,6 +42,10 @@ impl Ingest {
     pub async fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
         let config = IngestConfig::from_env(env)?;
         let clients = Clients::from_env(env).await;
+        // A channel instance hashes identifiers for the lake: with the deployment's pepper.
+        if config.channel().is_some() {
+            ariane_shared::aws::install_lake_pepper(env, &clients.config).await?;
+        }
         IngestWith::new(config, S3Blobs::new(clients.s3), SqsQueue::new(clients.sqs))
     }
 }
@@ -70,9 +76,21 @@ impl<B: BlobStore, Q: Queue> IngestWith<B, Q> {
             let id = message.message_id.clone().unwrap_or_default();
             let span = tracing::info_span!("message", message_id = %id);
             let result = self.handle_body(message.body.as_deref().unwrap_or_default()).instrument(span).await;
-            if let Err(err) = result {
-                tracing::error!(message_id = %id, error = %err, retryable = err.retryable(), "message failed");
-                response.add_failure(id);
+            let Err(err) = result else { continue };
+            match (&self.config.dead_letter_queue_url, err.retryable()) {
+                // Failed for good: parked in the DLQ now (the file's failure is in the
+                // ingest ledger), not received four more times to get there.
+                (Some(dlq), false) => match self.queue.send_all(dlq, &[message.body.clone().unwrap_or_default()]).await {
+                    Ok(_) => tracing::error!(message_id = %id, error = %err, "message failed for good: moved to the dead-letter queue"),
+                    Err(send) => {
+                        tracing::error!(message_id = %id, error = %err, dlq_error = %send, "message failed for good; the DLQ refused it: retried");
+                        response.add_failure(id);
+                    }
+                },
+                (_, retryable) => {
+                    tracing::error!(message_id = %id, error = %err, retryable, "message failed");
+                    response.add_failure(id);
+                }
             }
         }
         response

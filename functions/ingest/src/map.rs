@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use ariane_shared::identifiers::{
-    identity_key, normalize_email, normalize_token, sha256_hex, stable_id, Identifier, IdentifierError, IdentifierKind, PhoneNormalizer,
+    identifier_hash, identity_key, normalize_email, normalize_token, stable_id, Identifier, IdentifierError, IdentifierKind,
+    PhoneNormalizer,
 };
 use ariane_shared::model::{CanonicalEvent, Consent, ConsentChannel, Observation, Traits};
 use chrono::{DateTime, Utc};
@@ -321,7 +322,7 @@ impl Mapper {
             },
             Kind::Phone => match self.phones.normalize(v, plan.phone_region) {
                 Some(p) => d.phone = Some(p),
-                None => return unusable(d, IdentifierError::InvalidPhone(v.trim().to_string())),
+                None => return unusable(d, IdentifierError::invalid_phone(v)),
             },
             Kind::Identifier(kind) => match normalize_token(kind, v) {
                 Ok(t) => d.identifiers.push(Identifier::new(kind, t)),
@@ -351,7 +352,7 @@ impl Mapper {
                     Canon::Currency => d.currency = v,
                     Canon::StoreId => d.store_id = v,
                     Canon::CampaignId => d.campaign_id = v,
-                    _ => d.page_url = v,
+                    _ => d.page_url = v.map(|url| strip_url(&url, &plan.keep_query)),
                 }
             }
         }
@@ -401,8 +402,8 @@ impl Mapper {
         identifiers.sort_by(|a, b| a.kind.cmp(&b.kind).then_with(|| a.value.cmp(&b.value)));
         identifiers.dedup();
         let anchor_id = identity_key(&identifiers);
-        let email_sha256 = d.email.as_deref().map(|e| self.hash(200, e, sha256_hex));
-        let phone_sha256 = d.phone.as_deref().map(|p| self.hash(201, p, sha256_hex));
+        let email_hash = d.email.as_deref().map(|e| self.hash(200, e, |v| identifier_hash(IdentifierKind::Email, v)));
+        let phone_hash = d.phone.as_deref().map(|p| self.hash(201, p, |v| identifier_hash(IdentifierKind::Phone, v)));
 
         if let Some(full) = d.full_name.take() {
             let (first, last) = match full.split_once(char::is_whitespace) {
@@ -456,8 +457,8 @@ impl Mapper {
             event_type,
             occurred_at,
             anchor_id,
-            email_sha256,
-            phone_sha256,
+            email_hash,
+            phone_hash,
             order_id: d.order_id,
             sku: d.sku,
             product_name: d.product_name,
@@ -475,5 +476,67 @@ impl Mapper {
             source_line: meta.line,
         };
         Ok(Mapped { event, observation, identifier_warnings: d.warnings })
+    }
+}
+
+/// A page URL as the lake keeps it: no fragment, no `user:password@`, and only the query
+/// parameters the spec names (`keep_query`): the rest of a query string routinely carries
+/// e-mails, names, session ids and reset tokens.
+pub fn strip_url(url: &str, keep: &[String]) -> String {
+    let url = url.split_once('#').map_or(url, |(u, _)| u);
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    // Userinfo sits between `scheme://` and the first `/` after it.
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => base.to_string(),
+            }
+        }
+        None => base.to_string(),
+    };
+    let kept: Vec<&str> = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
+            keep.iter().any(|k| k == name)
+        })
+        .collect();
+    if kept.is_empty() {
+        base
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_url;
+
+    #[test]
+    fn urls_keep_only_the_named_query_parameters() {
+        let keep = vec!["utm_source".to_string(), "utm_campaign".to_string()];
+        let cases = [
+            (
+                "https://shop.fr/p/1?utm_source=nl&email=marie%40x.fr&utm_campaign=bf#top",
+                "https://shop.fr/p/1?utm_source=nl&utm_campaign=bf",
+            ),
+            ("https://shop.fr/reset?token=abc123", "https://shop.fr/reset"),
+            ("https://user:secret@shop.fr/a?x=1", "https://shop.fr/a"),
+            ("https://shop.fr/a@b", "https://shop.fr/a@b"),
+            ("https://shop.fr/", "https://shop.fr/"),
+            ("/relative/path?utm_source=sms&phone=0612345678", "/relative/path?utm_source=sms"),
+            ("https://shop.fr/?utm_source", "https://shop.fr/?utm_source"),
+            ("https://shop.fr/?UTM_SOURCE=x", "https://shop.fr/"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(strip_url(url, &keep), want, "{url}");
+        }
+        assert_eq!(strip_url("https://shop.fr/p?utm_source=nl", &[]), "https://shop.fr/p", "nothing kept by default");
     }
 }

@@ -162,6 +162,10 @@ struct FieldFile {
     required: bool,
     #[serde(default)]
     min: Option<i64>,
+    /// `page_url` only: the query parameters kept (`["utm_source", "utm_campaign"]`);
+    /// every other parameter, the fragment and any user:password are dropped.
+    #[serde(default)]
+    keep_query: Option<Vec<String>>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -421,6 +425,8 @@ pub struct FieldPlan {
     pub required: bool,
     /// Smallest accepted value of a whole number (amounts: in minor units).
     pub min: Option<i64>,
+    /// `page_url`: the query parameters kept (the rest of the query is dropped).
+    pub keep_query: Vec<String>,
 }
 
 impl FieldPlan {
@@ -952,7 +958,16 @@ fn compile_field(ctx: &Ctx, at: &str, canon: Canon, f: &FieldFile, format: &Form
         },
         required: f.required,
         min: f.min,
+        keep_query: f.keep_query.clone().unwrap_or_default(),
     };
+    if let Some(keep) = &f.keep_query {
+        if canon != Canon::PageUrl {
+            return Err(ctx.err(format!("{at}.keep_query"), "only page_url takes keep_query"));
+        }
+        if let Some(bad) = keep.iter().find(|p| p.is_empty() || p.contains(['=', '&', '#', '?'])) {
+            return Err(ctx.err(format!("{at}.keep_query"), format!("{bad:?} is not a query parameter name")));
+        }
+    }
     if f.min.is_some() && !matches!(kind, Kind::Integer | Kind::Amount) {
         return Err(ctx.err(format!("{at}.min"), "only whole-number and amount fields take a minimum"));
     }

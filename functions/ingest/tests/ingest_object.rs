@@ -43,6 +43,7 @@ fn harness(mode: Mode) -> Harness {
         mode,
         scratch_dir: scratch.path().to_path_buf(),
         send_concurrency: 4,
+        dead_letter_queue_url: None,
     };
     let (blobs, queue) = (Arc::new(MemBlobs::new()), Arc::new(MemQueue::new()));
     let ingest = IngestWith::new(config, blobs.clone(), queue.clone()).unwrap();
@@ -52,6 +53,15 @@ fn harness(mode: Mode) -> Harness {
 fn pos() -> Harness {
     harness(Mode::Channel { channel: "pos".into(), identity_queue_url: IDENTITY.into() })
 }
+
+/// The pos instance with its dead-letter queue configured (`DEAD_LETTER_QUEUE_URL`).
+fn pos_with_dlq() -> Harness {
+    let mut h = pos();
+    h.ingest.config.dead_letter_queue_url = Some(DLQ.into());
+    h
+}
+
+const DLQ: &str = "https://sqs.local/ingest-pos-dlq";
 
 fn router() -> Harness {
     harness(Mode::Router { channel_queues: BTreeMap::from([("pos".to_string(), POS_QUEUE.to_string())]) })
@@ -373,6 +383,39 @@ async fn a_truncated_file_sends_nothing_and_is_not_retried_for_nothing() {
     assert!(entry.event_files.is_empty() && entry.observations_sent == 0);
     assert!(h.lake_outputs().await.is_empty(), "nothing reached the lake");
     assert!(h.queue.sent(IDENTITY).is_empty(), "nothing reached identity");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_failure_is_recorded_and_parked_in_the_dlq_at_once() {
+    let h = pos_with_dlq();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &pos_export(400).0).unwrap();
+    let full = gz.finish().unwrap();
+    let object = h.upload("pos/2026-11-22/caisse-cut.csv.gz", &full[..full.len() / 2]).await;
+    assert!(h.deliver(&object).await.is_empty(), "acknowledged: no retry can read these bytes");
+    assert_eq!(h.queue.sent(DLQ), vec![notification_body(&object)], "the message itself waits in the DLQ");
+    assert_eq!(h.only_entry().await.status, LedgerStatus::Failed, "and the ledger says why");
+
+    // A body that is not a notification: parked too.
+    let mut message = SqsMessage::default();
+    message.message_id = Some("m-2".into());
+    message.body = Some("not json".into());
+    let mut event = SqsEvent::default();
+    event.records = vec![message];
+    assert!(h.ingest.handle(event).await.batch_item_failures.is_empty());
+    assert_eq!(h.queue.sent(DLQ).len(), 2);
+
+    // A transient failure is not permanent: retried by SQS, not parked.
+    let object = h.upload("pos/2026-11-22/caisse.csv", &pos_sample()).await;
+    h.blobs.faults.fail_on("blob.put", "ledger/", 1);
+    assert_eq!(h.deliver(&object).await, vec!["m-1".to_string()]);
+    assert_eq!(h.queue.sent(DLQ).len(), 2);
+    assert!(h.deliver(&object).await.is_empty(), "the retry succeeds");
+
+    // The DLQ refusing the message: failed, so SQS's redrive still gets it there.
+    let object = h.upload("pos/2026-11-23/caisse-cut.csv.gz", &full[..full.len() / 3]).await;
+    h.queue.faults.fail("queue.send", 1);
+    assert_eq!(h.deliver(&object).await, vec!["m-1".to_string()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

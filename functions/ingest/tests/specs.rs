@@ -124,7 +124,7 @@ fn pos_windows_1252_decimal_comma_fill_down_and_dst() {
     assert!(sink.rejected[1].reason.contains("ECHANGE"), "{}", sink.rejected[1].reason);
     assert!(sink.rejected[2].reason.contains("expected 16 fields"), "{}", sink.rejected[2].reason);
     // Lake rows carry hashes only.
-    assert_eq!(first.email_sha256.as_deref().map(str::len), Some(64));
+    assert_eq!(first.email_hash.as_deref().map(str::len), Some(64));
 }
 
 #[test]
@@ -220,7 +220,8 @@ fn ecommerce_malformed_rows_are_rejected_with_line_and_reason() {
     assert!(reasons[2].contains("blank"), "{reasons:?}");
     assert!(reasons[3].contains("31/01/2026"), "{reasons:?}");
     assert!(reasons[4].contains("expected 18 fields"), "{reasons:?}");
-    assert!(reasons[5].contains("not-an-email"), "the email is required on orders: {reasons:?}");
+    assert!(reasons[5].contains("email is not a valid address (no @"), "the email is required on orders: {reasons:?}");
+    assert!(!reasons[5].contains("not-an-email"), "a reason never quotes an identifier: {reasons:?}");
     assert_eq!(sink.events[0].order_id.as_deref(), Some("#5"));
     assert!(sink.rejected[0].raw.starts_with("#1,a@b.fr"));
 }
@@ -334,6 +335,7 @@ fn sms_report_stop_is_an_opt_out() {
     let counts = counts.unwrap();
     assert_eq!((counts.events, counts.rejected), (3, 1));
     assert!(sink.rejected[0].reason.contains("not a valid phone number"), "{}", sink.rejected[0].reason);
+    assert!(sink.rejected[0].reason.ends_with("not a valid phone number (2 digits)"), "never the number: {}", sink.rejected[0].reason);
     assert!(sink.events.iter().all(|e| e.anchor_id == sink.events[0].anchor_id));
     assert_eq!(sink.events[2].event_type, "sms_stop");
     let stop = sink.observations.iter().find(|o| !o.consents.is_empty()).unwrap();
@@ -404,7 +406,10 @@ campaign_id = { source = "campaign" }
     assert_eq!((counts.events, counts.rejected), (1, 1));
     assert_eq!(sink.rejected[0].line, 2);
     assert!(sink.rejected[0].raw.contains("\"campaign\":\"C1\""), "{}", sink.rejected[0].raw);
-    assert_eq!(sink.events[0].email_sha256.as_deref(), Some(ariane_shared::identifiers::sha256_hex("a@b.fr").as_str()));
+    assert_eq!(
+        sink.events[0].email_hash.as_deref(),
+        Some(ariane_shared::identifiers::identifier_hash(IdentifierKind::Email, "a@b.fr").as_str())
+    );
 }
 
 #[test]
@@ -450,6 +455,7 @@ fn token_identifiers_are_normalised_like_everywhere_else() {
     assert_eq!(sink.observations[1].identifiers, vec![Identifier::new(IdentifierKind::CustomerId, "C-2")], "the bad card is dropped");
     assert_eq!(
         (sink.rejected[0].line, sink.rejected[0].reason.as_str()),
-        (4, "customer_id (column \"Client\"): customer_id \"C\\u{7}3\" contains a control character")
+        (4, "customer_id (column \"Client\"): customer_id contains a control character"),
+        "the reason never quotes the identifier"
     );
 }

@@ -5,7 +5,7 @@
 //!
 //! | item | `pk` / `sk` | attributes |
 //! |---|---|---|
-//! | send | `SEND#<send key>` / `SEND` | `status` (`claimed`, `deferred`, `sent`, `suppressed`), `lease_until`, `claimed_at`, `effects` (JSON), `detail`, `completed_at`, `due_at`, `attempts`, `last_error` |
+//! | send | `SEND#<send key>` / `SEND` | `status` (`claimed`, `deferred`, `sent`, `suppressed`), `lease_until`, `claim_token` (the holder's), `completed_token`, `claimed_at`, `effects` (JSON), `detail`, `completed_at`, `due_at`, `attempts`, `last_error` |
 //! | pressure | `CAP#<profile>` / `CAP` | `version`, `sends` (JSON: `send_key`, `campaign`, `channel`, `at`) |
 //! | audience | `AUD#<campaign>#<profile>` / `AUD` | `rows` (JSON), `added_at` |
 //! | deferral | `DEFER#<due date>` / `<due instant>#<send key>` | `message`, `send_key`, `deferred_at` |
@@ -15,13 +15,14 @@ use std::time::Duration as StdDuration;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 use crate::error::{AwsError, SdkResultExt};
 use crate::lake::ProfileState;
 use crate::ports::{
-    ActivationLedger, AudienceRow, Claim, Deferral, Effects, LedgerError, PressureEntry, ProfileReadError, ProfileReader, SendStatus,
+    ActivationLedger, AudienceRow, Claim, ClaimToken, Deferral, Effects, LedgerError, PressureEntry, ProfileReadError, ProfileReader,
+    SendStatus,
 };
 use crate::profile::{summary_from_attributes, ProfileItem, SUMMARY_PROJECTION};
 
@@ -108,12 +109,13 @@ fn claim_of(send_key: &str, item: &HashMap<String, AttributeValue>) -> Result<Cl
 impl ActivationLedger for DynamoLedger {
     async fn claim(&self, send_key: &str, lease: StdDuration, now: DateTime<Utc>) -> Result<Claim, LedgerError> {
         let t = now.timestamp();
+        let token = ClaimToken::fresh();
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(format!("SEND#{send_key}"), "SEND")))
-            .update_expression("SET #s = :claimed, lease_until = :lease, claimed_at = :t, expires_at = :exp")
+            .update_expression("SET #s = :claimed, lease_until = :lease, claimed_at = :t, expires_at = :exp, claim_token = :tok")
             .condition_expression("attribute_not_exists(pk) OR #s = :deferred OR (#s = :claimed AND lease_until < :now)")
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":claimed", s("claimed"))
@@ -122,11 +124,12 @@ impl ActivationLedger for DynamoLedger {
             .expression_attribute_values(":now", n(t))
             .expression_attribute_values(":t", s(ts(now)))
             .expression_attribute_values(":exp", n(t + RETENTION_DAYS * 86_400))
+            .expression_attribute_values(":tok", s(token.as_str()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         let old = match result {
-            Ok(_) => return Ok(Claim::Acquired),
+            Ok(_) => return Ok(Claim::Acquired(token)),
             Err(SdkError::ServiceError(se)) if matches!(se.err(), UpdateItemError::ConditionalCheckFailedException(_)) => match se.err() {
                 UpdateItemError::ConditionalCheckFailedException(e) => e.item().cloned(),
                 _ => None,
@@ -144,6 +147,7 @@ impl ActivationLedger for DynamoLedger {
     async fn complete(
         &self,
         send_key: &str,
+        token: &ClaimToken,
         status: SendStatus,
         effects: &Effects,
         detail: &str,
@@ -154,45 +158,81 @@ impl ActivationLedger for DynamoLedger {
             what: "effects",
             source,
         })?;
-        self.client
+        let done = self
+            .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(format!("SEND#{send_key}"), "SEND")))
-            .update_expression("SET #s = :s, effects = :e, detail = :d, completed_at = :t REMOVE lease_until")
+            .update_expression(
+                "SET #s = :s, effects = :e, detail = :d, completed_at = :t, completed_token = :tok REMOVE lease_until, claim_token",
+            )
+            .condition_expression("#s = :claimed AND claim_token = :tok")
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":s", s(status.as_str()))
             .expression_attribute_values(":e", s(effects))
             .expression_attribute_values(":d", s(detail.chars().take(500).collect::<String>()))
             .expression_attribute_values(":t", s(ts(now)))
+            .expression_attribute_values(":tok", s(token.as_str()))
+            .expression_attribute_values(":claimed", s("claimed"))
             .send()
             .await
-            .aws("dynamodb:UpdateItem complete")?;
-        Ok(())
+            .aws("dynamodb:UpdateItem complete");
+        match done {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_code("ConditionalCheckFailedException") => {
+                // A retried complete whose first success went unanswered finds its own
+                // token on the completed item: done. Anything else lost the claim.
+                let item = self.get(format!("SEND#{send_key}"), "SEND", "dynamodb:GetItem complete").await?.unwrap_or_default();
+                let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+                if text("completed_token").as_deref() == Some(token.as_str()) {
+                    return Ok(());
+                }
+                Err(LedgerError::ClaimLost { send_key: send_key.to_string(), status: text("status").unwrap_or_else(|| "absent".into()) })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
-    async fn release(&self, send_key: &str, error: &str) -> Result<(), LedgerError> {
-        self.client
+    async fn release(&self, send_key: &str, token: &ClaimToken, error: &str) -> Result<(), LedgerError> {
+        let released = self
+            .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(format!("SEND#{send_key}"), "SEND")))
             .update_expression("SET lease_until = :zero, last_error = :e ADD attempts :one")
-            .condition_expression("#s = :claimed")
+            .condition_expression("#s = :claimed AND claim_token = :tok")
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":e", s(error.chars().take(500).collect::<String>()))
             .expression_attribute_values(":claimed", s("claimed"))
+            .expression_attribute_values(":tok", s(token.as_str()))
             .send()
             .await
-            .aws("dynamodb:UpdateItem release")?;
-        Ok(())
+            .aws("dynamodb:UpdateItem release");
+        match released {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_code("ConditionalCheckFailedException") => {
+                Err(LedgerError::ClaimLost { send_key: send_key.to_string(), status: "not claimed with this token".into() })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
-    async fn defer(&self, send_key: &str, due: DateTime<Utc>, message: &str, now: DateTime<Utc>) -> Result<(), LedgerError> {
-        let pk = format!("DEFER#{}", due.format("%Y-%m-%d"));
-        let sk = format!("{}#{send_key}", ts(due));
-        self.client
-            .put_item()
+    async fn defer(
+        &self,
+        send_key: &str,
+        token: &ClaimToken,
+        due: DateTime<Utc>,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
+        let (pk, sk) = deferral_key(due, send_key);
+        let build =
+            |e: aws_sdk_dynamodb::error::BuildError| LedgerError::Malformed { key: format!("SEND#{send_key}"), what: e.to_string() };
+        // One transaction: a deferral item without its send parked (or the reverse) would
+        // either re-run a send another instance holds, or never release it.
+        let put = Put::builder()
             .table_name(&self.table)
             .item("pk", s(pk))
             .item("sk", s(sk))
@@ -200,22 +240,43 @@ impl ActivationLedger for DynamoLedger {
             .item("send_key", s(send_key))
             .item("deferred_at", s(ts(now)))
             .item("expires_at", n(due.timestamp() + RETENTION_DAYS * 86_400))
-            .send()
-            .await
-            .aws("dynamodb:PutItem deferral")?;
-        self.client
-            .update_item()
+            .build()
+            .map_err(build)?;
+        let park = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(format!("SEND#{send_key}"), "SEND")))
-            .update_expression("SET #s = :deferred, due_at = :due, lease_until = :zero")
+            .update_expression("SET #s = :deferred, due_at = :due, lease_until = :zero REMOVE claim_token")
+            .condition_expression("#s = :claimed AND claim_token = :tok")
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":deferred", s("deferred"))
+            .expression_attribute_values(":claimed", s("claimed"))
+            .expression_attribute_values(":tok", s(token.as_str()))
             .expression_attribute_values(":due", s(ts(due)))
             .expression_attribute_values(":zero", n(0))
+            .build()
+            .map_err(build)?;
+        let done = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(park).build())
             .send()
             .await
-            .aws("dynamodb:UpdateItem defer")?;
-        Ok(())
+            .aws("dynamodb:TransactWriteItems defer");
+        match done {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_code("TransactionCanceledException") => {
+                // Either the condition failed (the claim is gone) or a concurrent
+                // transaction touched an item (retry): the send item tells which.
+                let item = self.get(format!("SEND#{send_key}"), "SEND", "dynamodb:GetItem defer").await?.unwrap_or_default();
+                let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+                if text("status").as_deref() == Some("claimed") && text("claim_token").as_deref() == Some(token.as_str()) {
+                    return Err(e.into());
+                }
+                Err(LedgerError::ClaimLost { send_key: send_key.to_string(), status: text("status").unwrap_or_else(|| "absent".into()) })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn due_deferrals(&self, now: DateTime<Utc>, days: i64) -> Result<Vec<Deferral>, LedgerError> {
@@ -377,6 +438,9 @@ impl DynamoProfiles {
                 .filter_expression("sk = :profile")
                 .expression_attribute_values(":profile", s(ProfileItem::SK))
                 .projection_expression(SUMMARY_PROJECTION)
+                // The segments role may only Scan with this projection
+                // (`dynamodb:Select` = SPECIFIC_ATTRIBUTES, `dynamodb:Attributes` = it).
+                .select(aws_sdk_dynamodb::types::Select::SpecificAttributes)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await

@@ -16,8 +16,8 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use crate::error::AwsError;
 use crate::lake::ProfileState;
 use crate::ports::{
-    ActivationLedger, AudienceRow, BlobError, BlobMeta, BlobReader, BlobStore, BlobVersion, Claim, Deferral, Effects, LedgerError,
-    PressureEntry, ProfileReadError, ProfileReader, Queue, SendError, SendStatus,
+    ActivationLedger, AudienceRow, BlobError, BlobMeta, BlobReader, BlobStore, BlobVersion, Claim, ClaimToken, Deferral, Effects,
+    LedgerError, PressureEntry, ProfileReadError, ProfileReader, Queue, SendError, SendStatus,
 };
 use crate::profile::ProfileItem;
 
@@ -241,9 +241,20 @@ impl Queue for MemQueue {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum SendState {
-    Claimed { lease_until: i64 },
+    Claimed { lease_until: i64, token: String },
     Deferred,
-    Done { status: SendStatus, effects: String },
+    Done { status: SendStatus, effects: String, token: String },
+}
+
+/// The answer to a complete, release or defer whose token no longer holds the claim.
+fn lost(send_key: &str, state: Option<&SendState>) -> LedgerError {
+    let status = match state {
+        None => "absent",
+        Some(SendState::Claimed { .. }) => "claimed by another holder",
+        Some(SendState::Deferred) => "deferred",
+        Some(SendState::Done { status, .. }) => status.as_str(),
+    };
+    LedgerError::ClaimLost { send_key: send_key.to_string(), status: status.to_string() }
 }
 
 #[derive(Default)]
@@ -303,7 +314,7 @@ impl ActivationLedger for MemLedger {
         let t = now.timestamp();
         match st.sends.get(send_key) {
             None | Some(SendState::Deferred) => {}
-            Some(SendState::Claimed { lease_until }) if *lease_until < t => {}
+            Some(SendState::Claimed { lease_until, .. }) if *lease_until < t => {}
             Some(SendState::Claimed { .. }) => return Ok(Claim::InFlight),
             Some(SendState::Done { effects, .. }) => {
                 let effects: Effects = serde_json::from_str(effects).map_err(|source| LedgerError::Decode {
@@ -314,13 +325,15 @@ impl ActivationLedger for MemLedger {
                 return Ok(Claim::Done(Box::new(effects)));
             }
         }
-        st.sends.insert(send_key.to_string(), SendState::Claimed { lease_until: t + lease.as_secs() as i64 });
-        Ok(Claim::Acquired)
+        let token = ClaimToken::fresh();
+        st.sends.insert(send_key.to_string(), SendState::Claimed { lease_until: t + lease.as_secs() as i64, token: token.0.clone() });
+        Ok(Claim::Acquired(token))
     }
 
     async fn complete(
         &self,
         send_key: &str,
+        token: &ClaimToken,
         status: SendStatus,
         effects: &Effects,
         _detail: &str,
@@ -332,33 +345,45 @@ impl ActivationLedger for MemLedger {
             what: "effects",
             source,
         })?;
-        lock(&self.state).sends.insert(send_key.to_string(), SendState::Done { status, effects });
+        let mut st = lock(&self.state);
+        match st.sends.get(send_key) {
+            Some(SendState::Claimed { token: held, .. }) if held == &token.0 => {}
+            // A retried complete whose first success went unanswered.
+            Some(SendState::Done { token: done, .. }) if done == &token.0 => return Ok(()),
+            other => return Err(lost(send_key, other)),
+        }
+        st.sends.insert(send_key.to_string(), SendState::Done { status, effects, token: token.0.clone() });
         Ok(())
     }
 
-    async fn release(&self, send_key: &str, _error: &str) -> Result<(), LedgerError> {
+    async fn release(&self, send_key: &str, token: &ClaimToken, _error: &str) -> Result<(), LedgerError> {
         self.faults.check("ledger.release", send_key)?;
         let mut st = lock(&self.state);
         match st.sends.get_mut(send_key) {
-            Some(SendState::Claimed { lease_until }) => *lease_until = 0,
-            _ => {
-                return Err(AwsError {
-                    operation: "dynamodb:UpdateItem release",
-                    code: "ConditionalCheckFailedException".into(),
-                    message: format!("send {send_key} is not claimed"),
-                    retryable: false,
-                    source: "condition failed".into(),
-                }
-                .into())
+            Some(SendState::Claimed { lease_until, token: held }) if held == &token.0 => *lease_until = 0,
+            other => {
+                let err = lost(send_key, other.map(|o| &*o));
+                return Err(err);
             }
         }
         *st.attempts.entry(send_key.to_string()).or_default() += 1;
         Ok(())
     }
 
-    async fn defer(&self, send_key: &str, due: DateTime<Utc>, message: &str, _now: DateTime<Utc>) -> Result<(), LedgerError> {
+    async fn defer(
+        &self,
+        send_key: &str,
+        token: &ClaimToken,
+        due: DateTime<Utc>,
+        message: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
         self.faults.check("ledger.defer", send_key)?;
         let mut st = lock(&self.state);
+        match st.sends.get(send_key) {
+            Some(SendState::Claimed { token: held, .. }) if held == &token.0 => {}
+            other => return Err(lost(send_key, other)),
+        }
         st.deferrals.insert((due, send_key.to_string()), message.to_string());
         st.sends.insert(send_key.to_string(), SendState::Deferred);
         Ok(())
@@ -473,24 +498,29 @@ mod tests {
         let l = MemLedger::new();
         let now = at("2026-11-23T10:00:00Z");
         let lease = StdDuration::from_secs(120);
-        assert_eq!(l.claim("k", lease, now).await.unwrap(), Claim::Acquired);
+        let acquired = |c: Claim| match c {
+            Claim::Acquired(token) => token,
+            other => panic!("not acquired: {other:?}"),
+        };
+        let first = acquired(l.claim("k", lease, now).await.unwrap());
         assert_eq!(l.claim("k", lease, now).await.unwrap(), Claim::InFlight, "a live lease");
-        assert_eq!(l.claim("k", lease, now + Duration::seconds(121)).await.unwrap(), Claim::Acquired, "an expired lease");
-        l.release("k", "boom").await.unwrap();
-        assert_eq!(l.claim("k", lease, now).await.unwrap(), Claim::Acquired, "a released claim");
-        l.complete("k", SendStatus::Sent, &Effects::default(), "", now).await.unwrap();
+        let second = acquired(l.claim("k", lease, now + Duration::seconds(121)).await.unwrap());
+        assert!(matches!(l.release("k", &first, "stale").await, Err(LedgerError::ClaimLost { .. })), "the expired holder's token");
+        l.release("k", &second, "boom").await.unwrap();
+        let third = acquired(l.claim("k", lease, now).await.unwrap());
+        l.complete("k", &third, SendStatus::Sent, &Effects::default(), "", now).await.unwrap();
         assert_eq!(l.claim("k", lease, now).await.unwrap(), Claim::Done(Box::default()));
-        assert!(l.release("k", "late").await.is_err(), "only a claim can be released");
+        assert!(l.release("k", &third, "late").await.is_err(), "only a claim can be released");
         l.corrupt_effects("k", "{oops");
         assert!(matches!(l.claim("k", lease, now).await, Err(LedgerError::Decode { .. })));
         // Deferral: claimable again, listed when due.
-        assert_eq!(l.claim("d", lease, now).await.unwrap(), Claim::Acquired);
+        let d = acquired(l.claim("d", lease, now).await.unwrap());
         let due = at("2026-11-24T07:00:00Z");
-        l.defer("d", due, "msg", now).await.unwrap();
+        l.defer("d", &d, due, "msg", now).await.unwrap();
         assert!(l.due_deferrals(now, 7).await.unwrap().is_empty());
         let listed = l.due_deferrals(due, 7).await.unwrap();
         assert_eq!(listed, vec![Deferral { due, send_key: "d".into(), message: "msg".into() }]);
-        assert_eq!(l.claim("d", lease, due).await.unwrap(), Claim::Acquired);
+        acquired(l.claim("d", lease, due).await.unwrap());
         l.delete_deferral(&listed[0]).await.unwrap();
         assert!(l.due_deferrals(due, 7).await.unwrap().is_empty());
     }

@@ -19,8 +19,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::lake::ProfileState;
 use crate::ports::{
-    ActivationLedger, AudienceRow, BlobError, BlobMeta, BlobReader, BlobStore, BlobVersion, Claim, Deferral, Effects, LedgerError,
-    PressureEntry, ProfileReadError, ProfileReader, Queue, SendError, SendStatus,
+    ActivationLedger, AudienceRow, BlobError, BlobMeta, BlobReader, BlobStore, BlobVersion, Claim, ClaimToken, Deferral, Effects,
+    LedgerError, PressureEntry, ProfileReadError, ProfileReader, Queue, SendError, SendStatus,
 };
 use crate::profile::ProfileItem;
 
@@ -200,7 +200,7 @@ impl<T: ActivationLedger> ActivationLedger for Metered<T> {
     async fn claim(&self, send_key: &str, lease: StdDuration, now: DateTime<Utc>) -> Result<Claim, LedgerError> {
         self.meter.write(&[send_key.len() + LEDGER_ITEM_OVERHEAD], false);
         let claim = self.inner.claim(send_key, lease, now).await?;
-        if claim != Claim::Acquired {
+        if !matches!(claim, Claim::Acquired(_)) {
             // A refused conditional update returns the old item (no read request).
             self.meter.conflict();
         }
@@ -209,6 +209,7 @@ impl<T: ActivationLedger> ActivationLedger for Metered<T> {
     async fn complete(
         &self,
         send_key: &str,
+        token: &ClaimToken,
         status: SendStatus,
         effects: &Effects,
         detail: &str,
@@ -216,16 +217,23 @@ impl<T: ActivationLedger> ActivationLedger for Metered<T> {
     ) -> Result<(), LedgerError> {
         let effects_len = serde_json::to_string(effects).map(|e| e.len()).unwrap_or_default();
         self.meter.write(&[send_key.len() + effects_len + detail.len().min(500) + LEDGER_ITEM_OVERHEAD], false);
-        self.inner.complete(send_key, status, effects, detail, now).await
+        self.inner.complete(send_key, token, status, effects, detail, now).await
     }
-    async fn release(&self, send_key: &str, error: &str) -> Result<(), LedgerError> {
+    async fn release(&self, send_key: &str, token: &ClaimToken, error: &str) -> Result<(), LedgerError> {
         self.meter.write(&[send_key.len() + error.len().min(500) + LEDGER_ITEM_OVERHEAD], false);
-        self.inner.release(send_key, error).await
+        self.inner.release(send_key, token, error).await
     }
-    async fn defer(&self, send_key: &str, due: DateTime<Utc>, message: &str, now: DateTime<Utc>) -> Result<(), LedgerError> {
-        self.meter.write(&[send_key.len() + message.len() + LEDGER_ITEM_OVERHEAD], false);
-        self.meter.write(&[send_key.len() + LEDGER_ITEM_OVERHEAD], false);
-        self.inner.defer(send_key, due, message, now).await
+    async fn defer(
+        &self,
+        send_key: &str,
+        token: &ClaimToken,
+        due: DateTime<Utc>,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
+        // The deferral item and the parked send: one transaction.
+        self.meter.write(&[send_key.len() + message.len() + LEDGER_ITEM_OVERHEAD, send_key.len() + LEDGER_ITEM_OVERHEAD], true);
+        self.inner.defer(send_key, token, due, message, now).await
     }
     async fn due_deferrals(&self, now: DateTime<Utc>, days: i64) -> Result<Vec<Deferral>, LedgerError> {
         let due = self.inner.due_deferrals(now, days).await?;

@@ -143,6 +143,9 @@ pub async fn run(args: &IdentityCommand) -> anyhow::Result<()> {
     let command = Command::from_args(args)?;
     let manifest = load_manifest(command.manifest())?;
     let clients = ariane_shared::aws::Clients::from_env(&manifest.client_env()).await;
+    // Identifier items are keyed with the stack's pepper: read it as the function does.
+    let identity_env = manifest.function_env("IdentityFunction")?;
+    ariane_shared::aws::install_lake_pepper(&identity_env, &clients.config).await?;
     let table = manifest.output("ProfilesTableName")?.to_string();
     let rules = Rules::embedded()?;
     let resolver = Resolver::new(DynamoStore { client: clients.dynamodb.clone(), table }, rules);

@@ -31,7 +31,28 @@ pub async fn deploy(root: &Path, endpoint: &str, stage: &str, params: &[(String,
         );
     }
     let text = std::fs::read_to_string(&out).with_context(|| format!("read {}", out.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parse {}", out.display()))
+    let manifest: Manifest = serde_json::from_str(&text).with_context(|| format!("parse {}", out.display()))?;
+    use_development_pepper(&manifest).await?;
+    Ok(manifest)
+}
+
+/// Puts [`DEVELOPMENT_PEPPER`] into the stack's lake pepper secret (which the template has
+/// Secrets Manager generate): every local stack, the tests' own computations of lake
+/// hashes (in-process, with the development pepper) and the functions (which read the
+/// secret, in this process or under `cargo lambda watch`) then agree.
+///
+/// [`DEVELOPMENT_PEPPER`]: ariane_shared::identifiers::DEVELOPMENT_PEPPER
+async fn use_development_pepper(manifest: &Manifest) -> anyhow::Result<()> {
+    let arn = manifest.output("LakePepperSecretArn")?;
+    let config = ariane_shared::aws::sdk_config(&manifest.client_env()).await;
+    aws_sdk_secretsmanager::Client::new(&config)
+        .put_secret_value()
+        .secret_id(arn)
+        .secret_string(ariane_shared::identifiers::DEVELOPMENT_PEPPER)
+        .send()
+        .await
+        .with_context(|| format!("put the development pepper into {arn}"))?;
+    Ok(())
 }
 
 /// A running local stack: moto, the deployed template's manifest, and clients.
