@@ -384,6 +384,12 @@ async fn erasure_through_the_queue_end_to_end() -> anyhow::Result<()> {
     }
     assert_eq!(links.values().filter(|p| **p == paul_pid).count(), 1, "Paul's link is untouched");
     assert!(history(&h).await?.iter().any(|r| r.action == "erased" && r.profile_id.as_deref() == Some(marie_pid.as_str())));
+    // The destinations are told, by profile id only.
+    let events: Vec<serde_json::Value> = h.take_json(h.stack.manifest.output("ActivationEventsQueueUrl")?).await?;
+    let erased: Vec<&serde_json::Value> = events.iter().filter(|e| e["type"] == "ProfileErased").collect();
+    assert_eq!(erased.len(), 1, "{events:?}");
+    assert_eq!(erased[0]["profile_id"], marie_pid.as_str());
+    assert!(!erased[0].to_string().contains("marie"), "{}", erased[0]);
 
     // An old export re-ingested (the same rows, re-exported as another file): identity
     // receives Marie's observations again and does not re-create her.

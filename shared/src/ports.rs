@@ -127,7 +127,13 @@ pub trait Queue: Send + Sync {
     /// were sent. What keeps failing is an error: the caller's step is retried as a
     /// whole, which is safe because every consumer is idempotent.
     async fn send_all(&self, queue_url: &str, bodies: &[String]) -> Result<usize, SendError>;
+    /// Sends one body that becomes visible only after `delay` (at most 15 minutes, the SQS
+    /// maximum): a message put back to wait, with a fresh receive count.
+    async fn send_delayed(&self, queue_url: &str, body: &str, delay: StdDuration) -> Result<(), SendError>;
 }
+
+/// SQS's longest message delay.
+pub const MAX_QUEUE_DELAY: StdDuration = StdDuration::from_secs(900);
 
 // ---------------------------------------------------------------------------------------
 // The activation ledger.
@@ -194,6 +200,20 @@ impl ClaimToken {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// A destination's circuit breaker as the ledger keeps it (one item per destination,
+/// shared by every instance; last writer wins: the counts are approximate by design).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerState {
+    /// Retryable failures in a row (after the in-invocation retries) since the last
+    /// success or opening.
+    pub failures: u32,
+    /// How many times in a row the breaker opened without a success in between (the
+    /// cool-down doubles each time).
+    pub openings: u32,
+    /// While in the future, no send to the destination is attempted.
+    pub open_until: Option<DateTime<Utc>>,
 }
 
 /// How a decided send ended.
@@ -365,6 +385,9 @@ pub trait ActivationLedger: Send + Sync {
     /// Deferrals due at or before `now` (looking back `days` due dates), oldest first.
     async fn due_deferrals(&self, now: DateTime<Utc>, days: i64) -> Result<Vec<Deferral>, LedgerError>;
     async fn delete_deferral(&self, deferral: &Deferral) -> Result<(), LedgerError>;
+    /// A destination's circuit breaker (the default state when it has none).
+    async fn breaker(&self, destination: &str) -> Result<BreakerState, LedgerError>;
+    async fn put_breaker(&self, destination: &str, state: &BreakerState) -> Result<(), LedgerError>;
     /// The person's pressure item: its version (`None`: no item yet) and recent sends.
     async fn pressure(&self, profile_id: &str) -> Result<(Option<u64>, Vec<PressureEntry>), LedgerError>;
     /// Writes the person's recent sends if the item is still at `version` (`None`: still
@@ -487,6 +510,9 @@ impl<T: Queue + ?Sized> Queue for Arc<T> {
     async fn send_all(&self, queue_url: &str, bodies: &[String]) -> Result<usize, SendError> {
         (**self).send_all(queue_url, bodies).await
     }
+    async fn send_delayed(&self, queue_url: &str, body: &str, delay: StdDuration) -> Result<(), SendError> {
+        (**self).send_delayed(queue_url, body, delay).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -533,6 +559,12 @@ impl<T: ActivationLedger + ?Sized> ActivationLedger for Arc<T> {
     }
     async fn delete_deferral(&self, deferral: &Deferral) -> Result<(), LedgerError> {
         (**self).delete_deferral(deferral).await
+    }
+    async fn breaker(&self, destination: &str) -> Result<BreakerState, LedgerError> {
+        (**self).breaker(destination).await
+    }
+    async fn put_breaker(&self, destination: &str, state: &BreakerState) -> Result<(), LedgerError> {
+        (**self).put_breaker(destination, state).await
     }
     async fn pressure(&self, profile_id: &str) -> Result<(Option<u64>, Vec<PressureEntry>), LedgerError> {
         (**self).pressure(profile_id).await

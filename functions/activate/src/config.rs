@@ -26,6 +26,9 @@ pub struct ActivateConfig {
     pub webhook_attempts: u32,
     /// How long a claim protects an in-flight send before another instance may retry it.
     pub claim_lease: Duration,
+    /// The destinations' circuit breaker (`BREAKER_THRESHOLD`, `BREAKER_COOLDOWN_SECONDS`,
+    /// `BREAKER_MAX_COOLDOWN_SECONDS`).
+    pub breaker: crate::breaker::BreakerPolicy,
 }
 
 impl ActivateConfig {
@@ -59,6 +62,27 @@ impl ActivateConfig {
             webhook_timeout: secs("WEBHOOK_TIMEOUT_SECONDS", 10)?,
             webhook_attempts,
             claim_lease: secs("CLAIM_LEASE_SECONDS", 120)?,
+            breaker: {
+                let threshold = match env.get("BREAKER_THRESHOLD") {
+                    None => 5,
+                    Some(v) => v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| ConfigError::Invalid {
+                        name: "BREAKER_THRESHOLD",
+                        reason: format!("{v:?} is not a number of failures in 1..=1000"),
+                    })?,
+                };
+                let cooldown = secs("BREAKER_COOLDOWN_SECONDS", 300)?;
+                let max_cooldown = secs("BREAKER_MAX_COOLDOWN_SECONDS", 3600)?;
+                if cooldown.is_zero() || max_cooldown < cooldown {
+                    return Err(ConfigError::Invalid {
+                        name: "BREAKER_MAX_COOLDOWN_SECONDS",
+                        reason: format!(
+                            "the cool-downs must be positive and the longest ({max_cooldown:?}) at least the first ({cooldown:?})"
+                        ),
+                    });
+                }
+                let d = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1));
+                crate::breaker::BreakerPolicy { threshold, cooldown: d(cooldown), max_cooldown: d(max_cooldown) }
+            },
         })
     }
 }

@@ -34,8 +34,8 @@ use ariane_shared::identifiers::stable_id;
 use ariane_shared::lake::{self, ActivationRecord};
 use ariane_shared::model::{ActivationRequest, SegmentChange};
 use ariane_shared::ports::{
-    ActivationLedger, AudienceRow, BlobError, BlobStore, Claim, ClaimToken, Effects, LedgerError, PressureEntry, PressureRules,
-    ProfileReadError, ProfileReader, Queue, Reservation, SendError, SendStatus,
+    ActivationLedger, AudienceRow, BlobError, BlobStore, BreakerState, Claim, ClaimToken, Effects, LedgerError, PressureEntry,
+    PressureRules, ProfileReadError, ProfileReader, Queue, Reservation, SendError, SendStatus, MAX_QUEUE_DELAY,
 };
 use ariane_shared::EnvSource;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
@@ -57,6 +57,11 @@ use crate::webhook::{deliver, RetryPolicy, WebhookError};
 /// Attempts of a `complete` (throttles, timeouts) before giving up: about 3 s in all.
 const COMPLETE_ATTEMPTS: u32 = 6;
 const COMPLETE_BACKOFF: ariane_shared::backoff::Backoff = ariane_shared::backoff::Backoff::new(std::time::Duration::from_millis(100), 5);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every update is one insertion: a poisoned lock is still consistent.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Where "now" comes from: the system clock in Lambda; a settable clock in tests and the
 /// local demo, which replay a day of quiet hours in seconds.
@@ -105,6 +110,8 @@ pub struct ActivateWith<P: Ports> {
     pub meter: Arc<Meter>,
     /// Webhook POST attempts (the meter counts the AWS requests only).
     pub webhook_posts: AtomicU64,
+    /// The destinations' breaker states as last read or written, and when.
+    breakers: Mutex<BTreeMap<String, (BreakerState, std::time::Instant)>>,
 }
 
 /// The function as Lambda runs it: DynamoDB, S3, SQS and HTTP destinations.
@@ -144,6 +151,9 @@ pub enum ActivateError {
     Blob(#[from] BlobError),
     #[error("another instance is deciding send {0}; retry later")]
     InFlight(String),
+    /// The destination's circuit breaker is open: the message waits on the queue.
+    #[error("destination {destination} is paused by its circuit breaker until {until}")]
+    DestinationPaused { destination: String, until: DateTime<Utc> },
     /// The destination accepted the message but the ledger could not record it, even
     /// after retries. The claim is kept (never released after a 2xx): until its lease
     /// ends a redelivery finds the send in flight, and a re-post after that carries the
@@ -211,6 +221,8 @@ async fn signing_secret(clients: &Clients, arn: &str) -> Result<Vec<u8>, BuildEr
 pub struct Counts {
     pub messages: u64,
     pub failed: u64,
+    /// Put back on the queue to wait for a destination whose breaker is open.
+    pub paused: u64,
     pub outcomes: BTreeMap<String, u64>,
 }
 
@@ -287,6 +299,7 @@ impl<P: Ports> ActivateWith<P> {
             clock,
             meter,
             webhook_posts: AtomicU64::new(0),
+            breakers: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -307,8 +320,9 @@ impl<P: Ports> ActivateWith<P> {
             let id = message.message_id.clone().unwrap_or_default();
             let span = tracing::info_span!("message", message_id = %id);
             async move {
-                let result = self.process(message.body.as_deref().unwrap_or_default(), now).await;
-                (id, result)
+                let body = message.body.unwrap_or_default();
+                let result = self.process(&body, now).await;
+                (id, body, result)
             }
             .instrument(span)
         });
@@ -317,7 +331,7 @@ impl<P: Ports> ActivateWith<P> {
         let mut counts = Counts::default();
         let mut effects = Effects::default();
         let mut producers = Vec::new();
-        for (id, result) in results {
+        for (id, body, result) in results {
             counts.messages += 1;
             match result {
                 Ok(e) => {
@@ -328,6 +342,22 @@ impl<P: Ports> ActivateWith<P> {
                         producers.push(id);
                     }
                     effects.extend(e);
+                }
+                Err(ActivateError::DestinationPaused { destination, until }) => {
+                    // Waits on the queue (a new message, a fresh receive count): a
+                    // destination down for hours does not push its backlog into the DLQ.
+                    let delay = (until - now).to_std().unwrap_or_default().clamp(std::time::Duration::from_secs(1), MAX_QUEUE_DELAY);
+                    match self.queue.send_delayed(&self.config.activation_queue_url, &body, delay).await {
+                        Ok(()) => {
+                            tracing::warn!(message_id = %id, %destination, %until, delay_s = delay.as_secs(), "destination paused: message put back to wait");
+                            counts.paused += 1;
+                        }
+                        Err(err) => {
+                            tracing::error!(message_id = %id, %destination, error = %err, "destination paused and the message cannot be put back: retried");
+                            counts.failed += 1;
+                            response.add_failure(id);
+                        }
+                    }
                 }
                 Err(err) => {
                     tracing::error!(message_id = %id, error = %err, "activation failed");
@@ -343,7 +373,8 @@ impl<P: Ports> ActivateWith<P> {
                 response.add_failure(id);
             }
         }
-        let mut metrics: Vec<(&str, f64)> = vec![("Messages", counts.messages as f64), ("Failed", counts.failed as f64)];
+        let mut metrics: Vec<(&str, f64)> =
+            vec![("Messages", counts.messages as f64), ("Failed", counts.failed as f64), ("Paused", counts.paused as f64)];
         let names: Vec<(String, f64)> = counts.outcomes.iter().map(|(k, v)| (format!("Outcome_{k}"), *v as f64)).collect();
         metrics.extend(names.iter().map(|(k, v)| (k.as_str(), *v)));
         ariane_shared::metrics::emit("activate", &metrics);
@@ -534,6 +565,10 @@ impl<P: Ports> ActivateWith<P> {
             record.conversion_until = due + Duration::days(c.conversion_days as i64);
             return Ok(Effects { records: vec![record], ..Effects::default() });
         }
+        let breaker = self.breaker_state(&message.destination).await?;
+        if let Some(until) = crate::breaker::open_until(&breaker, ctx.now) {
+            return Err(ActivateError::DestinationPaused { destination: message.destination.clone(), until });
+        }
         let cap = self.rules.frequency_cap;
         let rules = PressureRules {
             max_messages: cap.max_messages,
@@ -568,6 +603,7 @@ impl<P: Ports> ActivateWith<P> {
         match posted {
             Ok(delivered) => {
                 tracing::info!(campaign = %c.name, channel = %channel, attempts = delivered.attempts, status = delivered.status, "sent");
+                self.update_breaker(&message.destination, crate::breaker::on_success).await;
                 let event = serde_json::json!({
                     "type": "ActivationSent", "id": skey, "campaign": c.name, "channel": channel,
                     "destination": message.destination, "template": message.template, "segment": ctx.request.segment,
@@ -580,9 +616,47 @@ impl<P: Ports> ActivateWith<P> {
             Err(err) => {
                 tracing::warn!(campaign = %c.name, channel = %channel, retryable = err.retryable(), error = %err, "webhook failed");
                 self.ledger.unreserve(&profile.profile_id, skey, rules.retention).await?;
+                if err.retryable() {
+                    let policy = self.config.breaker;
+                    let now = ctx.now;
+                    let next = self.update_breaker(&message.destination, |s| crate::breaker::on_failure(s, now, &policy)).await;
+                    if let Some(until) = crate::breaker::open_until(&next, now) {
+                        tracing::warn!(destination = %message.destination, %until, "circuit breaker open");
+                        return Err(ActivateError::DestinationPaused { destination: message.destination.clone(), until });
+                    }
+                }
                 Err(err.into())
             }
         }
+    }
+
+    /// The destination's breaker: from this instance's cache while fresh, else the ledger.
+    async fn breaker_state(&self, destination: &str) -> Result<BreakerState, LedgerError> {
+        if let Some((state, _)) = lock(&self.breakers).get(destination).filter(|(_, at)| at.elapsed() < crate::breaker::STATE_TTL) {
+            return Ok(state.clone());
+        }
+        let state = self.ledger.breaker(destination).await?;
+        lock(&self.breakers).insert(destination.to_string(), (state.clone(), std::time::Instant::now()));
+        Ok(state)
+    }
+
+    /// Applies `next` to the destination's breaker as this instance knows it and stores
+    /// the result when it changed (best effort: a breaker that cannot be written only
+    /// delays the pause or the recovery).
+    async fn update_breaker(&self, destination: &str, next: impl FnOnce(&BreakerState) -> BreakerState) -> BreakerState {
+        let (before, after) = {
+            let mut cache = lock(&self.breakers);
+            let before = cache.get(destination).map(|(s, _)| s.clone()).unwrap_or_default();
+            let after = next(&before);
+            cache.insert(destination.to_string(), (after.clone(), std::time::Instant::now()));
+            (before, after)
+        };
+        if after != before {
+            if let Err(err) = self.ledger.put_breaker(destination, &after).await {
+                tracing::warn!(destination, error = %err, "cannot store the circuit breaker's state");
+            }
+        }
+        after
     }
 
     fn longest_cooldown(&self) -> Duration {

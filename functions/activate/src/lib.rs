@@ -6,6 +6,7 @@
 //! and the whole in `docs/activation.md`.
 
 pub mod audience;
+pub mod breaker;
 pub mod calendar;
 pub mod campaign;
 pub mod config;

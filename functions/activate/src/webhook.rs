@@ -266,6 +266,11 @@ impl MemWebhooks {
         lock(&self.refusals).entry(destination.to_string()).or_default().extend(std::iter::repeat_n(refusal, times));
     }
 
+    /// The destination answers again (the refusals still queued for it are dropped).
+    pub fn clear_refusals(&self, destination: &str) {
+        lock(&self.refusals).remove(destination);
+    }
+
     /// Every POST received, refused ones included, in order.
     pub fn posts(&self) -> Vec<Posted> {
         lock(&self.posts).clone()

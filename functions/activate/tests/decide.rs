@@ -13,7 +13,7 @@ use ariane_activate::webhook::{Posted, Refusal, RetryPolicy};
 use ariane_activate::{ActivateConfig, ActivateWith, InMemory, MemPorts};
 use ariane_shared::identifiers::stable_id;
 use ariane_shared::model::{ActivationRequest, SegmentChange};
-use ariane_shared::ports::{ActivationLedger, BlobStore, Effects};
+use ariane_shared::ports::{ActivationLedger, BlobStore, Claim, Effects};
 use ariane_shared::profile::{ConsentState, ProfileDoc, ProfileItem, TraitValue};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Duration, Utc};
@@ -105,6 +105,7 @@ fn config() -> ActivateConfig {
         webhook_timeout: StdDuration::from_secs(10),
         webhook_attempts: 3,
         claim_lease: StdDuration::from_secs(120),
+        breaker: ariane_activate::breaker::BreakerPolicy::default(),
     }
 }
 
@@ -536,4 +537,77 @@ async fn a_body_that_is_not_a_request_fails_only_its_message() {
     assert_eq!(w.mem.webhooks.accepted().len(), 1);
     let reading = w.activate.meter.reading();
     assert!(reading.write_requests > 0 && reading.read_requests > 0 && reading.s3_writes == 1 && reading.sqs_requests == 1, "{reading:?}");
+}
+
+#[tokio::test]
+async fn a_destination_down_for_hours_pauses_its_sends_instead_of_filling_the_dlq() {
+    let w = world();
+    // The ESP is down: every POST answers 503.
+    w.mem.webhooks.refuse("esp", Refusal::Status(503), 1000);
+    let people: Vec<String> = (0..8).map(|i| format!("p_down_{i}")).collect();
+    for p in &people {
+        emailable(p).put(&w);
+    }
+    let requests: Vec<ActivationRequest> = people.iter().map(|p| request("seg-a", p, SegmentChange::Entered)).collect();
+    // Below the threshold (5 failed sends in a row): ordinary failures, retried by SQS.
+    for (i, r) in requests.iter().take(4).enumerate() {
+        assert_eq!(failed(&deliver(&w, &format!("m{i}"), r).await), vec![format!("m{i}")]);
+    }
+    assert!(w.mem.queue.delayed(ACTIVATION_QUEUE).is_empty());
+    // The fifth failure opens the breaker: that message, and every later one for the
+    // destination, is put back on the queue to wait (acknowledged, not failed).
+    assert!(failed(&deliver(&w, "m4", &requests[4]).await).is_empty());
+    let posts = w.mem.webhooks.posts().len();
+    assert_eq!(posts, 5 * 3, "five sends of three attempts each");
+    for (i, r) in requests.iter().enumerate().skip(5) {
+        assert!(failed(&deliver(&w, &format!("m{i}"), r).await).is_empty());
+    }
+    assert_eq!(w.mem.webhooks.posts().len(), posts, "no POST while the breaker is open");
+    let waiting = w.mem.queue.delayed(ACTIVATION_QUEUE);
+    assert_eq!(waiting.len(), 4, "{waiting:?}");
+    assert!(waiting.iter().all(|(_, delay)| *delay == StdDuration::from_secs(300)), "until the cool-down ends: {waiting:?}");
+    assert_eq!(w.mem.ledger.breaker("esp").await.unwrap().open_until, Some(tuesday() + Duration::minutes(5)));
+    // Nothing is held: the claims are released and the cap slots given back.
+    for (p, r) in people.iter().zip(&requests).skip(4) {
+        assert!(matches!(
+            w.mem.ledger.claim(&send_key("promo-a", r), StdDuration::from_secs(120), tuesday()).await,
+            Ok(Claim::Acquired(_))
+        ));
+        assert!(w.mem.ledger.pressure_of(p).is_empty());
+    }
+
+    // Other destinations are not affected.
+    let sms = Person { id: "p_sms", email: None, phone: Some("+33612345678"), consents: &[("sms", true)] };
+    sms.put(&w);
+    assert!(failed(&deliver(&w, "m-sms", &request("seg-sms", "p_sms", SegmentChange::Entered)).await).is_empty());
+    assert_eq!(w.mem.webhooks.accepted().len(), 1);
+
+    // The ESP is back; after the cool-down the waiting messages go through (half-open,
+    // then closed by the first success).
+    w.mem.webhooks.clear_refusals("esp");
+    w.clock.set(tuesday() + Duration::minutes(6));
+    for (i, (body, _)) in waiting.iter().enumerate() {
+        assert!(failed(&deliver_raw(&w, &format!("again{i}"), body).await).is_empty());
+    }
+    assert_eq!(w.mem.webhooks.accepted().len(), 1 + 4);
+    assert_eq!(w.mem.ledger.breaker("esp").await.unwrap(), Default::default(), "closed again");
+}
+
+#[tokio::test]
+async fn a_half_open_breaker_reopens_at_the_first_failure_for_longer() {
+    let w = world();
+    w.mem.webhooks.refuse("esp", Refusal::Status(500), 1000);
+    for i in 0..5 {
+        let p = format!("p_half_{i}");
+        emailable(&p).put(&w);
+        deliver(&w, &format!("m{i}"), &request("seg-a", &p, SegmentChange::Entered)).await;
+    }
+    assert_eq!(w.mem.ledger.breaker("esp").await.unwrap().open_until, Some(tuesday() + Duration::minutes(5)));
+    // After the cool-down one more failure is enough, and the pause doubles.
+    w.clock.set(tuesday() + Duration::minutes(5) + Duration::seconds(1));
+    emailable("p_half_5").put(&w);
+    assert!(failed(&deliver(&w, "m5", &request("seg-a", "p_half_5", SegmentChange::Entered)).await).is_empty());
+    let reopened = w.mem.ledger.breaker("esp").await.unwrap();
+    assert_eq!(reopened.open_until, Some(tuesday() + Duration::minutes(15) + Duration::seconds(1)));
+    assert_eq!(reopened.openings, 2);
 }

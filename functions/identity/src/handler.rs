@@ -4,12 +4,15 @@
 //! [`IdentityWith`] is generic over its ports, the item store (DynamoDB) and the blob
 //! store (the lake's links and history); [`Identity`] is the function as deployed.
 
+use std::sync::Arc;
+
 use ariane_shared::adapters::s3::S3Blobs;
+use ariane_shared::adapters::sqs::SqsQueue;
 use ariane_shared::aws::Clients;
 use ariane_shared::identifiers::{normalized, stable_id, Identifier, IdentifierError};
 use ariane_shared::lake::{self, IdentityLink};
 use ariane_shared::model::ObservationBatch;
-use ariane_shared::ports::{BlobError, BlobStore};
+use ariane_shared::ports::{BlobError, BlobStore, Queue, SendError};
 use ariane_shared::EnvSource;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
@@ -25,6 +28,8 @@ pub struct IdentityWith<S, B> {
     pub config: IdentityConfig,
     pub resolver: Resolver<S>,
     pub blobs: B,
+    /// Where `ProfileErased` events go (`config.events_queue_url`); none: not announced.
+    pub events: Option<Arc<dyn Queue>>,
 }
 
 /// The identity function as deployed: DynamoDB and S3.
@@ -70,13 +75,34 @@ impl Identity {
         // Identity keys in the lake are keyed with the deployment's pepper.
         ariane_shared::aws::install_lake_pepper(env, &clients.config).await?;
         let store = DynamoStore { client: clients.dynamodb.clone(), table: config.profiles_table.clone() };
-        Ok(IdentityWith::new(config, Resolver::new(store, rules), S3Blobs::new(clients.s3.clone())))
+        let events: Option<Arc<dyn Queue>> = config.events_queue_url.as_ref().map(|_| Arc::new(SqsQueue::new(clients.sqs.clone())) as _);
+        let mut identity = IdentityWith::new(config, Resolver::new(store, rules), S3Blobs::new(clients.s3.clone()));
+        identity.events = events;
+        Ok(identity)
     }
 }
 
 impl<S: ItemStore, B: BlobStore> IdentityWith<S, B> {
     pub fn new(config: IdentityConfig, resolver: Resolver<S>, blobs: B) -> Self {
-        IdentityWith { config, resolver, blobs }
+        IdentityWith { config, resolver, blobs, events: None }
+    }
+
+    /// Sends `ProfileErased` for the person `id` resolves to, before the erasure: a
+    /// retry after a failed erasure announces it again (the event's `id` lets consumers
+    /// drop the duplicate); a retry after a successful one finds no profile and sends
+    /// nothing more. Carries the profile id only (destinations know the person by it from
+    /// `ActivationSent` and `AudienceEntered`).
+    async fn announce_erasure(&self, id: &Identifier) -> Result<(), HandlerError> {
+        let (Some(queue), Some(url)) = (&self.events, &self.config.events_queue_url) else { return Ok(()) };
+        let Some(profile_id) = self.resolver.lookup(id).await? else { return Ok(()) };
+        let event = serde_json::json!({
+            "type": "ProfileErased",
+            "id": stable_id(&["profile-erased", &profile_id]),
+            "profile_id": profile_id,
+            "requested_at": Utc::now(),
+        });
+        queue.send_all(url, &[event.to_string()]).await?;
+        Ok(())
     }
 
     fn normalize(&self, id: &Identifier) -> Result<Identifier, HandlerError> {
@@ -119,9 +145,12 @@ impl<S: ItemStore, B: BlobStore> IdentityWith<S, B> {
                 }
                 IdentityMessage::Erase { erase } => {
                     let result = match self.normalize(erase) {
-                        Ok(id) => match self.resolver.erase(&id).await {
-                            Ok(out) => self.write_lake(&out).await,
-                            Err(e) => Err(HandlerError::Resolve(e)),
+                        Ok(id) => match self.announce_erasure(&id).await {
+                            Ok(()) => match self.resolver.erase(&id).await {
+                                Ok(out) => self.write_lake(&out).await,
+                                Err(e) => Err(HandlerError::Resolve(e)),
+                            },
+                            Err(e) => Err(e),
                         },
                         Err(e) => Err(e),
                     };
@@ -261,6 +290,8 @@ pub enum HandlerError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("cannot encode links: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    #[error("cannot announce the erasure: {0}")]
+    Announce(#[from] SendError),
 }
 
 #[cfg(test)]
@@ -274,7 +305,7 @@ mod tests {
     use chrono::TimeZone;
 
     fn identity() -> IdentityWith<MemStore, MemBlobs> {
-        let config = IdentityConfig { profiles_table: "profiles".into(), lake_bucket: "lake".into() };
+        let config = IdentityConfig { profiles_table: "profiles".into(), lake_bucket: "lake".into(), events_queue_url: None };
         IdentityWith::new(config, Resolver::new(MemStore::default(), Rules::embedded().unwrap()), MemBlobs::new())
     }
 
@@ -341,6 +372,39 @@ mod tests {
         let (response, stats) = f.handle_with_stats(event(&[("m3", bad)])).await;
         assert_eq!(failures(&response), vec!["m3"]);
         assert_eq!(stats.failed_messages, 1);
+    }
+
+    /// An erasure announces `ProfileErased` (the profile id only) on the events queue
+    /// before erasing; a retry after a failed erasure announces it again with the same id,
+    /// a repeated request after a done one announces nothing.
+    #[tokio::test]
+    async fn an_erasure_is_announced_to_the_destinations() {
+        use ariane_shared::adapters::memory::MemQueue;
+        let mut f = identity();
+        let queue = Arc::new(MemQueue::new());
+        f.config.events_queue_url = Some("events".into());
+        f.events = Some(queue.clone());
+        f.handle(event(&[("m1", observations(&[(K::Email, "marie@x.fr")]))])).await;
+        let pid = f.resolver.lookup(&Identifier::new(K::Email, "marie@x.fr")).await.unwrap().unwrap();
+        let erase = r#"{"erase": {"kind": "email", "value": "Marie@X.fr"}}"#.to_string();
+        // The lake write of the erasure fails: the message is retried.
+        f.blobs.faults.fail("blob.put", 1);
+        assert_eq!(failures(&f.handle(event(&[("m2", erase.clone())])).await), vec!["m2"]);
+        assert!(failures(&f.handle(event(&[("m2", erase.clone())])).await).is_empty());
+        assert!(failures(&f.handle(event(&[("m3", erase)])).await).is_empty());
+        let sent: Vec<serde_json::Value> = queue.sent("events").iter().map(|b| serde_json::from_str(b).unwrap()).collect();
+        assert_eq!(sent.len(), 1, "announced before the first attempt, which erased; none after: {sent:?}");
+        assert_eq!((sent[0]["type"].as_str(), sent[0]["profile_id"].as_str()), (Some("ProfileErased"), Some(pid.as_str())));
+        assert!(sent[0].to_string().find("marie").is_none(), "no identifier in the event");
+        // A queue that refuses: the erasure waits for the announcement (retried).
+        f.handle(event(&[("m4", observations(&[(K::Email, "paul@x.fr")]))])).await;
+        queue.faults.fail("queue.send", 1);
+        let erase = r#"{"erase": {"kind": "email", "value": "paul@x.fr"}}"#.to_string();
+        assert_eq!(failures(&f.handle(event(&[("m5", erase.clone())])).await), vec!["m5"]);
+        assert!(f.resolver.lookup(&Identifier::new(K::Email, "paul@x.fr")).await.unwrap().is_some(), "not erased yet");
+        assert!(failures(&f.handle(event(&[("m5", erase)])).await).is_empty());
+        assert_eq!(queue.sent("events").len(), 2);
+        assert!(f.resolver.lookup(&Identifier::new(K::Email, "paul@x.fr")).await.unwrap().is_none());
     }
 
     /// The lake write fails after the profiles were written (in the batch attempt and

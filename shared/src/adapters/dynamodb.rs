@@ -9,6 +9,7 @@
 //! | pressure | `CAP#<profile>` / `CAP` | `version`, `sends` (JSON: `send_key`, `campaign`, `channel`, `at`) |
 //! | audience | `AUD#<campaign>#<profile>` / `AUD` | `rows` (JSON), `added_at` |
 //! | deferral | `DEFER#<due date>` / `<due instant>#<send key>` | `message`, `send_key`, `deferred_at` |
+//! | breaker | `BREAKER#<destination>` / `BREAKER` | `failures`, `openings`, `open_until` (unix seconds) |
 
 use std::collections::HashMap;
 use std::time::Duration as StdDuration;
@@ -21,8 +22,8 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use crate::error::{AwsError, SdkResultExt};
 use crate::lake::ProfileState;
 use crate::ports::{
-    ActivationLedger, AudienceRow, Claim, ClaimToken, Deferral, Effects, LedgerError, PressureEntry, ProfileReadError, ProfileReader,
-    SendStatus,
+    ActivationLedger, AudienceRow, BreakerState, Claim, ClaimToken, Deferral, Effects, LedgerError, PressureEntry, ProfileReadError,
+    ProfileReader, SendStatus,
 };
 use crate::profile::{summary_from_attributes, ProfileItem, SUMMARY_PROJECTION};
 
@@ -313,6 +314,35 @@ impl ActivationLedger for DynamoLedger {
     async fn delete_deferral(&self, d: &Deferral) -> Result<(), LedgerError> {
         let (pk, sk) = deferral_key(d.due, &d.send_key);
         Ok(self.delete(pk, &sk).await?)
+    }
+
+    async fn breaker(&self, destination: &str) -> Result<BreakerState, LedgerError> {
+        let pk = format!("BREAKER#{destination}");
+        let Some(item) = self.get(pk.clone(), "BREAKER", "dynamodb:GetItem breaker").await? else { return Ok(BreakerState::default()) };
+        let number = |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
+        Ok(BreakerState {
+            failures: number("failures").unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
+            openings: number("openings").unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
+            open_until: number("open_until").and_then(|t| DateTime::from_timestamp(t, 0)),
+        })
+    }
+
+    async fn put_breaker(&self, destination: &str, state: &BreakerState) -> Result<(), LedgerError> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("BREAKER#{destination}")))
+            .item("sk", s("BREAKER"))
+            .item("failures", n(state.failures as i64))
+            .item("openings", n(state.openings as i64))
+            // A destination that stays quiet for a month starts afresh.
+            .item("expires_at", n(Utc::now().timestamp() + RETENTION_DAYS * 86_400));
+        if let Some(t) = state.open_until {
+            put = put.item("open_until", n(t.timestamp()));
+        }
+        put.send().await.aws("dynamodb:PutItem breaker")?;
+        Ok(())
     }
 
     async fn pressure(&self, profile_id: &str) -> Result<(Option<u64>, Vec<PressureEntry>), LedgerError> {

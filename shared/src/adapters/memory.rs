@@ -16,8 +16,8 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use crate::error::AwsError;
 use crate::lake::ProfileState;
 use crate::ports::{
-    ActivationLedger, AudienceRow, BlobError, BlobMeta, BlobReader, BlobStore, BlobVersion, Claim, ClaimToken, Deferral, Effects,
-    LedgerError, PressureEntry, ProfileReadError, ProfileReader, Queue, SendError, SendStatus,
+    ActivationLedger, AudienceRow, BlobError, BlobMeta, BlobReader, BlobStore, BlobVersion, BreakerState, Claim, ClaimToken, Deferral,
+    Effects, LedgerError, PressureEntry, ProfileReadError, ProfileReader, Queue, SendError, SendStatus,
 };
 use crate::profile::ProfileItem;
 
@@ -206,12 +206,18 @@ impl BlobStore for MemBlobs {
 #[derive(Default)]
 pub struct MemQueue {
     sent: Mutex<BTreeMap<String, Vec<String>>>,
+    delayed: Mutex<BTreeMap<String, Vec<(String, StdDuration)>>>,
     pub faults: Faults,
 }
 
 impl MemQueue {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The bodies put back to wait on a queue (`send_delayed`), with their delays.
+    pub fn delayed(&self, queue_url: &str) -> Vec<(String, StdDuration)> {
+        lock(&self.delayed).get(queue_url).cloned().unwrap_or_default()
     }
 
     /// The bodies sent to a queue so far.
@@ -234,6 +240,12 @@ impl Queue for MemQueue {
             lock(&self.sent).entry(queue_url.to_string()).or_default().extend(chunk.iter().cloned());
         }
         Ok(bodies.len())
+    }
+
+    async fn send_delayed(&self, queue_url: &str, body: &str, delay: StdDuration) -> Result<(), SendError> {
+        self.faults.check("queue.send_delayed", queue_url)?;
+        lock(&self.delayed).entry(queue_url.to_string()).or_default().push((body.to_string(), delay));
+        Ok(())
     }
 }
 
@@ -264,6 +276,7 @@ struct Ledger {
     pressure: BTreeMap<String, (u64, Vec<PressureEntry>)>,
     deferrals: BTreeMap<(DateTime<Utc>, String), String>,
     audience: BTreeMap<(String, String), Vec<AudienceRow>>,
+    breakers: BTreeMap<String, BreakerState>,
 }
 
 /// The activation ledger in memory, with the DynamoDB adapter's semantics.
@@ -403,6 +416,17 @@ impl ActivationLedger for MemLedger {
     async fn delete_deferral(&self, d: &Deferral) -> Result<(), LedgerError> {
         self.faults.check("ledger.delete_deferral", &d.send_key)?;
         lock(&self.state).deferrals.remove(&(d.due, d.send_key.clone()));
+        Ok(())
+    }
+
+    async fn breaker(&self, destination: &str) -> Result<BreakerState, LedgerError> {
+        self.faults.check("ledger.breaker", destination)?;
+        Ok(lock(&self.state).breakers.get(destination).cloned().unwrap_or_default())
+    }
+
+    async fn put_breaker(&self, destination: &str, state: &BreakerState) -> Result<(), LedgerError> {
+        self.faults.check("ledger.put_breaker", destination)?;
+        lock(&self.state).breakers.insert(destination.to_string(), state.clone());
         Ok(())
     }
 

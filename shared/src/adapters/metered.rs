@@ -19,8 +19,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::lake::ProfileState;
 use crate::ports::{
-    ActivationLedger, AudienceRow, BlobError, BlobMeta, BlobReader, BlobStore, BlobVersion, Claim, ClaimToken, Deferral, Effects,
-    LedgerError, PressureEntry, ProfileReadError, ProfileReader, Queue, SendError, SendStatus,
+    ActivationLedger, AudienceRow, BlobError, BlobMeta, BlobReader, BlobStore, BlobVersion, BreakerState, Claim, ClaimToken, Deferral,
+    Effects, LedgerError, PressureEntry, ProfileReadError, ProfileReader, Queue, SendError, SendStatus,
 };
 use crate::profile::ProfileItem;
 
@@ -188,6 +188,10 @@ impl<T: Queue> Queue for Metered<T> {
         bump(&self.meter.sqs_requests, bodies.len().div_ceil(crate::adapters::sqs::SQS_BATCH) as u64);
         self.inner.send_all(queue_url, bodies).await
     }
+    async fn send_delayed(&self, queue_url: &str, body: &str, delay: StdDuration) -> Result<(), SendError> {
+        bump(&self.meter.sqs_requests, 1);
+        self.inner.send_delayed(queue_url, body, delay).await
+    }
 }
 
 /// Sizes of the ledger items the DynamoDB adapter writes, from the lengths that vary
@@ -247,6 +251,14 @@ impl<T: ActivationLedger> ActivationLedger for Metered<T> {
     async fn delete_deferral(&self, deferral: &Deferral) -> Result<(), LedgerError> {
         self.meter.write(&[deferral.message.len() + LEDGER_ITEM_OVERHEAD], false);
         self.inner.delete_deferral(deferral).await
+    }
+    async fn breaker(&self, destination: &str) -> Result<BreakerState, LedgerError> {
+        self.meter.read(&[destination.len() + LEDGER_ITEM_OVERHEAD]);
+        self.inner.breaker(destination).await
+    }
+    async fn put_breaker(&self, destination: &str, state: &BreakerState) -> Result<(), LedgerError> {
+        self.meter.write(&[destination.len() + LEDGER_ITEM_OVERHEAD], false);
+        self.inner.put_breaker(destination, state).await
     }
     async fn pressure(&self, profile_id: &str) -> Result<(Option<u64>, Vec<PressureEntry>), LedgerError> {
         let got = self.inner.pressure(profile_id).await?;

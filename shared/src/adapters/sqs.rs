@@ -2,8 +2,10 @@
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
+use std::time::Duration;
+
 use crate::error::SdkResultExt;
-use crate::ports::{Queue, SendError};
+use crate::ports::{Queue, SendError, MAX_QUEUE_DELAY};
 
 /// SQS accepts at most ten entries per `SendMessageBatch`.
 pub const SQS_BATCH: usize = 10;
@@ -66,5 +68,17 @@ impl Queue for SqsQueue {
             }
         }
         Ok(sent)
+    }
+
+    async fn send_delayed(&self, queue_url: &str, body: &str, delay: Duration) -> Result<(), SendError> {
+        self.client
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body)
+            .delay_seconds(delay.min(MAX_QUEUE_DELAY).as_secs() as i32)
+            .send()
+            .await
+            .aws("sqs:SendMessage delayed")?;
+        Ok(())
     }
 }
