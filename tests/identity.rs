@@ -390,6 +390,13 @@ async fn erasure_through_the_queue_end_to_end() -> anyhow::Result<()> {
     assert_eq!(erased.len(), 1, "{events:?}");
     assert_eq!(erased[0]["profile_id"], marie_pid.as_str());
     assert!(!erased[0].to_string().contains("marie"), "{}", erased[0]);
+    // And the erasure's report is in the lake, without the value.
+    let key = lake::erasure_report_key("email", &ariane_shared::identifiers::identifier_hash(K::Email, "marie.curie@orange.fr"));
+    let bytes = h.stack.lake_object(&key).await?;
+    assert!(!String::from_utf8_lossy(&bytes).contains("marie"), "the report names no value");
+    let report: ariane_identity::handler::ErasureReport = serde_json::from_slice(&bytes)?;
+    assert_eq!((report.profile_id.as_deref(), report.evidence_removed, report.announced), (Some(marie_pid.as_str()), 2, true));
+    assert_eq!(report.identifiers_suppressed, Some(3), "{report:?}");
 
     // An old export re-ingested (the same rows, re-exported as another file): identity
     // receives Marie's observations again and does not re-create her.

@@ -12,6 +12,7 @@
 //! activations/decided_date=<yyyy-mm-dd>/<batch fingerprint>.parquet   (activation decisions)
 //! audiences/<campaign>/<platform>/run=<run id>/<add|remove>-<batch fingerprint>.csv
 //! reports/campaigns/<run id>.json, reports/campaigns/latest.json
+//! reports/erasures/<kind>-<keyed identifier hash>.json              (one per erasure request)
 //! ```
 
 use std::collections::BTreeMap;
@@ -487,6 +488,11 @@ pub fn activations_key(decided_date: &str, fingerprint: &str) -> String {
 /// A hashed customer list part of one campaign, platform, run and operation.
 pub fn audience_key(campaign: &str, platform: &str, run_id: &str, op: &str, fingerprint: &str) -> String {
     format!("audiences/{campaign}/{platform}/run={run_id}/{op}-{fingerprint}.csv")
+}
+
+/// The report of the erasure requested by an identifier (its keyed hash: no clear value).
+pub fn erasure_report_key(kind: &str, identifier_hash: &str) -> String {
+    format!("reports/erasures/{kind}-{identifier_hash}.json")
 }
 
 pub fn campaign_report_key(run_id: &str) -> String {

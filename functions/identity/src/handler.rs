@@ -55,6 +55,39 @@ pub enum IdentityMessage {
     Exclude { exclude: Identifier },
 }
 
+/// What one erasure request removed, written to `reports/erasures/` (the lake: keyed
+/// hashes and profile ids only) and printed by `ariane-local identity erasure-report`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErasureReport {
+    /// The identifier the request named (kind and keyed hash).
+    pub request: crate::partition::IdRef,
+    pub completed_at: chrono::DateTime<Utc>,
+    /// The profile erased (`None`: the identifier resolved to no profile, or an earlier
+    /// attempt erased it and this report is rewritten by a retry).
+    pub profile_id: Option<String>,
+    /// Evidence (identifier sets) removed from DynamoDB with the profile.
+    pub evidence_removed: usize,
+    /// Identifiers kept only as suppression entries (hash, no value): an old export
+    /// re-ingested does not re-create the person. `None` when an earlier attempt did it.
+    pub identifiers_suppressed: Option<usize>,
+    /// Lake links rewritten to point nowhere (segments drop the person at their next run,
+    /// and activation's exits remove them from ad audiences).
+    pub lake_links_rewritten: usize,
+    /// Whether `ProfileErased` went to the outbound events queue.
+    pub announced: bool,
+    /// What this erasure does not reach, with how long it stays (docs/privacy.md).
+    pub not_reached: Vec<String>,
+}
+
+/// Stores an erasure does not rewrite yet, and for how long they keep the person.
+pub const ERASURE_NOT_REACHED: &[&str] = &[
+    "landing objects and lake rejects/ rows with the person's raw rows: until their lifecycle expiry (LandingRetentionDays, RejectsRetentionDays; 30 days by default)",
+    "lake events, snapshots and activation records: kept, pseudonymous (keyed hashes and profile ids), no longer linked to any profile",
+    "activation ledger: audience memberships until the segment exit removes them, send records until their 30-day TTL",
+    "messages already delivered to destinations: erased by them on ProfileErased",
+    "DynamoDB point-in-time recovery backups (35 days)",
+];
+
 /// Counts of one batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BatchStats {
@@ -92,9 +125,9 @@ impl<S: ItemStore, B: BlobStore> IdentityWith<S, B> {
     /// drop the duplicate); a retry after a successful one finds no profile and sends
     /// nothing more. Carries the profile id only (destinations know the person by it from
     /// `ActivationSent` and `AudienceEntered`).
-    async fn announce_erasure(&self, id: &Identifier) -> Result<(), HandlerError> {
-        let (Some(queue), Some(url)) = (&self.events, &self.config.events_queue_url) else { return Ok(()) };
-        let Some(profile_id) = self.resolver.lookup(id).await? else { return Ok(()) };
+    async fn announce_erasure(&self, id: &Identifier) -> Result<bool, HandlerError> {
+        let (Some(queue), Some(url)) = (&self.events, &self.config.events_queue_url) else { return Ok(false) };
+        let Some(profile_id) = self.resolver.lookup(id).await? else { return Ok(false) };
         let event = serde_json::json!({
             "type": "ProfileErased",
             "id": stable_id(&["profile-erased", &profile_id]),
@@ -102,6 +135,36 @@ impl<S: ItemStore, B: BlobStore> IdentityWith<S, B> {
             "requested_at": Utc::now(),
         });
         queue.send_all(url, &[event.to_string()]).await?;
+        Ok(true)
+    }
+
+    /// Writes the erasure's report. A retry after an erasure done by an earlier attempt
+    /// (whose report was not written) writes what it can still tell: the links.
+    async fn write_erasure_report(&self, id: &Identifier, out: &Outcome, announced: bool) -> Result<(), HandlerError> {
+        let request = crate::change::id_ref(id);
+        let key = lake::erasure_report_key(request.kind.as_str(), &request.hash);
+        let erased = out.history.iter().find(|h| h.action == "erased");
+        if erased.is_none() && self.blobs.get(&self.config.lake_bucket, &key).await?.is_some() {
+            return Ok(());
+        }
+        let report = ErasureReport {
+            request,
+            completed_at: Utc::now(),
+            profile_id: erased.and_then(|h| h.profile_id.clone()),
+            evidence_removed: out.links.iter().filter(|l| l.profile_id.is_none()).count(),
+            identifiers_suppressed: erased.map(|h| h.identifiers.len()),
+            lake_links_rewritten: out.links.len(),
+            announced,
+            not_reached: ERASURE_NOT_REACHED.iter().map(|s| s.to_string()).collect(),
+        };
+        tracing::info!(
+            profile_id = report.profile_id.as_deref().unwrap_or(""),
+            evidence = report.evidence_removed,
+            suppressed = report.identifiers_suppressed.unwrap_or(0),
+            "erased"
+        );
+        let body = serde_json::to_vec_pretty(&report)?;
+        self.blobs.put(&self.config.lake_bucket, &key, Bytes::from(body), "application/json").await?;
         Ok(())
     }
 
@@ -146,8 +209,11 @@ impl<S: ItemStore, B: BlobStore> IdentityWith<S, B> {
                 IdentityMessage::Erase { erase } => {
                     let result = match self.normalize(erase) {
                         Ok(id) => match self.announce_erasure(&id).await {
-                            Ok(()) => match self.resolver.erase(&id).await {
-                                Ok(out) => self.write_lake(&out).await,
+                            Ok(announced) => match self.resolver.erase(&id).await {
+                                Ok(out) => match self.write_lake(&out).await {
+                                    Ok(()) => self.write_erasure_report(&id, &out, announced).await,
+                                    Err(e) => Err(e),
+                                },
                                 Err(e) => Err(HandlerError::Resolve(e)),
                             },
                             Err(e) => Err(e),
@@ -396,6 +462,17 @@ mod tests {
         assert_eq!(sent.len(), 1, "announced before the first attempt, which erased; none after: {sent:?}");
         assert_eq!((sent[0]["type"].as_str(), sent[0]["profile_id"].as_str()), (Some("ProfileErased"), Some(pid.as_str())));
         assert!(sent[0].to_string().find("marie").is_none(), "no identifier in the event");
+        // The report, written by the retry (the first attempt erased, then failed): what
+        // it can still tell.
+        let blobs = &f.blobs;
+        let report = move |value: &'static str| async move {
+            let key = lake::erasure_report_key("email", &ariane_shared::identifiers::identifier_hash(K::Email, value));
+            let bytes = blobs.get("lake", &key).await.unwrap().expect("report");
+            assert!(!String::from_utf8(bytes.to_vec()).unwrap().contains(value), "no clear value in the report");
+            serde_json::from_slice::<ErasureReport>(&bytes).unwrap()
+        };
+        let r = report("marie@x.fr").await;
+        assert_eq!((r.profile_id, r.evidence_removed, r.identifiers_suppressed), (None, 1, None));
         // A queue that refuses: the erasure waits for the announcement (retried).
         f.handle(event(&[("m4", observations(&[(K::Email, "paul@x.fr")]))])).await;
         queue.faults.fail("queue.send", 1);
@@ -405,6 +482,9 @@ mod tests {
         assert!(failures(&f.handle(event(&[("m5", erase)])).await).is_empty());
         assert_eq!(queue.sent("events").len(), 2);
         assert!(f.resolver.lookup(&Identifier::new(K::Email, "paul@x.fr")).await.unwrap().is_none());
+        let r = report("paul@x.fr").await;
+        assert!(r.profile_id.is_some() && r.announced, "{r:?}");
+        assert_eq!((r.evidence_removed, r.identifiers_suppressed, r.lake_links_rewritten), (1, Some(1), 1));
     }
 
     /// The lake write fails after the profiles were written (in the batch attempt and

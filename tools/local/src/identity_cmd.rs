@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use ariane_identity::handler::{normalize_request, IdentityMessage};
+use ariane_identity::handler::{normalize_request, ErasureReport, IdentityMessage};
 use ariane_identity::partition::IdRef;
 use ariane_identity::resolver::Resolver;
 use ariane_identity::rules::{parse_kind, Rules, ALL_KINDS};
@@ -41,6 +41,9 @@ pub enum IdentityCommand {
     /// Send {"exclude": ...} to the identity queue: the identifier stops linking and the
     /// profiles it wrongly merged split again
     Repair(IdentifierArgs),
+    /// Print the report of the erasure requested by an identifier (what was removed
+    /// where, counts, what the erasure does not reach)
+    ErasureReport(IdentifierArgs),
 }
 
 /// The local stack to talk to.
@@ -71,6 +74,7 @@ pub enum Command {
     Profile { manifest: PathBuf, profile_id: String },
     Erase { manifest: PathBuf, id: Identifier },
     Repair { manifest: PathBuf, id: Identifier },
+    ErasureReport { manifest: PathBuf, id: Identifier },
 }
 
 /// The identifier kind named on the command line.
@@ -106,6 +110,10 @@ impl Command {
                 let (manifest, id) = id(a)?;
                 Command::Repair { manifest, id }
             }
+            IdentityCommand::ErasureReport(a) => {
+                let (manifest, id) = id(a)?;
+                Command::ErasureReport { manifest, id }
+            }
             IdentityCommand::Profile { manifest, id } => Command::Profile { manifest: manifest.manifest.clone(), profile_id: id.clone() },
         })
     }
@@ -115,7 +123,8 @@ impl Command {
             Command::Lookup { manifest, .. }
             | Command::Profile { manifest, .. }
             | Command::Erase { manifest, .. }
-            | Command::Repair { manifest, .. } => manifest,
+            | Command::Repair { manifest, .. }
+            | Command::ErasureReport { manifest, .. } => manifest,
         }
     }
 }
@@ -161,6 +170,23 @@ pub async fn run(args: &IdentityCommand) -> anyhow::Result<()> {
                 None => bail!("no profile for {}:{}: {}", id.kind, id.value, why_unlinked(&resolver, id).await?),
             }
         }
+        Command::ErasureReport { id, .. } => {
+            let bucket = manifest.output("LakeBucketName")?;
+            let key = report_key(id);
+            let got = clients.s3.get_object().bucket(bucket).key(&key).send().await;
+            match got {
+                Ok(o) => {
+                    let bytes = o.body.collect().await.with_context(|| format!("read s3://{bucket}/{key}"))?.into_bytes();
+                    let report: ErasureReport =
+                        serde_json::from_slice(&bytes).with_context(|| format!("s3://{bucket}/{key} is not an erasure report"))?;
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                }
+                Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => {
+                    bail!("no erasure report for {}:{} at s3://{bucket}/{key}: not requested, or not processed yet", id.kind, id.value)
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context(format!("s3:GetObject s3://{bucket}/{key}"))),
+            }
+        }
         Command::Profile { profile_id, .. } => match resolver.profile(profile_id).await? {
             Some(p) => println!("{}", serde_json::to_string_pretty(&p)?),
             None => bail!("no profile {profile_id} (unknown, or erased)"),
@@ -182,6 +208,13 @@ pub async fn run(args: &IdentityCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("sqs:SendMessage {url}"))?;
             eprintln!("{now}");
             println!("sent {body} to {url} (message {})", sent.message_id().unwrap_or("?"));
+            if matches!(command, Command::Erase { .. }) {
+                println!(
+                    "its report: s3://{}/{} (`ariane-local identity erasure-report` prints it)",
+                    manifest.output("LakeBucketName")?,
+                    report_key(id)
+                );
+            }
             println!(
                 "the identity function does the work when it receives the message; locally, run:\n  cargo run -p ariane-local -- drain --manifest {}",
                 command.manifest().display()
@@ -189,6 +222,12 @@ pub async fn run(args: &IdentityCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where the identity function writes the report of an erasure requested by `id` (keyed
+/// with the stack's pepper, installed by [`run`]).
+fn report_key(id: &Identifier) -> String {
+    ariane_shared::lake::erasure_report_key(id.kind.as_str(), &identifier_hash(id.kind, &id.value))
 }
 
 /// Why an identifier resolves to no profile, from its identifier item.
@@ -236,6 +275,14 @@ mod tests {
         assert_eq!(text, r#"{"exclude":{"kind":"phone","value":"+33612345678"}}"#, "a national number, read in FR");
         // What the handler parses back.
         assert_eq!(serde_json::from_str::<IdentityMessage>(&text).unwrap(), message(&repair).unwrap());
+        // The report is found by the same normalisation and sends nothing.
+        let report = parse("erasure-report --manifest m.json --kind email --value Marie@X.fr").unwrap();
+        assert_eq!(report, Command::ErasureReport { manifest: "m.json".into(), id: Identifier::new(IdentifierKind::Email, "marie@x.fr") });
+        assert_eq!(message(&report), None);
+        assert_eq!(
+            report_key(&Identifier::new(IdentifierKind::Email, "marie@x.fr")),
+            format!("reports/erasures/email-{}", identifier_hash(IdentifierKind::Email, "marie@x.fr")) + ".json"
+        );
         assert_eq!(
             parse("profile --manifest m.json --id p_1").unwrap(),
             Command::Profile { manifest: "m.json".into(), profile_id: "p_1".into() }
