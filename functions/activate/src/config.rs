@@ -44,13 +44,17 @@ impl ActivateConfig {
         };
         let destinations = parse_destinations(&env.require("WEBHOOK_DESTINATIONS")?)
             .map_err(|e| ConfigError::Invalid { name: "WEBHOOK_DESTINATIONS", reason: e.to_string() })?;
-        let webhook_attempts = match env.get("WEBHOOK_ATTEMPTS") {
-            None => 3,
-            Some(v) => v.parse().ok().filter(|n| (1..=10).contains(n)).ok_or_else(|| ConfigError::Invalid {
-                name: "WEBHOOK_ATTEMPTS",
-                reason: format!("{v:?} is not a number of attempts in 1..=10"),
-            })?,
+        // A whole number in `range` (`what` names its unit in the error).
+        let count = |name: &'static str, default: u32, range: std::ops::RangeInclusive<u32>, what: &str| -> Result<u32, ConfigError> {
+            match env.get(name) {
+                None => Ok(default),
+                Some(v) => v.parse().ok().filter(|n| range.contains(n)).ok_or_else(|| ConfigError::Invalid {
+                    name,
+                    reason: format!("{v:?} is not a number of {what} in {}..={}", range.start(), range.end()),
+                }),
+            }
         };
+        let webhook_attempts = count("WEBHOOK_ATTEMPTS", 3, 1..=10, "attempts")?;
         Ok(ActivateConfig {
             profiles_table: env.require("PROFILES_TABLE")?,
             ledger_table: env.require("ACTIVATION_LEDGER_TABLE")?,
@@ -63,13 +67,7 @@ impl ActivateConfig {
             webhook_attempts,
             claim_lease: secs("CLAIM_LEASE_SECONDS", 120)?,
             breaker: {
-                let threshold = match env.get("BREAKER_THRESHOLD") {
-                    None => 5,
-                    Some(v) => v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| ConfigError::Invalid {
-                        name: "BREAKER_THRESHOLD",
-                        reason: format!("{v:?} is not a number of failures in 1..=1000"),
-                    })?,
-                };
+                let threshold = count("BREAKER_THRESHOLD", 5, 1..=1000, "failures")?;
                 let cooldown = secs("BREAKER_COOLDOWN_SECONDS", 300)?;
                 let max_cooldown = secs("BREAKER_MAX_COOLDOWN_SECONDS", 3600)?;
                 if cooldown.is_zero() || max_cooldown < cooldown {
@@ -84,5 +82,39 @@ impl ActivateConfig {
                 crate::breaker::BreakerPolicy { threshold, cooldown: d(cooldown), max_cooldown: d(max_cooldown) }
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ariane_shared::MapEnv;
+
+    fn env() -> MapEnv {
+        MapEnv::new()
+            .with("PROFILES_TABLE", "p")
+            .with("ACTIVATION_LEDGER_TABLE", "l")
+            .with("LAKE_BUCKET", "b")
+            .with("ACTIVATION_QUEUE_URL", "q")
+            .with("ACTIVATION_EVENTS_QUEUE_URL", "e")
+            .with("WEBHOOK_DESTINATIONS", "esp=https://esp.example/hook")
+            .with("WEBHOOK_SECRET_ARN", "arn")
+    }
+
+    #[test]
+    fn defaults_and_clear_errors() {
+        let c = ActivateConfig::from_env(&env()).unwrap();
+        assert_eq!((c.webhook_attempts, c.claim_lease, c.breaker), (3, Duration::from_secs(120), crate::breaker::BreakerPolicy::default()));
+        let err = |e: MapEnv| ActivateConfig::from_env(&e).unwrap_err().to_string();
+        assert!(err(env().with("WEBHOOK_ATTEMPTS", "0")).contains("WEBHOOK_ATTEMPTS: \"0\" is not a number of attempts in 1..=10"));
+        assert!(
+            err(env().with("BREAKER_THRESHOLD", "many")).contains("BREAKER_THRESHOLD: \"many\" is not a number of failures in 1..=1000")
+        );
+        assert!(
+            err(env().with("BREAKER_COOLDOWN_SECONDS", "600").with("BREAKER_MAX_COOLDOWN_SECONDS", "60")).contains("at least the first")
+        );
+        assert!(err(env().with("WEBHOOK_DESTINATIONS", "esp=http://esp.example/hook")).contains("not an https:// URL"));
+        let c = ActivateConfig::from_env(&env().with("BREAKER_THRESHOLD", "2").with("BREAKER_COOLDOWN_SECONDS", "30")).unwrap();
+        assert_eq!((c.breaker.threshold, c.breaker.cooldown), (2, chrono::Duration::seconds(30)));
     }
 }

@@ -147,6 +147,13 @@ fn pos_export(rows: u64) -> (Vec<u8>, Vec<ChannelTruthRow>) {
     (out, read_channel_truth(truth.as_slice()).unwrap())
 }
 
+/// A generated till export of `rows` rows, gzipped (cut it to get a truncated file).
+fn gzipped_export(rows: u64) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &pos_export(rows).0).unwrap();
+    gz.finish().unwrap()
+}
+
 fn cp1252(text: &str) -> Vec<u8> {
     encoding_rs::WINDOWS_1252.encode(text).0.into_owned()
 }
@@ -371,9 +378,7 @@ async fn a_crash_before_the_ledger_completes_is_retried_with_the_same_observatio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncated_file_sends_nothing_and_is_not_retried_for_nothing() {
     let h = pos();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut gz, &pos_export(400).0).unwrap();
-    let full = gz.finish().unwrap();
+    let full = gzipped_export(400);
     let object = h.upload("pos/2026-11-22/caisse-cut.csv.gz", &full[..full.len() / 2]).await;
     assert_eq!(h.deliver(&object).await, vec!["m-1".to_string()]);
     let entry = h.only_entry().await;
@@ -388,9 +393,7 @@ async fn a_truncated_file_sends_nothing_and_is_not_retried_for_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_failure_is_recorded_and_parked_in_the_dlq_at_once() {
     let h = pos_with_dlq();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut gz, &pos_export(400).0).unwrap();
-    let full = gz.finish().unwrap();
+    let full = gzipped_export(400);
     let object = h.upload("pos/2026-11-22/caisse-cut.csv.gz", &full[..full.len() / 2]).await;
     assert!(h.deliver(&object).await.is_empty(), "acknowledged: no retry can read these bytes");
     assert_eq!(h.queue.sent(DLQ), vec![notification_body(&object)], "the message itself waits in the DLQ");
