@@ -515,3 +515,43 @@ async fn repair_splits_a_wrong_merge_and_the_history_records_both() -> anyhow::R
     assert!(merge.at <= split.at);
     Ok(())
 }
+
+/// A customer with 150 identifier sets (a cookie a day) and a family e-mail, erased on
+/// DynamoDB in moto: more than one transaction can hold, so the erasure runs in rounds;
+/// afterwards no item of the person is left but the suppression entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_of_150_identifier_sets_on_dynamodb() -> anyhow::Result<()> {
+    let h = Harness::start("iderase150").await?;
+    let ids = resolver(&h)?;
+    let start = Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).unwrap();
+    let mut rows: Vec<Observation> = (0..150u32)
+        .map(|i| Observation {
+            observed_at: start + Duration::days(i as i64),
+            ..person(i as u64, 1, "Léa", &[(K::CustomerId, "C-150"), (K::CookieId, &format!("ck-{i:03}"))])
+        })
+        .collect();
+    rows.push(person(500, 2, "Léa", &[(K::CustomerId, "C-150"), (K::Email, "famille.roux@laposte.net")]));
+    rows.push(person(501, 3, "Hugo", &[(K::CustomerId, "C-151"), (K::Email, "hugo@laposte.net")]));
+    for chunk in rows.chunks(25) {
+        ids.resolve_batch(chunk).await?;
+    }
+    let lea = ids.lookup(&Identifier::new(K::CookieId, "ck-000")).await?.expect("one profile");
+    assert_eq!(ids.lookup(&Identifier::new(K::CookieId, "ck-149")).await?.as_ref(), Some(&lea));
+
+    let out = ids.erase(&Identifier::new(K::Email, "famille.roux@laposte.net")).await?;
+    assert_eq!(out.links.len(), 151);
+    for o in rows.iter().filter(|o| o.identifiers.iter().any(|i| i.value == "C-150")) {
+        for i in &o.identifiers {
+            assert_eq!(ids.lookup(i).await?, None, "{i:?}");
+        }
+    }
+    let items = ids.store.list_all().await?;
+    let kinds: BTreeMap<&str, usize> = items.iter().fold(BTreeMap::new(), |mut m, r| {
+        *m.entry(r.key.pk.split('#').next().unwrap_or("")).or_default() += 1;
+        m
+    });
+    assert_eq!((kinds.get("PROFILE"), kinds.get("EV")), (Some(&1), Some(&1)), "only Hugo's profile and evidence: {kinds:?}");
+    ariane_identity::audit::check(&items, &ids.rules).map_err(|v| anyhow::anyhow!("{v:?}"))?;
+    assert!(ids.lookup(&Identifier::new(K::Email, "hugo@laposte.net")).await?.is_some());
+    Ok(())
+}

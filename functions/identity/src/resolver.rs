@@ -31,6 +31,12 @@ use crate::store::{by_key, Expect, IdItem, Item, ItemStore, Key, Op, ProfileItem
 
 const MAX_ATTEMPTS: u32 = 12;
 
+/// Evidence sets an erasure round removes at most (halved while a round does not fit in
+/// one transaction).
+pub const ERASE_CHUNK: usize = 32;
+/// Rounds of one erasure before giving up (the component limit, 600, in rounds of one).
+const MAX_ERASE_ROUNDS: u32 = 700;
+
 pub struct Resolver<S> {
     pub store: S,
     pub rules: Rules,
@@ -319,8 +325,62 @@ impl<S: ItemStore> Resolver<S> {
     /// Erases the person an identifier belongs to: profile, evidence and identifier
     /// items go; the identifiers stay as suppression entries (hashes only) so an old
     /// export re-ingested cannot re-create the person.
+    ///
+    /// One transaction when it fits (DynamoDB's 100 items); otherwise in rounds of at most
+    /// [`ERASE_CHUNK`] evidence sets (halved while a round is still too large). Each round
+    /// removes the evidence farthest from the requested identifier (reverse breadth-first
+    /// order over the identifiers that link them), so what remains stays one connected
+    /// profile that the identifier still finds, and suppresses the identifiers no
+    /// remaining evidence uses; the evidence that names the component stays for the last
+    /// round (removing it renames the component and rewrites all its identifier items). The requested identifier's item remembers every round's
+    /// evidence. A retried request (after a crash between rounds) starts again from the
+    /// identifier and finishes what is left: erasure is resumable without a plan to store.
     pub async fn erase(&self, id: &Identifier) -> Result<Outcome, ResolveError> {
         let mut out = Outcome::default();
+        let mut suppressed: BTreeSet<IdRef> = BTreeSet::new();
+        let mut chunk: Option<usize> = None;
+        let mut rounds = 0u32;
+        loop {
+            match self.erase_round(id, chunk, &mut suppressed, &mut out).await {
+                Ok(true) => break,
+                Ok(false) => rounds += 1,
+                Err(ResolveError::Store(StoreError::TooLarge(n))) => {
+                    chunk = match chunk {
+                        None => Some(ERASE_CHUNK),
+                        Some(c) if c > 1 => Some(c / 2),
+                        Some(_) => return Err(StoreError::TooLarge(n).into()),
+                    };
+                }
+                Err(e) => return Err(e),
+            }
+            if rounds > MAX_ERASE_ROUNDS {
+                return Err(ResolveError::Contended(rounds));
+            }
+        }
+        // Every round's evidence is linked to nothing, including rounds of an earlier
+        // attempt that failed before writing the lake.
+        let r = id_ref(id);
+        if let Some(Record { item: Item::Id(i), .. }) = by_key(self.store.get_many(&[Key::id(&r)]).await?).remove(&Key::id(&r)) {
+            let reported: BTreeSet<String> = out.links.iter().map(|l| l.identity_key.clone()).collect();
+            let now = Utc::now();
+            out.links.extend(i.erased_evidence.iter().filter(|k| !reported.contains(*k)).map(|k| Link {
+                identity_key: k.clone(),
+                profile_id: None,
+                at: now,
+                observation_id: String::new(),
+            }));
+        }
+        Ok(out)
+    }
+
+    /// One round of [`Resolver::erase`]: `Ok(true)` when the person is gone.
+    async fn erase_round(
+        &self,
+        id: &Identifier,
+        chunk: Option<usize>,
+        suppressed: &mut BTreeSet<IdRef>,
+        out: &mut Outcome,
+    ) -> Result<bool, ResolveError> {
         let r = id_ref(id);
         let recs = by_key(self.store.get_many(&[Key::id(&r)]).await?);
         let item = match recs.get(&Key::id(&r)) {
@@ -329,50 +389,63 @@ impl<S: ItemStore> Resolver<S> {
         };
         if item.suppressed && item.profile_id.is_none() {
             // Already erased (a redelivered or retried request): DynamoDB has nothing more
-            // to do; the links are reported again in case writing them failed last time.
-            let now = Utc::now();
-            out.links = item
-                .erased_evidence
-                .iter()
-                .map(|k| Link { identity_key: k.clone(), profile_id: None, at: now, observation_id: String::new() })
-                .collect();
-            return Ok(out);
+            // to do; the links are reported again (by `erase`) in case writing them failed.
+            return Ok(true);
         }
         let mut change = Change { erase_of: Some(r.clone()), ..Change::default() };
-        change.suppress.insert(r.clone());
-        if let (Some(pid), Some(comp)) = (&item.profile_id, &item.component) {
-            let comps = self.store.get_many(&[Key::component(comp)]).await?;
-            for rec in comps {
-                if let Item::Comp(c) = rec.item {
-                    for e in c.evidence.iter().filter(|e| e.profile_id.as_deref() == Some(pid.as_str())) {
-                        change.removes.insert(e.key.clone());
-                    }
+        let (Some(pid), Some(comp)) = (&item.profile_id, &item.component) else {
+            change.suppress.insert(r.clone());
+            self.apply_with_retries(change, out).await?;
+            return Ok(true);
+        };
+        // The person's evidence, with the identifiers of each.
+        let mut evidence: Vec<(String, Vec<IdRef>)> = Vec::new();
+        for rec in self.store.get_many(&[Key::component(comp)]).await? {
+            if let Item::Comp(c) = rec.item {
+                evidence.extend(c.evidence.into_iter().filter(|e| e.profile_id.as_deref() == Some(pid.as_str())).map(|e| (e.key, e.ids)));
+            }
+        }
+        let all_ids: BTreeSet<IdRef> = evidence.iter().flat_map(|(_, ids)| ids.iter().cloned()).collect();
+        let owners = by_key(self.store.get_many(&all_ids.iter().map(Key::id).collect::<Vec<_>>()).await?);
+        let state = |i: &IdRef| match owners.get(&Key::id(i)) {
+            Some(Record { item: Item::Id(st), .. }) => Some(st),
+            _ => None,
+        };
+        // An identifier another profile owns, or a shared value, is not the person's alone.
+        let keep = |i: &IdRef| state(i).is_some_and(|st| st.co.shared || st.profile_id.as_deref().is_some_and(|p| p != pid));
+        let last = chunk.is_none_or(|c| evidence.len() <= c);
+        let removes: BTreeSet<String> = if last {
+            evidence.iter().map(|(k, _)| k.clone()).collect()
+        } else {
+            let linkable = |i: &IdRef| state(i).is_some_and(crate::change::linkable_state);
+            // The evidence that names the component goes last: removing it renames the
+            // component, which rewrites every identifier item of it in the same round.
+            farthest_first(&evidence, &r, &linkable).into_iter().filter(|k| k != comp).take(chunk.unwrap_or(evidence.len())).collect()
+        };
+        if removes.is_empty() {
+            return Err(ResolveError::Contended(0));
+        }
+        let remaining: BTreeSet<&IdRef> = evidence.iter().filter(|(k, _)| !removes.contains(k)).flat_map(|(_, ids)| ids.iter()).collect();
+        for (_, ids) in evidence.iter().filter(|(k, _)| removes.contains(k)) {
+            for i in ids {
+                if !keep(i) && !remaining.contains(i) && *i != r {
+                    change.suppress.insert(i.clone());
                 }
             }
-            let profile_ids: BTreeSet<IdRef> = {
-                let evs = self.store.get_many(&change.removes.iter().map(|k| Key::evidence(k)).collect::<Vec<_>>()).await?;
-                evs.into_iter()
-                    .filter_map(|r| match r.item {
-                        Item::Ev(ev) => Some(ev.ids),
-                        _ => None,
-                    })
-                    .flatten()
-                    .collect()
-            };
-            let owners = by_key(self.store.get_many(&profile_ids.iter().map(Key::id).collect::<Vec<_>>()).await?);
-            for i in profile_ids {
-                let keep = matches!(owners.get(&Key::id(&i)), Some(Record { item: Item::Id(st), .. })
-                    if st.co.shared || st.profile_id.as_deref().is_some_and(|p| p != pid));
-                if !keep {
-                    change.suppress.insert(i);
-                }
-            }
+        }
+        if last {
+            change.suppress.insert(r.clone());
+        }
+        change.removes = removes;
+        suppressed.extend(change.suppress.iter().cloned());
+        self.apply_with_retries(change, out).await?;
+        if last {
             out.history.push(HistoryRecord {
                 at: Utc::now(),
                 action: "erased".into(),
                 profile_id: Some(pid.clone()),
                 other_profiles: vec![],
-                identifiers: change.suppress.iter().cloned().collect(),
+                identifiers: suppressed.iter().cloned().collect(),
                 evidence: None,
                 observation_id: None,
                 source_key: None,
@@ -380,8 +453,7 @@ impl<S: ItemStore> Resolver<S> {
                 reason: Some("erasure request".into()),
             });
         }
-        self.apply_with_retries(change, &mut out).await?;
-        Ok(out)
+        Ok(last)
     }
 
     /// Repair: the identifier stops linking (a wrong merge is split again) and the
@@ -424,4 +496,43 @@ where
         }
     }
     Err(ResolveError::Contended(MAX_ATTEMPTS))
+}
+
+/// The person's evidence keys, farthest first from the evidence holding `root` (breadth
+/// first over the linkable identifiers; evidence it does not reach comes first of all).
+/// Removing a prefix of this order leaves the rest connected to `root`.
+fn farthest_first(evidence: &[(String, Vec<IdRef>)], root: &IdRef, linkable: &dyn Fn(&IdRef) -> bool) -> Vec<String> {
+    let mut by_id: HashMap<&IdRef, Vec<usize>> = HashMap::new();
+    for (n, (_, ids)) in evidence.iter().enumerate() {
+        for i in ids.iter().filter(|i| linkable(i)) {
+            by_id.entry(i).or_default().push(n);
+        }
+    }
+    let mut depth: Vec<Option<usize>> = vec![None; evidence.len()];
+    let mut queue: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
+    for (n, (_, ids)) in evidence.iter().enumerate() {
+        if ids.contains(root) {
+            depth[n] = Some(0);
+            queue.push_back(n);
+        }
+    }
+    while let Some(n) = queue.pop_front() {
+        let d = depth[n].unwrap_or(0);
+        for i in evidence[n].1.iter().filter(|i| linkable(i)) {
+            for &m in by_id.get(i).map(Vec::as_slice).unwrap_or(&[]) {
+                if depth[m].is_none() {
+                    depth[m] = Some(d + 1);
+                    queue.push_back(m);
+                }
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..evidence.len()).collect();
+    // Unreached first (usize::MAX), then by depth, deepest first; the key breaks ties.
+    order.sort_by(|&a, &b| {
+        let da = depth[a].unwrap_or(usize::MAX);
+        let db = depth[b].unwrap_or(usize::MAX);
+        db.cmp(&da).then_with(|| evidence[a].0.cmp(&evidence[b].0))
+    });
+    order.into_iter().map(|n| evidence[n].0.clone()).collect()
 }

@@ -409,3 +409,95 @@ async fn a_component_beyond_its_bound_fails_clearly_and_writes_nothing() {
     assert!(e.to_string().contains("would hold 11 evidence sets (limit 10)"), "{e}");
     assert_eq!(r.store.snapshot(), before);
 }
+
+/// A store whose commits fail from the `fail_from`-th on (a Lambda that dies mid-erasure).
+struct Crashing {
+    inner: Arc<MemStore>,
+    commits: std::sync::atomic::AtomicUsize,
+    fail_from: usize,
+}
+
+impl Crashing {
+    fn new(inner: Arc<MemStore>, fail_from: usize) -> Self {
+        Crashing { inner, commits: Default::default(), fail_from }
+    }
+}
+
+#[async_trait::async_trait]
+impl ariane_identity::store::ItemStore for Crashing {
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, ariane_identity::store::StoreError> {
+        self.inner.get_many(keys).await
+    }
+    async fn commit(&self, writes: Vec<ariane_identity::store::Write>) -> Result<(), ariane_identity::store::StoreError> {
+        // Only commits that fit count: a too-large one is refused before any write anyway.
+        if writes.len() <= 100 && self.commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 >= self.fail_from {
+            return Err(ariane_identity::store::StoreError::Decode("crash".into(), "the instance died".into()));
+        }
+        self.inner.commit(writes).await
+    }
+}
+
+/// One customer with 150 identifier sets (a web shopper's cookies, one a day, within the
+/// cookie limit) and a family e-mail: more than one DynamoDB transaction can erase.
+fn heavy_person() -> Vec<Observation> {
+    let cookies: Vec<String> = (0..150).map(|i| format!("ck-{i:03}")).collect();
+    let mut rows: Vec<Observation> =
+        cookies.iter().enumerate().map(|(i, c)| obs(i as u64, i as i64, &[(K::CustomerId, "C1"), (K::CookieId, c)])).collect();
+    rows.push(obs(1000, 1, &[(K::CustomerId, "C1"), (K::Email, "famille.martin@x.fr")]));
+    rows.push(obs(1001, 2, &[(K::CustomerId, "C9"), (K::Email, "paul@x.fr")]));
+    rows
+}
+
+async fn assert_erased(r: &Resolver<impl ariane_identity::store::ItemStore>, snapshot: Vec<Record>, rows: &[Observation]) {
+    for o in rows.iter().filter(|o| o.identifiers.iter().any(|i| i.value == "C1")) {
+        for i in &o.identifiers {
+            assert_eq!(r.lookup(i).await.unwrap(), None, "{i:?} still resolves");
+        }
+    }
+    assert!(r.lookup(&Identifier::new(K::Email, "paul@x.fr")).await.unwrap().is_some(), "Paul is untouched");
+    let profiles = snapshot.iter().filter(|x| matches!(x.item, Item::Profile(_))).count();
+    let evidence = snapshot.iter().filter(|x| matches!(x.item, Item::Ev(_))).count();
+    assert_eq!((profiles, evidence), (1, 1), "only Paul's profile and evidence remain");
+    ariane_identity::audit::check(&snapshot, &rules()).unwrap_or_else(|v| panic!("{v:?}"));
+}
+
+#[tokio::test]
+async fn an_erasure_of_150_identifier_sets_runs_in_rounds() {
+    let r = Resolver::new(MemStore::default(), rules());
+    let rows = heavy_person();
+    resolve_all(&r, &rows).await;
+    let pid = profile_of(&r, K::CookieId, "ck-000").await.expect("one profile");
+    assert_eq!(profile_of(&r, K::CookieId, "ck-149").await.as_ref(), Some(&pid));
+    // By a cookie in the middle of the history: any identifier of the person will do.
+    let out = r.erase(&Identifier::new(K::CookieId, "ck-075")).await.unwrap();
+    assert_eq!(out.links.len(), 151, "every identifier set links to no profile");
+    assert!(out.links.iter().all(|l| l.profile_id.is_none()));
+    let erased = out.history.iter().find(|h| h.action == "erased").expect("an erased record");
+    assert_eq!(erased.identifiers.len(), 152, "150 cookies, the customer id and the e-mail are suppressed");
+    assert_erased(&r, r.store.snapshot(), &rows).await;
+    // An old export re-ingested brings nobody back.
+    let again = r.resolve_batch(&rows).await.unwrap();
+    assert_eq!(again.stats.suppressed, 151);
+    assert_erased(&r, r.store.snapshot(), &rows).await;
+}
+
+#[tokio::test]
+async fn an_erasure_that_dies_between_rounds_is_finished_by_its_retry() {
+    let store = Arc::new(MemStore::default());
+    let rows = heavy_person();
+    let healthy = Resolver::new(Crashing::new(store.clone(), usize::MAX), rules());
+    for o in &rows {
+        healthy.resolve_batch(std::slice::from_ref(o)).await.unwrap();
+    }
+    let id = Identifier::new(K::Email, "famille.martin@x.fr");
+    // The instance dies at its third round, two committed.
+    let dying = Resolver::new(Crashing::new(store.clone(), 3), rules());
+    assert!(dying.erase(&id).await.is_err(), "the crash fails the request");
+    assert!(dying.lookup(&id).await.unwrap().is_some(), "half erased: the e-mail still finds what is left");
+    ariane_identity::audit::check(&store.snapshot(), &rules()).unwrap_or_else(|v| panic!("between rounds: {v:?}"));
+    // SQS redelivers: another instance finishes the erasure.
+    let out = healthy.erase(&id).await.unwrap();
+    assert_eq!(out.links.len(), 151, "the links of the rounds before the crash are reported too");
+    assert!(out.links.iter().all(|l| l.profile_id.is_none()));
+    assert_erased(&healthy, store.snapshot(), &rows).await;
+}
