@@ -52,16 +52,11 @@ use crate::holdout::in_holdout;
 use crate::ports::{AwsPorts, PortSet, Ports};
 use crate::profile::{Profile, Unusable};
 use crate::rules::{Rules, RulesError};
-use crate::webhook::{deliver, RetryPolicy, WebhookError};
+use crate::webhook::{deliver, lock, RetryPolicy, WebhookError};
 
 /// Attempts of a `complete` (throttles, timeouts) before giving up: about 3 s in all.
 const COMPLETE_ATTEMPTS: u32 = 6;
 const COMPLETE_BACKOFF: ariane_shared::backoff::Backoff = ariane_shared::backoff::Backoff::new(std::time::Duration::from_millis(100), 5);
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every update is one insertion: a poisoned lock is still consistent.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// Where "now" comes from: the system clock in Lambda; a settable clock in tests and the
 /// local demo, which replay a day of quiet hours in seconds.

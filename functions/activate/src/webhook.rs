@@ -251,8 +251,9 @@ pub struct MemWebhooks {
     refusals: Mutex<BTreeMap<String, VecDeque<Refusal>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every update is one push or pop: a poisoned lock is still consistent.
+/// A poison-tolerant lock for this crate's in-memory state (every update under it is one
+/// push, pop or insertion: a poisoned lock is still consistent).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

@@ -86,9 +86,19 @@ impl DynamoLedger {
     }
 }
 
+/// A string attribute of an item.
+fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+/// The error of a complete or defer whose token no longer holds the send (as read back).
+fn claim_lost(send_key: &str, item: &HashMap<String, AttributeValue>) -> LedgerError {
+    LedgerError::ClaimLost { send_key: send_key.to_string(), status: text(item, "status").unwrap_or("absent").to_string() }
+}
+
 /// The answer a send item gives to a refused claim.
 fn claim_of(send_key: &str, item: &HashMap<String, AttributeValue>) -> Result<Claim, LedgerError> {
-    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str);
+    let text = |k: &str| text(item, k);
     match text("status") {
         Some("sent") | Some("suppressed") => {
             let raw = text("effects").ok_or_else(|| LedgerError::Malformed {
@@ -184,11 +194,10 @@ impl ActivationLedger for DynamoLedger {
                 // A retried complete whose first success went unanswered finds its own
                 // token on the completed item: done. Anything else lost the claim.
                 let item = self.get(format!("SEND#{send_key}"), "SEND", "dynamodb:GetItem complete").await?.unwrap_or_default();
-                let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-                if text("completed_token").as_deref() == Some(token.as_str()) {
+                if text(&item, "completed_token") == Some(token.as_str()) {
                     return Ok(());
                 }
-                Err(LedgerError::ClaimLost { send_key: send_key.to_string(), status: text("status").unwrap_or_else(|| "absent".into()) })
+                Err(claim_lost(send_key, &item))
             }
             Err(e) => Err(e.into()),
         }
@@ -270,11 +279,10 @@ impl ActivationLedger for DynamoLedger {
                 // Either the condition failed (the claim is gone) or a concurrent
                 // transaction touched an item (retry): the send item tells which.
                 let item = self.get(format!("SEND#{send_key}"), "SEND", "dynamodb:GetItem defer").await?.unwrap_or_default();
-                let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-                if text("status").as_deref() == Some("claimed") && text("claim_token").as_deref() == Some(token.as_str()) {
+                if text(&item, "status") == Some("claimed") && text(&item, "claim_token") == Some(token.as_str()) {
                     return Err(e.into());
                 }
-                Err(LedgerError::ClaimLost { send_key: send_key.to_string(), status: text("status").unwrap_or_else(|| "absent".into()) })
+                Err(claim_lost(send_key, &item))
             }
             Err(e) => Err(e.into()),
         }
