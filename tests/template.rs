@@ -139,12 +139,87 @@ fn channel_prefixes(channel: &str) -> Vec<String> {
     ]
 }
 
+/// The S3 actions on a bucket itself (not on its objects), granted with an `s3:prefix`
+/// condition: what a function lists.
+const BUCKET_LISTING: [&str; 2] = ["s3:ListBucket", "s3:ListBucketVersions"];
+
+/// One permission of a role, flattened: an action, a resource, and the condition as
+/// `(operator, key) -> values` (order-free).
+type Permission = (String, String, BTreeMap<(String, String), BTreeSet<String>>);
+
+/// A role's statements as permissions, one per action and resource.
+fn permissions(grants: &[Grant]) -> BTreeSet<Permission> {
+    let mut out = BTreeSet::new();
+    for g in grants {
+        let mut condition = BTreeMap::new();
+        for (operator, keys) in g.condition.as_object().into_iter().flatten() {
+            for (key, values) in keys.as_object().into_iter().flatten() {
+                condition.insert((operator.clone(), key.clone()), texts(values).into_iter().collect::<BTreeSet<_>>());
+            }
+        }
+        for action in &g.actions {
+            for resource in &g.resources {
+                out.insert((action.clone(), resource.clone(), condition.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// A permission without a condition.
+fn permission(action: &str, resource: &str) -> Permission {
+    (action.to_string(), resource.to_string(), BTreeMap::new())
+}
+
+/// The lake prefixes the purge function rewrites: every table that can carry an erased
+/// person's rows or hashes, and the erasure reports it reads and rewrites. Not the
+/// ingest ledgers (ledger/) nor the campaign reports (reports/campaigns/).
+const PURGED_LAKE_PREFIXES: [&str; 8] =
+    ["events/", "rejects/", "identity/links/", "identity/history/", "segments/", "activations/", "audiences/", "reports/erasures/"];
+const PURGE_LANDING_BUCKET: &str = "arn:${AWS::Partition}:s3:::${LandingBucket}";
+const PURGE_LANDING_OBJECTS: &str = "arn:${AWS::Partition}:s3:::${LandingBucket}/*";
+
+/// Everything the purge function's role may do, exactly: list (objects and versions)
+/// and rewrite the lake's purged prefixes, deleting objects and versions there; list,
+/// read and rewrite every landing export, deleting older versions only; read, query and
+/// delete the activation ledger's audience items (`AUD#...`) and nothing else of it;
+/// read the lake pepper; park a failed run in its own failure queue (the OnFailure
+/// destination SAM grants). Nothing on the profiles table, no other queue or secret.
+fn purge_permissions() -> BTreeSet<Permission> {
+    let lake = "arn:${AWS::Partition}:s3:::${LakeBucket}";
+    let mut out = BTreeSet::new();
+    let listed: BTreeSet<String> = PURGED_LAKE_PREFIXES.iter().map(|p| format!("{p}*")).collect();
+    for action in BUCKET_LISTING {
+        let condition = BTreeMap::from([(("StringLike".to_string(), "s3:prefix".to_string()), listed.clone())]);
+        out.insert((action.to_string(), lake.to_string(), condition));
+        out.insert(permission(action, PURGE_LANDING_BUCKET));
+    }
+    for action in ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"] {
+        for prefix in PURGED_LAKE_PREFIXES {
+            out.insert(permission(action, &format!("{lake}/{prefix}*")));
+        }
+    }
+    for action in ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObjectVersion"] {
+        out.insert(permission(action, PURGE_LANDING_OBJECTS));
+    }
+    for action in ["dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:Query"] {
+        let condition = BTreeMap::from([(
+            ("ForAllValues:StringLike".to_string(), "dynamodb:LeadingKeys".to_string()),
+            BTreeSet::from(["AUD#*".to_string()]),
+        )]);
+        out.insert((action.to_string(), "${ActivationLedgerTable.Arn}".to_string(), condition));
+    }
+    out.insert(permission("secretsmanager:GetSecretValue", "${LakePepperSecret}"));
+    out.insert(permission("sqs:SendMessage", "${PurgeFailureQueue.Arn}"));
+    out
+}
+
 #[test]
 fn template_grants_least_privilege() {
     let t = translated();
     let resources = t["Resources"].as_object().expect("Resources");
     let functions = function_grants(&t);
-    assert_eq!(functions.len(), CHANNELS.len() + 4, "{:?}", functions.keys());
+    assert_eq!(functions.len(), CHANNELS.len() + 5, "{:?}", functions.keys());
     // The queue each function consumes, from the event source mappings.
     let mut consumed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for r in resources.values().filter(|r| r["Type"] == "AWS::Lambda::EventSourceMapping") {
@@ -172,20 +247,30 @@ fn template_grants_least_privilege() {
                 if !["s3", "sqs", "dynamodb"].contains(&service.as_str()) {
                     continue;
                 }
+                // The purge function alone reaches every landing export (each may carry
+                // an erased person); its grants are checked exactly below.
+                let purge_landing = |r: &str| id == "PurgeFunction" && (r == PURGE_LANDING_BUCKET || r == PURGE_LANDING_OBJECTS);
                 for r in &g.resources {
                     if r == "*" || r.ends_with(":*") {
                         problem(format!("{action} on {r}"));
                     }
-                    if service == "s3" {
+                    if service == "s3" && !purge_landing(r.as_str()) {
                         match s3_key(r) {
                             Some("*") => problem(format!("{action} on a whole bucket: {r}")),
-                            None if action != "s3:ListBucket" => problem(format!("{action} on the bucket {r}")),
+                            None if !BUCKET_LISTING.contains(&action.as_str()) => problem(format!("{action} on the bucket {r}")),
                             _ => {}
                         }
                     }
                 }
-                if action == "s3:ListBucket" && listed_prefixes(&g.condition).is_empty() {
-                    problem(format!("s3:ListBucket without an s3:prefix condition on {:?}", g.resources));
+                if BUCKET_LISTING.contains(&action.as_str())
+                    && listed_prefixes(&g.condition).is_empty()
+                    && !g.resources.iter().all(|r| purge_landing(r.as_str()))
+                {
+                    problem(format!("{action} without an s3:prefix condition on {:?}", g.resources));
+                }
+                // Only the purge function deletes objects (or versions).
+                if action.starts_with("s3:Delete") && id != "PurgeFunction" {
+                    problem(format!("{action} on {:?}", g.resources));
                 }
                 if action == "sqs:ReceiveMessage" {
                     received.extend(g.resources.iter().cloned());
@@ -232,6 +317,18 @@ fn template_grants_least_privilege() {
                 problems.push(format!("SegmentsFunction: reaches {r}"));
             }
         }
+    }
+
+    // Purge: exactly its table of permissions, no more (a broader action, resource or a
+    // looser condition is an extra permission) and no less.
+    let (_, purge) = &functions["PurgeFunction"];
+    let granted = permissions(purge);
+    let expected = purge_permissions();
+    for (action, resource, condition) in granted.difference(&expected) {
+        problems.push(format!("PurgeFunction: unexpected {action} on {resource} (condition {condition:?})"));
+    }
+    for (action, resource, condition) in expected.difference(&granted) {
+        problems.push(format!("PurgeFunction: missing {action} on {resource} (condition {condition:?})"));
     }
     assert!(problems.is_empty(), "least privilege:\n{}", problems.join("\n"));
 }
@@ -291,21 +388,24 @@ fn template_alarms_on_every_function_and_queue() {
             }
         }
     }
-    // The scheduled segments function: failed runs and undeliverable ticks are kept.
-    let failure_queue = "${SegmentsFailureQueue.Arn}";
-    let invoke_config = resources
-        .values()
-        .find(|r| r["Type"] == "AWS::Lambda::EventInvokeConfig" && r["Properties"]["FunctionName"]["Ref"] == "SegmentsFunction");
-    match invoke_config.map(|r| text(&r["Properties"]["DestinationConfig"]["OnFailure"]["Destination"])) {
-        Some(destination) if destination == failure_queue => {}
-        other => problems.push(format!("SegmentsFunction: failed asynchronous invocations go to {other:?}, not {failure_queue}")),
-    }
-    let schedule = resources
-        .values()
-        .find(|r| r["Type"] == "AWS::Events::Rule" && text(&r["Properties"]["Targets"][0]["Arn"]) == "${SegmentsFunction.Arn}");
-    match schedule.map(|r| text(&r["Properties"]["Targets"][0]["DeadLetterConfig"]["Arn"])) {
-        Some(dlq) if dlq == failure_queue => {}
-        other => problems.push(format!("the segments schedule's undeliverable ticks go to {other:?}, not {failure_queue}")),
+    // The scheduled segments and purge functions: failed runs and undeliverable ticks
+    // are kept, each in its own failure queue (alarmed above as dead letters).
+    for (function, queue) in [("SegmentsFunction", "SegmentsFailureQueue"), ("PurgeFunction", "PurgeFailureQueue")] {
+        let failure_queue = format!("${{{queue}.Arn}}");
+        let invoke_config = resources
+            .values()
+            .find(|r| r["Type"] == "AWS::Lambda::EventInvokeConfig" && r["Properties"]["FunctionName"]["Ref"] == function);
+        match invoke_config.map(|r| text(&r["Properties"]["DestinationConfig"]["OnFailure"]["Destination"])) {
+            Some(destination) if destination == failure_queue => {}
+            other => problems.push(format!("{function}: failed asynchronous invocations go to {other:?}, not {failure_queue}")),
+        }
+        let schedule = resources
+            .values()
+            .find(|r| r["Type"] == "AWS::Events::Rule" && text(&r["Properties"]["Targets"][0]["Arn"]) == format!("${{{function}.Arn}}"));
+        match schedule.map(|r| text(&r["Properties"]["Targets"][0]["DeadLetterConfig"]["Arn"])) {
+            Some(dlq) if dlq == failure_queue => {}
+            other => problems.push(format!("{function}'s schedule: undeliverable ticks go to {other:?}, not {failure_queue}")),
+        }
     }
     // Every checkov skip says why.
     for (id, r) in resources {
@@ -345,7 +445,7 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
     // The same `ingest` binary runs once per channel and once as the landing router.
     let mut binaries: Vec<&str> = m.functions.values().map(|f| f.binary.as_str()).collect();
     binaries.sort();
-    let mut expected = vec!["activate", "identity", "segments"];
+    let mut expected = vec!["activate", "identity", "purge", "segments"];
     expected.extend(std::iter::repeat_n("ingest", dirs.len() + 1));
     expected.sort();
     assert_eq!(binaries, expected);
@@ -446,9 +546,10 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
     let listed: BTreeSet<String> = CHANNELS.iter().map(|c| c.to_string()).collect();
     assert_eq!(listed, dirs, "shared::model::CHANNELS vs channels/");
 
-    // Two schedules: segments (hourly) and the release of quiet-hours deferrals.
+    // Three schedules: segments (hourly), the release of quiet-hours deferrals and the
+    // purge of erased people (daily).
     let scheduled: BTreeSet<&str> = m.schedules.iter().map(|s| m.function(&s.function).map(|f| f.binary.as_str()).unwrap_or("?")).collect();
-    assert_eq!(scheduled, ["activate", "segments"].into_iter().collect(), "{:?}", m.schedules);
+    assert_eq!(scheduled, ["activate", "purge", "segments"].into_iter().collect(), "{:?}", m.schedules);
 
     // The activate function: the destinations config/activation.toml declares, each with
     // a URL, and the signing secret the local stack created from the template.
@@ -480,6 +581,7 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
         "IdentityQueueUrl",
         "ActivationQueueUrl",
         "ActivationEventsQueueUrl",
+        "PurgeFunctionName",
     ] {
         m.output(output)?;
     }

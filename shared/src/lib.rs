@@ -9,6 +9,7 @@ pub mod adapters;
 pub mod aws;
 pub mod backoff;
 pub mod config;
+pub mod erasure;
 pub mod error;
 pub mod identifiers;
 pub mod lake;

@@ -36,7 +36,13 @@ pub struct BlobMeta {
     /// The entity tag as S3 returns it (quoted).
     pub etag: String,
     pub size: Option<i64>,
+    /// Set on an object an erasure purge rewrote ([`BlobStore::rewrite`]): the purge's
+    /// run. Ingest does not read such an object again (its rows are already in the lake).
+    pub purged_by: Option<String>,
 }
+
+/// The object metadata (`x-amz-meta-…`) that marks an object rewritten by a purge.
+pub const PURGED_BY_METADATA: &str = "ariane-purged-by";
 
 /// Which version of an object a streamed read must see.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +98,13 @@ pub trait BlobStore: Send + Sync {
     /// The keys under a prefix, sorted.
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, BlobError>;
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError>;
+    /// Replaces an object by `body` and then removes every earlier version of it and any
+    /// delete marker (in a versioned bucket no older content stays behind); the new
+    /// version carries [`PURGED_BY_METADATA`] = `purged_by`. Returns how many earlier
+    /// versions were removed. Used by erasure only.
+    async fn rewrite(&self, bucket: &str, key: &str, body: Bytes, content_type: &str, purged_by: &str) -> Result<usize, BlobError>;
+    /// Removes every version and delete marker of an object; returns how many.
+    async fn delete_all_versions(&self, bucket: &str, key: &str) -> Result<usize, BlobError>;
     /// The bucket as an `object_store` for readers that need one (DataFusion), when the
     /// adapter is one (the in-memory store); the S3 adapter returns `None` and the reader
     /// builds its own S3 store with the same credentials.
@@ -499,6 +512,12 @@ impl<T: BlobStore + ?Sized> BlobStore for Arc<T> {
     }
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError> {
         (**self).delete(bucket, key).await
+    }
+    async fn rewrite(&self, bucket: &str, key: &str, body: Bytes, content_type: &str, purged_by: &str) -> Result<usize, BlobError> {
+        (**self).rewrite(bucket, key, body, content_type, purged_by).await
+    }
+    async fn delete_all_versions(&self, bucket: &str, key: &str) -> Result<usize, BlobError> {
+        (**self).delete_all_versions(bucket, key).await
     }
     fn object_store(&self, bucket: &str) -> Option<Arc<dyn object_store::ObjectStore>> {
         (**self).object_store(bucket)

@@ -58,6 +58,9 @@ pub struct Outcome {
     pub links: Vec<Link>,
     pub history: Vec<HistoryRecord>,
     pub stats: Stats,
+    /// After an erasure: what the lake purge is to remove (every round's, from the
+    /// requested identifier's suppression entry).
+    pub erased: Option<ariane_shared::erasure::PurgeTargets>,
 }
 
 impl Stats {
@@ -144,6 +147,8 @@ pub(crate) struct Change {
     /// The identifier an erasure was requested for: its suppression entry keeps the
     /// erased evidence keys, so a retried erasure can report the same links again.
     pub(crate) erase_of: Option<IdRef>,
+    /// The profile an erasure round removes evidence of (kept on the same entry).
+    pub(crate) erased_profile: Option<String>,
 }
 
 pub(crate) fn id_ref(i: &Identifier) -> IdRef {

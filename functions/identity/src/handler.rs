@@ -55,38 +55,7 @@ pub enum IdentityMessage {
     Exclude { exclude: Identifier },
 }
 
-/// What one erasure request removed, written to `reports/erasures/` (the lake: keyed
-/// hashes and profile ids only) and printed by `ariane-local identity erasure-report`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ErasureReport {
-    /// The identifier the request named (kind and keyed hash).
-    pub request: crate::partition::IdRef,
-    pub completed_at: chrono::DateTime<Utc>,
-    /// The profile erased (`None`: the identifier resolved to no profile, or an earlier
-    /// attempt erased it and this report is rewritten by a retry).
-    pub profile_id: Option<String>,
-    /// Evidence (identifier sets) removed from DynamoDB with the profile.
-    pub evidence_removed: usize,
-    /// Identifiers kept only as suppression entries (hash, no value): an old export
-    /// re-ingested does not re-create the person. `None` when an earlier attempt did it.
-    pub identifiers_suppressed: Option<usize>,
-    /// Lake links rewritten to point nowhere (segments drop the person at their next run,
-    /// and activation's exits remove them from ad audiences).
-    pub lake_links_rewritten: usize,
-    /// Whether `ProfileErased` went to the outbound events queue.
-    pub announced: bool,
-    /// What this erasure does not reach, with how long it stays (docs/privacy.md).
-    pub not_reached: Vec<String>,
-}
-
-/// Stores an erasure does not rewrite yet, and for how long they keep the person.
-pub const ERASURE_NOT_REACHED: &[&str] = &[
-    "landing objects and lake rejects/ rows with the person's raw rows: until their lifecycle expiry (LandingRetentionDays, RejectsRetentionDays; 30 days by default)",
-    "lake events, snapshots and activation records: kept, pseudonymous (keyed hashes and profile ids), no longer linked to any profile",
-    "activation ledger: audience memberships until the segment exit removes them, send records until their 30-day TTL",
-    "messages already delivered to destinations: erased by them on ProfileErased",
-    "DynamoDB point-in-time recovery backups (35 days)",
-];
+pub use ariane_shared::erasure::{ErasureReport, ERASURE_NOT_REACHED};
 
 /// Counts of one batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -148,13 +117,15 @@ impl<S: ItemStore, B: BlobStore> IdentityWith<S, B> {
             return Ok(());
         }
         let report = ErasureReport {
-            request,
+            request: ariane_shared::erasure::HashedIdentifier { kind: request.kind, hash: request.hash },
             completed_at: Utc::now(),
             profile_id: erased.and_then(|h| h.profile_id.clone()),
             evidence_removed: out.links.iter().filter(|l| l.profile_id.is_none()).count(),
             identifiers_suppressed: erased.map(|h| h.identifiers.len()),
+            other_profiles_cleared: 0,
             lake_links_rewritten: out.links.len(),
             announced,
+            purge: ariane_shared::erasure::PurgeState::Pending { targets: out.erased.clone().unwrap_or_default() },
             not_reached: ERASURE_NOT_REACHED.iter().map(|s| s.to_string()).collect(),
         };
         tracing::info!(

@@ -369,6 +369,11 @@ impl<S: ItemStore> Resolver<S> {
                 at: now,
                 observation_id: String::new(),
             }));
+            out.erased = Some(ariane_shared::erasure::PurgeTargets {
+                identity_keys: i.erased_evidence.clone(),
+                profile_ids: i.erased_profiles.clone(),
+                identifier_hashes: i.erased_identifiers.clone(),
+            });
         }
         Ok(out)
     }
@@ -437,6 +442,7 @@ impl<S: ItemStore> Resolver<S> {
             change.suppress.insert(r.clone());
         }
         change.removes = removes;
+        change.erased_profile = Some(pid.clone());
         suppressed.extend(change.suppress.iter().cloned());
         self.apply_with_retries(change, out).await?;
         if last {

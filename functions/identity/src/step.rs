@@ -241,6 +241,8 @@ impl<'a> Step<'a> {
         }
         if let Some(st) = self.change.erase_of.as_ref().and_then(|r| self.id_state.get_mut(r)) {
             st.erased_evidence.extend(self.change.removes.iter().cloned());
+            st.erased_identifiers.extend(self.change.suppress.iter().map(|i| i.hash.clone()));
+            st.erased_profiles.extend(self.change.erased_profile.iter().cloned());
         }
     }
 

@@ -81,6 +81,13 @@ pub struct IdItem {
     /// removed, so a retried request reports the same lake links again.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub erased_evidence: std::collections::BTreeSet<String>,
+    /// On the same item: the keyed hashes of every identifier the erasure suppressed, in
+    /// every round, for the lake purge (`functions/purge`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub erased_identifiers: std::collections::BTreeSet<String>,
+    /// On the same item: the profile ids the erasure removed.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub erased_profiles: std::collections::BTreeSet<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

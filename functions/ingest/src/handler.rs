@@ -115,6 +115,9 @@ impl<B: BlobStore, Q: Queue> IngestWith<B, Q> {
                 Outcome::AlreadyIngested(entry) => {
                     tracing::info!(key = %entry.source_key, fingerprint = %entry.fingerprint, "identical content already ingested: skipped")
                 }
+                Outcome::PurgeRewrite { key, run } => {
+                    tracing::info!(%key, %run, "rewritten by an erasure purge (its other rows are already in the lake): skipped")
+                }
             }
         }
         Ok(())

@@ -85,6 +85,12 @@ pub enum Outcome {
     Ingested(LedgerEntry),
     /// A completed ledger entry exists for identical content: nothing was done.
     AlreadyIngested(LedgerEntry),
+    /// The object is an erasure purge's rewrite of a file already ingested (without the
+    /// erased person's rows, `functions/purge`): nothing was done.
+    PurgeRewrite {
+        key: String,
+        run: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +186,15 @@ fn new_entry(channel: &str, fp: &str, object: &ObjectRef, etag: &str, size: Opti
     }
 }
 
+/// The purge run that wrote this very content, when the notified object is an erasure
+/// purge's rewrite (its metadata says so and, when the notification names its entity
+/// tag, that tag is the current one: an original upload notified late is still read).
+async fn purge_rewrite<B: BlobStore + ?Sized>(blobs: &B, object: &ObjectRef) -> Result<Option<String>, IngestError> {
+    let Some(meta) = blobs.head(&object.bucket, &object.key).await? else { return Ok(None) };
+    let same = object.etag.as_deref().is_none_or(|e| e.trim_matches('"') == meta.etag.trim_matches('"'));
+    Ok(meta.purged_by.filter(|_| same))
+}
+
 async fn etag_and_size<B: BlobStore + ?Sized>(blobs: &B, object: &ObjectRef) -> Result<(String, Option<i64>), IngestError> {
     match &object.etag {
         Some(e) => Ok((e.clone(), object.size)),
@@ -270,6 +285,9 @@ where
             return Err(record_unroutable(blobs, config, object, err).await);
         }
     };
+    if let Some(run) = purge_rewrite(blobs, object).await? {
+        return Ok(Outcome::PurgeRewrite { key: object.key.clone(), run });
+    }
     let (etag, size) = etag_and_size(blobs, object).await?;
     let fp = fingerprint(channel, &etag, size);
     let ledger_key = lake::ledger_key(channel, &fp);

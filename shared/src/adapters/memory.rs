@@ -98,6 +98,7 @@ struct Object {
     body: Bytes,
     etag: String,
     content_type: String,
+    purged_by: Option<String>,
 }
 
 /// Buckets in memory. Every object is mirrored into an `object_store` [`InMemory`] per
@@ -129,12 +130,24 @@ impl MemBlobs {
     }
 
     async fn store(&self, bucket: &str, key: &str, body: Bytes, content_type: &str) -> Result<(), BlobError> {
+        self.store_marked(bucket, key, body, content_type, None).await
+    }
+
+    async fn store_marked(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        purged_by: Option<String>,
+    ) -> Result<(), BlobError> {
         let etag = format!("\"{}\"", &crate::identifiers::sha256_hex_bytes(&body)[..32]);
         self.mirror(bucket)
             .put(&object_store::path::Path::from(key), body.clone().into())
             .await
             .map_err(|e| BlobError::Io { path: format!("mem://{bucket}/{key}"), source: std::io::Error::other(e.to_string()) })?;
-        lock(&self.objects).insert((bucket.to_string(), key.to_string()), Object { body, etag, content_type: content_type.to_string() });
+        lock(&self.objects)
+            .insert((bucket.to_string(), key.to_string()), Object { body, etag, content_type: content_type.to_string(), purged_by });
         Ok(())
     }
 }
@@ -143,9 +156,11 @@ impl MemBlobs {
 impl BlobStore for MemBlobs {
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<BlobMeta>, BlobError> {
         self.faults.check("blob.head", key)?;
-        Ok(lock(&self.objects)
-            .get(&(bucket.to_string(), key.to_string()))
-            .map(|o| BlobMeta { etag: o.etag.clone(), size: Some(o.body.len() as i64) }))
+        Ok(lock(&self.objects).get(&(bucket.to_string(), key.to_string())).map(|o| BlobMeta {
+            etag: o.etag.clone(),
+            size: Some(o.body.len() as i64),
+            purged_by: o.purged_by.clone(),
+        }))
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Bytes>, BlobError> {
@@ -193,6 +208,20 @@ impl BlobStore for MemBlobs {
         let _ = self.mirror(bucket).delete(&object_store::path::Path::from(key)).await;
         lock(&self.objects).remove(&(bucket.to_string(), key.to_string()));
         Ok(())
+    }
+
+    /// Memory keeps one version per key: nothing older to remove.
+    async fn rewrite(&self, bucket: &str, key: &str, body: Bytes, content_type: &str, purged_by: &str) -> Result<usize, BlobError> {
+        self.faults.check("blob.put", key)?;
+        self.store_marked(bucket, key, body, content_type, Some(purged_by.to_string())).await?;
+        Ok(0)
+    }
+
+    async fn delete_all_versions(&self, bucket: &str, key: &str) -> Result<usize, BlobError> {
+        self.faults.check("blob.delete", key)?;
+        let existed = lock(&self.objects).contains_key(&(bucket.to_string(), key.to_string()));
+        self.delete(bucket, key).await?;
+        Ok(usize::from(existed))
     }
 
     fn object_store(&self, bucket: &str) -> Option<Arc<dyn ObjectStore>> {

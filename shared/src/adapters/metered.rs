@@ -177,6 +177,17 @@ impl<T: BlobStore> BlobStore for Metered<T> {
         bump(&self.meter.s3_writes, 1);
         self.inner.delete(bucket, key).await
     }
+    async fn rewrite(&self, bucket: &str, key: &str, body: Bytes, content_type: &str, purged_by: &str) -> Result<usize, BlobError> {
+        let removed = self.inner.rewrite(bucket, key, body, content_type, purged_by).await?;
+        // The PUT, the version listing and one DELETE per older version.
+        bump(&self.meter.s3_writes, 2 + removed as u64);
+        Ok(removed)
+    }
+    async fn delete_all_versions(&self, bucket: &str, key: &str) -> Result<usize, BlobError> {
+        let removed = self.inner.delete_all_versions(bucket, key).await?;
+        bump(&self.meter.s3_writes, 1 + removed as u64);
+        Ok(removed)
+    }
     fn object_store(&self, bucket: &str) -> Option<Arc<dyn object_store::ObjectStore>> {
         self.inner.object_store(bucket)
     }

@@ -7,7 +7,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
 use crate::error::{AwsError, SdkResultExt};
-use crate::ports::{BlobError, BlobMeta, BlobReader, BlobStore, BlobVersion};
+use crate::ports::{BlobError, BlobMeta, BlobReader, BlobStore, BlobVersion, PURGED_BY_METADATA};
 
 #[derive(Clone, Debug)]
 pub struct S3Blobs {
@@ -28,11 +28,51 @@ fn read_error(path: String, e: impl std::fmt::Display) -> BlobError {
     BlobError::Io { path, source: std::io::Error::other(e.to_string()) }
 }
 
+impl S3Blobs {
+    /// Every version id and delete marker of exactly `key`.
+    async fn versions(&self, bucket: &str, key: &str) -> Result<Vec<String>, BlobError> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(bucket)
+                .prefix(key)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .aws("s3:ListObjectVersions")?;
+            out.extend(page.versions().iter().filter(|v| v.key() == Some(key)).filter_map(|v| v.version_id().map(str::to_string)));
+            out.extend(page.delete_markers().iter().filter(|m| m.key() == Some(key)).filter_map(|m| m.version_id().map(str::to_string)));
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+            if key_marker.is_none() && version_marker.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_version(&self, bucket: &str, key: &str, version: &str) -> Result<(), BlobError> {
+        self.client.delete_object().bucket(bucket).key(key).version_id(version).send().await.aws("s3:DeleteObjectVersion")?;
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl BlobStore for S3Blobs {
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<BlobMeta>, BlobError> {
         match self.client.head_object().bucket(bucket).key(key).send().await.aws("s3:HeadObject") {
-            Ok(out) => Ok(Some(BlobMeta { etag: out.e_tag().unwrap_or_default().to_string(), size: out.content_length() })),
+            Ok(out) => Ok(Some(BlobMeta {
+                etag: out.e_tag().unwrap_or_default().to_string(),
+                size: out.content_length(),
+                purged_by: out.metadata().and_then(|m| m.get(PURGED_BY_METADATA)).cloned(),
+            })),
             Err(e) if missing(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -108,5 +148,38 @@ impl BlobStore for S3Blobs {
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError> {
         self.client.delete_object().bucket(bucket).key(key).send().await.aws("s3:DeleteObject")?;
         Ok(())
+    }
+
+    async fn rewrite(&self, bucket: &str, key: &str, body: Bytes, content_type: &str, purged_by: &str) -> Result<usize, BlobError> {
+        let out = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .metadata(PURGED_BY_METADATA, purged_by)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .aws("s3:PutObject")?;
+        // An unversioned bucket keeps nothing older (and names its one version "null").
+        let Some(new) = out.version_id().filter(|v| *v != "null") else { return Ok(0) };
+        let old: Vec<String> = self.versions(bucket, key).await?.into_iter().filter(|v| v != new).collect();
+        for v in &old {
+            self.delete_version(bucket, key, v).await?;
+        }
+        Ok(old.len())
+    }
+
+    async fn delete_all_versions(&self, bucket: &str, key: &str) -> Result<usize, BlobError> {
+        let versions = self.versions(bucket, key).await?;
+        for v in &versions {
+            self.delete_version(bucket, key, v).await?;
+        }
+        if versions.is_empty() {
+            // Not versioned (or already gone): a plain delete is enough.
+            self.delete(bucket, key).await?;
+        }
+        Ok(versions.len())
     }
 }

@@ -28,12 +28,13 @@ use ariane_local::LocalStack;
 use serde_json::{json, Value};
 
 /// (function, logical id in the template, binary).
-const FUNCTIONS: [(&str, &str, &str); 5] = [
+const FUNCTIONS: [(&str, &str, &str); 6] = [
     ("router", "LandingRouterFunction", "ingest"),
     ("ingest", "IngestPosFunction", "ingest"),
     ("identity", "IdentityFunction", "identity"),
     ("segments", "SegmentsFunction", "segments"),
     ("activate", "ActivateFunction", "activate"),
+    ("purge", "PurgeFunction", "purge"),
 ];
 
 /// The target: a Rust hello world initialises in 13.9 ms on arm64 (lambda-perf).

@@ -12,6 +12,7 @@ pub enum Function {
     Identity(ariane_identity::Identity),
     Segments(ariane_segments::Segments),
     Activate(ariane_activate::Activate),
+    Purge(ariane_purge::Purge),
 }
 
 impl Function {
@@ -24,6 +25,7 @@ impl Function {
             "identity" => Function::Identity(ariane_identity::Identity::from_env(&env).await?),
             "segments" => Function::Segments(ariane_segments::Segments::from_env(&env).await?),
             "activate" => Function::Activate(ariane_activate::Activate::from_env(&env).await?),
+            "purge" => Function::Purge(ariane_purge::Purge::from_env(&env).await?),
             other => bail!("unknown function binary {other}"),
         })
     }
@@ -35,6 +37,7 @@ impl Function {
             Function::Identity(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("SQS event")?).await)?,
             Function::Activate(f) => f.handle_value(payload).await?,
             Function::Segments(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("EventBridge event")?).await?)?,
+            Function::Purge(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("EventBridge event")?).await?)?,
         })
     }
 }

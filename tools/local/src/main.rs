@@ -52,6 +52,9 @@ enum Cmd {
     Drain(RunnerArgs),
     /// Fire the segments schedule as EventBridge would and print the run summary
     Fire(FireArgs),
+    /// Run the erasure purge now, as its daily schedule would, and print what it removed
+    /// (landing objects, lake rows, audience memberships) for every pending erasure
+    Purge(RunnerArgs),
     /// Operator commands on identity: lookup, profile, erase, repair
     Identity {
         #[command(subcommand)]
@@ -115,6 +118,7 @@ async fn main() {
         Cmd::Up(args) => up(&args).await,
         Cmd::Drain(args) => drain(&args).await,
         Cmd::Fire(args) => fire(&args).await,
+        Cmd::Purge(args) => purge(&args).await,
         Cmd::Identity { command } => identity_cmd::run(&command).await,
     };
     if let Err(e) = result {
@@ -375,6 +379,13 @@ async fn fire(args: &FireArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fires the purge's schedule (`PurgeFunction`) and prints its summary.
+async fn purge(args: &RunnerArgs) -> anyhow::Result<()> {
+    let response = runner_from_args(args).await?.fire_schedule(Some("PurgeFunction"), Utc::now()).await?;
+    println!("{}", serde_json::to_string_pretty(&response)?);
+    Ok(())
+}
+
 #[cfg(test)]
 mod cli_tests {
     use super::*;
@@ -384,7 +395,7 @@ mod cli_tests {
     fn the_command_line_is_consistent_and_documented() {
         Cli::command().debug_assert();
         let help = Cli::command().render_long_help().to_string();
-        for cmd in ["demo", "validate", "up", "drain", "fire", "identity"] {
+        for cmd in ["demo", "validate", "up", "drain", "fire", "purge", "identity"] {
             assert!(help.contains(cmd), "{cmd} in --help");
         }
         let fire = Cli::try_parse_from([

@@ -1,0 +1,363 @@
+//! Purge: finishes the erasures identity started. Identity removes a person from DynamoDB
+//! at once and leaves a report, `reports/erasures/<kind>-<keyed hash>.json`, whose purge
+//! is `pending` with what to look for (the person's identity keys, profile ids and the
+//! keyed hashes of their suppressed identifiers). This function, daily (`PurgeSchedule`)
+//! or on demand, takes every pending report and rewrites every store Ariane wrote the
+//! person to:
+//!
+//! 1. the activation ledger's audience memberships: a `remove` row per membership goes to
+//!    an audience file (`audiences/<campaign>/<platform>/run=erasure-<run>/`, the
+//!    platforms' own plain SHA-256: the only way to take the person out of an audience),
+//!    then the membership is deleted;
+//! 2. the landing objects holding the person's records (found through the `source_key` of
+//!    their events and rejected rows), read again through their channel spec and
+//!    rewritten without those records, every older version deleted;
+//! 3. the lake: `events/`, `rejects/`, `identity/links/`, `identity/history/`,
+//!    `segments/` (snapshots and memberships), `activations/` and the audience files,
+//!    each object rewritten without the person's rows (another person's row that carried
+//!    a shared value keeps the row and loses the value), every older version deleted;
+//! 4. the report: `done`, with what was removed where; the targets are dropped from it.
+//!
+//! Every step is idempotent: a run that fails is retried and finds only what is left.
+
+pub mod landing;
+pub mod matcher;
+pub mod rows;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use ariane_ingest::spec::Catalog;
+use ariane_shared::adapters::dynamodb::DynamoLedger;
+use ariane_shared::adapters::s3::S3Blobs;
+use ariane_shared::aws::Clients;
+use ariane_shared::erasure::{ErasureReport, PurgeCounts, PurgeState, PurgeTargets, REPORTS_PREFIX};
+use ariane_shared::identifiers::stable_id;
+use ariane_shared::lake;
+use ariane_shared::ports::{ActivationLedger, AudienceRow, BlobError, BlobStore, LedgerError};
+use ariane_shared::{ConfigError, EnvSource};
+use arrow::array::{Array, StringArray};
+use arrow::record_batch::RecordBatch;
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use bytes::Bytes;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::matcher::Matcher;
+use crate::rows::{filter_audience_csv, filter_batches, filter_json_lines, RegionOf};
+
+/// The lake prefixes rewritten, with the store name reports use.
+pub const LAKE_STORES: &[(&str, &str)] = &[
+    ("events/", "events"),
+    ("rejects/", "rejects"),
+    ("identity/links/", "links"),
+    ("identity/history/", "history"),
+    ("segments/", "segments"),
+    ("activations/", "activations"),
+    ("audiences/", "audiences"),
+];
+
+/// Audience files written by a purge (the `remove` rows): never filtered by one.
+const ERASURE_RUN_MARK: &str = "/run=erasure-";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("lake object {key}: {reason}")]
+    Lake { key: String, reason: String },
+    #[error("landing object {key}: {reason}")]
+    Landing { key: String, reason: String },
+    #[error("erasure report {key} cannot be read: {source}")]
+    Report { key: String, source: serde_json::Error },
+    #[error("the embedded channel specs do not load: {0}")]
+    Specs(String),
+}
+
+/// Where the purge reads and writes.
+#[derive(Clone, Debug)]
+pub struct PurgeConfig {
+    pub lake_bucket: String,
+    pub landing_bucket: String,
+}
+
+impl PurgeConfig {
+    pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        Ok(PurgeConfig { lake_bucket: env.require("LAKE_BUCKET")?, landing_bucket: env.require("LANDING_BUCKET")? })
+    }
+}
+
+/// What one run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeSummary {
+    /// `None` when no erasure was pending.
+    pub run: Option<String>,
+    /// The reports completed by this run.
+    pub erasures: Vec<String>,
+    /// What was removed, per store (`landing`, `events`, ..., `activation_ledger`).
+    pub removed: BTreeMap<String, PurgeCounts>,
+}
+
+/// The purge over any blob store and activation ledger; [`Purge`] is the AWS-wired one.
+pub struct PurgeWith<B, L> {
+    pub config: PurgeConfig,
+    pub blobs: B,
+    pub ledger: L,
+    pub catalog: Catalog,
+}
+
+pub type Purge = PurgeWith<S3Blobs, DynamoLedger>;
+
+impl Purge {
+    /// Reads the configuration and the pepper (the keyed hashes of clear values found in
+    /// raw rows must match the lake's) and builds the AWS clients once.
+    pub async fn from_env(env: &dyn EnvSource) -> Result<Self, PurgeError> {
+        let config = PurgeConfig::from_env(env)?;
+        let table = env.require("ACTIVATION_LEDGER_TABLE")?;
+        let clients = Clients::from_env(env).await;
+        ariane_shared::aws::install_lake_pepper(env, &clients.config).await?;
+        let ledger = DynamoLedger { client: clients.dynamodb.clone(), table };
+        PurgeWith::new(config, S3Blobs::new(clients.s3.clone()), ledger)
+    }
+}
+
+impl<B: BlobStore, L: ActivationLedger> PurgeWith<B, L> {
+    pub fn new(config: PurgeConfig, blobs: B, ledger: L) -> Result<Self, PurgeError> {
+        let catalog = Catalog::embedded().map_err(|errors| PurgeError::Specs(format!("{errors:?}")))?;
+        Ok(PurgeWith { config, blobs, ledger, catalog })
+    }
+
+    /// A scheduled or manual invocation (the event's detail is not used).
+    pub async fn handle(&self, _event: EventBridgeEvent<serde_json::Value>) -> Result<PurgeSummary, PurgeError> {
+        self.run().await
+    }
+
+    /// Purges every pending erasure.
+    pub async fn run(&self) -> Result<PurgeSummary, PurgeError> {
+        let lake_bucket = &self.config.lake_bucket;
+        let mut pending: Vec<(String, ErasureReport)> = Vec::new();
+        for key in self.blobs.list(lake_bucket, REPORTS_PREFIX).await? {
+            let Some(bytes) = self.blobs.get(lake_bucket, &key).await? else { continue };
+            let report: ErasureReport = serde_json::from_slice(&bytes).map_err(|source| PurgeError::Report { key: key.clone(), source })?;
+            if matches!(report.purge, PurgeState::Pending { .. }) {
+                pending.push((key, report));
+            }
+        }
+        if pending.is_empty() {
+            return Ok(PurgeSummary::default());
+        }
+        // The same pending set gives the same run name: a retried run rewrites the same
+        // audience files.
+        let run = format!("erasure-{}", &stable_id(&pending.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())[..16]);
+        let mut targets = PurgeTargets::default();
+        for (_, r) in &pending {
+            if let PurgeState::Pending { targets: t } = &r.purge {
+                targets.extend(t);
+            }
+        }
+        tracing::info!(%run, erasures = pending.len(), "purging");
+        self.profiles_from_links(&mut targets).await?;
+        let mut removed: BTreeMap<String, PurgeCounts> = BTreeMap::new();
+        let (audience, ledger_counts) = self.audiences(&targets, &run).await?;
+        removed.insert("activation_ledger".into(), ledger_counts);
+        let m = Matcher::new(&targets).with_audience(audience);
+
+        // Landing first: its objects are found through the lake rows this run removes.
+        let mut sources = BTreeSet::new();
+        for prefix in ["events/", "rejects/"] {
+            for key in self.blobs.list(lake_bucket, prefix).await? {
+                if let Some(f) = self.lake_object(&key, &m).await? {
+                    sources.extend(f);
+                }
+            }
+        }
+        let landing = removed.entry("landing".into()).or_default();
+        for key in landing::landing_keys(&sources) {
+            let c = landing::purge_object(&self.blobs, &self.config.landing_bucket, &key, &self.catalog, &m, &run).await?;
+            landing.add(&c);
+        }
+        for (prefix, store) in LAKE_STORES {
+            let counts = removed.entry(store.to_string()).or_default();
+            for key in self.blobs.list(lake_bucket, prefix).await? {
+                if key.contains(ERASURE_RUN_MARK) {
+                    continue;
+                }
+                if let Some(c) = self.rewrite_lake_object(&key, &m, &run).await? {
+                    counts.add(&c);
+                }
+            }
+        }
+        let completed_at = Utc::now();
+        let mut erasures = Vec::new();
+        for (key, mut report) in pending {
+            report.purge = PurgeState::Done { run: run.clone(), completed_at, removed: removed.clone() };
+            let body = serde_json::to_vec_pretty(&report).map_err(|source| PurgeError::Report { key: key.clone(), source })?;
+            self.blobs.put(lake_bucket, &key, Bytes::from(body), "application/json").await?;
+            erasures.push(key);
+        }
+        tracing::info!(%run, erasures = erasures.len(), "purged");
+        Ok(PurgeSummary { run: Some(run), erasures, removed })
+    }
+
+    /// Adds the profile ids whose every lake link is one of the person's identity keys
+    /// (profiles merged into the person's, or split off it, before the erasure).
+    async fn profiles_from_links(&self, targets: &mut PurgeTargets) -> Result<(), PurgeError> {
+        let keys = self.blobs.list(&self.config.lake_bucket, lake::links_prefix()).await?;
+        let mut candidates: HashSet<String> = HashSet::new();
+        let mut others: HashSet<String> = HashSet::new();
+        // Two passes: candidates (linked from a person's key), then any other key of them.
+        for pass in 0..2 {
+            for key in &keys {
+                for batch in self.parquet(key).await? {
+                    let (Some(ids), Some(pids)) = (text(&batch, "identifier_hash"), text(&batch, "profile_id")) else { continue };
+                    for i in 0..batch.num_rows() {
+                        let (id, pid) = (ids.value(i), pids.value(i));
+                        if pid.is_empty() {
+                            continue;
+                        }
+                        let mine = targets.identity_keys.contains(id);
+                        if pass == 0 && mine {
+                            candidates.insert(pid.to_string());
+                        } else if pass == 1 && !mine && candidates.contains(pid) {
+                            others.insert(pid.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        targets.profile_ids.extend(candidates.into_iter().filter(|p| !others.contains(p)));
+        Ok(())
+    }
+
+    /// Takes the person out of every ad audience: a `remove` file per membership, then
+    /// the membership deleted. Returns the plain SHA-256 to strip from audience files (the
+    /// memberships' and those of earlier purges' remove files, so a run retried after
+    /// deleting a membership still finds its hashes).
+    async fn audiences(&self, targets: &PurgeTargets, run: &str) -> Result<(Vec<String>, PurgeCounts), PurgeError> {
+        let bucket = &self.config.lake_bucket;
+        let keys = self.blobs.list(bucket, "audiences/").await?;
+        let mut hashes: Vec<String> = Vec::new();
+        for key in keys.iter().filter(|k| k.contains(ERASURE_RUN_MARK)) {
+            if let Some(body) = self.blobs.get(bucket, key).await? {
+                hashes.extend(csv_fields(&body));
+            }
+        }
+        let campaigns: BTreeSet<&str> = keys.iter().filter_map(|k| k.split('/').nth(1)).collect();
+        let mut counts = PurgeCounts::default();
+        for campaign in campaigns {
+            for pid in &targets.profile_ids {
+                let Some(rows) = self.ledger.audience(campaign, pid).await? else { continue };
+                let mut by_platform: BTreeMap<&str, Vec<&AudienceRow>> = BTreeMap::new();
+                for r in &rows {
+                    by_platform.entry(r.platform.as_str()).or_default().push(r);
+                }
+                for (platform, rows) in by_platform {
+                    let header = if platform == "google" { "Email,Phone" } else { "email,phone" };
+                    let mut csv = format!("{header}\n");
+                    for r in rows {
+                        csv.push_str(&format!("{},{}\n", r.email_sha256.as_deref().unwrap_or(""), r.phone_sha256.as_deref().unwrap_or("")));
+                        hashes.extend(r.email_sha256.iter().chain(&r.phone_sha256).cloned());
+                    }
+                    let key = lake::audience_key(campaign, platform, run, "remove", &stable_id(&[campaign, platform, pid])[..16]);
+                    self.blobs.put(bucket, &key, Bytes::from(csv), "text/csv").await?;
+                }
+                self.ledger.delete_audience(campaign, pid).await?;
+                counts.items_deleted += 1;
+            }
+        }
+        Ok((hashes, counts))
+    }
+
+    async fn parquet(&self, key: &str) -> Result<Vec<RecordBatch>, PurgeError> {
+        let Some(body) = self.blobs.get(&self.config.lake_bucket, key).await? else { return Ok(Vec::new()) };
+        lake::read_parquet_bytes(body).map_err(|e| PurgeError::Lake { key: key.to_string(), reason: e.to_string() })
+    }
+
+    /// The phone region of a `rejects/` row (its source's spec), for clear phone numbers.
+    fn region_of(&self, batch: &RecordBatch, row: usize) -> phonenumber::country::Id {
+        text(batch, "source_key")
+            .filter(|s| !s.is_null(row))
+            .and_then(|s| {
+                let key = s.value(row);
+                key.split('/').next().and_then(|c| self.catalog.select(c, key).ok()).map(|spec| spec.format.phone_region)
+            })
+            .unwrap_or(phonenumber::country::Id::FR)
+    }
+
+    /// Reads a lake Parquet object and returns the `source_key`s of the rows the purge
+    /// removes or blanks (`None`: not Parquet or nothing to do).
+    async fn lake_object(&self, key: &str, m: &Matcher) -> Result<Option<BTreeSet<String>>, PurgeError> {
+        if !key.ends_with(".parquet") {
+            return Ok(None);
+        }
+        let batches = self.parquet(key).await?;
+        let region = |b: &RecordBatch, r: usize| self.region_of(b, r);
+        let raw: Option<RegionOf<'_>> = key.starts_with("rejects/").then_some(&region as _);
+        let f = filter_batches(&batches, m, raw).map_err(|e| PurgeError::Lake { key: key.to_string(), reason: e.to_string() })?;
+        Ok(f.changed().then_some(f.sources))
+    }
+
+    /// Rewrites one lake object without the person (`None`: nothing of theirs in it).
+    async fn rewrite_lake_object(&self, key: &str, m: &Matcher, run: &str) -> Result<Option<PurgeCounts>, PurgeError> {
+        let bucket = &self.config.lake_bucket;
+        let lake_err = |reason: String| PurgeError::Lake { key: key.to_string(), reason };
+        let (body, content_type, removed, blanked, empty) = if key.ends_with(".parquet") {
+            let batches = self.parquet(key).await?;
+            let Some(schema) = batches.first().map(|b| b.schema()) else { return Ok(None) };
+            let region = |b: &RecordBatch, r: usize| self.region_of(b, r);
+            let raw: Option<RegionOf<'_>> = key.starts_with("rejects/").then_some(&region as _);
+            let f = filter_batches(&batches, m, raw).map_err(|e| lake_err(e.to_string()))?;
+            if !f.changed() {
+                return Ok(None);
+            }
+            let empty = f.kept.is_empty();
+            let body = lake::parquet_bytes(schema, &f.kept).map_err(|e| lake_err(e.to_string()))?;
+            (body, "application/vnd.apache.parquet", f.rows_removed, f.values_blanked, empty)
+        } else if key.ends_with(".jsonl") || (key.ends_with(".csv") && key.starts_with("audiences/")) {
+            let Some(text) = self.blobs.get(bucket, key).await? else { return Ok(None) };
+            let (f, content_type) = if key.ends_with(".jsonl") {
+                (filter_json_lines(&text, m), "application/x-ndjson")
+            } else {
+                (filter_audience_csv(&text, m), "text/csv")
+            };
+            if !f.changed() {
+                return Ok(None);
+            }
+            // An audience file keeps its header (an empty list is a valid upload).
+            let empty = content_type == "application/x-ndjson" && f.kept.iter().all(u8::is_ascii_whitespace);
+            (f.kept, content_type, f.rows_removed, f.values_blanked, empty)
+        } else {
+            return Ok(None);
+        };
+        let mut c = PurgeCounts { rows_removed: removed, values_blanked: blanked, ..PurgeCounts::default() };
+        if empty {
+            c.versions_deleted = self.blobs.delete_all_versions(bucket, key).await?.saturating_sub(1);
+            c.objects_deleted = 1;
+        } else {
+            c.versions_deleted = self.blobs.rewrite(bucket, key, Bytes::from(body), content_type, run).await?;
+            c.objects_rewritten = 1;
+        }
+        Ok(Some(c))
+    }
+}
+
+/// A string column of a batch.
+fn text<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a StringArray> {
+    batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>())
+}
+
+/// The non-empty fields of a CSV file after its header.
+fn csv_fields(body: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(body)
+        .lines()
+        .skip(1)
+        .flat_map(|l| l.split(',').map(|f| f.trim().to_string()).collect::<Vec<_>>())
+        .filter(|f| !f.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
