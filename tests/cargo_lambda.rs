@@ -25,6 +25,7 @@ const SAMPLES: &[(&str, &str)] = &[
     ("segments-scheduled-run", "SegmentsFunction"),
     ("activate-segment-entered", "ActivateFunction"),
     ("activate-release-deferred", "ActivateFunction"),
+    ("purge-scheduled-run", "PurgeFunction"),
 ];
 
 /// Stops `cargo lambda watch`: SIGTERM lets it terminate the function instances it
@@ -161,6 +162,9 @@ async fn every_sample_event_invokes_under_cargo_lambda() -> anyhow::Result<()> {
         }
         if sample.starts_with("segments") {
             assert_eq!(ariane_tests::segment_report(&response, "reactivation")["skipped"], false, "{sample}: {response}");
+        } else if sample.starts_with("purge") {
+            // No erasure is pending on a fresh stack: the run reads the reports and stops.
+            assert_eq!((response["run"].is_null(), response["erasures"].as_array().map(Vec::len)), (true, Some(0)), "{sample}: {response}");
         } else if sample.starts_with("activate-release") {
             assert!(response["released"].is_u64(), "{sample}: {response}");
         } else {

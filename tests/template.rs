@@ -182,9 +182,11 @@ const PURGE_LANDING_OBJECTS: &str = "arn:${AWS::Partition}:s3:::${LandingBucket}
 /// Everything the purge function's role may do, exactly: list (objects and versions)
 /// and rewrite the lake's purged prefixes, deleting objects and versions there; list,
 /// read and rewrite every landing export, deleting older versions only; read, query and
-/// delete the activation ledger's audience items (`AUD#...`) and nothing else of it;
-/// read the lake pepper; park a failed run in its own failure queue (the OnFailure
-/// destination SAM grants). Nothing on the profiles table, no other queue or secret.
+/// delete the activation ledger's audience and send items (`AUD#...`, `SEND#...`) and nothing
+/// else of it;
+/// read the lake pepper; send `forget` requests to identity's queue; park a failed run in
+/// its own failure queue (the OnFailure destination SAM grants). Nothing on the profiles
+/// table, no other queue or secret.
 fn purge_permissions() -> BTreeSet<Permission> {
     let lake = "arn:${AWS::Partition}:s3:::${LakeBucket}";
     let mut out = BTreeSet::new();
@@ -205,12 +207,13 @@ fn purge_permissions() -> BTreeSet<Permission> {
     for action in ["dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:Query"] {
         let condition = BTreeMap::from([(
             ("ForAllValues:StringLike".to_string(), "dynamodb:LeadingKeys".to_string()),
-            BTreeSet::from(["AUD#*".to_string()]),
+            BTreeSet::from(["AUD#*".to_string(), "SEND#*".to_string()]),
         )]);
         out.insert((action.to_string(), "${ActivationLedgerTable.Arn}".to_string(), condition));
     }
     out.insert(permission("secretsmanager:GetSecretValue", "${LakePepperSecret}"));
     out.insert(permission("sqs:SendMessage", "${PurgeFailureQueue.Arn}"));
+    out.insert(permission("sqs:SendMessage", "${IdentityQueue.Arn}"));
     out
 }
 

@@ -126,6 +126,22 @@ pub const ERASURE_NOT_REACHED: &[&str] = &[
     "copies made outside Ariane (lake exports, BI extracts)",
 ];
 
+/// Sent by the purge to identity's queue (`{"forget": {...}}`): evidence of other people
+/// (found through the lake: their events carried the value) that holds a suppressed
+/// identifier in clear loses it, and so do the profiles built from it (a family e-mail
+/// erased at one member's request stops being the others' contact address).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgetRequest {
+    /// Keyed hashes of the suppressed identifiers.
+    pub hashes: BTreeSet<String>,
+    /// Identity keys of the evidence holding them.
+    pub evidence: BTreeSet<String>,
+}
+
+/// At most this many evidence keys per forget message (a message stays far below SQS's
+/// 256 KiB).
+pub const FORGET_CHUNK: usize = 500;
+
 /// The lake prefix of the erasure reports.
 pub const REPORTS_PREFIX: &str = "reports/erasures/";
 

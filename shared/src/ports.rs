@@ -456,6 +456,9 @@ pub trait ActivationLedger: Send + Sync {
     async fn audience(&self, campaign: &str, profile_id: &str) -> Result<Option<Vec<AudienceRow>>, LedgerError>;
     async fn put_audience(&self, campaign: &str, profile_id: &str, rows: &[AudienceRow], now: DateTime<Utc>) -> Result<(), LedgerError>;
     async fn delete_audience(&self, campaign: &str, profile_id: &str) -> Result<(), LedgerError>;
+    /// Deletes a send's record (an erased person's: its effects may hold the audience
+    /// hashes). A redelivered message for it finds the person erased and sends nothing.
+    async fn erase_send(&self, send_key: &str) -> Result<(), LedgerError>;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -605,6 +608,9 @@ impl<T: ActivationLedger + ?Sized> ActivationLedger for Arc<T> {
     }
     async fn delete_audience(&self, campaign: &str, profile_id: &str) -> Result<(), LedgerError> {
         (**self).delete_audience(campaign, profile_id).await
+    }
+    async fn erase_send(&self, send_key: &str) -> Result<(), LedgerError> {
+        (**self).erase_send(send_key).await
     }
 }
 

@@ -51,6 +51,8 @@ pub struct Stats {
     pub retries: u64,
     pub merges: u64,
     pub splits: u64,
+    /// Evidence documents that forgot an erased value (and their profiles with them).
+    pub forgotten: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -75,6 +77,7 @@ impl Stats {
         self.retries += o.retries;
         self.merges += o.merges;
         self.splits += o.splits;
+        self.forgotten += o.forgotten;
     }
 }
 
@@ -149,6 +152,10 @@ pub(crate) struct Change {
     pub(crate) erase_of: Option<IdRef>,
     /// The profile an erasure round removes evidence of (kept on the same entry).
     pub(crate) erased_profile: Option<String>,
+    /// Evidence whose documents lose the clear identifiers whose keyed hash is in
+    /// `forget_values` (another person's erased value, shared with them).
+    pub(crate) forget_in: BTreeSet<String>,
+    pub(crate) forget_values: BTreeSet<String>,
 }
 
 pub(crate) fn id_ref(i: &Identifier) -> IdRef {

@@ -51,8 +51,17 @@ pub fn normalize_request(id: &Identifier, rules: &Rules) -> Result<Identifier, I
 #[serde(untagged)]
 pub enum IdentityMessage {
     Observations(ObservationBatch),
-    Erase { erase: Identifier },
-    Exclude { exclude: Identifier },
+    Erase {
+        erase: Identifier,
+    },
+    Exclude {
+        exclude: Identifier,
+    },
+    /// From the purge: other people's evidence forgets an erased value
+    /// (`{"forget": {"hashes": [...], "evidence": [...]}}`).
+    Forget {
+        forget: ariane_shared::erasure::ForgetRequest,
+    },
 }
 
 pub use ariane_shared::erasure::{ErasureReport, ERASURE_NOT_REACHED};
@@ -200,6 +209,17 @@ impl<S: ItemStore, B: BlobStore> IdentityWith<S, B> {
                         }
                     }
                 }
+                IdentityMessage::Forget { forget } => match self.resolver.forget(forget).await {
+                    Ok(out) => {
+                        tracing::info!(evidence = forget.evidence.len(), forgotten = out.stats.forgotten, "erased value forgotten");
+                        stats.resolve.add(&out.stats);
+                    }
+                    Err(err) => {
+                        tracing::error!(message_id = %id, error = %err, "forgetting an erased value failed");
+                        stats.failed_messages += 1;
+                        response.add_failure(id.clone());
+                    }
+                },
                 IdentityMessage::Exclude { exclude } => {
                     let result = match self.normalize(exclude) {
                         Ok(id) => match self.resolver.exclude(&id).await {

@@ -20,6 +20,25 @@ pub type Doc = ProfileDoc;
 pub const CONTACT_TRAITS: &[(&str, ariane_shared::identifiers::IdentifierKind)] =
     &[("email", ariane_shared::identifiers::IdentifierKind::Email), ("phone", ariane_shared::identifiers::IdentifierKind::Phone)];
 
+/// Removes from a document every clear identifier whose keyed hash is in `hashes`, and the
+/// contact traits that held one (an erased value shared with another person); true when
+/// the document changed.
+pub fn forget(doc: &mut ProfileDoc, hashes: &BTreeSet<String>) -> bool {
+    let before = doc.clone();
+    for (k, values) in doc.identifiers.iter_mut() {
+        if let Some(kind) = crate::rules::parse_kind(k) {
+            values.retain(|v| !hashes.contains(&ariane_shared::identifiers::identifier_hash(kind, v)));
+        }
+    }
+    doc.identifiers.retain(|_, v| !v.is_empty());
+    for (name, kind) in CONTACT_TRAITS {
+        if doc.traits.get(*name).is_some_and(|t| hashes.contains(&ariane_shared::identifiers::identifier_hash(*kind, &t.value))) {
+            doc.traits.remove(*name);
+        }
+    }
+    *doc != before
+}
+
 /// How identity builds and joins profile documents.
 pub trait Join {
     /// Joins `other` into `self`; true when `self` changed.

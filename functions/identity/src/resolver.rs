@@ -462,6 +462,19 @@ impl<S: ItemStore> Resolver<S> {
         Ok(last)
     }
 
+    /// After an erasure of a value other people shared (a family e-mail): their evidence
+    /// (found by the purge through the lake) forgets the value in clear, and their profiles
+    /// are rebuilt without it (no longer a contact address). One transaction per evidence;
+    /// evidence gone since is skipped. Idempotent.
+    pub async fn forget(&self, request: &ariane_shared::erasure::ForgetRequest) -> Result<Outcome, ResolveError> {
+        let mut out = Outcome::default();
+        for key in &request.evidence {
+            let change = Change { forget_in: BTreeSet::from([key.clone()]), forget_values: request.hashes.clone(), ..Change::default() };
+            self.apply_with_retries(change, &mut out).await?;
+        }
+        Ok(out)
+    }
+
     /// Repair: the identifier stops linking (a wrong merge is split again) and the
     /// decision is kept, so later observations respect it.
     pub async fn exclude(&self, id: &Identifier) -> Result<Outcome, ResolveError> {

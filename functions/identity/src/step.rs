@@ -42,6 +42,8 @@ pub(crate) struct Step<'a> {
     /// The change's new evidence, but what carries a suppressed (erased) identifier.
     adds: Vec<&'a Incoming>,
     suppressed_obs: u64,
+    /// Evidence documents that forgot an erased value.
+    forgotten: u64,
     /// Evidence items read in step 2, before the profiles.
     read_in_step_2: BTreeSet<Key>,
     /// Evidence items read (steps 2 and 6).
@@ -92,6 +94,7 @@ impl<'a> Step<'a> {
             ids: BTreeMap::new(),
             adds: Vec::new(),
             suppressed_obs: 0,
+            forgotten: 0,
             read_in_step_2: BTreeSet::new(),
             evs: BTreeMap::new(),
             comps: BTreeMap::new(),
@@ -157,8 +160,14 @@ impl<'a> Step<'a> {
     /// or goes, and of the identifiers excluded/suppressed.
     async fn read_components(&mut self, store: &impl ItemStore) -> Result<(), ResolveError> {
         let mut comp_keys: BTreeSet<String> = self.first_ids.iter().filter_map(|id| id_item(&self.ids, id).component).collect();
-        let ev_keys: Vec<Key> =
-            self.adds.iter().map(|a| Key::evidence(&a.key)).chain(self.change.removes.iter().map(|k| Key::evidence(k))).collect();
+        let ev_keys: Vec<Key> = self
+            .adds
+            .iter()
+            .map(|a| &a.key)
+            .chain(self.change.removes.iter())
+            .chain(self.change.forget_in.iter())
+            .map(|k| Key::evidence(k))
+            .collect();
         self.evs = by_key(store.get_many(&ev_keys).await?);
         self.read_in_step_2 = ev_keys.into_iter().collect();
         for r in self.evs.values() {
@@ -372,6 +381,9 @@ impl<'a> Step<'a> {
                 (None, None) => return Err(StoreError::Conflict(ek.pk).into()),
             };
             ev.component = comp;
+            if self.change.forget_in.contains(&key) && crate::profile::forget(&mut ev.doc, &self.change.forget_values) {
+                self.forgotten += 1;
+            }
             let clear: Vec<Identifier> = ev
                 .doc
                 .identifiers
@@ -673,5 +685,6 @@ impl<'a> Step<'a> {
         out.stats.suppressed += self.suppressed_obs;
         out.stats.merges += self.merges;
         out.stats.splits += self.splits;
+        out.stats.forgotten += self.forgotten;
     }
 }

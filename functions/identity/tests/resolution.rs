@@ -255,6 +255,45 @@ async fn family_tablet_and_shared_email_do_not_fuse_two_customers() {
 }
 
 #[tokio::test]
+async fn an_erased_family_email_is_forgotten_by_every_profile_that_shared_it() {
+    let r = Resolver::new(MemStore::default(), rules());
+    let rows = [
+        obs(1, 1, &[(K::CustomerId, "MUM"), (K::Email, "famille@x.fr")]),
+        obs(2, 2, &[(K::CustomerId, "SON"), (K::Email, "famille@x.fr"), (K::Phone, "+33612345678")]),
+    ];
+    resolve_all(&r, &rows).await;
+    let (mum, son) = (profile_of(&r, K::CustomerId, "MUM").await.unwrap(), profile_of(&r, K::CustomerId, "SON").await.unwrap());
+    let holds = |p: &ariane_identity::store::ProfileItem| {
+        p.doc.identifiers.get("email").is_some_and(|e| e.contains("famille@x.fr"))
+            || p.doc.traits.get("email").is_some_and(|t| t.value == "famille@x.fr")
+    };
+    assert!(holds(&r.profile(&mum).await.unwrap().unwrap()), "a shared value stays a contact point");
+    // The erasure of the value, at the request of one member: suppressed, nobody erased.
+    let famille = Identifier::new(K::Email, "famille@x.fr");
+    let out = r.erase(&famille).await.unwrap();
+    let targets = out.erased.expect("targets");
+    assert!(targets.identity_keys.is_empty() && targets.profile_ids.is_empty(), "{targets:?}");
+    assert_eq!(targets.identifier_hashes, BTreeSet::from([famille.hash()]));
+    // The purge finds the evidence through the lake (their events' anchor ids).
+    let request = ariane_shared::erasure::ForgetRequest {
+        hashes: targets.identifier_hashes.clone(),
+        evidence: rows.iter().filter_map(|o| identity_key(&o.identifiers)).chain(["gone".to_string()]).collect(),
+    };
+    let out = r.forget(&request).await.unwrap();
+    assert_eq!(out.stats.forgotten, 2);
+    for pid in [&mum, &son] {
+        let p = r.profile(pid).await.unwrap().expect("both people stay");
+        assert!(!holds(&p), "{pid} still holds the erased value: {:?}", p.doc);
+    }
+    let son_profile = r.profile(&son).await.unwrap().unwrap();
+    assert_eq!(son_profile.doc.traits.get("phone").map(|t| t.value.as_str()), Some("+33612345678"), "the rest stays");
+    let items = format!("{:?}", r.store.snapshot());
+    assert!(!items.contains("famille@x.fr"), "a clear copy is left in DynamoDB");
+    // Idempotent: a redelivered request changes nothing.
+    assert_eq!(r.forget(&request).await.unwrap().stats.forgotten, 0);
+}
+
+#[tokio::test]
 async fn a_store_phone_typed_for_many_cards_is_shared_and_blocked_values_never_link() {
     let r = Resolver::new(MemStore::default(), rules());
     resolve_all(

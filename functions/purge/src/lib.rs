@@ -5,18 +5,23 @@
 //! or on demand, takes every pending report and rewrites every store Ariane wrote the
 //! person to:
 //!
-//! 1. the activation ledger's audience memberships: a `remove` row per membership goes to
+//! 1. the activation ledger: the person's send records (found through the lake's
+//!    activation records) are deleted; for each audience membership a `remove` row goes to
 //!    an audience file (`audiences/<campaign>/<platform>/run=erasure-<run>/`, the
 //!    platforms' own plain SHA-256: the only way to take the person out of an audience),
 //!    then the membership is deleted;
-//! 2. the landing objects holding the person's records (found through the `source_key` of
+//! 2. other people's evidence that carried a suppressed value (a family e-mail erased at
+//!    one member's request), found through their events' `anchor_id`: a `forget`
+//!    message to identity's queue, which removes the value from their DynamoDB evidence
+//!    and profiles (no longer a contact address);
+//! 3. the landing objects holding the person's records (found through the `source_key` of
 //!    their events and rejected rows), read again through their channel spec and
 //!    rewritten without those records, every older version deleted;
-//! 3. the lake: `events/`, `rejects/`, `identity/links/`, `identity/history/`,
+//! 4. the lake: `events/`, `rejects/`, `identity/links/`, `identity/history/`,
 //!    `segments/` (snapshots and memberships), `activations/` and the audience files,
 //!    each object rewritten without the person's rows (another person's row that carried
 //!    a shared value keeps the row and loses the value), every older version deleted;
-//! 4. the report: `done`, with what was removed where; the targets are dropped from it.
+//! 5. the report: `done`, with what was removed where; the targets are dropped from it.
 //!
 //! Every step is idempotent: a run that fails is retried and finds only what is left.
 
@@ -29,11 +34,12 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use ariane_ingest::spec::Catalog;
 use ariane_shared::adapters::dynamodb::DynamoLedger;
 use ariane_shared::adapters::s3::S3Blobs;
+use ariane_shared::adapters::sqs::SqsQueue;
 use ariane_shared::aws::Clients;
-use ariane_shared::erasure::{ErasureReport, PurgeCounts, PurgeState, PurgeTargets, REPORTS_PREFIX};
+use ariane_shared::erasure::{ErasureReport, ForgetRequest, PurgeCounts, PurgeState, PurgeTargets, FORGET_CHUNK, REPORTS_PREFIX};
 use ariane_shared::identifiers::stable_id;
 use ariane_shared::lake;
-use ariane_shared::ports::{ActivationLedger, AudienceRow, BlobError, BlobStore, LedgerError};
+use ariane_shared::ports::{ActivationLedger, AudienceRow, BlobError, BlobStore, LedgerError, Queue, SendError};
 use ariane_shared::{ConfigError, EnvSource};
 use arrow::array::{Array, StringArray};
 use arrow::record_batch::RecordBatch;
@@ -67,6 +73,8 @@ pub enum PurgeError {
     Blob(#[from] BlobError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error("cannot send forget requests to identity: {0}")]
+    Send(#[from] SendError),
     #[error("lake object {key}: {reason}")]
     Lake { key: String, reason: String },
     #[error("landing object {key}: {reason}")]
@@ -82,11 +90,17 @@ pub enum PurgeError {
 pub struct PurgeConfig {
     pub lake_bucket: String,
     pub landing_bucket: String,
+    /// Where `forget` requests go (identity's queue).
+    pub identity_queue_url: String,
 }
 
 impl PurgeConfig {
     pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
-        Ok(PurgeConfig { lake_bucket: env.require("LAKE_BUCKET")?, landing_bucket: env.require("LANDING_BUCKET")? })
+        Ok(PurgeConfig {
+            lake_bucket: env.require("LAKE_BUCKET")?,
+            landing_bucket: env.require("LANDING_BUCKET")?,
+            identity_queue_url: env.require("IDENTITY_QUEUE_URL")?,
+        })
     }
 }
 
@@ -102,14 +116,15 @@ pub struct PurgeSummary {
 }
 
 /// The purge over any blob store and activation ledger; [`Purge`] is the AWS-wired one.
-pub struct PurgeWith<B, L> {
+pub struct PurgeWith<B, L, Q> {
     pub config: PurgeConfig,
     pub blobs: B,
     pub ledger: L,
+    pub queue: Q,
     pub catalog: Catalog,
 }
 
-pub type Purge = PurgeWith<S3Blobs, DynamoLedger>;
+pub type Purge = PurgeWith<S3Blobs, DynamoLedger, SqsQueue>;
 
 impl Purge {
     /// Reads the configuration and the pepper (the keyed hashes of clear values found in
@@ -120,14 +135,14 @@ impl Purge {
         let clients = Clients::from_env(env).await;
         ariane_shared::aws::install_lake_pepper(env, &clients.config).await?;
         let ledger = DynamoLedger { client: clients.dynamodb.clone(), table };
-        PurgeWith::new(config, S3Blobs::new(clients.s3.clone()), ledger)
+        PurgeWith::new(config, S3Blobs::new(clients.s3.clone()), ledger, SqsQueue::new(clients.sqs.clone()))
     }
 }
 
-impl<B: BlobStore, L: ActivationLedger> PurgeWith<B, L> {
-    pub fn new(config: PurgeConfig, blobs: B, ledger: L) -> Result<Self, PurgeError> {
+impl<B: BlobStore, L: ActivationLedger, Q: Queue> PurgeWith<B, L, Q> {
+    pub fn new(config: PurgeConfig, blobs: B, ledger: L, queue: Q) -> Result<Self, PurgeError> {
         let catalog = Catalog::embedded().map_err(|errors| PurgeError::Specs(format!("{errors:?}")))?;
-        Ok(PurgeWith { config, blobs, ledger, catalog })
+        Ok(PurgeWith { config, blobs, ledger, queue, catalog })
     }
 
     /// A scheduled or manual invocation (the event's detail is not used).
@@ -167,13 +182,18 @@ impl<B: BlobStore, L: ActivationLedger> PurgeWith<B, L> {
 
         // Landing first: its objects are found through the lake rows this run removes.
         let mut sources = BTreeSet::new();
+        let mut others = BTreeSet::new();
         for prefix in ["events/", "rejects/"] {
             for key in self.blobs.list(lake_bucket, prefix).await? {
-                if let Some(f) = self.lake_object(&key, &m).await? {
-                    sources.extend(f);
+                if let Some((s, o)) = self.lake_object(&key, &m).await? {
+                    sources.extend(s);
+                    others.extend(o);
                 }
             }
         }
+        // Before the events lose the values (a retried run would no longer find them).
+        let forgotten = removed.entry("profiles".into()).or_default();
+        forgotten.values_blanked = self.forget(&targets, &others).await?;
         let landing = removed.entry("landing".into()).or_default();
         for key in landing::landing_keys(&sources) {
             let c = landing::purge_object(&self.blobs, &self.config.landing_bucket, &key, &self.catalog, &m, &run).await?;
@@ -195,7 +215,8 @@ impl<B: BlobStore, L: ActivationLedger> PurgeWith<B, L> {
         for (key, mut report) in pending {
             report.purge = PurgeState::Done { run: run.clone(), completed_at, removed: removed.clone() };
             let body = serde_json::to_vec_pretty(&report).map_err(|source| PurgeError::Report { key: key.clone(), source })?;
-            self.blobs.put(lake_bucket, &key, Bytes::from(body), "application/json").await?;
+            // Every older version goes too: the pending one lists the targets.
+            self.blobs.rewrite(lake_bucket, &key, Bytes::from(body), "application/json", &run).await?;
             erasures.push(key);
         }
         tracing::info!(%run, erasures = erasures.len(), "purged");
@@ -247,6 +268,23 @@ impl<B: BlobStore, L: ActivationLedger> PurgeWith<B, L> {
         }
         let campaigns: BTreeSet<&str> = keys.iter().filter_map(|k| k.split('/').nth(1)).collect();
         let mut counts = PurgeCounts::default();
+        // The person's send records (their effects can hold the audience hashes), found
+        // through the lake's activation records, before those are rewritten.
+        let mut sends = BTreeSet::new();
+        for key in self.blobs.list(bucket, lake::activations_prefix()).await? {
+            for batch in self.parquet(&key).await? {
+                let (Some(pids), Some(send_keys)) = (text(&batch, "profile_id"), text(&batch, "send_key")) else { continue };
+                for i in 0..batch.num_rows() {
+                    if targets.profile_ids.contains(pids.value(i)) {
+                        sends.insert(send_keys.value(i).to_string());
+                    }
+                }
+            }
+        }
+        for send_key in &sends {
+            self.ledger.erase_send(send_key).await?;
+            counts.items_deleted += 1;
+        }
         for campaign in campaigns {
             for pid in &targets.profile_ids {
                 let Some(rows) = self.ledger.audience(campaign, pid).await? else { continue };
@@ -287,9 +325,28 @@ impl<B: BlobStore, L: ActivationLedger> PurgeWith<B, L> {
             .unwrap_or(phonenumber::country::Id::FR)
     }
 
+    /// Asks identity to remove the suppressed values from other people's evidence (by
+    /// identity key); returns how many evidence sets were named.
+    async fn forget(&self, targets: &PurgeTargets, evidence: &BTreeSet<String>) -> Result<usize, PurgeError> {
+        let keys: Vec<&String> = evidence.iter().collect();
+        let bodies: Vec<String> = keys
+            .chunks(FORGET_CHUNK)
+            .map(|chunk| {
+                let request =
+                    ForgetRequest { hashes: targets.identifier_hashes.clone(), evidence: chunk.iter().map(|k| (*k).clone()).collect() };
+                serde_json::json!({ "forget": request }).to_string()
+            })
+            .collect();
+        if !bodies.is_empty() {
+            self.queue.send_all(&self.config.identity_queue_url, &bodies).await?;
+        }
+        Ok(evidence.len())
+    }
+
     /// Reads a lake Parquet object and returns the `source_key`s of the rows the purge
-    /// removes or blanks (`None`: not Parquet or nothing to do).
-    async fn lake_object(&self, key: &str, m: &Matcher) -> Result<Option<BTreeSet<String>>, PurgeError> {
+    /// removes or blanks and the `anchor_id`s of other people's rows it blanks (`None`:
+    /// not Parquet or nothing to do).
+    async fn lake_object(&self, key: &str, m: &Matcher) -> Result<Option<(BTreeSet<String>, BTreeSet<String>)>, PurgeError> {
         if !key.ends_with(".parquet") {
             return Ok(None);
         }
@@ -297,7 +354,7 @@ impl<B: BlobStore, L: ActivationLedger> PurgeWith<B, L> {
         let region = |b: &RecordBatch, r: usize| self.region_of(b, r);
         let raw: Option<RegionOf<'_>> = key.starts_with("rejects/").then_some(&region as _);
         let f = filter_batches(&batches, m, raw).map_err(|e| PurgeError::Lake { key: key.to_string(), reason: e.to_string() })?;
-        Ok(f.changed().then_some(f.sources))
+        Ok(f.changed().then_some((f.sources, f.blanked_anchors)))
     }
 
     /// Rewrites one lake object without the person (`None`: nothing of theirs in it).

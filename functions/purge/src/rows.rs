@@ -25,6 +25,9 @@ pub struct Filtered<T> {
     pub values_blanked: usize,
     /// `source_key` of every row removed or blanked (the landing objects to purge too).
     pub sources: BTreeSet<String>,
+    /// `anchor_id` of every row that stays with a value blanked: another person's
+    /// evidence holding the suppressed value, which identity must forget too.
+    pub blanked_anchors: BTreeSet<String>,
 }
 
 impl<T> Filtered<T> {
@@ -57,7 +60,9 @@ pub fn filter_batches(batches: &[RecordBatch], m: &Matcher, raw: Option<RegionOf
             })
             .collect::<Result<_, ArrowError>>()?;
         let raw_col = schema.index_of("raw").ok().and_then(|i| texts.iter().find(|(c, _)| *c == i).map(|(_, a)| a.clone()));
-        let source_col = schema.index_of("source_key").ok().and_then(|i| texts.iter().find(|(c, _)| *c == i).map(|(_, a)| a.clone()));
+        let column = |name: &str| schema.index_of(name).ok().and_then(|i| texts.iter().find(|(c, _)| *c == i).map(|(_, a)| a.clone()));
+        let source_col = column("source_key");
+        let anchor_col = column("anchor_id");
         let n = batch.num_rows();
         let mut keep = vec![true; n];
         let mut blank: Vec<Vec<bool>> = vec![vec![false; n]; texts.len()];
@@ -83,6 +88,9 @@ pub fn filter_batches(batches: &[RecordBatch], m: &Matcher, raw: Option<RegionOf
                 out.rows_removed += 1;
             } else {
                 out.values_blanked += blanked;
+                if let Some(a) = anchor_col.as_ref().filter(|a| blanked > 0 && !a.is_null(row)) {
+                    out.blanked_anchors.insert(a.value(row).to_string());
+                }
             }
             if !keep[row] || blanked > 0 {
                 if let Some(s) = source_col.as_ref().filter(|s| !s.is_null(row)) {
@@ -222,6 +230,7 @@ mod tests {
         let f = filter_batches(&[batch], &matcher(), None).unwrap();
         assert_eq!((f.rows_removed, f.values_blanked), (1, 2));
         assert_eq!(f.sources.into_iter().collect::<Vec<_>>(), vec!["web/a.csv", "web/b.csv", "web/d.csv"]);
+        assert_eq!(f.blanked_anchors.into_iter().collect::<Vec<_>>(), vec!["k2"], "the null anchor names no evidence");
         let kept = &f.kept[0];
         assert_eq!(kept.num_rows(), 3);
         let email = kept.column(1).as_any().downcast_ref::<StringArray>().unwrap();

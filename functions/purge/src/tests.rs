@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ariane_ingest::map::FileContext;
 use ariane_ingest::sink::{RowSink, SinkError};
-use ariane_shared::adapters::memory::{MemBlobs, MemLedger};
+use ariane_shared::adapters::memory::{MemBlobs, MemLedger, MemQueue};
 use ariane_shared::erasure::{ErasureReport, HashedIdentifier, PurgeState, PurgeTargets, ERASURE_NOT_REACHED};
 use ariane_shared::identifiers::{identifier_hash, sha256_hex, IdentifierKind as K};
 use ariane_shared::lake::{self, IdentityLink};
@@ -19,6 +19,7 @@ use super::*;
 const LAKE: &str = "lake";
 const LANDING: &str = "landing";
 const EXPORT: &str = "crm/contacts-2026-11.csv";
+const IDENTITY: &str = "https://sqs/identity";
 
 /// Marie (C1) is erased; Paul (C2) shares the family e-mail she also erased; Jean (C3)
 /// is someone else. Line 4 is Marie's row with a bad date (a reject); lines 5-6 are one
@@ -62,7 +63,7 @@ fn profile_of(e: &CanonicalEvent) -> &'static str {
 }
 
 struct World {
-    purge: PurgeWith<MemBlobs, MemLedger>,
+    purge: PurgeWith<MemBlobs, MemLedger, MemQueue>,
     marie_anchors: Vec<String>,
     events: Vec<CanonicalEvent>,
 }
@@ -70,7 +71,8 @@ struct World {
 async fn world() -> World {
     let blobs = MemBlobs::new();
     let ledger = MemLedger::new();
-    let purge = PurgeWith::new(PurgeConfig { lake_bucket: LAKE.into(), landing_bucket: LANDING.into() }, blobs, ledger).unwrap();
+    let config = PurgeConfig { lake_bucket: LAKE.into(), landing_bucket: LANDING.into(), identity_queue_url: IDENTITY.into() };
+    let purge = PurgeWith::new(config, blobs, ledger, MemQueue::new()).unwrap();
     let spec = purge.catalog.select("crm", EXPORT).unwrap().clone();
     let mut sink = Collect::default();
     let file = FileContext { source_key: EXPORT.into(), fingerprint: "fp".into() };
@@ -202,6 +204,15 @@ async fn an_erasure_is_purged_from_landing_lake_audiences_and_ledger() {
     assert!(w.purge.blobs.get(LAKE, &lake::rejects_key("crm", "fp")).await.unwrap().is_none(), "the only reject was Marie's");
     assert_eq!(summary.removed["events"].rows_removed, w.events.len() - 2);
     assert_eq!(summary.removed["events"].values_blanked, 1);
+
+    // Paul's evidence forgets the family e-mail in DynamoDB: identity is asked to.
+    let paul_anchor = w.events.iter().find(|e| e.source_line == 3).and_then(|e| e.anchor_id.clone()).unwrap();
+    let sent = w.purge.queue.sent(IDENTITY);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let forget: serde_json::Value = serde_json::from_str(&sent[0]).unwrap();
+    assert_eq!(forget["forget"]["evidence"], serde_json::json!([paul_anchor]));
+    assert_eq!(forget["forget"]["hashes"].as_array().unwrap().len(), 4);
+    assert_eq!(summary.removed["profiles"].values_blanked, 1);
 
     let history = text_of(&w, LAKE, "identity/history/date=2026-11-05/h.jsonl").await;
     assert!(!history.contains("p_marie") && !history.contains(&identifier_hash(K::Email, "famille@x.fr")), "{history}");

@@ -436,6 +436,10 @@ impl ActivationLedger for DynamoLedger {
     async fn delete_audience(&self, campaign: &str, profile_id: &str) -> Result<(), LedgerError> {
         Ok(self.delete(format!("AUD#{campaign}#{profile_id}"), "AUD").await?)
     }
+
+    async fn erase_send(&self, send_key: &str) -> Result<(), LedgerError> {
+        Ok(self.delete(format!("SEND#{send_key}"), "SEND").await?)
+    }
 }
 
 /// The key of a deferral item.

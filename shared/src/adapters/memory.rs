@@ -500,6 +500,14 @@ impl ActivationLedger for MemLedger {
         lock(&self.state).audience.remove(&(campaign.to_string(), profile_id.to_string()));
         Ok(())
     }
+
+    async fn erase_send(&self, send_key: &str) -> Result<(), LedgerError> {
+        self.faults.check("ledger.erase_send", send_key)?;
+        let mut st = lock(&self.state);
+        st.sends.remove(send_key);
+        st.attempts.remove(send_key);
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------

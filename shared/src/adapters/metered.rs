@@ -304,6 +304,10 @@ impl<T: ActivationLedger> ActivationLedger for Metered<T> {
         self.meter.write(&[campaign.len() + profile_id.len() + LEDGER_ITEM_OVERHEAD], false);
         self.inner.delete_audience(campaign, profile_id).await
     }
+    async fn erase_send(&self, send_key: &str) -> Result<(), LedgerError> {
+        self.meter.write(&[send_key.len() + LEDGER_ITEM_OVERHEAD], false);
+        self.inner.erase_send(send_key).await
+    }
 }
 
 fn pressure_size(profile_id: &str, entries: &[PressureEntry]) -> usize {

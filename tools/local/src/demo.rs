@@ -8,7 +8,9 @@
 //! export is re-uploaded and segments run at T0 + 1 day; follow-up orders are generated
 //! for the people the campaigns decided on (contacted people buy more often than the
 //! holdout) and ingested; segments run at T0 + 8 days and the campaign report counts the
-//! conversions, which must equal what was planted.
+//! conversions, which must equal what was planted. Last, one contacted customer asks to be
+//! forgotten: identity erases them, the purge rewrites the exports, the lake and the
+//! audiences, and a sweep of both buckets finds their e-mail nowhere.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -84,6 +86,77 @@ impl Step {
             if detail.is_empty() { String::new() } else { format!(": {detail}") }
         );
     }
+}
+
+/// What the demo's erasure did.
+struct Erasure {
+    profile_id: String,
+    resolves: bool,
+    removed: serde_json::Map<String, Value>,
+    /// Objects (landing or lake) where the e-mail or its keyed hash is still found.
+    left: Vec<String>,
+}
+
+/// Erases the first customer an e-mail was delivered to, runs the purge, and looks for
+/// the e-mail (as typed, any case) and its keyed hash in every object of both buckets.
+async fn erase_one<S: ariane_identity::store::ItemStore>(
+    stack: &LocalStack,
+    runner: &ariane_local::runner::Runner,
+    resolver: &ariane_identity::resolver::Resolver<S>,
+    deliveries: &[ariane_local::receiver::Delivery],
+    at: DateTime<Utc>,
+) -> anyhow::Result<Option<Erasure>> {
+    use ariane_shared::identifiers::{identifier_hash, Identifier, IdentifierKind};
+    // The first e-mail delivered to that identifies a person (a shared family e-mail
+    // identifies no one: its erasure is another case, tests/erasure.rs).
+    let mut chosen = None;
+    for email in deliveries.iter().filter_map(|d| d.body["to"]["email"].as_str()).map(str::to_lowercase) {
+        let id = Identifier::new(IdentifierKind::Email, email.clone());
+        if let Some(profile_id) = resolver.lookup(&id).await? {
+            chosen = Some((email, id, profile_id));
+            break;
+        }
+    }
+    let Some((email, id, profile_id)) = chosen else { return Ok(None) };
+    let body = serde_json::json!({ "erase": { "kind": "email", "value": email } }).to_string();
+    stack.clients.sqs.send_message().queue_url(stack.manifest.output("IdentityQueueUrl")?).message_body(body).send().await?;
+    runner.drain().await?;
+    let purge = runner.fire_schedule(Some("PurgeFunction"), at).await?;
+    runner.drain().await?;
+    let hash = identifier_hash(IdentifierKind::Email, &email);
+    let mut left = Vec::new();
+    for (bucket, keys) in [
+        (stack.landing_bucket(), ariane_local::stack::list_keys(&stack.clients.s3, stack.landing_bucket(), "").await?),
+        (stack.lake_bucket(), ariane_local::stack::list_keys(&stack.clients.s3, stack.lake_bucket(), "").await?),
+    ] {
+        for key in keys.iter().filter(|k| !k.starts_with("reports/erasures/")) {
+            let bytes = stack.clients.s3.get_object().bucket(bucket).key(key).send().await?.body.collect().await?.into_bytes();
+            let text = if key.ends_with(".parquet") {
+                let batches = ariane_shared::lake::read_parquet_bytes(bytes)?;
+                let mut all = String::new();
+                for b in &batches {
+                    for c in b.columns() {
+                        if let Some(a) = c.as_any().downcast_ref::<arrow::array::StringArray>() {
+                            use arrow::array::Array;
+                            (0..a.len()).filter(|i| !a.is_null(*i)).for_each(|i| all.push_str(a.value(i)));
+                        }
+                    }
+                }
+                all
+            } else if bytes.starts_with(&[0x1f, 0x8b]) {
+                let mut out = String::new();
+                std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&bytes[..]), &mut out)?;
+                out
+            } else {
+                String::from_utf8_lossy(&bytes).into_owned()
+            };
+            if text.to_lowercase().contains(&email) || text.contains(&hash) {
+                left.push(format!("s3://{bucket}/{key}"));
+            }
+        }
+    }
+    let resolves = resolver.lookup(&id).await?.is_some();
+    Ok(Some(Erasure { profile_id, resolves, removed: purge["removed"].as_object().cloned().unwrap_or_default(), left }))
 }
 
 /// A deterministic draw in [0, 1) from `parts`.
@@ -229,7 +302,7 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     std::env::set_var("ARIANE_METRICS", "off");
     let (persons, seed) = (args.persons, args.seed);
     let now = Utc::now().date_naive().and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    let mut step = Step::new(9);
+    let mut step = Step::new(10);
 
     step.start("starting moto and deploying infra/template.yaml (stage demo)");
     let receiver = Receiver::start().await?;
@@ -577,8 +650,27 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         again.by_function.get("IdentityFunction").copied().unwrap_or(0)
     );
     println!("  dead-letter queues: {dlq} message(s)");
+
+    step.start("erasing one contacted customer by e-mail (identity at once), then the purge (exports, lake, audiences)");
+    runner.progress = Some(step.progress());
+    let erasure = erase_one(&stack, &runner, &resolver, &deliveries, now + Duration::days(9)).await?;
+    step.done("");
+    let mut erased_everywhere = true;
+    if let Some(e) = &erasure {
+        erased_everywhere = e.left.is_empty() && !e.resolves;
+        println!("  erasure (right to be forgotten)");
+        println!("    requested by e-mail for profile {}; the e-mail still resolves: {}", e.profile_id, e.resolves);
+        let removed: Vec<String> = e
+            .removed
+            .iter()
+            .filter(|(_, c)| c["rows_removed"].as_u64().unwrap_or(0) + c["items_deleted"].as_u64().unwrap_or(0) > 0)
+            .map(|(store, c)| format!("{store} {}", c["rows_removed"].as_u64().unwrap_or(0) + c["items_deleted"].as_u64().unwrap_or(0)))
+            .collect();
+        println!("    the purge removed (rows or items per store): {}", removed.join(", "));
+        println!("    objects of either bucket still holding the e-mail or its keyed hash: {} {:?}", e.left.len(), e.left);
+    }
     drop(stack);
-    if !reactivation_matches || dlq > 0 || !reconciled || !exactly_once || !cap_holds || !conversions_match {
+    if !reactivation_matches || dlq > 0 || !reconciled || !exactly_once || !cap_holds || !conversions_match || !erased_everywhere {
         bail!("the demo's results do not match the ground truth");
     }
     Ok(())
