@@ -140,22 +140,22 @@ pub fn filter_json_lines(text: &[u8], m: &Matcher) -> Filtered<Vec<u8>> {
     out
 }
 
-fn mentions_row(v: &Value, m: &Matcher) -> bool {
+/// Whether any string of a document satisfies `hit`.
+fn any_string(v: &Value, hit: &dyn Fn(&str) -> bool) -> bool {
     match v {
-        Value::String(s) => m.is_row_key(s),
-        Value::Array(a) => a.iter().any(|x| mentions_row(x, m)),
-        Value::Object(o) => o.values().any(|x| mentions_row(x, m)),
+        Value::String(s) => hit(s),
+        Value::Array(a) => a.iter().any(|x| any_string(x, hit)),
+        Value::Object(o) => o.values().any(|x| any_string(x, hit)),
         _ => false,
     }
 }
 
+fn mentions_row(v: &Value, m: &Matcher) -> bool {
+    any_string(v, &|s| m.is_row_key(s))
+}
+
 fn holds_value(v: &Value, m: &Matcher) -> bool {
-    match v {
-        Value::String(s) => m.is_value(s),
-        Value::Array(a) => a.iter().any(|x| holds_value(x, m)),
-        Value::Object(o) => o.values().any(|x| holds_value(x, m)),
-        _ => false,
-    }
+    any_string(v, &|s| m.is_value(s))
 }
 
 /// Removes suppressed identifiers from a document; returns how many went.
