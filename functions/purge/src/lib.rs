@@ -154,15 +154,22 @@ impl<B: BlobStore, L: ActivationLedger, Q: Queue> PurgeWith<B, L, Q> {
     pub async fn run(&self) -> Result<PurgeSummary, PurgeError> {
         let lake_bucket = &self.config.lake_bucket;
         let mut pending: Vec<(String, ErasureReport)> = Vec::new();
+        // A report that does not decode does not hold the others back: the run purges
+        // them, then fails naming it (the failure queue's alarm).
+        let mut unreadable: Option<PurgeError> = None;
         for key in self.blobs.list(lake_bucket, REPORTS_PREFIX).await? {
             let Some(bytes) = self.blobs.get(lake_bucket, &key).await? else { continue };
-            let report: ErasureReport = serde_json::from_slice(&bytes).map_err(|source| PurgeError::Report { key: key.clone(), source })?;
-            if matches!(report.purge, PurgeState::Pending { .. }) {
-                pending.push((key, report));
+            match serde_json::from_slice::<ErasureReport>(&bytes) {
+                Ok(report) if matches!(report.purge, PurgeState::Pending { .. }) => pending.push((key, report)),
+                Ok(_) => {}
+                Err(source) => {
+                    tracing::error!(%key, error = %source, "an erasure report does not decode: the others are purged, then the run fails");
+                    unreadable.get_or_insert(PurgeError::Report { key, source });
+                }
             }
         }
         if pending.is_empty() {
-            return Ok(PurgeSummary::default());
+            return unreadable.map_or(Ok(PurgeSummary::default()), Err);
         }
         // The same pending set gives the same run name: a retried run rewrites the same
         // audience files.
@@ -220,7 +227,7 @@ impl<B: BlobStore, L: ActivationLedger, Q: Queue> PurgeWith<B, L, Q> {
             erasures.push(key);
         }
         tracing::info!(%run, erasures = erasures.len(), "purged");
-        Ok(PurgeSummary { run: Some(run), erasures, removed })
+        unreadable.map_or(Ok(PurgeSummary { run: Some(run), erasures, removed }), Err)
     }
 
     /// Adds the profile ids whose every lake link is one of the person's identity keys

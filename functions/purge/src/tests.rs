@@ -253,3 +253,18 @@ async fn a_run_that_fails_half_way_is_finished_by_the_retry() {
     let add = text_of(&w, LAKE, &lake::audience_key("welcome", "meta", "20261105T000000Z", "add", "a1")).await;
     assert!(!add.contains(&sha256_hex("marie@x.fr")), "{add}");
 }
+
+#[tokio::test]
+async fn an_unreadable_report_fails_the_run_after_the_others_are_purged() {
+    let w = world().await;
+    let bad = "reports/erasures/email-0000.json";
+    w.purge.blobs.put(LAKE, bad, Bytes::from_static(b"{not json"), "application/json").await.unwrap();
+    let err = w.purge.run().await.unwrap_err();
+    assert!(err.to_string().contains(bad), "{err}");
+    assert!(!text_of(&w, LANDING, EXPORT).await.contains("marie@x.fr"), "Marie's erasure went through");
+    let key = lake::erasure_report_key("email", &identifier_hash(K::Email, "marie@x.fr"));
+    let report: ErasureReport = serde_json::from_str(&text_of(&w, LAKE, &key).await).unwrap();
+    assert!(matches!(report.purge, PurgeState::Done { .. }), "{report:?}");
+    // Until the report is repaired or removed, every run says so.
+    assert!(w.purge.run().await.is_err());
+}
