@@ -21,7 +21,7 @@ use ariane_shared::adapters::sqs::SQS_BATCH;
 use ariane_shared::identifiers::stable_id;
 use ariane_shared::lake;
 use ariane_shared::model::CHANNELS;
-use ariane_shared::ports::{BlobError, BlobStore, BlobVersion, Queue, SendError};
+use ariane_shared::ports::{BlobError, BlobMeta, BlobStore, BlobVersion, Queue, SendError};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -189,22 +189,18 @@ fn new_entry(channel: &str, fp: &str, object: &ObjectRef, etag: &str, size: Opti
 /// The purge run that wrote this very content, when the notified object is an erasure
 /// purge's rewrite (its metadata says so and, when the notification names its entity
 /// tag, that tag is the current one: an original upload notified late is still read).
-async fn purge_rewrite<B: BlobStore + ?Sized>(blobs: &B, object: &ObjectRef) -> Result<Option<String>, IngestError> {
-    let Some(meta) = blobs.head(&object.bucket, &object.key).await? else { return Ok(None) };
+fn purge_rewrite(object: &ObjectRef, meta: Option<&BlobMeta>) -> Option<String> {
+    let meta = meta?;
     let same = object.etag.as_deref().is_none_or(|e| e.trim_matches('"') == meta.etag.trim_matches('"'));
-    Ok(meta.purged_by.filter(|_| same))
+    meta.purged_by.clone().filter(|_| same)
 }
 
-async fn etag_and_size<B: BlobStore + ?Sized>(blobs: &B, object: &ObjectRef) -> Result<(String, Option<i64>), IngestError> {
-    match &object.etag {
-        Some(e) => Ok((e.clone(), object.size)),
-        None => {
-            let meta = blobs
-                .head(&object.bucket, &object.key)
-                .await?
-                .ok_or_else(|| BlobError::NotFound { bucket: object.bucket.clone(), key: object.key.clone() })?;
-            Ok((meta.etag, meta.size))
-        }
+/// The entity tag and size of the notified object: the notification's, else the HEAD's.
+fn etag_and_size(object: &ObjectRef, meta: Option<BlobMeta>) -> Result<(String, Option<i64>), IngestError> {
+    match (&object.etag, meta) {
+        (Some(e), _) => Ok((e.clone(), object.size)),
+        (None, Some(meta)) => Ok((meta.etag, meta.size)),
+        (None, None) => Err(BlobError::NotFound { bucket: object.bucket.clone(), key: object.key.clone() }.into()),
     }
 }
 
@@ -285,10 +281,13 @@ where
             return Err(record_unroutable(blobs, config, object, err).await);
         }
     };
-    if let Some(run) = purge_rewrite(blobs, object).await? {
+    // One HEAD serves both: is this a purge's rewrite, and (when the notification
+    // lacks them) its entity tag and size.
+    let meta = blobs.head(&object.bucket, &object.key).await?;
+    if let Some(run) = purge_rewrite(object, meta.as_ref()) {
         return Ok(Outcome::PurgeRewrite { key: object.key.clone(), run });
     }
-    let (etag, size) = etag_and_size(blobs, object).await?;
+    let (etag, size) = etag_and_size(object, meta)?;
     let fp = fingerprint(channel, &etag, size);
     let ledger_key = lake::ledger_key(channel, &fp);
     if let Some(existing) = read_ledger(blobs, &config.lake_bucket, &ledger_key).await? {

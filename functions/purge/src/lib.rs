@@ -357,11 +357,23 @@ impl<B: BlobStore, L: ActivationLedger, Q: Queue> PurgeWith<B, L, Q> {
         if !key.ends_with(".parquet") {
             return Ok(None);
         }
+        let f = self.filter_parquet(key, m).await?;
+        Ok(f.filter(|(_, f)| f.changed()).map(|(_, f)| (f.sources, f.blanked_anchors)))
+    }
+
+    /// Reads a lake Parquet object and filters it (`rejects/` rows by their raw text too);
+    /// `None` when it is gone or holds no batch.
+    async fn filter_parquet(
+        &self,
+        key: &str,
+        m: &Matcher,
+    ) -> Result<Option<(arrow::datatypes::SchemaRef, rows::Filtered<Vec<RecordBatch>>)>, PurgeError> {
         let batches = self.parquet(key).await?;
+        let Some(schema) = batches.first().map(|b| b.schema()) else { return Ok(None) };
         let region = |b: &RecordBatch, r: usize| self.region_of(b, r);
         let raw: Option<RegionOf<'_>> = key.starts_with("rejects/").then_some(&region as _);
         let f = filter_batches(&batches, m, raw).map_err(|e| PurgeError::Lake { key: key.to_string(), reason: e.to_string() })?;
-        Ok(f.changed().then_some((f.sources, f.blanked_anchors)))
+        Ok(Some((schema, f)))
     }
 
     /// Rewrites one lake object without the person (`None`: nothing of theirs in it).
@@ -369,11 +381,7 @@ impl<B: BlobStore, L: ActivationLedger, Q: Queue> PurgeWith<B, L, Q> {
         let bucket = &self.config.lake_bucket;
         let lake_err = |reason: String| PurgeError::Lake { key: key.to_string(), reason };
         let (body, content_type, removed, blanked, empty) = if key.ends_with(".parquet") {
-            let batches = self.parquet(key).await?;
-            let Some(schema) = batches.first().map(|b| b.schema()) else { return Ok(None) };
-            let region = |b: &RecordBatch, r: usize| self.region_of(b, r);
-            let raw: Option<RegionOf<'_>> = key.starts_with("rejects/").then_some(&region as _);
-            let f = filter_batches(&batches, m, raw).map_err(|e| lake_err(e.to_string()))?;
+            let Some((schema, f)) = self.filter_parquet(key, m).await? else { return Ok(None) };
             if !f.changed() {
                 return Ok(None);
             }
