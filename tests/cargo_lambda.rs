@@ -23,6 +23,7 @@ const SAMPLES: &[(&str, &str)] = &[
     ("ingest-s3-ecommerce-export", "IngestEcommerceFunction"),
     ("identity-observations", "IdentityFunction"),
     ("segments-scheduled-run", "SegmentsFunction"),
+    ("segments-plan-step", "SegmentsFunction"),
     ("activate-segment-entered", "ActivateFunction"),
     ("activate-release-deferred", "ActivateFunction"),
     ("purge-scheduled-run", "PurgeFunction"),
@@ -160,7 +161,17 @@ async fn every_sample_event_invokes_under_cargo_lambda() -> anyhow::Result<()> {
             // The router forwarded the notification to the ecommerce instance's queue.
             assert_eq!(stack.queue_depth("IngestEcommerceQueue").await?, 1, "{sample}: {response}");
         }
-        if sample.starts_with("segments") {
+        if *sample == "segments-plan-step" {
+            // The state machine's first step, a day after the scheduled run: the daily
+            // segments are due again, over the buckets the Map states iterate.
+            let buckets = response["buckets"].as_array().map(Vec::len).unwrap_or(0);
+            assert_eq!(response["due"], true, "{sample}: {response}");
+            assert_eq!(
+                buckets.to_string(),
+                m.function("SegmentsFunction")?.environment["ARIANE_SEGMENT_PARTITIONS"],
+                "{sample}: {response}"
+            );
+        } else if sample.starts_with("segments") {
             assert_eq!(ariane_tests::segment_report(&response, "reactivation")["skipped"], false, "{sample}: {response}");
         } else if sample.starts_with("purge") {
             // No erasure is pending on a fresh stack: the run reads the reports and stops.

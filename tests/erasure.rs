@@ -231,9 +231,13 @@ async fn after_an_erasure_and_the_purge_no_store_holds_the_person() -> anyhow::R
     let family_held = |p: &ariane_shared::profile::ProfileItem| p.doc.identifiers.get("email").is_some_and(|e| e.contains(FAMILY_EMAIL));
     assert!(family_held(&ids.profile(&pierre).await?.unwrap()), "the family e-mail is Pierre's contact point");
 
-    // Marie's identity keys, as the lake's links name them.
+    // Marie's identity keys, as the lake's links name them: the link files written since
+    // the last compaction, and the compacted history (the run above compacted the lake).
     let mut marie_keys = Vec::new();
-    for key in h.stack.lake_keys(lake::links_prefix()).await? {
+    let mut link_files = h.stack.lake_keys(lake::links_prefix()).await?;
+    link_files.extend(h.stack.lake_keys("events_by_profile/").await?.into_iter().filter(|k| k.contains("/history/")));
+    assert!(!link_files.is_empty(), "the lake holds identity links");
+    for key in link_files {
         let batches = lake::read_parquet_bytes(h.stack.lake_object(&key).await?)?;
         let (hashes, pids) = (lake::string_values(&batches, "identifier_hash")?, lake::string_values(&batches, "profile_id")?);
         marie_keys.extend(hashes.into_iter().zip(pids).filter(|(_, p)| *p == marie).map(|(k, _)| k));
@@ -263,9 +267,21 @@ async fn after_an_erasure_and_the_purge_no_store_holds_the_person() -> anyhow::R
     // Before: the sweep finds Marie everywhere the pipeline put her (so it can find her).
     let landing = sweep_bucket(&h, h.stack.landing_bucket(), &needles).await?;
     let lake_found = sweep_bucket(&h, h.stack.lake_bucket(), &needles).await?;
-    for prefix in ["events/", "rejects/", "identity/links/", "segments/", "activations/", "audiences/"] {
-        assert!(lake_found.iter().any(|(k, _)| k.contains(&format!("/{prefix}"))), "nothing of Marie's under {prefix} before");
+    // (Events and links are under events/ and identity/links/, or in the compacted lake,
+    // events_by_profile/, once the daily compaction has run: the run above compacted it.)
+    let stores: [&[&str]; 6] = [
+        &["events/", "events_by_profile/"],
+        &["rejects/"],
+        &["identity/links/", "events_by_profile/gen="],
+        &["segments/"],
+        &["activations/"],
+        &["audiences/"],
+    ];
+    for prefixes in stores {
+        let found = |prefix: &&str| lake_found.iter().any(|(k, _)| k.contains(&format!("/{prefix}")));
+        assert!(prefixes.iter().any(found), "nothing of Marie's under {prefixes:?} before");
     }
+    assert!(lake_found.iter().any(|(k, _)| k.contains("/events_by_profile/")), "the compacted lake holds Marie's events");
     assert!(lake_found.iter().any(|(k, w)| k.contains("/audiences/") && w.starts_with("plain")), "Marie is in an ad audience");
     assert_eq!(landing.iter().map(|(k, _)| k.split('@').next().unwrap_or_default()).collect::<std::collections::BTreeSet<_>>().len(), 3);
     let profiles_table = h.stack.manifest.output("ProfilesTableName")?.to_string();
@@ -354,7 +370,11 @@ async fn after_an_erasure_and_the_purge_no_store_holds_the_person() -> anyhow::R
         Identifier::new(K::Phone, "+33655667788"),
     ]);
     let mut anchors = Vec::new();
-    for key in h.stack.lake_keys("events/").await? {
+    let mut event_files = h.stack.lake_keys("events/").await?;
+    event_files.extend(
+        h.stack.lake_keys("events_by_profile/gen=").await?.into_iter().filter(|k| !k.contains("/links/") && !k.contains("/history/")),
+    );
+    for key in event_files {
         anchors.extend(lake::string_values(&lake::read_parquet_bytes(h.stack.lake_object(&key).await?)?, "anchor_id")?);
     }
     assert!(paul_key.is_some_and(|k| anchors.contains(&k)), "Paul's order event stays");

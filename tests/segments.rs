@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use ariane_identity::resolver::Resolver;
 use ariane_identity::rules::Rules;
 use ariane_identity::store::DynamoStore;
+use ariane_local::states::TraceEvent;
 use ariane_shared::identifiers::{Identifier, IdentifierKind as K};
 use ariane_shared::lake;
 use ariane_shared::model::{ActivationRequest, SegmentChange};
@@ -161,8 +162,93 @@ async fn runs_send_exact_changes_reflect_merges_and_never_send_twice() -> anyhow
 /// The committed reactivation membership of Marie: her `order_count` payload.
 async fn take_payload_check(h: &Harness, pid: &str) -> anyhow::Result<String> {
     let pointer: serde_json::Value = serde_json::from_slice(&h.stack.lake_object(&lake::segment_current_key("reactivation")).await?)?;
-    let part = pointer["parts"][0].as_str().expect("one part").to_string();
-    let members = lake::members_from_batches(&lake::read_parquet_bytes(h.stack.lake_object(&part).await?)?)?;
+    let mut members = Vec::new();
+    for part in pointer["parts"].as_array().expect("the run's parts, one per bucket") {
+        let part = part.as_str().expect("a part key");
+        members.extend(lake::members_from_batches(&lake::read_parquet_bytes(h.stack.lake_object(part).await?)?)?);
+    }
     let m = members.iter().find(|m| m.profile_id == pid).expect("member");
     Ok(m.payload["order_count"].clone())
+}
+
+/// The scheduled run is the segments state machine (the template's definition, played by
+/// the local runner): its buckets run as separate invocations, and a bucket that keeps
+/// failing fails the run after the state machine's retries. Nothing is published and no
+/// pointer moves: the previous memberships stay current. Repaired, the same tick commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_bucket_fails_the_run_and_leaves_the_previous_snapshot_current() -> anyhow::Result<()> {
+    let h = Harness::start("segbucket").await?;
+    let partitions: usize = h.stack.manifest.function("SegmentsFunction")?.environment["ARIANE_SEGMENT_PARTITIONS"].parse()?;
+    assert!(partitions >= 2, "the template runs segments in several buckets ({partitions})");
+    let rows: Vec<String> = (0..12)
+        .map(|i| {
+            format!(
+                "#41000{i:02},client{i}@exemple.fr,,41000000000{i:02},2026-03-{:02} 10:00:00 +0100,EUR,30.00,0.00,30.00,1,Pull,30.00,SKU-VET-1,vetements,Client {i},75005,Paris,yes",
+                i + 1
+            )
+        })
+        .collect();
+    h.stack.upload("ecommerce/orders 2026-03.csv", export(&rows.iter().map(String::as_str).collect::<Vec<_>>())).await?;
+    h.runner.drain().await?;
+
+    // Run 1 commits through the state machine: every bucket, then publish, then commit.
+    let run1 = h.runner.execute_state_machine("SegmentsStateMachine", scheduled(&h, t1())).await?;
+    let summary = run1.output.clone().map_err(|f| anyhow::anyhow!("run 1 failed: {f:?}"))?;
+    assert_eq!(ariane_tests::segment_report(&summary, "rfm")["members"], 12, "{summary}");
+    let bucket_tasks: BTreeSet<Option<usize>> =
+        run1.entries_of("Bucket").filter(|t| matches!(t.event, TraceEvent::TaskSucceeded { .. })).map(|t| t.map_index).collect();
+    assert_eq!(bucket_tasks.len(), partitions, "one bucket task per bucket: {:?}", run1.trace);
+    let entered = take_activation_requests(&h).await?;
+    assert!(entered.len() >= 24, "rfm and cross-sell entries: {}", entered.len());
+
+    // Run 2: its profile snapshot is run 1's, but bucket 1's file is unreadable.
+    let t2 = t1() + Duration::days(1);
+    let (run1_id, run2_id) = (lake::run_id(t1()), lake::run_id(t2));
+    for k in 0..partitions {
+        let body =
+            if k == 1 { b"not parquet".to_vec() } else { h.stack.lake_object(&lake::profiles_snapshot_key(&run1_id, k)).await?.to_vec() };
+        h.stack
+            .clients
+            .s3
+            .put_object()
+            .bucket(h.stack.lake_bucket())
+            .key(lake::profiles_snapshot_key(&run2_id, k))
+            .body(body.into())
+            .send()
+            .await?;
+    }
+    let marker = h.stack.lake_object(&ariane_segments::snapshot::marker_key(&run1_id)).await?;
+    let marker = String::from_utf8(marker.to_vec())?.replace(&run1_id, &run2_id);
+    let marker_key = ariane_segments::snapshot::marker_key(&run2_id);
+    h.stack.clients.s3.put_object().bucket(h.stack.lake_bucket()).key(&marker_key).body(marker.into_bytes().into()).send().await?;
+
+    let run2 = h.runner.execute_state_machine("SegmentsStateMachine", scheduled(&h, t2)).await?;
+    let failure = run2.output.clone().expect_err("a bucket that cannot read its profiles fails the run");
+    assert_eq!(failure.state, "Buckets", "{failure:?}");
+    let attempts = run2
+        .entries_of("Bucket")
+        .filter(|t| t.map_index == Some(1) && matches!(t.event, TraceEvent::TaskSucceeded { .. } | TraceEvent::TaskFailed { .. }))
+        .count();
+    assert_eq!(attempts, 3, "bucket 1: the first attempt and the two retries of the template: {:?}", run2.trace);
+    assert!(!run2.entered("Publish") && !run2.entered("Commit"), "nothing after the failed Map: {:?}", run2.trace);
+    for segment in ["rfm", "cross-sell", "reactivation"] {
+        assert_eq!(pointer_run_id(&h, segment).await?, run1_id, "{segment}: the previous snapshot stays current");
+    }
+    assert!(take_activation_requests(&h).await?.is_empty(), "nothing published by a failed run");
+
+    // Repaired (the snapshot is taken again), the same tick commits.
+    h.stack.clients.s3.delete_object().bucket(h.stack.lake_bucket()).key(&marker_key).send().await?;
+    let retry = h.runner.execute_state_machine("SegmentsStateMachine", scheduled(&h, t2)).await?;
+    retry.output.map_err(|f| anyhow::anyhow!("the repaired run failed: {f:?}"))?;
+    for segment in ["rfm", "cross-sell", "reactivation"] {
+        assert_eq!(pointer_run_id(&h, segment).await?, run2_id, "{segment}");
+    }
+    Ok(())
+}
+
+/// The scheduled event EventBridge sends the state machine at `time`.
+fn scheduled(h: &Harness, time: DateTime<Utc>) -> serde_json::Value {
+    let rule =
+        h.stack.manifest.schedules.iter().find(|s| s.state_machine.as_deref() == Some("SegmentsStateMachine")).expect("segments schedule");
+    ariane_local::runner::scheduled_event(&h.stack.manifest, &rule.rule_arn, time)
 }

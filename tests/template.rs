@@ -174,8 +174,17 @@ fn permission(action: &str, resource: &str) -> Permission {
 /// The lake prefixes the purge function rewrites: every table that can carry an erased
 /// person's rows or hashes, and the erasure reports it reads and rewrites. Not the
 /// ingest ledgers (ledger/) nor the campaign reports (reports/campaigns/).
-const PURGED_LAKE_PREFIXES: [&str; 8] =
-    ["events/", "rejects/", "identity/links/", "identity/history/", "segments/", "activations/", "audiences/", "reports/erasures/"];
+const PURGED_LAKE_PREFIXES: [&str; 9] = [
+    "events/",
+    "events_by_profile/",
+    "rejects/",
+    "identity/links/",
+    "identity/history/",
+    "segments/",
+    "activations/",
+    "audiences/",
+    "reports/erasures/",
+];
 const PURGE_LANDING_BUCKET: &str = "arn:${AWS::Partition}:s3:::${LandingBucket}";
 const PURGE_LANDING_OBJECTS: &str = "arn:${AWS::Partition}:s3:::${LandingBucket}/*";
 
@@ -271,8 +280,14 @@ fn template_grants_least_privilege() {
                 {
                     problem(format!("{action} without an s3:prefix condition on {:?}", g.resources));
                 }
-                // Only the purge function deletes objects (or versions).
-                if action.starts_with("s3:Delete") && id != "PurgeFunction" {
+                // Only the purge function deletes objects (or versions), and the segments
+                // function what its daily compaction replaces (the event and link files a
+                // committed generation holds, older generations) and its runs' changes.
+                let compaction = |r: &String| {
+                    s3_key(r).is_some_and(|k| ["events/*", "identity/links/*", "events_by_profile/*", "segments/_runs/*"].contains(&k))
+                };
+                let segments_compaction = id == "SegmentsFunction" && g.resources.iter().all(compaction);
+                if action.starts_with("s3:Delete") && id != "PurgeFunction" && !segments_compaction {
                     problem(format!("{action} on {:?}", g.resources));
                 }
                 if action == "sqs:ReceiveMessage" {
@@ -402,9 +417,13 @@ fn template_alarms_on_every_function_and_queue() {
             Some(destination) if destination == failure_queue => {}
             other => problems.push(format!("{function}: failed asynchronous invocations go to {other:?}, not {failure_queue}")),
         }
-        let schedule = resources
-            .values()
-            .find(|r| r["Type"] == "AWS::Events::Rule" && text(&r["Properties"]["Targets"][0]["Arn"]) == format!("${{{function}.Arn}}"));
+        // The segments schedule starts the state machine whose tasks invoke the function.
+        let target = match function {
+            "SegmentsFunction" => "${SegmentsStateMachine}".to_string(),
+            _ => format!("${{{function}.Arn}}"),
+        };
+        let schedule =
+            resources.values().find(|r| r["Type"] == "AWS::Events::Rule" && text(&r["Properties"]["Targets"][0]["Arn"]) == target);
         match schedule.map(|r| text(&r["Properties"]["Targets"][0]["DeadLetterConfig"]["Arn"])) {
             Some(dlq) if dlq == failure_queue => {}
             other => problems.push(format!("{function}'s schedule: undeliverable ticks go to {other:?}, not {failure_queue}")),
@@ -551,8 +570,33 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
 
     // Three schedules: segments (hourly), the release of quiet-hours deferrals and the
     // purge of erased people (daily).
-    let scheduled: BTreeSet<&str> = m.schedules.iter().map(|s| m.function(&s.function).map(|f| f.binary.as_str()).unwrap_or("?")).collect();
-    assert_eq!(scheduled, ["activate", "purge", "segments"].into_iter().collect(), "{:?}", m.schedules);
+    let scheduled: BTreeSet<&str> = m
+        .schedules
+        .iter()
+        .filter_map(|s| s.function.as_deref())
+        .map(|id| m.function(id).map(|f| f.binary.as_str()).unwrap_or("?"))
+        .collect();
+    assert_eq!(scheduled, ["activate", "purge"].into_iter().collect(), "{:?}", m.schedules);
+    // Segments: the schedule starts the state machine, whose every task invokes the
+    // segments function with a step; the Map states iterate over the plan's buckets.
+    let machines: Vec<&str> = m.schedules.iter().filter_map(|s| s.state_machine.as_deref()).collect();
+    assert_eq!(machines, ["SegmentsStateMachine"], "{:?}", m.schedules);
+    let definition = &m.state_machine("SegmentsStateMachine")?.definition;
+    let machine = ariane_local::states::StateMachine::parse(&definition.to_string())?;
+    let invoked: BTreeSet<&str> = machine.lambda_functions().iter().map(|arn| m.function_by_arn(arn)).collect::<anyhow::Result<_>>()?;
+    assert_eq!(invoked, ["SegmentsFunction"].into());
+    for map in ["Buckets", "Publish"] {
+        assert_eq!(definition["States"][map]["Type"], "Map", "{map}");
+        assert_eq!(definition["States"][map]["ItemsPath"], "$.plan.buckets", "{map}");
+    }
+    let segments = m.function("SegmentsFunction")?;
+    let partitions: usize = segments.environment["ARIANE_SEGMENT_PARTITIONS"].parse()?;
+    assert!(partitions >= 2, "segments run in several buckets by default: {partitions}");
+    assert_eq!(
+        segments.reserved_concurrency,
+        Some(segments.environment["ARIANE_SEGMENT_CONCURRENCY"].parse()?),
+        "one invocation per bucket at once"
+    );
 
     // The activate function: the destinations config/activation.toml declares, each with
     // a URL, and the signing secret the local stack created from the template.

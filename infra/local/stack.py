@@ -11,7 +11,8 @@ The local stack is the production definition, not a copy of it:
   4. the parts moto stores but does not act on are read back and recorded in a
      JSON manifest: the SQS event source mappings (then deleted from moto, which
      would otherwise try to run the function in Docker and swallow messages),
-     the schedules, and the S3 bucket notifications (which moto's CloudFormation
+     the schedules, the state machines (played by the runner, as moto does not run
+     their Lambda tasks), and the S3 bucket notifications (which moto's CloudFormation
      ignores; they are applied here with PutBucketNotificationConfiguration).
 
 Several functions may share one binary (every ingest instance and the landing
@@ -142,6 +143,40 @@ def prepare_for_local(sam: dict[str, Any]) -> tuple[dict[str, Any], dict[str, st
     if not binaries:
         raise StackError("the template defines no AWS::Serverless::Function")
     return sam, binaries
+
+
+def substitute_definitions(cfn: dict[str, Any]) -> dict[str, Any]:
+    """Fold each state machine's DefinitionSubstitutions into its DefinitionString.
+
+    SAM moves the intrinsics of an inline Definition (the function ARNs) into
+    DefinitionSubstitutions, which Step Functions applies and moto's CloudFormation
+    ignores (it would store "${definition_substitution_1}" as the function). The same
+    substitution is written as an Fn::Join of the definition's text and the values,
+    which moto resolves: the state machine moto stores is the one AWS would run.
+    """
+    for lid, r in cfn.get("Resources", {}).items():
+        if r.get("Type") != "AWS::StepFunctions::StateMachine":
+            continue
+        props = r["Properties"]
+        subs = props.pop("DefinitionSubstitutions", None)
+        if not subs:
+            continue
+        definition = props.get("DefinitionString")
+        join = definition.get("Fn::Join") if isinstance(definition, dict) else None
+        if not join or not all(isinstance(part, str) for part in join[1]):
+            raise StackError(f"{lid}: DefinitionString is not a join of plain text; cannot fold its substitutions")
+        # An Fn::Join of the text between placeholders and their values (not an Fn::Sub:
+        # moto's Fn::Sub would also rewrite the "$$" of context paths like
+        # "$$.Map.Item.Value").
+        parts: list[Any] = []
+        for piece in re.split(r"(\$\{[A-Za-z0-9_]+\})", join[0].join(join[1])):
+            name = piece[2:-1] if piece.startswith("${") and piece.endswith("}") else None
+            if name is not None and name in subs:
+                parts.append(subs[name])
+            elif piece:
+                parts.append(piece)
+        props["DefinitionString"] = {"Fn::Join": ["", parts]}
+    return cfn
 
 
 def translate(sam: dict[str, Any], region: str) -> dict[str, Any]:
@@ -613,7 +648,7 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
     params = effective_params(sam.get("Parameters") or {}, params)
 
     local_sam, binaries = prepare_for_local(sam)
-    cfn_template = translate(local_sam, region)
+    cfn_template = substitute_definitions(translate(local_sam, region))
 
     aws = Aws(endpoint, region)
     account_id = check_endpoint(aws)
@@ -791,6 +826,24 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
                          f"the template defines {expected_mappings}")
     event_source_mappings.sort(key=lambda e: (e["function"], e["queue_arn"]))
 
+    # --- state machines: moto stores them, the local runner plays them ---------
+    sfn = aws("stepfunctions")
+    state_machines: dict[str, dict[str, Any]] = {}
+    lid_by_state_machine_arn: dict[str, str] = {}
+    for logical_id, res in resources.items():
+        if res["type"] != "AWS::StepFunctions::StateMachine":
+            continue
+        described = sfn.describe_state_machine(stateMachineArn=res["physical_id"])
+        definition = described["definition"]
+        if "${" in definition:
+            raise StackError(f"state machine {logical_id}: unresolved substitution in its definition")
+        state_machines[logical_id] = {
+            "name": described["name"],
+            "arn": described["stateMachineArn"],
+            "definition": json.loads(definition),
+        }
+        lid_by_state_machine_arn[described["stateMachineArn"]] = logical_id
+
     # --- schedules -----------------------------------------------------------
     events = aws("events")
     schedules = []
@@ -807,6 +860,7 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
                 "rule_arn": rule["Arn"],
                 "schedule_expression": rule["ScheduleExpression"],
                 "function": function_lid(target["Arn"]),
+                "state_machine": lid_by_state_machine_arn.get(target["Arn"]),
                 "input": target.get("Input"),
             })
     schedules.sort(key=lambda s: s["rule_name"])
@@ -826,6 +880,7 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
         "event_source_mappings": event_source_mappings,
         "queues": dict(sorted(queues.items())),
         "schedules": schedules,
+        "state_machines": dict(sorted(state_machines.items())),
         "bucket_notifications": bucket_notifications,
     }
 
@@ -843,7 +898,9 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
     for e in event_source_mappings:
         log(f"  SQS {e['queue_arn'].rsplit(':', 1)[1]} -> {e['function']} (batch {e['batch_size']})")
     for s in schedules:
-        log(f"  schedule {s['schedule_expression']} -> {s['function']} (recorded; moto never fires it)")
+        log(f"  schedule {s['schedule_expression']} -> {s['function'] or s['state_machine']} (recorded; moto never fires it)")
+    for lid, machine in state_machines.items():
+        log(f"  state machine {machine['name']} ({lid}; played by the local runner)")
     for n in bucket_notifications:
         log(f"  s3://{n['bucket']}/{n['prefix'] or ''}* {','.join(n['events'])} -> {n['queue_arn'].rsplit(':', 1)[1]}")
     log(f"manifest written to {out}")

@@ -6,6 +6,7 @@
 //! rejects/channel=<channel>/<source fingerprint>.parquet
 //! ledger/ingest/<channel>/<source fingerprint>.json
 //! identity/links/resolved_date=<yyyy-mm-dd>/<batch fingerprint>.parquet
+//! events_by_profile/_current.json, events_by_profile/gen=<G>/...     (the compacted lake, see compacted_prefix)
 //! segments/_runs/<run id>/profiles/bucket=<k>/profiles.parquet   (profile snapshot of a run)
 //! segments/<segment>/runs/<run id>/members-<k>-of-<n>.parquet      (membership, per partition)
 //! segments/<segment>/current.json
@@ -61,6 +62,81 @@ pub fn links_prefix() -> &'static str {
 
 pub fn links_key(resolved_date: &str, fingerprint: &str) -> String {
     format!("identity/links/resolved_date={resolved_date}/{fingerprint}.parquet")
+}
+
+/// The compacted lake (written by the segments function's daily compaction, see
+/// `docs/segments.md`): one generation at a time, named by its manifest.
+///
+/// ```text
+/// events_by_profile/_current.json                                  (the manifest: the committed generation)
+/// events_by_profile/gen=<G>/bucket=<k|unlinked>/part-<i>.parquet    (events by profile bucket)
+/// events_by_profile/gen=<G>/links/bucket=<k|unlinked>/part-<i>.parquet  (latest link per identifier)
+/// events_by_profile/gen=<G>/history/part-<i>.parquet                (every link)
+/// ```
+pub fn compacted_prefix() -> &'static str {
+    "events_by_profile/"
+}
+
+/// The compaction's manifest: which generation readers read and which source keys it covers.
+pub fn compaction_manifest_key() -> &'static str {
+    "events_by_profile/_current.json"
+}
+
+/// The bucket of compacted events whose identity key has no link (or an erased one).
+pub const UNLINKED_BUCKET: &str = "unlinked";
+
+/// The compacted bucket label of a profile: its [`profile_bucket`], or [`UNLINKED_BUCKET`]
+/// for no profile (no link) or the erased profile `''`.
+pub fn compacted_bucket_label(profile_id: Option<&str>, buckets: usize) -> String {
+    match profile_id {
+        Some(p) if !p.is_empty() => profile_bucket(p, buckets).to_string(),
+        _ => UNLINKED_BUCKET.to_string(),
+    }
+}
+
+pub fn compacted_generation_prefix(generation: &str) -> String {
+    format!("events_by_profile/gen={generation}/")
+}
+
+pub fn compacted_events_prefix(generation: &str, bucket: &str) -> String {
+    format!("events_by_profile/gen={generation}/bucket={bucket}/")
+}
+
+pub fn compacted_events_key(generation: &str, bucket: &str, part: usize) -> String {
+    format!("events_by_profile/gen={generation}/bucket={bucket}/part-{part}.parquet")
+}
+
+pub fn compacted_links_prefix(generation: &str) -> String {
+    format!("events_by_profile/gen={generation}/links/")
+}
+
+pub fn compacted_links_key(generation: &str, bucket: &str, part: usize) -> String {
+    format!("events_by_profile/gen={generation}/links/bucket={bucket}/part-{part}.parquet")
+}
+
+pub fn compacted_history_prefix(generation: &str) -> String {
+    format!("events_by_profile/gen={generation}/history/")
+}
+
+pub fn compacted_history_key(generation: &str, part: usize) -> String {
+    format!("events_by_profile/gen={generation}/history/part-{part}.parquet")
+}
+
+/// Schema of compacted event files: [`events_schema`] with the partition columns of
+/// `events/` (`channel`, `event_date`) as real columns, last.
+pub fn compacted_events_schema() -> SchemaRef {
+    let mut fields: Vec<Field> = events_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("channel", DataType::Utf8, false));
+    fields.push(Field::new("event_date", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// Schema of compacted link files: [`links_schema`] with the partition column of
+/// `identity/links/` (`resolved_date`) as a real column, last.
+pub fn compacted_links_schema() -> SchemaRef {
+    let mut fields: Vec<Field> = links_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("resolved_date", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
 }
 
 pub fn segment_members_key(segment: &str, run_id: &str, partition: usize, partitions: usize) -> String {

@@ -17,7 +17,8 @@
 //! 3. the landing objects holding the person's records (found through the `source_key` of
 //!    their events and rejected rows), read again through their channel spec and
 //!    rewritten without those records, every older version deleted;
-//! 4. the lake: `events/`, `rejects/`, `identity/links/`, `identity/history/`,
+//! 4. the lake: `events/`, `events_by_profile/` (the segments' compacted events and links),
+//!    `rejects/`, `identity/links/`, `identity/history/`,
 //!    `segments/` (snapshots and memberships), `activations/` and the audience files,
 //!    each object rewritten without the person's rows (another person's row that carried
 //!    a shared value keeps the row and loses the value), every older version deleted;
@@ -54,6 +55,7 @@ use crate::rows::{filter_audience_csv, filter_batches, filter_json_lines, Region
 /// The lake prefixes rewritten, with the store name reports use.
 pub const LAKE_STORES: &[(&str, &str)] = &[
     ("events/", "events"),
+    ("events_by_profile/", "events_by_profile"),
     ("rejects/", "rejects"),
     ("identity/links/", "links"),
     ("identity/history/", "history"),
@@ -190,8 +192,11 @@ impl<B: BlobStore, L: ActivationLedger, Q: Queue> PurgeWith<B, L, Q> {
         // Landing first: its objects are found through the lake rows this run removes.
         let mut sources = BTreeSet::new();
         let mut others = BTreeSet::new();
-        for prefix in ["events/", "rejects/"] {
+        for prefix in ["events/", lake::compacted_prefix(), "rejects/"] {
             for key in self.blobs.list(lake_bucket, prefix).await? {
+                if key.starts_with(lake::compacted_prefix()) && !is_compacted_events(&key) {
+                    continue;
+                }
                 if let Some((s, o)) = self.lake_object(&key, &m).await? {
                     sources.extend(s);
                     others.extend(o);
@@ -233,7 +238,10 @@ impl<B: BlobStore, L: ActivationLedger, Q: Queue> PurgeWith<B, L, Q> {
     /// Adds the profile ids whose every lake link is one of the person's identity keys
     /// (profiles merged into the person's, or split off it, before the erasure).
     async fn profiles_from_links(&self, targets: &mut PurgeTargets) -> Result<(), PurgeError> {
-        let keys = self.blobs.list(&self.config.lake_bucket, lake::links_prefix()).await?;
+        let mut keys = self.blobs.list(&self.config.lake_bucket, lake::links_prefix()).await?;
+        // The links the segments' compaction moved out of `identity/links/` (its history).
+        let compacted = self.blobs.list(&self.config.lake_bucket, lake::compacted_prefix()).await?;
+        keys.extend(compacted.into_iter().filter(|k| k.contains("/history/") && k.ends_with(".parquet")));
         let mut candidates: HashSet<String> = HashSet::new();
         let mut others: HashSet<String> = HashSet::new();
         // Two passes: candidates (linked from a person's key), then any other key of them.
@@ -414,6 +422,12 @@ impl<B: BlobStore, L: ActivationLedger, Q: Queue> PurgeWith<B, L, Q> {
         }
         Ok(Some(c))
     }
+}
+
+/// A compacted event file (`events_by_profile/gen=<G>/bucket=<k>/...`), not one of the
+/// generation's link files or its manifest.
+fn is_compacted_events(key: &str) -> bool {
+    key.starts_with(lake::compacted_prefix()) && key.ends_with(".parquet") && !key.contains("/links/") && !key.contains("/history/")
 }
 
 /// A string column of a batch.

@@ -268,3 +268,68 @@ async fn an_unreadable_report_fails_the_run_after_the_others_are_purged() {
     // Until the report is repaired or removed, every run says so.
     assert!(w.purge.run().await.is_err());
 }
+
+/// `batches` of `schema` with the text columns `extra` (name, value) appended.
+fn with_columns(
+    batches: &[arrow::record_batch::RecordBatch],
+    schema: arrow::datatypes::SchemaRef,
+    extra: &[&str],
+) -> arrow::record_batch::RecordBatch {
+    let batch = arrow::compute::concat_batches(&batches[0].schema(), batches).unwrap();
+    let mut columns = batch.columns().to_vec();
+    for value in extra {
+        columns.push(std::sync::Arc::new(StringArray::from(vec![*value; batch.num_rows()])));
+    }
+    arrow::record_batch::RecordBatch::try_new(schema, columns).unwrap()
+}
+
+#[tokio::test]
+async fn a_compacted_lake_is_purged_too() {
+    let w = world().await;
+    let b = &w.purge.blobs;
+    // The segments' compaction moved the events and the links under events_by_profile/.
+    let read = |key: String| async move { lake::read_parquet_bytes(b.get(LAKE, &key).await.unwrap().unwrap()).unwrap() };
+    let events_key = lake::events_key("crm", "2026-11-02", "fp");
+    let links_key = lake::links_key("2026-11-05", "fp");
+    let events = with_columns(&read(events_key.clone()).await, lake::compacted_events_schema(), &["crm", "2026-11-02"]);
+    let links = with_columns(&read(links_key.clone()).await, lake::compacted_links_schema(), &["2026-11-05"]);
+    b.delete(LAKE, &events_key).await.unwrap();
+    b.delete(LAKE, &links_key).await.unwrap();
+    let compacted_events = lake::compacted_events_key("g1", "0", 0);
+    let history = lake::compacted_history_key("g1", 0);
+    for (key, batch) in [(&compacted_events, &events), (&history, &links), (&lake::compacted_links_key("g1", "1", 0), &links)] {
+        let body = lake::parquet_bytes(batch.schema(), std::slice::from_ref(batch)).unwrap();
+        b.put(LAKE, key, Bytes::from(body), "application/vnd.apache.parquet").await.unwrap();
+    }
+    b.put(LAKE, lake::compaction_manifest_key(), Bytes::from_static(b"{}"), "application/json").await.unwrap();
+
+    let summary = w.purge.run().await.unwrap();
+    // The landing export was found through the compacted events' source keys.
+    let landing = text_of(&w, LANDING, EXPORT).await;
+    assert!(!landing.contains("marie@x.fr") && landing.contains("paul"), "{landing}");
+    assert_eq!(summary.removed["landing"].rows_removed, 3);
+    // Paul's evidence was found through the compacted events' anchors.
+    let paul_anchor = w.events.iter().find(|e| e.source_line == 3).and_then(|e| e.anchor_id.clone()).unwrap();
+    let sent = w.purge.queue.sent(IDENTITY);
+    assert_eq!(sent.len(), 1, "identity is asked to forget the shared value in Paul's evidence: {sent:?}");
+    let forget: serde_json::Value = serde_json::from_str(&sent[0]).unwrap();
+    assert_eq!(forget["forget"]["evidence"], serde_json::json!([paul_anchor]));
+    // No value of Marie's is left in any compacted file (her old profile was found
+    // through the compacted link history).
+    let gone: Vec<String> =
+        w.marie_anchors.iter().cloned().chain([identifier_hash(K::Email, "marie@x.fr"), "p_marie".into(), "p_marie_old".into()]).collect();
+    for key in b.keys(LAKE).into_iter().filter(|k| k.ends_with(".parquet")) {
+        let values = strings_of(&w, &key).await;
+        assert!(values.iter().all(|v| !gone.contains(v)), "{key}: {values:?}");
+    }
+    let kept = strings_of(&w, &compacted_events).await;
+    assert!(kept.contains(&identifier_hash(K::Phone, "+33698765432")) && kept.contains(&"crm".to_string()), "{kept:?}");
+    assert_eq!(summary.removed["events_by_profile"].rows_removed, (w.events.len() - 2) + 2 * marie_links(&w));
+    assert_eq!(summary.removed["events_by_profile"].objects_rewritten, 3);
+    assert!(b.get(LAKE, lake::compaction_manifest_key()).await.unwrap().is_some(), "the manifest is not a lake table");
+}
+
+/// Marie's links in the world's link file (her anchors' and her old profile's).
+fn marie_links(w: &World) -> usize {
+    w.marie_anchors.len() + 1
+}

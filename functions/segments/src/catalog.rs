@@ -22,8 +22,9 @@ use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::aws::{AmazonS3Builder, AwsCredential};
-use object_store::{CredentialProvider, ObjectStore};
+use object_store::{CredentialProvider, ObjectStore, ObjectStoreExt};
 
+use crate::compact;
 use crate::config::SegmentsConfig;
 use crate::read_cache::ReadCache;
 
@@ -263,8 +264,18 @@ pub struct RunScope {
 /// Registers the lake tables under `base` (`s3://bucket` or `file:///abs/dir`), the run's
 /// profile snapshot and the views. Only `profiles` depends on the partition: every other
 /// table joins it, so a partition computes the segments of its profiles only.
+///
+/// Without a compaction manifest (`events_by_profile/_current.json`, see
+/// [`crate::compact`]) `raw_events` and `identity_links` list `events/` and
+/// `identity/links/`. With one, a partition reads the compacted generation's buckets it
+/// needs and the *tail* (the source files the manifest does not cover), see
+/// [`register_compacted`].
 pub async fn register_run(ctx: &SessionContext, base: &str, scope: &RunScope) -> Result<()> {
     let base = base.trim_end_matches('/');
+    let (store, root) = compact::base_store(ctx, base)?;
+    if let Some(manifest) = compact::manifest_in(store.as_ref(), &root).await? {
+        return register_compacted(ctx, base, scope, &manifest, store, &root).await;
+    }
     let events = listing_table(&format!("{base}/{}", lake::events_prefix()), lake::events_schema(), event_partition_cols())?;
     ctx.register_table("raw_events", events)?;
     let links = listing_table(
@@ -273,13 +284,178 @@ pub async fn register_run(ctx: &SessionContext, base: &str, scope: &RunScope) ->
         vec![("resolved_date".to_string(), DataType::Utf8)],
     )?;
     ctx.register_table("identity_links", links)?;
+    register_profiles(ctx, base, scope)?;
+    register_views(ctx, scope.run_at).await
+}
+
+fn register_profiles(ctx: &SessionContext, base: &str, scope: &RunScope) -> Result<()> {
     let snapshot = format!("{base}/{}", lake::profiles_snapshot_prefix(&scope.snapshot_run_id));
     let profiles = match scope.bucket {
         Some(k) => listing_table(&format!("{snapshot}bucket={k}/"), lake::profiles_schema(), vec![])?,
         None => listing_table(&snapshot, lake::profiles_schema(), vec![("bucket".to_string(), DataType::Utf8)])?,
     };
     ctx.register_table("profiles", profiles)?;
-    register_views(ctx, scope.run_at).await
+    Ok(())
+}
+
+/// `profile_links` over a compacted lake: the compacted latest links of the partition's
+/// bucket(s) whose identifier no tail link names, and, for the identifiers the tail names,
+/// the latest of their tail links and their compacted latest link (whatever its bucket: a
+/// tail link older than the compacted one loses to it, a merge moves an identifier across
+/// buckets, an erasure re-points it to '').
+pub const COMPACTED_PROFILE_LINKS: &str = "WITH touched AS (SELECT DISTINCT identifier_hash FROM lake_tail_links),
+candidates AS (
+    SELECT identifier_hash, profile_id, resolved_at FROM lake_tail_links
+    UNION ALL
+    SELECT c.identifier_hash, c.profile_id, c.resolved_at
+    FROM lake_compacted_links_all c JOIN touched t ON c.identifier_hash = t.identifier_hash
+),
+latest_touched AS (
+    SELECT identifier_hash, profile_id FROM (
+        SELECT identifier_hash, profile_id,
+               ROW_NUMBER() OVER (PARTITION BY identifier_hash ORDER BY resolved_at DESC, profile_id DESC) AS rn
+        FROM candidates) AS l
+    WHERE l.rn = 1
+),
+untouched AS (
+    SELECT c.identifier_hash, c.profile_id FROM lake_compacted_links c
+    WHERE NOT EXISTS (SELECT 1 FROM touched t WHERE t.identifier_hash = c.identifier_hash)
+)
+SELECT l.identifier_hash, l.profile_id
+FROM (SELECT identifier_hash, profile_id FROM untouched UNION ALL SELECT identifier_hash, profile_id FROM latest_touched) AS l
+JOIN profiles p ON p.profile_id = l.profile_id";
+
+const COMPACTED_EVENT_COLUMNS: &str = "event_id, event_type, occurred_at, anchor_id, email_hash, phone_hash, order_id, sku, \
+     product_name, category, quantity, unit_price_minor, line_total_minor, order_total_minor, currency, store_id, campaign_id, \
+     page_url, consent_channel, source_key, source_line, channel, event_date";
+const COMPACTED_LINK_COLUMNS: &str = "identifier_hash, profile_id, resolved_at, observation_id, resolved_date";
+
+/// The profile partition count of a run's snapshot (its marker), if readable.
+async fn snapshot_partitions(store: &dyn object_store::ObjectStore, root: &str, run_id: &str) -> Option<usize> {
+    #[derive(serde::Deserialize)]
+    struct Marker {
+        partitions: usize,
+    }
+    let key = object_store::path::Path::from(format!("{root}{}", crate::snapshot::marker_key(run_id)).as_str());
+    let bytes = store.get(&key).await.ok()?.bytes().await.ok()?;
+    serde_json::from_slice::<Marker>(&bytes).ok().map(|m| m.partitions)
+}
+
+/// The tables of a run over a compacted lake (`manifest`), read through a
+/// [`compact::LakeView`] (only the files the manifest names, none of the source keys it
+/// covers):
+///
+/// - `raw_events` = the compacted events of the partition's bucket, of `unlinked`, and of
+///   every bucket a tail link moves an identifier from into this one, plus the tail's
+///   event files; every bucket when the run is not partitioned or is partitioned
+///   differently from the compaction;
+/// - `identity_links` = the compacted history of links plus the tail's link files;
+/// - `profile_links` = [`COMPACTED_PROFILE_LINKS`]; the other views as [`VIEWS`].
+pub async fn register_compacted(
+    ctx: &SessionContext,
+    base: &str,
+    scope: &RunScope,
+    manifest: &compact::Manifest,
+    store: Arc<dyn ObjectStore>,
+    root: &str,
+) -> Result<()> {
+    let g = manifest.generation.as_str();
+    let tag = format!("g-{g}");
+    let view_base = compact::register_view(ctx, base, &tag, compact::LakeView::reader(store.clone(), root, manifest))?;
+    ctx.register_udf(compact::ProfileBucket::udf(manifest.buckets));
+    let links_schema = lake::compacted_links_schema();
+    let all_labels: Vec<String> =
+        manifest.events.keys().chain(manifest.links.keys()).cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    // The tail: source files the manifest does not cover (listings cached per generation).
+    let tail_tag = format!("lake_tail_{}", g.replace('-', "_"));
+    ctx.register_table(
+        "lake_tail_events",
+        compact::listing_paths(
+            &[format!("{view_base}/{}", lake::events_prefix())],
+            lake::events_schema(),
+            event_partition_cols(),
+            Some(&format!("{tail_tag}_events")),
+        )?,
+    )?;
+    ctx.register_table(
+        "lake_tail_links",
+        compact::listing_paths(
+            &[format!("{view_base}/{}", lake::links_prefix())],
+            lake::links_schema(),
+            vec![("resolved_date".to_string(), DataType::Utf8)],
+            Some(&format!("{tail_tag}_links")),
+        )?,
+    )?;
+    let links_folder = |label: &str| format!("{view_base}/{}bucket={label}/", lake::compacted_links_prefix(g));
+    let events_folder = |label: &str| format!("{view_base}/{}", lake::compacted_events_prefix(g, label));
+    ctx.register_table(
+        "lake_compacted_links_all",
+        compact::listing_paths(
+            &[format!("{view_base}/{}", lake::compacted_links_prefix(g))],
+            links_schema.clone(),
+            vec![("bucket".to_string(), DataType::Utf8)],
+            None,
+        )?,
+    )?;
+    ctx.register_table(
+        "lake_link_history",
+        compact::listing_paths(&[format!("{view_base}/{}", lake::compacted_history_prefix(g))], links_schema.clone(), vec![], None)?,
+    )?;
+
+    // The buckets this partition reads.
+    let partitions = match scope.bucket {
+        Some(_) => snapshot_partitions(store.as_ref(), root, &scope.snapshot_run_id).await,
+        None => None,
+    };
+    let (link_labels, event_labels): (Vec<String>, Vec<String>) = match (scope.bucket, partitions) {
+        (Some(k), Some(n)) if n == manifest.buckets => {
+            let own = k.to_string();
+            let moved = moved_from(ctx, &own).await?;
+            let mut events: std::collections::BTreeSet<String> = moved.into_iter().collect();
+            events.insert(own.clone());
+            events.insert(lake::UNLINKED_BUCKET.to_string());
+            (vec![own], events.into_iter().collect())
+        }
+        _ => (all_labels.clone(), all_labels.clone()),
+    };
+    let links: Vec<String> = link_labels.iter().map(|l| links_folder(l)).collect();
+    let events: Vec<String> = event_labels.iter().map(|l| events_folder(l)).collect();
+    ctx.register_table("lake_compacted_links", compact::listing_paths(&links, links_schema.clone(), vec![], None)?)?;
+    ctx.register_table("lake_compacted_events", compact::listing_paths(&events, lake::compacted_events_schema(), vec![], None)?)?;
+
+    let c = COMPACTED_EVENT_COLUMNS;
+    ctx.sql(&format!("CREATE VIEW raw_events AS SELECT {c} FROM lake_compacted_events UNION ALL SELECT {c} FROM lake_tail_events")).await?;
+    let l = COMPACTED_LINK_COLUMNS;
+    ctx.sql(&format!("CREATE VIEW identity_links AS SELECT {l} FROM lake_link_history UNION ALL SELECT {l} FROM lake_tail_links")).await?;
+    register_profiles(ctx, base, scope)?;
+    ctx.sql(&format!("CREATE VIEW profile_links AS {COMPACTED_PROFILE_LINKS}")).await?;
+    for (name, sql) in rendered_views(scope.run_at, Dialect::DataFusion) {
+        if name != "profile_links" {
+            ctx.sql(&format!("CREATE VIEW {name} AS {sql}")).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The compacted buckets (other than `own`) holding the latest link of an identifier a
+/// tail link points to a profile of bucket `own`: their events may now be `own`'s.
+async fn moved_from(ctx: &SessionContext, own: &str) -> Result<Vec<String>> {
+    let sql = format!(
+        "SELECT DISTINCT c.bucket FROM lake_compacted_links_all c
+         JOIN (SELECT DISTINCT identifier_hash FROM lake_tail_links WHERE {udf}(profile_id) = '{own}') t
+           ON c.identifier_hash = t.identifier_hash
+         WHERE c.bucket <> '{own}'",
+        udf = compact::BUCKET_UDF
+    );
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let col = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
+        if let Some(values) = col.as_any().downcast_ref::<arrow::array::StringArray>() {
+            out.extend(values.iter().flatten().map(str::to_string));
+        }
+    }
+    Ok(out)
 }
 
 /// Registers the activation records (`activations/decided_date=<d>/`) as `activations`,

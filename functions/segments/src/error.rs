@@ -68,9 +68,30 @@ pub enum RunError {
     /// A part a committed pointer names is gone.
     #[error("committed snapshot {key} is missing")]
     MissingPart { key: String },
+    /// A step of a run was given a plan this function cannot follow (a bucket outside it,
+    /// a segment its library lacks, a bucket marker without a planned segment).
+    #[error("run {run_id}: the plan does not fit: {problem}")]
+    PlanMismatch { run_id: String, problem: String },
+    /// A step needs a bucket that was not computed (publishing it, or committing the run).
+    #[error("run {run_id}: bucket {bucket} of {partitions} is not computed: nothing is committed until every bucket is")]
+    BucketNotComputed { run_id: String, bucket: usize, partitions: usize },
+    /// The last step of a run whose segments were never committed.
+    #[error("run {run_id} is not committed")]
+    NotCommitted { run_id: String },
+    /// The commit found a bucket whose changes were not published.
+    #[error("run {run_id}: bucket {bucket} of {partitions} is not published: nothing is committed until every bucket is")]
+    BucketNotPublished { run_id: String, bucket: usize, partitions: usize },
     /// The blob store cannot serve the lake to DataFusion (see `Ports::reading_blobs`).
     #[error("the blob store offers no object store for bucket {bucket}: build one with catalog::s3_store")]
     NoLakeStore { bucket: String },
+    /// A step of the lake compaction (`compact`) failed: listing or checking the lake, a
+    /// query, or the compacted parts it writes. Nothing is committed before its manifest.
+    #[error("lake compaction, {what}: {source}")]
+    Compaction {
+        what: String,
+        #[source]
+        source: DataFusionError,
+    },
 }
 
 impl RunError {

@@ -11,14 +11,15 @@ use ariane_shared::aws::Clients;
 use ariane_shared::ports::{BlobStore, ProfileReader, Queue};
 use ariane_shared::EnvSource;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::RunEnv;
 use crate::config::SegmentsConfig;
 use crate::definition::SegmentDefinition;
 use crate::error::RunError;
 use crate::ports::{AwsPorts, Ports};
-use crate::run::{run_segments, SegmentReport};
+use crate::run::{commit, compute_bucket, publish_bucket, Plan, SegmentReport};
 
 /// The segments function over its ports.
 #[derive(Clone, Debug)]
@@ -61,13 +62,16 @@ impl RunDetail {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunSummary {
     pub run_at: DateTime<Utc>,
     pub segments: Vec<SegmentReport>,
     /// The campaign report, when this run computed it (daily, or asked for).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<crate::report::CampaignReport>,
+    /// The lake compaction of this run (absent when the run did not reach it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compaction: Option<Compaction>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +87,12 @@ pub enum SegmentsError {
     )]
     Detail {
         detail: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the invocation {request} is neither a step of the segments state machine nor a scheduled event: {source}")]
+    Step {
+        request: String,
         #[source]
         source: serde_json::Error,
     },
@@ -108,27 +118,185 @@ impl<B: BlobStore, Q: Queue, P: ProfileReader> SegmentsWith<B, Q, P> {
         SegmentsWith { ports, config, definitions }
     }
 
-    pub async fn handle(&self, event: EventBridgeEvent<serde_json::Value>) -> Result<RunSummary, SegmentsError> {
-        let detail = RunDetail::from_event(event.detail)?;
-        let run_at = detail.run_at.or(event.time).unwrap_or_else(Utc::now);
-        let definitions: Vec<SegmentDefinition> = match &detail.segments {
-            None => self.definitions.clone(),
+    /// Any invocation: a step of the state machine (`{"step": ...}`, see [`StepRequest`])
+    /// or a scheduled event, which runs every step in this invocation ([`Self::handle`]).
+    pub async fn invoke(&self, payload: serde_json::Value) -> Result<serde_json::Value, SegmentsError> {
+        if payload.get("step").is_some() {
+            let shown = payload.to_string();
+            let request: StepRequest = serde_json::from_value(payload).map_err(|source| SegmentsError::Step { request: shown, source })?;
+            return self.step(request).await;
+        }
+        let shown = payload.to_string();
+        let event: EventBridgeEvent<serde_json::Value> =
+            serde_json::from_value(payload).map_err(|source| SegmentsError::Step { request: shown, source })?;
+        let summary = self.handle(event).await?;
+        serde_json::to_value(summary).map_err(|e| SegmentsError::Run(RunError::Encode { what: "the run summary", source: e }))
+    }
+
+    /// The definitions a run detail asks for (all of them by default); an unknown name is
+    /// refused.
+    fn requested(&self, detail: &RunDetail) -> Result<Vec<SegmentDefinition>, SegmentsError> {
+        match &detail.segments {
+            None => Ok(self.definitions.clone()),
             Some(names) => {
                 let unknown: Vec<String> = names.iter().filter(|n| !self.definitions.iter().any(|d| &&d.name == n)).cloned().collect();
                 if !unknown.is_empty() {
                     return Err(SegmentsError::Unknown(unknown));
                 }
-                self.definitions.iter().filter(|d| names.contains(&d.name)).cloned().collect()
+                Ok(self.definitions.iter().filter(|d| names.contains(&d.name)).cloned().collect())
             }
-        };
+        }
+    }
+
+    /// The plan of the run an event asks for (see [`RunDetail`]).
+    async fn plan_of(&self, time: Option<DateTime<Utc>>, detail: serde_json::Value) -> Result<Plan, SegmentsError> {
+        let detail = RunDetail::from_event(detail)?;
+        let run_at = detail.run_at.or(time).unwrap_or_else(Utc::now);
+        let definitions = self.requested(&detail)?;
         let force = detail.force || detail.segments.is_some();
+        Ok(crate::run::plan(&self.ports, &self.config, &definitions, run_at, force, detail.report).await?)
+    }
+
+    /// One run in this invocation: every step of the state machine, the buckets one after
+    /// the other.
+    pub async fn handle(&self, event: EventBridgeEvent<serde_json::Value>) -> Result<RunSummary, SegmentsError> {
+        let plan = self.plan_of(event.time, event.detail).await?;
         // One runtime and one lake cache per invocation: its listings, Parquet metadata and
         // small objects serve every query of the run, and no later run.
-        let run = crate::catalog::RunEnv::new(&self.config, self.ports.lake.clone()).map_err(RunError::Catalog)?;
-        let segments = run_segments(&self.ports, &self.config, &definitions, run_at, force, &run).await?;
-        let report = crate::report::run_if_due(&self.ports, &self.config, run_at, detail.report, &run).await?;
+        let run = self.run_env()?;
+        if plan.due {
+            for &k in &plan.buckets {
+                compute_bucket(&self.ports, &self.config, &self.definitions, &plan, k, &run).await?;
+            }
+            for &k in &plan.buckets {
+                publish_bucket(&self.ports, &self.config, &plan, k).await?;
+            }
+            commit(&self.ports, &self.config, &self.definitions, &plan).await?;
+        }
+        let compaction = self.compact(&plan, &run).await?;
+        self.finish(&plan, &run, Some(compaction)).await
+    }
+
+    /// The lake compaction (`compact.rs`), when due at the plan's `run_at`: at the run of
+    /// the configured hour, or when the lake was never compacted or not for a day and a
+    /// half (a missed hour does not skip a day).
+    async fn compact(&self, plan: &Plan, run: &RunEnv) -> Result<Compaction, SegmentsError> {
+        let Some(hour) = self.config.compaction_hour else {
+            return Ok(Compaction { report: None, reason: Some("compaction is off (ARIANE_COMPACTION_HOUR=off)".into()) });
+        };
+        let bucket = &self.config.lake_bucket;
+        let last = crate::compact::current_manifest(&self.ports.blobs, bucket).await?.map(|m| m.created_at);
+        let due = match last {
+            None => true,
+            Some(last) if last >= plan.run_at => false,
+            Some(last) => plan.run_at.hour() == hour || plan.run_at - last >= chrono::Duration::hours(36),
+        };
+        if !due {
+            let last = last.map(|l| l.to_rfc3339()).unwrap_or_default();
+            return Ok(Compaction { report: None, reason: Some(format!("not due (last compaction {last}, daily at {hour:02}:00 UTC)")) });
+        }
+        let report = crate::compact::compact(&self.ports.blobs, run, bucket, plan.partitions, plan.run_at).await?;
+        tracing::info!(generation = ?report.generation, event_rows = report.event_rows, files_written = report.files_written, "lake compacted");
+        Ok(Compaction { report: Some(report), reason: None })
+    }
+
+    fn run_env(&self) -> Result<RunEnv, SegmentsError> {
+        Ok(RunEnv::new(&self.config, self.ports.lake.clone()).map_err(RunError::Catalog)?)
+    }
+
+    /// The run's last step: the campaign report when due (or asked for); returns what the
+    /// run did (the state machine's output).
+    async fn finish(&self, plan: &Plan, run: &RunEnv, compaction: Option<Compaction>) -> Result<RunSummary, SegmentsError> {
+        let segments = crate::run::run_reports(&self.ports.blobs, &self.config.lake_bucket, plan).await?;
+        let report = crate::report::run_if_due(&self.ports, &self.config, plan.run_at, plan.report, run).await?;
         let cache = run.lake.stats();
         tracing::info!(hits = cache.hits, filled = cache.filled, passed = cache.passed, bytes = cache.bytes, "lake cache");
-        Ok(RunSummary { run_at, segments, report })
+        Ok(RunSummary { run_at: plan.run_at, segments, report, compaction })
     }
+
+    /// One step of a run, as the state machine invokes it; its result is the step's output
+    /// (the [`Plan`] for `plan`, a bucket's marker for `bucket` and `publish`, the reports
+    /// for `commit`, the [`RunSummary`] for `finish`).
+    pub async fn step(&self, request: StepRequest) -> Result<serde_json::Value, SegmentsError> {
+        let encode = |what: &'static str| move |e| SegmentsError::Run(RunError::Encode { what, source: e });
+        match request {
+            StepRequest::Plan { event } => {
+                let plan = self.plan_of(event.time, event.detail).await?;
+                serde_json::to_value(plan).map_err(encode("a plan"))
+            }
+            StepRequest::Bucket { plan, bucket } => {
+                let run = self.run_env()?;
+                let done = compute_bucket(&self.ports, &self.config, &self.definitions, &plan, bucket, &run).await?;
+                serde_json::to_value(done).map_err(encode("a bucket marker"))
+            }
+            StepRequest::Publish { plan, bucket } => {
+                let done = publish_bucket(&self.ports, &self.config, &plan, bucket).await?;
+                serde_json::to_value(done).map_err(encode("a publish marker"))
+            }
+            StepRequest::Commit { plan } => {
+                let reports = commit(&self.ports, &self.config, &self.definitions, &plan).await?;
+                serde_json::to_value(reports).map_err(encode("the run's reports"))
+            }
+            StepRequest::Compact { plan } => {
+                let run = self.run_env()?;
+                let compaction = self.compact(&plan, &run).await?;
+                serde_json::to_value(compaction).map_err(encode("the compaction's outcome"))
+            }
+            StepRequest::Finish { plan, compaction } => {
+                let run = self.run_env()?;
+                let summary = self.finish(&plan, &run, compaction).await?;
+                serde_json::to_value(summary).map_err(encode("the run summary"))
+            }
+        }
+    }
+}
+
+/// The state machine's input as the plan step reads it: the scheduled event EventBridge
+/// sends (or `{"detail": {...}}` for a manual execution); other fields are ignored.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct PlanInput {
+    #[serde(default)]
+    pub time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub detail: serde_json::Value,
+}
+
+/// One step of a run (`{"step": "plan", "event": {...}}`, `{"step": "bucket", "plan":
+/// {...}, "bucket": 3}`, ...), as `SegmentsStateMachine` invokes the function.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum StepRequest {
+    Plan {
+        #[serde(default)]
+        event: PlanInput,
+    },
+    Bucket {
+        plan: Plan,
+        bucket: usize,
+    },
+    Publish {
+        plan: Plan,
+        bucket: usize,
+    },
+    Commit {
+        plan: Plan,
+    },
+    Compact {
+        plan: Plan,
+    },
+    Finish {
+        plan: Plan,
+        /// The compaction step's outcome, reported in the run summary.
+        #[serde(default)]
+        compaction: Option<Compaction>,
+    },
+}
+
+/// What the compaction step did: its report, or why it did not run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Compaction {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::compact::CompactionReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }

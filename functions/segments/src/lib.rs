@@ -13,6 +13,7 @@
 //! `catalog`, `definition`, `error`, `ports`, `snapshot`, `run`, `report`, `handler`.
 
 pub mod catalog;
+pub mod compact;
 pub mod config;
 pub mod definition;
 pub mod error;

@@ -1,7 +1,5 @@
-use ariane_segments::handler::RunSummary;
 use ariane_segments::Segments;
 use ariane_shared::ProcessEnv;
-use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
@@ -11,8 +9,10 @@ async fn main() -> Result<(), Error> {
     // S3 store), once per cold start.
     let segments: Segments = Segments::from_env(&ProcessEnv).await?;
     let segments = &segments;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
-        Ok::<RunSummary, Error>(segments.handle(event.payload).await?)
+    // A step of the segments state machine ({"step": ...}) or a scheduled event (the
+    // whole run in this invocation).
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
+        Ok::<serde_json::Value, Error>(segments.invoke(event.payload).await?)
     }))
     .await
 }

@@ -71,6 +71,16 @@ impl ReadCache {
         s
     }
 
+    /// Drops `location` from the cache: its next read goes to the store (an object the
+    /// run itself replaced, such as the compaction's manifest).
+    pub fn forget(&self, location: &Path) {
+        let mut cached = self.cached.lock().expect("cache lock");
+        if let Some((_, _, bytes)) = cached.objects.remove(location) {
+            cached.bytes -= bytes.len() as u64;
+        }
+        cached.too_large.remove(location);
+    }
+
     fn count(&self, f: impl FnOnce(&mut CacheStats)) {
         f(&mut self.stats.lock().expect("cache stats lock"));
     }

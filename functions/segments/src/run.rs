@@ -1,20 +1,35 @@
-//! One run: snapshot the profiles, then for each due segment and each profile partition,
-//! compute the members, write them, diff with the previous committed snapshot, send the
-//! changes; then commit by moving the segment's `current.json` pointer.
+//! One run, in steps that a Step Functions state machine plays (`SegmentsStateMachine` in
+//! `infra/template.yaml`; the local runner plays the same definition) or that one
+//! invocation plays in order ([`run_segments`]):
+//!
+//! 1. [`plan`]: which segments are due; the run's profile snapshot, one file per profile
+//!    bucket. Returns the [`Plan`] every later step reads.
+//! 2. [`compute_bucket`], once per bucket (a Map state, in parallel): one DataFusion
+//!    session over the bucket's share of the lake, in which what every segment shares is
+//!    computed once ([`run_session`] materialises `profile_links`); every due segment's
+//!    members of the bucket are written, diffed with the same bucket of the committed run,
+//!    and the changes stored; a marker records the bucket done.
+//! 3. [`publish_bucket`], once per bucket: sends the stored changes to activation.
+//! 4. [`commit`]: when every bucket is computed and published, moves each segment's
+//!    `current.json` pointer to this run.
 //!
 //! A failed run commits nothing: the snapshot of an uncommitted run is never "previous".
-//! A re-run of a committed run id is a no-op. A run that crashed after sending but before
-//! committing re-runs over the same profile snapshot and re-sends the same changes with
-//! the same idempotency keys, which activation de-duplicates.
+//! A retried step finds its marker and does not compute again; a re-run of a committed
+//! run id is a no-op. A run that failed after publishing but before committing re-runs
+//! over the same profile snapshot and re-sends the same changes with the same
+//! idempotency keys, which activation de-duplicates.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use ariane_shared::lake;
 use ariane_shared::model::{ActivationRequest, SegmentChange, SegmentMember};
 use ariane_shared::ports::{BlobStore, ProfileReader, Queue};
-use arrow::array::RecordBatch;
+use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::{DateTime, Utc};
+use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
@@ -49,9 +64,94 @@ pub struct SegmentReport {
     pub skipped: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Wall time of the queries, in milliseconds.
+    /// Wall time of the queries, in milliseconds (summed over buckets).
     #[serde(default)]
     pub query_ms: u64,
+}
+
+/// The plan of a run: the output of its first step, the input of every other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub run_id: String,
+    pub run_at: DateTime<Utc>,
+    /// The due segments, in the order a bucket computes them (attribute segments first).
+    pub segments: Vec<String>,
+    /// Segments not computed, and why.
+    pub skipped: Vec<SegmentReport>,
+    /// Profile buckets of the run (`ARIANE_SEGMENT_PARTITIONS`).
+    pub partitions: usize,
+    /// `0..partitions`: what the state machine's Map states iterate over.
+    pub buckets: Vec<usize>,
+    /// Buckets computed at once (the Map states' `MaxConcurrencyPath`).
+    #[serde(default)]
+    pub concurrency: usize,
+    /// Profiles in the run's snapshot (0 when nothing is due: no snapshot is taken).
+    pub profiles: usize,
+    /// Whether any segment is due (the state machine skips to its last step otherwise).
+    pub due: bool,
+    /// The campaign report was asked for (computed whether due or not).
+    #[serde(default)]
+    pub report: bool,
+}
+
+/// What one bucket of a run computed for one segment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketSegment {
+    pub segment: String,
+    /// The bucket's membership file.
+    pub part: String,
+    pub members: usize,
+    pub entered: usize,
+    pub exited: usize,
+    pub query_ms: u64,
+    /// The bucket's changes for activation (absent when there are none).
+    pub changes: Option<String>,
+}
+
+/// The marker of a computed bucket (`segments/_runs/<run>/buckets/bucket=<k>-of-<n>.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketDone {
+    pub run_id: String,
+    pub bucket: usize,
+    pub partitions: usize,
+    pub segments: Vec<BucketSegment>,
+    /// Wall time of the bucket's shared tables (`profile_links`), in milliseconds.
+    #[serde(default)]
+    pub shared_ms: u64,
+}
+
+/// The marker of a published bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketPublished {
+    pub run_id: String,
+    pub bucket: usize,
+    pub partitions: usize,
+    pub sent: usize,
+}
+
+fn run_prefix(run_id: &str) -> String {
+    format!("segments/_runs/{run_id}/")
+}
+
+/// The marker of bucket `k` of `n` computed in `run_id`.
+pub fn bucket_marker_key(run_id: &str, k: usize, n: usize) -> String {
+    format!("{}buckets/bucket={k}-of-{n}.json", run_prefix(run_id))
+}
+
+/// The marker of bucket `k` of `n` published in `run_id`.
+pub fn published_marker_key(run_id: &str, k: usize, n: usize) -> String {
+    format!("{}published/bucket={k}-of-{n}.json", run_prefix(run_id))
+}
+
+/// The changes of `segment` in bucket `k` of `n` of `run_id`: Parquet, one row per
+/// activation request (`profile_id`, `request` as JSON), so the erasure purge filters
+/// them like every other lake file. Deleted when the run commits.
+pub fn changes_key(run_id: &str, segment: &str, k: usize, n: usize) -> String {
+    format!("{}changes/{segment}/bucket={k}-of-{n}.parquet", run_prefix(run_id))
+}
+
+fn changes_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("profile_id", DataType::Utf8, false), Field::new("request", DataType::Utf8, false)]))
 }
 
 /// The committed pointer of a segment, if it ever committed (a pointer that cannot be
@@ -60,8 +160,9 @@ pub async fn current_pointer(blobs: &dyn BlobStore, bucket: &str, segment: &str)
     get_json(blobs, bucket, &lake::segment_current_key(segment)).await
 }
 
-/// Runs the due `definitions` at `run_at` over the lake (all of them when `force`), on
-/// the run's `run` ([`RunEnv`]: one per run, shared by its queries).
+/// Runs the due `definitions` at `run_at` over the lake (all of them when `force`) in one
+/// invocation: [`plan`], every bucket one after the other, [`publish_bucket`] for each,
+/// [`commit`]. The state machine plays the same steps, the buckets in parallel.
 pub async fn run_segments<B: BlobStore, Q: Queue, P: ProfileReader>(
     ports: &Ports<B, Q, P>,
     config: &SegmentsConfig,
@@ -70,10 +171,33 @@ pub async fn run_segments<B: BlobStore, Q: Queue, P: ProfileReader>(
     force: bool,
     run: &RunEnv,
 ) -> Result<Vec<SegmentReport>, RunError> {
+    let plan = plan(ports, config, definitions, run_at, force, false).await?;
+    if !plan.due {
+        return Ok(plan.skipped);
+    }
+    for &k in &plan.buckets {
+        compute_bucket(ports, config, definitions, &plan, k, run).await?;
+    }
+    for &k in &plan.buckets {
+        publish_bucket(ports, config, &plan, k).await?;
+    }
+    commit(ports, config, definitions, &plan).await
+}
+
+/// The first step: the due segments (all of `definitions` when `force`), and, when any is
+/// due, the run's profile snapshot (reused when a retry finds it complete).
+pub async fn plan<B: BlobStore, Q: Queue, P: ProfileReader>(
+    ports: &Ports<B, Q, P>,
+    config: &SegmentsConfig,
+    definitions: &[SegmentDefinition],
+    run_at: DateTime<Utc>,
+    force: bool,
+    report: bool,
+) -> Result<Plan, RunError> {
     let run_id = lake::run_id(run_at);
     let bucket = &config.lake_bucket;
-    let mut reports = Vec::with_capacity(definitions.len());
-    let mut due: Vec<(&SegmentDefinition, Option<CurrentPointer>)> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut due: Vec<&SegmentDefinition> = Vec::new();
     for def in definitions {
         let current = current_pointer(&ports.blobs, bucket, &def.name).await?;
         let skip = |reason: String, members: usize| SegmentReport {
@@ -87,38 +211,36 @@ pub async fn run_segments<B: BlobStore, Q: Queue, P: ProfileReader>(
             query_ms: 0,
         };
         match &current {
-            Some(c) if c.run_id >= run_id => reports.push(skip(format!("run {} already committed", c.run_id), c.members)),
+            Some(c) if c.run_id >= run_id => skipped.push(skip(format!("run {} already committed", c.run_id), c.members)),
             Some(c) if !force && !def.schedule.is_due(Some(c.run_at), run_at) => {
-                reports.push(skip(format!("not due (last run {}, every {})", c.run_id, humanize(def.schedule.every)), c.members))
+                skipped.push(skip(format!("not due (last run {}, every {})", c.run_id, humanize(def.schedule.every)), c.members))
             }
-            _ => due.push((def, current)),
+            _ => due.push(def),
         }
     }
-    if due.is_empty() {
-        return Ok(reports);
-    }
-    let profiles = crate::snapshot::ensure_snapshot(&ports.blobs, &ports.profiles, bucket, &run_id, config.partitions).await?;
-    tracing::info!(run_id = %run_id, profiles, partitions = config.partitions, "profile snapshot ready");
-    // Attribute segments (`-- attribute:`) first: their members of this run (or, when
-    // not due, of their committed run) are attached to every other segment's requests.
-    due.sort_by_key(|(def, _)| def.attribute.is_none());
-    let mut attributes = Attributes::default();
-    for def in definitions.iter().filter(|d| d.attribute.is_some()) {
-        if !due.iter().any(|(d, _)| d.name == def.name) {
-            attributes.load_committed(&ports.blobs, bucket, def, config.partitions).await?;
-        }
-    }
-    for (def, current) in due {
-        let (report, members) = run_one(ports, config, def, current, run_at, &attributes, run).await?;
-        tracing::info!(segment = %report.segment, members = report.members, entered = report.entered, exited = report.exited, query_ms = report.query_ms, "segment run");
-        if let Some(name) = &def.attribute {
-            attributes.add(name, members);
-        }
-        reports.push(report);
-    }
-    let order: BTreeMap<&str, usize> = definitions.iter().enumerate().map(|(i, d)| (d.name.as_str(), i)).collect();
-    reports.sort_by_key(|r| order.get(r.segment.as_str()).copied().unwrap_or(usize::MAX));
-    Ok(reports)
+    // Attribute segments (`-- attribute:`) first: a bucket attaches their members of this
+    // run (or, when not due, of their committed run) to every other segment's requests.
+    due.sort_by_key(|def| def.attribute.is_none());
+    let n = config.partitions;
+    let profiles = if due.is_empty() {
+        0
+    } else {
+        let profiles = crate::snapshot::ensure_snapshot(&ports.blobs, &ports.profiles, bucket, &run_id, n).await?;
+        tracing::info!(run_id = %run_id, profiles, partitions = n, "profile snapshot ready");
+        profiles
+    };
+    Ok(Plan {
+        run_id,
+        run_at,
+        segments: due.iter().map(|d| d.name.clone()).collect(),
+        skipped,
+        partitions: n,
+        buckets: (0..n).collect(),
+        concurrency: if config.concurrency == 0 { n } else { config.concurrency.min(n) },
+        profiles,
+        due: !due.is_empty(),
+        report,
+    })
 }
 
 fn humanize(d: chrono::Duration) -> String {
@@ -129,13 +251,58 @@ fn humanize(d: chrono::Duration) -> String {
     }
 }
 
+/// The definitions a plan names, in the plan's order; a name the library lacks (a plan
+/// from another deployment of the library) is [`RunError::PlanMismatch`].
+fn planned<'a>(definitions: &'a [SegmentDefinition], plan: &Plan) -> Result<Vec<&'a SegmentDefinition>, RunError> {
+    plan.segments
+        .iter()
+        .map(|name| {
+            definitions.iter().find(|d| &d.name == name).ok_or_else(|| RunError::PlanMismatch {
+                run_id: plan.run_id.clone(),
+                problem: format!("segment {name:?} is not in this function's library"),
+            })
+        })
+        .collect()
+}
+
+fn check_bucket(plan: &Plan, k: usize) -> Result<(), RunError> {
+    if k >= plan.partitions || plan.partitions == 0 {
+        return Err(RunError::PlanMismatch {
+            run_id: plan.run_id.clone(),
+            problem: format!("bucket {k} is not one of the plan's {} buckets", plan.partitions),
+        });
+    }
+    Ok(())
+}
+
 /// A DataFusion session of the run `run` over the lake bucket `bucket` (read through the
-/// run's cache in front of the [`Ports::lake`] store) for one partition of a run.
+/// run's cache in front of the [`Ports::lake`] store) for one partition of a run, with the
+/// tables every segment shares computed once: `profile_links` (the latest link of each
+/// identifier set, a window over every link) is materialised in memory for the bucket
+/// and the views over it are re-planned on the table, so no segment sorts the links again.
 pub async fn run_session(run: &RunEnv, bucket: &str, scope: &RunScope) -> Result<SessionContext, DataFusionError> {
     let ctx = catalog::session_on(run.runtime.clone());
     catalog::register_lake(&ctx, bucket, run.lake.clone())?;
     catalog::register_run(&ctx, &catalog::lake_base(bucket), scope).await?;
+    materialise(&ctx, "profile_links", scope.run_at).await?;
     Ok(ctx)
+}
+
+/// Replaces the view `name` of `ctx` by an in-memory table of its rows, and re-creates
+/// the views defined after it (in [`catalog::VIEWS`] order) so that they read the table:
+/// a view's plan holds the tables it was created over.
+pub async fn materialise(ctx: &SessionContext, name: &str, run_at: DateTime<Utc>) -> Result<(), DataFusionError> {
+    let df = ctx.table(name).await?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    let views = catalog::rendered_views(run_at, Dialect::DataFusion);
+    for (view, sql) in views.iter().skip_while(|(v, _)| *v != name).skip(1) {
+        ctx.deregister_table(*view)?;
+        ctx.sql(&format!("CREATE VIEW {view} AS {sql}")).await?;
+    }
+    Ok(())
 }
 
 /// The members of `def` in the catalog of `ctx` (a run at `run_at`).
@@ -147,151 +314,298 @@ pub async fn compute(ctx: &SessionContext, def: &SegmentDefinition, run_at: Date
     members_of(&def.name, &batches, &def.key, &def.payload)
 }
 
-/// Profile attributes of a run, per profile partition: attribute name → profile → value.
+/// Profile attributes of one bucket of a run: attribute name → profile → value.
 #[derive(Debug, Default)]
 pub struct Attributes {
-    by_bucket: Vec<BTreeMap<String, BTreeMap<String, String>>>,
+    values: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Attributes {
-    fn slot(&mut self, k: usize) -> &mut BTreeMap<String, BTreeMap<String, String>> {
-        if self.by_bucket.len() <= k {
-            self.by_bucket.resize_with(k + 1, BTreeMap::new);
-        }
-        &mut self.by_bucket[k]
-    }
-
-    /// The members of an attribute segment, per bucket.
-    fn add(&mut self, name: &str, members: Vec<Vec<SegmentMember>>) {
-        for (k, part) in members.into_iter().enumerate() {
-            let map = self.slot(k).entry(name.to_string()).or_default();
-            for m in part {
-                if let Some(v) = m.key.get(name).or_else(|| m.payload.get(name)) {
-                    map.insert(m.profile_id, v.clone());
-                }
+    /// The members of the attribute segment whose attribute is `name`.
+    fn add(&mut self, name: &str, members: &[SegmentMember]) {
+        let map = self.values.entry(name.to_string()).or_default();
+        for m in members {
+            if let Some(v) = m.key.get(name).or_else(|| m.payload.get(name)) {
+                map.insert(m.profile_id.clone(), v.clone());
             }
         }
     }
 
-    async fn load_committed(&mut self, blobs: &dyn BlobStore, bucket: &str, def: &SegmentDefinition, n: usize) -> Result<(), RunError> {
+    /// The committed members of the attribute segment `def` in bucket `k` of `n`.
+    async fn load_committed(
+        &mut self,
+        blobs: &dyn BlobStore,
+        bucket: &str,
+        def: &SegmentDefinition,
+        k: usize,
+        n: usize,
+    ) -> Result<(), RunError> {
         let Some(name) = &def.attribute else { return Ok(()) };
         let Some(current) = current_pointer(blobs, bucket, &def.name).await? else { return Ok(()) };
-        let mut per_bucket: Vec<Vec<SegmentMember>> = vec![Vec::new(); n];
-        for part in &current.parts {
-            for m in read_members(blobs, bucket, part).await? {
-                per_bucket[lake::profile_bucket(&m.profile_id, n)].push(m);
-            }
-        }
-        self.add(name, per_bucket);
+        let members = previous_members(blobs, bucket, &current, k, n).await?;
+        self.add(name, &members);
         Ok(())
     }
 
-    /// The attributes of `profile_id` in partition `k`.
-    pub fn of(&self, k: usize, profile_id: &str) -> BTreeMap<String, String> {
-        self.by_bucket
-            .get(k)
-            .map(|m| m.iter().filter_map(|(name, values)| values.get(profile_id).map(|v| (name.clone(), v.clone()))).collect())
-            .unwrap_or_default()
+    /// The attributes of `profile_id`.
+    pub fn of(&self, profile_id: &str) -> BTreeMap<String, String> {
+        self.values.iter().filter_map(|(name, values)| values.get(profile_id).map(|v| (name.clone(), v.clone()))).collect()
     }
 }
 
-/// The run of one segment: for each profile partition, compute the members, write them,
-/// diff them with the same partition of `current` (the committed run), send the changes;
-/// then commit by overwriting the segment's `current.json`. Any failure returns before
-/// the commit, so the next attempt diffs against the same committed run and sends the
-/// same changes with the same idempotency keys. Returns the report and, for an attribute
-/// segment, its members per partition.
-pub async fn run_one<B: BlobStore, Q: Queue, P: ProfileReader>(
+/// The members of bucket `k` of `n` in the committed run `current`: its part `k` when it
+/// was bucketed the same way, else every part filtered to the bucket's profiles.
+async fn previous_members(
+    blobs: &dyn BlobStore,
+    bucket: &str,
+    current: &CurrentPointer,
+    k: usize,
+    n: usize,
+) -> Result<Vec<SegmentMember>, RunError> {
+    if current.partitions == n && current.parts.len() == n {
+        return read_members(blobs, bucket, &current.parts[k]).await;
+    }
+    let mut out = Vec::new();
+    for part in &current.parts {
+        out.extend(read_members(blobs, bucket, part).await?.into_iter().filter(|m| lake::profile_bucket(&m.profile_id, n) == k));
+    }
+    Ok(out)
+}
+
+/// Bucket `k` of a run: every due segment of the plan over the bucket's profiles, in one
+/// session; each segment's members are written, diffed with the same bucket of its
+/// committed run, and the changes stored for [`publish_bucket`]. A bucket already computed
+/// in this run (its marker exists) is not computed again.
+pub async fn compute_bucket<B: BlobStore, Q: Queue, P: ProfileReader>(
     ports: &Ports<B, Q, P>,
     config: &SegmentsConfig,
-    def: &SegmentDefinition,
-    current: Option<CurrentPointer>,
-    run_at: DateTime<Utc>,
-    attributes: &Attributes,
+    definitions: &[SegmentDefinition],
+    plan: &Plan,
+    k: usize,
     run: &RunEnv,
-) -> Result<(SegmentReport, Vec<Vec<SegmentMember>>), RunError> {
-    let run_id = lake::run_id(run_at);
+) -> Result<BucketDone, RunError> {
+    check_bucket(plan, k)?;
+    let (run_id, run_at, n) = (&plan.run_id, plan.run_at, plan.partitions);
     let bucket = &config.lake_bucket;
-    let n = config.partitions;
-    let (mut parts, mut members, mut entered_total, mut exited_total, mut query_ms) = (Vec::new(), 0, 0, 0, 0u64);
-    // The members of an attribute segment, per partition, for the segments after it.
-    let mut kept: Vec<Vec<SegmentMember>> = Vec::new();
-    // The previous membership, read whole once when its partitioning differs from this
-    // run's (each partition then keeps its own profiles).
-    let mut previous_all: Vec<SegmentMember> = Vec::new();
-    let same_partitions = current.as_ref().is_none_or(|c| c.partitions == n && c.parts.len() == n);
-    if let (Some(c), false) = (&current, same_partitions) {
-        for part in &c.parts {
-            previous_all.extend(read_members(&ports.blobs, bucket, part).await?);
+    let marker_key = bucket_marker_key(run_id, k, n);
+    if let Some(done) = get_json::<BucketDone>(&ports.blobs, bucket, &marker_key).await? {
+        if done.segments.iter().map(|s| &s.segment).eq(plan.segments.iter()) {
+            return Ok(done);
         }
     }
-    for k in 0..n {
-        let scope = RunScope { run_at, snapshot_run_id: run_id.clone(), bucket: (n > 1).then_some(k) };
+    let due = planned(definitions, plan)?;
+    let mut attributes = Attributes::default();
+    for def in definitions.iter().filter(|d| d.attribute.is_some() && !plan.segments.contains(&d.name)) {
+        attributes.load_committed(&ports.blobs, bucket, def, k, n).await?;
+    }
+    let scope = RunScope { run_at, snapshot_run_id: run_id.clone(), bucket: (n > 1).then_some(k) };
+    let started = std::time::Instant::now();
+    let ctx = run_session(run, bucket, &scope).await.map_err(RunError::Catalog)?;
+    let shared_ms = started.elapsed().as_millis() as u64;
+    let mut segments = Vec::with_capacity(due.len());
+    for def in due {
         let started = std::time::Instant::now();
-        let ctx = run_session(run, bucket, &scope).await.map_err(RunError::Catalog)?;
-        let current_members = compute(&ctx, def, run_at).await?;
-        drop(ctx);
-        query_ms += started.elapsed().as_millis() as u64;
-
-        let key = lake::segment_members_key(&def.name, &run_id, k, n);
-        put_parquet(&ports.blobs, bucket, &key, lake::members_schema(), lake::members_batch(&current_members)).await?;
-
-        let previous = match &current {
-            None => Vec::new(),
-            Some(c) if same_partitions => read_members(&ports.blobs, bucket, &c.parts[k]).await?,
-            Some(_) => previous_all.iter().filter(|m| lake::profile_bucket(&m.profile_id, n) == k).cloned().collect(),
+        let members = compute(&ctx, def, run_at).await?;
+        let query_ms = started.elapsed().as_millis() as u64;
+        let part = lake::segment_members_key(&def.name, run_id, k, n);
+        put_parquet(&ports.blobs, bucket, &part, lake::members_schema(), lake::members_batch(&members)).await?;
+        let previous = match current_pointer(&ports.blobs, bucket, &def.name).await? {
+            Some(c) if c.run_id < *run_id => previous_members(&ports.blobs, bucket, &c, k, n).await?,
+            _ => Vec::new(),
         };
-        let (entered, exited) = diff(&previous, &current_members);
-        let requests: Vec<String> = entered
+        let (entered, exited) = diff(&previous, &members);
+        let requests: Vec<ActivationRequest> = entered
             .iter()
             .map(|m| (m, SegmentChange::Entered))
             .chain(exited.iter().map(|m| (m, SegmentChange::Exited)))
-            .map(|(m, change)| {
-                serde_json::to_string(&ActivationRequest {
-                    segment: def.name.clone(),
-                    run_id: run_id.clone(),
-                    run_at,
-                    profile_id: m.profile_id.clone(),
-                    change,
-                    key: m.key.clone(),
-                    payload: m.payload.clone(),
-                    attributes: attributes.of(k, &m.profile_id),
-                })
+            .map(|(m, change)| ActivationRequest {
+                segment: def.name.clone(),
+                run_id: run_id.clone(),
+                run_at,
+                profile_id: m.profile_id.clone(),
+                change,
+                key: m.key.clone(),
+                payload: m.payload.clone(),
+                attributes: attributes.of(&m.profile_id),
             })
-            .collect::<Result<_, _>>()
-            .map_err(RunError::encode("an activation request"))?;
-        ports.queue.send_all(&config.activation_queue_url, &requests).await?;
-        parts.push(key);
-        members += current_members.len();
-        entered_total += entered.len();
-        exited_total += exited.len();
-        if def.attribute.is_some() {
-            kept.push(current_members);
+            .collect();
+        let changes = if requests.is_empty() {
+            None
+        } else {
+            let key = changes_key(run_id, &def.name, k, n);
+            put_parquet(&ports.blobs, bucket, &key, changes_schema(), changes_batch(&requests)).await?;
+            Some(key)
+        };
+        tracing::info!(segment = %def.name, bucket = k, members = members.len(), entered = entered.len(), exited = exited.len(), query_ms, "segment bucket computed");
+        segments.push(BucketSegment {
+            segment: def.name.clone(),
+            part,
+            members: members.len(),
+            entered: entered.len(),
+            exited: exited.len(),
+            query_ms,
+            changes,
+        });
+        if let Some(name) = &def.attribute {
+            attributes.add(name, &members);
         }
     }
+    drop(ctx);
+    let done = BucketDone { run_id: run_id.clone(), bucket: k, partitions: n, segments, shared_ms };
+    put_json(&ports.blobs, bucket, &marker_key, "a bucket marker", &done).await?;
+    Ok(done)
+}
 
-    let pointer = CurrentPointer { run_id: run_id.clone(), run_at, parts, partitions: n, members };
-    put_json(&ports.blobs, bucket, &lake::segment_current_key(&def.name), "a segment pointer", &pointer).await?;
-    ariane_shared::metrics::emit(
-        "segments",
-        &[
-            ("Members", members as f64),
-            ("Entered", entered_total as f64),
-            ("Exited", exited_total as f64),
-            ("QueryMilliseconds", query_ms as f64),
-        ],
-    );
-    let report = SegmentReport {
-        segment: def.name.clone(),
-        run_id,
-        members,
-        entered: entered_total,
-        exited: exited_total,
-        skipped: false,
-        reason: None,
-        query_ms,
-    };
-    Ok((report, kept))
+fn changes_batch(requests: &[ActivationRequest]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let ids = StringArray::from_iter_values(requests.iter().map(|r| r.profile_id.as_str()));
+    let bodies: Vec<String> = requests
+        .iter()
+        .map(|r| serde_json::to_string(r).map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e))))
+        .collect::<Result<_, _>>()?;
+    RecordBatch::try_new(changes_schema(), vec![Arc::new(ids), Arc::new(StringArray::from(bodies))])
+}
+
+/// The activation requests (as sent: JSON) of a changes file.
+async fn read_changes(blobs: &dyn BlobStore, bucket: &str, key: &str) -> Result<Vec<String>, RunError> {
+    let bytes = blobs.get(bucket, key).await?.ok_or_else(|| RunError::MissingPart { key: key.to_string() })?;
+    let batches = lake::read_parquet_bytes(bytes).map_err(RunError::parquet(key))?;
+    let mut out = Vec::new();
+    for batch in &batches {
+        let col = batch
+            .column_by_name("request")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| RunError::Result { segment: key.to_string(), problem: "a changes file without its request column".into() })?;
+        out.extend((0..col.len()).filter(|&i| !col.is_null(i)).map(|i| col.value(i).to_string()));
+    }
+    Ok(out)
+}
+
+/// Bucket `k`'s changes to the activation queue (every segment of the plan). Needs the
+/// bucket computed; a bucket already published in this run is not sent again. A send
+/// that fails part-way is retried whole: activation de-duplicates by idempotency key.
+pub async fn publish_bucket<B: BlobStore, Q: Queue, P: ProfileReader>(
+    ports: &Ports<B, Q, P>,
+    config: &SegmentsConfig,
+    plan: &Plan,
+    k: usize,
+) -> Result<BucketPublished, RunError> {
+    check_bucket(plan, k)?;
+    let (run_id, n, bucket) = (&plan.run_id, plan.partitions, &config.lake_bucket);
+    let marker_key = published_marker_key(run_id, k, n);
+    if let Some(done) = get_json::<BucketPublished>(&ports.blobs, bucket, &marker_key).await? {
+        return Ok(done);
+    }
+    let computed = get_json::<BucketDone>(&ports.blobs, bucket, &bucket_marker_key(run_id, k, n))
+        .await?
+        .ok_or_else(|| RunError::BucketNotComputed { run_id: run_id.clone(), bucket: k, partitions: n })?;
+    let mut sent = 0;
+    for segment in &computed.segments {
+        if let Some(key) = &segment.changes {
+            let requests = read_changes(&ports.blobs, bucket, key).await?;
+            ports.queue.send_all(&config.activation_queue_url, &requests).await?;
+            sent += requests.len();
+        }
+    }
+    let done = BucketPublished { run_id: run_id.clone(), bucket: k, partitions: n, sent };
+    put_json(&ports.blobs, bucket, &marker_key, "a publish marker", &done).await?;
+    Ok(done)
+}
+
+/// The last step: when every bucket of the plan is computed and published, each due
+/// segment's `current.json` moves to this run (a segment already committed at this run
+/// or a later one is left as it is), then the run's changes files are deleted. A missing
+/// bucket fails the commit and leaves every pointer where it was.
+pub async fn commit<B: BlobStore, Q: Queue, P: ProfileReader>(
+    ports: &Ports<B, Q, P>,
+    config: &SegmentsConfig,
+    definitions: &[SegmentDefinition],
+    plan: &Plan,
+) -> Result<Vec<SegmentReport>, RunError> {
+    let (run_id, n, bucket) = (&plan.run_id, plan.partitions, &config.lake_bucket);
+    planned(definitions, plan)?;
+    let mut buckets = Vec::with_capacity(n);
+    for k in 0..n {
+        let missing = || RunError::BucketNotComputed { run_id: run_id.clone(), bucket: k, partitions: n };
+        let done = get_json::<BucketDone>(&ports.blobs, bucket, &bucket_marker_key(run_id, k, n)).await?.ok_or_else(missing)?;
+        get_json::<BucketPublished>(&ports.blobs, bucket, &published_marker_key(run_id, k, n))
+            .await?
+            .ok_or_else(|| RunError::BucketNotPublished { run_id: run_id.clone(), bucket: k, partitions: n })?;
+        buckets.push(done);
+    }
+    let mut reports = plan.skipped.clone();
+    for name in &plan.segments {
+        let rows: Vec<&BucketSegment> = buckets.iter().filter_map(|b| b.segments.iter().find(|s| &s.segment == name)).collect();
+        if rows.len() != n {
+            return Err(RunError::PlanMismatch {
+                run_id: run_id.clone(),
+                problem: format!("segment {name:?} is missing from a bucket marker"),
+            });
+        }
+        let (members, entered, exited, query_ms) =
+            rows.iter().fold((0, 0, 0, 0u64), |a, s| (a.0 + s.members, a.1 + s.entered, a.2 + s.exited, a.3 + s.query_ms));
+        let mut report = SegmentReport {
+            segment: name.clone(),
+            run_id: run_id.clone(),
+            members,
+            entered,
+            exited,
+            skipped: false,
+            reason: None,
+            query_ms,
+        };
+        match current_pointer(&ports.blobs, bucket, name).await? {
+            Some(c) if c.run_id >= *run_id => {
+                report.skipped = true;
+                report.reason = Some(format!("run {} already committed", c.run_id));
+            }
+            _ => {
+                let pointer = CurrentPointer {
+                    run_id: run_id.clone(),
+                    run_at: plan.run_at,
+                    parts: rows.iter().map(|s| s.part.clone()).collect(),
+                    partitions: n,
+                    members,
+                };
+                put_json(&ports.blobs, bucket, &lake::segment_current_key(name), "a segment pointer", &pointer).await?;
+                ariane_shared::metrics::emit(
+                    "segments",
+                    &[
+                        ("Members", members as f64),
+                        ("Entered", entered as f64),
+                        ("Exited", exited as f64),
+                        ("QueryMilliseconds", query_ms as f64),
+                    ],
+                );
+            }
+        }
+        tracing::info!(segment = %report.segment, members, entered, exited, query_ms, "segment run committed");
+        reports.push(report);
+    }
+    let changes: Vec<String> = buckets.iter().flat_map(|b| b.segments.iter().filter_map(|s| s.changes.clone())).collect();
+    for key in &changes {
+        // Every version: the lake bucket is versioned, and a change names its profile.
+        ports.blobs.delete_all_versions(bucket, key).await?;
+    }
+    let order: BTreeMap<&str, usize> = definitions.iter().enumerate().map(|(i, d)| (d.name.as_str(), i)).collect();
+    reports.sort_by_key(|r| order.get(r.segment.as_str()).copied().unwrap_or(usize::MAX));
+    put_json(&ports.blobs, bucket, &committed_key(run_id), "the run's reports", &reports).await?;
+    Ok(reports)
+}
+
+/// The reports of a committed run (`segments/_runs/<run>/committed.json`, written by
+/// [`commit`]).
+pub fn committed_key(run_id: &str) -> String {
+    format!("{}committed.json", run_prefix(run_id))
+}
+
+/// What the run of `plan` did for each segment: the committed reports, or the plan's
+/// skipped segments when none was due. A due plan that never committed is
+/// [`RunError::NotCommitted`].
+pub async fn run_reports(blobs: &dyn BlobStore, bucket: &str, plan: &Plan) -> Result<Vec<SegmentReport>, RunError> {
+    if !plan.due {
+        return Ok(plan.skipped.clone());
+    }
+    get_json(blobs, bucket, &committed_key(&plan.run_id)).await?.ok_or_else(|| RunError::NotCommitted { run_id: plan.run_id.clone() })
 }
 
 /// Members from a query result: the `profile_id` column, the key columns and the payload
@@ -413,17 +727,17 @@ mod tests {
     }
 
     #[test]
-    fn attributes_follow_their_partition() {
+    fn attributes_are_the_attribute_segments_values() {
         let m = |id: &str, ch: &str| SegmentMember {
             profile_id: id.into(),
             key: [("preferred_channel".to_string(), ch.to_string())].into_iter().collect(),
             payload: BTreeMap::new(),
         };
         let mut a = Attributes::default();
-        a.add("preferred_channel", vec![vec![m("p1", "email")], vec![m("p2", "app")]]);
-        assert_eq!(a.of(0, "p1").get("preferred_channel").map(String::as_str), Some("email"));
-        assert_eq!(a.of(1, "p2").get("preferred_channel").map(String::as_str), Some("app"));
-        assert!(a.of(0, "p2").is_empty() && a.of(7, "p1").is_empty());
+        a.add("preferred_channel", &[m("p1", "email"), m("p2", "app")]);
+        assert_eq!(a.of("p1").get("preferred_channel").map(String::as_str), Some("email"));
+        assert_eq!(a.of("p2").get("preferred_channel").map(String::as_str), Some("app"));
+        assert!(a.of("p3").is_empty());
     }
 
     #[test]

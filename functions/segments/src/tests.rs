@@ -56,15 +56,8 @@ struct World {
 
 impl World {
     fn new(partitions: usize) -> World {
-        let config = SegmentsConfig {
-            lake_bucket: BUCKET.into(),
-            activation_queue_url: QUEUE.into(),
-            profiles_table: "profiles".into(),
-            partitions,
-            memory_limit_mb: 256,
-            lake_cache_mb: 64,
-            scratch_dir: std::env::temp_dir(),
-        };
+        let config = SegmentsConfig::for_tests(partitions);
+        assert_eq!((config.lake_bucket.as_str(), config.activation_queue_url.as_str()), (BUCKET, QUEUE));
         World {
             blobs: Arc::new(MemBlobs::new()),
             queue: Arc::new(MemQueue::new()),
@@ -277,28 +270,43 @@ async fn a_failed_send_commits_nothing_and_the_retry_sends_each_change_once() {
 #[tokio::test]
 async fn a_failed_commit_commits_nothing_and_the_retry_publishes_the_same_changes_once() {
     let w = two_buyers(1).await;
-    // The first segment's members are written and its changes sent; its pointer write fails.
+    // Every bucket is computed and published; the first segment's pointer write fails.
     w.blobs.faults.fail_on("blob.put", "buyers/current.json", 1);
     let e = w.run(t1()).await.unwrap_err();
     assert!(matches!(e, RunError::Blob(_)), "{e}");
     assert_eq!((w.committed("buyers").await, w.committed("tiers").await), (None, None), "nothing committed");
     let before_crash = w.take_requests();
-    assert_eq!(changes_of(&before_crash), sorted(first_run_changes().into_iter().filter(|c| c.0 == "buyers").collect()));
+    assert_eq!(changes_of(&before_crash), first_run_changes());
 
-    // The retry is the same run: the same changes again, with the same idempotency keys
-    // (activation's ledger makes them one send each), and it commits once.
+    // The retry is the same run: its buckets are computed and published already (their
+    // markers say so), so it sends nothing again and commits once.
     w.run(t1()).await.unwrap();
     let retry = w.take_requests();
-    assert_eq!(changes_of(&retry), first_run_changes());
-    let keys = |rs: &[ActivationRequest]| rs.iter().map(ActivationRequest::idempotency_key).collect::<BTreeSet<_>>();
-    assert!(keys(&before_crash).is_subset(&keys(&retry)), "a re-sent change keeps its idempotency key");
-    let all: Vec<ActivationRequest> = before_crash.iter().chain(&retry).cloned().collect();
-    assert_eq!(keys(&all).len(), 4, "four distinct changes published");
+    assert!(retry.is_empty(), "published once: {retry:?}");
     assert_eq!(w.committed("buyers").await.as_deref(), Some("20261123T060000Z"));
+    assert_eq!(w.committed("tiers").await.as_deref(), Some("20261123T060000Z"));
+    assert!(w.blobs.keys(BUCKET).iter().all(|k| !k.contains("/changes/")), "the committed run's changes files are deleted");
 
     // Committed now: a third attempt of the tick publishes nothing.
     assert!(w.run(t1()).await.unwrap().iter().all(|r| r.skipped));
     assert!(w.take_requests().is_empty());
+}
+
+/// A publish that failed part-way re-sends the whole bucket with the same idempotency
+/// keys (activation's ledger makes them one send each).
+#[tokio::test]
+async fn a_publish_failing_part_way_resends_the_bucket_with_the_same_keys() {
+    let w = two_buyers(1).await;
+    // The first segment's changes go out, the second's send fails.
+    w.queue.faults.fail_after("queue.send", 1, 1);
+    assert!(matches!(w.run(t1()).await.unwrap_err(), RunError::Send(_)));
+    let before = w.take_requests();
+    assert_eq!(changes_of(&before), sorted(first_run_changes().into_iter().filter(|c| c.0 == "buyers").collect()));
+    w.run(t1()).await.unwrap();
+    let retry = w.take_requests();
+    assert_eq!(changes_of(&retry), first_run_changes());
+    let keys = |rs: &[ActivationRequest]| rs.iter().map(ActivationRequest::idempotency_key).collect::<BTreeSet<_>>();
+    assert!(keys(&before).is_subset(&keys(&retry)), "a re-sent change keeps its idempotency key");
 }
 
 #[tokio::test]

@@ -33,6 +33,8 @@ pub const INJECTED: &str = "InjectedFault";
 struct Fault {
     op: String,
     key_contains: Option<String>,
+    /// Matching calls let through before the failures start.
+    skip: usize,
     remaining: usize,
 }
 
@@ -53,12 +55,17 @@ pub struct Faults {
 impl Faults {
     /// The next `times` calls of `op` fail.
     pub fn fail(&self, op: &str, times: usize) {
-        lock(&self.rules).push(Fault { op: op.to_string(), key_contains: None, remaining: times });
+        lock(&self.rules).push(Fault { op: op.to_string(), key_contains: None, skip: 0, remaining: times });
+    }
+
+    /// The `skip` next calls of `op` succeed, then `times` calls fail.
+    pub fn fail_after(&self, op: &str, skip: usize, times: usize) {
+        lock(&self.rules).push(Fault { op: op.to_string(), key_contains: None, skip, remaining: times });
     }
 
     /// The next `times` calls of `op` on a key containing `key_part` fail.
     pub fn fail_on(&self, op: &str, key_part: &str, times: usize) {
-        lock(&self.rules).push(Fault { op: op.to_string(), key_contains: Some(key_part.to_string()), remaining: times });
+        lock(&self.rules).push(Fault { op: op.to_string(), key_contains: Some(key_part.to_string()), skip: 0, remaining: times });
     }
 
     pub fn clear(&self) {
@@ -74,6 +81,13 @@ impl Faults {
     pub fn check(&self, op: &'static str, key: &str) -> Result<(), AwsError> {
         let mut rules = lock(&self.rules);
         let hit = rules.iter_mut().find(|f| f.remaining > 0 && f.op == op && f.key_contains.as_deref().is_none_or(|k| key.contains(k)));
+        let hit = match hit {
+            Some(f) if f.skip > 0 => {
+                f.skip -= 1;
+                None
+            }
+            other => other,
+        };
         match hit {
             Some(f) => {
                 f.remaining -= 1;

@@ -325,13 +325,75 @@ pub(crate) const EMAIL_PROVIDERS: &[(&str, u32)] = &[
 /// Product category codes used in the `Lineitem category` column.
 pub(crate) const CATEGORIES: &[&str] = &["vetements", "chaussures", "accessoires", "maison", "beaute", "sport", "enfant"];
 
-/// One catalogue product with a stable SKU, category and unit price.
+/// One catalogue product with a stable SKU, category and unit price, in one
+/// range of its category at one tier.
 pub(crate) struct Product {
     pub sku: &'static str,
     pub name: &'static str,
     /// Index into [`CATEGORIES`].
     pub category: usize,
     pub price_cents: u64,
+    /// The product range (gamme) within the category: products a customer would
+    /// trade up between (a T-shirt, a marinière and a merino jumper are the
+    /// `basiques` of `vetements`). Range names are unique within a category.
+    pub range: &'static str,
+    pub tier: Tier,
+}
+
+/// The tier of a product within its range, by price band: within a range,
+/// every product of a higher tier costs more than every product of a lower
+/// one (the catalogue's tests check it). A range need not have every tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tier {
+    Entry,
+    Mid,
+    Premium,
+}
+
+impl Tier {
+    /// Every tier, lowest first.
+    pub const ALL: [Tier; 3] = [Tier::Entry, Tier::Mid, Tier::Premium];
+
+    /// The tier's name: `entry`, `mid`, `premium`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Entry => "entry",
+            Tier::Mid => "mid",
+            Tier::Premium => "premium",
+        }
+    }
+}
+
+/// One product of the catalogue every export sells from (the e-shop's order
+/// lines, the tills' receipt lines, the app's purchases, web product views),
+/// as a consumer of the generator's ground truth sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CatalogueProduct {
+    /// As written in every export (`Lineitem sku`, `Code article`, ...).
+    pub sku: &'static str,
+    pub name: &'static str,
+    /// The category slug of the e-shop export (`vetements`; the tills write the
+    /// department's label, `Vêtements`, instead).
+    pub category: &'static str,
+    pub range: &'static str,
+    pub tier: Tier,
+    /// Unit price in cents, the same in every channel.
+    pub price_cents: u64,
+}
+
+/// The whole catalogue, in a fixed order (by category, then as listed).
+pub fn catalogue() -> Vec<CatalogueProduct> {
+    PRODUCTS
+        .iter()
+        .map(|p| CatalogueProduct {
+            sku: p.sku,
+            name: p.name,
+            category: CATEGORIES[p.category],
+            range: p.range,
+            tier: p.tier,
+            price_cents: p.price_cents,
+        })
+        .collect()
 }
 
 const VET: usize = 0;
@@ -342,80 +404,87 @@ const BEA: usize = 4;
 const SPO: usize = 5;
 const ENF: usize = 6;
 
-const fn p(sku: &'static str, name: &'static str, category: usize, price_cents: u64) -> Product {
-    Product { sku, name, category, price_cents }
+const ENTRY: Tier = Tier::Entry;
+const MID: Tier = Tier::Mid;
+const PREMIUM: Tier = Tier::Premium;
+
+const fn p(sku: &'static str, name: &'static str, category: usize, price_cents: u64, range: &'static str, tier: Tier) -> Product {
+    Product { sku, name, category, price_cents, range, tier }
 }
 
-/// The fixed e-shop catalogue (61 products). Several names contain commas or
-/// double quotes so that CSV quoting is exercised.
+/// The fixed e-shop catalogue (61 products in 18 ranges). Several names contain
+/// commas or double quotes so that CSV quoting is exercised. SKUs, names,
+/// categories and prices are what every export has always written (the ranges
+/// and tiers were added without changing them, so the generated exports are
+/// unchanged); `segments/up-sell.sql` carries the same ranges and tiers.
 pub(crate) const PRODUCTS: &[Product] = &[
-    p("SKU-VET-00123", "Pull col roulé, laine mérinos", VET, 6990),
-    p("SKU-VET-00124", "T-shirt coton bio blanc", VET, 1990),
-    p("SKU-VET-00131", "Jean droit brut", VET, 5990),
-    p("SKU-VET-00138", "Chemise en lin, manches longues", VET, 4990),
-    p("SKU-VET-00142", "Robe portefeuille fleurie", VET, 5490),
-    p("SKU-VET-00157", "Veste en jean délavé", VET, 7990),
-    p("SKU-VET-00163", "Sweat à capuche gris chiné", VET, 4490),
-    p("SKU-VET-00171", "Pantalon chino beige", VET, 4990),
-    p("SKU-VET-00186", "Manteau en laine, coupe droite", VET, 14900),
-    p("SKU-VET-00192", "Marinière rayée bleu/blanc", VET, 3990),
-    p("SKU-VET-00205", "Jupe plissée midi", VET, 4500),
-    p("SKU-VET-00218", "Doudoune légère sans manches", VET, 8990),
-    p("SKU-CHA-00311", "Baskets en cuir blanc", CHA, 8990),
-    p("SKU-CHA-00317", "Bottines à talon, daim camel", CHA, 11900),
-    p("SKU-CHA-00324", "Espadrilles en toile", CHA, 2990),
-    p("SKU-CHA-00336", "Mocassins en cuir, semelle gomme", CHA, 9900),
-    p("SKU-CHA-00342", "Sandales tressées", CHA, 4990),
-    p("SKU-CHA-00355", "Charentaises « tradition »", CHA, 3490),
-    p("SKU-CHA-00361", "Derbies cuir noir", CHA, 10900),
-    p("SKU-CHA-00378", "Chaussures de running, amorti renforcé", CHA, 9990),
-    p("SKU-ACC-00402", "Écharpe en cachemire", ACC, 7900),
-    p("SKU-ACC-00415", "Ceinture cuir, boucle dorée", ACC, 3500),
-    p("SKU-ACC-00421", "Sac cabas en toile", ACC, 3990),
-    p("SKU-ACC-00433", "Bonnet côtelé", ACC, 1990),
-    p("SKU-ACC-00447", "Lunettes de soleil, monture écaille", ACC, 5900),
-    p("SKU-ACC-00452", "Portefeuille en cuir", ACC, 4500),
-    p("SKU-ACC-00468", "Foulard en soie imprimé", ACC, 4900),
-    p("SKU-ACC-00474", "Tote bag \"Paris je t'aime\"", ACC, 1500),
-    p("SKU-ACC-00489", "Montre acier, bracelet milanais", ACC, 12900),
-    p("SKU-MAI-00503", "Bougie parfumée figue", MAI, 2490),
-    p("SKU-MAI-00516", "Plaid en laine, 130x170 cm", MAI, 6900),
-    p("SKU-MAI-00522", "Mug en grès émaillé", MAI, 1290),
-    p("SKU-MAI-00537", "Coussin lin lavé", MAI, 2990),
-    p("SKU-MAI-00541", "Parure de lit percale, 240x220", MAI, 11900),
-    p("SKU-MAI-00558", "Vase en verre soufflé", MAI, 3900),
-    p("SKU-MAI-00563", "Torchons en lin (lot de 3)", MAI, 1990),
-    p("SKU-MAI-00579", "Diffuseur d'huiles essentielles", MAI, 4490),
-    p("SKU-MAI-00584", "Tablier de cuisine", MAI, 2200),
-    p("SKU-BEA-00605", "Savon de Marseille à l'huile d'olive", BEA, 490),
-    p("SKU-BEA-00612", "Crème hydratante visage, 50 ml", BEA, 2450),
-    p("SKU-BEA-00628", "Eau de toilette fleur d'oranger", BEA, 3900),
-    p("SKU-BEA-00634", "Baume à lèvres", BEA, 690),
-    p("SKU-BEA-00641", "Shampoing solide", BEA, 990),
-    p("SKU-BEA-00657", "Huile sèche corps et cheveux", BEA, 1990),
-    p("SKU-BEA-00663", "Rouge à lèvres mat", BEA, 1690),
-    p("SKU-BEA-00679", "Coffret soin, édition Noël", BEA, 4900),
-    p("SKU-SPO-00704", "Tapis de yoga, 6 mm", SPO, 3490),
-    p("SKU-SPO-00718", "Legging de sport taille haute", SPO, 3990),
-    p("SKU-SPO-00725", "Gourde isotherme 750 ml", SPO, 2490),
-    p("SKU-SPO-00733", "Brassière de sport", SPO, 2990),
-    p("SKU-SPO-00746", "Short de running", SPO, 2490),
-    p("SKU-SPO-00752", "Coupe-vent léger, déperlant", SPO, 5990),
-    p("SKU-SPO-00769", "Haltères néoprène (paire)", SPO, 2990),
-    p("SKU-SPO-00771", "Chaussettes de randonnée", SPO, 1490),
-    p("SKU-ENF-00806", "Body bébé coton bio, lot de 2", ENF, 1990),
-    p("SKU-ENF-00813", "Pyjama enfant étoiles", ENF, 2290),
-    p("SKU-ENF-00827", "Doudou lapin", ENF, 2490),
-    p("SKU-ENF-00832", "Ciré enfant jaune", ENF, 3990),
-    p("SKU-ENF-00848", "Cartable maternelle", ENF, 3490),
-    p("SKU-ENF-00851", "Chaussons bébé en cuir", ENF, 1990),
-    p("SKU-ENF-00869", "Sweat enfant à capuche", ENF, 2790),
+    p("SKU-VET-00123", "Pull col roulé, laine mérinos", VET, 6990, "basiques", PREMIUM),
+    p("SKU-VET-00124", "T-shirt coton bio blanc", VET, 1990, "basiques", ENTRY),
+    p("SKU-VET-00131", "Jean droit brut", VET, 5990, "ville", PREMIUM),
+    p("SKU-VET-00138", "Chemise en lin, manches longues", VET, 4990, "ville", MID),
+    p("SKU-VET-00142", "Robe portefeuille fleurie", VET, 5490, "ville", MID),
+    p("SKU-VET-00157", "Veste en jean délavé", VET, 7990, "manteaux", ENTRY),
+    p("SKU-VET-00163", "Sweat à capuche gris chiné", VET, 4490, "basiques", MID),
+    p("SKU-VET-00171", "Pantalon chino beige", VET, 4990, "ville", MID),
+    p("SKU-VET-00186", "Manteau en laine, coupe droite", VET, 14900, "manteaux", PREMIUM),
+    p("SKU-VET-00192", "Marinière rayée bleu/blanc", VET, 3990, "basiques", MID),
+    p("SKU-VET-00205", "Jupe plissée midi", VET, 4500, "ville", ENTRY),
+    p("SKU-VET-00218", "Doudoune légère sans manches", VET, 8990, "manteaux", MID),
+    p("SKU-CHA-00311", "Baskets en cuir blanc", CHA, 8990, "baskets", ENTRY),
+    p("SKU-CHA-00317", "Bottines à talon, daim camel", CHA, 11900, "ville", PREMIUM),
+    p("SKU-CHA-00324", "Espadrilles en toile", CHA, 2990, "detente", ENTRY),
+    p("SKU-CHA-00336", "Mocassins en cuir, semelle gomme", CHA, 9900, "ville", ENTRY),
+    p("SKU-CHA-00342", "Sandales tressées", CHA, 4990, "detente", MID),
+    p("SKU-CHA-00355", "Charentaises « tradition »", CHA, 3490, "detente", ENTRY),
+    p("SKU-CHA-00361", "Derbies cuir noir", CHA, 10900, "ville", MID),
+    p("SKU-CHA-00378", "Chaussures de running, amorti renforcé", CHA, 9990, "baskets", PREMIUM),
+    p("SKU-ACC-00402", "Écharpe en cachemire", ACC, 7900, "echarpes", PREMIUM),
+    p("SKU-ACC-00415", "Ceinture cuir, boucle dorée", ACC, 3500, "maroquinerie", MID),
+    p("SKU-ACC-00421", "Sac cabas en toile", ACC, 3990, "maroquinerie", MID),
+    p("SKU-ACC-00433", "Bonnet côtelé", ACC, 1990, "echarpes", ENTRY),
+    p("SKU-ACC-00447", "Lunettes de soleil, monture écaille", ACC, 5900, "montres-lunettes", MID),
+    p("SKU-ACC-00452", "Portefeuille en cuir", ACC, 4500, "maroquinerie", PREMIUM),
+    p("SKU-ACC-00468", "Foulard en soie imprimé", ACC, 4900, "echarpes", MID),
+    p("SKU-ACC-00474", "Tote bag \"Paris je t'aime\"", ACC, 1500, "maroquinerie", ENTRY),
+    p("SKU-ACC-00489", "Montre acier, bracelet milanais", ACC, 12900, "montres-lunettes", PREMIUM),
+    p("SKU-MAI-00503", "Bougie parfumée figue", MAI, 2490, "deco", ENTRY),
+    p("SKU-MAI-00516", "Plaid en laine, 130x170 cm", MAI, 6900, "linge", MID),
+    p("SKU-MAI-00522", "Mug en grès émaillé", MAI, 1290, "cuisine", ENTRY),
+    p("SKU-MAI-00537", "Coussin lin lavé", MAI, 2990, "linge", ENTRY),
+    p("SKU-MAI-00541", "Parure de lit percale, 240x220", MAI, 11900, "linge", PREMIUM),
+    p("SKU-MAI-00558", "Vase en verre soufflé", MAI, 3900, "deco", MID),
+    p("SKU-MAI-00563", "Torchons en lin (lot de 3)", MAI, 1990, "cuisine", ENTRY),
+    p("SKU-MAI-00579", "Diffuseur d'huiles essentielles", MAI, 4490, "deco", PREMIUM),
+    p("SKU-MAI-00584", "Tablier de cuisine", MAI, 2200, "cuisine", MID),
+    p("SKU-BEA-00605", "Savon de Marseille à l'huile d'olive", BEA, 490, "soin", ENTRY),
+    p("SKU-BEA-00612", "Crème hydratante visage, 50 ml", BEA, 2450, "soin", MID),
+    p("SKU-BEA-00628", "Eau de toilette fleur d'oranger", BEA, 3900, "maquillage", PREMIUM),
+    p("SKU-BEA-00634", "Baume à lèvres", BEA, 690, "maquillage", ENTRY),
+    p("SKU-BEA-00641", "Shampoing solide", BEA, 990, "soin", ENTRY),
+    p("SKU-BEA-00657", "Huile sèche corps et cheveux", BEA, 1990, "soin", MID),
+    p("SKU-BEA-00663", "Rouge à lèvres mat", BEA, 1690, "maquillage", MID),
+    p("SKU-BEA-00679", "Coffret soin, édition Noël", BEA, 4900, "soin", PREMIUM),
+    p("SKU-SPO-00704", "Tapis de yoga, 6 mm", SPO, 3490, "fitness", PREMIUM),
+    p("SKU-SPO-00718", "Legging de sport taille haute", SPO, 3990, "fitness", PREMIUM),
+    p("SKU-SPO-00725", "Gourde isotherme 750 ml", SPO, 2490, "fitness", ENTRY),
+    p("SKU-SPO-00733", "Brassière de sport", SPO, 2990, "fitness", MID),
+    p("SKU-SPO-00746", "Short de running", SPO, 2490, "plein-air", MID),
+    p("SKU-SPO-00752", "Coupe-vent léger, déperlant", SPO, 5990, "plein-air", PREMIUM),
+    p("SKU-SPO-00769", "Haltères néoprène (paire)", SPO, 2990, "fitness", MID),
+    p("SKU-SPO-00771", "Chaussettes de randonnée", SPO, 1490, "plein-air", ENTRY),
+    p("SKU-ENF-00806", "Body bébé coton bio, lot de 2", ENF, 1990, "bebe", ENTRY),
+    p("SKU-ENF-00813", "Pyjama enfant étoiles", ENF, 2290, "junior", ENTRY),
+    p("SKU-ENF-00827", "Doudou lapin", ENF, 2490, "bebe", MID),
+    p("SKU-ENF-00832", "Ciré enfant jaune", ENF, 3990, "junior", PREMIUM),
+    p("SKU-ENF-00848", "Cartable maternelle", ENF, 3490, "junior", MID),
+    p("SKU-ENF-00851", "Chaussons bébé en cuir", ENF, 1990, "bebe", ENTRY),
+    p("SKU-ENF-00869", "Sweat enfant à capuche", ENF, 2790, "junior", ENTRY),
 ];
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
+    use std::collections::{BTreeMap, BTreeSet, HashSet};
 
     #[test]
     fn tables_are_consistent() {
@@ -438,5 +507,45 @@ mod tests {
         }
         assert!(PRODUCTS.iter().any(|p| p.name.contains(',')));
         assert!(PRODUCTS.iter().any(|p| p.name.contains('"')));
+    }
+
+    #[test]
+    fn tiers_are_price_bands_within_each_range() {
+        let mut ranges: BTreeMap<(usize, &str), Vec<&Product>> = BTreeMap::new();
+        for product in PRODUCTS {
+            assert!(
+                !product.range.is_empty() && product.range.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "range of {}: {:?}",
+                product.sku,
+                product.range
+            );
+            ranges.entry((product.category, product.range)).or_default().push(product);
+        }
+        assert_eq!(ranges.len(), 18);
+        for ((category, range), products) in &ranges {
+            let tiers: BTreeSet<Tier> = products.iter().map(|p| p.tier).collect();
+            assert!(tiers.len() >= 2, "{}/{range} has one tier: nothing to trade up to", CATEGORIES[*category]);
+            for a in products {
+                for b in products.iter().filter(|b| b.tier > a.tier) {
+                    assert!(a.price_cents < b.price_cents, "{} ({:?}) costs at least {} ({:?})", a.sku, a.tier, b.sku, b.tier);
+                }
+            }
+        }
+        // The cases the up-sell segment must handle: a tier missing between two others
+        // (entry to premium), a range without entry, ties on the price in a tier.
+        let has = |c: usize, r: &str, t: Tier| ranges[&(c, r)].iter().any(|p| p.tier == t);
+        assert!(has(CHA, "baskets", Tier::Entry) && !has(CHA, "baskets", Tier::Mid) && has(CHA, "baskets", Tier::Premium));
+        assert!(!has(ACC, "montres-lunettes", Tier::Entry));
+        let mid_fitness: Vec<u64> = ranges[&(SPO, "fitness")].iter().filter(|p| p.tier == Tier::Mid).map(|p| p.price_cents).collect();
+        assert_eq!(mid_fitness, [2990, 2990]);
+    }
+
+    #[test]
+    fn the_public_catalogue_is_the_table() {
+        let c = catalogue();
+        assert_eq!(c.len(), PRODUCTS.len());
+        let jumper = c.iter().find(|p| p.sku == "SKU-VET-00123").unwrap();
+        assert_eq!((jumper.category, jumper.range, jumper.tier, jumper.price_cents), ("vetements", "basiques", Tier::Premium, 6990));
+        assert_eq!(Tier::ALL.map(Tier::name), ["entry", "mid", "premium"]);
     }
 }

@@ -22,6 +22,10 @@
 //!   ([`store_generic_phone`]) or a placeholder ([`BLOCKED_PLACEHOLDERS`]);
 //!   [`read_truth_persons`] gives the true person of every row to score an
 //!   identity resolution against.
+//! * **One catalogue**: every export sells the same 61 products ([`catalogue`]), each
+//!   in a range of its category at a [`Tier`] (entry, mid, premium by price band): the
+//!   ground truth of the up-sell segment (`segments/up-sell.sql` carries the same
+//!   table).
 //!
 //! ```
 //! use chrono::{TimeZone, Utc};
@@ -72,6 +76,7 @@ pub use channels::{
     CHANNEL_BLOCK_PERSONS, CHANNEL_TRUTH_HEADER, CHECKOUTS_HEADER, CRM_CONTACTS_HEADER, EMAIL_ACTIVITY_HEADER, IDENTITIES_HEADER,
     POS_RECEIPTS_HEADER, POS_RECEIPT_LEVEL_COLUMNS, SMS_REPORT_HEADER,
 };
+pub use data::{catalogue, CatalogueProduct, Tier};
 pub use ecommerce::FIRST_ORDER_NUMBER;
 pub use time::{paris_offset, to_paris};
 

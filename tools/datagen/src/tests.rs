@@ -411,3 +411,77 @@ fn persons_file_matches_person() {
     let other = GenConfig { persons: 7, now: now() - Duration::days(400), malformed_rate: 0.5, ..cfg.clone() };
     assert_eq!(person(&cfg, 3), person(&other, 3));
 }
+
+/// The up-sell segment's raw material in the e-shop orders alone: the catalogue product of
+/// every valid line, with its person and instant.
+fn catalogue_lines(cfg: &GenConfig) -> Vec<(String, DateTime<Utc>, CatalogueProduct)> {
+    let out = generate(cfg);
+    let truth = read_truth(out.truth.as_slice()).unwrap();
+    let person_of: HashMap<u64, &TruthRow> = truth.iter().map(|t| (t.line, t)).collect();
+    let products: HashMap<&str, CatalogueProduct> = catalogue().into_iter().map(|p| (p.sku, p)).collect();
+    let mut lines = Vec::new();
+    for (line, record) in rows(&out.csv) {
+        let t = person_of[&line];
+        if !t.valid {
+            continue;
+        }
+        let product = products.get(&record[col("Lineitem sku")]).expect("every line sells a catalogue product");
+        assert_eq!(&record[col("Lineitem category")], product.category);
+        assert_eq!(cents(&record[col("Lineitem price")]), Some(product.price_cents));
+        lines.push((t.person_id.clone(), utc(&t.created_at_utc), *product));
+    }
+    lines
+}
+
+#[test]
+fn orders_give_up_sell_members_and_people_who_already_traded_up() {
+    let top: HashMap<(&str, &str), Tier> = catalogue().into_iter().fold(HashMap::new(), |mut m, p| {
+        let t = m.entry((p.category, p.range)).or_insert(p.tier);
+        *t = (*t).max(p.tier);
+        m
+    });
+    for seed in [11, 42] {
+        let lines = catalogue_lines(&GenConfig::new(seed, 1000, now()));
+        // Per person and range, the tiers bought (any time).
+        let mut bought: BTreeMap<(&str, &str, &str), std::collections::BTreeSet<Tier>> = BTreeMap::new();
+        for (person, _, p) in &lines {
+            bought.entry((person.as_str(), p.category, p.range)).or_default().insert(p.tier);
+        }
+        // Below the top of the range: a range up-sell can suggest.
+        let below_top =
+            |person: &str, p: &CatalogueProduct| bought[&(person, p.category, p.range)].last() < Some(&top[&(p.category, p.range)]);
+        let below_top_pairs = bought.iter().filter(|((_, c, r), tiers)| tiers.last() < Some(&top[&(*c, *r)])).count();
+        // A lower tier and the top one in the same range: already traded up, no suggestion.
+        let traded_up = bought.iter().filter(|((_, c, r), tiers)| tiers.len() >= 2 && tiers.contains(&top[&(*c, *r)])).count();
+        // Entry and mid in a range with a premium: suggested the premium.
+        let entry_and_mid = bought
+            .iter()
+            .filter(|((_, c, r), tiers)| top[&(*c, *r)] == Tier::Premium && tiers.contains(&Tier::Entry) && tiers.contains(&Tier::Mid))
+            .filter(|(_, tiers)| !tiers.contains(&Tier::Premium))
+            .count();
+        // Per person, the ranges below their top with a line within 365 days (the segment's
+        // qualifying lines: one member per person, from the most recent), and the persons
+        // whose ranges below the top were all bought earlier (not members).
+        let since = now() - Duration::days(365);
+        let mut recent: BTreeMap<&str, std::collections::BTreeSet<(&str, &str)>> = BTreeMap::new();
+        for (person, at, p) in &lines {
+            if *at > since && below_top(person, p) {
+                recent.entry(person.as_str()).or_default().insert((p.category, p.range));
+            }
+        }
+        let several = recent.values().filter(|ranges| ranges.len() >= 2).count();
+        let older_only = lines.iter().filter(|(person, _, p)| below_top(person, p) && !recent.contains_key(person.as_str())).map(|l| &l.0);
+        let older_only = older_only.collect::<std::collections::BTreeSet<_>>().len();
+        println!(
+            "seed {seed}: (person, range) pairs: {below_top_pairs} below the top tier, {traded_up} traded up, {entry_and_mid} entry and mid; \
+             persons: {} with a qualifying line within 365 days ({several} in several ranges), {older_only} with older ones only",
+            recent.len()
+        );
+        assert!(below_top_pairs > 1000, "seed {seed}: {below_top_pairs} (person, range) below the top tier");
+        assert!(traded_up > 150, "seed {seed}: {traded_up} (person, range) with a lower tier and the top one");
+        assert!(entry_and_mid > 50, "seed {seed}: {entry_and_mid} (person, range) with entry and mid only");
+        assert!(recent.len() > 250, "seed {seed}: {} persons with a qualifying line", recent.len());
+        assert!(several > 100, "seed {seed}: {several} persons with qualifying lines in several ranges");
+        assert!(older_only > 60, "seed {seed}: {older_only} persons with older qualifying lines only");
+    }
+}

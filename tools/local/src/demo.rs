@@ -342,7 +342,13 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
 
     step.start("firing the segments schedule (run at today 00:00 UTC); activation decides at 22:00 Paris time");
     runner.progress = Some(step.progress());
-    let run = runner.fire_schedule(None, now).await?;
+    // The segments schedule starts SegmentsStateMachine: played here from the definition
+    // moto holds, its buckets as separate invocations.
+    let machine = "SegmentsStateMachine";
+    let rule = stack.manifest.schedules.iter().find(|s| s.state_machine.as_deref() == Some(machine)).context("segments schedule")?;
+    let execution =
+        runner.execute_state_machine(machine, ariane_local::runner::scheduled_event(&stack.manifest, &rule.rule_arn, now)).await?;
+    let run = execution.output.clone().map_err(|f| anyhow::anyhow!("{machine}: {f}"))?;
     let first_decided_at = now + Duration::hours(21);
     clock.set(first_decided_at);
     runner.drain().await?;
@@ -531,7 +537,16 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         "    rows not scored: {} without any identifier, {} of no known person; scored rows without a profile (shared or blocked identifiers only): {}",
         generated.total.without_anchor, generated.total.without_person, identity.rows_without_profile
     );
-    println!("  segments (first run over the lake: everyone enters; DataFusion query time per segment)");
+    let tasks = |state: &str| {
+        execution.entries_of(state).filter(|e| matches!(e.event, ariane_local::states::TraceEvent::TaskSucceeded { .. })).count()
+    };
+    println!(
+        "  segments run as the state machine {machine} (played from the template's definition): Plan, Buckets ({} invocations, one per profile bucket, {} at once at most), Publish ({}), Commit, Finish",
+        tasks("Bucket"),
+        run_plan_concurrency(&stack)?,
+        tasks("PublishBucket")
+    );
+    println!("  segments (first run over the lake: everyone enters; DataFusion query time per segment, summed over buckets)");
     for s in run["segments"].as_array().into_iter().flatten() {
         println!(
             "    {:<18} members {:>6}  entered {:>6}  exited {:>6}  query {:>6} ms{}",
@@ -674,4 +689,9 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         bail!("the demo's results do not match the ground truth");
     }
     Ok(())
+}
+
+/// The segments function's concurrent buckets (`ARIANE_SEGMENT_CONCURRENCY`).
+fn run_plan_concurrency(stack: &LocalStack) -> anyhow::Result<String> {
+    Ok(stack.manifest.function("SegmentsFunction")?.environment.get("ARIANE_SEGMENT_CONCURRENCY").cloned().unwrap_or_else(|| "?".into()))
 }

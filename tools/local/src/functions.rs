@@ -36,7 +36,8 @@ impl Function {
             Function::Ingest(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("SQS event")?).await)?,
             Function::Identity(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("SQS event")?).await)?,
             Function::Activate(f) => f.handle_value(payload).await?,
-            Function::Segments(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("EventBridge event")?).await?)?,
+            // A step of the segments state machine or a scheduled event (the whole run).
+            Function::Segments(f) => f.invoke(payload).await?,
             Function::Purge(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("EventBridge event")?).await?)?,
         })
     }

@@ -21,6 +21,7 @@ pub mod receiver;
 pub mod runner;
 pub mod segment_oracle;
 pub mod stack;
+pub mod states;
 pub mod truth_lake;
 
 use std::path::PathBuf;

@@ -17,6 +17,8 @@ pub struct Manifest {
     pub event_source_mappings: Vec<EventSourceMapping>,
     pub queues: BTreeMap<String, Queue>,
     pub schedules: Vec<Schedule>,
+    #[serde(default)]
+    pub state_machines: BTreeMap<String, StateMachine>,
     pub bucket_notifications: Vec<BucketNotification>,
 }
 
@@ -73,8 +75,22 @@ pub struct Schedule {
     pub rule_name: String,
     pub rule_arn: String,
     pub schedule_expression: Option<String>,
-    pub function: String,
+    /// The function the rule targets (logical id), when it targets one.
+    #[serde(default)]
+    pub function: Option<String>,
+    /// The state machine the rule targets (logical id), when it targets one.
+    #[serde(default)]
+    pub state_machine: Option<String>,
     pub input: Option<serde_json::Value>,
+}
+
+/// A state machine of the stack, as moto stores it (its definition with the function ARNs
+/// resolved); the local runner plays it (`crate::states`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StateMachine {
+    pub name: String,
+    pub arn: String,
+    pub definition: serde_json::Value,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -90,6 +106,21 @@ pub struct BucketNotification {
 impl Manifest {
     pub fn output(&self, name: &str) -> anyhow::Result<&str> {
         self.outputs.get(name).map(String::as_str).ok_or_else(|| anyhow::anyhow!("stack output {name} missing"))
+    }
+
+    pub fn state_machine(&self, logical_id: &str) -> anyhow::Result<&StateMachine> {
+        self.state_machines.get(logical_id).ok_or_else(|| anyhow::anyhow!("state machine {logical_id} not in the stack"))
+    }
+
+    /// The logical id of the function whose ARN (or name) is `arn`, as a state machine's
+    /// task names it.
+    pub fn function_by_arn(&self, arn: &str) -> anyhow::Result<&str> {
+        let base = arn.split(':').take(7).collect::<Vec<_>>().join(":");
+        self.functions
+            .iter()
+            .find(|(_, f)| f.arn == base || f.function_name == arn)
+            .map(|(id, _)| id.as_str())
+            .ok_or_else(|| anyhow::anyhow!("no function {arn} in the stack"))
     }
 
     pub fn function(&self, logical_id: &str) -> anyhow::Result<&Function> {

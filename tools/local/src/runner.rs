@@ -123,6 +123,8 @@ pub struct Runner {
     /// Told after every invocation of a drain: the function's logical id and the
     /// messages handled so far (the demo's progress display).
     pub progress: Option<ProgressHook>,
+    /// How state machines are played: retries keep their count, not their waits.
+    pub state_options: crate::states::Options,
 }
 
 /// See [`Runner::progress`].
@@ -130,7 +132,15 @@ pub type ProgressHook = std::sync::Arc<dyn Fn(&str, u64) + Send + Sync>;
 
 impl Runner {
     pub fn new(manifest: Manifest, sqs: aws_sdk_sqs::Client, invoker: Invoker) -> anyhow::Result<Self> {
-        Ok(Runner { manifest, sqs, invoker, retry_visibility_s: 0, drain_timeout: Duration::from_secs(600), progress: None })
+        Ok(Runner {
+            manifest,
+            sqs,
+            invoker,
+            retry_visibility_s: 0,
+            drain_timeout: Duration::from_secs(600),
+            progress: None,
+            state_options: crate::states::Options { retry_interval_scale: 0.0, max_concurrency_cap: None },
+        })
     }
 
     /// Gives the in-process activate functions this clock (the demo and tests replay
@@ -265,9 +275,10 @@ impl Runner {
         }
     }
 
-    /// Fires a schedule rule as EventBridge would, at `time`, and returns the response.
-    /// `which` is a rule name or the logical id of the function it targets; `None` is
-    /// the segments schedule (the function running the `segments` binary).
+    /// Fires a schedule rule as EventBridge would, at `time`, and returns the response:
+    /// the function's, or the output of the state machine's execution. `which` is a rule
+    /// name or the logical id of the function or state machine it targets; `None` is the
+    /// segments schedule (the one whose target runs the `segments` binary).
     pub async fn fire_schedule(&self, which: Option<&str>, time: DateTime<Utc>) -> anyhow::Result<Value> {
         self.fire_schedule_with(which, time, json!({})).await
     }
@@ -275,15 +286,83 @@ impl Runner {
     /// [`Runner::fire_schedule`] with an event `detail` (the segments function reads
     /// `{"segments": [...], "force": true, "report": true}` from a manual invocation).
     pub async fn fire_schedule_with(&self, which: Option<&str>, time: DateTime<Utc>, detail: Value) -> anyhow::Result<Value> {
-        let binary_of = |s: &crate::manifest::Schedule| self.manifest.function(&s.function).map(|f| f.binary.clone()).unwrap_or_default();
-        let schedule = match which {
-            Some(name) => self.manifest.schedules.iter().find(|s| s.rule_name == name || s.function == name),
-            None => self.manifest.schedules.iter().find(|s| binary_of(s) == "segments"),
-        }
-        .with_context(|| format!("schedule {which:?} not in the stack"))?;
+        let schedule = self.schedule(which)?;
         let mut event = scheduled_event(&self.manifest, &schedule.rule_arn, time);
         event["detail"] = detail;
-        self.invoker.invoke(&self.manifest, &schedule.function, event).await
+        match (&schedule.state_machine, &schedule.function) {
+            (Some(machine), _) => self.start_execution(machine, event).await,
+            (None, Some(function)) => self.invoker.invoke(&self.manifest, function, event).await,
+            (None, None) => bail!("schedule {} targets neither a function nor a state machine of the stack", schedule.rule_name),
+        }
+    }
+
+    fn schedule(&self, which: Option<&str>) -> anyhow::Result<&crate::manifest::Schedule> {
+        let named = |s: &&crate::manifest::Schedule, name: &str| {
+            s.rule_name == name || s.function.as_deref() == Some(name) || s.state_machine.as_deref() == Some(name)
+        };
+        match which {
+            Some(name) => self.manifest.schedules.iter().find(|s| named(s, name)),
+            None => self.manifest.schedules.iter().find(|s| self.runs_binary(s, "segments")),
+        }
+        .with_context(|| format!("schedule {which:?} not in the stack"))
+    }
+
+    /// Whether the schedule's target is, or (a state machine) invokes, a function running
+    /// `binary`.
+    fn runs_binary(&self, s: &crate::manifest::Schedule, binary: &str) -> bool {
+        let is = |id: &str| self.manifest.function(id).is_ok_and(|f| f.binary == binary);
+        match (&s.function, &s.state_machine) {
+            (Some(f), _) => is(f),
+            (None, Some(m)) => self.state_machine_functions(m).is_ok_and(|ids| ids.iter().any(|id| is(id))),
+            (None, None) => false,
+        }
+    }
+
+    /// The logical ids of the functions the state machine `logical_id` invokes.
+    pub fn state_machine_functions(&self, logical_id: &str) -> anyhow::Result<Vec<String>> {
+        let machine = self.parse_state_machine(logical_id)?;
+        machine.lambda_functions().iter().map(|arn| Ok(self.manifest.function_by_arn(arn)?.to_string())).collect()
+    }
+
+    fn parse_state_machine(&self, logical_id: &str) -> anyhow::Result<crate::states::StateMachine> {
+        let definition = &self.manifest.state_machine(logical_id)?.definition;
+        crate::states::StateMachine::parse(&definition.to_string()).with_context(|| format!("state machine {logical_id}"))
+    }
+
+    /// Plays the state machine `logical_id` on `input` as Step Functions runs it (its
+    /// retries without their waits), invoking its Lambda tasks with this runner's invoker.
+    pub async fn execute_state_machine(&self, logical_id: &str, input: Value) -> anyhow::Result<crate::states::Execution> {
+        let machine = self.parse_state_machine(logical_id)?;
+        for id in self.state_machine_functions(logical_id)? {
+            self.invoker.check(&self.manifest, &id)?;
+        }
+        let tasks = RunnerTasks { runner: self };
+        Ok(crate::states::execute(&machine, input, &tasks, &self.state_options).await)
+    }
+
+    /// [`Runner::execute_state_machine`], its output or its failure as an error.
+    pub async fn start_execution(&self, logical_id: &str, input: Value) -> anyhow::Result<Value> {
+        let execution = self.execute_state_machine(logical_id, input).await?;
+        execution.output.map_err(|f| anyhow::anyhow!("state machine {logical_id} failed in state {}: {}: {}", f.state, f.error, f.cause))
+    }
+}
+
+/// A state machine's Lambda tasks, invoked through the runner.
+struct RunnerTasks<'a> {
+    runner: &'a Runner,
+}
+
+impl crate::states::TaskInvoker for RunnerTasks<'_> {
+    fn invoke<'a>(
+        &'a self,
+        function: &'a str,
+        payload: Value,
+    ) -> futures::future::BoxFuture<'a, Result<Value, crate::states::TaskFailure>> {
+        Box::pin(async move {
+            let failure = |e: anyhow::Error| crate::states::TaskFailure { error: "FunctionError".into(), cause: format!("{e:#}") };
+            let id = self.runner.manifest.function_by_arn(function).map_err(failure)?;
+            self.runner.invoker.invoke(&self.runner.manifest, id, payload).await.map_err(failure)
+        })
     }
 }
 

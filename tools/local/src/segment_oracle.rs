@@ -10,7 +10,9 @@
 //! * event types and instants: the generator's truth (the per-event truth files), not what
 //!   ingest made of the rows;
 //! * `email_reachable` / `push_reachable`: the truth lake's profile snapshot;
-//! * product fields (order id, SKU, category, amounts): the ingested events.
+//! * product fields (order id, SKU, category, amounts): the ingested events;
+//! * product ranges and tiers (up-sell): the generator's catalogue
+//!   ([`ariane_datagen::catalogue`]), looked up by the ingested SKU.
 //!
 //! Semantics, read literally from the doc (choices where it is not explicit are marked
 //! CHOICE):
@@ -32,6 +34,13 @@
 //! * cross-sell: categories of the profile's order lines (any time, null categories
 //!   ignored, compared exactly as ingested); one member per suggested category B whose
 //!   pair's A was bought and B never; `because_of` the smallest such A;
+//! * up-sell: the catalogue products of the profile's order lines (by SKU; a SKU the
+//!   catalogue does not have is ignored), per (category, range) the highest tier bought at
+//!   any time; a line qualifies when it is within 365 days and its range has a tier above
+//!   that highest one; at most one member per profile, from the most recent qualifying line
+//!   (ties: the smallest SKU), which is `because_of_sku`: the suggestion is the cheapest
+//!   product of the lowest tier above the highest bought in its range (ties: the smallest
+//!   SKU);
 //! * reactivation: at least 2 orders and the latest `ordered_at < run_at - 90 days`
 //!   (CHOICE: "more than 90 days before" is strict, the complement of "within 90 days"
 //!   minus the instant `run_at - 90 days` itself);
@@ -46,13 +55,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use ariane_datagen::{CatalogueProduct, Tier};
 use arrow::array::{Array, BooleanArray, Int64Array, StringArray, TimestampMicrosecondArray};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 use crate::truth_lake::{column, for_each_batch, parquet_files, parse_key, person_of_profile, profile_id_of, TruthLake};
 
 /// The segments of the built-in library this oracle knows.
-pub const SEGMENTS: [&str; 7] = ["new-visitor", "abandoned-cart", "cross-sell", "reactivation", "rfm", "preferred-channel", "vip"];
+pub const SEGMENTS: [&str; 8] =
+    ["new-visitor", "abandoned-cart", "cross-sell", "up-sell", "reactivation", "rfm", "preferred-channel", "vip"];
 
 /// Event types the oracle keeps (what some built-in segment reads), as codes.
 const TYPES: [&str; 15] = [
@@ -336,6 +347,111 @@ fn opt_text(v: Option<i64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
 
+/// The generator's catalogue as the up-sell segment reads it: products by SKU, and per
+/// (category, range, tier) the product suggested above that tier.
+struct UpSellCatalogue {
+    by_sku: HashMap<&'static str, CatalogueProduct>,
+    suggestion: HashMap<(&'static str, &'static str, Tier), CatalogueProduct>,
+}
+
+/// What up-sell reads of one profile's order lines (all at or before the run).
+struct UpSellPurchases<'a> {
+    /// Per (category, range) bought: the tiers bought, at any time.
+    tiers: BTreeMap<(&'static str, &'static str), BTreeSet<Tier>>,
+    /// The catalogue lines after `since`: most recent first, ties by the smallest SKU.
+    recent: Vec<(&'a str, CatalogueProduct)>,
+}
+
+impl UpSellCatalogue {
+    fn new() -> Self {
+        let products = ariane_datagen::catalogue();
+        let mut suggestion = HashMap::new();
+        for p in &products {
+            // The lowest tier of the range above p's, then its cheapest product, then the smallest SKU.
+            let above = products.iter().filter(|q| q.category == p.category && q.range == p.range && q.tier > p.tier);
+            if let Some(s) = above.min_by_key(|q| (q.tier, q.price_cents, q.sku)) {
+                suggestion.insert((p.category, p.range, p.tier), *s);
+            }
+        }
+        UpSellCatalogue { by_sku: products.iter().map(|p| (p.sku, *p)).collect(), suggestion }
+    }
+
+    /// The catalogue products among `events`' order lines: see [`UpSellPurchases`].
+    fn purchases<'a>(&self, events: &[&Ev], strings: &'a Interner, since: i64) -> UpSellPurchases<'a> {
+        let mut tiers: BTreeMap<(&str, &str), BTreeSet<Tier>> = BTreeMap::new();
+        let mut recent: Vec<(i64, &str, CatalogueProduct)> = Vec::new();
+        for e in events.iter().filter(|e| is(e.code, &ORDER_LINE_TYPES)) {
+            let Some((sku, p)) = strings.get(e.sku).and_then(|sku| Some((sku, *self.by_sku.get(sku)?))) else { continue };
+            tiers.entry((p.category, p.range)).or_default().insert(p.tier);
+            if e.at > since {
+                recent.push((e.at, sku, p));
+            }
+        }
+        recent.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        UpSellPurchases { tiers, recent: recent.into_iter().map(|(_, sku, p)| (sku, p)).collect() }
+    }
+
+    /// The suggestion above the highest tier bought in `range`, if the range has a higher tier.
+    fn above(&self, bought: &UpSellPurchases, range: (&'static str, &'static str)) -> Option<&CatalogueProduct> {
+        let highest = *bought.tiers.get(&range)?.last()?;
+        self.suggestion.get(&(range.0, range.1, highest))
+    }
+
+    /// The member: the most recent qualifying line (its SKU and product) and the suggestion.
+    fn pick<'a>(&self, bought: &UpSellPurchases<'a>) -> Option<(&'a str, CatalogueProduct, &CatalogueProduct)> {
+        bought.recent.iter().find_map(|(sku, p)| self.above(bought, (p.category, p.range)).map(|s| (*sku, *p, s)))
+    }
+}
+
+/// How the data exercises up-sell at `run_at`, in profiles.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpSellCoverage {
+    /// With a suggestion (members).
+    pub suggested: usize,
+    /// Of those, with qualifying lines in two ranges or more (the most recent one decides).
+    pub several_ranges: usize,
+    /// Of those, with two tiers or more bought in the range suggested (the suggestion is
+    /// above the highest).
+    pub suggested_above_two_tiers: usize,
+    /// Of those, whose most recent catalogue line within 365 days is in a range with nothing
+    /// above the highest tier bought (passed over for an older line).
+    pub latest_passed_over: usize,
+    /// Not members: a range below its top tier bought, but no line of such a range within
+    /// 365 days.
+    pub only_older: usize,
+    /// A lower tier and the top tier bought in some range: already traded up (that range is
+    /// never suggested).
+    pub traded_up: usize,
+}
+
+/// See [`UpSellCoverage`].
+pub fn up_sell_coverage(run_at: DateTime<Utc>, input: &OracleInput) -> UpSellCoverage {
+    let catalogue = UpSellCatalogue::new();
+    let now = micros(run_at);
+    let since = now - Duration::days(365).num_microseconds().expect("small");
+    let mut c = UpSellCoverage::default();
+    for (_, all) in input.per_person() {
+        let events: Vec<&Ev> = all.iter().filter(|e| e.at <= now).collect();
+        let bought = catalogue.purchases(&events, &input.strings, since);
+        let ranges: Vec<(&str, &str)> = bought.tiers.keys().copied().collect();
+        if ranges.iter().any(|r| catalogue.above(&bought, *r).is_none() && bought.tiers[r].len() >= 2) {
+            c.traded_up += 1;
+        }
+        let Some((_, p, _)) = catalogue.pick(&bought) else {
+            c.only_older += ranges.iter().any(|r| catalogue.above(&bought, *r).is_some()) as usize;
+            continue;
+        };
+        c.suggested += 1;
+        let qualifying: BTreeSet<(&str, &str)> =
+            bought.recent.iter().map(|(_, q)| (q.category, q.range)).filter(|r| catalogue.above(&bought, *r).is_some()).collect();
+        c.several_ranges += (qualifying.len() >= 2) as usize;
+        c.suggested_above_two_tiers += (bought.tiers[&(p.category, p.range)].len() >= 2) as usize;
+        let (_, latest) = bought.recent[0];
+        c.latest_passed_over += catalogue.above(&bought, (latest.category, latest.range)).is_none() as usize;
+    }
+    c
+}
+
 /// Members with their payloads: (profile id, key as `k=v` joined by `,`) → payload.
 pub type Members = BTreeMap<(String, String), BTreeMap<String, String>>;
 
@@ -354,6 +470,7 @@ pub fn expected_members(segment: &str, run_at: DateTime<Utc>, input: &OracleInpu
     let mut out: Members = BTreeMap::new();
     let payload =
         |pairs: &[(&str, String)]| -> BTreeMap<String, String> { pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() };
+    let catalogue = (segment == "up-sell").then(UpSellCatalogue::new);
     for (person, all) in input.per_person() {
         let pid = profile_id_of(person);
         // The `events` view: at or before the run.
@@ -418,6 +535,22 @@ pub fn expected_members(segment: &str, run_at: DateTime<Utc>, input: &OracleInpu
                         payload(&[("suggested_category", b.to_string()), ("because_of", a.to_string())]),
                     );
                 }
+            }
+            "up-sell" => {
+                let catalogue = catalogue.as_ref().expect("built for up-sell");
+                let bought = catalogue.purchases(&events, &input.strings, days(365));
+                let Some((because, p, s)) = catalogue.pick(&bought) else { continue };
+                out.insert(
+                    (pid, format!("suggested_sku={}", s.sku)),
+                    payload(&[
+                        ("suggested_sku", s.sku.to_string()),
+                        ("suggested_product", s.name.to_string()),
+                        ("suggested_tier", s.tier.name().to_string()),
+                        ("because_of_sku", because.to_string()),
+                        ("category", p.category.to_string()),
+                        ("product_range", p.range.to_string()),
+                    ]),
+                );
             }
             "reactivation" => {
                 if let Some(last) = last_order {
@@ -548,6 +681,128 @@ mod tests {
         let got = expected("preferred-channel", run_at(), &i).unwrap();
         assert!(got.contains(&(profile_id_of(1), "preferred_channel=app".into())), "{got:?}");
         assert!(got.contains(&(profile_id_of(2), "preferred_channel=email".into())), "{got:?}");
+    }
+
+    /// An order line (or another event) of `sku`.
+    fn bought(person: u32, days_before: i64, ty: &str, sku: &str, strings: &mut Interner) -> Ev {
+        let mut e = ev(person, days_before, ty, if ty == "store_purchase" { 1 } else { 3 });
+        e.sku = strings.id(Some(sku));
+        e
+    }
+
+    #[test]
+    fn up_sell_suggests_once_per_person_from_the_most_recent_qualifying_purchase() {
+        let mut s = Interner::default();
+        let events = vec![
+            // Entry and two mids of the basiques: the premium, because of the latest mid.
+            bought(1, 300, "order_line", "SKU-VET-00124", &mut s),
+            bought(1, 200, "order_line", "SKU-VET-00192", &mut s),
+            bought(1, 100, "store_purchase", "SKU-VET-00163", &mut s),
+            // Entry then premium of the basiques: traded up, so the latest line (the premium)
+            // is passed over for the entry baskets: the range has no mid, the premium is next.
+            bought(2, 50, "order_line", "SKU-VET-00124", &mut s),
+            bought(2, 30, "order_line", "SKU-CHA-00311", &mut s),
+            bought(2, 20, "store_purchase", "SKU-VET-00123", &mut s),
+            // Two ranges at the same instant: the smaller SKU; ties on the price in the next
+            // tier: the smaller SKU.
+            bought(3, 20, "order_line", "SKU-VET-00205", &mut s),
+            bought(3, 20, "order_line", "SKU-SPO-00725", &mut s),
+            // Not the catalogue's, not an order line, after the run: nothing.
+            bought(4, 10, "order_line", "SKU-VET-1", &mut s),
+            bought(4, 10, "cart_add", "SKU-CHA-00311", &mut s),
+            bought(4, -1, "order_line", "SKU-ACC-00447", &mut s),
+            // A till purchase in a range; the top tier only.
+            bought(5, 5, "store_purchase", "SKU-MAI-00503", &mut s),
+            bought(6, 5, "order_line", "SKU-ACC-00489", &mut s),
+            // Traded up in the basiques long ago: a recent entry line there suggests nothing.
+            bought(7, 600, "order_line", "SKU-VET-00123", &mut s),
+            bought(7, 10, "order_line", "SKU-VET-00124", &mut s),
+            // Qualifying purchases 365 days old or older only: nothing.
+            bought(8, 400, "order_line", "SKU-BEA-00634", &mut s),
+            bought(8, 365, "order_line", "SKU-BEA-00605", &mut s),
+            // Two ranges within 365 days: only the most recent.
+            bought(9, 100, "order_line", "SKU-ENF-00806", &mut s),
+            bought(9, 50, "store_purchase", "SKU-MAI-00537", &mut s),
+            // The highest tier bought (mid) is older than 365 days: the recent entry line
+            // qualifies and is the reason; the suggestion is above the mid.
+            bought(10, 500, "order_line", "SKU-VET-00192", &mut s),
+            bought(10, 30, "order_line", "SKU-VET-00124", &mut s),
+        ];
+        let mut i = input(events);
+        i.strings = s;
+        let got = expected_members("up-sell", run_at(), &i).unwrap();
+        let want = |p: u32, sku: &str, product: &str, tier: &str, because: &str, category: &str, range: &str| {
+            let payload = [
+                ("suggested_sku", sku),
+                ("suggested_product", product),
+                ("suggested_tier", tier),
+                ("because_of_sku", because),
+                ("category", category),
+                ("product_range", range),
+            ];
+            ((profile_id_of(p), format!("suggested_sku={sku}")), payload.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        };
+        let expected: Members = [
+            want(1, "SKU-VET-00123", "Pull col roulé, laine mérinos", "premium", "SKU-VET-00163", "vetements", "basiques"),
+            want(2, "SKU-CHA-00378", "Chaussures de running, amorti renforcé", "premium", "SKU-CHA-00311", "chaussures", "baskets"),
+            want(3, "SKU-SPO-00733", "Brassière de sport", "mid", "SKU-SPO-00725", "sport", "fitness"),
+            want(5, "SKU-MAI-00558", "Vase en verre soufflé", "mid", "SKU-MAI-00503", "maison", "deco"),
+            want(9, "SKU-MAI-00516", "Plaid en laine, 130x170 cm", "mid", "SKU-MAI-00537", "maison", "linge"),
+            want(10, "SKU-VET-00123", "Pull col roulé, laine mérinos", "premium", "SKU-VET-00124", "vetements", "basiques"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(got, expected);
+        assert_eq!(
+            up_sell_coverage(run_at(), &i),
+            UpSellCoverage {
+                suggested: 6,
+                several_ranges: 2,
+                suggested_above_two_tiers: 2,
+                latest_passed_over: 1,
+                only_older: 1,
+                traded_up: 2
+            }
+        );
+    }
+
+    /// The SQL string and integer literals of a `VALUES` row line: `('a', 'b''c', 12),`.
+    fn literals(line: &str) -> Vec<String> {
+        let (mut out, mut chars) = (Vec::new(), line.chars().peekable());
+        while let Some(c) = chars.next() {
+            if c == '\'' {
+                let mut v = String::new();
+                while let Some(c) = chars.next() {
+                    match (c, chars.peek()) {
+                        ('\'', Some('\'')) => {
+                            v.push('\'');
+                            chars.next();
+                        }
+                        ('\'', _) => break,
+                        _ => v.push(c),
+                    }
+                }
+                out.push(v);
+            } else if c.is_ascii_digit() {
+                let mut v = c.to_string();
+                while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                    v.push(d);
+                }
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_up_sell_sql_carries_the_generators_catalogue() {
+        let sql = std::fs::read_to_string(crate::repo_root().join("segments/up-sell.sql")).unwrap();
+        let rows: BTreeSet<Vec<String>> = sql.lines().filter(|l| l.trim_start().starts_with("('SKU-")).map(literals).collect();
+        let catalogue: BTreeSet<Vec<String>> = ariane_datagen::catalogue()
+            .into_iter()
+            .map(|p| [p.sku, p.name, p.category, p.range, p.tier.name(), &p.price_cents.to_string()].map(str::to_string).to_vec())
+            .collect();
+        assert_eq!(rows, catalogue, "segments/up-sell.sql's catalogue rows and the generator's differ");
     }
 
     #[test]

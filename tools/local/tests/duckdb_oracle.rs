@@ -33,6 +33,8 @@ async fn compare(dir: &Path, snapshot_run_id: &str, run_at: DateTime<Utc>, bucke
     let ctx = catalog::session(512, scratch.path()).unwrap();
     let scope = RunScope { run_at, snapshot_run_id: snapshot_run_id.to_string(), bucket };
     catalog::register_run(&ctx, &catalog::local_base(dir).unwrap(), &scope).await.unwrap();
+    // As a bucket of the function computes it: the shared tables materialised once.
+    run::materialise(&ctx, "profile_links", scope.run_at).await.expect("the shared tables");
 
     let mut report = Vec::new();
     let mut failures = Vec::new();

@@ -48,6 +48,8 @@ async fn compute_all(
     let scratch = tempfile::tempdir().expect("scratch");
     let ctx = catalog::session(1024, scratch.path()).expect("session");
     catalog::register_run(&ctx, &catalog::local_base(dir).expect("base"), scope).await.expect("catalog");
+    // As a bucket of the function computes it: the shared tables materialised once.
+    run::materialise(&ctx, "profile_links", scope.run_at).await.expect("the shared tables");
     let mut out = BTreeMap::new();
     for def in library {
         let t = Instant::now();
@@ -93,6 +95,22 @@ async fn segments_match_the_oracle_on_the_truth_lake() {
         input.truth_differs
     );
 
+    // Up-sell is exercised every way: members (one per profile), some with qualifying lines
+    // in several ranges (the most recent decides), some whose latest line is in a range
+    // traded up already (passed over), and non-members whose qualifying lines are all older
+    // than 365 days.
+    let up_sell = segment_oracle::up_sell_coverage(now, &input);
+    println!("up-sell profiles: {up_sell:?}");
+    assert!(
+        up_sell.suggested > 400
+            && up_sell.several_ranges > 200
+            && up_sell.suggested_above_two_tiers > 50
+            && up_sell.latest_passed_over > 100
+            && up_sell.only_older > 80
+            && up_sell.traded_up > 200,
+        "the generated purchases do not exercise up-sell: {up_sell:?}"
+    );
+
     let library = SegmentDefinition::library().expect("segment library");
     let names: BTreeSet<&str> = library.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, segment_oracle::SEGMENTS.iter().copied().collect(), "library and oracle cover the same segments");
@@ -127,6 +145,11 @@ async fn segments_match_the_oracle_on_the_truth_lake() {
         );
         if got_keys.is_empty() {
             failures.push(format!("{}: no member", def.name));
+        }
+        // Up-sell: at most one suggestion per profile (one activation message each).
+        let profiles: BTreeSet<&String> = got_keys.iter().map(|(p, _)| p).collect();
+        if def.name == "up-sell" && profiles.len() != got_keys.len() {
+            failures.push(format!("up-sell: {} members for {} profiles", got_keys.len(), profiles.len()));
         }
         let only_sql: Vec<_> = got_keys.difference(&want_keys).collect();
         let only_oracle: Vec<_> = want_keys.difference(&got_keys).collect();

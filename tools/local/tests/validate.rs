@@ -41,7 +41,7 @@ fn a_bad_spec_is_reported_with_its_file_and_field() {
 #[test]
 fn a_bad_segment_is_refused_with_its_file_and_reason() {
     let (ok, out) = validate(&[]);
-    assert!(ok && out.contains("7 segment file(s) valid"), "the library is valid: {out}");
+    assert!(ok && out.contains("8 segment file(s) valid"), "the library is valid: {out}");
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("typo.sql", "-- name: typo\nSELEC profile_id FROM orders", "sql"),
@@ -64,6 +64,8 @@ fn a_bad_segment_is_refused_with_its_file_and_reason() {
 fn a_bad_campaign_is_refused_with_its_file_and_reason() {
     let (ok, out) = validate(&[]);
     assert!(ok && out.contains("campaign file(s) valid") && out.contains("abandoned-cart"), "the campaigns are valid: {out}");
+    let campaigns = out.lines().find(|l| l.contains("campaign file(s) valid")).unwrap_or_default();
+    assert!(campaigns.contains("up-sell") && campaigns.contains("cross-sell"), "the campaign library: {out}");
     let root = ariane_local::repo_root();
     let good = std::fs::read_to_string(root.join("campaigns/reactivation.toml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
