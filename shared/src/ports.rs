@@ -105,6 +105,17 @@ pub trait BlobStore: Send + Sync {
     async fn rewrite(&self, bucket: &str, key: &str, body: Bytes, content_type: &str, purged_by: &str) -> Result<usize, BlobError>;
     /// Removes every version and delete marker of an object; returns how many.
     async fn delete_all_versions(&self, bucket: &str, key: &str) -> Result<usize, BlobError>;
+    /// [`BlobStore::delete_all_versions`] of each of `keys`, all under `prefix`; returns
+    /// how many versions went. The S3 adapter lists the prefix's versions once instead of
+    /// once per key (a compaction deletes thousands of small files).
+    async fn delete_all_versions_of(&self, bucket: &str, prefix: &str, keys: &[String]) -> Result<usize, BlobError> {
+        let _ = prefix;
+        let mut removed = 0;
+        for key in keys {
+            removed += self.delete_all_versions(bucket, key).await?;
+        }
+        Ok(removed)
+    }
     /// The bucket as an `object_store` for readers that need one (DataFusion), when the
     /// adapter is one (the in-memory store); the S3 adapter returns `None` and the reader
     /// builds its own S3 store with the same credentials.
@@ -521,6 +532,9 @@ impl<T: BlobStore + ?Sized> BlobStore for Arc<T> {
     }
     async fn delete_all_versions(&self, bucket: &str, key: &str) -> Result<usize, BlobError> {
         (**self).delete_all_versions(bucket, key).await
+    }
+    async fn delete_all_versions_of(&self, bucket: &str, prefix: &str, keys: &[String]) -> Result<usize, BlobError> {
+        (**self).delete_all_versions_of(bucket, prefix, keys).await
     }
     fn object_store(&self, bucket: &str) -> Option<Arc<dyn object_store::ObjectStore>> {
         (**self).object_store(bucket)

@@ -504,23 +504,34 @@ async fn clean_up(
     covered: &[SourceStamp],
     report: &mut CompactionReport,
 ) -> Result<(), RunError> {
+    // The keys to delete, per top-level prefix: each prefix's versions are listed once
+    // (one listing per key costs S3 a request each, and moto memory without bound).
+    let mut by_prefix: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for stamp in covered {
         // Checked again just before: a key written again since holds new rows and stays.
         match store.head(&Path::from(stamp.key.as_str())).await {
             Ok(meta) if stamp.matches(&meta) => {
-                blobs.delete_all_versions(lake_bucket, &stamp.key).await?;
-                report.sources_deleted += 1;
+                let prefix = [lake::events_prefix(), lake::links_prefix()].into_iter().find(|p| stamp.key.starts_with(p)).unwrap_or("");
+                by_prefix.entry(prefix).or_default().push(stamp.key.clone());
             }
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(object_error(&stamp.key)(e)),
         }
     }
+    for (prefix, keys) in &by_prefix {
+        blobs.delete_all_versions_of(lake_bucket, prefix, keys).await?;
+        report.sources_deleted += keys.len();
+    }
     let named: HashSet<&String> = manifest.files().collect();
-    for key in blobs.list(lake_bucket, lake::compacted_prefix()).await? {
-        if key != lake::compaction_manifest_key() && !named.contains(&key) {
-            blobs.delete_all_versions(lake_bucket, &key).await?;
-            report.generation_files_deleted += 1;
-        }
+    let unnamed: Vec<String> = blobs
+        .list(lake_bucket, lake::compacted_prefix())
+        .await?
+        .into_iter()
+        .filter(|key| key != lake::compaction_manifest_key() && !named.contains(key))
+        .collect();
+    if !unnamed.is_empty() {
+        blobs.delete_all_versions_of(lake_bucket, lake::compacted_prefix(), &unnamed).await?;
+        report.generation_files_deleted += unnamed.len();
     }
     Ok(())
 }

@@ -582,9 +582,10 @@ pub async fn commit<B: BlobStore, Q: Queue, P: ProfileReader>(
         reports.push(report);
     }
     let changes: Vec<String> = buckets.iter().flat_map(|b| b.segments.iter().filter_map(|s| s.changes.clone())).collect();
-    for key in &changes {
-        // Every version: the lake bucket is versioned, and a change names its profile.
-        ports.blobs.delete_all_versions(bucket, key).await?;
+    if !changes.is_empty() {
+        // Every version (the lake bucket is versioned, and a change names its profile),
+        // the run's changes listed once.
+        ports.blobs.delete_all_versions_of(bucket, &format!("{}changes/", run_prefix(run_id)), &changes).await?;
     }
     let order: BTreeMap<&str, usize> = definitions.iter().enumerate().map(|(i, d)| (d.name.as_str(), i)).collect();
     reports.sort_by_key(|r| order.get(r.segment.as_str()).copied().unwrap_or(usize::MAX));

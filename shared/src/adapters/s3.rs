@@ -30,6 +30,36 @@ fn read_error(path: String, e: impl std::fmt::Display) -> BlobError {
 
 impl S3Blobs {
     /// Every version id and delete marker of exactly `key`.
+    /// Every version and delete marker under `prefix`: (key, version id).
+    async fn versions_under(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, String)>, BlobError> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .aws("s3:ListObjectVersions")?;
+            let pair = |k: Option<&str>, v: Option<&str>| k.zip(v).map(|(k, v)| (k.to_string(), v.to_string()));
+            out.extend(page.versions().iter().filter_map(|v| pair(v.key(), v.version_id())));
+            out.extend(page.delete_markers().iter().filter_map(|m| pair(m.key(), m.version_id())));
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+            if key_marker.is_none() && version_marker.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     async fn versions(&self, bucket: &str, key: &str) -> Result<Vec<String>, BlobError> {
         let mut out = Vec::new();
         let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
@@ -169,6 +199,24 @@ impl BlobStore for S3Blobs {
             self.delete_version(bucket, key, v).await?;
         }
         Ok(old.len())
+    }
+
+    async fn delete_all_versions_of(&self, bucket: &str, prefix: &str, keys: &[String]) -> Result<usize, BlobError> {
+        let wanted: std::collections::BTreeSet<&str> = keys.iter().map(String::as_str).collect();
+        let mut found: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        let mut removed = 0;
+        for (key, version) in self.versions_under(bucket, prefix).await? {
+            if wanted.contains(key.as_str()) {
+                self.delete_version(bucket, &key, &version).await?;
+                found.insert(key);
+                removed += 1;
+            }
+        }
+        // Not versioned (or already gone): a plain delete is enough.
+        for key in keys.iter().filter(|k| !found.contains(*k)) {
+            self.delete(bucket, key).await?;
+        }
+        Ok(removed)
     }
 
     async fn delete_all_versions(&self, bucket: &str, key: &str) -> Result<usize, BlobError> {
