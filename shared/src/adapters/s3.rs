@@ -29,7 +29,6 @@ fn read_error(path: String, e: impl std::fmt::Display) -> BlobError {
 }
 
 impl S3Blobs {
-    /// Every version id and delete marker of exactly `key`.
     /// Every version and delete marker under `prefix`: (key, version id).
     async fn versions_under(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, String)>, BlobError> {
         let mut out = Vec::new();
@@ -60,32 +59,10 @@ impl S3Blobs {
         Ok(out)
     }
 
+    /// Every version and delete marker of `key` (the listing of its prefix, which other
+    /// keys may share, keeps the key's own).
     async fn versions(&self, bucket: &str, key: &str) -> Result<Vec<String>, BlobError> {
-        let mut out = Vec::new();
-        let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
-        loop {
-            let page = self
-                .client
-                .list_object_versions()
-                .bucket(bucket)
-                .prefix(key)
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-                .aws("s3:ListObjectVersions")?;
-            out.extend(page.versions().iter().filter(|v| v.key() == Some(key)).filter_map(|v| v.version_id().map(str::to_string)));
-            out.extend(page.delete_markers().iter().filter(|m| m.key() == Some(key)).filter_map(|m| m.version_id().map(str::to_string)));
-            if page.is_truncated() != Some(true) {
-                break;
-            }
-            key_marker = page.next_key_marker().map(str::to_string);
-            version_marker = page.next_version_id_marker().map(str::to_string);
-            if key_marker.is_none() && version_marker.is_none() {
-                break;
-            }
-        }
-        Ok(out)
+        Ok(self.versions_under(bucket, key).await?.into_iter().filter(|(k, _)| k == key).map(|(_, v)| v).collect())
     }
 
     async fn delete_version(&self, bucket: &str, key: &str, version: &str) -> Result<(), BlobError> {
