@@ -417,8 +417,14 @@ async fn erasure_through_the_queue_end_to_end() -> anyhow::Result<()> {
     // Segments and activation: Paul only.
     let summary = h.runner.fire_schedule(None, run_at()).await?;
     assert_eq!(ariane_tests::segment_report(&summary, "reactivation")["entered"], 1, "{summary}");
-    let members_key = lake::segment_members_key("reactivation", &lake::run_id(run_at()), 0, 1);
-    let members = lake::members_from_batches(&lake::read_parquet_bytes(h.stack.lake_object(&members_key).await?)?)?;
+    // The run's membership, one part per profile bucket (the committed pointer names them).
+    let pointer: serde_json::Value = serde_json::from_slice(&h.stack.lake_object(&lake::segment_current_key("reactivation")).await?)?;
+    assert_eq!(pointer["run_id"], lake::run_id(run_at()));
+    let mut members = Vec::new();
+    for part in pointer["parts"].as_array().expect("the run's parts") {
+        let part = part.as_str().expect("a part key");
+        members.extend(lake::members_from_batches(&lake::read_parquet_bytes(h.stack.lake_object(part).await?)?)?);
+    }
     assert_eq!(members.iter().map(|m| m.profile_id.as_str()).collect::<Vec<_>>(), vec![paul_pid.as_str()]);
     h.runner.drain().await?;
     let deliveries = h.receiver.deliveries();
