@@ -10,7 +10,13 @@ The job (JSON, on stdin or from the file given):
     {"lake_dir": "/abs/lake", "snapshot_run_id": "20261123T060000Z", "bucket": null,
      "views": [["profile_links", "SELECT ..."], ...],          # rendered for DuckDB
      "segments": [{"name": "rfm", "sql": "SELECT ...", "key": ["tier"], "payload": [...]}],
-     "threads": 2, "memory_limit": "1536MB", "temp_directory": null}
+     "threads": 2, "memory_limit": "1536MB", "temp_directory": null,
+     "events_pattern": null, "links_pattern": null}
+
+`events_pattern` / `links_pattern` (globs under `lake_dir`, optional) read a compacted
+generation (`events_by_profile/gen=<G>/bucket=*/*.parquet`, `.../history/*.parquet`, where
+`channel`, `event_date` and `resolved_date` are columns) instead of `events/` and
+`identity/links/` (where they are folder names).
 
 The result (JSON, on stdout or to --out):
 
@@ -176,8 +182,16 @@ def run(job):
         con.execute(s)
 
     t0 = time.perf_counter()
-    register(con, "raw_events", f"{lake}/events/**/*.parquet", EVENT_COLUMNS, ["channel", "event_date"])
-    register(con, "identity_links", f"{lake}/identity/links/**/*.parquet", LINK_COLUMNS, ["resolved_date"])
+    # A compacted generation names its files by glob and holds the partition values as
+    # columns; the ingest layout holds them in the folder names.
+    if job.get("events_pattern"):
+        register(con, "raw_events", f"{lake}/{job['events_pattern']}", EVENT_COLUMNS, [])
+    else:
+        register(con, "raw_events", f"{lake}/events/**/*.parquet", EVENT_COLUMNS, ["channel", "event_date"])
+    if job.get("links_pattern"):
+        register(con, "identity_links", f"{lake}/{job['links_pattern']}", LINK_COLUMNS, [])
+    else:
+        register(con, "identity_links", f"{lake}/identity/links/**/*.parquet", LINK_COLUMNS, ["resolved_date"])
     snapshot = f"{lake}/segments/_runs/{job['snapshot_run_id']}/profiles"
     if job.get("bucket") is None:
         register(con, "profiles", f"{snapshot}/**/*.parquet", PROFILE_COLUMNS + [("bucket", "VARCHAR")], ["bucket"])

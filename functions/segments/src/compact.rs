@@ -42,6 +42,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use ariane_shared::lake;
@@ -55,6 +56,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryLimit, MemoryPool, TrackConsumersPool};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
@@ -78,6 +80,9 @@ use crate::ports::{get_json, put_json, PARQUET};
 pub const PART_ROWS: usize = 1_000_000;
 /// Rows per row group of a compacted part: its statistics prune date filters.
 pub const PART_ROW_GROUP_ROWS: usize = 65_536;
+/// Each sorter of the compaction reserves `pool / SORT_MERGE_SHARE` for merging what it
+/// spills (see `compaction_session`): the events query has four sorters on two cores.
+pub const SORT_MERGE_SHARE: usize = 12;
 /// The SQL name of the bucket function (`ariane_profile_bucket(profile_id)`: the bucket
 /// label of [`lake::compacted_bucket_label`]).
 pub const BUCKET_UDF: &str = "ariane_profile_bucket";
@@ -581,11 +586,27 @@ const LINK_COLUMNS: &str = "identifier_hash, profile_id, resolved_at, observatio
 /// The compaction's session: the run's memory pool and scratch directory, listings of
 /// its own (the run's may be older than the compaction), the bucket function, and the
 /// joins in the order they are written (the build side is the links).
+///
+/// **Memory.** The events query sorts twice per partition (the `event_id` window, then the
+/// output order) and its sort keys are strings: when a sorter spills, merging its sorted
+/// batches takes memory the sorter cannot give back (about a third of what it holds, for
+/// the row-format sort keys). On the run's greedy pool one sorter grows to most of the
+/// pool, and the merge then fails ("Resources exhausted" for `ExternalSorterMerge` at 1M
+/// profiles and 10M events in 1,536 MB, BENCHMARKS.md). So the compaction has a pool of
+/// the same size of its own, fair between the spilling operators (each spills at its
+/// share), and every sorter reserves [`SORT_MERGE_SHARE`] of it for its merge up front.
 fn compaction_session(run: &RunEnv, buckets: usize) -> Result<SessionContext, RunError> {
-    let mut builder = RuntimeEnvBuilder::new().with_memory_pool(run.runtime.memory_pool.clone());
+    let mut config = SessionConfig::new();
+    let pool: Arc<dyn MemoryPool> = match run.runtime.memory_pool.memory_limit() {
+        MemoryLimit::Finite(bytes) => {
+            config.options_mut().execution.sort_spill_reservation_bytes = (bytes / SORT_MERGE_SHARE).max(10 * 1024 * 1024);
+            Arc::new(TrackConsumersPool::new(FairSpillPool::new(bytes), NonZeroUsize::new(5).expect("5 is not 0")))
+        }
+        MemoryLimit::Infinite | MemoryLimit::Unknown => run.runtime.memory_pool.clone(),
+    };
+    let mut builder = RuntimeEnvBuilder::new().with_memory_pool(pool);
     builder.disk_manager = Some(run.runtime.disk_manager.clone());
     let runtime = builder.build_arc().map_err(failed("its runtime"))?;
-    let mut config = SessionConfig::new();
     config.options_mut().optimizer.join_reordering = false;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_udf(ProfileBucket::udf(buckets));

@@ -7,14 +7,30 @@
 //! ```text
 //! cargo bench -p ariane-local --bench segments                          # 1M persons, ~10M events
 //! cargo bench -p ariane-local --bench segments -- --persons 20000       # ~200k events
-//! cargo bench -p ariane-local --bench segments -- --partitions 4        # DataFusion bucket by bucket
+//! cargo bench -p ariane-local --bench segments -- --partitions 4        # one process per bucket
+//! cargo bench -p ariane-local --bench segments -- --partitions 4 --compacted --jobs 2
 //! cargo bench -p ariane-local --bench segments -- --exports all --events 30000000
 //! ```
 //!
 //! Flags: `--persons N` (1,000,000), `--events N` (approximate; 10 × persons), `--exports
 //! LIST|all` (`crm/contacts,pos/receipts,ecommerce/orders,ecommerce/checkouts`), `--partitions K` (1),
 //! `--threads N` (all cores), `--mem-mb N` (1536: DataFusion's memory pool and DuckDB's
-//! `memory_limit`), `--segments a,b` (all), `--seed N` (7).
+//! `memory_limit`), `--segments a,b` (all), `--seed N` (7), `--compacted` (read the lake
+//! after the daily compaction into K buckets), `--jobs N` (bucket processes at once, 1),
+//! `--no-duckdb` (DataFusion only).
+//!
+//! **Buckets.** Each bucket is computed in a child process of its own, as one
+//! `compute_bucket` invocation of the state machine's Map state computes it (the
+//! function's `run::run_session`: the lake behind its read cache, the shared tables, then
+//! every segment): the bench prints each bucket's time and peak RSS, the work (the sum) and
+//! the critical path (the slowest bucket: the run's wall time when every bucket has its
+//! invocation). `--jobs N` runs N at once here (2 cores: the wall time then says little).
+//!
+//! **Compaction.** `--compacted` copies the cached lake as hard links to a sibling
+//! directory, runs the function's compaction (`compact::compact`, through
+//! `ariane_local::fs_blobs::FsBlobs`) in a child process (its time and peak RSS are
+//! printed), caches the result, and both engines read the compacted generation (DuckDB
+//! every bucket's events and the links' history, DataFusion its bucket's share).
 //!
 //! **The lake** is a truth lake (`ariane_local::truth_lake::build_truth_lake`: the
 //! generator's exports ingested in-process, identity links and the profile snapshot from
@@ -39,13 +55,14 @@
 //! contacts cover the first ~860k persons, e-commerce orders the first ~940k, till
 //! receipts the first ~520k, checkouts everyone (~0.95M profiles).
 //!
-//! **Measurement.** Each engine runs in its own child process, so each peak RSS
+//! **Measurement.** Each engine runs in its own child processes, so each peak RSS
 //! (`VmHWM` for DataFusion, `getrusage` for DuckDB's Python process) is its own. The lake's
 //! files are read once beforehand so both find them in the page cache. DataFusion: like
-//! the function, one session per segment (and per bucket) on one runtime for the run (a
-//! memory pool of `--mem-mb` spilling to a scratch directory, and the listing and Parquet
-//! metadata caches), `target_partitions` = `--threads`; a segment's time is session setup,
-//! query and members (`run::compute`), summed over buckets. DuckDB: one
+//! the function, one session per bucket on one runtime (a memory pool of `--mem-mb`
+//! spilling to a scratch directory, the listing and Parquet metadata caches, a read cache
+//! of a quarter of the pool), `target_partitions` = `--threads`; a segment's time is its
+//! query and members (`run::compute`), summed over buckets; the session and its shared
+//! tables are a row of their own, counted in the total. DuckDB: one
 //! connection, `threads` = `--threads`, `memory_limit` = `--mem-mb`; a segment's time is its
 //! query run into a temporary table (DuckDB always reads every bucket at once).
 
@@ -53,17 +70,23 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ariane_datagen::{Export, GenConfig};
 use ariane_local::duckdb::{self, diff_members, diff_payloads, member_rows};
+use ariane_local::fs_blobs::FsBlobs;
 use ariane_local::truth_lake::build_truth_lake;
-use ariane_segments::catalog::{self, RunScope};
+use ariane_segments::catalog::{self, RunEnv, RunScope};
+use ariane_segments::compact::{self, CompactionReport};
+use ariane_segments::read_cache::ReadCache;
+use ariane_segments::snapshot::{self, SnapshotMarker};
 use ariane_segments::{run, SegmentDefinition};
 use ariane_shared::lake;
 use ariane_shared::model::SegmentMember;
 use arrow::array::{Array, BooleanArray, StringArray};
 use chrono::{DateTime, TimeZone, Utc};
+use datafusion::object_store::local::LocalFileSystem;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -113,13 +136,14 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// What the DataFusion child runs.
+/// What a DataFusion child runs: one bucket of the run (or all profiles), as one
+/// `compute_bucket` invocation of the function computes it.
 #[derive(Serialize, Deserialize)]
 struct ChildJob {
     lake_dir: PathBuf,
     snapshot_run_id: String,
     run_at: DateTime<Utc>,
-    partitions: usize,
+    bucket: Option<usize>,
     threads: usize,
     mem_mb: usize,
     segments: Vec<String>,
@@ -129,59 +153,99 @@ struct ChildJob {
 struct ChildSegment {
     name: String,
     seconds: f64,
-    members: Vec<SegmentMember>,
+    /// The members as JSON: the child writes them out and drops them, as the function
+    /// writes a segment's members to the lake before the next segment, so the child's
+    /// peak RSS is the function's and not the harness's.
+    members_file: PathBuf,
+    members: usize,
 }
 
 #[derive(Serialize, Deserialize)]
 struct ChildResult {
+    bucket: Option<usize>,
     peak_rss_mb: f64,
     seconds: f64,
-    /// The bucket sessions' shared tables (`profile_links`), computed once per bucket for
-    /// every segment: counted in the total, not in any segment.
+    /// The session and its shared tables (`profile_links`), computed once for every
+    /// segment of the bucket: counted in the total, not in any segment.
     shared_seconds: f64,
     segments: Vec<ChildSegment>,
 }
 
-/// Child: every segment with DataFusion, as the function computes it.
+/// The lake directory as the function reads its bucket: a local file system store behind
+/// the run's read cache (a quarter of the pool, as `SegmentsConfig` sizes it), with the
+/// function's runtime (memory pool spilling to `scratch`, listing and metadata caches).
+fn run_env(lake_dir: &Path, mem_mb: usize, scratch: &Path) -> RunEnv {
+    let store = LocalFileSystem::new_with_prefix(lake_dir).expect("the lake directory");
+    RunEnv {
+        runtime: catalog::runtime(mem_mb, scratch).expect("runtime"),
+        lake: Arc::new(ReadCache::new(Arc::new(store), (mem_mb / 4) as u64 * 1024 * 1024)),
+    }
+}
+
+/// The bucket name the children give the local lake (`s3://lake` in their sessions).
+const LAKE: &str = "lake";
+
+/// Child: every segment of one bucket with DataFusion, with the function's own code
+/// (`run::run_session`, then `run::compute` per segment).
 fn child_datafusion(job_path: &Path, out_path: &Path) {
     let job: ChildJob = serde_json::from_slice(&std::fs::read(job_path).expect("job")).expect("job JSON");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(job.threads).enable_all().build().expect("runtime");
     let library = SegmentDefinition::library().expect("the library parses");
-    let base = catalog::local_base(&job.lake_dir).expect("lake path");
-    let buckets: Vec<Option<usize>> = if job.partitions > 1 { (0..job.partitions).map(Some).collect() } else { vec![None] };
     let started = Instant::now();
     let scratch = tempfile::tempdir().expect("scratch");
     let chosen: Vec<&SegmentDefinition> = library.iter().filter(|d| job.segments.contains(&d.name)).collect();
+    let env = run_env(&job.lake_dir, job.mem_mb, scratch.path());
     let (shared_seconds, segments) = runtime.block_on(async {
-        // As the function computes a bucket: one DataFusion runtime for the run (the memory
-        // pool, the listing and Parquet metadata caches), one session per bucket in which
-        // the shared tables (`profile_links`) are materialised once, then every segment.
-        let df_runtime = catalog::runtime(job.mem_mb, scratch.path()).expect("runtime");
-        let mut out: Vec<ChildSegment> =
-            chosen.iter().map(|d| ChildSegment { name: d.name.clone(), seconds: 0.0, members: Vec::new() }).collect();
-        let mut shared = 0.0;
-        for bucket in &buckets {
+        let t = Instant::now();
+        let scope = RunScope { run_at: job.run_at, snapshot_run_id: job.snapshot_run_id.clone(), bucket: job.bucket };
+        let ctx = run::run_session(&env, LAKE, &scope).await.unwrap_or_else(|e| panic!("the bucket's session: {e}"));
+        ctx.sql(&format!("SET datafusion.execution.target_partitions = {}", job.threads)).await.expect("SET target_partitions");
+        let shared = t.elapsed().as_secs_f64();
+        let mut out = Vec::new();
+        for def in &chosen {
             let t = Instant::now();
-            let ctx = catalog::session_on(df_runtime.clone());
-            ctx.sql(&format!("SET datafusion.execution.target_partitions = {}", job.threads)).await.expect("SET target_partitions");
-            let scope = RunScope { run_at: job.run_at, snapshot_run_id: job.snapshot_run_id.clone(), bucket: *bucket };
-            catalog::register_run(&ctx, &base, &scope).await.expect("register the run");
-            run::materialise(&ctx, "profile_links", job.run_at).await.expect("the shared tables");
-            shared += t.elapsed().as_secs_f64();
-            for (def, result) in chosen.iter().zip(out.iter_mut()) {
-                let t = Instant::now();
-                let part = run::compute(&ctx, def, job.run_at).await.unwrap_or_else(|e| panic!("DataFusion: {e}"));
-                result.seconds += t.elapsed().as_secs_f64();
-                result.members.extend(part);
-            }
+            let members = run::compute(&ctx, def, job.run_at).await.unwrap_or_else(|e| panic!("DataFusion: {e}"));
+            let seconds = t.elapsed().as_secs_f64();
+            eprintln!("datafusion bucket {:?}: {}: {} members in {seconds:.3}s", job.bucket, def.name, members.len());
+            let members_file = out_path.with_extension(format!("{}.members.json", def.name));
+            std::fs::write(&members_file, serde_json::to_vec(&members).expect("JSON")).expect("write the members");
+            out.push(ChildSegment { name: def.name.clone(), seconds, members_file, members: members.len() });
         }
-        for result in &out {
-            eprintln!("datafusion: {}: {} members in {:.3}s", result.name, result.members.len(), result.seconds);
-        }
-        eprintln!("datafusion: shared tables in {shared:.3}s");
+        eprintln!("datafusion bucket {:?}: session and shared tables in {shared:.3}s", job.bucket);
         (shared, out)
     });
-    let result = ChildResult { peak_rss_mb: peak_rss_mb(), seconds: started.elapsed().as_secs_f64(), shared_seconds, segments };
+    let result =
+        ChildResult { bucket: job.bucket, peak_rss_mb: peak_rss_mb(), seconds: started.elapsed().as_secs_f64(), shared_seconds, segments };
+    std::fs::write(out_path, serde_json::to_vec(&result).expect("JSON")).expect("write the result");
+}
+
+/// What the compaction child runs.
+#[derive(Serialize, Deserialize)]
+struct CompactJob {
+    lake_dir: PathBuf,
+    buckets: usize,
+    mem_mb: usize,
+    now: DateTime<Utc>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CompactResult {
+    peak_rss_mb: f64,
+    report: CompactionReport,
+}
+
+/// Child: the daily compaction of the local lake (`compact::compact`, the function's code,
+/// through a directory blob store), in its own process for its own peak RSS.
+fn child_compact(job_path: &Path, out_path: &Path) {
+    let job: CompactJob = serde_json::from_slice(&std::fs::read(job_path).expect("job")).expect("job JSON");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let scratch = tempfile::tempdir().expect("scratch");
+    let env = run_env(&job.lake_dir, job.mem_mb, scratch.path());
+    let blobs = FsBlobs::bucket(LAKE, &job.lake_dir);
+    let report = runtime
+        .block_on(compact::compact(&blobs, &env, LAKE, job.buckets, job.now))
+        .unwrap_or_else(|e| panic!("the compaction failed: {e}"));
+    let result = CompactResult { peak_rss_mb: peak_rss_mb(), report };
     std::fs::write(out_path, serde_json::to_vec(&result).expect("JSON")).expect("write the result");
 }
 
@@ -194,6 +258,9 @@ struct Opts {
     mem_mb: usize,
     segments: Option<Vec<String>>,
     seed: u64,
+    compacted: bool,
+    jobs: usize,
+    duckdb: bool,
 }
 
 fn parse_opts(args: &[String]) -> Opts {
@@ -214,6 +281,9 @@ fn parse_opts(args: &[String]) -> Opts {
         mem_mb: num("--mem-mb").unwrap_or(1536) as usize,
         segments: flag("--segments").map(|s| s.split(',').map(|x| x.trim().to_string()).collect()),
         seed: num("--seed").unwrap_or(7),
+        compacted: args.iter().any(|a| a == "--compacted"),
+        jobs: num("--jobs").unwrap_or(1).max(1) as usize,
+        duckdb: !args.iter().any(|a| a == "--no-duckdb"),
     }
 }
 
@@ -310,7 +380,8 @@ fn parquet_files(dir: &Path) -> Vec<PathBuf> {
 fn rebucket(dir: &Path, snapshot: &str, k: usize) -> String {
     let id = format!("{snapshot}-k{k}");
     let target = dir.join(lake::profiles_snapshot_prefix(&id));
-    if target.join(".complete").exists() {
+    let marker = dir.join(snapshot::marker_key(&id));
+    if target.join(".complete").exists() && marker.exists() {
         return id;
     }
     let _ = std::fs::remove_dir_all(&target);
@@ -321,6 +392,7 @@ fn rebucket(dir: &Path, snapshot: &str, k: usize) -> String {
             lake::parquet_writer(std::fs::File::create(path).expect("bucket file"), lake::profiles_schema()).expect("writer")
         })
         .collect();
+    let mut profiles = 0usize;
     for file in parquet_files(&dir.join(lake::profiles_snapshot_prefix(snapshot))) {
         let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).expect("snapshot"))
             .expect("snapshot")
@@ -329,6 +401,7 @@ fn rebucket(dir: &Path, snapshot: &str, k: usize) -> String {
         for batch in reader {
             let batch = batch.expect("snapshot batch");
             let ids = batch.column_by_name("profile_id").and_then(|c| c.as_any().downcast_ref::<StringArray>()).expect("profile_id");
+            profiles += ids.len();
             let buckets: Vec<usize> = (0..ids.len()).map(|i| lake::profile_bucket(ids.value(i), k)).collect();
             for (b, writer) in writers.iter_mut().enumerate() {
                 let mask = BooleanArray::from(buckets.iter().map(|x| *x == b).collect::<Vec<_>>());
@@ -342,8 +415,65 @@ fn rebucket(dir: &Path, snapshot: &str, k: usize) -> String {
     for w in writers {
         w.close().expect("close bucket");
     }
+    // The snapshot marker the function writes: a bucketed run over a compacted lake reads
+    // only its bucket's share when the partition counts agree.
+    let content = SnapshotMarker { run_id: id.clone(), partitions: k, profiles };
+    std::fs::write(&marker, serde_json::to_vec(&content).expect("JSON")).expect("snapshot marker");
     std::fs::write(target.join(".complete"), b"").expect("marker");
     id
+}
+
+/// `from` copied to `to` as hard links (the compaction deletes the source files it covers
+/// and writes new ones beside them; it never rewrites a file in place).
+fn hardlink_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("lake copy");
+    for entry in std::fs::read_dir(from).expect("lake").flatten() {
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if src.is_dir() {
+            hardlink_tree(&src, &dst);
+        } else {
+            std::fs::hard_link(&src, &dst).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+        }
+    }
+}
+
+/// What the cache remembers of a compacted copy of a lake.
+#[derive(Serialize, Deserialize)]
+struct CompactedInfo {
+    peak_rss_mb: f64,
+    report: CompactionReport,
+}
+
+/// The lake `dir` compacted into `buckets` profile buckets by the function's compaction,
+/// in a sibling directory (built once from hard links to `dir`, then cached).
+fn compacted_lake(dir: &Path, buckets: usize, mem_mb: usize, now: DateTime<Utc>) -> (PathBuf, CompactedInfo) {
+    let name = dir.file_name().and_then(|n| n.to_str()).expect("lake directory name");
+    let target = dir.with_file_name(format!("{name}-compacted-k{buckets}-m{mem_mb}"));
+    let info_path = target.join("bench-compaction.json");
+    if let Ok(info) = std::fs::read(&info_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice::<CompactedInfo>(&b).map_err(|e| e.to_string()))
+    {
+        eprintln!("compacted lake: cached in {}", target.display());
+        return (target, info);
+    }
+    let building = target.with_extension("building");
+    let _ = std::fs::remove_dir_all(&building);
+    hardlink_tree(dir, &building);
+    eprintln!("compacted lake: compacting {} into {buckets} bucket(s), pool {mem_mb} MB", building.display());
+    let work = tempfile::tempdir().expect("work dir");
+    let (job_path, out_path) = (work.path().join("compact-job.json"), work.path().join("compact-result.json"));
+    let job = CompactJob { lake_dir: building.clone(), buckets, mem_mb, now };
+    std::fs::write(&job_path, serde_json::to_vec(&job).expect("JSON")).expect("job");
+    let exe = std::env::current_exe().expect("own path");
+    let status = Command::new(exe).arg("--child-compact").arg(&job_path).arg(&out_path).status().expect("child runs");
+    assert!(status.success(), "the compaction child failed: {status}");
+    let result: CompactResult = serde_json::from_slice(&std::fs::read(&out_path).expect("result")).expect("result JSON");
+    let info = CompactedInfo { peak_rss_mb: result.peak_rss_mb, report: result.report };
+    std::fs::write(building.join("bench-compaction.json"), serde_json::to_vec_pretty(&info).expect("JSON")).expect("info");
+    let _ = std::fs::remove_dir_all(&target);
+    std::fs::rename(&building, &target).expect("move the compacted lake in place");
+    (target, info)
 }
 
 /// Reads every file once, so neither engine pays for a cold page cache.
@@ -364,80 +494,138 @@ fn warm(dir: &Path) -> (usize, f64) {
     (files.len(), bytes as f64 / 1_048_576.0)
 }
 
-fn run_datafusion_child(job: &ChildJob, work: &Path) -> ChildResult {
-    let job_path = work.join("datafusion-job.json");
-    let out_path = work.join("datafusion-result.json");
-    std::fs::write(&job_path, serde_json::to_vec(job).expect("JSON")).expect("job");
+/// Every bucket's child, `jobs` at a time; returns them in bucket order and the wall time.
+fn run_datafusion_children(jobs: &[ChildJob], at_once: usize, work: &Path) -> (Vec<ChildResult>, f64) {
     let exe = std::env::current_exe().expect("own path");
-    let status = Command::new(exe).arg("--child-datafusion").arg(&job_path).arg(&out_path).status().expect("child runs");
-    assert!(status.success(), "the DataFusion child failed: {status}");
-    serde_json::from_slice(&std::fs::read(&out_path).expect("result")).expect("result JSON")
+    let started = Instant::now();
+    let mut results = Vec::new();
+    for (wave, chunk) in jobs.chunks(at_once).enumerate() {
+        let running: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, job)| {
+                let n = wave * at_once + i;
+                let job_path = work.join(format!("datafusion-job-{n}.json"));
+                let out_path = work.join(format!("datafusion-result-{n}.json"));
+                std::fs::write(&job_path, serde_json::to_vec(job).expect("JSON")).expect("job");
+                let child = Command::new(&exe).arg("--child-datafusion").arg(&job_path).arg(&out_path).spawn().expect("child runs");
+                (child, out_path)
+            })
+            .collect();
+        for (mut child, out_path) in running {
+            let status = child.wait().expect("child");
+            assert!(status.success(), "a DataFusion child failed: {status}");
+            results.push(serde_json::from_slice(&std::fs::read(&out_path).expect("result")).expect("result JSON"));
+        }
+    }
+    (results, started.elapsed().as_secs_f64())
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    if args.first().map(String::as_str) == Some("--child-datafusion") {
-        return child_datafusion(Path::new(&args[1]), Path::new(&args[2]));
+    match args.first().map(String::as_str) {
+        Some("--child-datafusion") => return child_datafusion(Path::new(&args[1]), Path::new(&args[2])),
+        Some("--child-compact") => return child_compact(Path::new(&args[1]), Path::new(&args[2])),
+        _ => {}
     }
     let opts = parse_opts(&args);
     // The generator's reference instant; the run happens six hours later.
     let now = Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).single().expect("date");
     let run_at = now + chrono::Duration::hours(6);
     let base_snapshot = lake::run_id(now);
-    let (dir, info) = lake(&opts, now, &base_snapshot);
-    let snapshot = if opts.partitions > 1 { rebucket(&dir, &base_snapshot, opts.partitions) } else { base_snapshot };
+    let (raw_dir, info) = lake(&opts, now, &base_snapshot);
+    let snapshot = if opts.partitions > 1 { rebucket(&raw_dir, &base_snapshot, opts.partitions) } else { base_snapshot };
+    // The compaction runs at 04:00, before the run.
+    let compaction = opts.compacted.then(|| compacted_lake(&raw_dir, opts.partitions, opts.mem_mb, now + chrono::Duration::hours(4)));
+    let dir = compaction.as_ref().map_or(raw_dir.clone(), |(d, _)| d.clone());
     let library = SegmentDefinition::library().expect("the library parses");
     let definitions: Vec<SegmentDefinition> =
         library.into_iter().filter(|d| opts.segments.as_ref().is_none_or(|s| s.contains(&d.name))).collect();
     assert!(!definitions.is_empty(), "no segment selected");
     let (files, mb) = warm(&dir);
     println!(
-        "lake: {} persons, {} profiles, {} events, {} identity links; exports {} (max_rows {}); {files} Parquet files, {mb:.0} MB",
+        "lake: {} persons, {} profiles, {} events, {} identity links; exports {} (max_rows {}); {files} Parquet files, {mb:.0} MB{}",
         info.persons,
         info.profiles,
         info.events,
         info.links,
         info.exports.join(", "),
         info.max_rows.map(|r| r.to_string()).unwrap_or_else(|| "none".into()),
+        if compaction.is_some() { " (compacted)" } else { "" },
     );
+    if let Some((_, c)) = &compaction {
+        let r = &c.report;
+        println!(
+            "compaction into {} bucket(s): {} source files -> {} files ({} events, {} latest links, {} links of history, {} duplicates dropped) in {:.1}s, peak RSS {:.0} MB (pool {} MB)",
+            r.buckets, r.source_files_read, r.files_written, r.event_rows, r.link_rows, r.history_rows, r.duplicates_dropped, r.seconds, c.peak_rss_mb, opts.mem_mb
+        );
+    }
     println!(
-        "run at {run_at}; threads {}; memory {} MB (DataFusion pool, DuckDB memory_limit); DataFusion partitions {}",
-        opts.threads, opts.mem_mb, opts.partitions
+        "run at {run_at}; threads {}; memory {} MB (DataFusion pool, DuckDB memory_limit); DataFusion buckets {} ({} process(es) at once)",
+        opts.threads, opts.mem_mb, opts.partitions, opts.jobs
     );
 
     let work = tempfile::tempdir().expect("work dir");
-    let df = run_datafusion_child(
-        &ChildJob {
+    let buckets: Vec<Option<usize>> = if opts.partitions > 1 { (0..opts.partitions).map(Some).collect() } else { vec![None] };
+    let jobs: Vec<ChildJob> = buckets
+        .iter()
+        .map(|bucket| ChildJob {
             lake_dir: dir.clone(),
             snapshot_run_id: snapshot.clone(),
             run_at,
-            partitions: opts.partitions,
+            bucket: *bucket,
             threads: opts.threads,
             mem_mb: opts.mem_mb,
             segments: definitions.iter().map(|d| d.name.clone()).collect(),
-        },
-        work.path(),
-    );
+        })
+        .collect();
+    let (children, df_wall) = run_datafusion_children(&jobs, opts.jobs, work.path());
 
-    let mut job = duckdb::Job::new(&dir, &snapshot, None, &definitions, run_at).expect("DuckDB job");
-    job.threads = Some(opts.threads);
-    job.memory_limit = Some(format!("{}MB", opts.mem_mb));
-    let spill = work.path().join("duckdb-spill");
-    std::fs::create_dir_all(&spill).expect("spill dir");
-    job.temp_directory = Some(spill);
-    let duck = duckdb::run_job(&job).unwrap_or_else(|e| panic!("{e:#}"));
+    // Per segment: time and members summed over the buckets.
+    let mut df_segments: BTreeMap<String, (f64, Vec<SegmentMember>)> = BTreeMap::new();
+    for child in &children {
+        for seg in &child.segments {
+            let entry = df_segments.entry(seg.name.clone()).or_default();
+            entry.0 += seg.seconds;
+            let members: Vec<SegmentMember> =
+                serde_json::from_slice(&std::fs::read(&seg.members_file).expect("members")).expect("members JSON");
+            assert_eq!(members.len(), seg.members, "{}: members read back", seg.name);
+            entry.1.extend(members);
+        }
+    }
+    let shared_total: f64 = children.iter().map(|c| c.shared_seconds).sum();
+
+    let duck = opts.duckdb.then(|| {
+        let mut job = duckdb::Job::new(&dir, &snapshot, None, &definitions, run_at).expect("DuckDB job");
+        if let Some((_, c)) = &compaction {
+            // The same compacted files: every bucket's events and the links' history.
+            let generation = c.report.current.clone().expect("a compacted generation");
+            job.events_pattern = Some(format!("{}/gen={generation}/bucket=*/*.parquet", lake::compacted_prefix().trim_end_matches('/')));
+            job.links_pattern = Some(format!("{}/gen={generation}/history/*.parquet", lake::compacted_prefix().trim_end_matches('/')));
+        }
+        job.threads = Some(opts.threads);
+        job.memory_limit = Some(format!("{}MB", opts.mem_mb));
+        let spill = work.path().join("duckdb-spill");
+        std::fs::create_dir_all(&spill).expect("spill dir");
+        job.temp_directory = Some(spill);
+        duckdb::run_job(&job).unwrap_or_else(|e| panic!("{e:#}"))
+    });
 
     println!();
     println!("| segment | members | DataFusion s | DuckDB s | DataFusion / DuckDB | same members | same payloads |");
     println!("|---|---:|---:|---:|---:|---|---|");
     let (mut df_total, mut duck_total, mut mismatches) = (0.0, 0.0, 0usize);
-    let by_name: BTreeMap<&str, &ChildSegment> = df.segments.iter().map(|s| (s.name.as_str(), s)).collect();
     for def in &definitions {
-        let ours = by_name[def.name.as_str()];
+        let (seconds, members) = &df_segments[def.name.as_str()];
+        let rows = member_rows(members, &def.key);
+        df_total += seconds;
+        let Some(duck) = &duck else {
+            println!("| {} | {} | {seconds:.3} | | | | |", def.name, rows.len());
+            continue;
+        };
         let theirs = duck.segment(&def.name).expect("DuckDB result");
-        let rows = member_rows(&ours.members, &def.key);
         let diff = diff_members(&rows, &theirs.members);
-        let payloads = diff_payloads(&ours.members, &def.key, theirs);
+        let payloads = diff_payloads(members, &def.key, theirs);
         if !diff.is_empty() {
             mismatches += 1;
             eprintln!("{}: members differ: {}", def.name, diff.summary(5));
@@ -451,15 +639,13 @@ fn main() {
                 m.join("/")
             );
         }
-        df_total += ours.seconds;
         duck_total += theirs.seconds;
         println!(
-            "| {} | {} | {:.3} | {:.3} | {:.2} | {} | {} |",
+            "| {} | {} | {seconds:.3} | {:.3} | {:.2} | {} | {} |",
             def.name,
             rows.len(),
-            ours.seconds,
             theirs.seconds,
-            ours.seconds / theirs.seconds,
+            seconds / theirs.seconds,
             if diff.is_empty() { "yes".to_string() } else { format!("NO ({})", diff.only_datafusion.len() + diff.only_duckdb.len()) },
             if payloads.differing.is_empty() {
                 format!("yes ({} compared)", payloads.compared)
@@ -468,15 +654,49 @@ fn main() {
             },
         );
     }
-    println!("| shared tables (once per bucket) | | {:.3} | | | | |", df.shared_seconds);
-    df_total += df.shared_seconds;
-    println!("| **total** | | **{df_total:.3}** | **{duck_total:.3}** | **{:.2}** | | |", df_total / duck_total);
+    println!("| session and shared tables (once per bucket) | | {shared_total:.3} | | | | |");
+    df_total += shared_total;
+    if duck.is_some() {
+        println!("| **total** | | **{df_total:.3}** | **{duck_total:.3}** | **{:.2}** | | |", df_total / duck_total);
+    } else {
+        println!("| **total** | | **{df_total:.3}** | | | | |");
+    }
+
+    println!();
+    println!("| bucket | session and shared tables s | segments s | process s | peak RSS MB |");
+    println!("|---|---:|---:|---:|---:|");
+    for child in &children {
+        let segments: f64 = child.segments.iter().map(|s| s.seconds).sum();
+        println!(
+            "| {} | {:.1} | {segments:.1} | {:.1} | {:.0} |",
+            child.bucket.map_or("all".to_string(), |b| b.to_string()),
+            child.shared_seconds,
+            child.seconds,
+            child.peak_rss_mb
+        );
+    }
+    let work_seconds: f64 = children.iter().map(|c| c.seconds).sum();
+    let critical = children.iter().map(|c| c.seconds).fold(0.0, f64::max);
+    let peak = children.iter().map(|c| c.peak_rss_mb).fold(0.0, f64::max);
     println!();
     println!(
-        "peak RSS: DataFusion {:.0} MB (child process, pool {} MB, {} partition(s)); DuckDB {:.0} MB (Python process, duckdb {}, memory_limit {} MB)",
-        df.peak_rss_mb, opts.mem_mb, opts.partitions, duck.peak_rss_mb, duck.duckdb_version, opts.mem_mb
+        "DataFusion: work {work_seconds:.1}s over {} bucket process(es), critical path (one bucket per invocation, all at once) {critical:.1}s, wall time here with {} at once {df_wall:.1}s; largest peak RSS {peak:.0} MB (pool {} MB)",
+        children.len(),
+        opts.jobs,
+        opts.mem_mb
     );
-    println!("process wall time: DataFusion {:.1}s, DuckDB {:.1}s (setup {:.2}s)", df.seconds, duck.process_seconds, duck.setup_seconds);
+    if let Some(duck) = &duck {
+        println!(
+            "DuckDB: {:.1}s in one process ({duck_total:.1}s of queries, setup {:.2}s), peak RSS {:.0} MB (duckdb {}, memory_limit {} MB); work / DuckDB {:.2}, critical path / DuckDB {:.2}",
+            duck.process_seconds,
+            duck.setup_seconds,
+            duck.peak_rss_mb,
+            duck.duckdb_version,
+            opts.mem_mb,
+            work_seconds / duck.process_seconds,
+            critical / duck.process_seconds
+        );
+    }
     if mismatches > 0 {
         eprintln!("{mismatches} segment(s) differ between DataFusion and DuckDB");
         std::process::exit(1);

@@ -52,6 +52,13 @@ pub struct Job {
     pub memory_limit: Option<String>,
     /// Where DuckDB spills (its default, `.tmp` beside the database, when unset).
     pub temp_directory: Option<PathBuf>,
+    /// The event files as a glob under `lake_dir` with `channel` and `event_date` as
+    /// columns (a compacted generation), instead of `events/` partitioned by them.
+    #[serde(default)]
+    pub events_pattern: Option<String>,
+    /// The link files likewise (a compacted history), instead of `identity/links/`.
+    #[serde(default)]
+    pub links_pattern: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -93,6 +100,8 @@ impl Job {
             threads: None,
             memory_limit: None,
             temp_directory: None,
+            events_pattern: None,
+            links_pattern: None,
         })
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod activation;
 pub mod duckdb;
+pub mod fs_blobs;
 pub mod functions;
 pub mod manifest;
 pub mod moto;

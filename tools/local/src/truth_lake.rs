@@ -768,6 +768,13 @@ pub fn build_truth_lake(
         let source_key = export.relative_path();
         let spec = catalog.select(channel, &source_key).with_context(|| format!("{export}: no channel spec"))?;
         ensure!(spec.name == export.name(), "{export} read by spec {}", spec.file);
+        // One file per channel here, read by this module's own sink (one open lake part per
+        // event date, on the machine's memory): at a million persons the CRM export spans
+        // some 3,000 dates, more than the function's default `limits.max_dates` (1,000,
+        // which bounds the parts a Lambda holds open) allows in one file.
+        let mut spec = spec.clone();
+        spec.limits.max_dates = spec.limits.max_dates.max(100_000);
+        let spec = &spec;
         let size = std::fs::metadata(&data_path)?.len() as i64;
         let etag = sha256_hex(&format!("truth-lake:{}:{}:{:?}:{:?}:{export}", cfg.seed, cfg.persons, cfg.max_rows, cfg.now));
         let fp = fingerprint(channel, &etag, Some(size));
