@@ -606,3 +606,28 @@ async fn the_events_join_is_built_on_the_links() {
     let join = text.lines().find(|l| l.contains("HashJoinExec")).unwrap_or_else(|| panic!("{text}"));
     assert!(join.contains("join_type=Right"), "the links (left) are the build side: {text}");
 }
+
+/// The compaction's sorts spill at a fair share of a pool the size of the run's, and each
+/// reserves its merge memory up front: on the run's greedy pool one sort took most of the
+/// pool and another's merge failed at 10M events (BENCHMARKS.md, "Compaction").
+#[test]
+fn the_compaction_pool_is_fair_between_sorts_and_reserves_their_merges() {
+    use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit};
+
+    let run = RunEnv::new(&config(4), Arc::new(object_store::memory::InMemory::new())).unwrap();
+    let MemoryLimit::Finite(bytes) = run.runtime.memory_pool.memory_limit() else { panic!("the run's pool is bounded") };
+    let ctx = compaction_session(&run, 4).unwrap();
+    let pool = ctx.runtime_env().memory_pool.clone();
+    assert!(matches!(pool.memory_limit(), MemoryLimit::Finite(b) if b == bytes), "the run's size");
+    assert_eq!(ctx.copied_config().options().execution.sort_spill_reservation_bytes, (bytes / SORT_MERGE_SHARE).max(10 * 1024 * 1024));
+
+    // Two spilling operators: neither may take more than half (a greedy pool would give
+    // the first one all of it).
+    let first = MemoryConsumer::new("first sort").with_can_spill(true).register(&pool);
+    let second = MemoryConsumer::new("second sort").with_can_spill(true).register(&pool);
+    assert!(first.try_grow(bytes * 3 / 4).is_err(), "one sort cannot take three quarters of the pool");
+    first.try_grow(bytes / 2 - 1024).unwrap();
+    second.try_grow(bytes / 2 - 1024).unwrap();
+    // The run's own pool is not the one the compaction spends.
+    assert_eq!(run.runtime.memory_pool.reserved(), 0);
+}
