@@ -121,6 +121,18 @@ pub fn check(records: &[Record], rules: &Rules) -> Result<(), Violation> {
         if got != want {
             return Err(broken(format!("profile {pid} is not the join of its evidence:\n got {got:?}\nwant {want:?}")));
         }
+        // The contact address: the best (by its survivorship rule) of the addresses its
+        // evidence carries that the profile holds.
+        let mut contacts = Doc::default();
+        for k in keys {
+            contacts.join_held(ev_docs[*k], &p.doc.identifiers, rules);
+        }
+        for (name, _) in crate::profile::CONTACT_TRAITS {
+            let (got, want) = (p.doc.trait_value(name), contacts.trait_value(name));
+            if got != want {
+                return Err(broken(format!("profile {pid}: contact {name} is {got:?}, the best held address of its evidence is {want:?}")));
+            }
+        }
         for (kind, values) in &p.doc.identifiers {
             if !values.is_subset(expected.identifiers.get(kind).unwrap_or(&BTreeSet::new())) {
                 return Err(broken(format!("profile {pid} holds {kind} values none of its evidence carries")));

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 
-use ariane_shared::identifiers::{identifier_hash, Identifier};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -156,10 +155,6 @@ pub(crate) struct Change {
     /// `forget_values` (another person's erased value, shared with them).
     pub(crate) forget_in: BTreeSet<String>,
     pub(crate) forget_values: BTreeSet<String>,
-}
-
-pub(crate) fn id_ref(i: &Identifier) -> IdRef {
-    IdRef { kind: i.kind, hash: identifier_hash(i.kind, &i.value) }
 }
 
 /// Whether an identifier may link evidence (not shared, excluded or suppressed).

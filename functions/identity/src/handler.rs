@@ -119,7 +119,7 @@ impl<S: ItemStore, B: BlobStore> IdentityWith<S, B> {
     /// Writes the erasure's report. A retry after an erasure done by an earlier attempt
     /// (whose report was not written) writes what it can still tell: the links.
     async fn write_erasure_report(&self, id: &Identifier, out: &Outcome, announced: bool) -> Result<(), HandlerError> {
-        let request = crate::change::id_ref(id);
+        let request = self.resolver.rules.id_ref(id);
         let key = lake::erasure_report_key(request.kind.as_str(), &request.hash);
         let erased = out.history.iter().find(|h| h.action == "erased");
         if erased.is_none() && self.blobs.get(&self.config.lake_bucket, &key).await?.is_some() {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ariane_shared::identifiers::{identifier_hash, identity_key};
+use ariane_shared::identifiers::identity_key;
 use ariane_shared::model::Observation;
 
 use crate::partition::{resolve, shared_values, Evidence, IdRef};
@@ -17,12 +17,7 @@ pub fn oracle(observations: &[Observation], rules: &Rules, excluded: &BTreeSet<I
     let mut keys = BTreeSet::new();
     for o in observations {
         let Some(key) = identity_key(&o.identifiers) else { continue };
-        let mut ids: Vec<IdRef> = o
-            .identifiers
-            .iter()
-            .filter(|i| rules.usable(i.kind, &i.value))
-            .map(|i| IdRef { kind: i.kind, hash: identifier_hash(i.kind, &i.value) })
-            .collect();
+        let mut ids: Vec<IdRef> = o.identifiers.iter().filter(|i| rules.usable(i.kind, &i.value)).map(|i| rules.id_ref(i)).collect();
         if ids.is_empty() {
             continue;
         }

@@ -46,6 +46,25 @@ pub trait Join {
     /// Keeps only the identifiers the profile holds (after limits and shared values),
     /// and contact traits that point at one of them.
     fn restrict_identifiers(&mut self, owned: &BTreeMap<String, BTreeSet<String>>);
+    /// Joins `other` without its contact traits that point at a value outside `held`: a
+    /// contact address the profile does not hold never competes for the contact trait
+    /// (the join of the rest stays associative, commutative and idempotent).
+    fn join_held(&mut self, other: &ProfileDoc, held: &BTreeMap<String, BTreeSet<String>>, rules: &Rules) -> bool {
+        let foreign = |(name, kind): &(&str, ariane_shared::identifiers::IdentifierKind)| {
+            other.traits.get(*name).is_some_and(|t| !held.get(kind.as_str()).is_some_and(|h| h.contains(&t.value)))
+        };
+        if CONTACT_TRAITS.iter().any(foreign) {
+            let mut restricted = other.clone();
+            for (name, kind) in CONTACT_TRAITS {
+                if foreign(&(name, *kind)) {
+                    restricted.traits.remove(*name);
+                }
+            }
+            self.join(&restricted, rules)
+        } else {
+            self.join(other, rules)
+        }
+    }
 }
 
 /// The contribution of one observation (its usable identifiers only).
@@ -149,8 +168,7 @@ fn join_consent(map: &mut BTreeMap<String, ConsentState>, channel: &str, state: 
 
 fn trait_better(new: &TraitValue, cur: &TraitValue, name: &str, rules: &Rules) -> bool {
     let recency = |t: &TraitValue| (t.at, t.value.clone(), t.source.clone(), t.observation_id.clone());
-    let survivorship = if CONTACT_TRAITS.iter().any(|(n, _)| *n == name) { Survivorship::Latest } else { rules.survivorship(name) };
-    match survivorship {
+    match rules.survivorship(name) {
         Survivorship::Latest => recency(new) > recency(cur),
         Survivorship::Source => {
             let (rn, rc) = (rules.source_rank(&new.source), rules.source_rank(&cur.source));
@@ -197,10 +215,67 @@ mod tests {
         assert_eq!(d.traits["city"].source, "crm");
         d.join(&doc(&obs("sms", 4, None, Some(false))), &rules);
         assert_eq!(d.consent("sms"), Some(false), "STOP after opt-in");
-        assert_eq!(d.trait_value("email"), Some("p5@x.fr"), "latest email");
+        assert_eq!(d.trait_value("email"), Some("p3@x.fr"), "email: source survivorship, the latest of the crm's");
         assert_eq!(d.first_seen.unwrap().date_naive().to_string(), "2026-03-01");
         assert_eq!(d.last_seen_day.unwrap().to_string(), "2026-03-05");
         assert_eq!(d.channels.len(), 3);
+    }
+
+    fn with_ids(channel: &str, day: u32, ids: &[(IdentifierKind, &str)]) -> Doc {
+        let mut o = obs(channel, day, None, None);
+        o.identifiers = ids.iter().map(|(k, v)| Identifier::new(*k, *v)).collect();
+        doc(&o)
+    }
+
+    #[test]
+    fn contact_addresses_follow_source_survivorship_as_configured() {
+        let rules = Rules::embedded().unwrap();
+        assert_eq!(rules.survivorship("email"), Survivorship::Source);
+        assert_eq!(rules.survivorship("phone"), Survivorship::Source);
+        // The real-world case: the web shop's phone outranks one typed later at a till.
+        let mut d = with_ids("ecommerce", 2, &[(IdentifierKind::Phone, "+33611111111"), (IdentifierKind::Email, "m@shop.fr")]);
+        d.join(&with_ids("pos", 9, &[(IdentifierKind::Phone, "+33622222222"), (IdentifierKind::Email, "m@till.fr")]), &rules);
+        assert_eq!(d.trait_value("phone"), Some("+33611111111"));
+        assert_eq!(d.traits["phone"].source, "ecommerce");
+        assert_eq!(d.trait_value("email"), Some("m@shop.fr"));
+        // The CRM outranks the web shop, whatever the order.
+        let crm = with_ids("crm", 1, &[(IdentifierKind::Email, "m@crm.fr")]);
+        let mut e = crm.clone();
+        e.join(&d, &rules);
+        d.join(&crm, &rules);
+        assert_eq!(d, e);
+        assert_eq!(d.trait_value("email"), Some("m@crm.fr"));
+        // Same source: the most recent.
+        d.join(&with_ids("crm", 5, &[(IdentifierKind::Email, "m2@crm.fr")]), &rules);
+        assert_eq!(d.trait_value("email"), Some("m2@crm.fr"));
+    }
+
+    #[test]
+    fn latest_survivorship_and_the_default_rule() {
+        let text = Rules::embedded_text()
+            .replace("email = \"source\"", "email = \"latest\"")
+            .replace("default = \"latest\"", "default = \"source\"");
+        let rules = Rules::parse("t.toml", &text).unwrap();
+        assert_eq!(rules.survivorship("email"), Survivorship::Latest);
+        let mut d = with_ids("crm", 1, &[(IdentifierKind::Email, "m@crm.fr")]);
+        d.join(&with_ids("pos", 9, &[(IdentifierKind::Email, "m@till.fr")]), &rules);
+        assert_eq!(d.trait_value("email"), Some("m@till.fr"), "latest: the till's newer address wins");
+        // Phone is still `source`; a trait with no rule of its own follows `default`.
+        assert_eq!(rules.survivorship("phone"), Survivorship::Source);
+        let embedded = Rules::embedded().unwrap();
+        assert_eq!(embedded.survivorship("shoe_size"), Survivorship::Latest, "the embedded default");
+        assert_eq!(rules.survivorship("shoe_size"), Survivorship::Source, "a default of source");
+    }
+
+    #[test]
+    fn a_contact_address_the_profile_does_not_hold_never_displaces_one_it_holds() {
+        let rules = Rules::embedded().unwrap();
+        let mut p = with_ids("web", 1, &[(IdentifierKind::Email, "held@x.fr")]);
+        let held = p.identifiers.clone();
+        let crm = with_ids("crm", 2, &[(IdentifierKind::Email, "dropped@x.fr")]);
+        p.join_held(&crm, &held, &rules);
+        p.restrict_identifiers(&held);
+        assert_eq!(p.trait_value("email"), Some("held@x.fr"), "the CRM's address was dropped (a limit): it does not compete");
     }
 
     proptest! {

@@ -21,7 +21,7 @@ use ariane_shared::identifiers::{identity_key, Identifier};
 use ariane_shared::model::Observation;
 use chrono::Utc;
 
-use crate::change::{check_item_size, components_of, id_ref, Change, Incoming};
+use crate::change::{check_item_size, components_of, Change, Incoming};
 pub use crate::change::{HistoryRecord, Link, Outcome, ResolveError, Stats, MAX_ITEM_BYTES};
 use crate::partition::IdRef;
 use crate::profile::Join;
@@ -76,7 +76,7 @@ impl<S: ItemStore> Resolver<S> {
                     }
                 }
                 None => {
-                    let mut ids: Vec<IdRef> = usable.iter().map(|i| id_ref(i)).collect();
+                    let mut ids: Vec<IdRef> = usable.iter().map(|i| self.rules.id_ref(i)).collect();
                     ids.sort();
                     ids.dedup();
                     incoming.insert(
@@ -208,7 +208,7 @@ impl<S: ItemStore> Resolver<S> {
             let mut contribution = inc.doc.clone();
             contribution.identifiers.clear();
             let held = entry.1.doc.identifiers.clone();
-            entry.1.doc.join(&contribution, &self.rules);
+            entry.1.doc.join_held(&contribution, &held, &self.rules);
             entry.1.doc.restrict_identifiers(&held);
         }
         // The components that map this evidence to its profiles are checked in the same
@@ -236,7 +236,7 @@ impl<S: ItemStore> Resolver<S> {
 
     /// The profile an identifier resolves to.
     pub async fn lookup(&self, id: &Identifier) -> Result<Option<String>, ResolveError> {
-        let recs = self.store.get_many(&[Key::id(&id_ref(id))]).await?;
+        let recs = self.store.get_many(&[Key::id(&self.rules.id_ref(id))]).await?;
         Ok(recs.into_iter().find_map(|r| match r.item {
             Item::Id(i) if !i.suppressed => i.profile_id,
             _ => None,
@@ -359,7 +359,7 @@ impl<S: ItemStore> Resolver<S> {
         }
         // Every round's evidence is linked to nothing, including rounds of an earlier
         // attempt that failed before writing the lake.
-        let r = id_ref(id);
+        let r = self.rules.id_ref(id);
         if let Some(Record { item: Item::Id(i), .. }) = by_key(self.store.get_many(&[Key::id(&r)]).await?).remove(&Key::id(&r)) {
             let reported: BTreeSet<String> = out.links.iter().map(|l| l.identity_key.clone()).collect();
             let now = Utc::now();
@@ -386,7 +386,7 @@ impl<S: ItemStore> Resolver<S> {
         suppressed: &mut BTreeSet<IdRef>,
         out: &mut Outcome,
     ) -> Result<bool, ResolveError> {
-        let r = id_ref(id);
+        let r = self.rules.id_ref(id);
         let recs = by_key(self.store.get_many(&[Key::id(&r)]).await?);
         let item = match recs.get(&Key::id(&r)) {
             Some(Record { item: Item::Id(i), .. }) => i.clone(),
@@ -480,14 +480,14 @@ impl<S: ItemStore> Resolver<S> {
     pub async fn exclude(&self, id: &Identifier) -> Result<Outcome, ResolveError> {
         let mut out = Outcome::default();
         let mut change = Change::default();
-        change.exclude.insert(id_ref(id));
+        change.exclude.insert(self.rules.id_ref(id));
         self.apply_with_retries(change, &mut out).await?;
         out.history.push(HistoryRecord {
             at: Utc::now(),
             action: "excluded".into(),
             profile_id: None,
             other_profiles: vec![],
-            identifiers: vec![id_ref(id)],
+            identifiers: vec![self.rules.id_ref(id)],
             evidence: None,
             observation_id: None,
             source_key: None,

@@ -27,6 +27,80 @@ pub struct TypeRule {
     pub window_days: Option<u32>,
     /// 0 = most trusted.
     pub priority: usize,
+    /// How two written values are compared for linking (the lookup form); the profile
+    /// keeps every value as written, for sending.
+    pub fold: Fold,
+}
+
+/// The lookup form of a value: which written differences do not make another identifier.
+/// Only e-mails have options; the default folds nothing beyond ingest's normalisation
+/// (trimmed, lowercase).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fold {
+    /// `hélène@x.fr` and `helene@x.fr` are one identifier.
+    pub accents: bool,
+    /// `marie+promo@x.fr` and `marie@x.fr` are one identifier (the tag after `+` in the
+    /// part before `@`).
+    pub plus_tags: bool,
+    /// At Gmail (`gmail.com`, `googlemail.com`), the dots of the part before `@` do not
+    /// count: `marie.dupont@gmail.com` is `mariedupont@gmail.com`.
+    pub provider_dots: bool,
+}
+
+/// The fold options of `[[types]] fold`, by name.
+pub const FOLD_OPTIONS: &[&str] = &["accents", "plus_tags", "provider_dots"];
+
+/// Domains whose mailboxes ignore dots in the part before `@`.
+const DOTLESS_DOMAINS: &[&str] = &["gmail.com", "googlemail.com"];
+
+impl Fold {
+    fn parse(kind: IdentifierKind, options: &[String]) -> Result<Fold, String> {
+        let mut fold = Fold::default();
+        if !options.is_empty() && kind != IdentifierKind::Email {
+            return Err(format!("{kind}: fold applies to email only (other kinds are compared as normalised)"));
+        }
+        for o in options {
+            match o.as_str() {
+                "accents" => fold.accents = true,
+                "plus_tags" => fold.plus_tags = true,
+                "provider_dots" => fold.provider_dots = true,
+                other => return Err(format!("{kind}: unknown fold option {other:?} (known: {})", FOLD_OPTIONS.join(", "))),
+            }
+        }
+        Ok(fold)
+    }
+
+    /// The lookup form of a normalised e-mail (unchanged when nothing applies).
+    pub fn email<'a>(&self, email: &'a str) -> std::borrow::Cow<'a, str> {
+        use std::borrow::Cow;
+        let Some((local, domain)) = email.rsplit_once('@') else { return Cow::Borrowed(email) };
+        let mut local: Cow<str> = Cow::Borrowed(local);
+        let mut domain: Cow<str> = Cow::Borrowed(domain);
+        if self.accents && !email.is_ascii() {
+            local = Cow::Owned(strip_accents(&local));
+            domain = Cow::Owned(strip_accents(&domain));
+        }
+        if self.plus_tags {
+            if let Some(i) = local.find('+').filter(|i| *i > 0) {
+                local = Cow::Owned(local[..i].to_string());
+            }
+        }
+        if self.provider_dots && DOTLESS_DOMAINS.contains(&domain.as_ref()) && local.contains('.') {
+            local = Cow::Owned(local.replace('.', ""));
+        }
+        match (local, domain) {
+            (Cow::Borrowed(_), Cow::Borrowed(_)) => Cow::Borrowed(email),
+            (l, d) => Cow::Owned(format!("{l}@{d}")),
+        }
+    }
+}
+
+/// Removes diacritics (canonical decomposition, combining marks dropped): `é` → `e`,
+/// `ç` → `c`; `ß`, `æ` and `ø` have no decomposition and stay.
+fn strip_accents(s: &str) -> String {
+    use unicode_normalization::char::is_combining_mark;
+    use unicode_normalization::UnicodeNormalization;
+    s.nfd().filter(|c| !is_combining_mark(*c)).nfc().collect()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +163,8 @@ struct RawType {
     limit: usize,
     #[serde(default)]
     window_days: Option<u32>,
+    #[serde(default)]
+    fold: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -171,7 +247,8 @@ impl Rules {
             if t.window_days == Some(0) {
                 return Err(err(&path, format!("{kind}: window_days must be at least 1")));
             }
-            types[kind as usize] = Some(TypeRule { kind, role: t.role, limit: t.limit, window_days: t.window_days, priority });
+            let fold = Fold::parse(kind, &t.fold).map_err(|problem| err(&path, problem))?;
+            types[kind as usize] = Some(TypeRule { kind, role: t.role, limit: t.limit, window_days: t.window_days, priority, fold });
         }
         if !types.iter().flatten().any(|t| t.role == Role::Merge) {
             return Err(err("types", "at least one type must have role = \"merge\"".into()));
@@ -282,6 +359,23 @@ impl Rules {
         !self.patterns.iter().any(|(k, p)| k.is_none_or(|k| k == kind) && glob(p, &v))
     }
 
+    /// The lookup form of a normalised value (see [`Fold`]).
+    pub fn lookup_form<'a>(&self, kind: IdentifierKind, value: &'a str) -> std::borrow::Cow<'a, str> {
+        match self.rule(kind) {
+            Some(r) if kind == IdentifierKind::Email => r.fold.email(value),
+            _ => std::borrow::Cow::Borrowed(value),
+        }
+    }
+
+    /// The reference (kind and keyed hash of the lookup form) every item, link and
+    /// decision uses for an identifier.
+    pub fn id_ref(&self, i: &ariane_shared::identifiers::Identifier) -> crate::partition::IdRef {
+        crate::partition::IdRef {
+            kind: i.kind,
+            hash: ariane_shared::identifiers::identifier_hash(i.kind, &self.lookup_form(i.kind, &i.value)),
+        }
+    }
+
     pub fn survivorship(&self, trait_name: &str) -> Survivorship {
         self.traits.get(trait_name).copied().unwrap_or(self.default_survivorship)
     }
@@ -319,6 +413,7 @@ pub fn glob(pattern: &str, value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ariane_shared::identifiers::Identifier;
 
     #[test]
     fn the_embedded_rules_are_valid() {
@@ -333,6 +428,38 @@ mod tests {
         assert!(r.usable(IdentifierKind::Email, "marie@orange.fr"));
         assert_eq!(r.survivorship("city"), Survivorship::Source);
         assert!(r.source_rank("crm") < r.source_rank("web"));
+    }
+
+    #[test]
+    fn the_email_fold_is_the_configured_one() {
+        let all = Rules::embedded().unwrap();
+        let fold = |r: &Rules, v: &str| r.lookup_form(IdentifierKind::Email, v).into_owned();
+        assert_eq!(fold(&all, "hélène.müller@orange.fr"), "helene.muller@orange.fr", "accents fold, dots stay outside Gmail");
+        assert_eq!(fold(&all, "marie.dupont+promo@gmail.com"), "mariedupont@gmail.com");
+        assert_eq!(fold(&all, "marie.dupont@googlemail.com"), "mariedupont@googlemail.com");
+        assert_eq!(fold(&all, "jean+x+y@free.fr"), "jean@free.fr");
+        assert_eq!(fold(&all, "+jean@free.fr"), "+jean@free.fr", "a tag needs a name before it");
+        assert_eq!(fold(&all, "a.b@mail.gmail.com.fr"), "a.b@mail.gmail.com.fr", "only Gmail's own domains");
+        assert_eq!(fold(&all, "straße@x.de"), "straße@x.de", "ß has no decomposition");
+        assert_eq!(fold(&all, "helene@orange.fr"), "helene@orange.fr");
+        assert_eq!(fold(&all, "0612345678"), "0612345678", "a value without @ is left alone");
+        assert_eq!(all.lookup_form(IdentifierKind::CookieId, "Ck.É+1").as_ref(), "Ck.É+1", "other kinds are not folded");
+        let same = |r: &Rules, a: &str, b: &str| {
+            r.id_ref(&Identifier::new(IdentifierKind::Email, a)) == r.id_ref(&Identifier::new(IdentifierKind::Email, b))
+        };
+        assert!(same(&all, "hélène+news@gmail.com", "h.e.l.e.n.e@gmail.com"));
+        let only_tags =
+            Rules::parse("t.toml", "[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\nfold = [\"plus_tags\"]\n").unwrap();
+        assert!(same(&only_tags, "marie+x@gmail.com", "marie@gmail.com"));
+        assert!(!same(&only_tags, "ma.rie@gmail.com", "marie@gmail.com"));
+        assert!(!same(&only_tags, "hélène@x.fr", "helene@x.fr"));
+        let exact = Rules::parse("t.toml", "[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n").unwrap();
+        assert!(!same(&exact, "marie+x@gmail.com", "marie@gmail.com"), "no fold: every written form is its own identifier");
+        assert_eq!(
+            exact.id_ref(&Identifier::new(IdentifierKind::Email, "marie@x.fr")).hash,
+            Identifier::new(IdentifierKind::Email, "marie@x.fr").hash(),
+            "without a fold the reference is the lake's hash"
+        );
     }
 
     #[test]
@@ -376,6 +503,16 @@ mod tests {
                 "[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[traits]\nshoe_size = \"latest\"\n",
                 "traits.shoe_size",
                 "unknown trait",
+            ),
+            (
+                "[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\nfold = [\"dots\"]\n",
+                "types[0]",
+                "unknown fold option \"dots\" (known: accents, plus_tags, provider_dots)",
+            ),
+            (
+                "[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[[types]]\nkind = \"phone\"\nrole = \"merge\"\nlimit = 1\nfold = [\"accents\"]\n",
+                "types[1]",
+                "fold applies to email only",
             ),
             (
                 "[[types]]\nkind = \"email\"\nrole = \"merge\"\nlimit = 1\n[limits]\nmax_component_evidence = 2000\n",

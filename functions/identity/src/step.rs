@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use ariane_shared::identifiers::Identifier;
 use chrono::{DateTime, Utc};
 
-use crate::change::{check_item_size, id_ref, linkable_state, Change, HistoryRecord, Incoming, Link, Outcome, ResolveError};
+use crate::change::{check_item_size, linkable_state, Change, HistoryRecord, Incoming, Link, Outcome, ResolveError};
 use crate::partition::{components, resolve, Cluster, Decision, Evidence, IdRef};
 use crate::profile::{Doc, Join};
 use crate::rules::Rules;
@@ -251,6 +251,21 @@ impl<'a> Step<'a> {
         if let Some(st) = self.change.erase_of.as_ref().and_then(|r| self.id_state.get_mut(r)) {
             st.erased_evidence.extend(self.change.removes.iter().cloned());
             st.erased_identifiers.extend(self.change.suppress.iter().map(|i| i.hash.clone()));
+            // The lake carries the hash of each value as written; with a fold (an e-mail's
+            // dots or tag) it differs from the lookup form's: the purge gets both.
+            for k in &self.change.removes {
+                if let Some(Record { item: Item::Ev(ev), .. }) = self.evs.get(&Key::evidence(k)) {
+                    for (kind, values) in &ev.doc.identifiers {
+                        let Some(kind) = crate::rules::parse_kind(kind) else { continue };
+                        for v in values {
+                            let written = Identifier::new(kind, v.clone());
+                            if self.change.suppress.contains(&self.rules.id_ref(&written)) {
+                                st.erased_identifiers.insert(written.hash());
+                            }
+                        }
+                    }
+                }
+            }
             st.erased_profiles.extend(self.change.erased_profile.iter().cloned());
         }
     }
@@ -511,18 +526,20 @@ impl<'a> Step<'a> {
         let owned_hashes: BTreeSet<&IdRef> = c.ids.iter().collect();
         let mut owned: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for key in &c.evidence {
-            let (d, clear) = &self.ev_docs[key];
-            doc.join(d, self.rules);
+            let (_, clear) = &self.ev_docs[key];
             for i in clear {
                 // Held: the identifiers the cluster owns, and shared values (a family
                 // e-mail, a store's phone) its evidence carries: they link nothing and no
                 // lookup resolves them, but they stay the person's contact points.
-                let r = id_ref(i);
+                let r = self.rules.id_ref(i);
                 let shared = self.id_state.get(&r).is_some_and(|st| st.co.shared && !st.suppressed);
                 if owned_hashes.contains(&r) || shared {
                     owned.entry(i.kind.as_str().to_string()).or_default().insert(i.value.clone());
                 }
             }
+        }
+        for key in &c.evidence {
+            doc.join_held(&self.ev_docs[key].0, &owned, self.rules);
         }
         doc.restrict_identifiers(&owned);
         let absorbed: BTreeSet<String> =

@@ -540,3 +540,42 @@ async fn an_erasure_that_dies_between_rounds_is_finished_by_its_retry() {
     assert!(out.links.iter().all(|l| l.profile_id.is_none()));
     assert_erased(&healthy, store.snapshot(), &rows).await;
 }
+
+#[tokio::test]
+async fn e_mails_written_differently_link_as_the_fold_says_and_stay_as_written() {
+    let r = Resolver::new(MemStore::default(), rules());
+    let rows = [
+        obs(1, 1, &[(K::CustomerId, "C1"), (K::Email, "marie.dupont+promo@gmail.com")]),
+        obs(2, 2, &[(K::LoyaltyCard, "L1"), (K::Email, "mariedupont@gmail.com")]),
+        obs(3, 3, &[(K::Phone, "+33612345678"), (K::Email, "hélène@orange.fr")]),
+        obs(4, 4, &[(K::CookieId, "ck"), (K::Email, "helene@orange.fr")]),
+    ];
+    resolve_all(&r, &rows).await;
+    let marie = profile_of(&r, K::CustomerId, "C1").await.unwrap();
+    assert_eq!(profile_of(&r, K::LoyaltyCard, "L1").await.as_deref(), Some(marie.as_str()), "dots and tag fold at Gmail");
+    assert_eq!(profile_of(&r, K::Email, "marie.dupont@gmail.com").await.as_deref(), Some(marie.as_str()), "a lookup folds too");
+    let p = r.profile(&marie).await.unwrap().unwrap();
+    assert_eq!(
+        p.doc.identifiers["email"],
+        BTreeSet::from(["marie.dupont+promo@gmail.com".to_string(), "mariedupont@gmail.com".to_string()]),
+        "the profile keeps every address as written"
+    );
+    let helene = profile_of(&r, K::Phone, "+33612345678").await.unwrap();
+    assert_eq!(profile_of(&r, K::CookieId, "ck").await.as_deref(), Some(helene.as_str()), "accents fold");
+    // Without the fold, each written form is its own identifier.
+    let exact =
+        Rules::parse("t.toml", &Rules::embedded_text().replace("fold = [\"accents\", \"plus_tags\", \"provider_dots\"]", "")).unwrap();
+    let e = Resolver::new(MemStore::default(), exact);
+    resolve_all(&e, &rows).await;
+    assert_ne!(profile_of(&e, K::CustomerId, "C1").await, profile_of(&e, K::LoyaltyCard, "L1").await);
+    // Erasure by one written form erases the person, and the purge gets the lake's hash
+    // of every form as written (the lake hashes values as written).
+    let out = r.erase(&Identifier::new(K::Email, "mariedupont@gmail.com")).await.unwrap();
+    let targets = out.erased.expect("targets");
+    assert_eq!(targets.profile_ids, BTreeSet::from([marie.clone()]));
+    for written in ["marie.dupont+promo@gmail.com", "mariedupont@gmail.com"] {
+        assert!(targets.identifier_hashes.contains(&Identifier::new(K::Email, written).hash()), "{written} is not in the purge's hashes");
+    }
+    assert!(targets.identifier_hashes.contains(&Identifier::new(K::CustomerId, "C1").hash()));
+    assert_eq!(profile_of(&r, K::Email, "marie.dupont+promo@gmail.com").await, None);
+}
