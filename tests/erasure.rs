@@ -67,10 +67,10 @@ fn web_events() -> Vec<u8> {
 /// Marie's consent to ads (so she enters the ad audiences), a row of hers the CRM spec
 /// rejects (a 13th month: the raw row, with her e-mail, lands in `rejects/`), Paul's.
 fn crm_contacts() -> Vec<u8> {
-    "ID contact;Type;Consentement;Date;Canal;Email;Mobile;Prénom;Nom;Adresse;Code postal;Ville;Pays\n\
-     3000000000001;Consentement;Oui;20/11/2026 10:00;Publicité;marie.curie@orange.fr;06 11 22 33 44;marie;curie;5 rue X;75005;paris;France\n\
-     3000000000001;Modification;;31/13/2026 10:00;;marie.curie@orange.fr;;marie;curie;;;;France\n\
-     3000000000002;Consentement;Oui;20/11/2026 10:00;Publicité;paul.martin@gmail.com;;paul;martin;;;;France\n"
+    "ID contact;Type;Consentement;Date;Canal;Email;Mobile;Prénom;Nom;Adresse;Code postal;Ville;Pays;Carte fidélité\n\
+     3000000000001;Consentement;Oui;20/11/2026 10:00;Publicité;marie.curie@orange.fr;06 11 22 33 44;marie;curie;5 rue X;75005;paris;France;\n\
+     3000000000001;Modification;;31/13/2026 10:00;;marie.curie@orange.fr;;marie;curie;;;;France;\n\
+     3000000000002;Consentement;Oui;20/11/2026 10:00;Publicité;paul.martin@gmail.com;;paul;martin;;;;France;\n"
         .as_bytes()
         .to_vec()
 }

@@ -345,12 +345,13 @@ fn sms_report_stop_is_an_opt_out() {
 
 #[test]
 fn crm_contacts_with_bom_and_dated_consents() {
-    let csv = "\u{feff}ID contact;Type;Date;Civilité;Prénom;Nom;Email;Mobile;Adresse;Code postal;Ville;Pays;Canal;Consentement\n\
-               42;Création;12/01/2025 14:03;Mme;MARIE;DUPONT;marie@x.fr;06 12 34 56 78;12 rue de la Paix;75 002;PARIS;France;;\n\
-               42;Consentement;12/01/2025 14:05;;;;marie@x.fr;;;;;;SMS;Oui\n\
-               42;Consentement;03/06/2026 08:00;;;;marie@x.fr;;;;;;E-mail;Non\n\
-               42;Consentement;03/06/2026 08:00;;;;marie@x.fr;;;;;;;Non\n\
-               42;Suppression;03/06/2026 08:00;;;;;;;;;;;\n";
+    let csv =
+        "\u{feff}ID contact;Type;Date;Civilité;Prénom;Nom;Email;Mobile;Adresse;Code postal;Ville;Pays;Canal;Consentement;Carte fidélité\n\
+               42;Création;12/01/2025 14:03;Mme;MARIE;DUPONT;marie@x.fr;06 12 34 56 78;12 rue de la Paix;75 002;PARIS;France;;;\n\
+               42;Consentement;12/01/2025 14:05;;;;marie@x.fr;;;;;;SMS;Oui;\n\
+               42;Consentement;03/06/2026 08:00;;;;marie@x.fr;;;;;;E-mail;Non;\n\
+               42;Consentement;03/06/2026 08:00;;;;marie@x.fr;;;;;;;Non;\n\
+               42;Suppression;03/06/2026 08:00;;;;;;;;;;;;\n";
     let (counts, sink) = run("crm", "crm/contacts.csv", csv);
     let counts = counts.unwrap();
     assert_eq!((counts.events, counts.rejected), (3, 2));

@@ -24,12 +24,12 @@ const IDENTITY: &str = "https://sqs/identity";
 /// Marie (C1) is erased; Paul (C2) shares the family e-mail she also erased; Jean (C3)
 /// is someone else. Line 4 is Marie's row with a bad date (a reject); lines 5-6 are one
 /// record of Marie's (a quoted address over two lines).
-const CSV: &str = "ID contact;Type;Consentement;Date;Canal;Email;Mobile;Prénom;Nom;Adresse;Code postal;Ville;Pays\n\
-C1;Création;;02/11/2026 10:00;;marie@x.fr;06 12 34 56 78;marie;dupont;1 rue A;75001;paris;France\n\
-C2;Création;;03/11/2026 11:00;;famille@x.fr;06 98 76 54 32;paul;martin;2 rue B;75002;paris;France\n\
-C1;Modification;;31/13/2026 10:00;;marie@x.fr;;marie;dupont;;;;France\n\
-C1;Modification;;04/11/2026 09:00;;marie@x.fr;;marie;dupont;\"3 rue C\n(bâtiment B)\";75003;paris;France\n\
-C3;Création;;05/11/2026 12:00;;jean@x.fr;06 11 22 33 44;jean;durand;4 rue D;75004;paris;France\n";
+const CSV: &str = "ID contact;Type;Consentement;Date;Canal;Email;Mobile;Prénom;Nom;Adresse;Code postal;Ville;Pays;Carte fidélité\n\
+C1;Création;;02/11/2026 10:00;;marie@x.fr;06 12 34 56 78;marie;dupont;1 rue A;75001;paris;France;\n\
+C2;Création;;03/11/2026 11:00;;famille@x.fr;06 98 76 54 32;paul;martin;2 rue B;75002;paris;France;\n\
+C1;Modification;;31/13/2026 10:00;;marie@x.fr;;marie;dupont;;;;France;\n\
+C1;Modification;;04/11/2026 09:00;;marie@x.fr;;marie;dupont;\"3 rue C\n(bâtiment B)\";75003;paris;France;\n\
+C3;Création;;05/11/2026 12:00;;jean@x.fr;06 11 22 33 44;jean;durand;4 rue D;75004;paris;France;\n";
 
 #[derive(Default)]
 struct Collect {

@@ -411,6 +411,8 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let generated = ariane_local::quality::read_generated(data_dir.path(), &catalog, &rules)?;
     let identity_profiles = ariane_local::quality::profiles_of_rows(&resolver, &generated.rows).await?;
     let identity = ariane_local::quality::score(&generated.rows, &identity_profiles);
+    let per_person =
+        ariane_local::quality::person_quality(&generated.rows, &identity_profiles, Some(ariane_local::quality::Lapse::reactivation(now)));
     let mut merges = 0;
     for k in stack.lake_keys("identity/history/").await? {
         merges += ariane_local::quality::merge_records(&stack.lake_object(&k).await?)
@@ -436,14 +438,12 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         })
         .collect();
     let mut purchases: BTreeMap<&str, BTreeMap<(&str, &str), DateTime<Utc>>> = BTreeMap::new();
-    let mut person_profiles: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for (export, rows) in &channel_truths {
         for t in rows.iter().filter(|t| t.valid && matches!(t.event_type.as_str(), "order_line" | "store_purchase" | "in_app_purchase")) {
-            let Some((profile, person)) = row_profile.get(&(export.relative_path(), t.line)) else { continue };
+            let Some((profile, _)) = row_profile.get(&(export.relative_path(), t.line)) else { continue };
             let at = DateTime::parse_from_rfc3339(&t.occurred_at_utc)?.with_timezone(&Utc);
             let slot = purchases.entry(profile).or_default().entry((export.channel(), t.reference.as_str())).or_insert(at);
             *slot = (*slot).min(at);
-            person_profiles.entry(person).or_default().insert(profile);
         }
     }
     let cutoff = now - Duration::days(90);
@@ -459,7 +459,6 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         .map(|d| d.profile_id.clone())
         .collect();
     let reactivation_matches = decided == expected;
-    let split_persons = person_profiles.values().filter(|p| p.len() > 1).count();
     // Exactly once: one delivery per sent decision, and nothing else.
     let deliveries = receiver.deliveries();
     let sent_keys: BTreeSet<&str> = decisions.iter().filter(|d| d.outcome == "sent").map(|d| d.send_key.as_str()).collect();
@@ -537,6 +536,14 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         "    rows not scored: {} without any identifier, {} of no known person; scored rows without a profile (shared or blocked identifiers only): {}",
         generated.total.without_anchor, generated.total.without_person, identity.rows_without_profile
     );
+    // Per person: one profile, or split (unlinkable: no chain of the person's own values
+    // ties the parts; missed: one does), and recent buyers the reactivation sees lapsed.
+    for line in per_person.to_string().lines() {
+        println!("    {line}");
+    }
+    for m in per_person.missed.iter().take(5) {
+        println!("      missed split: {m}");
+    }
     let tasks = |state: &str| {
         execution.entries_of(state).filter(|e| matches!(e.event, ariane_local::states::TraceEvent::TaskSucceeded { .. })).count()
     };
@@ -653,9 +660,15 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         println!("      expected, not decided: {p}");
     }
     println!(
-        "      (per person, the ground truth has {} lapsed customers; identity keeps the purchases of {split_persons} of the {} buying persons in more than one profile, see docs/identity.md)",
+        "      (per person, the ground truth has {} lapsed customers; identity keeps the purchases of {} of the {} buying persons in more than one profile or in none; persons split: {} unlinkable, {} missed; recent buyers decided as lapsed: {} of {} ({} whose recent purchases carry no usable identifier); see docs/identity.md)",
         expected_persons.len(),
-        person_profiles.len()
+        per_person.buyers_split,
+        per_person.buyers,
+        per_person.split_unlinkable,
+        per_person.split_missed,
+        per_person.recent_buyers_decided_lapsed,
+        per_person.recent_buyers,
+        per_person.recent_buyers_decided_lapsed_unidentified
     );
     println!("    hashed audience files (Meta, Google) under s3://{}/audiences/: {}", stack.lake_bucket(), audience_files.len());
     println!("  idempotency");

@@ -1,7 +1,8 @@
 //! The mobile app export (`channels/app/events.toml`): one JSON array, one
 //! element per line (`[` on line 1, elements from line 2, `]` on the last
 //! line), `timestamp_ms` epoch milliseconds, the device on every event,
-//! `user_id` once logged in, purchase properties on purchases.
+//! `user_id` once logged in (at the first purchase at the latest: buying needs an
+//! account), purchase properties on purchases.
 //!
 //! A JSON array cannot hold an invalid element without making the whole
 //! file unreadable, so malformed elements are well-formed JSON the spec must
@@ -68,6 +69,7 @@ fn plan(rng: &mut ChaCha8Rng, now: i64, (index, slot): (usize, usize), prof: &Pr
     let install = prof.installed_at;
     let span = (now - install).max(2 * HOUR);
     let login_at = if prof.has_account && rng.random_range(0..100u32) < 70 { install + rng.random_range(0..30 * DAY) } else { i64::MAX };
+    let start = out.len();
     let mut seq = 0u32;
     let mut push = |ts: i64, kind, products| {
         out.push(AppEvent {
@@ -110,6 +112,16 @@ fn plan(rng: &mut ChaCha8Rng, now: i64, (index, slot): (usize, usize), prof: &Pr
             let second = draw_product(rng, prof.favourite);
             let second = if second != first && rng.random_range(0..100u32) < 30 { second } else { usize::MAX };
             push(ts, Kind::Purchase, [first, second]);
+        }
+    }
+    // Buying in the app needs an account: checkout logs the customer in (or signs them up,
+    // the account being their CRM contact) at the latest, so purchases carry the user id.
+    let planned = &mut out[start..];
+    if let Some(first_purchase) = planned.iter().filter(|e| e.kind == Kind::Purchase).map(|e| e.ms.div_euclid(1000)).min() {
+        if first_purchase < login_at {
+            for e in planned.iter_mut() {
+                e.logged_in = e.ms.div_euclid(1000) >= first_purchase;
+            }
         }
     }
 }

@@ -4,7 +4,9 @@
 //! or `Consentement` given (`Oui`) or withdrawn (`Non`) on one `Canal`
 //! (`E-mail`, `SMS`, `Push`, `Publicité`). Every row carries the contact's details as the
 //! CRM holds them at that date (names often upper case, postal codes
-//! sometimes spaced, countries spelt several ways).
+//! sometimes spaced, countries spelt several ways) and, for a loyalty-card holder, the
+//! card's number: the loyalty programme is the CRM's, so the card issued at a till
+//! belongs to a contact.
 //!
 //! Each row's details are written from random bits drawn when the row is
 //! planned, so the writer needs no intermediate strings.
@@ -361,6 +363,10 @@ pub(crate) fn write(cfg: &GenConfig, out: &mut dyn Write, truth: &mut dyn Write)
                 row.set(13, if granted { "Oui" } else { "Non" });
             }
             let mut ids = ids::CUSTOMER_ID;
+            if let Some(card) = &prof.id.loyalty_card {
+                row.set(14, card);
+                ids |= ids::LOYALTY_CARD;
+            }
             if !row.get(6).is_empty() {
                 ids |= ids::EMAIL;
             }

@@ -90,7 +90,7 @@ pub const EMAIL_ACTIVITY_HEADER: [&str; 6] = ["Email", "Campaign ID", "Campaign 
 pub const SMS_REPORT_HEADER: [&str; 6] = ["ID message", "Campagne", "Numéro", "Statut", "Date", "Lien"];
 
 /// Exact header of the CRM contacts export (`channels/crm/contacts.toml`).
-pub const CRM_CONTACTS_HEADER: [&str; 14] = [
+pub const CRM_CONTACTS_HEADER: [&str; 15] = [
     "ID contact",
     "Type",
     "Date",
@@ -105,6 +105,7 @@ pub const CRM_CONTACTS_HEADER: [&str; 14] = [
     "Pays",
     "Canal",
     "Consentement",
+    "Carte fidélité",
 ];
 
 /// Exact header of every channel truth CSV (see [`ChannelTruthRow`]).

@@ -1143,3 +1143,26 @@ fn truth_persons_cover_every_valid_row() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(read_truth_persons(&dir).is_err());
 }
+
+#[test]
+fn the_crm_knows_the_loyalty_card_and_app_purchases_are_logged_in() {
+    let cfg = config(11, 300, 0.0);
+    let card_of = |pid: &str| channel_identity(&cfg, pid[1..].parse().unwrap()).loyalty_card;
+    let crm = generate(&cfg, Export::CrmContacts);
+    let text = String::from_utf8(crm.bytes).unwrap();
+    let col = CRM_CONTACTS_HEADER.iter().position(|h| *h == "Carte fidélité").unwrap();
+    let mut carded = 0;
+    for (line, t) in text.lines().skip(1).filter(|l| !l.is_empty()).zip(&crm.truth) {
+        let card = card_of(&t.person_id);
+        assert_eq!(t.identifiers.split('|').any(|k| k == "loyalty_card"), card.is_some(), "{line}");
+        assert_eq!(csv_fields(line, b';')[col], card.clone().unwrap_or_default(), "{line}");
+        carded += usize::from(card.is_some());
+    }
+    assert!(carded > 0);
+    let app = generate(&cfg, Export::AppEvents);
+    let purchases: Vec<&ChannelTruthRow> = app.truth.iter().filter(|t| t.event_type == "in_app_purchase").collect();
+    assert!(!purchases.is_empty());
+    for t in purchases {
+        assert!(t.identifiers.split('|').any(|k| k == "customer_id"), "{t:?}");
+    }
+}
