@@ -522,9 +522,11 @@ async fn repair_splits_a_wrong_merge_and_the_history_records_both() -> anyhow::R
     Ok(())
 }
 
-/// A customer with 150 identifier sets (a cookie a day) and a family e-mail, erased on
-/// DynamoDB in moto: more than one transaction can hold, so the erasure runs in rounds;
-/// afterwards no item of the person is left but the suppression entries.
+/// A customer with 150 identifier sets (a cookie a day) and a family e-mail, merged with
+/// her loyalty card's 60 sets, then erased, on DynamoDB in moto: both are more than one
+/// transaction can hold, so each runs as a large operation (`ariane_identity::intent`);
+/// afterwards no item of the person is left but the suppression entries, and no
+/// operation item.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erasure_of_150_identifier_sets_on_dynamodb() -> anyhow::Result<()> {
     let h = Harness::start("iderase150").await?;
@@ -538,15 +540,30 @@ async fn an_erasure_of_150_identifier_sets_on_dynamodb() -> anyhow::Result<()> {
         .collect();
     rows.push(person(500, 2, "Léa", &[(K::CustomerId, "C-150"), (K::Email, "famille.roux@laposte.net")]));
     rows.push(person(501, 3, "Hugo", &[(K::CustomerId, "C-151"), (K::Email, "hugo@laposte.net")]));
+    // Her loyalty card's 60 till-and-web sets, a profile of their own until a row shows both.
+    rows.extend((0..60u32).map(|i| Observation {
+        observed_at: start + Duration::days(i as i64),
+        ..person(600 + i as u64, 4, "Léa", &[(K::LoyaltyCard, "L-150"), (K::CookieId, &format!("ckb-{i:03}"))])
+    }));
     for chunk in rows.chunks(25) {
         ids.resolve_batch(chunk).await?;
     }
     let lea = ids.lookup(&Identifier::new(K::CookieId, "ck-000")).await?.expect("one profile");
     assert_eq!(ids.lookup(&Identifier::new(K::CookieId, "ck-149")).await?.as_ref(), Some(&lea));
+    assert_ne!(ids.lookup(&Identifier::new(K::LoyaltyCard, "L-150")).await?.as_ref(), Some(&lea));
+    // The merge moves 60 evidence sets and their identifiers: more than a transaction
+    // holds, so it runs as a large operation (chunks behind a component lock).
+    let merge = person(700, 1, "Léa", &[(K::CustomerId, "C-150"), (K::LoyaltyCard, "L-150")]);
+    let out = ids.resolve_batch(std::slice::from_ref(&merge)).await?;
+    assert_eq!((out.stats.merges, out.stats.large_operations), (1, 1), "{:?}", out.stats);
+    rows.push(merge);
+    let lea = ids.lookup(&Identifier::new(K::CookieId, "ck-000")).await?.expect("one profile");
+    assert_eq!(ids.lookup(&Identifier::new(K::CookieId, "ckb-059")).await?.as_ref(), Some(&lea));
+    ariane_identity::audit::check(&ids.store.list_all().await?, &ids.rules).map_err(|v| anyhow::anyhow!("{v:?}"))?;
 
     let out = ids.erase(&Identifier::new(K::Email, "famille.roux@laposte.net")).await?;
-    assert_eq!(out.links.len(), 151);
-    for o in rows.iter().filter(|o| o.identifiers.iter().any(|i| i.value == "C-150")) {
+    assert_eq!(out.links.len(), 212);
+    for o in rows.iter().filter(|o| o.identifiers.iter().any(|i| i.value == "C-150" || i.value == "L-150")) {
         for i in &o.identifiers {
             assert_eq!(ids.lookup(i).await?, None, "{i:?}");
         }
@@ -557,6 +574,7 @@ async fn an_erasure_of_150_identifier_sets_on_dynamodb() -> anyhow::Result<()> {
         m
     });
     assert_eq!((kinds.get("PROFILE"), kinds.get("EV")), (Some(&1), Some(&1)), "only Hugo's profile and evidence: {kinds:?}");
+    assert_eq!(kinds.get("INTENT"), None, "an operation item was left: {kinds:?}");
     ariane_identity::audit::check(&items, &ids.rules).map_err(|v| anyhow::anyhow!("{v:?}"))?;
     assert!(ids.lookup(&Identifier::new(K::Email, "hugo@laposte.net")).await?.is_some());
     Ok(())

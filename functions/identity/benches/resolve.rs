@@ -9,10 +9,12 @@ use std::time::Instant;
 
 use ariane_identity::resolver::Resolver;
 use ariane_identity::rules::Rules;
-use ariane_identity::store::{MemStore, Metered};
+use ariane_identity::store::{item_size, to_attributes, ItemStore, Key, MemStore, Metered, Op, Record, StoreError, Write};
 use ariane_shared::identifiers::{Identifier, IdentifierKind as K};
 use ariane_shared::model::{Consent, ConsentChannel, Observation, Traits};
 use chrono::{Duration, TimeZone, Utc};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -75,6 +77,57 @@ fn mix(persons: usize, n: usize) -> Vec<Observation> {
         .collect()
 }
 
+/// (item kind, "put" | "delete" | "check", in a transaction) → (writes, units, bytes).
+type WriteTally = BTreeMap<(&'static str, &'static str, bool), (u64, u64, u64)>;
+
+/// Write units by item kind and kind of write, with the metering rules (1 unit per KB,
+/// doubled in a transaction; a condition check 1 unit), and the bytes written: where the
+/// bill goes.
+#[derive(Default)]
+struct Breakdown<S> {
+    inner: S,
+    writes: Mutex<WriteTally>,
+    /// Item kind → (items read, read units as if alone, bytes).
+    reads: Mutex<BTreeMap<&'static str, (u64, u64, u64)>>,
+}
+
+#[async_trait::async_trait]
+impl<S: ItemStore> ItemStore for Breakdown<S> {
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
+        let records = self.inner.get_many(keys).await?;
+        let mut reads = self.reads.lock().unwrap();
+        for r in &records {
+            let size = item_size(&to_attributes(&r.key, r.version, &r.item)) as u64;
+            let e = reads.entry(r.key.sk).or_default();
+            *e = (e.0 + 1, e.1 + size.div_ceil(4096).max(1), e.2 + size);
+        }
+        Ok(records)
+    }
+
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let tx = writes.len() > 1;
+        let tally: Vec<_> = writes
+            .iter()
+            .map(|w| {
+                let (op, size) = match &w.op {
+                    Op::Put(item) | Op::PutAt(item, _) => ("put", item_size(&to_attributes(&w.key, 1, item)) as u64),
+                    Op::Delete => ("delete", 0),
+                    Op::Check => ("check", 0),
+                };
+                (w.key.sk, op, size)
+            })
+            .collect();
+        self.inner.commit(writes).await?;
+        let mut m = self.writes.lock().unwrap();
+        for (sk, op, size) in tally {
+            let units = size.div_ceil(1024).max(1) * if tx { 2 } else { 1 };
+            let e = m.entry((sk, op, tx)).or_default();
+            *e = (e.0 + 1, e.1 + units, e.2 + size);
+        }
+        Ok(())
+    }
+}
+
 fn main() {
     let persons = arg("--persons", 20_000);
     let n = arg("--observations", 400_000);
@@ -114,4 +167,24 @@ fn main() {
     println!("| read units per million observations | {:.0} |", per_m(m.read_units));
     println!("| write units per million observations | {:.0} |", per_m(m.write_units));
     println!("| USD per million observations (on-demand, $0.625/M WRU, $0.125/M RRU) | {:.3} |", m.dynamodb_usd() * 1e6 / n as f64);
+
+    let breakdown = Resolver::new(Breakdown::<MemStore>::default(), metered.rules.clone());
+    rt.block_on(async {
+        for chunk in obs.chunks(batch) {
+            breakdown.resolve_batch(chunk).await.unwrap();
+        }
+    });
+    println!();
+    println!("where the write units go (committed writes; per million observations)");
+    println!("| item | write | in a transaction | writes | write units | mean bytes |");
+    println!("|---|---|---|---|---|---|");
+    for ((sk, op, tx), (count, units, bytes)) in breakdown.store.writes.lock().unwrap().iter() {
+        println!("| {sk} | {op} | {tx} | {:.0} | {:.0} | {:.0} |", per_m(*count), per_m(*units), *bytes as f64 / *count as f64);
+    }
+    println!();
+    println!("| item | items read | read units (if alone) | mean bytes |");
+    println!("|---|---|---|---|");
+    for (sk, (count, units, bytes)) in breakdown.store.reads.lock().unwrap().iter() {
+        println!("| {sk} | {:.0} | {:.0} | {:.0} |", per_m(*count), per_m(*units), *bytes as f64 / *count as f64);
+    }
 }

@@ -30,8 +30,15 @@ fn key_after<'a>(pk: &'a str, prefix: &str) -> &'a str {
     pk.strip_prefix(prefix).unwrap_or(pk)
 }
 
-/// Checks every invariant over `records` (all items of the store).
+/// Checks every invariant over `records` (all items of the store), as they will be once
+/// every large operation in progress has completed ([`crate::intent::roll_forward`]: an
+/// operation whose chunks cannot apply is itself a violation).
 pub fn check(records: &[Record], rules: &Rules) -> Result<(), Violation> {
+    let rolled = crate::intent::roll_forward(records).map_err(broken)?;
+    check_settled(&rolled, rules)
+}
+
+fn check_settled(records: &[Record], rules: &Rules) -> Result<(), Violation> {
     let mut comps: BTreeMap<String, Vec<Evidence>> = BTreeMap::new();
     let mut evs: BTreeMap<String, String> = BTreeMap::new();
     let mut ev_docs: BTreeMap<String, &Doc> = BTreeMap::new();
@@ -58,7 +65,7 @@ pub fn check(records: &[Record], rules: &Rules) -> Result<(), Violation> {
             Item::Profile(p) => {
                 profiles.insert(p.profile_id.clone(), p);
             }
-            Item::Alias(_) => {}
+            Item::Alias(_) | Item::Intent(_) => {}
         }
     }
     let linkable = |id: &IdRef| ids.get(id).is_some_and(|s| !s.co.shared && !s.excluded && !s.suppressed);

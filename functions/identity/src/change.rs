@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::partition::IdRef;
 use crate::profile::Doc;
-use crate::store::{IdItem, Item, Key, Op, Record, StoreError, Write};
+use crate::store::{IdItem, Item, Key, Record, StoreError, Write};
 
 /// Identity key → profile (None: no profile, e.g. erased or only shared identifiers).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +52,9 @@ pub struct Stats {
     pub splits: u64,
     /// Evidence documents that forgot an erased value (and their profiles with them).
     pub forgotten: u64,
+    /// Structural steps too large for one transaction, applied in chunks
+    /// ([`crate::intent`]), counting those this resolver finished for another.
+    pub large_operations: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -77,6 +80,7 @@ impl Stats {
         self.merges += o.merges;
         self.splits += o.splits;
         self.forgotten += o.forgotten;
+        self.large_operations += o.large_operations;
     }
 }
 
@@ -117,7 +121,7 @@ pub const MAX_ITEM_BYTES: usize = 350 * 1024;
 
 /// Refuses a write whose item would not fit in DynamoDB, before any request is made.
 pub(crate) fn check_item_size(w: &Write) -> Result<(), ResolveError> {
-    if let Op::Put(item) = &w.op {
+    if let Some(item) = w.item() {
         let bytes = crate::store::item_size(&crate::store::to_attributes(&w.key, 0, item));
         if bytes > MAX_ITEM_BYTES {
             return Err(ResolveError::ItemTooLarge { key: w.key.pk.clone(), bytes, limit: MAX_ITEM_BYTES });

@@ -273,6 +273,7 @@ impl<S: ItemStore, B: BlobStore> IdentityWith<S, B> {
                 ("Splits", s.splits as f64),
                 ("Suppressed", s.suppressed as f64),
                 ("Retries", s.retries as f64),
+                ("LargeOperations", s.large_operations as f64),
                 ("Erasures", stats.erasures as f64),
                 ("Exclusions", stats.exclusions as f64),
             ],

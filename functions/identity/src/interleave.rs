@@ -87,14 +87,22 @@ pub struct Scheduler {
     audit: Option<Rules>,
     seed: u64,
     workers: usize,
+    /// The workers' [`Resolver::max_transaction_items`].
+    transaction_items: usize,
 }
 
 impl Scheduler {
     /// A schedule for `workers` workers (numbered from 0), drawn from `seed`. With
     /// `audit`, the invariants are checked after every successful commit.
     pub fn new(seed: u64, workers: usize, audit: Option<Rules>) -> Arc<Scheduler> {
+        Scheduler::with_transaction_items(seed, workers, audit, 100)
+    }
+
+    /// The same, with workers whose transactions hold at most `items` items: a small
+    /// limit sends many steps through the large-operation path ([`crate::intent`]).
+    pub fn with_transaction_items(seed: u64, workers: usize, audit: Option<Rules>, items: usize) -> Arc<Scheduler> {
         let state = State { rng: seed ^ 0x9E37_79B9_7F4A_7C15 | 1, live: (0..workers).collect(), ..State::default() };
-        Arc::new(Scheduler { state: Mutex::new(state), audit, seed, workers })
+        Arc::new(Scheduler { state: Mutex::new(state), audit, seed, workers, transaction_items: items })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -215,7 +223,9 @@ fn describe_commit(writes: &[Write]) -> String {
                     format!("put [{}]", keys.join(", "))
                 }
                 Op::Put(Item::Profile(p)) => format!("put channels={:?}", p.doc.channels),
-                Op::Put(_) => "put".into(),
+                Op::Put(Item::Intent(i)) | Op::PutAt(Item::Intent(i), _) => format!("put intent of {} writes", i.writes.len()),
+                Op::PutAt(Item::Comp(c), _) => format!("lock {}", c.lock.is_some()),
+                Op::Put(_) | Op::PutAt(..) => "put".into(),
                 Op::Delete => "delete".into(),
                 Op::Check => "check".into(),
             };
@@ -379,6 +389,8 @@ pub struct RunReport {
     pub conflicts: usize,
     /// Batches given up by the resolver (contended) and delivered again.
     pub redeliveries: usize,
+    /// Structural steps applied in chunks, or finished by another worker.
+    pub large_operations: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -411,21 +423,26 @@ pub async fn run_workers<S: Listing + 'static>(
         // The schedule alone decides the order: waiting between attempts changes nothing
         // but the run's duration.
         resolver.backoff = ariane_shared::backoff::Backoff::new(std::time::Duration::ZERO, 0);
+        resolver.max_transaction_items = scheduler.transaction_items;
         let guard = scheduler.worker(w);
         let batch = 1 + (seed as usize).wrapping_add(w) % 5;
         handles.push(tokio::spawn(async move {
             let _leaves_the_schedule_when_done = guard;
             let mut redeliveries = 0;
+            let mut large = 0;
             for chunk in part.chunks(batch) {
                 loop {
                     match resolver.resolve_batch(chunk).await {
-                        Ok(_) => break,
+                        Ok(out) => {
+                            large += out.stats.large_operations;
+                            break;
+                        }
                         Err(ResolveError::Contended(_)) if redeliveries < 4 => redeliveries += 1,
                         Err(e) => return Err(e),
                     }
                 }
             }
-            Ok(redeliveries)
+            Ok((redeliveries, large))
         }));
     }
     let mut outcomes = Vec::new();
@@ -438,7 +455,10 @@ pub async fn run_workers<S: Listing + 'static>(
     let mut report = RunReport::default();
     for (worker, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
-            Ok(Ok(redeliveries)) => report.redeliveries += redeliveries,
+            Ok(Ok((redeliveries, large))) => {
+                report.redeliveries += redeliveries;
+                report.large_operations += large;
+            }
             Ok(Err(source)) => return Err(RunError::Worker { worker, source, schedule: scheduler.describe(60) }),
             Err(e) => return Err(RunError::Panicked { worker, message: e.to_string(), schedule: scheduler.describe(60) }),
         }

@@ -8,6 +8,8 @@
 //! - [`store`]: items, the store trait, DynamoDB and in-memory adapters, metering;
 //! - [`resolver`]: incremental, concurrency-safe resolution over the store (each
 //!   structural step recomputes a component's partition), erasure and repair;
+//! - [`intent`]: structural steps too large for one transaction, applied in resumable
+//!   chunks behind component locks;
 //! - [`oracle`]: the in-memory union-find the store is tested against;
 //! - [`audit`]: the store's invariants, checked over a listing of its items;
 //! - [`interleave`]: deterministic, seed-driven interleavings of concurrent resolvers;
@@ -17,6 +19,7 @@ pub mod audit;
 mod change;
 pub mod config;
 pub mod handler;
+pub mod intent;
 pub mod interleave;
 pub mod oracle;
 pub mod partition;

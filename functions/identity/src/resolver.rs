@@ -42,6 +42,9 @@ pub struct Resolver<S> {
     pub rules: Rules,
     /// The wait between attempts of a step that lost a race.
     pub backoff: Backoff,
+    /// The most items one transaction holds (DynamoDB: 100); a structural step with more
+    /// is applied in chunks ([`crate::intent`]). Tests lower it to exercise that path.
+    pub max_transaction_items: usize,
 }
 
 /// The default [`Resolver::backoff`]: 2 ms doubling up to 256 ms, with jitter.
@@ -49,7 +52,7 @@ pub const CONFLICT_BACKOFF: Backoff = Backoff::new(std::time::Duration::from_mil
 
 impl<S: ItemStore> Resolver<S> {
     pub fn new(store: S, rules: Rules) -> Self {
-        Resolver { store, rules, backoff: CONFLICT_BACKOFF }
+        Resolver { store, rules, backoff: CONFLICT_BACKOFF, max_transaction_items: 100 }
     }
 
     /// Resolves a batch of observations. Idempotent: replaying any part of it changes
@@ -165,6 +168,10 @@ impl<S: ItemStore> Resolver<S> {
         };
         let comp_keys = components_of(evs.values());
         let comps = by_key(self.store.get_many(&comp_keys.iter().cloned().collect::<Vec<_>>()).await?);
+        // A large operation in progress over one of them: finish it, then read again.
+        if crate::intent::finish_locked(&self.store, comps.values()).await? > 0 {
+            return Err(StoreError::Conflict("a large operation was in progress".into()).into());
+        }
         let mut profile_of: HashMap<&str, Option<String>> = HashMap::new();
         for r in comps.values() {
             if let Item::Comp(c) = &r.item {
@@ -231,7 +238,20 @@ impl<S: ItemStore> Resolver<S> {
     /// One structural step: read what the change touches, recompute, write back (the
     /// named steps are in [`crate::step`]).
     async fn apply(&self, change: &Change, out: &mut Outcome) -> Result<(), ResolveError> {
-        Step::new(&self.rules, change).run(&self.store, out).await
+        Step::new(&self.rules, change, self.max_transaction_items).run(&self.store, out).await
+    }
+
+    /// Evidence items and their components, after finishing any large operation that
+    /// locks one of them (then read again: the reader sees each operation complete).
+    async fn settled_evidence(&self, keys: &[Key]) -> Result<(Vec<Record>, Vec<Record>), ResolveError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let evs = self.store.get_many(keys).await?;
+            let comps = self.store.get_many(&components_of(&evs).into_iter().collect::<Vec<_>>()).await?;
+            if crate::intent::finish_locked(&self.store, &comps).await? == 0 {
+                return Ok((evs, comps));
+            }
+        }
+        Err(ResolveError::Contended(MAX_ATTEMPTS))
     }
 
     /// The profile an identifier resolves to.
@@ -259,11 +279,11 @@ impl<S: ItemStore> Resolver<S> {
             }
         }
         let keys: Vec<String> = first.keys().cloned().collect();
-        let evs = self.store.get_many(&keys.iter().map(|k| Key::evidence(k)).collect::<Vec<_>>()).await?;
+        let (evs, comps) = self.settled_evidence(&keys.iter().map(|k| Key::evidence(k)).collect::<Vec<_>>()).await?;
         let known: BTreeSet<String> =
             evs.iter().filter(|r| matches!(r.item, Item::Ev(_))).map(|r| r.key.pk["EV#".len()..].to_string()).collect();
         let mut profile: BTreeMap<String, Option<String>> = BTreeMap::new();
-        for r in self.store.get_many(&components_of(&evs).into_iter().collect::<Vec<_>>()).await? {
+        for r in comps {
             if let Item::Comp(c) = r.item {
                 for e in c.evidence.into_iter().filter(|e| known.contains(&e.key)) {
                     profile.insert(e.key, e.profile_id);
@@ -287,9 +307,8 @@ impl<S: ItemStore> Resolver<S> {
     /// identifiers. Two batched reads per 100 keys (evidence, then components).
     pub async fn profiles_of_evidence(&self, keys: &[String]) -> Result<BTreeMap<String, Option<String>>, ResolveError> {
         let mut out: BTreeMap<String, Option<String>> = keys.iter().map(|k| (k.clone(), None)).collect();
-        let evs = self.store.get_many(&keys.iter().map(|k| Key::evidence(k)).collect::<Vec<_>>()).await?;
-        let comp_keys = components_of(&evs);
-        for r in self.store.get_many(&comp_keys.into_iter().collect::<Vec<_>>()).await? {
+        let (_, comps) = self.settled_evidence(&keys.iter().map(|k| Key::evidence(k)).collect::<Vec<_>>()).await?;
+        for r in comps {
             if let Item::Comp(c) = r.item {
                 for e in c.evidence {
                     if let Some(slot) = out.get_mut(&e.key) {
@@ -405,7 +424,12 @@ impl<S: ItemStore> Resolver<S> {
         };
         // The person's evidence, with the identifiers of each.
         let mut evidence: Vec<(String, Vec<IdRef>)> = Vec::new();
-        for rec in self.store.get_many(&[Key::component(comp)]).await? {
+        let comps = self.store.get_many(&[Key::component(comp)]).await?;
+        if crate::intent::finish_locked(&self.store, &comps).await? > 0 {
+            // A large operation was in progress: the next round reads what it left.
+            return Ok(false);
+        }
+        for rec in comps {
             if let Item::Comp(c) = rec.item {
                 evidence.extend(c.evidence.into_iter().filter(|e| e.profile_id.as_deref() == Some(pid.as_str())).map(|e| (e.key, e.ids)));
             }

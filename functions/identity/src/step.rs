@@ -75,6 +75,10 @@ pub(crate) struct Step<'a> {
     doc_changed: BTreeSet<String>,
     ev_read_version: BTreeMap<String, u64>,
     writes: Vec<Write>,
+    /// The most items one transaction may hold: a step with more is a large operation.
+    max_items: usize,
+    /// The step was applied as a large operation, or finished one it met.
+    large_operations: u64,
 }
 
 fn id_item(ids: &BTreeMap<Key, Record>, id: &IdRef) -> IdItem {
@@ -85,8 +89,10 @@ fn id_item(ids: &BTreeMap<Key, Record>, id: &IdRef) -> IdItem {
 }
 
 impl<'a> Step<'a> {
-    pub(crate) fn new(rules: &'a Rules, change: &'a Change) -> Self {
+    pub(crate) fn new(rules: &'a Rules, change: &'a Change, max_items: usize) -> Self {
         Step {
+            max_items,
+            large_operations: 0,
             rules,
             change,
             now: Utc::now(),
@@ -176,6 +182,10 @@ impl<'a> Step<'a> {
             }
         }
         self.comps = by_key(store.get_many(&comp_keys.iter().map(|c| Key::component(c)).collect::<Vec<_>>()).await?);
+        // A large operation in progress: finish it, then start again from what it left.
+        if crate::intent::finish_locked(store, self.comps.values()).await? > 0 {
+            return Err(StoreError::Conflict("a large operation was in progress".into()).into());
+        }
         Ok(())
     }
 
@@ -290,6 +300,7 @@ impl<'a> Step<'a> {
             }
             let partition = resolve(&members, rules, &linkable);
             let comp = CompItem {
+                lock: None,
                 evidence: members
                     .iter()
                     .map(|e| CompEvidence {
@@ -427,17 +438,13 @@ impl<'a> Step<'a> {
         Ok(())
     }
 
-    /// 6c. Components: rewritten, created, deleted, or checked. Identifiers whose
-    /// linkability this step changes (shared, excluded, suppressed): every component
-    /// holding one gets a new version even if its content stays, so a concurrent step
-    /// that read the identifier's old state cannot commit against it.
+    /// 6c. Components: rewritten, created, deleted, or checked. Identifiers whose item
+    /// this step changes (linkability, co-occurrence, pointers): every component holding
+    /// one gets a new version even if its content stays, so a concurrent step that read
+    /// the identifier's old state cannot commit against it, and a large operation's lock
+    /// on the component covers the identifier items behind it ([`crate::intent`]).
     fn write_components(&mut self) {
-        let relinked: BTreeSet<&IdRef> = self
-            .id_state
-            .iter()
-            .filter(|(id, st)| linkable_state(st) != linkable_state(&id_item(&self.ids, id)))
-            .map(|(id, _)| id)
-            .collect();
+        let relinked: BTreeSet<&IdRef> = self.id_state.iter().filter(|(id, st)| **st != id_item(&self.ids, id)).map(|(id, _)| id).collect();
         let touches_relinked = |c: &CompItem| c.evidence.iter().any(|e| e.ids.iter().any(|i| relinked.contains(i)));
         for (key, comp) in &self.new_comps {
             let k = Key::component(key);
@@ -673,8 +680,25 @@ impl<'a> Step<'a> {
     /// Step 7a: One transaction (DynamoDB's 100-item limit and item size checked first); a
     /// step that only checks writes nothing.
     async fn commit(&mut self, store: &impl ItemStore) -> Result<(), ResolveError> {
-        if self.writes.len() > 100 {
-            return Err(StoreError::TooLarge(self.writes.len()).into());
+        if self.writes.len() > self.max_items {
+            // Several new evidence sets: the batch halves the change first.
+            if self.change.adds.len() > 1 {
+                return Err(StoreError::TooLarge(self.writes.len()).into());
+            }
+            let stored: BTreeSet<&String> = self
+                .profiles
+                .values()
+                .filter_map(|r| match &r.item {
+                    Item::Profile(p) => Some(&p.profile_id),
+                    _ => None,
+                })
+                .collect();
+            let uncovered =
+                self.old_profile.iter().filter(|(_, p)| p.as_ref().is_none_or(|p| !stored.contains(p))).map(|(e, _)| e.clone()).collect();
+            let read = crate::intent::Read { comps: &self.comps, ids: &self.ids, uncovered };
+            crate::intent::commit_large(store, std::mem::take(&mut self.writes), read, self.max_items).await?;
+            self.large_operations += 1;
+            return Ok(());
         }
         self.writes.iter().try_for_each(check_item_size)?;
         if self.writes.iter().any(|w| w.op != Op::Check) {
@@ -703,5 +727,6 @@ impl<'a> Step<'a> {
         out.stats.merges += self.merges;
         out.stats.splits += self.splits;
         out.stats.forgotten += self.forgotten;
+        out.stats.large_operations += self.large_operations;
     }
 }

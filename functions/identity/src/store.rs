@@ -52,8 +52,30 @@ impl Key {
     pub fn component(key: &str) -> Key {
         Key { pk: format!("COMP#{key}"), sk: "COMP" }
     }
+    /// A large operation's header (see [`crate::intent`]).
+    pub fn intent(id: &str) -> Key {
+        Key { pk: format!("INTENT#{id}"), sk: "INTENT" }
+    }
+    /// The `n`-th chunk of a large operation.
+    pub fn intent_chunk(id: &str, n: u32) -> Key {
+        Key { pk: format!("INTENT#{id}#{n}"), sk: "INTENT" }
+    }
     fn sk_of(sk: &str) -> Option<&'static str> {
-        ["PROFILE", "ALIAS", "ID", "EV", "COMP"].into_iter().find(|s| *s == sk)
+        ["PROFILE", "ALIAS", "ID", "EV", "COMP", "INTENT"].into_iter().find(|s| *s == sk)
+    }
+}
+
+impl Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.pk, self.sk).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        let (pk, sk): (String, String) = Deserialize::deserialize(d)?;
+        let sk = Key::sk_of(&sk).ok_or_else(|| serde::de::Error::custom(format!("unknown sort key {sk:?}")))?;
+        Ok(Key { pk, sk })
     }
 }
 
@@ -114,6 +136,20 @@ pub struct CompEvidence {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompItem {
     pub evidence: Vec<CompEvidence>,
+    /// A large operation in progress over this component (its id): readers finish it
+    /// before they act (see [`crate::intent`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
+}
+
+/// A large operation (see [`crate::intent`]): the header holds the number of chunks, each
+/// chunk the writes it applies.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntentItem {
+    #[serde(default)]
+    pub chunks: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writes: Vec<Write>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,6 +159,7 @@ pub enum Item {
     Id(IdItem),
     Ev(EvItem),
     Comp(CompItem),
+    Intent(IntentItem),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -132,22 +169,25 @@ pub struct Record {
     pub item: Item,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Expect {
     Absent,
     Version(u64),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[allow(clippy::large_enum_variant)]
 pub enum Op {
     Put(Item),
+    /// A put with the version the writer chose (a large operation's locks, whose version
+    /// its later chunks are conditioned on).
+    PutAt(Item, u64),
     Delete,
     /// Only checks the expectation (another resolver must not have changed it).
     Check,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Write {
     pub key: Key,
     pub expect: Expect,
@@ -160,7 +200,18 @@ impl Write {
     /// removed and a later split brings back) would restart at 1, and a resolver holding
     /// a stale read of the old version-1 item would pass its condition (the ABA problem).
     pub fn new_version(&self) -> u64 {
-        fresh_version()
+        match self.op {
+            Op::PutAt(_, v) => v,
+            _ => fresh_version(),
+        }
+    }
+
+    /// The item this write puts, if it puts one.
+    pub fn item(&self) -> Option<&Item> {
+        match &self.op {
+            Op::Put(item) | Op::PutAt(item, _) => Some(item),
+            Op::Delete | Op::Check => None,
+        }
     }
 }
 
@@ -179,7 +230,7 @@ pub enum StoreError {
     Aws(#[from] AwsError),
     #[error("item {0} cannot be decoded: {1}")]
     Decode(String, String),
-    #[error("a transaction of {0} items exceeds DynamoDB's 100-item limit")]
+    #[error("a transaction of {0} items exceeds the limit (DynamoDB's: 100 items)")]
     TooLarge(usize),
 }
 
@@ -237,7 +288,7 @@ impl ItemStore for MemStore {
         for w in writes {
             let version = w.new_version();
             match w.op {
-                Op::Put(item) => {
+                Op::Put(item) | Op::PutAt(item, _) => {
                     items.insert(w.key.clone(), Record { key: w.key, version, item });
                 }
                 Op::Delete => {
@@ -268,6 +319,7 @@ pub fn to_attributes(key: &Key, version: u64, item: &Item) -> HashMap<String, At
         Item::Id(i) => (serde_json::to_string(i), i.profile_id.as_ref()),
         Item::Ev(e) => (serde_json::to_string(e), None),
         Item::Comp(c) => (serde_json::to_string(c), None),
+        Item::Intent(i) => (serde_json::to_string(i), None),
     };
     let mut m = HashMap::new();
     m.insert("pk".to_string(), s(&key.pk));
@@ -298,6 +350,7 @@ pub fn from_attributes(attrs: &HashMap<String, AttributeValue>) -> Result<Record
         "ALIAS" => Item::Alias(serde_json::from_str(doc).map_err(de)?),
         "ID" => Item::Id(serde_json::from_str(doc).map_err(de)?),
         "EV" => Item::Ev(serde_json::from_str(doc).map_err(de)?),
+        "INTENT" => Item::Intent(serde_json::from_str(doc).map_err(de)?),
         _ => Item::Comp(serde_json::from_str(doc).map_err(de)?),
     };
     Ok(Record { key: Key { pk, sk }, version, item })
@@ -363,7 +416,7 @@ impl ItemStore for DynamoStore {
             let w = &writes[0];
             let (cond, value) = condition(&w.expect);
             let result = match &w.op {
-                Op::Put(item) => self
+                Op::Put(item) | Op::PutAt(item, _) => self
                     .client
                     .put_item()
                     .table_name(&self.table)
@@ -402,7 +455,7 @@ impl ItemStore for DynamoStore {
                 ("sk".to_string(), AttributeValue::S(w.key.sk.to_string())),
             ]);
             let item = match &w.op {
-                Op::Put(item) => TransactWriteItem::builder()
+                Op::Put(item) | Op::PutAt(item, _) => TransactWriteItem::builder()
                     .put(
                         Put::builder()
                             .table_name(&self.table)
@@ -498,9 +551,9 @@ impl<S: ItemStore> ItemStore for Metered<S> {
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         let sizes: Vec<usize> = writes
             .iter()
-            .map(|w| match &w.op {
-                Op::Put(item) => item_size(&to_attributes(&w.key, w.new_version(), item)),
-                Op::Delete | Op::Check => 0,
+            .map(|w| match w.item() {
+                Some(item) => item_size(&to_attributes(&w.key, w.new_version(), item)),
+                None => 0,
             })
             .collect();
         self.meter.write(&sizes, writes.len() > 1);

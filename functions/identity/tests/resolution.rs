@@ -70,6 +70,7 @@ proptest! {
     #[test]
     fn store_agrees_with_the_oracle(spec in proptest::collection::vec(arb_observation(), 1..40), seed in any::<u64>()) {
         check_against_oracle(&spec, seed, 1)?;
+        check_with_small_transactions(&spec, seed, 1)?;
     }
 
     /// The same with two to four concurrent workers, interleaved at every store call by
@@ -77,6 +78,7 @@ proptest! {
     #[test]
     fn concurrent_workers_agree_with_the_oracle(spec in proptest::collection::vec(arb_observation(), 1..40), seed in any::<u64>(), workers in 2usize..5) {
         check_against_oracle(&spec, seed, workers)?;
+        check_with_small_transactions(&spec, seed, workers)?;
     }
 }
 
@@ -87,12 +89,26 @@ proptest! {
 /// invariant, with the schedule that led to it, or when the partition differs from the
 /// oracle's.
 fn check_against_oracle(spec: &[Spec], seed: u64, workers: usize) -> Result<RunReport, TestCaseError> {
+    check_with_transaction_items(spec, seed, workers, 100)
+}
+
+/// The same case with transactions of 20 to 35 items (drawn from the seed): every step
+/// larger than that goes through the large-operation path (`ariane_identity::intent`),
+/// chunked behind component locks, under the same interleavings and audits. (The
+/// prepare transaction itself must fit: it holds a lock per component, a condition per
+/// profile read and the new items; the soak found a case needing 15, and 100 is far from
+/// these cases.)
+fn check_with_small_transactions(spec: &[Spec], seed: u64, workers: usize) -> Result<RunReport, TestCaseError> {
+    check_with_transaction_items(spec, seed, workers, 20 + (seed % 16) as usize)
+}
+
+fn check_with_transaction_items(spec: &[Spec], seed: u64, workers: usize, items: usize) -> Result<RunReport, TestCaseError> {
     let observations = case_observations(spec);
     let rules = rules();
     let expected = groups(&oracle(&observations, &rules, &BTreeSet::new()));
     let stream = delivery_stream(&observations, seed);
     let mem = Arc::new(MemStore::default());
-    let scheduler = Scheduler::new(seed, workers, Some(rules.clone()));
+    let scheduler = Scheduler::with_transaction_items(seed, workers, Some(rules.clone()), items);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let report = runtime.block_on(run_workers(&scheduler, mem.clone(), &rules, &stream)).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let got = groups(&store_assignment(&mem));
@@ -128,6 +144,18 @@ fn find_schedule_for_the_issue_21_case() {
             panic!("schedule seed {seed} breaks the case:\n{e}");
         }
     }
+}
+
+/// The small-transaction runs do exercise the large-operation path, concurrently: some
+/// steps are applied in chunks and some locks are met and finished by another worker.
+#[test]
+fn small_transactions_go_through_large_operations() {
+    let spec = lost_contribution_case();
+    let mut large = 0;
+    for seed in 0..16 {
+        large += check_with_transaction_items(&spec, seed, 3, 14).unwrap_or_else(|e| panic!("seed {seed}: {e}")).large_operations;
+    }
+    assert!(large >= 8, "only {large} large operations in 16 runs");
 }
 
 /// The same seed gives the same schedule: the failing cases above replay exactly.
@@ -175,7 +203,9 @@ fn soak_concurrent_workers() {
     let strategy = (proptest::collection::vec(arb_observation(), 1..40), any::<u64>(), lo..=hi);
     let result = runner.run(&strategy, |(spec, seed, workers)| {
         let run = check_against_oracle(&spec, seed, workers)?;
+        let small = check_with_small_transactions(&spec, seed, workers)?;
         let mut t = totals.borrow_mut();
+        t.0.large_operations += small.large_operations;
         t.0.steps += run.steps;
         t.0.commits += run.commits;
         t.0.conflicts += run.conflicts;
@@ -189,11 +219,12 @@ fn soak_concurrent_workers() {
     });
     let (run, passed, per_workers) = totals.into_inner();
     eprintln!(
-        "soak: {passed} cases passed ({lo}-{hi} workers: {per_workers:?}), {} store calls, {} commits, {} conflicts retried, {} redeliveries, {:.0} s",
+        "soak: {passed} cases passed ({lo}-{hi} workers: {per_workers:?}), {} store calls, {} commits, {} conflicts retried, {} redeliveries, {} large operations with small transactions, {:.0} s",
         run.steps,
         run.commits,
         run.conflicts,
         run.redeliveries,
+        run.large_operations,
         started.elapsed().as_secs_f64()
     );
     if let Err(e) = result {
@@ -407,6 +438,7 @@ fn a_component_at_the_configured_maximum_fits_in_one_item() {
     let rules = rules();
     let kinds = [K::CustomerId, K::Email, K::Phone, K::CookieId];
     let comp = CompItem {
+        lock: None,
         evidence: (0..rules.max_component_evidence)
             .map(|i| {
                 let ids: Vec<IdRef> = kinds
@@ -578,4 +610,162 @@ async fn e_mails_written_differently_link_as_the_fold_says_and_stay_as_written()
     }
     assert!(targets.identifier_hashes.contains(&Identifier::new(K::CustomerId, "C1").hash()));
     assert_eq!(profile_of(&r, K::Email, "marie.dupont+promo@gmail.com").await, None);
+}
+
+/// One identifier set per day for `n` days from `from`: `anchor` with a cookie of its own
+/// (at most 30 cookies first seen in any 30 days: within the cookie limit).
+fn cookie_trail(first: u64, from: i64, n: usize, anchor: (K, &str), tag: &str) -> Vec<Observation> {
+    (0..n)
+        .map(|i| {
+            let cookie = format!("{tag}-{i}");
+            obs(first + i as u64, from + i as i64, &[anchor, (K::CookieId, cookie.as_str())])
+        })
+        .collect()
+}
+
+async fn audited(r: &Resolver<MemStore>) {
+    let records = r.store.snapshot();
+    ariane_identity::audit::check(&records, &r.rules).unwrap_or_else(|v| panic!("{v}"));
+    assert!(!records.iter().any(|x| x.key.sk == "INTENT"), "an operation was left unfinished");
+}
+
+/// Merge, split, exclusion and erasure of a component at the bound (600 evidence sets, the
+/// shipped `max_component_evidence`), far beyond one transaction's 100 items: each is
+/// applied in chunks behind component locks, and the store ends consistent.
+#[tokio::test]
+async fn merge_split_exclusion_and_erasure_work_at_the_component_bound() {
+    let r = Resolver::new(MemStore::default(), rules());
+    assert_eq!(r.rules.max_component_evidence, 600);
+    let a = cookie_trail(10_000, 0, 299, (K::CustomerId, "C1"), "a");
+    let b = cookie_trail(20_000, 0, 300, (K::LoyaltyCard, "L1"), "b");
+    for batch in a.chunks(250).chain(b.chunks(250)) {
+        r.resolve_batch(batch).await.unwrap();
+    }
+    let (c1, l1) = (profile_of(&r, K::CustomerId, "C1").await.unwrap(), profile_of(&r, K::LoyaltyCard, "L1").await.unwrap());
+    assert_ne!(c1, l1);
+    audited(&r).await;
+
+    // The merge: one row with both moves 300 evidence sets and their identifiers.
+    let out = r.resolve_batch(&[obs(30_000, 400, &[(K::CustomerId, "C1"), (K::LoyaltyCard, "L1")])]).await.unwrap();
+    assert_eq!(out.stats.large_operations, 1, "{:?}", out.stats);
+    assert_eq!(out.stats.merges, 1);
+    let merged = profile_of(&r, K::CustomerId, "C1").await.unwrap();
+    for (kind, value) in [(K::LoyaltyCard, "L1"), (K::CookieId, "a-3"), (K::CookieId, "b-299")] {
+        assert_eq!(profile_of(&r, kind, value).await.as_deref(), Some(merged.as_str()), "{value}");
+    }
+    let p = r.profile(&merged).await.unwrap().unwrap();
+    assert_eq!(p.doc.identifiers["cookie_id"].len(), 599);
+    audited(&r).await;
+    // One more evidence set is one too many: refused, naming the component.
+    let over = r.resolve_batch(&[obs(30_001, 401, &[(K::CustomerId, "C1"), (K::CookieId, "x")])]).await;
+    assert!(matches!(over, Err(ariane_identity::resolver::ResolveError::ComponentTooLarge { count: 601, .. })), "{over:?}");
+
+    // The repair that splits it again: the loyalty card stops linking. Its 300 cookie
+    // rows no longer link to anything: 300 components and profiles of one cookie each.
+    let out = r.exclude(&Identifier::new(K::LoyaltyCard, "L1")).await.unwrap();
+    assert_eq!(out.stats.large_operations, 1, "{:?}", out.stats);
+    audited(&r).await;
+    assert_eq!(profile_of(&r, K::CookieId, "a-3").await.as_deref(), Some(merged.as_str()));
+    let b7 = profile_of(&r, K::CookieId, "b-7").await.unwrap();
+    assert_ne!(b7, merged);
+    assert_ne!(profile_of(&r, K::CookieId, "b-8").await.unwrap(), b7);
+    assert_eq!(profile_of(&r, K::LoyaltyCard, "L1").await, None, "an excluded identifier resolves to no one");
+    let comps = r.store.snapshot().iter().filter(|x| x.key.sk == "COMP").count();
+    assert_eq!(comps, 301);
+
+    // The erasure of the 300 sets left with the customer: gone in one operation.
+    let out = r.erase(&Identifier::new(K::CustomerId, "C1")).await.unwrap();
+    assert!(out.stats.large_operations >= 1, "{:?}", out.stats);
+    let targets = out.erased.expect("targets");
+    assert_eq!(targets.identity_keys.len(), 300);
+    audited(&r).await;
+    for (kind, value) in [(K::CustomerId, "C1"), (K::CookieId, "a-3"), (K::CookieId, "a-298")] {
+        assert_eq!(profile_of(&r, kind, value).await, None, "{value}");
+    }
+    assert_eq!(profile_of(&r, K::CookieId, "b-7").await.as_deref(), Some(b7.as_str()), "the others stay");
+    // A redelivered row of the erased person stays erased; redelivering it all changes nothing.
+    let again = r.resolve_batch(&a[..5]).await.unwrap();
+    assert_eq!(again.stats.suppressed, 5);
+    audited(&r).await;
+}
+
+/// A large operation left half done (the resolver stopped after some chunks) is finished
+/// by the next resolver that meets its lock, and no resolver acts on the half-done state.
+#[tokio::test]
+async fn a_large_operation_left_half_done_is_finished_by_the_next_resolver() {
+    use ariane_identity::store::{ItemStore, StoreError, Write};
+    use std::sync::atomic::{AtomicI64, Ordering};
+    /// A store that stops committing (a Lambda that stopped) after `left` more commits.
+    struct Crashing {
+        inner: Arc<MemStore>,
+        left: AtomicI64,
+    }
+    #[async_trait::async_trait]
+    impl ItemStore for Crashing {
+        async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
+            self.inner.get_many(keys).await
+        }
+        async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+            if self.left.fetch_sub(1, Ordering::SeqCst) <= 0 {
+                return Err(StoreError::Decode("the test".into(), "the Lambda stopped".into()));
+            }
+            self.inner.commit(writes).await
+        }
+    }
+    let mem = Arc::new(MemStore::default());
+    let setup = Resolver::new(Crashing { inner: mem.clone(), left: AtomicI64::new(i64::MAX) }, rules());
+    let a = cookie_trail(10_000, 0, 120, (K::CustomerId, "C1"), "a");
+    let b = cookie_trail(20_000, 0, 120, (K::LoyaltyCard, "L1"), "b");
+    for batch in a.chunks(250).chain(b.chunks(250)) {
+        setup.resolve_batch(batch).await.unwrap();
+    }
+    let merge = [obs(30_000, 400, &[(K::CustomerId, "C1"), (K::LoyaltyCard, "L1")])];
+    let locked = |records: &[Record]| records.iter().any(|x| matches!(&x.item, Item::Comp(c) if c.lock.is_some()));
+    // Stop after 1, 2, ... commits until one stop leaves the operation prepared and not
+    // finished (the chunk items are written first, one commit each).
+    let mut crashed = false;
+    for stop_after in 1..40 {
+        let crashing = Resolver::new(Crashing { inner: mem.clone(), left: AtomicI64::new(stop_after) }, rules());
+        assert!(crashing.resolve_batch(&merge).await.is_err(), "the merge needs more than {stop_after} commits");
+        let now = mem.snapshot();
+        // The audit checks the state the operation will leave (or, before the prepare,
+        // the state as it was: the chunk items are inert).
+        ariane_identity::audit::check(&now, &setup.rules).unwrap_or_else(|v| panic!("stop after {stop_after}: {v}"));
+        if locked(&now) {
+            crashed = true;
+            break;
+        }
+    }
+    assert!(crashed, "no stop left an operation in progress");
+    // The retried message: its evidence is stored (the prepare claimed it), so resolving
+    // it changes nothing; the redelivery's links (what the handler writes to the lake for a
+    // redelivered message) meet the lock and finish the operation: this one applies one
+    // chunk and stops too, leaving it half done.
+    let chunks = |records: &[Record]| records.iter().filter(|x| x.key.sk == "INTENT" && x.key.pk.matches('#').count() == 2).count();
+    let before = chunks(&mem.snapshot());
+    assert!(before >= 2, "{before} chunks");
+    let helper = Resolver::new(Crashing { inner: mem.clone(), left: AtomicI64::new(1) }, rules());
+    assert_eq!(helper.resolve_batch(&merge).await.unwrap().stats.unchanged, 1);
+    assert!(helper.current_links(&merge).await.is_err());
+    let now = mem.snapshot();
+    assert_eq!(chunks(&now), before - 1, "one chunk applied");
+    assert!(locked(&now));
+    ariane_identity::audit::check(&now, &setup.rules).unwrap_or_else(|v| panic!("half done: {v}"));
+    // A reader of the links (the lake's) meets the lock and finishes the operation first.
+    let keys: Vec<String> = b.iter().take(3).filter_map(|o| identity_key(&o.identifiers)).collect();
+    let links = setup.profiles_of_evidence(&keys).await.unwrap();
+    let merged = profile_of_arc(&setup, K::CustomerId, "C1").await.unwrap();
+    assert!(links.values().all(|p| p.as_deref() == Some(merged.as_str())), "{links:?}");
+    assert!(!locked(&mem.snapshot()));
+    assert!(!mem.snapshot().iter().any(|x| x.key.sk == "INTENT" && x.key.pk.matches('#').count() == 1), "the header is gone");
+    // The retried message finds everything done.
+    let out = setup.resolve_batch(&merge).await.unwrap();
+    assert_eq!(out.stats.structural + out.stats.enriched, 0, "{:?}", out.stats);
+    assert_eq!(profile_of_arc(&setup, K::CookieId, "b-100").await.as_deref(), Some(merged.as_str()));
+    let records: Vec<Record> = mem.snapshot().into_iter().filter(|x| x.key.sk != "INTENT").collect();
+    ariane_identity::audit::check(&records, &setup.rules).unwrap_or_else(|v| panic!("{v}"));
+}
+
+async fn profile_of_arc<S: ariane_identity::store::ItemStore>(r: &Resolver<S>, kind: K, value: &str) -> Option<String> {
+    r.lookup(&Identifier::new(kind, value)).await.unwrap()
 }
