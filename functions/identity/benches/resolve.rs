@@ -3,7 +3,7 @@
 //! encoded items) on a realistic mix: persons seen again and again on several channels,
 //! with a first contact, new cookies, consents and traits now and then.
 //!
-//! `cargo bench -p ariane-identity --bench resolve -- [--persons N] [--observations M]`
+//! `cargo bench -p ariane-identity --bench resolve -- [--persons N] [--observations M] [--first-load 1]`
 
 use std::time::Instant;
 
@@ -128,13 +128,47 @@ impl<S: ItemStore> ItemStore for Breakdown<S> {
     }
 }
 
+/// Peak resident memory of this process (Linux `VmHWM`), in MB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn main() {
     let persons = arg("--persons", 20_000);
     let n = arg("--observations", 400_000);
+    // `--first-load 1`: one metered run only (time, memory and the bill of a first load
+    // at scale: the other runs would hold two more stores of the same size).
+    let first_load_only = arg("--first-load", 0) == 1;
     let batch = 250;
     let obs = mix(persons, n);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let rules = Rules::embedded().unwrap();
+    if first_load_only {
+        let metered = Resolver::new(Metered::new(MemStore::default()), rules);
+        let t = Instant::now();
+        let mut stats = ariane_identity::resolver::Stats::default();
+        rt.block_on(async {
+            for chunk in obs.chunks(batch) {
+                stats.add(&metered.resolve_batch(chunk).await.unwrap().stats);
+            }
+        });
+        let secs = t.elapsed().as_secs_f64();
+        let m = metered.store.meter.reading();
+        println!("identity first load: {n} observations of {persons} persons, batches of {batch}, one core, metered in-memory adapter");
+        println!("| measure | value |");
+        println!("|---|---|");
+        println!("| time | {secs:.0} s ({:.0} observations/s) |", n as f64 / secs);
+        println!("| peak RSS | {:.0} MB |", peak_rss_mb());
+        println!("| evidence unchanged / enriched / structural | {} / {} / {} |", stats.unchanged, stats.enriched, stats.structural);
+        println!("| large operations | {} |", stats.large_operations);
+        println!("| read / write requests | {} / {} |", m.read_requests, m.write_requests);
+        println!("| read / write units | {} / {} |", m.read_units, m.write_units);
+        println!("| DynamoDB bill (on-demand list prices) | ${:.2} (${:.3} per million observations) |", m.dynamodb_usd(), m.dynamodb_usd() * 1e6 / n as f64);
+        return;
+    }
 
     let resolver = Resolver::new(MemStore::default(), rules.clone());
     let t = Instant::now();
