@@ -166,7 +166,11 @@ fn main() {
         println!("| large operations | {} |", stats.large_operations);
         println!("| read / write requests | {} / {} |", m.read_requests, m.write_requests);
         println!("| read / write units | {} / {} |", m.read_units, m.write_units);
-        println!("| DynamoDB bill (on-demand list prices) | ${:.2} (${:.3} per million observations) |", m.dynamodb_usd(), m.dynamodb_usd() * 1e6 / n as f64);
+        println!(
+            "| DynamoDB bill (on-demand list prices) | ${:.2} (${:.3} per million observations) |",
+            m.dynamodb_usd(),
+            m.dynamodb_usd() * 1e6 / n as f64
+        );
         return;
     }
 
