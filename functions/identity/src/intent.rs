@@ -34,10 +34,10 @@
 //! The audit ([`crate::audit`]) rolls pending operations forward before it checks the
 //! invariants, and reports an operation whose chunks could not apply.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::change::{check_item_size, ResolveError, MAX_ITEM_BYTES};
-use crate::store::{fresh_version, CompItem, Expect, IntentItem, Item, ItemStore, Key, Op, Record, StoreError, Write};
+use crate::store::{apply_writes, fresh_version, CompItem, Expect, IntentItem, Item, ItemStore, Key, Op, Record, StoreError, Write};
 
 /// A chunk item stays well under DynamoDB's 400 KB.
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -253,7 +253,7 @@ pub(crate) async fn finish_locked<'r>(store: &impl ItemStore, records: impl Into
 /// header was never written (a resolver that stopped before its prepare) are inert and
 /// left out. Errors name an operation whose chunks cannot apply, or a lock without one.
 pub fn roll_forward(records: &[Record]) -> Result<Vec<Record>, String> {
-    let mut items: BTreeMap<Key, Record> = BTreeMap::new();
+    let mut items: HashMap<Key, Record> = HashMap::new();
     let mut headers: BTreeMap<String, u32> = BTreeMap::new();
     for r in records {
         if let Item::Intent(i) = &r.item {
@@ -266,32 +266,12 @@ pub fn roll_forward(records: &[Record]) -> Result<Vec<Record>, String> {
     for (id, chunks) in &headers {
         for n in 0..*chunks {
             let Some(Record { item: Item::Intent(chunk), .. }) = items.remove(&Key::intent_chunk(id, n)) else { continue };
-            for w in chunk.writes {
-                let holds = match (&w.expect, items.get(&w.key)) {
-                    (Expect::Absent, None) => true,
-                    (Expect::Version(v), Some(r)) => r.version == *v,
-                    _ => false,
-                };
-                if !holds {
-                    return Err(format!("operation {id}: chunk {n} cannot apply: {} is not as expected ({:?})", w.key.pk, w.expect));
-                }
-                let version = match &w.op {
-                    Op::PutAt(_, v) => *v,
-                    _ => 0,
-                };
-                match w.op {
-                    Op::Put(item) | Op::PutAt(item, _) => {
-                        items.insert(w.key.clone(), Record { key: w.key, version, item });
-                    }
-                    Op::Delete => {
-                        items.remove(&w.key);
-                    }
-                    Op::Check => {}
-                }
-            }
+            apply_writes(&mut items, chunk.writes)
+                .map_err(|k| format!("operation {id}: chunk {n} cannot apply: {} is not as expected", k.pk))?;
         }
     }
-    let out: Vec<Record> = items.into_values().filter(|r| r.key.sk != "INTENT").collect();
+    let mut out: Vec<Record> = items.into_values().filter(|r| r.key.sk != "INTENT").collect();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
     if let Some((r, lock)) = out.iter().find_map(|r| match &r.item {
         Item::Comp(CompItem { lock: Some(l), .. }) => Some((r, l)),
         _ => None,

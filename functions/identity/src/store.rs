@@ -263,6 +263,35 @@ impl MemStore {
     }
 }
 
+/// Applies writes to items as one transaction: every condition is checked first, and
+/// nothing changes if one fails (the key of the first that fails). The in-memory store's
+/// commit and the audit's roll-forward of large operations ([`crate::intent`]).
+pub(crate) fn apply_writes(items: &mut HashMap<Key, Record>, writes: Vec<Write>) -> Result<(), Key> {
+    for w in &writes {
+        let holds = match (&w.expect, items.get(&w.key)) {
+            (Expect::Absent, None) => true,
+            (Expect::Version(v), Some(r)) => r.version == *v,
+            _ => false,
+        };
+        if !holds {
+            return Err(w.key.clone());
+        }
+    }
+    for w in writes {
+        let version = w.new_version();
+        match w.op {
+            Op::Put(item) | Op::PutAt(item, _) => {
+                items.insert(w.key.clone(), Record { key: w.key, version, item });
+            }
+            Op::Delete => {
+                items.remove(&w.key);
+            }
+            Op::Check => {}
+        }
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl ItemStore for MemStore {
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Record>, StoreError> {
@@ -275,29 +304,7 @@ impl ItemStore for MemStore {
             return Err(StoreError::TooLarge(writes.len()));
         }
         let mut items = self.items.lock().expect("poisoned");
-        for w in &writes {
-            let ok = match (&w.expect, items.get(&w.key)) {
-                (Expect::Absent, None) => true,
-                (Expect::Version(v), Some(r)) => r.version == *v,
-                _ => false,
-            };
-            if !ok {
-                return Err(StoreError::Conflict(w.key.pk.clone()));
-            }
-        }
-        for w in writes {
-            let version = w.new_version();
-            match w.op {
-                Op::Put(item) | Op::PutAt(item, _) => {
-                    items.insert(w.key.clone(), Record { key: w.key, version, item });
-                }
-                Op::Delete => {
-                    items.remove(&w.key);
-                }
-                Op::Check => {}
-            }
-        }
-        Ok(())
+        apply_writes(&mut items, writes).map_err(|k| StoreError::Conflict(k.pk))
     }
 }
 
