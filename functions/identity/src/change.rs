@@ -53,7 +53,7 @@ pub struct Stats {
     /// Evidence documents that forgot an erased value (and their profiles with them).
     pub forgotten: u64,
     /// Structural steps too large for one transaction, applied in chunks
-    /// ([`crate::intent`]), counting those this resolver finished for another.
+    /// ([`crate::intent`]) by this resolver (not those it finished for another).
     pub large_operations: u64,
 }
 

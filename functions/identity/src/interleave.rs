@@ -389,7 +389,7 @@ pub struct RunReport {
     pub conflicts: usize,
     /// Batches given up by the resolver (contended) and delivered again.
     pub redeliveries: usize,
-    /// Structural steps applied in chunks, or finished by another worker.
+    /// Structural steps applied in chunks (by the worker that started them).
     pub large_operations: u64,
 }
 

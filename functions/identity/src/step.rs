@@ -77,7 +77,7 @@ pub(crate) struct Step<'a> {
     writes: Vec<Write>,
     /// The most items one transaction may hold: a step with more is a large operation.
     max_items: usize,
-    /// The step was applied as a large operation, or finished one it met.
+    /// 1 when this step was applied as a large operation.
     large_operations: u64,
 }
 
@@ -444,12 +444,12 @@ impl<'a> Step<'a> {
     /// the identifier's old state cannot commit against it, and a large operation's lock
     /// on the component covers the identifier items behind it ([`crate::intent`]).
     fn write_components(&mut self) {
-        let relinked: BTreeSet<&IdRef> = self.id_state.iter().filter(|(id, st)| **st != id_item(&self.ids, id)).map(|(id, _)| id).collect();
-        let touches_relinked = |c: &CompItem| c.evidence.iter().any(|e| e.ids.iter().any(|i| relinked.contains(i)));
+        let changed: BTreeSet<&IdRef> = self.id_state.iter().filter(|(id, st)| **st != id_item(&self.ids, id)).map(|(id, _)| id).collect();
+        let holds_a_changed_id = |c: &CompItem| c.evidence.iter().any(|e| e.ids.iter().any(|i| changed.contains(i)));
         for (key, comp) in &self.new_comps {
             let k = Key::component(key);
             match self.comps.get(&k) {
-                Some(Record { version, item: Item::Comp(old), .. }) if old == comp && !touches_relinked(old) => {
+                Some(Record { version, item: Item::Comp(old), .. }) if old == comp && !holds_a_changed_id(old) => {
                     self.writes.push(Write { key: k, expect: Expect::Version(*version), op: Op::Check });
                 }
                 Some(r) => self.writes.push(Write { key: k, expect: Expect::Version(r.version), op: Op::Put(Item::Comp(comp.clone())) }),
@@ -490,14 +490,7 @@ impl<'a> Step<'a> {
     /// and the profile read changed both, and rebuilding from the stale document would
     /// drop its contribution), and evidence that had no stored profile to cover it.
     fn write_profiles(&mut self) -> Result<(), ResolveError> {
-        let stored_profiles: BTreeSet<String> = self
-            .profiles
-            .iter()
-            .filter_map(|(k, r)| match &r.item {
-                Item::Profile(p) if k.sk == "PROFILE" => Some(p.profile_id.clone()),
-                _ => None,
-            })
-            .collect();
+        let stored_profiles = self.stored_profiles();
         let covered = |key: &String| {
             self.ev_written.contains(key)
                 || (!self.read_in_step_2.contains(&Key::evidence(key))
@@ -524,6 +517,17 @@ impl<'a> Step<'a> {
         }
         self.writes.extend(writes);
         Ok(())
+    }
+
+    /// The profiles read in step 6 that are stored (not aliases, not missing).
+    fn stored_profiles(&self) -> BTreeSet<String> {
+        self.profiles
+            .iter()
+            .filter_map(|(k, r)| match &r.item {
+                Item::Profile(p) if k.sk == "PROFILE" => Some(p.profile_id.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The profile item of a cluster: the join of its evidence's documents, restricted to
@@ -685,14 +689,8 @@ impl<'a> Step<'a> {
             if self.change.adds.len() > 1 {
                 return Err(StoreError::TooLarge(self.writes.len()).into());
             }
-            let stored: BTreeSet<&String> = self
-                .profiles
-                .values()
-                .filter_map(|r| match &r.item {
-                    Item::Profile(p) => Some(&p.profile_id),
-                    _ => None,
-                })
-                .collect();
+            // Evidence whose document no stored profile's version covers.
+            let stored = self.stored_profiles();
             let uncovered =
                 self.old_profile.iter().filter(|(_, p)| p.as_ref().is_none_or(|p| !stored.contains(p))).map(|(e, _)| e.clone()).collect();
             let read = crate::intent::Read { comps: &self.comps, ids: &self.ids, uncovered };
