@@ -12,7 +12,7 @@ use crate::bounds::InputLimits;
 use crate::map::{FileContext, Mapper, RowError, RowMeta};
 pub use crate::sink::{RowSink, SinkError};
 use crate::source::{self, CellError, FileError, Row, RowHandler};
-use crate::spec::{FormatKind, Source, Spec};
+use crate::spec::{column_key, FormatKind, Source, Spec};
 
 /// Counts of one file; `rows_read == events + rejected` always.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -24,24 +24,37 @@ pub struct Counts {
     pub observations: u64,
     /// Rows kept as events whose optional email or phone was unusable.
     pub identifier_warnings: u64,
+    /// Blank lines (and CSV records of blank cells only) passed over: not rows.
+    #[serde(default)]
+    pub skipped: u64,
 }
 
-/// Binds a spec's column sources to a header (case-insensitive, trimmed names).
-pub fn bind(spec: &Spec, header: &[String]) -> Result<Spec, FileError> {
-    let names: Vec<String> = header.iter().map(|h| h.trim_start_matches('\u{feff}').trim().to_lowercase()).collect();
+/// Binds a spec's column sources to a header (case-insensitive, trimmed names). The
+/// columns the spec needs ([`Spec::required_columns`]) missing fail the file, naming them
+/// and the header; an optional column missing stays unbound (blank in every row) and is
+/// returned.
+pub fn bind(spec: &Spec, header: &[String]) -> Result<(Spec, Vec<String>), FileError> {
+    let names: Vec<String> = header.iter().map(|h| column_key(h)).collect();
+    let required = spec.required_columns();
     let mut bound = spec.clone();
-    let mut missing = Vec::new();
+    let (mut missing, mut absent) = (Vec::new(), Vec::new());
     for source in bound.sources_mut() {
         if let Source::Column { name, index } = source {
-            match names.iter().position(|h| *h == name.trim().to_lowercase()) {
+            let key = column_key(name);
+            match names.iter().position(|h| *h == key) {
                 Some(i) => *index = i,
-                None if !missing.contains(name) => missing.push(name.clone()),
-                None => {}
+                None => {
+                    *index = usize::MAX;
+                    let list = if required.contains(&key) { &mut missing } else { &mut absent };
+                    if !list.contains(name) {
+                        list.push(name.clone());
+                    }
+                }
             }
         }
     }
     if missing.is_empty() {
-        Ok(bound)
+        Ok((bound, absent))
     } else {
         Err(FileError::MissingColumns { missing, found: header.to_vec() })
     }
@@ -143,7 +156,12 @@ impl Engine<'_> {
 
 impl RowHandler for Engine<'_> {
     fn header(&mut self, names: &[String]) -> Result<(), FileError> {
-        self.bound = Some(bind(self.spec, names)?);
+        let (bound, absent) = bind(self.spec, names)?;
+        if !absent.is_empty() {
+            tracing::info!(spec = %self.spec.file, columns = ?absent, "optional columns absent from the file: blank in every row");
+            self.sink.absent_columns(&absent);
+        }
+        self.bound = Some(bound);
         Ok(())
     }
 
@@ -228,6 +246,10 @@ impl RowHandler for Engine<'_> {
         self.count_row(line)?;
         self.reject(line, reason, raw)
     }
+
+    fn skipped(&mut self, lines: u64) {
+        self.counts.skipped += lines;
+    }
 }
 
 fn engine<'a>(spec: &'a Spec, file: FileContext, sink: &'a mut dyn RowSink) -> Engine<'a> {
@@ -269,4 +291,15 @@ pub fn parse_parquet(path: &std::path::Path, spec: &Spec, file: FileContext, sin
     let mut e = engine(spec, file, sink);
     source::read_parquet(f, &mut e)?;
     Ok(e.counts)
+}
+
+/// Parses a local file with its spec's reader into `sink` (Parquet from the path, every
+/// other format streamed): the ingest's own parse, for a file on disk (the dry run of
+/// `ariane-local validate --sample`).
+pub fn parse_path(path: &std::path::Path, spec: &Spec, file: FileContext, sink: &mut dyn RowSink) -> Result<Counts, FileError> {
+    if spec.format.kind == FormatKind::Parquet {
+        return parse_parquet(path, spec, file, sink);
+    }
+    let f = std::fs::File::open(path).map_err(|e| FileError::Read { line: 0, source: e })?;
+    parse(Box::new(f), spec, file, sink)
 }

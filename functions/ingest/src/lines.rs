@@ -32,6 +32,10 @@ pub struct LineState {
     before: u64,
     /// Byte offset where the record being read starts (set by the reader's user).
     pub record_start: u64,
+    /// Blank lines stepped over so far by [`LineState::line_at`].
+    pub blank_lines: u64,
+    /// The last `\r` passed: a `\n` right after it ends a line, it is not a blank one.
+    last_return: Option<u64>,
 }
 
 impl LineState {
@@ -44,14 +48,21 @@ impl LineState {
                 self.pending.pop_front();
                 self.before += 1;
             }
-            while self.returns.front().is_some_and(|&cr| cr < offset) {
+            while let Some(cr) = self.returns.front().copied().filter(|&cr| cr < offset) {
                 self.returns.pop_front();
+                self.last_return = Some(cr);
             }
             let next_nl = self.pending.front().copied();
             if next_nl == Some(offset) {
-                offset += 1; // a blank `\n` line
+                // A blank `\n` line, or the `\n` of the previous line's `\r\n` (the csv
+                // reader stops after the `\r`).
+                if self.last_return.is_none_or(|cr| cr + 1 != offset) {
+                    self.blank_lines += 1;
+                }
+                offset += 1;
             } else if next_nl == Some(offset + 1) && self.returns.front() == Some(&offset) {
                 offset += 2; // a blank `\r\n` line
+                self.blank_lines += 1;
             } else {
                 return self.before + 1;
             }

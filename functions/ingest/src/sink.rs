@@ -8,6 +8,9 @@ pub trait RowSink {
     fn event(&mut self, event: CanonicalEvent) -> Result<(), SinkError>;
     fn rejected(&mut self, row: RejectedRow) -> Result<(), SinkError>;
     fn observation(&mut self, observation: Observation) -> Result<(), SinkError>;
+    /// The optional columns the file lacks (blank in every row), told once before the
+    /// rows when there are any.
+    fn absent_columns(&mut self, _columns: &[String]) {}
 }
 
 /// A sink that could not keep a row (scratch space, Parquet or Arrow encoding).

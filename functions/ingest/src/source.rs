@@ -108,6 +108,8 @@ pub trait RowHandler {
     fn row(&mut self, line: u64, row: &dyn Row) -> Result<(), FileError>;
     /// A row the reader itself could not make sense of (invalid JSON, wrong field count).
     fn bad_row(&mut self, line: u64, reason: String, raw: String) -> Result<(), FileError>;
+    /// Blank lines (or CSV records of blank cells only) passed over: they are not rows.
+    fn skipped(&mut self, lines: u64);
 }
 
 /// Decompresses when needed and reports whether a UTF-8 byte-order mark was found (and
@@ -248,14 +250,23 @@ pub fn read_csv(
             other => FileError::Corrupt { line, reason: format!("{other:?}") },
         })
     };
+    // Blank lines are counted as the next record's line is found (the csv reader skips
+    // empty lines itself), and at the end from where the last record ended.
+    let mut blank_records = 0u64;
+    let mut end = 0u64;
     let width = if format.header {
         loop {
             if !read(&mut reader, &mut record)? {
                 return Err(FileError::Empty);
             }
+            end = reader.position().byte();
+            if let Some(p) = record.position() {
+                lines.borrow_mut().line_at(p.byte());
+            }
             if record.iter().any(|f| !trim_ascii(f).is_empty()) {
                 break;
             }
+            blank_records += 1;
         }
         let names: Vec<String> = record
             .iter()
@@ -273,10 +284,12 @@ pub fn read_csv(
         if !read(&mut reader, &mut record)? {
             break;
         }
+        end = reader.position().byte();
+        let line = record.position().map(|p| lines.borrow_mut().line_at(p.byte())).unwrap_or(0);
         if record.iter().all(|f| trim_ascii(f).is_empty()) {
+            blank_records += 1;
             continue; // a blank line is not a row
         }
-        let line = record.position().map(|p| lines.borrow_mut().line_at(p.byte())).unwrap_or(0);
         if record.len() != width {
             let raw = raw_csv(&record, encoding, format);
             handler.bad_row(line, format!("expected {width} fields, found {}", record.len()), raw)?;
@@ -294,6 +307,9 @@ pub fn read_csv(
         }
         handler.row(line, &CsvRow { record: &record, encoding, format })?;
     }
+    let mut lines = lines.borrow_mut();
+    lines.line_at(end);
+    handler.skipped(lines.blank_lines + blank_records);
     Ok(())
 }
 
@@ -377,6 +393,7 @@ pub fn read_ndjson(mut input: Box<dyn BufRead + Send>, limits: &InputLimits, han
         }
         let text = buf.trim_ascii();
         if text.is_empty() {
+            handler.skipped(1);
             continue;
         }
         json_row(line, text, limits, handler)?;
@@ -551,7 +568,10 @@ impl Row for ParquetRow<'_> {
         let Source::Column { index, .. } = source else {
             return Ok(None);
         };
-        let column = self.batch.column(*index);
+        // An optional column the file lacks is unbound: blank.
+        let Some(column) = self.batch.columns().get(*index) else {
+            return Ok(None);
+        };
         if column.is_null(self.row) {
             return Ok(None);
         }

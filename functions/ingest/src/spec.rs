@@ -6,7 +6,8 @@
 //! the file and the field named. Adding a channel or a vendor format is a new file: no
 //! Rust code for a CSV / JSON / Parquet source whose fields map.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use crate::bounds::InputLimits;
 use ariane_shared::identifiers::IdentifierKind;
@@ -160,6 +161,9 @@ struct FieldFile {
     phone_region: Option<String>,
     #[serde(default)]
     required: bool,
+    /// The source column(s) may be absent from the file (their values are then blank).
+    #[serde(default)]
+    optional: bool,
     #[serde(default)]
     min: Option<i64>,
     /// `page_url` only: the query parameters kept (`["utm_source", "utm_campaign"]`);
@@ -370,7 +374,8 @@ pub enum PathStep {
 /// Where a value comes from in a row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
-    /// A named column (CSV, Parquet); bound to an index per file.
+    /// A named column (CSV, Parquet); bound to an index per file (`usize::MAX` until
+    /// bound, and for an optional column the file lacks: it reads as blank).
     Column {
         name: String,
         index: usize,
@@ -423,6 +428,10 @@ pub struct FieldPlan {
     pub decimal: char,
     pub phone_region: phonenumber::country::Id,
     pub required: bool,
+    /// The field's columns may be absent from a flat file's header (`optional = true`, or
+    /// a `default`): an absent column reads as blank in every row. JSON paths are always
+    /// allowed to be missing.
+    pub optional: bool,
     /// Smallest accepted value of a whole number (amounts: in minor units).
     pub min: Option<i64>,
     /// `page_url`: the query parameters kept (the rest of the query is dropped).
@@ -669,6 +678,11 @@ impl Spec {
         if !has(Canon::OccurredAt) {
             return Err(ctx.err("fields.occurred_at", "missing required mapping: every event needs occurred_at"));
         }
+        // A field that may be absent with nothing to stand in for it.
+        let may_be_missing = |c: Canon| fields.iter().any(|f| f.canon == c && f.optional && f.default.is_none());
+        if may_be_missing(Canon::OccurredAt) {
+            return Err(ctx.err("fields.occurred_at.optional", "every event needs occurred_at: its column cannot be optional"));
+        }
 
         let et = &raw.event_type;
         let event_sources = match (&et.constant, &et.source) {
@@ -703,6 +717,15 @@ impl Spec {
                     .ok_or_else(|| ctx.err(format!("event_type.require.{event_type}"), format!("unknown canonical field {n:?}")))?;
                 if !has(c) {
                     return Err(ctx.err(format!("event_type.require.{event_type}"), format!("requires {n:?}, which the spec does not map")));
+                }
+                if may_be_missing(c) {
+                    return Err(ctx.err(
+                        format!("event_type.require.{event_type}"),
+                        format!(
+                            "requires {n:?}, whose column is optional (fields.{n}.optional): a file without it would reject every \
+                             {event_type} row; give the field a default or drop optional"
+                        ),
+                    ));
                 }
                 canons.push(c);
             }
@@ -739,11 +762,11 @@ impl Spec {
             consents.insert(event_type.clone(), ConsentRule { channel, granted: c.granted });
         }
 
-        let keys = raw.keys.clone().unwrap_or_else(|| vec!["**".to_string()]);
+        let keys = raw.keys.clone().unwrap_or_else(|| vec![CATCH_ALL.to_string()]);
         if keys.is_empty() || keys.iter().any(|k| k.is_empty() || k.starts_with('/')) {
             return Err(ctx.err("keys", "non-empty glob patterns relative to the channel prefix"));
         }
-        Ok(Spec {
+        let spec = Spec {
             file: file.to_string(),
             channel: raw.channel,
             name: raw.name,
@@ -756,7 +779,18 @@ impl Spec {
             consents,
             fields,
             limits: compile_limits(&ctx, raw.limits.as_ref())?,
-        })
+        };
+        // Without a header row, the spec's `columns` are the header: a column read but not
+        // listed would be missing from every file (or, optional, blank in every row).
+        if spec.format.kind == FormatKind::Csv && !spec.format.header {
+            let listed: BTreeSet<String> = spec.format.columns.iter().map(|c| column_key(c)).collect();
+            if let Some(Source::Column { name, .. }) =
+                spec.sources().find(|s| matches!(s, Source::Column { name, .. } if !listed.contains(&column_key(name))))
+            {
+                return Err(ctx.err("format.columns", format!("column {name:?} is read by the spec but not listed in columns")));
+            }
+        }
+        Ok(spec)
     }
 
     /// Whether `key` (the full landing key) is matched by this spec's patterns; `Some(true)`
@@ -766,11 +800,42 @@ impl Spec {
         let mut best = None;
         for pattern in &self.keys {
             if glob_match(pattern.as_bytes(), rest.as_bytes()) {
-                let specific = pattern != "**";
-                best = Some(best.unwrap_or(false) || specific);
+                best = Some(best.unwrap_or(false) || is_specific(pattern));
             }
         }
         best
+    }
+
+    /// Every source the spec reads (fields, event type, natural key, fill-down).
+    pub fn sources(&self) -> impl Iterator<Item = &Source> {
+        let fill = self.fill_down.iter().flat_map(|f| f.key.iter().chain(f.columns.iter()));
+        self.fields.iter().flat_map(|f| f.sources.iter()).chain(self.event_type.sources.iter()).chain(self.natural_key.iter()).chain(fill)
+    }
+
+    /// The columns a flat file must have (as [`column_key`]s): every column the spec reads
+    /// but those read only by optional fields. A fill-down column follows the fields: it
+    /// may be absent when an optional field reads it.
+    pub fn required_columns(&self) -> BTreeSet<String> {
+        let key = |s: &Source| match s {
+            Source::Column { name, .. } => Some(column_key(name)),
+            _ => None,
+        };
+        let optional: BTreeSet<String> = self.fields.iter().filter(|f| f.optional).flat_map(|f| f.sources.iter().filter_map(key)).collect();
+        let fill_key = self.fill_down.iter().flat_map(|f| f.key.iter());
+        let mut required: BTreeSet<String> = self
+            .fields
+            .iter()
+            .filter(|f| !f.optional)
+            .flat_map(|f| f.sources.iter())
+            .chain(self.event_type.sources.iter())
+            .chain(self.natural_key.iter())
+            .chain(fill_key)
+            .filter_map(key)
+            .collect();
+        if let Some(fd) = &self.fill_down {
+            required.extend(fd.columns.iter().filter_map(key).filter(|c| !optional.contains(c)));
+        }
+        required
     }
 
     pub fn field(&self, canon: Canon) -> Option<&FieldPlan> {
@@ -935,6 +1000,15 @@ fn compile_field(ctx: &Ctx, at: &str, canon: Canon, f: &FieldFile, format: &Form
         return Err(ctx.err(format!("{at}.decimal"), "only amount fields take a decimal separator"));
     }
     let decimal = one_char(ctx, &format!("{at}.decimal"), f.decimal.as_deref(), format.decimal)?;
+    if f.optional && f.constant.is_some() {
+        return Err(ctx.err(format!("{at}.optional"), "a constant is not read from the file: optional applies to source or sources"));
+    }
+    if f.optional && f.required {
+        return Err(ctx.err(
+            format!("{at}.optional"),
+            "a field cannot be both optional (its column may be absent) and required (a blank value rejects the row): drop one",
+        ));
+    }
     let default_unmapped = Unmapped::Reject;
     let plan = FieldPlan {
         canon,
@@ -957,6 +1031,7 @@ fn compile_field(ctx: &Ctx, at: &str, canon: Canon, f: &FieldFile, format: &Form
             None => format.phone_region,
         },
         required: f.required,
+        optional: f.optional || f.default.is_some(),
         min: f.min,
         keep_query: f.keep_query.clone().unwrap_or_default(),
     };
@@ -983,6 +1058,21 @@ fn compile_field(ctx: &Ctx, at: &str, canon: Canon, f: &FieldFile, format: &Form
         }
     }
     Ok(plan)
+}
+
+/// How a header names a column, for comparison with a spec's column names: trimmed (a
+/// leading byte-order mark too) and lower-cased.
+pub fn column_key(name: &str) -> String {
+    name.trim_start_matches('\u{feff}').trim().to_lowercase()
+}
+
+/// The catch-all key pattern (and the default `keys`): a spec matching a key only
+/// through it yields to any spec matching through another pattern.
+pub const CATCH_ALL: &str = "**";
+
+/// Whether a key pattern is specific: it takes precedence over the catch-all `**`.
+pub fn is_specific(pattern: &str) -> bool {
+    pattern != CATCH_ALL
 }
 
 /// Glob match: `*` any run of characters except `/`, `**` any run including `/` (and
@@ -1017,6 +1107,159 @@ pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     }
 }
 
+/// A key both glob patterns match ([`glob_match`]'s semantics), the shortest there is,
+/// or `None` when no key is matched by both. Only object names count: a key neither
+/// empty nor ending in `/` (an S3 "folder" marker is never a file to read).
+///
+/// The two patterns run as automata in lockstep (breadth-first over pairs of states: a
+/// wildcard's moves that read nothing are free, a character moves both). The characters
+/// tried are the patterns' own literals (lower-cased), `/`, and one character neither
+/// pattern names, which stands for every other.
+pub fn glob_overlap(a: &str, b: &str) -> Option<String> {
+    let (a, b) = (GlobTokens::new(a.as_bytes()), GlobTokens::new(b.as_bytes()));
+    let mut alphabet: Vec<u8> =
+        a.0.iter()
+            .chain(&b.0)
+            .filter_map(|t| match t {
+                GlobToken::Literal(c) if *c != b'/' => Some(*c),
+                _ => None,
+            })
+            .collect::<BTreeSet<u8>>()
+            .into_iter()
+            .collect();
+    // Any character no pattern names behaves like any other: one stands for them all.
+    let other = (b'a'..=b'z')
+        .chain(b'0'..=b'9')
+        .chain(0..=u8::MAX)
+        .find(|c| !alphabet.contains(c) && !c.is_ascii_uppercase() && !matches!(c, b'*' | b'?' | b'/'));
+    alphabet.extend(other);
+    alphabet.push(b'/');
+    // A state: one of each pattern, and whether the key so far is a file name (non-empty,
+    // not ending in `/`).
+    type State = (usize, usize, bool);
+    let mut previous: HashMap<State, Option<(State, Option<u8>)>> = HashMap::new();
+    let start = (0, 0, false);
+    previous.insert(start, None);
+    // Free moves first (0-1 breadth-first), so the key found is a shortest one.
+    let mut queue = VecDeque::from([start]);
+    while let Some(state @ (i, j, named)) = queue.pop_front() {
+        if a.accepts(i) && b.accepts(j) && named {
+            let mut key = Vec::new();
+            let mut at = state;
+            while let Some(Some((before, c))) = previous.get(&at) {
+                key.extend(c);
+                at = *before;
+            }
+            key.reverse();
+            return Some(String::from_utf8_lossy(&key).into_owned());
+        }
+        let free = a.free_moves(i).into_iter().map(|i| (i, j, named)).chain(b.free_moves(j).into_iter().map(|j| (i, j, named)));
+        for next in free {
+            if let Entry::Vacant(e) = previous.entry(next) {
+                e.insert(Some((state, None)));
+                queue.push_front(next);
+            }
+        }
+        for &c in &alphabet {
+            if let (Some(i), Some(j)) = (a.step(i, c), b.step(j, c)) {
+                let next = (i, j, c != b'/');
+                if let Entry::Vacant(e) = previous.entry(next) {
+                    e.insert(Some((state, Some(c))));
+                    queue.push_back(next);
+                }
+            }
+        }
+    }
+    None
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GlobToken {
+    /// A character (lower-cased), `/` included.
+    Literal(u8),
+    /// `?`
+    One,
+    /// `*`
+    Star,
+    /// `**`
+    AnyDepth,
+}
+
+/// A pattern as [`glob_match`] reads it, as an automaton. A state is `2 × token index`,
+/// plus one once a `**` has read a character (`**/` may then no longer match nothing).
+struct GlobTokens(Vec<GlobToken>);
+
+impl GlobTokens {
+    fn new(p: &[u8]) -> GlobTokens {
+        let mut tokens = Vec::new();
+        let mut i = 0;
+        while i < p.len() {
+            let (token, width) = match (p[i], p.get(i + 1)) {
+                (b'*', Some(b'*')) => (GlobToken::AnyDepth, 2),
+                (b'*', _) => (GlobToken::Star, 1),
+                (b'?', _) => (GlobToken::One, 1),
+                (c, _) => (GlobToken::Literal(c.to_ascii_lowercase()), 1),
+            };
+            tokens.push(token);
+            i += width;
+        }
+        GlobTokens(tokens)
+    }
+
+    fn accepts(&self, state: usize) -> bool {
+        state / 2 == self.0.len()
+    }
+
+    /// The states reached from `state` without reading a character.
+    fn free_moves(&self, state: usize) -> Vec<usize> {
+        let (k, read) = (state / 2, state % 2 == 1);
+        match self.0.get(k) {
+            Some(GlobToken::Star) => vec![2 * (k + 1)],
+            Some(GlobToken::AnyDepth) => {
+                let mut moves = vec![2 * (k + 1)];
+                if !read && self.0.get(k + 1) == Some(&GlobToken::Literal(b'/')) {
+                    moves.push(2 * (k + 2));
+                }
+                moves
+            }
+            _ => vec![],
+        }
+    }
+
+    /// The state reached from `state` by reading `c` (lower-case), if any.
+    fn step(&self, state: usize, c: u8) -> Option<usize> {
+        let k = state / 2;
+        match self.0.get(k)? {
+            GlobToken::AnyDepth => Some(2 * k + 1),
+            GlobToken::Star => (c != b'/').then_some(2 * k),
+            GlobToken::One => (c != b'/').then_some(2 * (k + 1)),
+            GlobToken::Literal(l) => (*l == c).then_some(2 * (k + 1)),
+        }
+    }
+}
+
+/// Two specs of one channel whose key patterns select the same file with equal
+/// precedence: `(earlier spec's pattern, later spec's pattern, an example key)`.
+///
+/// Selection ([`Catalog::select`]) orders specs by the kind of pattern that matched (a
+/// specific one beats the catch-all `**`) and nothing else: between two specific
+/// patterns, or two catch-alls, the first file by name would silently take every key
+/// both accept. So two patterns overlap when they are of the same kind and some key
+/// matches both; a specific pattern never overlaps a catch-all.
+pub fn key_overlap<'s>(earlier: &'s Spec, later: &'s Spec) -> Option<(&'s str, &'s str, String)> {
+    if earlier.channel != later.channel {
+        return None;
+    }
+    for p in &earlier.keys {
+        for q in later.keys.iter().filter(|q| is_specific(q) == is_specific(p)) {
+            if let Some(key) = glob_overlap(p, q) {
+                return Some((p, q, key));
+            }
+        }
+    }
+    None
+}
+
 /// The specs the function knows, by channel.
 #[derive(Clone, Debug)]
 pub struct Catalog {
@@ -1033,7 +1276,8 @@ pub enum SelectError {
 }
 
 impl Catalog {
-    /// Parses every spec; all errors are returned, not just the first.
+    /// Parses every spec (given in file-name order, as embedded) and checks them together
+    /// (directories, names, key overlaps); all errors are returned, not just the first.
     pub fn from_files(files: &[(&str, &str)]) -> Result<Catalog, Vec<SpecError>> {
         let mut specs = Vec::new();
         let mut errors = Vec::new();
@@ -1063,6 +1307,23 @@ impl Catalog {
                 Err(e) => errors.push(e),
             }
         }
+        for (i, later) in specs.iter().enumerate() {
+            for earlier in &specs[..i] {
+                if let Some((p, q, key)) = key_overlap(earlier, later) {
+                    let kind = if is_specific(p) { "two specific patterns" } else { "two catch-alls" };
+                    let (other, example) = (&earlier.file, format!("{}/{key}", later.channel));
+                    errors.push(SpecError {
+                        file: later.file.clone(),
+                        field: "keys".into(),
+                        message: format!(
+                            "pattern {q:?} overlaps pattern {p:?} of {other} with equal precedence ({kind}): a file such as \
+                             {example:?} would always be read by {other} (the first by file name) and never by this spec; \
+                             make the patterns disjoint or one of them more specific"
+                        ),
+                    });
+                }
+            }
+        }
         if errors.is_empty() {
             Ok(Catalog { specs })
         } else {
@@ -1083,7 +1344,9 @@ impl Catalog {
     }
 
     /// The spec for a landing key of `channel`: a spec whose specific pattern matches wins
-    /// over one that matches only through `**`; ties go to the first file by name.
+    /// over one that matches only through `**`. There are no ties: [`Catalog::from_files`]
+    /// refuses two specs of a channel that could match one key with equal precedence
+    /// ([`key_overlap`]); the first file by name would otherwise take it.
     pub fn select(&self, channel: &str, key: &str) -> Result<&Spec, SelectError> {
         let mut fallback = None;
         for spec in self.specs.iter().filter(|s| s.channel == channel) {
@@ -1177,6 +1440,175 @@ mod tests {
 
         let err = Spec::parse("f.toml", "channel = \"pos\"\nnme = 1").unwrap_err();
         assert!(err.field.starts_with("line "), "{err}");
+    }
+
+    /// Every pattern of up to `len` tokens over `a`, `B`, `/`, `*`, `?` (`**` is two `*`).
+    fn patterns(len: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..len {
+            last = last.iter().flat_map(|p| ["a", "B", "/", "*", "?"].map(|t| format!("{p}{t}"))).collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn glob_overlap_agrees_with_glob_match_on_every_small_pattern_pair() {
+        // Every key of up to 4 characters over a, b, c, / (c: a character no pattern names).
+        let mut keys = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..4 {
+            last = last.iter().flat_map(|k| ["a", "b", "c", "/"].map(|t| format!("{k}{t}"))).collect();
+            keys.extend(last.iter().cloned());
+        }
+        let keys: Vec<&String> = keys.iter().filter(|k| !k.is_empty() && !k.ends_with('/')).collect();
+        let patterns = patterns(3);
+        let (mut overlapping, mut disjoint) = (0, 0);
+        for p in &patterns {
+            for q in &patterns {
+                let both = keys.iter().find(|k| glob_match(p.as_bytes(), k.as_bytes()) && glob_match(q.as_bytes(), k.as_bytes()));
+                match glob_overlap(p, q) {
+                    Some(key) => {
+                        overlapping += 1;
+                        assert!(
+                            glob_match(p.as_bytes(), key.as_bytes()) && glob_match(q.as_bytes(), key.as_bytes()),
+                            "{p:?} {q:?}: {key:?}"
+                        );
+                        assert!(!key.is_empty() && !key.ends_with('/'), "{p:?} {q:?}: {key:?} is a file name");
+                        // The key found is a shortest one: a shorter one would be among `keys`.
+                        if key.len() <= 4 {
+                            assert!(both.is_some_and(|k| k.len() >= key.len()), "{p:?} {q:?}: {key:?} vs {both:?}");
+                        }
+                    }
+                    None => {
+                        disjoint += 1;
+                        assert_eq!(both, None, "{p:?} and {q:?} both match {both:?}");
+                    }
+                }
+            }
+        }
+        assert!(overlapping > 1000 && disjoint > 1000, "{overlapping} overlapping, {disjoint} disjoint pairs");
+    }
+
+    #[test]
+    fn glob_overlap_examples() {
+        assert_eq!(glob_overlap("**", "**").as_deref(), Some("a"));
+        assert_eq!(glob_overlap("*.csv", "*.json"), None);
+        assert_eq!(glob_overlap("*.CSV", "export-*").as_deref(), Some("export-.csv"));
+        assert_eq!(glob_overlap("*cart*", "**/*checkout*").as_deref().map(|k| k.contains("cart") && k.contains("checkout")), Some(true));
+        assert_eq!(glob_overlap("kiosk/**", "*.csv"), None, "a file in kiosk/ is not a top-level file");
+        assert_eq!(glob_overlap("kiosk/**", "**/*.csv").as_deref(), Some("kiosk/.csv"));
+        assert_eq!(glob_overlap("a/", "a/**"), None, "a folder marker is not a file");
+        assert_eq!(glob_overlap("é*", "?*").as_deref(), Some("é"));
+    }
+
+    fn spec_with_keys(channel: &str, name: &str, keys: &[&str]) -> (String, String) {
+        let keys = keys.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ");
+        let text =
+            base("").replace("channel = \"pos\"\nname = \"t\"", &format!("channel = \"{channel}\"\nname = \"{name}\"\nkeys = [{keys}]"));
+        (format!("channels/{channel}/{name}.toml"), text)
+    }
+
+    fn catalog_of(specs: &[(String, String)]) -> Result<Catalog, Vec<SpecError>> {
+        let refs: Vec<(&str, &str)> = specs.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+        Catalog::from_files(&refs)
+    }
+
+    #[test]
+    fn overlapping_key_patterns_of_equal_precedence_are_refused() {
+        // Two catch-alls in one channel: the first by file name would take every file.
+        let errors = catalog_of(&[spec_with_keys("pos", "a", &["**"]), spec_with_keys("pos", "b", &["**"])]).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let e = &errors[0];
+        assert_eq!((e.file.as_str(), e.field.as_str()), ("channels/pos/b.toml", "keys"));
+        assert!(e.message.contains("channels/pos/a.toml") && e.message.contains("\"**\"") && e.message.contains("two catch-alls"), "{e}");
+        // Two specific patterns accepting the same key.
+        let errors =
+            catalog_of(&[spec_with_keys("pos", "a", &["kiosk/**"]), spec_with_keys("pos", "b", &["*.json", "**/*.ndjson"])]).unwrap_err();
+        let text = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert!(
+            text.contains("channels/pos/b.toml: keys: pattern \"**/*.ndjson\" overlaps pattern \"kiosk/**\" of channels/pos/a.toml")
+                && text.contains("\"pos/kiosk/.ndjson\""),
+            "{text}"
+        );
+        // A patterns list with the catch-all and a specific one: each compared with its kind.
+        assert!(catalog_of(&[spec_with_keys("pos", "a", &["**", "x/*"]), spec_with_keys("pos", "b", &["**"])]).is_err());
+    }
+
+    #[test]
+    fn key_patterns_the_selection_orders_are_accepted() {
+        // A specific pattern and a catch-all: the specific one wins, whatever the file names.
+        let ok = catalog_of(&[spec_with_keys("pos", "a", &["**/*.ndjson", "kiosk/**"]), spec_with_keys("pos", "b", &["**"])]).unwrap();
+        assert_eq!(ok.select("pos", "pos/kiosk/x.csv").unwrap().name, "a");
+        assert_eq!(ok.select("pos", "pos/x.csv").unwrap().name, "b");
+        // Disjoint specific patterns, and catch-alls of different channels.
+        catalog_of(&[
+            spec_with_keys("pos", "a", &["*.csv", "csv/**"]),
+            spec_with_keys("pos", "b", &["*.json", "json/**"]),
+            spec_with_keys("pos", "c", &["**"]),
+            spec_with_keys("web", "d", &["**"]),
+        ])
+        .unwrap();
+        // The repository's own specs (ecommerce has a catch-all beside specific patterns).
+        Catalog::embedded().unwrap();
+    }
+
+    #[test]
+    fn optional_fields_are_declared_coherently() {
+        let spec =
+            Spec::parse("f.toml", &base("sku = { source = \"s\", optional = true }\ncurrency = { source = \"c\", default = \"EUR\" }"))
+                .unwrap();
+        let optional: Vec<(&str, bool)> = spec.fields.iter().map(|f| (f.canon.name(), f.optional)).collect();
+        assert!(optional.contains(&("sku", true)) && optional.contains(&("currency", true)) && optional.contains(&("occurred_at", false)));
+        assert_eq!(spec.required_columns(), BTreeSet::from(["d".to_string()]));
+
+        let cases = [
+            ("sku = { constant = \"x\", optional = true }", "fields.sku.optional", "constant"),
+            ("sku = { source = \"s\", optional = true, required = true }", "fields.sku.optional", "both optional"),
+        ];
+        for (fields, field, message) in cases {
+            let err = Spec::parse("f.toml", &base(fields)).unwrap_err();
+            assert_eq!(err.field, field, "{err}");
+            assert!(err.message.contains(message), "{err}");
+        }
+        let err =
+            Spec::parse("f.toml", &base("").replace("format = \"%d/%m/%Y\" }", "format = \"%d/%m/%Y\", optional = true }")).unwrap_err();
+        assert_eq!(err.field, "fields.occurred_at.optional", "{err}");
+        let err = Spec::parse(
+            "f.toml",
+            &base("sku = { source = \"s\", optional = true }").replace("constant = \"x\"", "constant = \"x\"\nrequire = { x = [\"sku\"] }"),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "event_type.require.x", "{err}");
+        assert!(err.message.contains("optional"), "{err}");
+        // With a default, the event type always has its value.
+        Spec::parse(
+            "f.toml",
+            &base("sku = { source = \"s\", default = \"none\" }")
+                .replace("constant = \"x\"", "constant = \"x\"\nrequire = { x = [\"sku\"] }"),
+        )
+        .unwrap();
+
+        // A column read by a required use stays required, whatever optional field reads it too.
+        let spec = Spec::parse(
+            "f.toml",
+            &base(
+                "sku = { source = \"s\", optional = true }\norder_id = { source = \"s\" }\nstore_id = { source = \"m\", optional = true }",
+            ),
+        )
+        .unwrap();
+        assert_eq!(spec.required_columns(), BTreeSet::from(["d".to_string(), "s".to_string()]));
+    }
+
+    #[test]
+    fn a_headerless_csv_lists_every_column_it_reads() {
+        let text = base("sku = { source = \"s\", optional = true }")
+            .replace("kind = \"csv\"", "kind = \"csv\"\nheader = false\ncolumns = [\"d\"]");
+        let err = Spec::parse("f.toml", &text).unwrap_err();
+        assert_eq!(err.field, "format.columns", "{err}");
+        assert!(err.message.contains("\"s\""), "{err}");
+        Spec::parse("f.toml", &text.replace("columns = [\"d\"]", "columns = [\"d\", \"S\"]")).unwrap();
     }
 
     #[test]

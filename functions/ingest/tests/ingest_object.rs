@@ -488,3 +488,28 @@ async fn a_notification_without_an_etag_reads_it_from_the_object() {
     let err = h.ingest(&gone).await.unwrap_err();
     assert!(err.to_string().contains("does not exist") && !err.retryable(), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_without_an_optional_column_is_ingested_and_a_missing_required_one_is_parked() {
+    // ecommerce/orders.toml gives `currency` a default, so its column may be absent.
+    let mut h = harness(Mode::Channel { channel: "ecommerce".into(), identity_queue_url: IDENTITY.into() });
+    h.ingest.config.dead_letter_queue_url = Some(DLQ.into());
+    let header = "Name,Email,Phone,Customer ID,Created at,Subtotal,Shipping,Total,Lineitem quantity,Lineitem name,Lineitem price,Lineitem sku,Lineitem category,Billing Name,Billing Zip,Billing City,Accepts Marketing\n";
+    let body = format!("{header}#1,a@b.fr,,,2026-11-20 10:00:00 +0100,10.00,0.00,10.00,1,Z,10.00,S3,c,,,,\n");
+    let object = h.upload("ecommerce/orders-2026-11-20.csv", body.as_bytes()).await;
+    assert!(h.deliver(&object).await.is_empty());
+    let entries = h.ledger("ledger/ingest/ecommerce/").await;
+    let [entry] = &entries[..] else { panic!("{entries:?}") };
+    assert_eq!((entry.status, entry.events_written, entry.rows_rejected), (LedgerStatus::Completed, 1, 0), "{entry:?}");
+    assert!(h.queue.sent(DLQ).is_empty());
+
+    // Without the required Email column: failed at once, parked, the ledger says why.
+    let body = body.replacen("Email,", "", 1).replacen("a@b.fr,", "", 1);
+    let object = h.upload("ecommerce/orders-2026-11-21.csv", body.as_bytes()).await;
+    assert!(h.deliver(&object).await.is_empty(), "acknowledged: no retry brings the column back");
+    assert_eq!(h.queue.sent(DLQ).len(), 1);
+    let failed: Vec<LedgerEntry> =
+        h.ledger("ledger/ingest/ecommerce/").await.into_iter().filter(|e| e.status == LedgerStatus::Failed).collect();
+    let error = failed[0].error.as_deref().unwrap_or_default();
+    assert!(error.starts_with(r#"missing required column(s) ["Email"]; the header has ["Name", "Phone""#), "{error}");
+}

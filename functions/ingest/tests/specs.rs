@@ -15,6 +15,7 @@ struct Collect {
     events: Vec<CanonicalEvent>,
     rejected: Vec<RejectedRow>,
     observations: Vec<Observation>,
+    absent: Vec<String>,
 }
 
 impl RowSink for Collect {
@@ -29,6 +30,9 @@ impl RowSink for Collect {
     fn observation(&mut self, o: Observation) -> Result<(), SinkError> {
         self.observations.push(o);
         Ok(())
+    }
+    fn absent_columns(&mut self, columns: &[String]) {
+        self.absent = columns.to_vec();
     }
 }
 
@@ -459,4 +463,152 @@ fn token_identifiers_are_normalised_like_everywhere_else() {
         (4, "customer_id (column \"Client\"): customer_id contains a control character"),
         "the reason never quotes the identifier"
     );
+}
+
+/// A CSV spec whose `sku` and `Rayon` columns may be absent (`optional = true`, and a
+/// default), the others required.
+const OPTIONAL_SPEC: &str = r#"
+channel = "pos"
+name = "optional"
+[format]
+kind = "csv"
+separator = ";"
+encoding = "windows-1252"
+decimal = ","
+[event_type]
+constant = "store_purchase"
+[natural_key]
+sources = ["Ticket"]
+[fields]
+occurred_at = { source = "Date", format = "%d/%m/%Y" }
+email = { source = "Email", required = true }
+order_id = { source = "Ticket" }
+sku = { source = "Article", optional = true }
+category = { source = "Rayon", default = "divers" }
+unit_price_minor = { source = "Prix", optional = true }
+"#;
+
+fn run_spec(spec: &Spec, key: &str, body: Vec<u8>) -> (Result<Counts, FileError>, Collect) {
+    let mut sink = Collect::default();
+    let file = FileContext { source_key: key.into(), fingerprint: "fp".into() };
+    let counts = engine::parse(Box::new(std::io::Cursor::new(body)), spec, file, &mut sink);
+    (counts, sink)
+}
+
+fn recent_date() -> String {
+    (chrono::Utc::now() - chrono::Duration::days(3)).format("%d/%m/%Y").to_string()
+}
+
+#[test]
+fn optional_columns_may_be_absent_and_read_as_blank() {
+    let spec = Spec::parse("channels/pos/optional.toml", OPTIONAL_SPEC).unwrap();
+    let day = recent_date();
+    // Article, Rayon and Prix are absent: every row still maps, sku and price blank, the
+    // category its default.
+    let csv = format!("Date;Email;Ticket\r\n{day};a@b.fr;T1\r\n{day};c@d.fr;T2\r\n");
+    let (counts, sink) = run_spec(&spec, "pos/x.csv", cp1252(&csv));
+    let counts = counts.unwrap();
+    assert_eq!((counts.rows_read, counts.events, counts.rejected), (2, 2, 0));
+    let mut absent = sink.absent.clone();
+    absent.sort();
+    assert_eq!(absent, vec!["Article", "Prix", "Rayon"]);
+    for e in &sink.events {
+        assert_eq!((e.sku.as_deref(), e.unit_price_minor, e.category.as_deref()), (None, None, Some("divers")));
+    }
+    assert_eq!(sink.events[1].order_id.as_deref(), Some("T2"));
+
+    // Present, the same columns are read as usual (case and spaces of the header aside).
+    let csv = format!(" date ;EMAIL;Ticket;Article;Rayon;Prix\r\n{day};a@b.fr;T1;SKU-1;Beauté;12,50\r\n");
+    let (counts, sink) = run_spec(&spec, "pos/x.csv", cp1252(&csv));
+    assert_eq!(counts.unwrap().events, 1);
+    assert!(sink.absent.is_empty());
+    let e = &sink.events[0];
+    assert_eq!((e.sku.as_deref(), e.unit_price_minor, e.category.as_deref()), (Some("SKU-1"), Some(1250), Some("Beauté")));
+
+    // A required column absent still fails the whole file, naming what is missing and
+    // what the header has.
+    let csv = format!("Date;Ticket;Article\r\n{day};T1;SKU-1\r\n");
+    let err = run_spec(&spec, "pos/x.csv", cp1252(&csv)).0.unwrap_err();
+    assert_eq!(err.to_string(), r#"missing required column(s) ["Email"]; the header has ["Date", "Ticket", "Article"]"#);
+    assert!(!err.retryable());
+    // A column both an optional field and the natural key read is required.
+    let csv = format!("Date;Email\r\n{day};a@b.fr\r\n");
+    let err = run_spec(&spec, "pos/x.csv", cp1252(&csv)).0.unwrap_err();
+    assert!(matches!(&err, FileError::MissingColumns { missing, .. } if missing == &vec!["Ticket".to_string()]), "{err}");
+}
+
+#[test]
+fn a_repository_spec_reads_an_export_without_its_defaulted_column() {
+    // ecommerce/orders.toml gives `currency` a default: an export without the column is
+    // read, with the default.
+    let header = ORDERS_HEADER.replace("Currency,", "");
+    let csv = format!("{header}#1,a@b.fr,,,2026-01-10 10:00:00 +0100,10.00,0.00,10.00,1,Z,1.00,S3,c,,,,\n");
+    let (counts, sink) = run("ecommerce", "ecommerce/orders.csv", &csv);
+    assert_eq!(counts.unwrap().events, 1, "{:?}", sink.rejected);
+    assert_eq!(sink.events[0].currency.as_deref(), Some("EUR"));
+    assert_eq!(sink.absent, vec!["Currency"]);
+    // Its email column is required: the file fails.
+    let header = ORDERS_HEADER.replace("Email,", "");
+    let err = run("ecommerce", "ecommerce/orders.csv", &header).0.unwrap_err();
+    assert!(err.to_string().starts_with(r#"missing required column(s) ["Email"]; the header has ["Name", "Phone""#), "{err}");
+}
+
+#[test]
+fn optional_parquet_columns_may_be_absent() {
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let text = r#"
+channel = "email"
+name = "parquet-activity"
+[format]
+kind = "parquet"
+[event_type]
+constant = "email_open"
+[fields]
+occurred_at = { source = "ts", format = "epoch_ms" }
+email = { source = "email", required = true }
+campaign_id = { source = "campaign", optional = true }
+"#;
+    let spec = Spec::parse("channels/email/parquet-activity.toml", text).unwrap();
+    let ts = chrono::Utc::now().timestamp_millis() - 86_400_000;
+    let batch = RecordBatch::try_from_iter(vec![
+        ("email", Arc::new(StringArray::from(vec!["a@b.fr"])) as ArrayRef),
+        ("ts", Arc::new(Int64Array::from(vec![ts])) as ArrayRef),
+    ])
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let mut sink = Collect::default();
+    let file = FileContext { source_key: "email/a.parquet".into(), fingerprint: "fp".into() };
+    let counts = engine::parse_path(&path, &spec, file, &mut sink).unwrap();
+    assert_eq!((counts.events, counts.rejected), (1, 0));
+    assert_eq!(sink.events[0].campaign_id, None);
+    assert_eq!(sink.absent, vec!["campaign"]);
+}
+
+#[test]
+fn blank_lines_are_counted_as_skipped_not_as_rows() {
+    let spec = Spec::parse("channels/pos/optional.toml", OPTIONAL_SPEC).unwrap();
+    let day = recent_date();
+    // LF and CRLF: a blank line before the header, one between rows, a record of blank
+    // cells, two at the end; line numbers stay physical.
+    for eol in ["\n", "\r\n"] {
+        let csv = format!("{eol}Date;Email;Ticket{eol}{day};a@b.fr;T1{eol}{eol};;{eol}{day};bad;T2{eol}{eol}{eol}").into_bytes();
+        let (counts, sink) = run_spec(&spec, "pos/x.csv", csv);
+        let counts = counts.unwrap();
+        assert_eq!((counts.rows_read, counts.events, counts.rejected, counts.skipped), (2, 1, 1, 5), "{eol:?}");
+        assert_eq!(sink.rejected[0].line, 6, "{eol:?}");
+        // Without a final newline, nothing trails.
+        let csv = format!("Date;Email;Ticket{eol}{day};a@b.fr;T1").into_bytes();
+        assert_eq!(run_spec(&spec, "pos/x.csv", csv).0.unwrap().skipped, 0, "{eol:?}");
+        let csv = format!("Date;Email;Ticket{eol}{day};a@b.fr;T1{eol}").into_bytes();
+        assert_eq!(run_spec(&spec, "pos/x.csv", csv).0.unwrap().skipped, 0, "{eol:?}");
+    }
+    let body = "{\"event_timestamp\":\"1763900004000000\",\"event_name\":\"page_view\"}\n\n  \n{\"event_timestamp\":\"1763900004000000\",\"event_name\":\"page_view\"}\n";
+    let (counts, _) = run("web", "web/x.ndjson", body);
+    let counts = counts.unwrap();
+    assert_eq!((counts.rows_read, counts.skipped), (2, 2));
 }

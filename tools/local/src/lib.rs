@@ -8,10 +8,13 @@
 //!   what succeeded, makes reported `batchItemFailures` visible again (so they reach the
 //!   DLQ after `maxReceiveCount`), and fires schedules on demand.
 //! - [`receiver::Receiver`] is a webhook receiver on 127.0.0.1 recording deliveries.
+//! - [`channel_specs`] checks channel specs together (key overlaps included) and dry-runs
+//!   one on a local sample export (`validate --sample`), through the ingest's own parser.
 //! - [`quality`] scores identity resolution against the data generator's ground truth
 //!   (pairwise precision and recall).
 
 pub mod activation;
+pub mod channel_specs;
 pub mod duckdb;
 pub mod fs_blobs;
 pub mod functions;

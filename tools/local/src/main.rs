@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use ariane_local::channel_specs;
 use ariane_local::manifest::Manifest;
 use ariane_local::runner::{Invoker, Runner};
 use ariane_local::LocalStack;
@@ -37,12 +38,16 @@ enum Cmd {
     /// (its own, started and stopped here) and print what happened
     Demo(demo::DemoArgs),
     /// Validate segment files, channel specs, identity and activation rules and campaign
-    /// files, as the functions check them at cold start (default: all of them)
+    /// files, as the functions check them at cold start (default: all of them); with
+    /// --sample, dry-run one channel spec on a local export
     Validate {
         /// Files to check (`segments/*.sql`, `channels/<channel>/*.toml`,
-        /// `campaigns/*.toml`, `config/identity.toml`, `config/activation.toml`)
+        /// `campaigns/*.toml`, `config/identity.toml`, `config/activation.toml`). A channel
+        /// spec is checked with the other specs of its channel on disk (`channels/<channel>/`)
         #[arg(value_name = "FILE")]
         files: Vec<String>,
+        #[command(flatten)]
+        sample: SampleArgs,
     },
     /// Start moto, deploy infra/template.yaml to it and write .local/<stage>.env and
     /// .local/<stage>.manifest.json; runs until Ctrl-C
@@ -60,6 +65,26 @@ enum Cmd {
         #[command(subcommand)]
         command: identity_cmd::IdentityCommand,
     },
+}
+
+/// The dry run of one channel spec on a local export.
+#[derive(Debug, Args)]
+struct SampleArgs {
+    /// Dry-run the one channel spec given on this local export (any format the spec reads:
+    /// CSV in its encoding, NDJSON, JSON array, Parquet; gzip or not), with no AWS: prints
+    /// the first mapped events, the rejected rows with their line and reason, and the counts
+    #[arg(long, value_name = "EXPORT")]
+    sample: Option<PathBuf>,
+    /// With --sample: how many mapped events to print
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "sample")]
+    events: usize,
+    /// With --sample: how many rejected rows to print at most
+    #[arg(long, value_name = "N", default_value_t = 50, requires = "sample")]
+    rejects: usize,
+    /// With --sample: the landing key the export would have, to show which spec reads it
+    /// (default: <channel>/<file name of the export>)
+    #[arg(long, value_name = "KEY", requires = "sample")]
+    key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -114,7 +139,10 @@ async fn main() {
         .try_init();
     let result = match cli.command {
         Cmd::Demo(args) => demo::demo(&args).await,
-        Cmd::Validate { files } => validate(&files).await,
+        Cmd::Validate { files, sample } => match &sample.sample {
+            Some(export) => validate_sample(&files, export, &sample),
+            None => validate(&files).await,
+        },
         Cmd::Up(args) => up(&args).await,
         Cmd::Drain(args) => drain(&args).await,
         Cmd::Fire(args) => fire(&args).await,
@@ -148,24 +176,9 @@ fn files_or_dir(files: &[String], dir: &std::path::Path, ext: &str) -> std::io::
 
 fn validate_specs(files: &[String]) -> anyhow::Result<()> {
     let root = ariane_local::repo_root();
-    let paths: Vec<std::path::PathBuf> = if files.is_empty() {
-        let mut p = Vec::new();
-        for dir in std::fs::read_dir(root.join("channels"))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()) {
-            p.extend(files_in(&dir, "toml")?);
-        }
-        p.sort();
-        p
-    } else {
-        files.iter().map(Into::into).collect()
-    };
-    let mut texts = Vec::new();
-    for path in &paths {
-        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-        let shown = path.strip_prefix(&root).unwrap_or(path).display().to_string();
-        texts.push((shown, text));
-    }
-    let refs: Vec<(&str, &str)> = texts.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
-    match ariane_ingest::spec::Catalog::from_files(&refs) {
+    let given: Vec<PathBuf> = files.iter().map(Into::into).collect();
+    let specs = channel_specs::spec_files(&root, &given)?;
+    match channel_specs::catalog(&specs) {
         Ok(catalog) => {
             println!(
                 "{} channel spec(s) valid: {}",
@@ -181,6 +194,19 @@ fn validate_specs(files: &[String]) -> anyhow::Result<()> {
             bail!("{} problem(s) in channel specs", errors.len())
         }
     }
+}
+
+/// `validate SPEC --sample EXPORT`: the spec checked with its channel's other specs, then
+/// run on the export.
+fn validate_sample(files: &[String], export: &std::path::Path, args: &SampleArgs) -> anyhow::Result<()> {
+    let [spec] = files else { bail!("--sample needs exactly one channel spec (channels/<channel>/<name>.toml), got {}", files.len()) };
+    if !spec.ends_with(".toml") {
+        bail!("--sample needs a channel spec (a .toml file), got {spec}")
+    }
+    let show = channel_specs::Show { events: args.events, rejects: args.rejects };
+    let mut out = std::io::stdout().lock();
+    channel_specs::validate_sample(&ariane_local::repo_root(), spec.as_ref(), export, args.key.as_deref(), show, &mut out)?;
+    Ok(())
 }
 
 /// The identity rules file (`config/identity.toml` unless files name another).
@@ -420,6 +446,16 @@ mod cli_tests {
         }
         let bad = Cli::try_parse_from(["ariane-local", "fire", "--manifest", "m.json", "--at", "yesterday"]).unwrap_err().to_string();
         assert!(bad.contains("--at"), "{bad}");
+        let dry = Cli::try_parse_from(["ariane-local", "validate", "channels/pos/x.toml", "--sample", "x.csv", "--events", "2"]).unwrap();
+        match dry.command {
+            Cmd::Validate { files, sample } => {
+                assert_eq!(files, vec!["channels/pos/x.toml"]);
+                assert_eq!((sample.sample, sample.events, sample.rejects), (Some(PathBuf::from("x.csv")), 2, 50));
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = Cli::try_parse_from(["ariane-local", "validate", "--events", "2"]).unwrap_err().to_string();
+        assert!(bad.contains("--sample"), "--events needs --sample: {bad}");
         let up = Cli::try_parse_from(["ariane-local", "up", "--webhook", "http://127.0.0.1:8080"]).unwrap();
         assert!(matches!(up.command, Cmd::Up(UpArgs { ref stage, webhook: Some(_) }) if stage == "dev"));
     }
