@@ -85,6 +85,7 @@ EVENT_COLUMNS = [
     ("consent_channel", "VARCHAR"),
     ("source_key", "VARCHAR"),
     ("source_line", "UBIGINT"),
+    ("local_time", "VARCHAR"),
     ("channel", "VARCHAR"),
     ("event_date", "VARCHAR"),
 ]

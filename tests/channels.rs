@@ -71,6 +71,15 @@ async fn seven_channels_reconcile_with_the_ground_truth() -> anyhow::Result<()> 
         assert_eq!(entry.rows_rejected, invalid.len() as u64, "{key}: {:?}", entry);
         assert_eq!(entry.rows_read, entry.events_written + entry.rows_rejected, "{key}");
         assert_eq!(stats.malformed_rows, invalid.len() as u64);
+        // Every physical line of the export (Parquet: every row) is a row or skipped for a reason.
+        let body = std::fs::read(dir.path().join(export.channel()).join(export.file_name()))?;
+        let lines = if body.starts_with(b"PAR1") {
+            entry.rows_read
+        } else {
+            body.iter().filter(|b| **b == b'\n').count() as u64 + u64::from(body.last().is_some_and(|b| *b != b'\n'))
+        };
+        assert_eq!(entry.lines_read, lines, "{key}: {entry:?}");
+        assert_eq!(entry.lines_read, entry.events_written + entry.rows_rejected + entry.lines_skipped.total(), "{key}: {entry:?}");
 
         // Rejects: the invalid lines exactly, each with a reason and the raw row.
         if !invalid.is_empty() {

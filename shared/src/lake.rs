@@ -4,7 +4,8 @@
 //! ```text
 //! events/channel=<channel>/event_date=<yyyy-mm-dd>/<source fingerprint>.parquet
 //! rejects/channel=<channel>/<source fingerprint>.parquet
-//! ledger/ingest/<channel>/<source fingerprint>.json
+//! ledger/ingest/<channel>/<entry id>.json            (one per landed key and version, see ledger_entry_id)
+//! ledger/ingest/<channel>/content/<source fingerprint>.json   (which entry first ingested this content)
 //! identity/links/resolved_date=<yyyy-mm-dd>/<batch fingerprint>.parquet
 //! events_by_profile/_current.json, events_by_profile/gen=<G>/...     (the compacted lake, see compacted_prefix)
 //! segments/_runs/<run id>/profiles/bucket=<k>/profiles.parquet   (profile snapshot of a run)
@@ -31,7 +32,7 @@ use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 
-use crate::model::{CanonicalEvent, RejectedRow, SegmentMember};
+use crate::model::{CanonicalEvent, LocalTime, RejectedRow, SegmentMember};
 
 /// Rows per Parquet row group written by the functions: bounds writer memory.
 pub const ROW_GROUP_ROWS: usize = 8192;
@@ -48,12 +49,34 @@ pub fn rejects_key(channel: &str, fingerprint: &str) -> String {
     format!("rejects/channel={channel}/{fingerprint}.parquet")
 }
 
-pub fn ledger_key(channel: &str, fingerprint: &str) -> String {
-    format!("ledger/ingest/{channel}/{fingerprint}.json")
+/// The ingest ledger entry `id` of `channel` (an id of [`ledger_entry_id`]; entries written
+/// before ledger entries were per key and version are named by their content fingerprint).
+pub fn ledger_key(channel: &str, id: &str) -> String {
+    format!("ledger/ingest/{channel}/{id}.json")
+}
+
+/// The id of the ledger entry of one landed object: its key and version (the version id
+/// in a versioned bucket, else the entity tag), within its channel.
+pub fn ledger_entry_id(channel: &str, key: &str, version: &str) -> String {
+    crate::identifiers::stable_id(&["ledger-entry", channel, key, version.trim_matches('"')])
+}
+
+/// The content index of the ingest ledger: which entry first ingested the content of
+/// this fingerprint (content-identical objects are recorded as its duplicates).
+pub fn ledger_content_key(channel: &str, fingerprint: &str) -> String {
+    format!("ledger/ingest/{channel}/content/{fingerprint}.json")
 }
 
 pub fn ledger_prefix() -> &'static str {
     "ledger/ingest/"
+}
+
+/// Whether a key under [`ledger_prefix`] is a ledger entry (`ledger/ingest/<channel>/<id>.json`),
+/// not the content index.
+pub fn is_ledger_entry_key(key: &str) -> bool {
+    key.strip_prefix(ledger_prefix())
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(channel, name)| !channel.is_empty() && !name.contains('/') && name.ends_with(".json"))
 }
 
 pub fn links_prefix() -> &'static str {
@@ -198,13 +221,17 @@ pub fn events_schema() -> SchemaRef {
         Field::new("consent_channel", DataType::Utf8, true),
         Field::new("source_key", DataType::Utf8, false),
         Field::new("source_line", DataType::UInt64, false),
+        // `shifted` / `ambiguous` when occurred_at was a local time the clock did not show
+        // exactly once (daylight saving changes), null otherwise. Files written before the
+        // column existed read it as null.
+        Field::new("local_time", DataType::Utf8, true),
     ]))
 }
 
 /// Converts events to one record batch of [`events_schema`].
 pub fn events_batch(events: &[CanonicalEvent]) -> Result<RecordBatch, ArrowError> {
     let n = events.len();
-    let mut s: Vec<StringBuilder> = (0..15).map(|_| StringBuilder::with_capacity(n, n * 16)).collect();
+    let mut s: Vec<StringBuilder> = (0..16).map(|_| StringBuilder::with_capacity(n, n * 16)).collect();
     let mut at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut ints: Vec<Int64Builder> = (0..4).map(|_| Int64Builder::with_capacity(n)).collect();
     let mut line = UInt64Builder::with_capacity(n);
@@ -230,10 +257,11 @@ pub fn events_batch(events: &[CanonicalEvent]) -> Result<RecordBatch, ArrowError
         s[13].append_option(e.consent_channel.as_deref());
         s[14].append_value(&e.source_key);
         line.append_value(e.source_line);
+        s[15].append_option(e.local_time.map(LocalTime::as_str));
     }
     let mut s = s.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
     let mut ints = ints.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
-    let mut next_s = || s.next().expect("15 string columns");
+    let mut next_s = || s.next().expect("16 string columns");
     let mut next_i = || ints.next().expect("4 int columns");
     let columns: Vec<ArrayRef> = vec![
         next_s(),
@@ -257,6 +285,7 @@ pub fn events_batch(events: &[CanonicalEvent]) -> Result<RecordBatch, ArrowError
         next_s(),
         next_s(),
         Arc::new(line.finish()),
+        next_s(),
     ];
     RecordBatch::try_new(events_schema(), columns)
 }
@@ -519,6 +548,11 @@ mod tests {
             consent_channel: None,
             source_key: "ecommerce/a.csv".into(),
             source_line: i,
+            local_time: match i {
+                3 => Some(LocalTime::Shifted),
+                4 => Some(LocalTime::Ambiguous),
+                _ => None,
+            },
         }
     }
 
@@ -531,6 +565,23 @@ mod tests {
         assert_eq!(row_count(&back), 8);
         assert_eq!(string_values(&back, "product_name").unwrap()[0], "Pull col roulé, laine");
         assert_eq!(back[0].schema(), events_schema());
+        // The local-time flag: null but for the shifted and the ambiguous row.
+        let flags = back[0].column_by_name("local_time").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+        let flags: Vec<Option<&str>> = (0..flags.len()).map(|i| flags.is_valid(i).then(|| flags.value(i))).collect();
+        assert_eq!(flags, vec![None, Some("shifted"), Some("ambiguous"), None, None, None, None, None]);
+    }
+
+    #[test]
+    fn ledger_entries_are_told_from_the_content_index() {
+        let id = ledger_entry_id("pos", "pos/a.csv", "\"v1\"");
+        assert_eq!(id, ledger_entry_id("pos", "pos/a.csv", "v1"), "quotes of an entity tag do not count");
+        assert_ne!(id, ledger_entry_id("pos", "pos/a.csv", "v2"));
+        assert_ne!(id, ledger_entry_id("pos", "pos/b.csv", "v1"));
+        assert!(is_ledger_entry_key(&ledger_key("pos", &id)));
+        assert!(is_ledger_entry_key("ledger/ingest/unknown/abc.json"));
+        assert!(!is_ledger_entry_key(&ledger_content_key("pos", "fp")));
+        assert!(!is_ledger_entry_key("ledger/ingest/pos/"));
+        assert!(!is_ledger_entry_key("events/channel=pos/x.json"));
     }
 
     #[test]

@@ -42,6 +42,32 @@ pub struct CanonicalEvent {
     pub consent_channel: Option<String>,
     pub source_key: String,
     pub source_line: u64,
+    /// How `occurred_at` was read when the source wrote a local time that the clock
+    /// never showed (spring gap: [`LocalTime::Shifted`]) or showed twice (autumn
+    /// overlap: [`LocalTime::Ambiguous`]); `None` for every other row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_time: Option<LocalTime>,
+}
+
+/// A local wall-clock time that does not name one instant (the lake's `local_time`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalTime {
+    /// Inside the spring gap (02:30 on the night the clocks go forward): read with the
+    /// offset in force before the change, i.e. shifted forward by the gap.
+    Shifted,
+    /// Inside the autumn overlap (02:30 happens twice): the first occurrence was taken.
+    Ambiguous,
+}
+
+impl LocalTime {
+    /// The lake's value: `shifted` or `ambiguous`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalTime::Shifted => "shifted",
+            LocalTime::Ambiguous => "ambiguous",
+        }
+    }
 }
 
 impl CanonicalEvent {

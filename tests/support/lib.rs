@@ -24,10 +24,16 @@ impl Harness {
         Ok(Harness { stack, receiver, runner })
     }
 
-    /// All ledger entries in the lake.
+    /// All ingest ledger entries in the lake (not its content index).
     pub async fn ledger(&self) -> anyhow::Result<Vec<LedgerEntry>> {
         let mut out = Vec::new();
-        for key in self.stack.lake_keys(ariane_shared::lake::ledger_prefix()).await? {
+        for key in self
+            .stack
+            .lake_keys(ariane_shared::lake::ledger_prefix())
+            .await?
+            .into_iter()
+            .filter(|k| ariane_shared::lake::is_ledger_entry_key(k))
+        {
             out.push(serde_json::from_slice(&self.stack.lake_object(&key).await?)?);
         }
         Ok(out)

@@ -1,20 +1,22 @@
 //! One file through its spec: the reader of its format, fill-down of continuation rows,
-//! the mapping, and the accounting (every data row ends as exactly one event or one
-//! rejected row).
+//! the mapping, and the accounting: every data row ends as exactly one event or one
+//! rejected row, and every physical line is the first line of a row or is skipped for a
+//! reason (blank, header, continuation).
 
 use std::io::Read;
 
-use ariane_shared::model::RejectedRow;
+use ariane_shared::model::{LocalTime, RejectedRow};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::bounds::InputLimits;
 
 use crate::map::{FileContext, Mapper, RowError, RowMeta};
 pub use crate::sink::{RowSink, SinkError};
-use crate::source::{self, CellError, FileError, Row, RowHandler};
+use crate::source::{self, CellError, FileError, Row, RowHandler, Skip};
 use crate::spec::{column_key, FormatKind, Source, Spec};
 
-/// Counts of one file; `rows_read == events + rejected` always.
+/// Counts of one file: `rows_read == events + rejected` always, and
+/// `lines_read == events + rejected + skipped.total()` (see [`Counts::lines_reconcile`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub rows_read: u64,
@@ -24,9 +26,70 @@ pub struct Counts {
     pub observations: u64,
     /// Rows kept as events whose optional email or phone was unusable.
     pub identifier_warnings: u64,
-    /// Blank lines (and CSV records of blank cells only) passed over: not rows.
+    /// The file's physical lines, as its reader counted them (a Parquet file: its rows).
     #[serde(default)]
-    pub skipped: u64,
+    pub lines_read: u64,
+    /// Physical lines that are not rows, by reason.
+    #[serde(default)]
+    pub skipped: Skipped,
+    /// Events whose local time was shifted or ambiguous (daylight saving changes).
+    #[serde(default)]
+    pub local_time: LocalTimes,
+}
+
+impl Counts {
+    /// Every physical line is accounted for: the first line of an event or of a rejected
+    /// row, or skipped. Holds for every file but a JSON array with several elements on one
+    /// line (each element is a row, the line is one line).
+    pub fn lines_reconcile(&self) -> bool {
+        self.lines_read == self.events + self.rejected + self.skipped.total()
+    }
+}
+
+/// Physical lines that are not rows, by reason ([`Skip`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Skipped {
+    /// Empty or white-space lines, and CSV records of blank cells only.
+    pub blank: u64,
+    /// A CSV header; a JSON array's opening bracket.
+    pub header: u64,
+    /// A row's lines past its first (a quoted CSV field over several lines, a JSON
+    /// element written over several lines) and a JSON array's closing bracket.
+    pub continuation: u64,
+}
+
+impl Skipped {
+    pub fn total(&self) -> u64 {
+        self.blank + self.header + self.continuation
+    }
+
+    fn add(&mut self, reason: Skip, lines: u64) {
+        match reason {
+            Skip::Blank => self.blank += lines,
+            Skip::Header => self.header += lines,
+            Skip::Continuation => self.continuation += lines,
+        }
+    }
+}
+
+/// Events whose `occurred_at` was a local time the clock did not show exactly once (the
+/// lake's `local_time` column says which).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LocalTimes {
+    /// In the spring gap: read with the offset before the change.
+    pub shifted: u64,
+    /// In the autumn overlap: the first occurrence taken.
+    pub ambiguous: u64,
+}
+
+impl LocalTimes {
+    fn add(&mut self, flag: Option<LocalTime>) {
+        match flag {
+            Some(LocalTime::Shifted) => self.shifted += 1,
+            Some(LocalTime::Ambiguous) => self.ambiguous += 1,
+            None => {}
+        }
+    }
 }
 
 /// Binds a spec's column sources to a header (case-insensitive, trimmed names). The
@@ -226,6 +289,7 @@ impl RowHandler for Engine<'_> {
         match result {
             Ok(mapped) => {
                 self.counts.events += 1;
+                self.counts.local_time.add(mapped.event.local_time);
                 if mapped.identifier_warnings > 0 {
                     self.counts.identifier_warnings += 1;
                 }
@@ -247,8 +311,20 @@ impl RowHandler for Engine<'_> {
         self.reject(line, reason, raw)
     }
 
-    fn skipped(&mut self, lines: u64) {
-        self.counts.skipped += lines;
+    fn skipped(&mut self, reason: Skip, lines: u64) {
+        self.counts.skipped.add(reason, lines);
+    }
+
+    fn lines(&mut self, lines: u64) {
+        self.counts.lines_read = lines;
+        if !self.counts.lines_reconcile() {
+            // A reader's miscount, or a JSON array with elements sharing lines: the
+            // ledger keeps both numbers.
+            tracing::warn!(
+                spec = %self.spec.file, lines, rows = self.counts.rows_read, skipped = ?self.counts.skipped,
+                "the file's lines are not each the first line of a row or skipped"
+            );
+        }
     }
 }
 

@@ -113,7 +113,11 @@ impl<B: BlobStore, Q: Queue> IngestWith<B, Q> {
             match ingest_object(&self.blobs, &self.queue, &self.config, &self.catalog, object).await? {
                 Outcome::Ingested(entry) => tracing::info!(key = %entry.source_key, "ingested"),
                 Outcome::AlreadyIngested(entry) => {
-                    tracing::info!(key = %entry.source_key, fingerprint = %entry.fingerprint, "identical content already ingested: skipped")
+                    tracing::info!(key = %entry.source_key, status = ?entry.status, "this key and version is already in the ledger: skipped")
+                }
+                Outcome::Duplicate(entry) => {
+                    let first = entry.duplicate_of.as_ref().map(|f| f.source_key.as_str()).unwrap_or_default();
+                    tracing::info!(key = %entry.source_key, %first, "identical content already ingested: recorded as a duplicate")
                 }
                 Outcome::PurgeRewrite { key, run } => {
                     tracing::info!(%key, %run, "rewritten by an erasure purge (its other rows are already in the lake): skipped")

@@ -1,6 +1,8 @@
 //! Ingest: turns a channel export dropped in the landing bucket into canonical events
 //! (Parquet in the lake), rejected rows with reasons, identity observations (SQS) and a
-//! per-file ledger entry whose counts reconcile (rows read = events written + rejected).
+//! ledger entry per landed key and version whose counts reconcile (rows read = events
+//! written + rejected; lines read = written + rejected + skipped blank, header and
+//! continuation lines), or that names the first ingestion of the same content.
 //!
 //! How a file is read is data, not code: each channel has spec files
 //! (`channels/<channel>/<format>.toml`, see [`spec`]) embedded at build time. The same

@@ -36,9 +36,37 @@ pub struct LineState {
     pub blank_lines: u64,
     /// The last `\r` passed: a `\n` right after it ends a line, it is not a blank one.
     last_return: Option<u64>,
+    /// Every `\n` read, and whether the last byte read was one (physical lines).
+    newlines: u64,
+    bytes: u64,
+    ends_with_newline: bool,
 }
 
 impl LineState {
+    /// The physical lines of what was read: every `\n` ends one, and a last line without
+    /// one counts too.
+    pub fn physical_lines(&self) -> u64 {
+        self.newlines + u64::from(self.bytes > 0 && !self.ends_with_newline)
+    }
+
+    /// The physical lines of the record just read, which started at or after the last
+    /// offset given to [`LineState::line_at`] and ends at byte `end`, where the csv reader
+    /// stopped after it: one, plus every `\n` inside it (a quoted field running over
+    /// several lines), its own line ending not counted.
+    pub fn record_lines(&mut self, end: u64) -> u64 {
+        let mut inner = 0;
+        while let Some(nl) = self.pending.front().copied().filter(|nl| *nl < end) {
+            self.pending.pop_front();
+            self.before += 1;
+            // The record's `\n` ending is at `end - 1` (a `\r\n` ending stops the csv
+            // reader after the `\r`: its `\n` is at `end`).
+            if nl + 1 != end {
+                inner += 1;
+            }
+        }
+        1 + inner
+    }
+
     /// The 1-based physical line where the record read from `offset` starts. The csv
     /// reader reports the offset where it began reading, which is before any blank lines
     /// it skipped, so those are stepped over here. Offsets are asked in increasing order.
@@ -84,9 +112,14 @@ impl<R: Read> Read for LineIndex<R> {
             let at = self.offset + i as u64;
             if buf[i] == b'\n' {
                 state.pending.push_back(at);
+                state.newlines += 1;
             } else {
                 state.returns.push_back(at);
             }
+        }
+        if n > 0 {
+            state.bytes += n as u64;
+            state.ends_with_newline = buf[n - 1] == b'\n';
         }
         self.offset += n as u64;
         Ok(n)

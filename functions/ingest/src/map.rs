@@ -9,13 +9,15 @@ use ariane_shared::identifiers::{
     identifier_hash, identity_key, normalize_email, normalize_token, stable_id, Identifier, IdentifierError, IdentifierKind,
     PhoneNormalizer,
 };
-use ariane_shared::model::{CanonicalEvent, Consent, ConsentChannel, Observation, Traits};
+use ariane_shared::model::{CanonicalEvent, Consent, ConsentChannel, LocalTime, Observation, Traits};
 use chrono::{DateTime, Utc};
 
 use crate::fxhash::{FxHasher, FxMap, FxSet};
 use crate::source::{CellError, Row};
 use crate::spec::{Canon, Compute, FieldPlan, Kind, Meta, Source, Spec, Unmapped};
-use crate::values::{apply_transforms, parse_amount, parse_bool, parse_consent_channel, parse_integer, parse_time, TimeFormat, ValueError};
+use crate::values::{
+    apply_transforms, parse_amount, parse_bool, parse_consent_channel, parse_integer, parse_time_flagged, TimeFormat, ValueError,
+};
 
 /// Why a row is rejected: the text of the rejects table's `reason` column.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +92,7 @@ pub struct Mapper {
     phones: PhoneNormalizer,
     hashes: HashMap<u8, FxMap<String, String>>,
     /// The last instant parsed per timestamp field (continuation rows repeat it).
-    last_time: HashMap<Canon, (String, DateTime<Utc>)>,
+    last_time: HashMap<Canon, (String, DateTime<Utc>, Option<LocalTime>)>,
     seen: FxSet<u64>,
 }
 
@@ -114,6 +116,8 @@ fn read_source<'r>(row: &'r dyn Row, meta: &RowMeta, source: &Source) -> Result<
 struct Draft {
     filled: u64,
     occurred_at: Option<DateTime<Utc>>,
+    /// How occurred_at's local time was resolved (daylight saving changes).
+    local_time: Option<LocalTime>,
     consent_at: Option<DateTime<Utc>>,
     order_id: Option<String>,
     sku: Option<String>,
@@ -285,17 +289,21 @@ impl Mapper {
         let v = value.as_ref();
         match plan.canon.kind() {
             Kind::Timestamp => {
-                let t = match self.last_time.get(&plan.canon) {
-                    Some((raw, t)) if raw == v => *t,
+                let (t, local) = match self.last_time.get(&plan.canon) {
+                    Some((raw, t, local)) if raw == v => (*t, *local),
                     _ => {
-                        let t = parse_time(v, plan.time.as_ref().unwrap_or(&TimeFormat::Rfc3339), plan.time_zone).map_err(bad)?;
-                        self.last_time.insert(plan.canon, (v.to_string(), t));
-                        t
+                        let (t, local) =
+                            parse_time_flagged(v, plan.time.as_ref().unwrap_or(&TimeFormat::Rfc3339), plan.time_zone).map_err(bad)?;
+                        self.last_time.insert(plan.canon, (v.to_string(), t, local));
+                        (t, local)
                     }
                 };
                 match plan.canon {
                     Canon::ConsentAt => d.consent_at = Some(t),
-                    _ => d.occurred_at = Some(t),
+                    _ => {
+                        d.occurred_at = Some(t);
+                        d.local_time = local;
+                    }
                 }
             }
             Kind::Integer => {
@@ -416,19 +424,8 @@ impl Mapper {
             }
         }
 
-        let key_parts: Vec<String> = if spec.natural_key.is_empty() {
-            vec![file.fingerprint.clone(), meta.line.to_string()]
-        } else {
-            spec.natural_key
-                .iter()
-                .map(|s| read_source(row, &meta, s).map(|v| v.map(Cow::into_owned).unwrap_or_default()))
-                .collect::<Result<_, _>>()?
-        };
-        let id_of = |kind: &str| {
-            let mut parts: Vec<&str> = vec![kind, &spec.channel, &spec.name];
-            parts.extend(key_parts.iter().map(String::as_str));
-            stable_id(&parts)
-        };
+        let key_parts = natural_key_parts(spec, row, &meta, file)?;
+        let id_of = |kind: &str| row_id(kind, &spec.channel, &event_type, &key_parts);
 
         // Identical observations within a file are sent once: decide before building.
         let new_observation = !identifiers.is_empty() && {
@@ -474,9 +471,42 @@ impl Mapper {
             consent_channel: d.consent_channel.map(|c| c.as_str().to_string()),
             source_key: file.source_key.clone(),
             source_line: meta.line,
+            local_time: d.local_time,
         };
         Ok(Mapped { event, observation, identifier_warnings: d.warnings })
     }
+}
+
+/// What identifies a row: `["key", <natural key values>...]` (`"key:<scope>"` with a
+/// `natural_key.scope`), or, for a spec without a natural key, `["content", <file
+/// fingerprint>, <line>]` (the fingerprint derives from the file's content, so the same
+/// file gives the same ids whatever the spec or the landing key). The marker keeps a
+/// natural key's values from ever equalling a content position.
+fn natural_key_parts(spec: &Spec, row: &dyn Row, meta: &RowMeta, file: &FileContext) -> Result<Vec<String>, RowError> {
+    if spec.natural_key.is_empty() {
+        return Ok(vec!["content".to_string(), file.fingerprint.clone(), meta.line.to_string()]);
+    }
+    let mut parts = Vec::with_capacity(spec.natural_key.len() + 1);
+    parts.push(match &spec.natural_key_scope {
+        Some(scope) => format!("key:{scope}"),
+        None => "key".to_string(),
+    });
+    for s in &spec.natural_key {
+        parts.push(read_source(row, meta, s)?.map(Cow::into_owned).unwrap_or_default());
+    }
+    Ok(parts)
+}
+
+/// The id of a row's event or observation (`kind`): a hash of the channel, the event type
+/// and what identifies the row ([`natural_key_parts`]). Not the spec: a new spec for the
+/// same source (a vendor's new export format) keeps the ids of the rows it reads again,
+/// and the catalog refuses two specs that could give one id to different rows
+/// (`spec::id_collision`).
+pub fn row_id(kind: &str, channel: &str, event_type: &str, key_parts: &[String]) -> String {
+    let mut parts: Vec<&str> = Vec::with_capacity(key_parts.len() + 3);
+    parts.extend([kind, channel, event_type]);
+    parts.extend(key_parts.iter().map(String::as_str));
+    stable_id(&parts)
 }
 
 /// A page URL as the lake keeps it: no fragment, no `user:password@`, and only the query

@@ -378,6 +378,7 @@ mod tests {
             consent_channel: None,
             source_key: "crm/x.csv".into(),
             source_line: i,
+            local_time: None,
         }
     }
 

@@ -6,10 +6,18 @@
 //! and the ledger; [`Queue`] for the forwarded notification and the observations), so the
 //! same code runs on S3/SQS in Lambda and on the in-memory adapters in the unit tests.
 //!
+//! The ledger has one entry per landed key and version
+//! (`ledger/ingest/<channel>/<entry id>.json`, [`lake::ledger_entry_id`]) and a content
+//! index (`ledger/ingest/<channel>/content/<fingerprint>.json`) naming the entry that
+//! first ingested each content: an object whose content was already ingested under
+//! another key or version gets an entry of its own, `duplicate`, naming that first one,
+//! and nothing else is done. A failed attempt is kept in the entry's `attempts` when the
+//! same key and version is tried again, never overwritten.
+//!
 //! Idempotency: the output keys and ids derive from a fingerprint of (channel, ETag, size)
 //! and from each row's natural key, so a re-delivered notification or a re-upload of
-//! identical content rewrites the same objects with the same content, and a completed
-//! ledger entry short-cuts the work (no observation is sent twice). Observations are
+//! identical content rewrites the same objects with the same content, and a completed (or
+//! duplicate) entry short-cuts the work (no observation is sent twice). Observations are
 //! spooled to scratch space during the parse and sent only once the whole file has been
 //! read and its parts uploaded: a file that turns out to be truncated sends nothing.
 
@@ -29,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::io::SyncIoBridge;
 
 use crate::config::{IngestConfig, Mode};
-use crate::engine::{self, Counts};
+use crate::engine::{self, Counts, LocalTimes, Skipped};
 use crate::map::FileContext;
 use crate::parts::Parts;
 pub use crate::parts::{LakeSink, Limits};
@@ -47,15 +55,20 @@ const JSON_CONTENT_TYPE: &str = "application/json";
 pub enum LedgerStatus {
     Completed,
     Failed,
+    /// Its content was already ingested under another key or version (`duplicate_of`):
+    /// nothing was read, written or sent for it.
+    Duplicate,
 }
 
-/// The ledger entry of one source file (`ledger/ingest/<channel>/<fingerprint>.json`).
+/// The ledger entry of one landed key and version (`ledger/ingest/<channel>/<id>.json`,
+/// [`LedgerEntry::ledger_key`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     pub channel: String,
     /// The channel spec that read the file (`channels/<channel>/<spec>.toml`).
     #[serde(default)]
     pub spec: Option<String>,
+    /// The content's fingerprint (channel, ETag, size): the key of the content index.
     pub fingerprint: String,
     pub source_bucket: String,
     pub source_key: String,
@@ -63,9 +76,23 @@ pub struct LedgerEntry {
     pub version_id: Option<String>,
     pub size: Option<i64>,
     pub status: LedgerStatus,
+    /// A duplicate's first: the entry that ingested this content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<FirstEntry>,
+    /// Data rows: `rows_read = events_written + rows_rejected`.
     pub rows_read: u64,
     pub events_written: u64,
     pub rows_rejected: u64,
+    /// Physical lines: `lines_read = events_written + rows_rejected + lines_skipped`
+    /// (every reason), but for a JSON array with several elements on one line.
+    #[serde(default)]
+    pub lines_read: u64,
+    #[serde(default)]
+    pub lines_skipped: Skipped,
+    /// Events whose local time was shifted (spring gap) or ambiguous (autumn overlap);
+    /// the lake's `local_time` column marks them.
+    #[serde(default)]
+    pub local_time: LocalTimes,
     pub observations_sent: u64,
     #[serde(default)]
     pub observation_messages: u64,
@@ -77,14 +104,82 @@ pub struct LedgerEntry {
     pub retryable: bool,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
+    /// Earlier attempts of this key and version that failed, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+}
+
+/// The entry that first ingested a content, as its duplicates name it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirstEntry {
+    pub source_key: String,
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+    /// Its ledger entry.
+    pub ledger_key: String,
+}
+
+/// A failed attempt, kept in the entry of its key and version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub spec: Option<String>,
+    pub error: Option<String>,
+    pub retryable: bool,
+}
+
+impl LedgerEntry {
+    /// The version the entry is of: the version id, else the entity tag.
+    pub fn version(&self) -> &str {
+        self.version_id.as_deref().or(self.etag.as_deref()).unwrap_or_default()
+    }
+
+    /// Where the entry is stored (entries written before the ledger was per key and
+    /// version are stored at their fingerprint instead).
+    pub fn ledger_key(&self) -> String {
+        lake::ledger_key(&self.channel, &lake::ledger_entry_id(&self.channel, &self.source_key, self.version()))
+    }
+
+    fn first(&self) -> FirstEntry {
+        FirstEntry {
+            source_key: self.source_key.clone(),
+            version_id: self.version_id.clone(),
+            etag: self.etag.clone(),
+            ledger_key: self.ledger_key(),
+        }
+    }
+
+    /// This entry as a failed attempt.
+    fn attempt(&self) -> Attempt {
+        Attempt {
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            spec: self.spec.clone(),
+            error: self.error.clone(),
+            retryable: self.retryable,
+        }
+    }
+}
+
+/// The content index (`ledger/ingest/<channel>/content/<fingerprint>.json`): the entry
+/// that first ingested a content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentIndex {
+    pub fingerprint: String,
+    pub first: FirstEntry,
+    pub recorded_at: DateTime<Utc>,
 }
 
 /// Outcome of one object.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     Ingested(LedgerEntry),
-    /// A completed ledger entry exists for identical content: nothing was done.
+    /// This key and version already has a completed (or duplicate) entry: nothing was done.
     AlreadyIngested(LedgerEntry),
+    /// Its content was ingested under another key or version: recorded as a duplicate of
+    /// it (the entry names it), nothing else done.
+    Duplicate(LedgerEntry),
     /// The object is an erasure purge's rewrite of a file already ingested (without the
     /// erased person's rows, `functions/purge`): nothing was done.
     PurgeRewrite {
@@ -123,7 +218,7 @@ pub enum IngestError {
     Scratch(#[from] std::io::Error),
     #[error("cannot write to scratch space: {0}")]
     Sink(#[from] SinkError),
-    #[error("ledger entry {key} is not valid JSON: {source}")]
+    #[error("ledger object {key} is not valid JSON: {source}")]
     LedgerDecode {
         key: String,
         #[source]
@@ -171,9 +266,13 @@ fn new_entry(channel: &str, fp: &str, object: &ObjectRef, etag: &str, size: Opti
         version_id: object.version_id.clone(),
         size,
         status: LedgerStatus::Failed,
+        duplicate_of: None,
         rows_read: 0,
         events_written: 0,
         rows_rejected: 0,
+        lines_read: 0,
+        lines_skipped: Skipped::default(),
+        local_time: LocalTimes::default(),
         observations_sent: 0,
         observation_messages: 0,
         identifier_warnings: 0,
@@ -183,6 +282,7 @@ fn new_entry(channel: &str, fp: &str, object: &ObjectRef, etag: &str, size: Opti
         retryable: false,
         started_at: now,
         finished_at: now,
+        attempts: vec![],
     }
 }
 
@@ -205,7 +305,9 @@ fn etag_and_size(object: &ObjectRef, meta: Option<BlobMeta>) -> Result<(String, 
 }
 
 /// Records a file that cannot be ingested at all under `ledger/ingest/unknown/` (best
-/// effort) so it is visible, and returns the error.
+/// effort) so it is visible, and returns the error. One entry per key and version, as in
+/// the channels' ledgers; a retry rewrites it with the same error (these functions may
+/// not read `ledger/ingest/unknown/`, so it keeps no attempts).
 async fn record_unroutable<B: BlobStore + ?Sized>(blobs: &B, config: &IngestConfig, object: &ObjectRef, err: IngestError) -> IngestError {
     // The notification may lack an ETag (nothing stored is missing: the key names it).
     let (etag, size) = (object.etag.clone().unwrap_or_default(), object.size);
@@ -213,7 +315,7 @@ async fn record_unroutable<B: BlobStore + ?Sized>(blobs: &B, config: &IngestConf
     let mut entry = new_entry("unknown", &fp, object, &etag, size);
     entry.error = Some(err.to_string());
     entry.retryable = err.retryable();
-    if let Err(e) = write_ledger(blobs, &config.lake_bucket, &lake::ledger_key("unknown", &fp), &entry).await {
+    if let Err(e) = write_ledger(blobs, &config.lake_bucket, &entry.ledger_key(), &entry).await {
         tracing::error!(error = %e, "cannot record the failure in the ledger");
     }
     err
@@ -289,13 +391,34 @@ where
     }
     let (etag, size) = etag_and_size(object, meta)?;
     let fp = fingerprint(channel, &etag, size);
-    let ledger_key = lake::ledger_key(channel, &fp);
-    if let Some(existing) = read_ledger(blobs, &config.lake_bucket, &ledger_key).await? {
-        if existing.status == LedgerStatus::Completed {
+    let mut entry = new_entry(channel, &fp, object, &etag, size);
+    let ledger_key = entry.ledger_key();
+    let lake_bucket = &config.lake_bucket;
+    // This key and version: done already, or failed before (kept as history).
+    match read_json::<_, LedgerEntry>(blobs, lake_bucket, &ledger_key).await? {
+        Some(existing) if existing.status == LedgerStatus::Completed => {
+            // A crash between the entry and the content index: write the index now.
+            let content_key = lake::ledger_content_key(channel, &existing.fingerprint);
+            if read_json::<_, ContentIndex>(blobs, lake_bucket, &content_key).await?.is_none() {
+                write_content_index(blobs, lake_bucket, &existing).await?;
+            }
             return Ok(Outcome::AlreadyIngested(existing));
         }
+        Some(existing) if existing.status == LedgerStatus::Duplicate => return Ok(Outcome::AlreadyIngested(existing)),
+        Some(failed) => {
+            entry.attempts = failed.attempts.clone();
+            entry.attempts.push(failed.attempt());
+        }
+        None => {}
     }
-    let mut entry = new_entry(channel, &fp, object, &etag, size);
+    // The same content under another key or version: a duplicate of the first.
+    if let Some(first) = first_with_content(blobs, lake_bucket, channel, &fp, &ledger_key).await? {
+        entry.status = LedgerStatus::Duplicate;
+        entry.duplicate_of = Some(first);
+        entry.finished_at = Utc::now();
+        write_ledger(blobs, lake_bucket, &ledger_key, &entry).await?;
+        return Ok(Outcome::Duplicate(entry));
+    }
     let result = match catalog.select(channel, &object.key) {
         Ok(spec) => {
             entry.spec = Some(spec.file.clone());
@@ -308,13 +431,14 @@ where
     match result {
         Ok(()) => {
             entry.status = LedgerStatus::Completed;
-            write_ledger(blobs, &config.lake_bucket, &ledger_key, &entry).await?;
+            write_ledger(blobs, lake_bucket, &ledger_key, &entry).await?;
+            write_content_index(blobs, lake_bucket, &entry).await?;
             Ok(Outcome::Ingested(entry))
         }
         Err(err) => {
             entry.error = Some(err.to_string());
             entry.retryable = err.retryable();
-            if let Err(ledger_err) = write_ledger(blobs, &config.lake_bucket, &ledger_key, &entry).await {
+            if let Err(ledger_err) = write_ledger(blobs, lake_bucket, &ledger_key, &entry).await {
                 tracing::error!(error = %ledger_err, "cannot record the failure in the ledger");
             }
             Err(err)
@@ -322,9 +446,42 @@ where
     }
 }
 
-/// The ledger entry stored at `key`; an entry that does not decode is an error (never
-/// taken for an absent one: the file would be ingested again on top of it).
-async fn read_ledger<B: BlobStore + ?Sized>(blobs: &B, bucket: &str, key: &str) -> Result<Option<LedgerEntry>, IngestError> {
+/// The entry that first ingested the content `fp`, when it is another than `own`: the
+/// content index's, else (a ledger written before the index existed) the completed entry
+/// stored at the fingerprint itself.
+async fn first_with_content<B: BlobStore + ?Sized>(
+    blobs: &B,
+    bucket: &str,
+    channel: &str,
+    fp: &str,
+    own: &str,
+) -> Result<Option<FirstEntry>, IngestError> {
+    if let Some(index) = read_json::<_, ContentIndex>(blobs, bucket, &lake::ledger_content_key(channel, fp)).await? {
+        return Ok(Some(index.first).filter(|first| first.ledger_key != own));
+    }
+    let legacy = lake::ledger_key(channel, fp);
+    Ok(match read_json::<_, LedgerEntry>(blobs, bucket, &legacy).await? {
+        Some(old) if old.status == LedgerStatus::Completed => Some(FirstEntry { ledger_key: legacy, ..old.first() }),
+        _ => None,
+    })
+}
+
+async fn write_content_index<B: BlobStore + ?Sized>(blobs: &B, bucket: &str, entry: &LedgerEntry) -> Result<(), IngestError> {
+    let index = ContentIndex { fingerprint: entry.fingerprint.clone(), first: entry.first(), recorded_at: Utc::now() };
+    let body = serde_json::to_vec_pretty(&index).map_err(IngestError::LedgerEncode)?;
+    let key = lake::ledger_content_key(&entry.channel, &entry.fingerprint);
+    blobs.put(bucket, &key, Bytes::from(body), JSON_CONTENT_TYPE).await?;
+    Ok(())
+}
+
+/// The ledger object (an entry, the content index) stored at `key`; one that does not
+/// decode is an error (never taken for an absent one: the file would be ingested again
+/// on top of it).
+async fn read_json<B: BlobStore + ?Sized, T: serde::de::DeserializeOwned>(
+    blobs: &B,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<T>, IngestError> {
     match blobs.get(bucket, key).await? {
         None => Ok(None),
         Some(bytes) => {
@@ -402,6 +559,7 @@ where
     entry.observation_messages = messages;
     tracing::info!(
         key = %object.key, spec = %spec.file, rows_read = counts.rows_read, events = counts.events, rejected = counts.rejected,
+        lines_read = counts.lines_read, skipped = ?counts.skipped, local_time = ?counts.local_time,
         observations = counts.observations, observation_messages = messages, "file ingested"
     );
     ariane_shared::metrics::emit(
@@ -411,6 +569,8 @@ where
             ("EventsWritten", counts.events as f64),
             ("RowsRejected", counts.rejected as f64),
             ("ObservationsSent", counts.observations as f64),
+            ("LinesSkipped", counts.skipped.total() as f64),
+            ("LocalTimesShiftedOrAmbiguous", (counts.local_time.shifted + counts.local_time.ambiguous) as f64),
         ],
     );
     Ok(())
@@ -447,6 +607,9 @@ fn record_counts(entry: &mut LedgerEntry, counts: &Counts) {
     entry.rows_read = counts.rows_read;
     entry.events_written = counts.events;
     entry.rows_rejected = counts.rejected;
+    entry.lines_read = counts.lines_read;
+    entry.lines_skipped = counts.skipped;
+    entry.local_time = counts.local_time;
     entry.observations_sent = counts.observations;
     entry.identifier_warnings = counts.identifier_warnings;
 }

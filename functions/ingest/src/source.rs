@@ -108,8 +108,24 @@ pub trait RowHandler {
     fn row(&mut self, line: u64, row: &dyn Row) -> Result<(), FileError>;
     /// A row the reader itself could not make sense of (invalid JSON, wrong field count).
     fn bad_row(&mut self, line: u64, reason: String, raw: String) -> Result<(), FileError>;
-    /// Blank lines (or CSV records of blank cells only) passed over: they are not rows.
-    fn skipped(&mut self, lines: u64);
+    /// Physical lines that are not rows, passed over for `reason`.
+    fn skipped(&mut self, reason: Skip, lines: u64);
+    /// The file's physical lines, told once at its end (a Parquet file: its rows). Every
+    /// one of them is the first line of a row or was told to [`RowHandler::skipped`], but
+    /// for JSON array elements sharing a line (each element is a row).
+    fn lines(&mut self, lines: u64);
+}
+
+/// Why a physical line is not a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Empty or white space only (a CSV record of blank cells only too).
+    Blank,
+    /// Before the first row: a CSV header, a JSON array's opening `[`.
+    Header,
+    /// After a row's first line: a quoted CSV field running over several lines, a JSON
+    /// array element written over several lines, the array's closing `]`.
+    Continuation,
 }
 
 /// Decompresses when needed and reports whether a UTF-8 byte-order mark was found (and
@@ -251,23 +267,33 @@ pub fn read_csv(
         })
     };
     // Blank lines are counted as the next record's line is found (the csv reader skips
-    // empty lines itself), and at the end from where the last record ended.
+    // empty lines itself), and at the end from where the last record ended. Each record's
+    // physical lines past its first are continuation lines.
     let mut blank_records = 0u64;
+    let mut continuation = 0u64;
     let mut end = 0u64;
+    // The first line of the record just read (ending at byte `end`); its lines past the
+    // first are added to `continuation`.
+    let first_line = |record: &csv::ByteRecord, end: u64, continuation: &mut u64| {
+        let mut lines = lines.borrow_mut();
+        let Some(start) = record.position().map(|p| p.byte()) else { return 0 };
+        let first = lines.line_at(start);
+        *continuation += lines.record_lines(end) - 1;
+        first
+    };
     let width = if format.header {
         loop {
             if !read(&mut reader, &mut record)? {
                 return Err(FileError::Empty);
             }
             end = reader.position().byte();
-            if let Some(p) = record.position() {
-                lines.borrow_mut().line_at(p.byte());
-            }
+            first_line(&record, end, &mut continuation);
             if record.iter().any(|f| !trim_ascii(f).is_empty()) {
                 break;
             }
             blank_records += 1;
         }
+        handler.skipped(Skip::Header, 1);
         let names: Vec<String> = record
             .iter()
             .map(|f| {
@@ -285,7 +311,7 @@ pub fn read_csv(
             break;
         }
         end = reader.position().byte();
-        let line = record.position().map(|p| lines.borrow_mut().line_at(p.byte())).unwrap_or(0);
+        let line = first_line(&record, end, &mut continuation);
         if record.iter().all(|f| trim_ascii(f).is_empty()) {
             blank_records += 1;
             continue; // a blank line is not a row
@@ -309,7 +335,9 @@ pub fn read_csv(
     }
     let mut lines = lines.borrow_mut();
     lines.line_at(end);
-    handler.skipped(lines.blank_lines + blank_records);
+    handler.skipped(Skip::Blank, lines.blank_lines + blank_records);
+    handler.skipped(Skip::Continuation, continuation);
+    handler.lines(lines.physical_lines());
     Ok(())
 }
 
@@ -384,6 +412,7 @@ pub fn read_ndjson(mut input: Box<dyn BufRead + Send>, limits: &InputLimits, han
         line += 1;
         let n = (&mut input).take(max as u64 + 1).read_until(b'\n', &mut buf).map_err(|e| FileError::from_io(line, e))?;
         if n == 0 {
+            handler.lines(line - 1);
             break;
         }
         if buf.len() > max && buf.last() != Some(&b'\n') {
@@ -393,7 +422,7 @@ pub fn read_ndjson(mut input: Box<dyn BufRead + Send>, limits: &InputLimits, han
         }
         let text = buf.trim_ascii();
         if text.is_empty() {
-            handler.skipped(1);
+            handler.skipped(Skip::Blank, 1);
             continue;
         }
         json_row(line, text, limits, handler)?;
@@ -423,6 +452,30 @@ fn skip_line(input: &mut dyn BufRead) -> std::io::Result<u64> {
     }
 }
 
+/// One physical line of a JSON array, as read.
+#[derive(Default)]
+struct JsonLine {
+    bytes: bool,
+    used: bool,
+    starts_row: bool,
+}
+
+impl JsonLine {
+    /// Tells the handler why the line is skipped, unless a row starts on it: blank, before
+    /// the first row (the opening bracket), or after it (the rest of an element, the
+    /// closing bracket).
+    fn account(&self, handler: &mut dyn RowHandler, rows_before: bool) {
+        if !self.starts_row {
+            let reason = match (self.used, rows_before) {
+                (false, _) => Skip::Blank,
+                (true, false) => Skip::Header,
+                (true, true) => Skip::Continuation,
+            };
+            handler.skipped(reason, 1);
+        }
+    }
+}
+
 /// Reads one JSON array of objects, element by element (the array is never held whole).
 pub fn read_json_array(mut input: Box<dyn BufRead + Send>, limits: &InputLimits, handler: &mut dyn RowHandler) -> Result<(), FileError> {
     let max = limits.max_row_bytes;
@@ -436,6 +489,10 @@ pub fn read_json_array(mut input: Box<dyn BufRead + Send>, limits: &InputLimits,
     }
     let mut state = State::Start;
     let mut line = 1u64;
+    // The current line: whether it has any byte, anything but white space, and whether a
+    // row (an element) starts on it; a line starting no row is skipped with its reason.
+    let mut current = JsonLine::default();
+    let mut rows_started = false;
     let mut element: Vec<u8> = Vec::new();
     let mut element_line = 1u64;
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
@@ -449,6 +506,8 @@ pub fn read_json_array(mut input: Box<dyn BufRead + Send>, limits: &InputLimits,
         input.consume(len);
         for &b in &chunk {
             let newline = b == b'\n';
+            current.bytes = true;
+            current.used |= !b.is_ascii_whitespace();
             match state {
                 State::Start => {
                     if b == b'[' {
@@ -467,6 +526,7 @@ pub fn read_json_array(mut input: Box<dyn BufRead + Send>, limits: &InputLimits,
                         element.clear();
                         element.push(b);
                         element_line = line;
+                        current.starts_row = true;
                         (depth, in_string, escaped) = (0, b == b'"', false);
                         if b == b'{' || b == b'[' {
                             depth = 1;
@@ -538,12 +598,22 @@ pub fn read_json_array(mut input: Box<dyn BufRead + Send>, limits: &InputLimits,
                 }
             }
             if newline {
+                current.account(handler, rows_started);
+                rows_started |= current.starts_row;
+                current = JsonLine::default();
                 line += 1;
             }
         }
     }
     match state {
-        State::Done => Ok(()),
+        State::Done => {
+            // A last line without a newline is a line too.
+            if current.bytes {
+                current.account(handler, rows_started);
+            }
+            handler.lines(line - u64::from(!current.bytes));
+            Ok(())
+        }
         State::Start => Err(FileError::Empty),
         State::InElement => Err(FileError::Corrupt {
             line: element_line,
@@ -616,5 +686,6 @@ pub fn read_parquet(file: std::fs::File, handler: &mut dyn RowHandler) -> Result
             handler.row(row_number, &ParquetRow { batch: &batch, formatters: &formatters, row })?;
         }
     }
+    handler.lines(row_number);
     Ok(())
 }

@@ -120,6 +120,10 @@ struct EventTypeFile {
 #[serde(deny_unknown_fields)]
 struct NaturalKeyFile {
     sources: Vec<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    same_rows_as: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -499,6 +503,12 @@ pub struct Spec {
     pub fill_down: Option<FillDown>,
     pub event_type: EventTypeRule,
     pub natural_key: Vec<Source>,
+    /// `natural_key.scope`: a name of the source the key's values come from, part of
+    /// every id (two sources whose keys could hold equal values get different ids).
+    pub natural_key_scope: Option<String>,
+    /// `natural_key.same_rows_as`: specs of the channel whose natural key identifies the
+    /// same rows (a new export format of the same source): equal values, equal ids.
+    pub same_rows_as: Vec<String>,
     pub consents: HashMap<String, ConsentRule>,
     pub fields: Vec<FieldPlan>,
     /// What one file may cost (`[limits]`).
@@ -748,6 +758,35 @@ impl Spec {
         if natural_key.contains(&Source::Meta(Meta::GroupRow)) && fill_down.is_none() {
             return Err(ctx.err("natural_key.sources", "$group_row needs a [fill_down] group"));
         }
+        if !natural_key.is_empty() && natural_key.iter().all(|s| matches!(s, Source::Meta(_))) {
+            return Err(ctx.err(
+                "natural_key.sources",
+                "positions only ($line, $row, $group_row): line 2 of every file would get the same ids; add a column \
+                 that identifies the row, or drop [natural_key] to derive ids from the file's content and line",
+            ));
+        }
+        let (natural_key_scope, same_rows_as) = match &raw.natural_key {
+            None => (None, vec![]),
+            Some(n) => {
+                let word = |field: &str, w: &str| {
+                    if w.is_empty() || !w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                        Err(ctx.err(field, format!("{w:?}: use letters, digits, - and _")))
+                    } else {
+                        Ok(())
+                    }
+                };
+                if let Some(scope) = &n.scope {
+                    word("natural_key.scope", scope)?;
+                }
+                for name in &n.same_rows_as {
+                    word("natural_key.same_rows_as", name)?;
+                    if *name == raw.name {
+                        return Err(ctx.err("natural_key.same_rows_as", format!("{name:?} is this spec")));
+                    }
+                }
+                (n.scope.clone(), n.same_rows_as.clone())
+            }
+        };
 
         let mut consents = HashMap::new();
         for (event_type, c) in &raw.consent {
@@ -776,6 +815,8 @@ impl Spec {
             fill_down,
             event_type,
             natural_key,
+            natural_key_scope,
+            same_rows_as,
             consents,
             fields,
             limits: compile_limits(&ctx, raw.limits.as_ref())?,
@@ -836,6 +877,16 @@ impl Spec {
             required.extend(fd.columns.iter().filter_map(key).filter(|c| !optional.contains(c)));
         }
         required
+    }
+
+    /// The event types the spec can produce; `None`: any (`unmapped = "keep"`).
+    pub fn event_types(&self) -> Option<BTreeSet<&str>> {
+        let rule = &self.event_type;
+        match (&rule.constant, rule.unmapped) {
+            (Some(c), _) => Some(BTreeSet::from([c.as_str()])),
+            (None, Unmapped::Keep) => None,
+            (None, _) => Some(rule.map.values().map(String::as_str).collect()),
+        }
     }
 
     pub fn field(&self, canon: Canon) -> Option<&FieldPlan> {
@@ -1260,6 +1311,36 @@ pub fn key_overlap<'s>(earlier: &'s Spec, later: &'s Spec) -> Option<(&'s str, &
     None
 }
 
+/// Why two specs of one channel could give the same event id to different rows, if they
+/// could: an event id hashes the channel, the event type, the natural key's scope and
+/// values, in order (`map::row_id`), and nothing of the spec. So two specs collide when
+///
+/// - both have a natural key (without one, ids derive from the file's content and line,
+///   which no other file shares) with the same number of sources (lists of different
+///   lengths never hash alike) and the same `scope`;
+/// - they can produce a common event type (`unmapped = "keep"` can produce any);
+/// - and neither says the other reads the same rows (`same_rows_as`, [`Catalog`] links
+///   them transitively) nor do they share an explicit `scope` (a declared source).
+///
+/// Conservative: whether the values of two keys can really be equal is not known, so
+/// equal shapes are enough to refuse. Returns a common event type (`*` for any).
+pub fn id_collision(a: &Spec, b: &Spec) -> Option<String> {
+    if a.channel != b.channel
+        || a.natural_key.is_empty()
+        || b.natural_key.is_empty()
+        || a.natural_key.len() != b.natural_key.len()
+        || a.natural_key_scope != b.natural_key_scope
+        || a.natural_key_scope.is_some()
+    {
+        return None;
+    }
+    match (a.event_types(), b.event_types()) {
+        (Some(x), Some(y)) => x.intersection(&y).next().map(|t| t.to_string()),
+        (Some(x), None) | (None, Some(x)) => x.iter().next().map(|t| t.to_string()),
+        (None, None) => Some("*".to_string()),
+    }
+}
+
 /// The specs the function knows, by channel.
 #[derive(Clone, Debug)]
 pub struct Catalog {
@@ -1273,6 +1354,77 @@ pub const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/channe
 pub enum SelectError {
     #[error("no spec of channel {channel} accepts {key:?} (patterns: {patterns})")]
     NoSpec { channel: String, key: String, patterns: String },
+}
+
+/// The natural keys of a catalog's specs, together: `same_rows_as` names a spec of the
+/// channel with a key of as many sources and the same scope, and no two specs could give
+/// one event id to different rows ([`id_collision`]) unless linked by `same_rows_as`.
+fn check_ids(specs: &[Spec]) -> Vec<SpecError> {
+    let mut errors = Vec::new();
+    // Specs declared to read the same rows, by (channel, name): union-find over indices.
+    let mut group: Vec<usize> = (0..specs.len()).collect();
+    fn root(group: &mut [usize], mut i: usize) -> usize {
+        while group[i] != i {
+            group[i] = group[group[i]];
+            i = group[i];
+        }
+        i
+    }
+    let err = |spec: &Spec, message: String| SpecError { file: spec.file.clone(), field: "natural_key.same_rows_as".into(), message };
+    for (i, spec) in specs.iter().enumerate() {
+        for name in &spec.same_rows_as {
+            let Some(j) = specs.iter().position(|o| o.channel == spec.channel && o.name == *name) else {
+                errors.push(err(spec, format!("no spec of channel {} is named {name:?}", spec.channel)));
+                continue;
+            };
+            let other = &specs[j];
+            if other.natural_key.len() != spec.natural_key.len() || other.natural_key_scope != spec.natural_key_scope {
+                errors.push(err(
+                    spec,
+                    format!(
+                        "{name:?} ({}) has a natural key of {} source(s){}, this spec {}{}: the same rows would get different ids",
+                        other.file,
+                        other.natural_key.len(),
+                        other.natural_key_scope.as_ref().map(|s| format!(" in scope {s:?}")).unwrap_or_default(),
+                        spec.natural_key.len(),
+                        spec.natural_key_scope.as_ref().map(|s| format!(" in scope {s:?}")).unwrap_or_default(),
+                    ),
+                ));
+                continue;
+            }
+            let (a, b) = (root(&mut group, i), root(&mut group, j));
+            group[a] = b;
+        }
+    }
+    let key_of = |s: &Spec| s.natural_key.iter().map(Source::label).collect::<Vec<_>>().join(", ");
+    for (i, later) in specs.iter().enumerate() {
+        for (j, earlier) in specs[..i].iter().enumerate() {
+            let Some(event_type) = id_collision(earlier, later) else { continue };
+            if root(&mut group, i) == root(&mut group, j) {
+                continue;
+            }
+            let types = if event_type == "*" { "any event type".to_string() } else { format!("{event_type} events") };
+            errors.push(SpecError {
+                file: later.file.clone(),
+                field: "natural_key".into(),
+                message: format!(
+                    "could give the same event ids as {} to different rows: both produce {types} with a natural key of {} \
+                     values ({} here; {} there), and ids derive from the channel, the event type and the key's values, not \
+                     the spec. If both read the same source (a new export format), say so in either: \
+                     natural_key.same_rows_as = [{:?}] here, or [{:?}] in {}; otherwise give one of them \
+                     natural_key.scope = \"<source name>\"",
+                    earlier.file,
+                    later.natural_key.len(),
+                    key_of(later),
+                    key_of(earlier),
+                    earlier.name,
+                    later.name,
+                    earlier.file,
+                ),
+            });
+        }
+    }
+    errors
 }
 
 impl Catalog {
@@ -1324,6 +1476,7 @@ impl Catalog {
                 }
             }
         }
+        errors.extend(check_ids(&specs));
         if errors.is_empty() {
             Ok(Catalog { specs })
         } else {
@@ -1552,6 +1705,111 @@ mod tests {
         .unwrap();
         // The repository's own specs (ecommerce has a catch-all beside specific patterns).
         Catalog::embedded().unwrap();
+    }
+
+    /// A spec of `channel` named `name` producing `event_type` (or `types` through a map)
+    /// with the natural key `key` and extra `[natural_key]` lines.
+    fn keyed_spec(channel: &str, name: &str, keys: &str, event_type: &str, key: &[&str], extra: &str) -> (String, String) {
+        let key = key.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ");
+        let text = format!(
+            "channel = \"{channel}\"\nname = \"{name}\"\nkeys = [{keys}]\n[format]\nkind = \"csv\"\n[event_type]\n{event_type}\n\
+             [natural_key]\nsources = [{key}]\n{extra}\n[fields]\noccurred_at = {{ source = \"d\", format = \"%d/%m/%Y\" }}\n"
+        );
+        (format!("channels/{channel}/{name}.toml"), text)
+    }
+
+    fn messages(result: Result<Catalog, Vec<SpecError>>) -> String {
+        result.err().unwrap_or_default().iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn specs_that_could_give_one_id_to_different_rows_are_refused() {
+        let purchase = "constant = \"store_purchase\"";
+        // Two sources of one channel, one event type, keys of as many values from other
+        // columns (and key patterns that do not even overlap): a receipt "R1" line 1 of one
+        // and a pickup "R1" item 1 of the other would be one event.
+        let errors = messages(catalog_of(&[
+            keyed_spec("pos", "a", "\"tills/**\"", purchase, &["Ticket", "Ligne"], ""),
+            keyed_spec("pos", "b", "\"pickups/**\"", purchase, &["Retrait", "Article"], ""),
+        ]));
+        assert!(
+            errors.contains("channels/pos/b.toml: natural_key: could give the same event ids as channels/pos/a.toml to different rows")
+                && errors.contains("store_purchase events with a natural key of 2 values")
+                && errors.contains("natural_key.same_rows_as = [\"a\"]")
+                && errors.contains("natural_key.scope"),
+            "{errors}"
+        );
+        // The same columns are no proof of the same rows either.
+        assert!(catalog_of(&[
+            keyed_spec("pos", "a", "\"tills/**\"", purchase, &["Ticket", "Ligne"], ""),
+            keyed_spec("pos", "b", "\"pickups/**\"", purchase, &["Ticket", "Ligne"], ""),
+        ])
+        .is_err());
+        // A mapped type in common; a spec keeping unmapped types can produce any type.
+        let mapped = "source = [\"T\"]\nmap = { V = \"store_purchase\", R = \"return\" }";
+        let kept = "source = [\"T\"]\nunmapped = \"keep\"";
+        assert!(messages(catalog_of(&[
+            keyed_spec("pos", "a", "\"tills/**\"", mapped, &["Ticket", "Ligne"], ""),
+            keyed_spec("pos", "b", "\"pickups/**\"", "constant = \"return\"", &["Retrait", "Article"], ""),
+        ]))
+        .contains("return events"));
+        assert!(messages(catalog_of(&[
+            keyed_spec("pos", "a", "\"tills/**\"", kept, &["Ticket", "Ligne"], ""),
+            keyed_spec("pos", "b", "\"pickups/**\"", purchase, &["Retrait", "Article"], ""),
+        ]))
+        .contains("store_purchase events"));
+        // A natural key of positions only gives line 2 of every file the same ids.
+        let err = Spec::parse("f.toml", &keyed_spec("pos", "a", "\"**\"", purchase, &["$line"], "").1).unwrap_err();
+        assert_eq!(err.field, "natural_key.sources", "{err}");
+        assert!(err.message.contains("positions only"), "{err}");
+    }
+
+    #[test]
+    fn specs_whose_ids_cannot_meet_or_that_say_so_are_accepted() {
+        let purchase = "constant = \"store_purchase\"";
+        let accepted = [
+            // Other event types; other channels; keys of other lengths; no natural key
+            // (ids from the file's content and line).
+            vec![
+                keyed_spec("pos", "a", "\"tills/**\"", purchase, &["Ticket", "Ligne"], ""),
+                keyed_spec("pos", "b", "\"pickups/**\"", "constant = \"pickup\"", &["Retrait", "Article"], ""),
+                keyed_spec("web", "c", "\"**\"", purchase, &["Retrait", "Article"], ""),
+                keyed_spec("pos", "d", "\"kiosk/**\"", purchase, &["Magasin", "Ticket", "Ligne"], ""),
+            ],
+            // A new export format of the same source: same rows, same ids (transitively).
+            vec![
+                keyed_spec("pos", "a", "\"**\"", purchase, &["Ticket", "Ligne"], ""),
+                keyed_spec("pos", "a2", "\"v2/**\"", purchase, &["receipt", "line"], "same_rows_as = [\"a\"]"),
+                keyed_spec("pos", "a3", "\"v3/**\"", purchase, &["receipt_id", "line_no"], "same_rows_as = [\"a2\"]"),
+            ],
+            // Two sources kept apart by a scope.
+            vec![
+                keyed_spec("pos", "a", "\"tills/**\"", purchase, &["Ticket", "Ligne"], ""),
+                keyed_spec("pos", "b", "\"pickups/**\"", purchase, &["Retrait", "Article"], "scope = \"pickups\""),
+            ],
+        ];
+        for specs in accepted {
+            catalog_of(&specs).unwrap_or_else(|e| panic!("{e:?}"));
+        }
+        let mut no_key = keyed_spec("pos", "b", "\"pickups/**\"", purchase, &["x"], "");
+        no_key.1 = no_key.1.replace("[natural_key]\nsources = [\"x\"]\n", "");
+        catalog_of(&[keyed_spec("pos", "a", "\"tills/**\"", purchase, &["Ticket"], ""), no_key]).unwrap();
+
+        // same_rows_as must name a spec of the channel whose key can give the same ids.
+        let errors = messages(catalog_of(&[
+            keyed_spec("pos", "a", "\"**\"", purchase, &["Ticket", "Ligne"], ""),
+            keyed_spec("pos", "a2", "\"v2/**\"", purchase, &["receipt"], "same_rows_as = [\"a\"]"),
+            keyed_spec("pos", "a3", "\"v3/**\"", purchase, &["receipt", "line"], "same_rows_as = [\"zz\"]"),
+        ]));
+        assert!(
+            errors.contains(
+                "channels/pos/a2.toml: natural_key.same_rows_as: \"a\" (channels/pos/a.toml) has a natural key of 2 source(s), this spec 1"
+            ),
+            "{errors}"
+        );
+        assert!(errors.contains("channels/pos/a3.toml: natural_key.same_rows_as: no spec of channel pos is named \"zz\""), "{errors}");
+        // ... and then a3 is refused for what it could collide with.
+        assert!(errors.contains("channels/pos/a3.toml: natural_key: could give the same event ids as channels/pos/a.toml"), "{errors}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use ariane_shared::model::ConsentChannel;
+use ariane_shared::model::{ConsentChannel, LocalTime};
 use chrono::format::{Fixed, Item, StrftimeItems};
 use chrono::{DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -176,14 +176,21 @@ fn title_case(s: &str) -> String {
 /// (which no clock showed) is read as if the clock had not been moved yet, i.e. shifted
 /// forward by the gap.
 pub fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> Result<DateTime<Utc>, ValueError> {
+    resolve_local(naive, tz).map(|(at, _)| at)
+}
+
+/// [`local_to_utc`], with how the time was resolved: [`LocalTime::Ambiguous`] in the
+/// autumn overlap, [`LocalTime::Shifted`] in the spring gap, `None` for a time the clock
+/// showed exactly once.
+pub fn resolve_local(naive: NaiveDateTime, tz: Tz) -> Result<(DateTime<Utc>, Option<LocalTime>), ValueError> {
     match tz.from_local_datetime(&naive) {
-        LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
-        LocalResult::Ambiguous(earliest, _) => Ok(earliest.with_timezone(&Utc)),
+        LocalResult::Single(t) => Ok((t.with_timezone(&Utc), None)),
+        LocalResult::Ambiguous(earliest, _) => Ok((earliest.with_timezone(&Utc), Some(LocalTime::Ambiguous))),
         LocalResult::None => {
             // Inside a DST gap: the offset before the gap applies.
             for minutes in [60i64, 30, 120] {
                 if let LocalResult::Single(before) = tz.from_local_datetime(&(naive - Duration::minutes(minutes))) {
-                    return Ok((before + Duration::minutes(minutes)).with_timezone(&Utc));
+                    return Ok(((before + Duration::minutes(minutes)).with_timezone(&Utc), Some(LocalTime::Shifted)));
                 }
             }
             Err(ValueError::NoSuchLocalTime { naive, tz })
@@ -193,10 +200,16 @@ pub fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> Result<DateTime<Utc>, Value
 
 /// Parses an instant in the field's time format.
 pub fn parse_time(raw: &str, format: &TimeFormat, tz: Tz) -> Result<DateTime<Utc>, ValueError> {
+    parse_time_flagged(raw, format, tz).map(|(at, _)| at)
+}
+
+/// [`parse_time`], with how a local time was resolved ([`resolve_local`]); an instant
+/// written with its offset, or as an epoch, is never flagged.
+pub fn parse_time_flagged(raw: &str, format: &TimeFormat, tz: Tz) -> Result<(DateTime<Utc>, Option<LocalTime>), ValueError> {
     let bad = |expected: &str| ValueError::NotADateTime { raw: raw.to_string(), expected: expected.to_string() };
     match format {
         TimeFormat::Pattern { pattern, offset: true, .. } => {
-            DateTime::parse_from_str(raw, pattern).map(|t| t.with_timezone(&Utc)).map_err(|_| bad(pattern))
+            DateTime::parse_from_str(raw, pattern).map(|t| (t.with_timezone(&Utc), None)).map_err(|_| bad(pattern))
         }
         TimeFormat::Pattern { pattern, offset: false, has_time } => {
             let naive = if *has_time {
@@ -204,15 +217,15 @@ pub fn parse_time(raw: &str, format: &TimeFormat, tz: Tz) -> Result<DateTime<Utc
             } else {
                 NaiveDate::parse_from_str(raw, pattern).map_err(|_| bad(pattern))?.and_time(chrono::NaiveTime::MIN)
             };
-            local_to_utc(naive, tz)
+            resolve_local(naive, tz)
         }
         TimeFormat::Rfc3339 => match DateTime::parse_from_rfc3339(raw) {
-            Ok(t) => Ok(t.with_timezone(&Utc)),
+            Ok(t) => Ok((t.with_timezone(&Utc), None)),
             // A date-time without offset is local time in the field's zone.
             Err(_) => match NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f")
                 .or_else(|_| NaiveDateTime::parse_from_str(raw, "%Y-%m-%d %H:%M:%S%.f"))
             {
-                Ok(naive) => local_to_utc(naive, tz),
+                Ok(naive) => resolve_local(naive, tz),
                 Err(_) => Err(bad("2026-11-02T09:30:00Z")),
             },
         },
@@ -236,7 +249,10 @@ pub fn parse_time(raw: &str, format: &TimeFormat, tz: Tz) -> Result<DateTime<Utc
                     _ => Some(n),
                 },
             };
-            micros.and_then(DateTime::<Utc>::from_timestamp_micros).ok_or_else(|| ValueError::EpochOutOfRange(raw.to_string()))
+            micros
+                .and_then(DateTime::<Utc>::from_timestamp_micros)
+                .map(|at| (at, None))
+                .ok_or_else(|| ValueError::EpochOutOfRange(raw.to_string()))
         }
     }
 }
@@ -304,6 +320,29 @@ mod tests {
         assert_eq!(parse_time("25/10/2026 03:30", &f, paris()).unwrap().to_rfc3339(), "2026-10-25T02:30:00+00:00");
         assert!(parse_time("31/02/2026 10:00", &f, paris()).is_err());
         assert!(parse_time("2026-01-15 10:00", &f, paris()).is_err());
+    }
+
+    #[test]
+    fn local_times_the_clock_did_not_show_once_are_flagged() {
+        let f = pattern("%d/%m/%Y %H:%M");
+        let flag = |raw: &str, format: &TimeFormat| parse_time_flagged(raw, format, paris()).unwrap().1;
+        assert_eq!(flag("29/03/2026 02:30", &f), Some(LocalTime::Shifted), "in the spring gap");
+        assert_eq!(flag("29/03/2026 02:00", &f), Some(LocalTime::Shifted), "the gap's first minute");
+        assert_eq!(flag("25/10/2026 02:30", &f), Some(LocalTime::Ambiguous), "in the autumn overlap");
+        for exact in ["29/03/2026 01:59", "29/03/2026 03:00", "25/10/2026 01:59", "25/10/2026 03:00", "15/07/2026 02:30"] {
+            assert_eq!(flag(exact, &f), None, "{exact}");
+        }
+        // Local times without a pattern (RFC 3339 without an offset) alike; an offset or an
+        // epoch names the instant.
+        assert_eq!(flag("2026-03-29T02:30:00", &TimeFormat::Rfc3339), Some(LocalTime::Shifted));
+        assert_eq!(flag("2026-10-25 02:30:00", &TimeFormat::Rfc3339), Some(LocalTime::Ambiguous));
+        assert_eq!(flag("2026-10-25T02:30:00+02:00", &TimeFormat::Rfc3339), None);
+        assert_eq!(flag("2026-10-25 02:30:00 +0100", &pattern("%Y-%m-%d %H:%M:%S %z")), None);
+        assert_eq!(flag("1792895400", &TimeFormat::EpochSeconds), None);
+        // The instant is the one parse_time gives.
+        assert_eq!(parse_time_flagged("29/03/2026 02:30", &f, paris()).unwrap().0, parse_time("29/03/2026 02:30", &f, paris()).unwrap());
+        // A zone without daylight saving never flags.
+        assert_eq!(parse_time_flagged("29/03/2026 02:30", &f, Tz::UTC).unwrap().1, None);
     }
 
     #[test]

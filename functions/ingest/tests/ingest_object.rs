@@ -1,22 +1,28 @@
 //! The ingest handler over the in-memory adapters (no moto): a file ingested end to end,
 //! duplicates, re-uploads, failures injected between steps and their retries, and the
 //! router's unknown prefixes. What is asserted is what the README's data contracts
-//! promise: read = written + rejected, nothing sent to identity until the whole file has
-//! been read (and its parts written), and re-deliveries or re-uploads of identical content
-//! rewrite the same objects and send no new observations.
+//! promise: read = written + rejected (rows) and + skipped (lines), nothing sent to
+//! identity until the whole file has been read (and its parts written), re-deliveries or
+//! re-uploads of identical content rewrite the same objects and send no new observations,
+//! one ledger entry per landed key and version (a content already ingested is recorded as
+//! a duplicate naming the first, a failure is kept as history), event ids that a new spec
+//! for the same source keeps, and local times flagged across daylight saving changes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ariane_datagen::{read_channel_truth, write_channel, ChannelTruthRow, Export, GenConfig};
 use ariane_ingest::config::{IngestConfig, Mode};
+use ariane_ingest::engine::{LocalTimes, Skipped};
 use ariane_ingest::pipeline::{ingest_object, route_object, IngestError, LedgerEntry, LedgerStatus, Outcome};
 use ariane_ingest::s3event::{notification_body, parse_body, Notification, ObjectRef};
+use ariane_ingest::spec::Catalog;
 use ariane_ingest::IngestWith;
 use ariane_shared::adapters::memory::{MemBlobs, MemQueue, INJECTED};
 use ariane_shared::lake;
 use ariane_shared::model::ObservationBatch;
 use ariane_shared::ports::BlobStore;
+use arrow::array::{Array, StringArray, UInt64Array};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use bytes::Bytes;
 use chrono::{TimeZone, Utc};
@@ -95,9 +101,15 @@ impl Harness {
         ingest_object(&*self.blobs, &*self.queue, &self.ingest.config, &self.ingest.catalog, object).await
     }
 
+    /// With another catalog of specs than the embedded one.
+    async fn ingest_with(&self, catalog: &Catalog, object: &ObjectRef) -> Result<Outcome, IngestError> {
+        ingest_object(&*self.blobs, &*self.queue, &self.ingest.config, catalog, object).await
+    }
+
+    /// The ledger entries under `prefix` (not the content index).
     async fn ledger(&self, prefix: &str) -> Vec<LedgerEntry> {
         let mut entries = Vec::new();
-        for key in self.blobs.list(LAKE, prefix).await.unwrap() {
+        for key in self.blobs.list(LAKE, prefix).await.unwrap().into_iter().filter(|k| lake::is_ledger_entry_key(k)) {
             entries.push(serde_json::from_slice(&self.lake_object(&key).await).unwrap_or_else(|e| panic!("{key}: {e}")));
         }
         entries
@@ -154,6 +166,12 @@ fn gzipped_export(rows: u64) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
+/// A file's physical lines, counted here: every `\n` ends one, a last line without one
+/// counts.
+fn physical_lines(body: &[u8]) -> u64 {
+    body.iter().filter(|b| **b == b'\n').count() as u64 + u64::from(body.last().is_some_and(|b| *b != b'\n'))
+}
+
 fn cp1252(text: &str) -> Vec<u8> {
     encoding_rs::WINDOWS_1252.encode(text).0.into_owned()
 }
@@ -200,6 +218,10 @@ async fn a_generated_export_is_ingested_end_to_end_and_its_counts_reconcile() {
     assert_eq!(entry.rows_rejected, truth.len() as u64 - valid);
     assert_eq!(entry.rows_read, entry.events_written + entry.rows_rejected, "read = written + rejected");
     assert!(entry.rows_rejected > 0, "the generator writes malformed rows");
+    // Every physical line: the first line of a row, or skipped (the header, blank lines).
+    assert_eq!(entry.lines_read, physical_lines(&body));
+    assert_eq!(entry.lines_read, entry.events_written + entry.rows_rejected + entry.lines_skipped.total(), "{entry:?}");
+    assert_eq!(entry.lines_skipped.header, 1);
     let warned = truth.iter().filter(|t| t.valid && !t.identifier_warning.is_empty()).count() as u64;
     assert_eq!(entry.identifier_warnings, warned);
 
@@ -268,7 +290,8 @@ async fn a_duplicate_racing_the_first_delivery_rewrites_the_same_objects_and_obs
     assert!(h.deliver(&object).await.is_empty());
     let (outputs, first) = (h.lake_outputs().await, h.only_entry().await);
     let first_ids = distinct(&observation_ids(&h.queue.take(IDENTITY)));
-    h.blobs.delete(LAKE, &lake::ledger_key("pos", &first.fingerprint)).await.unwrap();
+    h.blobs.delete(LAKE, &first.ledger_key()).await.unwrap();
+    h.blobs.delete(LAKE, &lake::ledger_content_key("pos", &first.fingerprint)).await.unwrap();
 
     assert!(h.deliver(&object).await.is_empty());
     assert_eq!(h.lake_outputs().await, outputs, "the same keys with the same bytes");
@@ -278,21 +301,35 @@ async fn a_duplicate_racing_the_first_delivery_rewrites_the_same_objects_and_obs
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn identical_bytes_re_uploaded_are_not_ingested_again() {
+async fn identical_bytes_re_uploaded_are_not_ingested_again_and_each_key_is_in_the_ledger() {
     let h = pos();
     let body = pos_export(200).0;
     let object = h.upload("pos/2026-11-22/caisse.csv", &body).await;
     assert!(h.deliver(&object).await.is_empty());
     let (outputs, ledger, sent) = (h.lake_outputs().await, h.only_entry().await, h.queue.sent(IDENTITY).len());
 
-    // The same key uploaded again, and the same bytes under another name.
-    for key in ["pos/2026-11-22/caisse.csv", "pos/2026-11-22/caisse (copie).csv"] {
-        let again = h.upload(key, &body).await;
-        assert!(h.deliver(&again).await.is_empty());
-        assert!(matches!(h.ingest(&again).await.unwrap(), Outcome::AlreadyIngested(e) if e.fingerprint == ledger.fingerprint));
-    }
-    assert_eq!(h.lake_outputs().await, outputs);
+    // The same key uploaded again (the same key and version here: no versioning).
+    let again = h.upload("pos/2026-11-22/caisse.csv", &body).await;
+    assert!(h.deliver(&again).await.is_empty());
+    assert!(matches!(h.ingest(&again).await.unwrap(), Outcome::AlreadyIngested(e) if e == ledger));
     assert_eq!(h.only_entry().await, ledger);
+
+    // The same bytes under another name: an entry of its own, naming the first.
+    let copy = h.upload("pos/2026-11-22/caisse (copie).csv", &body).await;
+    assert!(h.deliver(&copy).await.is_empty());
+    let entries = h.ledger("ledger/ingest/pos/").await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let duplicate = entries.iter().find(|e| e.source_key == copy.key).expect("an entry for the second key");
+    assert_eq!(duplicate.status, LedgerStatus::Duplicate);
+    let first = duplicate.duplicate_of.as_ref().expect("the first named");
+    assert_eq!((first.source_key.as_str(), first.ledger_key.as_str()), (object.key.as_str(), ledger.ledger_key().as_str()));
+    assert_eq!(duplicate.fingerprint, ledger.fingerprint);
+    assert_eq!((duplicate.rows_read, duplicate.events_written, duplicate.event_files.len()), (0, 0, 0), "nothing read for it");
+    // Its own redelivery changes nothing; the first is untouched.
+    assert!(matches!(h.ingest(&copy).await.unwrap(), Outcome::AlreadyIngested(e) if e == *duplicate));
+    assert_eq!(h.ledger("ledger/ingest/pos/").await.len(), 2);
+    assert!(h.ledger("ledger/ingest/pos/").await.contains(&ledger));
+    assert_eq!(h.lake_outputs().await, outputs);
     assert_eq!(h.queue.sent(IDENTITY).len(), sent);
 
     // Different content is a different file.
@@ -300,7 +337,39 @@ async fn identical_bytes_re_uploaded_are_not_ingested_again() {
     changed.extend_from_slice(b"\r\n");
     let other = h.upload("pos/2026-11-22/caisse.csv", &changed).await;
     assert!(matches!(h.ingest(&other).await.unwrap(), Outcome::Ingested(_)));
-    assert_eq!(h.ledger("ledger/ingest/pos/").await.len(), 2);
+    assert_eq!(h.ledger("ledger/ingest/pos/").await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_is_kept_when_the_same_bytes_succeed_under_another_key() {
+    let h = pos();
+    let body = pos_export(200).0;
+    // The first key fails (a part upload refused)...
+    let failing = h.upload("pos/2026-11-22/caisse.csv", &body).await;
+    h.blobs.faults.fail_on("blob.put", "events/", 1);
+    assert_eq!(h.deliver(&failing).await, vec!["m-1".to_string()]);
+    let failed = h.only_entry().await;
+    assert_eq!(failed.status, LedgerStatus::Failed);
+    // ... and the same bytes succeed under another key.
+    let other = h.upload("pos/2026-11-22/caisse-bis.csv", &body).await;
+    let Outcome::Ingested(done) = h.ingest(&other).await.unwrap() else { panic!("the other key is ingested") };
+    let entries = h.ledger("ledger/ingest/pos/").await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(entries.contains(&failed), "the failure is not overwritten: {entries:?}");
+    assert!(entries.contains(&done));
+
+    // The first key retried: a duplicate of the one that succeeded, its failure kept.
+    let sent = h.queue.sent(IDENTITY).len();
+    assert!(h.deliver(&failing).await.is_empty());
+    let entries = h.ledger("ledger/ingest/pos/").await;
+    let retried = entries.iter().find(|e| e.source_key == failing.key).unwrap();
+    assert_eq!(retried.status, LedgerStatus::Duplicate);
+    assert_eq!(retried.duplicate_of.as_ref().map(|f| f.source_key.as_str()), Some(other.key.as_str()));
+    assert_eq!(retried.attempts.len(), 1, "{retried:?}");
+    assert_eq!((&retried.attempts[0].error, retried.attempts[0].started_at), (&failed.error, failed.started_at));
+    assert!(retried.attempts[0].error.as_deref().unwrap_or_default().contains(INJECTED));
+    assert_eq!(h.queue.sent(IDENTITY).len(), sent, "nothing sent for a duplicate");
+    assert!(entries.contains(&done));
 }
 
 /// The observation ids a clean run of `body` sends.
@@ -338,6 +407,15 @@ async fn fail_then_retry(inject: impl Fn(&Harness), error_contains: Option<&str>
     let done = h.only_entry().await;
     assert_eq!(done.status, LedgerStatus::Completed);
     assert_eq!((done.error.as_deref(), done.retryable), (None, false));
+    // The failure recorded by the first attempt is kept in the entry's history.
+    match error_contains {
+        Some(expected) => {
+            assert_eq!(done.attempts.len(), 1, "{done:?}");
+            let error = done.attempts[0].error.clone().unwrap_or_default();
+            assert!(error.contains(INJECTED) && error.contains(expected) && done.attempts[0].retryable, "{error}");
+        }
+        None => assert!(done.attempts.is_empty(), "nothing was recorded: {done:?}"),
+    }
     assert_eq!(done.rows_read, done.events_written + done.rows_rejected);
     let retry = observation_ids(&h.queue.take(IDENTITY));
     assert_eq!(retry.len() as u64, done.observations_sent);
@@ -426,11 +504,18 @@ async fn an_undecodable_ledger_entry_is_an_error_not_a_fresh_start() {
     let h = pos();
     let object = h.upload("pos/2026-11-22/caisse.csv", &pos_export(100).0).await;
     let fp = ariane_ingest::pipeline::fingerprint("pos", object.etag.as_deref().unwrap(), object.size);
-    h.blobs.put(LAKE, &lake::ledger_key("pos", &fp), Bytes::from_static(b"{not json"), "application/json").await.unwrap();
-    let err = h.ingest(&object).await.unwrap_err();
-    assert!(matches!(err, IngestError::LedgerDecode { .. }), "{err}");
-    assert!(!err.retryable());
-    assert!(h.queue.sent(IDENTITY).is_empty() && h.lake_outputs().await.is_empty());
+    let entry = lake::ledger_key("pos", &lake::ledger_entry_id("pos", &object.key, object.etag.as_deref().unwrap()));
+    // The entry of this key and version, the content index, an entry of the ledger's
+    // earlier layout (at the fingerprint): none is taken for an absent one.
+    for key in [entry, lake::ledger_content_key("pos", &fp), lake::ledger_key("pos", &fp)] {
+        h.blobs.put(LAKE, &key, Bytes::from_static(b"{not json"), "application/json").await.unwrap();
+        let err = h.ingest(&object).await.unwrap_err();
+        assert!(matches!(err, IngestError::LedgerDecode { key: ref k, .. } if *k == key), "{err}");
+        assert!(!err.retryable());
+        assert!(h.queue.sent(IDENTITY).is_empty() && h.lake_outputs().await.is_empty());
+        h.blobs.delete(LAKE, &key).await.unwrap();
+    }
+    assert!(matches!(h.ingest(&object).await.unwrap(), Outcome::Ingested(_)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -512,4 +597,121 @@ async fn an_export_without_an_optional_column_is_ingested_and_a_missing_required
         h.ledger("ledger/ingest/ecommerce/").await.into_iter().filter(|e| e.status == LedgerStatus::Failed).collect();
     let error = failed[0].error.as_deref().unwrap_or_default();
     assert!(error.starts_with(r#"missing required column(s) ["Email"]; the header has ["Name", "Phone""#), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_accounts_for_every_line_by_reason() {
+    let h = pos();
+    // The hand-written till lines (a blank line between receipts), plus a row whose label
+    // is quoted over two lines and two blank lines at the end.
+    let mut body = pos_sample();
+    body.extend(cp1252("M012;25/10/2026 11:00;C1;T1007;1;VENTE;;;;SKU-4;\"Bonnet\r\nrayé\";Accessoires;1;9,90;9,90;9,90\r\n\r\n\r\n"));
+    let object = h.upload("pos/2026-10-25/M012.csv", &body).await;
+    assert!(h.deliver(&object).await.is_empty());
+    let entry = h.only_entry().await;
+    assert_eq!((entry.rows_read, entry.events_written, entry.rows_rejected), (7, 4, 3));
+    assert_eq!(entry.lines_skipped, Skipped { blank: 3, header: 1, continuation: 1 });
+    assert_eq!(entry.lines_read, 12);
+    assert_eq!(entry.lines_read, physical_lines(&body));
+    assert_eq!(entry.lines_read, entry.events_written + entry.rows_rejected + entry.lines_skipped.total());
+    // As stored: the reasons are named.
+    let stored: serde_json::Value = serde_json::from_slice(&h.lake_object(&entry.ledger_key()).await).unwrap();
+    assert_eq!(stored["lines_skipped"], serde_json::json!({"blank": 3, "header": 1, "continuation": 1}), "{stored}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_times_shifted_or_ambiguous_are_flagged_in_the_lake_and_counted() {
+    let h = pos();
+    let header = "Magasin;Date;Caisse;Ticket;Ligne;Type;Carte fidélité;Email;Téléphone;Code article;Libellé;Rayon;Quantité;Prix unitaire;Montant ligne;Total ticket\r\n";
+    let body = cp1252(&format!(
+        "{header}\
+         M012;29/03/2026 02:30;C1;T1;1;PASSAGE;FID1;;;;;;;;;\r\n\
+         M012;25/10/2026 02:30;C1;T2;1;PASSAGE;FID1;;;;;;;;;\r\n\
+         M012;25/10/2026 03:30;C1;T3;1;PASSAGE;FID1;;;;;;;;;\r\n\
+         M012;29/03/2026 01:59;C1;T4;1;PASSAGE;FID1;;;;;;;;;\r\n"
+    ));
+    let object = h.upload("pos/2026/dst.csv", &body).await;
+    let Outcome::Ingested(entry) = h.ingest(&object).await.unwrap() else { panic!("ingested") };
+    assert_eq!(entry.events_written, 4);
+    assert_eq!(entry.local_time, LocalTimes { shifted: 1, ambiguous: 1 });
+    // In the lake: `local_time` per event, by its source line.
+    let mut flags = BTreeMap::new();
+    for key in &entry.event_files {
+        for batch in lake::read_parquet_bytes(h.lake_object(key).await).unwrap() {
+            let col = |name: &str| batch.column_by_name(name).unwrap_or_else(|| panic!("{name} in {key}")).clone();
+            let (line, flag) = (col("source_line"), col("local_time"));
+            let line = line.as_any().downcast_ref::<UInt64Array>().unwrap();
+            let flag = flag.as_any().downcast_ref::<StringArray>().unwrap();
+            for i in 0..batch.num_rows() {
+                flags.insert(line.value(i), flag.is_valid(i).then(|| flag.value(i).to_string()));
+            }
+        }
+    }
+    let expected = BTreeMap::from([(2, Some("shifted".to_string())), (3, Some("ambiguous".to_string())), (4, None), (5, None)]);
+    assert_eq!(flags, expected);
+}
+
+/// A vendor's new export format of the till receipts: NDJSON, other field names, every
+/// value on every line; the same natural key values (store, till, receipt, line).
+const RECEIPTS_V2: &str = r#"
+channel = "pos"
+name = "receipts-v2"
+keys = ["v2/**"]
+[format]
+kind = "ndjson"
+time_zone = "Europe/Paris"
+decimal = ","
+[event_type]
+source = ["type"]
+map = { VENTE = "store_purchase", RETOUR = "return", PASSAGE = "store_visit" }
+require = { store_purchase = ["sku", "quantity", "unit_price_minor"] }
+[natural_key]
+sources = ["store", "till", "receipt", "line"]
+same_rows_as = ["receipts"]
+[fields]
+occurred_at = { source = "at", format = "%d/%m/%Y %H:%M" }
+store_id = { source = "store" }
+order_id = { sources = ["store", "receipt"], join = "-" }
+loyalty_card = { source = "card", transforms = ["remove_spaces", "upper"] }
+email = { source = "email" }
+sku = { source = "sku" }
+quantity = { source = "qty" }
+unit_price_minor = { source = "price" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_spec_version_replaying_history_keeps_the_event_ids_and_the_lake_does_not_double() {
+    let h = pos();
+    let mut files: Vec<(&str, &str)> = ariane_ingest::spec::EMBEDDED.to_vec();
+    files.push(("channels/pos/receipts-v2.toml", RECEIPTS_V2));
+    let catalog = Catalog::from_files(&files).unwrap_or_else(|e| panic!("{e:?}"));
+
+    // The old format, read with channels/pos/receipts.toml.
+    let old = h.upload("pos/2026-10-25/M012.csv", &pos_sample()).await;
+    let Outcome::Ingested(first) = h.ingest_with(&catalog, &old).await.unwrap() else { panic!("ingested") };
+    assert_eq!(first.spec.as_deref(), Some("channels/pos/receipts.toml"));
+    let first_ids = distinct(&events_in(&h, &first).await);
+    assert_eq!(first_ids.len(), 3);
+
+    // The vendor's new format replays the same receipts (one new line), in another order.
+    let replay = r#"{"store":"M012","till":"C2","receipt":"T1002","line":"1","type":"PASSAGE","at":"29/03/2026 02:30","card":"FID004217"}
+{"store":"M012","till":"C2","receipt":"T1001","line":"2","type":"VENTE","at":"29/03/2026 01:45","card":"fid 0042 17","email":"marie.dupont@gmail.com","sku":"SKU-2","qty":1,"price":"12,40"}
+{"store":"M012","till":"C2","receipt":"T1001","line":"1","type":"VENTE","at":"29/03/2026 01:45","card":"fid 0042 17","email":"marie.dupont@gmail.com","sku":"SKU-1","qty":2,"price":"12,50"}
+{"store":"M012","till":"C1","receipt":"T1009","line":"1","type":"VENTE","at":"25/10/2026 11:00","sku":"SKU-9","qty":1,"price":"3,00"}
+"#;
+    let new = h.upload("pos/v2/2026-10-25/M012.ndjson", replay.as_bytes()).await;
+    let Outcome::Ingested(second) = h.ingest_with(&catalog, &new).await.unwrap() else { panic!("ingested") };
+    assert_eq!(second.spec.as_deref(), Some("channels/pos/receipts-v2.toml"));
+    let second_ids = distinct(&events_in(&h, &second).await);
+    assert_eq!(second_ids.len(), 4);
+    assert_eq!(second_ids.intersection(&first_ids).count(), 3, "every replayed row keeps its id");
+
+    // The lake: one id per row across both files, 3 + 1 (what the compaction and the
+    // order views keep, deduplicating by event_id).
+    let mut all = Vec::new();
+    for key in h.blobs.keys(LAKE).into_iter().filter(|k| k.starts_with("events/")) {
+        all.extend(lake::string_values(&lake::read_parquet_bytes(h.lake_object(&key).await).unwrap(), "event_id").unwrap());
+    }
+    assert_eq!(all.len(), 7, "two files");
+    assert_eq!(distinct(&all).len(), 4, "four rows, not seven");
 }

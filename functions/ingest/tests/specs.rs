@@ -3,12 +3,12 @@
 
 use std::io::Write;
 
-use ariane_ingest::engine::{self, Counts, RowSink, SinkError};
+use ariane_ingest::engine::{self, Counts, LocalTimes, RowSink, SinkError, Skipped};
 use ariane_ingest::map::FileContext;
 use ariane_ingest::source::FileError;
 use ariane_ingest::spec::{Catalog, Spec};
 use ariane_shared::identifiers::{Identifier, IdentifierKind};
-use ariane_shared::model::{CanonicalEvent, ConsentChannel, Observation, RejectedRow};
+use ariane_shared::model::{CanonicalEvent, ConsentChannel, LocalTime, Observation, RejectedRow};
 
 #[derive(Default)]
 struct Collect {
@@ -45,13 +45,31 @@ fn run_bytes(channel: &str, key: &str, body: Vec<u8>) -> (Result<Counts, FileErr
     let spec = spec(channel, key);
     let mut sink = Collect::default();
     let file = FileContext { source_key: key.into(), fingerprint: "fp".into() };
+    let lines = physical_lines(&body);
     let counts = engine::parse(Box::new(std::io::Cursor::new(body)), &spec, file, &mut sink);
     if let Ok(c) = &counts {
         assert_eq!(c.rows_read, c.events + c.rejected, "rows read = events + rejected");
         assert_eq!(c.events as usize, sink.events.len());
         assert_eq!(c.rejected as usize, sink.rejected.len());
+        assert_eq!(c.lines_read, lines, "the reader counts the file's physical lines: {c:?}");
+        assert!(c.lines_reconcile(), "lines read = events + rejected + skipped: {c:?}");
     }
     (counts, sink)
+}
+
+/// The physical lines of a file's content (gunzipped, without a byte-order mark), counted
+/// independently of the readers: every `\n` ends one, a last line without one counts.
+fn physical_lines(body: &[u8]) -> u64 {
+    let mut content = body.to_vec();
+    if content.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        if std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(body), &mut out).is_err() {
+            return 0; // a truncated file: a file error, no counts
+        }
+        content = out;
+    }
+    let content = content.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&content);
+    content.iter().filter(|b| **b == b'\n').count() as u64 + u64::from(content.last().is_some_and(|b| *b != b'\n'))
 }
 
 fn run(channel: &str, key: &str, body: &str) -> (Result<Counts, FileError>, Collect) {
@@ -111,6 +129,10 @@ fn pos_windows_1252_decimal_comma_fill_down_and_dst() {
     assert_eq!(visit.sku, None);
     assert_eq!(ret.event_type, "return");
     assert_eq!(ret.occurred_at.to_rfc3339(), "2026-10-25T00:30:00+00:00");
+    // Those two local times are flagged (the lake's local_time) and counted.
+    assert_eq!((visit.local_time, ret.local_time), (Some(LocalTime::Shifted), Some(LocalTime::Ambiguous)));
+    assert_eq!((first.local_time, second.local_time), (None, None));
+    assert_eq!(counts.local_time, LocalTimes { shifted: 1, ambiguous: 1 });
     assert_eq!(ret.line_total_minor, Some(-1250));
     // Identifiers: card normalised, email lowercased, phone to E.164; one observation for
     // the two lines of the receipt, one for the visit.
@@ -597,18 +619,143 @@ fn blank_lines_are_counted_as_skipped_not_as_rows() {
     // cells, two at the end; line numbers stay physical.
     for eol in ["\n", "\r\n"] {
         let csv = format!("{eol}Date;Email;Ticket{eol}{day};a@b.fr;T1{eol}{eol};;{eol}{day};bad;T2{eol}{eol}{eol}").into_bytes();
+        let lines = physical_lines(&csv);
         let (counts, sink) = run_spec(&spec, "pos/x.csv", csv);
         let counts = counts.unwrap();
-        assert_eq!((counts.rows_read, counts.events, counts.rejected, counts.skipped), (2, 1, 1, 5), "{eol:?}");
+        assert_eq!((counts.rows_read, counts.events, counts.rejected), (2, 1, 1), "{eol:?}");
+        assert_eq!(counts.skipped, Skipped { blank: 5, header: 1, continuation: 0 }, "{eol:?}");
+        assert_eq!((counts.lines_read, lines), (8, 8), "{eol:?}");
+        assert!(counts.lines_reconcile(), "{eol:?}: {counts:?}");
         assert_eq!(sink.rejected[0].line, 6, "{eol:?}");
         // Without a final newline, nothing trails.
         let csv = format!("Date;Email;Ticket{eol}{day};a@b.fr;T1").into_bytes();
-        assert_eq!(run_spec(&spec, "pos/x.csv", csv).0.unwrap().skipped, 0, "{eol:?}");
+        let counts = run_spec(&spec, "pos/x.csv", csv).0.unwrap();
+        assert_eq!((counts.skipped, counts.lines_read), (Skipped { blank: 0, header: 1, continuation: 0 }, 2), "{eol:?}");
         let csv = format!("Date;Email;Ticket{eol}{day};a@b.fr;T1{eol}").into_bytes();
-        assert_eq!(run_spec(&spec, "pos/x.csv", csv).0.unwrap().skipped, 0, "{eol:?}");
+        let counts = run_spec(&spec, "pos/x.csv", csv).0.unwrap();
+        assert_eq!((counts.skipped, counts.lines_read), (Skipped { blank: 0, header: 1, continuation: 0 }, 2), "{eol:?}");
     }
     let body = "{\"event_timestamp\":\"1763900004000000\",\"event_name\":\"page_view\"}\n\n  \n{\"event_timestamp\":\"1763900004000000\",\"event_name\":\"page_view\"}\n";
     let (counts, _) = run("web", "web/x.ndjson", body);
     let counts = counts.unwrap();
-    assert_eq!((counts.rows_read, counts.skipped), (2, 2));
+    assert_eq!((counts.rows_read, counts.skipped, counts.lines_read), (2, Skipped { blank: 2, header: 0, continuation: 0 }, 4));
+}
+
+#[test]
+fn every_physical_line_is_a_row_or_skipped_for_a_reason() {
+    let spec = Spec::parse("channels/pos/optional.toml", OPTIONAL_SPEC).unwrap();
+    let day = recent_date();
+    for eol in ["\n", "\r\n"] {
+        // A header whose last name is quoted over two lines, a row whose note is quoted
+        // over three lines, a blank line, a short row (rejected) over two lines, a row
+        // without a final newline.
+        let csv = format!(
+            "Date;Email;Ticket;\"Re{eol}marque\"{eol}{day};a@b.fr;T1;\"a{eol}b{eol}c\"{eol}{eol}{day};\"x{eol}y\"{eol}{day};c@d.fr;T3;"
+        )
+        .into_bytes();
+        let lines = physical_lines(&csv);
+        let (counts, sink) = run_spec(&spec, "pos/x.csv", csv);
+        let counts = counts.unwrap();
+        assert_eq!((counts.events, counts.rejected), (2, 1), "{eol:?}: {:?}", sink.rejected);
+        assert_eq!(counts.skipped, Skipped { blank: 1, header: 1, continuation: 1 + 2 + 1 }, "{eol:?}");
+        assert_eq!((counts.lines_read, lines), (9, 9), "{eol:?}");
+        assert!(counts.lines_reconcile(), "{eol:?}: {counts:?}");
+        // Rows keep their first physical line.
+        assert_eq!(sink.events.iter().map(|e| e.source_line).collect::<Vec<_>>(), vec![3, 9], "{eol:?}");
+        assert_eq!(sink.rejected[0].line, 7, "{eol:?}");
+    }
+    // Fill-down continuation rows are rows (events), not skipped lines.
+    let (counts, sink) = run_bytes("pos", "pos/2026-10-25/M012.csv", cp1252(&pos_sample()));
+    let counts = counts.unwrap();
+    assert!(sink.events.iter().any(|e| e.source_line == 3), "the receipt's second line is an event");
+    assert_eq!(counts.skipped, Skipped { blank: 1, header: 1, continuation: 0 });
+    // A JSON array: the opening bracket is a header, lines inside an element and the
+    // closing bracket continuation, white space blank.
+    let body = "[\n  {\"event_id\": \"a1\", \"event\": \"app_open\", \"timestamp_ms\": 1763900000000, \"device\": {\"id\": \"d\"}},\n\n  {\"event_id\": \"a2\",\n   \"event\": \"app_open\", \"timestamp_ms\": 1763900000000,\n   \"device\": {\"id\": \"d\"}}\n]";
+    let (counts, _) = run("app", "app/a.json", body);
+    let counts = counts.unwrap();
+    assert_eq!((counts.events, counts.rejected, counts.lines_read), (2, 0, 7));
+    assert_eq!(counts.skipped, Skipped { blank: 1, header: 1, continuation: 3 });
+    // A Parquet file has rows, no lines to skip.
+}
+
+/// The till receipts of `pos_sample` as a vendor's new NDJSON export would write them:
+/// other field names, every value on every line (no fill-down).
+const RECEIPTS_V2: &str = r#"
+channel = "pos"
+name = "receipts-v2"
+keys = ["v2/**"]
+[format]
+kind = "ndjson"
+time_zone = "Europe/Paris"
+decimal = ","
+[event_type]
+source = ["type"]
+map = { VENTE = "store_purchase", RETOUR = "return", PASSAGE = "store_visit" }
+[natural_key]
+sources = ["store", "till", "receipt", "line"]
+same_rows_as = ["receipts"]
+[fields]
+occurred_at = { source = "at", format = "%d/%m/%Y %H:%M" }
+store_id = { source = "store" }
+loyalty_card = { source = "card", transforms = ["remove_spaces", "upper"] }
+email = { source = "email" }
+phone = { source = "phone" }
+sku = { source = "sku" }
+quantity = { source = "qty" }
+unit_price_minor = { source = "price" }
+"#;
+
+#[test]
+fn a_new_spec_for_the_same_source_keeps_the_event_ids() {
+    let v1 = Catalog::embedded().unwrap().select("pos", "pos/2026-10-25/M012.csv").unwrap().clone();
+    let mut files: Vec<(&str, &str)> = ariane_ingest::spec::EMBEDDED.to_vec();
+    files.push(("channels/pos/receipts-v2.toml", RECEIPTS_V2));
+    let catalog = Catalog::from_files(&files).unwrap_or_else(|e| panic!("{e:?}"));
+    let v2 = catalog.select("pos", "pos/v2/M012.ndjson").unwrap();
+    assert_eq!(v2.name, "receipts-v2");
+
+    let (_, old) = run_spec(&v1, "pos/2026-10-25/M012.csv", cp1252(&pos_sample()));
+    let ndjson = r#"{"store":"M012","till":"C2","receipt":"T1001","line":"1","type":"VENTE","at":"29/03/2026 01:45","card":"fid 0042 17","email":" Marie.Dupont@Gmail.com ","phone":"06 12 34 56 78","sku":"SKU-1","qty":2,"price":"12,50"}
+{"store":"M012","till":"C2","receipt":"T1001","line":"2","type":"VENTE","at":"29/03/2026 01:45","card":"fid 0042 17","email":"marie.dupont@gmail.com","phone":"06 12 34 56 78","sku":"SKU-2","qty":1,"price":"12,40"}
+{"store":"M012","till":"C2","receipt":"T1002","line":"1","type":"PASSAGE","at":"29/03/2026 02:30","card":"FID004217"}
+{"store":"M012","till":"C1","receipt":"T1003","line":"1","type":"RETOUR","at":"25/10/2026 02:30","sku":"SKU-1","qty":-1,"price":"12,50"}
+"#;
+    let (counts, new) = run_spec(v2, "pos/v2/M012.ndjson", ndjson.as_bytes().to_vec());
+    assert_eq!(counts.unwrap().events, 4);
+    let ids = |events: &[CanonicalEvent]| events.iter().map(|e| (e.source_line, e.event_id.clone())).collect::<Vec<_>>();
+    let (old_ids, new_ids) = (ids(&old.events), ids(&new.events));
+    assert_eq!(old_ids.len(), 4);
+    assert_eq!(
+        old_ids.iter().map(|(_, id)| id).collect::<Vec<_>>(),
+        new_ids.iter().map(|(_, id)| id).collect::<Vec<_>>(),
+        "the same rows, from other lines of another file read by another spec: the same ids"
+    );
+    assert_ne!(old_ids.iter().map(|(l, _)| *l).collect::<Vec<_>>(), new_ids.iter().map(|(l, _)| *l).collect::<Vec<_>>());
+    // The same local-time flags, and the observations keep their ids too.
+    assert_eq!(old.events.iter().map(|e| e.local_time).collect::<Vec<_>>(), new.events.iter().map(|e| e.local_time).collect::<Vec<_>>());
+    let observation_ids = |o: &[Observation]| o.iter().map(|o| o.observation_id.clone()).collect::<std::collections::BTreeSet<_>>();
+    assert!(observation_ids(&new.observations).is_superset(&observation_ids(&old.observations)));
+
+    // Without a natural key, ids derive from the file's content and line, whatever the
+    // spec reading it or the key it landed under.
+    let no_key = |name: &str| {
+        Spec::parse(
+            &format!("channels/pos/{name}.toml"),
+            &OPTIONAL_SPEC
+                .replace("[natural_key]\nsources = [\"Ticket\"]\n", "")
+                .replace("name = \"optional\"", &format!("name = \"{name}\"")),
+        )
+        .unwrap()
+    };
+    let csv = format!("Date;Email;Ticket\n{};a@b.fr;T1\n", recent_date());
+    let read = |spec: &Spec, key: &str, fingerprint: &str| {
+        let mut sink = Collect::default();
+        let file = FileContext { source_key: key.into(), fingerprint: fingerprint.into() };
+        engine::parse(Box::new(std::io::Cursor::new(csv.clone().into_bytes())), spec, file, &mut sink).unwrap();
+        sink.events[0].event_id.clone()
+    };
+    let id = read(&no_key("a"), "pos/x.csv", "fp1");
+    assert_eq!(read(&no_key("b"), "pos/y.csv", "fp1"), id);
+    assert_ne!(read(&no_key("a"), "pos/x.csv", "fp2"), id, "other content, other ids");
 }

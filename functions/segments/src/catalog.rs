@@ -327,7 +327,7 @@ JOIN profiles p ON p.profile_id = l.profile_id";
 
 const COMPACTED_EVENT_COLUMNS: &str = "event_id, event_type, occurred_at, anchor_id, email_hash, phone_hash, order_id, sku, \
      product_name, category, quantity, unit_price_minor, line_total_minor, order_total_minor, currency, store_id, campaign_id, \
-     page_url, consent_channel, source_key, source_line, channel, event_date";
+     page_url, consent_channel, source_key, source_line, local_time, channel, event_date";
 const COMPACTED_LINK_COLUMNS: &str = "identifier_hash, profile_id, resolved_at, observation_id, resolved_date";
 
 /// The profile partition count of a run's snapshot (its marker), if readable.

@@ -577,10 +577,10 @@ fn events_sql() -> String {
 
 const EVENT_COLUMNS: &str = "event_id, event_type, occurred_at, anchor_id, email_hash, phone_hash, order_id, sku, product_name, \
      category, quantity, unit_price_minor, line_total_minor, order_total_minor, currency, store_id, campaign_id, page_url, \
-     consent_channel, source_key, source_line, channel, event_date";
+     consent_channel, source_key, source_line, local_time, channel, event_date";
 const PREFIXED_EVENT_COLUMNS: &str = "e.event_id, e.event_type, e.occurred_at, e.anchor_id, e.email_hash, e.phone_hash, e.order_id, \
      e.sku, e.product_name, e.category, e.quantity, e.unit_price_minor, e.line_total_minor, e.order_total_minor, e.currency, \
-     e.store_id, e.campaign_id, e.page_url, e.consent_channel, e.source_key, e.source_line, e.channel, e.event_date";
+     e.store_id, e.campaign_id, e.page_url, e.consent_channel, e.source_key, e.source_line, e.local_time, e.channel, e.event_date";
 const LINK_COLUMNS: &str = "identifier_hash, profile_id, resolved_at, observation_id, resolved_date";
 
 /// The compaction's session: the run's memory pool and scratch directory, listings of

@@ -190,6 +190,7 @@ impl Lake {
             consent_channel: None,
             source_key: format!("{channel}/export.csv"),
             source_line: n as u64,
+            local_time: None,
         }
     }
 

@@ -126,6 +126,7 @@ impl World {
             consent_channel: None,
             source_key: "ecommerce/orders.csv".into(),
             source_line: n as u64,
+            local_time: None,
         };
         let key = lake::events_key("ecommerce", &event.event_date(), &format!("orders-{n}"));
         self.put_parquet(&key, lake::events_schema(), lake::events_batch(&[event]).unwrap()).await;

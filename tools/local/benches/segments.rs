@@ -311,8 +311,10 @@ fn bench_root() -> PathBuf {
 fn lake(opts: &Opts, now: DateTime<Utc>, snapshot: &str) -> (PathBuf, LakeInfo) {
     let max_rows = max_rows_for(&opts.exports, opts.persons, opts.events);
     let mix: Vec<String> = opts.exports.iter().map(|e| format!("{}-{}", e.channel(), e.name())).collect();
+    // `l2`: the layout of the lake's files (bump it when a lake schema changes, so a lake
+    // cached by an earlier build is generated again; 2: events' `local_time`).
     let name = format!(
-        "segments-lake-s{}-p{}-r{}-{}",
+        "segments-lake-l2-s{}-p{}-r{}-{}",
         opts.seed,
         opts.persons,
         max_rows.map(|r| r.to_string()).unwrap_or_else(|| "all".into()),

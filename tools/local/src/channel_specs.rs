@@ -225,11 +225,28 @@ pub fn dry_run(spec: &Spec, sample: &Path, key: &str, show: Show, out: &mut dyn 
     if counts.rejected > keep.rejected.len() as u64 {
         writeln!(out, "  ... and {} more (--rejects N shows more)", counts.rejected - keep.rejected.len() as u64)?;
     }
+    let skipped = counts.skipped;
     writeln!(
         out,
-        "\ncounts: read {}, written {}, rejected {}, skipped {} (blank lines); observations {}, identifier warnings {}",
-        counts.rows_read, counts.events, counts.rejected, counts.skipped, counts.observations, counts.identifier_warnings
+        "\ncounts: read {} rows, written {}, rejected {}; {} lines = {} rows + {} skipped (blank {}, header {}, continuation {}); \
+         observations {}, identifier warnings {}; local times shifted {}, ambiguous {}",
+        counts.rows_read,
+        counts.events,
+        counts.rejected,
+        counts.lines_read,
+        counts.rows_read,
+        skipped.total(),
+        skipped.blank,
+        skipped.header,
+        skipped.continuation,
+        counts.observations,
+        counts.identifier_warnings,
+        counts.local_time.shifted,
+        counts.local_time.ambiguous
     )?;
+    if !counts.lines_reconcile() {
+        writeln!(out, "note: rows + skipped lines differ from the file's lines (JSON array elements sharing a line?)")?;
+    }
     Ok(counts)
 }
 

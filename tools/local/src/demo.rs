@@ -20,6 +20,7 @@ use ariane_activate::handler::Clock;
 use ariane_datagen::{
     expected_reactivation_all_purchases, read_channel_truth, read_truth, write_ecommerce_orders, GenConfig, ORDERS_HEADER,
 };
+use ariane_ingest::pipeline::LedgerStatus;
 use ariane_local::activation::final_outcomes;
 use ariane_local::receiver::Receiver;
 use ariane_local::runner::queue_depth;
@@ -401,7 +402,9 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
 
     step.start("reading the results back from S3, DynamoDB and the receiver");
     let mut ledger = Vec::new();
-    for k in stack.lake_keys(ariane_shared::lake::ledger_prefix()).await? {
+    for k in
+        stack.lake_keys(ariane_shared::lake::ledger_prefix()).await?.into_iter().filter(|k| ariane_shared::lake::is_ledger_entry_key(k))
+    {
         ledger.push(serde_json::from_slice::<ariane_ingest::pipeline::LedgerEntry>(&stack.lake_object(&k).await?)?);
     }
     let profiles = stack.profile_count().await?;
@@ -491,33 +494,42 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     println!("Ariane demo summary ({} customers generated, run at {})", persons, now.format("%Y-%m-%d %H:%M UTC"));
     println!("  ingest (per channel file; truth = the generator's planted malformed rows)");
     println!(
-        "    {:<10} {:<34} {:>8} {:>8} {:>9} {:>6} {:>13} status",
-        "channel", "file", "rows", "events", "rejected", "truth", "observations"
+        "    {:<10} {:<34} {:>8} {:>8} {:>9} {:>6} {:>8} {:>13} status",
+        "channel", "file", "rows", "events", "rejected", "truth", "skipped", "observations"
     );
     let mut reconciled = true;
     for st in &summary.exports {
         let k = key_of(st.export);
-        let Some(e) = ledger.iter().find(|e| e.source_key == k) else {
+        // The entry that read the file (a re-upload of the same bytes is a duplicate of it).
+        let Some(e) = ledger.iter().find(|e| e.source_key == k && e.status != LedgerStatus::Duplicate) else {
             println!("    {:<10} {:<34} no ledger entry", st.export.channel(), st.export.file_name());
             reconciled = false;
             continue;
         };
-        let ok = e.rows_read == e.events_written + e.rows_rejected && e.rows_read == st.rows && e.rows_rejected == st.malformed_rows;
+        let lines_ok = e.lines_read == e.events_written + e.rows_rejected + e.lines_skipped.total();
+        let ok =
+            e.rows_read == e.events_written + e.rows_rejected && lines_ok && e.rows_read == st.rows && e.rows_rejected == st.malformed_rows;
         reconciled &= ok;
         println!(
-            "    {:<10} {:<34} {:>8} {:>8} {:>9} {:>6} {:>13} {:?}{}",
+            "    {:<10} {:<34} {:>8} {:>8} {:>9} {:>6} {:>8} {:>13} {:?}{}",
             e.channel,
             st.export.file_name(),
             e.rows_read,
             e.events_written,
             e.rows_rejected,
             st.malformed_rows,
+            e.lines_skipped.total(),
             e.observations_sent,
             e.status,
             if ok { "" } else { "  <- does not reconcile" }
         );
     }
-    println!("    every file reconciles (read = events + rejected, rows and rejects = truth): {reconciled}");
+    println!(
+        "    every file reconciles (rows read = events + rejected, lines = events + rejected + skipped blank/header/continuation, rows and rejects = truth): {reconciled}"
+    );
+    let shifted: u64 = ledger.iter().map(|e| e.local_time.shifted).sum();
+    let ambiguous: u64 = ledger.iter().map(|e| e.local_time.ambiguous).sum();
+    println!("    local times across daylight saving changes (flagged in the lake's local_time): {shifted} shifted, {ambiguous} ambiguous");
     println!("  identity");
     println!(
         "    profiles in DynamoDB: {profiles} (persons generated: {persons}, every one in the CRM with an email; customers with a valid order: {})",
@@ -672,10 +684,21 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     );
     println!("    hashed audience files (Meta, Google) under s3://{}/audiences/: {}", stack.lake_bucket(), audience_files.len());
     println!("  idempotency");
+    // One entry per key and version: a new version of the same bytes is a duplicate of the first.
+    let entries: Vec<String> = ledger
+        .iter()
+        .filter(|e| e.source_key == key)
+        .map(|e| match &e.duplicate_of {
+            Some(first) if first.source_key == key => format!("{:?} (of an earlier version)", e.status),
+            Some(first) => format!("{:?} (of {})", e.status, first.source_key),
+            None => format!("{:?}", e.status),
+        })
+        .collect();
     println!(
-        "    re-upload of the same export: event files unchanged: {}, observations re-sent: {}",
+        "    re-upload of the same export: event files unchanged: {}, observations re-sent: {}, its ledger entries: {}",
         events_before == events_after,
-        again.by_function.get("IdentityFunction").copied().unwrap_or(0)
+        again.by_function.get("IdentityFunction").copied().unwrap_or(0),
+        entries.join(", ")
     );
     println!("  dead-letter queues: {dlq} message(s)");
 

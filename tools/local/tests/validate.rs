@@ -45,6 +45,40 @@ fn a_bad_spec_is_reported_with_its_file_and_field() {
 }
 
 #[test]
+fn a_spec_that_could_give_the_ids_of_another_specs_rows_is_refused() {
+    // A till export of another vendor: store purchases keyed by four values, like
+    // channels/pos/receipts.toml, so a row of each could get one event id.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kiosk.toml");
+    let spec = |extra: &str| {
+        format!(
+            "channel = \"pos\"\nname = \"kiosk\"\nkeys = [\"kiosk/**\"]\n[format]\nkind = \"ndjson\"\n[event_type]\nconstant = \"store_purchase\"\n\
+             [natural_key]\nsources = [\"store\", \"till\", \"receipt\", \"line\"]\n{extra}\n[fields]\noccurred_at = {{ source = \"at\", format = \"rfc3339\" }}\n"
+        )
+    };
+    std::fs::write(&path, spec("")).unwrap();
+    let (ok, out) = validate(&[path.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    // Reported on the later file by name, naming the other one, with both ways out.
+    assert!(
+        out.contains(&format!(
+            "channels/pos/receipts.toml: natural_key: could give the same event ids as {} to different rows",
+            path.display()
+        )) && out.contains("store_purchase events with a natural key of 4 values")
+            && out.contains("[\"receipts\"] in ")
+            && out.contains("natural_key.scope"),
+        "{out}"
+    );
+    // Said to be the same source (a new export format of the till receipts), or a source of
+    // its own: accepted.
+    for extra in ["same_rows_as = [\"receipts\"]", "scope = \"kiosk\""] {
+        std::fs::write(&path, spec(extra)).unwrap();
+        let (ok, out) = validate(&[path.to_str().unwrap()]);
+        assert!(ok, "{extra}: {out}");
+    }
+}
+
+#[test]
 fn a_bad_segment_is_refused_with_its_file_and_reason() {
     let (ok, out) = validate(&[]);
     assert!(ok && out.contains("8 segment file(s) valid"), "the library is valid: {out}");
@@ -152,7 +186,10 @@ fn a_sample_dry_run_prints_events_rejects_with_lines_and_counts() {
     assert!(out.contains("rejected rows: 2"), "{out}");
     assert!(out.contains("  line 5: unit_price_minor (column \"Prix unitaire\"): \"12,5O\" is not an amount"), "{out}");
     assert!(out.contains("  line 6: expected 16 fields, found 9"), "{out}");
-    assert!(out.contains("counts: read 4, written 2, rejected 2, skipped 1 (blank lines)"), "{out}");
+    assert!(
+        out.contains("counts: read 4 rows, written 2, rejected 2; 6 lines = 4 rows + 2 skipped (blank 1, header 1, continuation 0)"),
+        "{out}"
+    );
 
     // Fewer events shown on request; a landing key of another spec is pointed out.
     let (ok, out) = validate(&[
@@ -187,7 +224,10 @@ fn a_sample_dry_run_reads_every_format() {
     assert!(ok, "{out}");
     assert!(out.contains("line 1: sign_up at") && out.contains("email marie@x.fr"), "{out}");
     assert!(out.contains("  line 3: invalid JSON"), "{out}");
-    assert!(out.contains("counts: read 2, written 1, rejected 1, skipped 1"), "{out}");
+    assert!(
+        out.contains("counts: read 2 rows, written 1, rejected 1; 3 lines = 2 rows + 1 skipped (blank 1, header 0, continuation 0)"),
+        "{out}"
+    );
     // A JSON array (app), gzipped.
     let array = dir.path().join("app.json.gz");
     let body = format!(
@@ -197,7 +237,10 @@ fn a_sample_dry_run_reads_every_format() {
     let (ok, out) = dry_run("channels/app/events.toml", &array);
     assert!(ok, "{out}");
     assert!(out.contains("line 2: app_open at") && out.contains("line 3: not a JSON object"), "{out}");
-    assert!(out.contains("counts: read 2, written 1, rejected 1, skipped 0"), "{out}");
+    assert!(
+        out.contains("counts: read 2 rows, written 1, rejected 1; 4 lines = 2 rows + 2 skipped (blank 0, header 1, continuation 1)"),
+        "{out}"
+    );
     // Parquet, with a spec of its own outside the repository, one column optional.
     let spec = dir.path().join("activity.toml");
     std::fs::write(
@@ -224,7 +267,10 @@ fn a_sample_dry_run_reads_every_format() {
     assert!(ok, "{out}");
     assert!(out.contains("optional columns absent from the sample (blank in every row): campaign"), "{out}");
     assert!(out.contains("identity: email a@b.fr") && out.contains("  line 2: email (column \"email\") is blank"), "{out}");
-    assert!(out.contains("counts: read 2, written 1, rejected 1, skipped 0"), "{out}");
+    assert!(
+        out.contains("counts: read 2 rows, written 1, rejected 1; 2 lines = 2 rows + 0 skipped (blank 0, header 0, continuation 0)"),
+        "{out}"
+    );
 }
 
 #[test]
