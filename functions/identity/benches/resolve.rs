@@ -164,6 +164,7 @@ fn main() {
         println!("| peak RSS | {:.0} MB |", peak_rss_mb());
         println!("| evidence unchanged / enriched / structural | {} / {} / {} |", stats.unchanged, stats.enriched, stats.structural);
         println!("| large operations | {} |", stats.large_operations);
+        println!("| profiles joined / rebuilt by structural steps | {} / {} |", stats.profiles_joined, stats.profiles_rebuilt);
         println!("| read / write requests | {} / {} |", m.read_requests, m.write_requests);
         println!("| read / write units | {} / {} |", m.read_units, m.write_units);
         println!(
@@ -182,15 +183,18 @@ fn main() {
         }
     });
     let secs = t.elapsed().as_secs_f64();
+    // `--speed-only 1`: the timed run alone (for a profiler: the metered runs below
+    // serialise every item to count its size).
+    if arg("--speed-only", 0) == 1 {
+        println!("identity speed: {n} observations of {persons} persons, one core: {:.0} observations/s", n as f64 / secs);
+        return;
+    }
 
     let metered = Resolver::new(Metered::new(MemStore::default()), rules);
     let mut stats = ariane_identity::resolver::Stats::default();
     rt.block_on(async {
         for chunk in obs.chunks(batch) {
-            let s = metered.resolve_batch(chunk).await.unwrap().stats;
-            stats.unchanged += s.unchanged;
-            stats.enriched += s.enriched;
-            stats.structural += s.structural;
+            stats.add(&metered.resolve_batch(chunk).await.unwrap().stats);
         }
     });
     let m = metered.store.meter.reading();
@@ -200,6 +204,7 @@ fn main() {
     println!("|---|---|");
     println!("| observations/s (in-memory adapter) | {:.0} |", n as f64 / secs);
     println!("| evidence unchanged / enriched / structural | {} / {} / {} |", stats.unchanged, stats.enriched, stats.structural);
+    println!("| profiles joined / rebuilt by structural steps | {} / {} |", stats.profiles_joined, stats.profiles_rebuilt);
     println!("| read requests per observation | {:.4} |", m.read_requests as f64 / n as f64);
     println!("| write requests per observation | {:.4} |", m.write_requests as f64 / n as f64);
     println!("| read units per million observations | {:.0} |", per_m(m.read_units));

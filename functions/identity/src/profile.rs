@@ -43,6 +43,8 @@ pub fn forget(doc: &mut ProfileDoc, hashes: &BTreeSet<String>) -> bool {
 pub trait Join {
     /// Joins `other` into `self`; true when `self` changed.
     fn join(&mut self, other: &ProfileDoc, rules: &Rules) -> bool;
+    /// Whether [`Join::join`] of `other` would change `self` (without changing it).
+    fn would_change(&self, other: &ProfileDoc, rules: &Rules) -> bool;
     /// Keeps only the identifiers the profile holds (after limits and shared values),
     /// and contact traits that point at one of them.
     fn restrict_identifiers(&mut self, owned: &BTreeMap<String, BTreeSet<String>>);
@@ -109,9 +111,24 @@ pub fn contribution(obs: &Observation, usable: &[&Identifier]) -> ProfileDoc {
 
 impl Join for ProfileDoc {
     fn join(&mut self, other: &ProfileDoc, rules: &Rules) -> bool {
-        let before = self.clone();
+        // Each part reports whether it changed `self` (no copy of the document to compare
+        // with: this runs once per observation).
+        let mut changed = false;
         for (k, values) in &other.identifiers {
-            self.identifiers.entry(k.clone()).or_default().extend(values.iter().cloned());
+            match self.identifiers.get_mut(k) {
+                Some(held) => {
+                    for v in values {
+                        if !held.contains(v) {
+                            held.insert(v.clone());
+                            changed = true;
+                        }
+                    }
+                }
+                None => {
+                    self.identifiers.insert(k.clone(), values.clone());
+                    changed = true;
+                }
+            }
         }
         for (name, v) in &other.traits {
             let better = match self.traits.get(name) {
@@ -119,16 +136,38 @@ impl Join for ProfileDoc {
                 Some(cur) => trait_better(v, cur, name, rules),
             };
             if better {
+                // Better is strictly greater on every field a value has: a change.
                 self.traits.insert(name.clone(), v.clone());
+                changed = true;
             }
         }
         for (channel, state) in &other.consents {
-            join_consent(&mut self.consents, channel, state);
+            changed |= join_consent(&mut self.consents, channel, state);
         }
-        self.channels.extend(other.channels.iter().cloned());
-        self.first_seen = min_opt(self.first_seen, other.first_seen);
-        self.last_seen_day = self.last_seen_day.max(other.last_seen_day);
-        *self != before
+        for c in &other.channels {
+            if !self.channels.contains(c) {
+                self.channels.insert(c.clone());
+                changed = true;
+            }
+        }
+        let first_seen = min_opt(self.first_seen, other.first_seen);
+        let last_seen_day = self.last_seen_day.max(other.last_seen_day);
+        changed |= first_seen != self.first_seen || last_seen_day != self.last_seen_day;
+        self.first_seen = first_seen;
+        self.last_seen_day = last_seen_day;
+        changed
+    }
+
+    fn would_change(&self, other: &ProfileDoc, rules: &Rules) -> bool {
+        other.identifiers.iter().any(|(k, values)| self.identifiers.get(k).is_none_or(|held| !values.is_subset(held)))
+            || other.traits.iter().any(|(name, v)| self.traits.get(name).is_none_or(|cur| trait_better(v, cur, name, rules)))
+            || other
+                .consents
+                .iter()
+                .any(|(channel, state)| self.consents.get(channel).is_none_or(|cur| consent_key(cur) < consent_key(state)))
+            || !other.channels.is_subset(&self.channels)
+            || min_opt(self.first_seen, other.first_seen) != self.first_seen
+            || self.last_seen_day.max(other.last_seen_day) != self.last_seen_day
     }
 
     fn restrict_identifiers(&mut self, owned: &BTreeMap<String, BTreeSet<String>>) {
@@ -156,18 +195,25 @@ fn min_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
 
 /// Latest decision wins; at the same instant a withdrawal wins (the safe side), then
 /// the source name breaks the tie so the join stays commutative.
-fn join_consent(map: &mut BTreeMap<String, ConsentState>, channel: &str, state: &ConsentState) {
-    let key = |s: &ConsentState| (s.at, !s.granted, s.source.clone(), s.observation_id.clone());
+fn join_consent(map: &mut BTreeMap<String, ConsentState>, channel: &str, state: &ConsentState) -> bool {
     match map.get(channel) {
-        Some(cur) if key(cur) >= key(state) => {}
+        Some(cur) if consent_key(cur) >= consent_key(state) => false,
         _ => {
             map.insert(channel.to_string(), state.clone());
+            true
         }
     }
 }
 
+fn consent_key(s: &ConsentState) -> (chrono::DateTime<chrono::Utc>, bool, &str, &str) {
+    (s.at, !s.granted, s.source.as_str(), s.observation_id.as_str())
+}
+
+fn recency(t: &TraitValue) -> (chrono::DateTime<chrono::Utc>, &str, &str, &str) {
+    (t.at, t.value.as_str(), t.source.as_str(), t.observation_id.as_str())
+}
+
 fn trait_better(new: &TraitValue, cur: &TraitValue, name: &str, rules: &Rules) -> bool {
-    let recency = |t: &TraitValue| (t.at, t.value.clone(), t.source.clone(), t.observation_id.clone());
     match rules.survivorship(name) {
         Survivorship::Latest => recency(new) > recency(cur),
         Survivorship::Source => {
@@ -286,7 +332,13 @@ mod tests {
             let cities = ["Lyon", "Paris", "Nice"];
             let docs: Vec<Doc> = picks.iter().map(|(c, d, city, consent)| doc(&obs(channels[*c], *d, Some(cities[*city]), *consent))).collect();
             let mut a = Doc::default();
-            for d in &docs { a.join(d, &rules); }
+            for d in &docs {
+                let before = a.clone();
+                let would = a.would_change(d, &rules);
+                let changed = a.join(d, &rules);
+                prop_assert_eq!(would, changed, "would_change predicts join");
+                prop_assert_eq!(changed, a != before, "join reports exactly whether it changed the document");
+            }
             let mut shuffled = docs.clone();
             shuffled.extend(docs.iter().take(3).cloned());
             let n = shuffled.len();

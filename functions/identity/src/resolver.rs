@@ -98,14 +98,13 @@ impl<S: ItemStore> Resolver<S> {
             }
         }
         let keys: Vec<Key> = incoming.keys().map(|k| Key::evidence(k)).collect();
-        let known = by_key(self.store.get_many(&keys).await?);
+        let mut known = by_key(self.store.get_many(&keys).await?);
         let mut structural = Vec::new();
         let mut enrich = Vec::new();
         for inc in incoming.into_values() {
             match known.get(&Key::evidence(&inc.key)) {
                 Some(Record { item: Item::Ev(ev), .. }) if ev.first_seen <= inc.first_seen => {
-                    let mut joined = ev.doc.clone();
-                    if joined.join(&inc.doc, &self.rules) {
+                    if ev.doc.would_change(&inc.doc, &self.rules) {
                         enrich.push(inc);
                     } else {
                         out.stats.unchanged += 1;
@@ -121,7 +120,7 @@ impl<S: ItemStore> Resolver<S> {
         let mut pending: Vec<Vec<Incoming>> = structural.chunks(16).rev().map(<[Incoming]>::to_vec).collect();
         while let Some(adds) = pending.pop() {
             let change = Change { adds, ..Change::default() };
-            match self.apply_with_retries(change.clone(), &mut out).await {
+            match self.apply_with_retries(&change, &mut out).await {
                 Err(ResolveError::Store(StoreError::TooLarge(_))) if change.adds.len() > 1 => {
                     let mut adds = change.adds;
                     let second = adds.split_off(adds.len() / 2);
@@ -133,17 +132,16 @@ impl<S: ItemStore> Resolver<S> {
         }
         if !enrich.is_empty() {
             // The evidence items just read serve the first attempt (a retry re-reads).
-            let read: BTreeMap<Key, Record> =
-                enrich.iter().filter_map(|i| known.get(&Key::evidence(&i.key)).map(|r| (r.key.clone(), r.clone()))).collect();
+            let read: BTreeMap<Key, Record> = enrich.iter().filter_map(|i| known.remove_entry(&Key::evidence(&i.key))).collect();
             self.enrich_with_retries(enrich, read, &mut out).await?;
         }
         Ok(out)
     }
 
-    async fn apply_with_retries(&self, change: Change, out: &mut Outcome) -> Result<(), ResolveError> {
+    async fn apply_with_retries(&self, change: &Change, out: &mut Outcome) -> Result<(), ResolveError> {
         retry_on_conflict(&self.backoff, &mut out.stats.retries, || async {
             let mut attempt = Outcome::default();
-            self.apply(&change, &mut attempt).await.map(|()| attempt)
+            self.apply(change, &mut attempt).await.map(|()| attempt)
         })
         .await
         .map(|done| out.absorb(done))
@@ -151,10 +149,14 @@ impl<S: ItemStore> Resolver<S> {
 
     /// Enrichment in transactions of at most 99 items: 33 evidence sets, their profiles
     /// and the components that map them.
-    async fn enrich_with_retries(&self, enrich: Vec<Incoming>, read: BTreeMap<Key, Record>, out: &mut Outcome) -> Result<(), ResolveError> {
+    async fn enrich_with_retries(
+        &self,
+        enrich: Vec<Incoming>,
+        mut read: BTreeMap<Key, Record>,
+        out: &mut Outcome,
+    ) -> Result<(), ResolveError> {
         for chunk in enrich.chunks(33) {
-            let mut first =
-                Some(chunk.iter().filter_map(|i| read.get(&Key::evidence(&i.key)).map(|r| (r.key.clone(), r.clone()))).collect());
+            let mut first = Some(chunk.iter().filter_map(|i| read.remove_entry(&Key::evidence(&i.key))).collect());
             retry_on_conflict(&self.backoff, &mut out.stats.retries, || self.enrich(chunk, first.take())).await?;
         }
         Ok(())
@@ -419,7 +421,7 @@ impl<S: ItemStore> Resolver<S> {
         let mut change = Change { erase_of: Some(r.clone()), ..Change::default() };
         let (Some(pid), Some(comp)) = (&item.profile_id, &item.component) else {
             change.suppress.insert(r.clone());
-            self.apply_with_retries(change, out).await?;
+            self.apply_with_retries(&change, out).await?;
             return Ok(true);
         };
         // The person's evidence, with the identifiers of each.
@@ -468,7 +470,7 @@ impl<S: ItemStore> Resolver<S> {
         change.removes = removes;
         change.erased_profile = Some(pid.clone());
         suppressed.extend(change.suppress.iter().cloned());
-        self.apply_with_retries(change, out).await?;
+        self.apply_with_retries(&change, out).await?;
         if last {
             out.history.push(HistoryRecord {
                 at: Utc::now(),
@@ -494,7 +496,7 @@ impl<S: ItemStore> Resolver<S> {
         let mut out = Outcome::default();
         for key in &request.evidence {
             let change = Change { forget_in: BTreeSet::from([key.clone()]), forget_values: request.hashes.clone(), ..Change::default() };
-            self.apply_with_retries(change, &mut out).await?;
+            self.apply_with_retries(&change, &mut out).await?;
         }
         Ok(out)
     }
@@ -505,7 +507,7 @@ impl<S: ItemStore> Resolver<S> {
         let mut out = Outcome::default();
         let mut change = Change::default();
         change.exclude.insert(self.rules.id_ref(id));
-        self.apply_with_retries(change, &mut out).await?;
+        self.apply_with_retries(&change, &mut out).await?;
         out.history.push(HistoryRecord {
             at: Utc::now(),
             action: "excluded".into(),

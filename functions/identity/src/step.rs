@@ -79,6 +79,11 @@ pub(crate) struct Step<'a> {
     max_items: usize,
     /// 1 when this step was applied as a large operation.
     large_operations: u64,
+    /// Profiles this step joins what it brings into instead of rebuilding them from every
+    /// evidence document (see [`Step::joinable_profiles`]).
+    joined: BTreeSet<String>,
+    /// Evidence key → the component it is placed in.
+    placed: HashMap<String, String>,
 }
 
 fn id_item(ids: &BTreeMap<Key, Record>, id: &IdRef) -> IdItem {
@@ -93,6 +98,8 @@ impl<'a> Step<'a> {
         Step {
             max_items,
             large_operations: 0,
+            joined: BTreeSet::new(),
+            placed: HashMap::new(),
             rules,
             change,
             now: Utc::now(),
@@ -313,6 +320,7 @@ impl<'a> Step<'a> {
             };
             for e in &comp.evidence {
                 self.new_profile.insert(e.key.clone(), e.profile_id.clone());
+                self.placed.insert(e.key.clone(), comp_key.clone());
             }
             for c in &partition.clusters {
                 for id in &c.ids {
@@ -352,9 +360,120 @@ impl<'a> Step<'a> {
         pkeys.extend(self.clusters.iter().map(|c| Key::profile(&c.profile_id)));
         pkeys.extend(old_pids.iter().map(|p| Key::alias(p)));
         self.profiles = by_key(store.get_many(&pkeys).await?);
-        let need: Vec<Key> = self.new_profile.keys().map(|k| Key::evidence(k)).filter(|k| !self.read_in_step_2.contains(k)).collect();
+        self.joined = self.joinable_profiles();
+        let need: Vec<Key> = self
+            .new_profile
+            .iter()
+            .filter(|(_, p)| p.as_ref().is_none_or(|p| !self.joined.contains(p)))
+            .map(|(k, _)| Key::evidence(k))
+            .filter(|k| !self.read_in_step_2.contains(k))
+            .collect();
         self.evs.extend(by_key(store.get_many(&need).await?));
         Ok(())
+    }
+
+    /// The profiles of this step that are their stored document joined with the documents
+    /// this step brings: the join is associative, commutative and idempotent, so when a
+    /// profile keeps every evidence it had, gains only new or re-observed evidence, and no
+    /// identifier its evidence carries changes hands (which values the profile holds), the
+    /// rebuild from every evidence document equals the stored profile joined with the new
+    /// contributions, and the step reads and re-hashes none of the old documents. Also
+    /// required: each old evidence stays in its component (its item is not rewritten), and
+    /// the change only adds (no exclusion, erasure or forgetting, which remove).
+    fn joinable_profiles(&self) -> BTreeSet<String> {
+        let ch = self.change;
+        if !(ch.removes.is_empty() && ch.exclude.is_empty() && ch.suppress.is_empty() && ch.forget_in.is_empty() && ch.erase_of.is_none()) {
+            return BTreeSet::new();
+        }
+        let stored = self.stored_profiles();
+        // Identifiers whose hold changes: the profile they point at, or shared, excluded
+        // or suppressed.
+        let moved: BTreeSet<&IdRef> = self
+            .id_state
+            .iter()
+            .filter(|(id, st)| match self.ids.get(&Key::id(id)) {
+                Some(Record { item: Item::Id(old), .. }) => {
+                    old.profile_id != st.profile_id
+                        || old.co.shared != st.co.shared
+                        || old.excluded != st.excluded
+                        || old.suppressed != st.suppressed
+                }
+                _ => false,
+            })
+            .map(|(id, _)| id)
+            .collect();
+        let mut old_comp: HashMap<&str, (&str, &[IdRef])> = HashMap::new();
+        for (k, r) in &self.comps {
+            if let Item::Comp(c) = &r.item {
+                for e in &c.evidence {
+                    old_comp.insert(e.key.as_str(), (&k.pk["COMP#".len()..], e.ids.as_slice()));
+                }
+            }
+        }
+        let mut joinable: BTreeSet<String> = self.clusters.iter().map(|c| c.profile_id.clone()).filter(|p| stored.contains(p)).collect();
+        for (e, old) in &self.old_profile {
+            let new = self.new_profile.get(e).cloned().flatten();
+            if old.is_some() && *old != new {
+                // A profile that loses or gains old evidence (a merge, a split, a move).
+                joinable.remove(old.as_deref().unwrap_or_default());
+                if let Some(p) = &new {
+                    joinable.remove(p);
+                }
+                continue;
+            }
+            let Some(p) = old else { continue };
+            let Some((comp, ids)) = old_comp.get(e.as_str()) else {
+                joinable.remove(p);
+                continue;
+            };
+            if self.placed.get(e).map(String::as_str) != Some(*comp) || ids.iter().any(|i| moved.contains(i)) {
+                joinable.remove(p);
+            }
+        }
+        // Evidence with no profile before that now has one is new (or re-observed) only if
+        // this step brings it.
+        for (e, p) in &self.new_profile {
+            if let Some(p) = p {
+                if !self.new_evidence.contains(e) && self.old_profile.get(e).cloned().flatten().as_ref() != Some(p) {
+                    joinable.remove(p);
+                }
+            }
+        }
+        joinable
+    }
+
+    /// A joined profile (see [`Step::joinable_profiles`]): the stored one, joined with the
+    /// documents this step brings to its evidence, restricted to the values it holds.
+    fn joined_profile(&self, c: &Cluster) -> Option<ProfileItem> {
+        let Some(Record { item: Item::Profile(stored), .. }) = self.profiles.get(&Key::profile(&c.profile_id)) else {
+            return None;
+        };
+        let mut p = stored.clone();
+        let owned: BTreeSet<&IdRef> = c.ids.iter().collect();
+        let brought: Vec<&Doc> = c.evidence.iter().filter_map(|e| self.incoming(e)).map(|i| &i.doc).collect();
+        let mut held = p.doc.identifiers.clone();
+        for doc in &brought {
+            for (k, values) in &doc.identifiers {
+                let Some(kind) = crate::rules::parse_kind(k) else { continue };
+                for v in values {
+                    let r = self.rules.id_ref(&Identifier::new(kind, v.clone()));
+                    let shared = self.id_state.get(&r).is_some_and(|st| st.co.shared && !st.suppressed);
+                    if owned.contains(&r) || shared {
+                        held.entry(k.clone()).or_default().insert(v.clone());
+                    }
+                }
+            }
+        }
+        for doc in brought {
+            p.doc.join_held(doc, &held, self.rules);
+        }
+        p.doc.restrict_identifiers(&held);
+        p.component = self.cluster_component(c);
+        Some(p)
+    }
+
+    fn cluster_component(&self, c: &Cluster) -> String {
+        c.evidence.first().and_then(|e| self.placed.get(e)).cloned().unwrap_or_default()
     }
 
     fn old_pids(&self) -> BTreeSet<String> {
@@ -367,7 +486,7 @@ impl<'a> Step<'a> {
 
     /// The component an evidence is placed in.
     fn component_of(&self, evidence: &str) -> Option<&String> {
-        self.new_comps.iter().find(|(_, c)| c.evidence.iter().any(|e| e.key == evidence)).map(|(k, _)| k)
+        self.placed.get(evidence)
     }
 
     /// Step 6b: Evidence items: new ones created, existing ones joined with what this step
@@ -381,6 +500,13 @@ impl<'a> Step<'a> {
                 _ => None,
             });
             let comp = self.component_of(&key).expect("placed").clone();
+            if existing.is_none()
+                && self.incoming(&key).is_none()
+                && self.new_profile[&key].as_ref().is_some_and(|p| self.joined.contains(p))
+            {
+                // Old evidence of a joined profile: not read, and unchanged.
+                continue;
+            }
             let mut ev = match (&existing, self.incoming(&key)) {
                 (Some((_, ev)), inc) => {
                     let mut ev = ev.clone();
@@ -500,7 +626,10 @@ impl<'a> Step<'a> {
         let mut writes = Vec::new();
         for c in &self.clusters {
             guard_checks.extend(c.evidence.iter().filter(|e| !covered(e)).cloned());
-            let item = self.rebuilt_profile(c);
+            let item = match self.joined.contains(&c.profile_id) {
+                true => self.joined_profile(c).ok_or_else(|| StoreError::Conflict(Key::profile(&c.profile_id).pk))?,
+                false => self.rebuilt_profile(c),
+            };
             let k = Key::profile(&c.profile_id);
             let evidence_changed = c.evidence.iter().any(|e| self.doc_changed.contains(e));
             match self.profiles.get(&k) {
@@ -565,12 +694,7 @@ impl<'a> Step<'a> {
             }
             merged_from.insert(p.clone());
         }
-        let component = self
-            .new_comps
-            .iter()
-            .find(|(_, cm)| cm.evidence.iter().any(|e| c.evidence.contains(&e.key)))
-            .map(|(k, _)| k.clone())
-            .unwrap_or_default();
+        let component = self.cluster_component(c);
         ProfileItem { profile_id: c.profile_id.clone(), component, doc, merged_from: merged_from.into_iter().collect() }
     }
 
@@ -726,5 +850,7 @@ impl<'a> Step<'a> {
         out.stats.splits += self.splits;
         out.stats.forgotten += self.forgotten;
         out.stats.large_operations += self.large_operations;
+        out.stats.profiles_joined += self.clusters.iter().filter(|c| self.joined.contains(&c.profile_id)).count() as u64;
+        out.stats.profiles_rebuilt += self.clusters.iter().filter(|c| !self.joined.contains(&c.profile_id)).count() as u64;
     }
 }

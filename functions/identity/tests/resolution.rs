@@ -769,3 +769,35 @@ async fn a_large_operation_left_half_done_is_finished_by_the_next_resolver() {
 async fn profile_of_arc<S: ariane_identity::store::ItemStore>(r: &Resolver<S>, kind: K, value: &str) -> Option<String> {
     r.lookup(&Identifier::new(kind, value)).await.unwrap()
 }
+
+/// A new identifier set that only attaches to a stored profile is joined into it (the old
+/// evidence documents are neither read nor rebuilt), and the result is the rebuild's: the
+/// audit rebuilds every profile from its evidence and compares.
+#[tokio::test]
+async fn an_attach_joins_into_the_stored_profile_and_equals_the_rebuild() {
+    let r = Resolver::new(MemStore::default(), rules());
+    let mut crm = obs(2, 1, &[(K::CustomerId, "C1"), (K::Email, "marie@x.fr")]);
+    crm.traits.city = Some("Lyon".into());
+    let out = r.resolve_batch(&[crm]).await.unwrap();
+    assert_eq!((out.stats.profiles_joined, out.stats.profiles_rebuilt), (0, 1), "a new profile is built");
+    // The till, days later: the card with the same e-mail, a new city.
+    let mut pos = obs(5, 4, &[(K::LoyaltyCard, "ARF1"), (K::Email, "marie@x.fr")]);
+    pos.traits.city = Some("Paris".into());
+    let out = r.resolve_batch(&[pos]).await.unwrap();
+    assert_eq!((out.stats.structural, out.stats.profiles_joined, out.stats.profiles_rebuilt), (1, 1, 0));
+    // A third set links through the card only (and brings a phone).
+    let out = r.resolve_batch(&[obs(3, 6, &[(K::LoyaltyCard, "ARF1"), (K::Phone, "+33612345678")])]).await.unwrap();
+    assert_eq!((out.stats.profiles_joined, out.stats.profiles_rebuilt), (1, 0));
+    let pid = profile_of(&r, K::Phone, "+33612345678").await.unwrap();
+    assert_eq!(profile_of(&r, K::CustomerId, "C1").await.unwrap(), pid);
+    let p = r.profile(&pid).await.unwrap().unwrap();
+    assert_eq!(p.doc.trait_value("city"), Some("Lyon"), "the CRM outranks the till");
+    assert_eq!(p.doc.identifiers.len(), 4);
+    assert_eq!(p.doc.channels.len(), 3);
+    ariane_identity::audit::check(&r.store.snapshot(), &rules()).unwrap_or_else(|v| panic!("{v:?}"));
+    // A merge is still rebuilt from the documents.
+    r.resolve_batch(&[obs(10, 7, &[(K::CookieId, "ck1")])]).await.unwrap();
+    let out = r.resolve_batch(&[obs(13, 8, &[(K::CookieId, "ck1"), (K::CustomerId, "C1")])]).await.unwrap();
+    assert_eq!((out.stats.merges, out.stats.profiles_joined, out.stats.profiles_rebuilt), (1, 0, 1));
+    ariane_identity::audit::check(&r.store.snapshot(), &rules()).unwrap_or_else(|v| panic!("{v:?}"));
+}
