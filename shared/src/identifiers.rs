@@ -166,6 +166,10 @@ pub fn sha256_hex_bytes(bytes: &[u8]) -> String {
 
 /// A short stable id (hex, 32 chars) from parts joined with a separator that cannot
 /// appear in them ambiguously (each part is length-prefixed).
+///
+/// Unkeyed: anyone can recompute it from the parts, so it is only for parts that carry no
+/// personal data (a file's entity tag, pseudonymous ids, names of segments and runs). The
+/// id of a lake row, whose parts are the row's content, is a [`keyed_id`].
 pub fn stable_id(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {
@@ -173,6 +177,26 @@ pub fn stable_id(parts: &[&str]) -> String {
         h.update(p.as_bytes());
     }
     hex::encode(&h.finalize()[..16])
+}
+
+/// A short id (hex, 32 chars) of parts that may carry personal data (a row's natural key
+/// can hold an e-mail address): HMAC-SHA-256 under the process's pepper of the parts, each
+/// length-prefixed, like [`stable_id`]'s. Without the pepper it can neither be recomputed
+/// nor reversed by hashing candidate values. The ids of the lake's events and observations.
+pub fn keyed_id<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
+    keyed_id_with(pepper(), parts)
+}
+
+/// [`keyed_id`] under a given pepper.
+pub fn keyed_id_with<'a>(pepper: &Pepper, parts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut mac = pepper.mac();
+    // Domain separation from the other keyed hashes ([`identifier_hash`], [`identity_key`]).
+    mac.update(b"row-id");
+    for p in parts {
+        mac.update(&(p.len() as u64).to_be_bytes());
+        mac.update(p.as_bytes());
+    }
+    hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
 /// The identity key of a source row: a stable pseudonymous id of its whole identifier
@@ -424,6 +448,17 @@ mod tests {
         assert_ne!(a, identifier_hash(IdentifierKind::Phone, "a@b.fr"));
         assert_eq!(sha256_hex("test@example.com"), "973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b");
         assert_ne!(stable_id(&["ab", "c"]), stable_id(&["a", "bc"]));
+    }
+
+    #[test]
+    fn keyed_ids_depend_on_the_pepper_and_are_not_the_unkeyed_hash() {
+        let parts = ["event", "email", "email_open", "key", "C-11", "marie@x.fr"];
+        let id = keyed_id(parts);
+        assert_eq!(id.len(), 32);
+        assert_eq!(id, keyed_id_with(&Pepper::new(DEVELOPMENT_PEPPER.as_bytes()).unwrap(), parts), "the process's pepper");
+        assert_ne!(id, keyed_id_with(&Pepper::new(vec![7u8; 32]).unwrap(), parts), "another pepper, another id");
+        assert_ne!(id, stable_id(&parts), "not recomputable without the pepper");
+        assert_ne!(keyed_id(["ab", "c"]), keyed_id(["a", "bc"]));
     }
 
     proptest! {

@@ -31,6 +31,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::model::{CanonicalEvent, LocalTime, RejectedRow, SegmentMember};
 
@@ -486,6 +487,25 @@ pub fn writer_properties() -> WriterProperties {
 /// A streaming Parquet writer over any sink (a temp file for large outputs).
 pub fn parquet_writer<W: Write + Send>(sink: W, schema: SchemaRef) -> Result<ArrowWriter<W>, ParquetError> {
     ArrowWriter::try_new(sink, schema, Some(writer_properties()))
+}
+
+/// Columns of the events files whose values are all distinct: a dictionary would hold
+/// every value once more, and cost a hash and a lookup per value, for nothing.
+const EVENTS_DISTINCT_COLUMNS: [&str; 2] = ["event_id", "source_line"];
+
+/// [`writer_properties`] for the events files ([`events_schema`]): no dictionary for the
+/// columns whose values are all distinct. The same values are read back.
+pub fn events_writer_properties() -> WriterProperties {
+    let mut builder = WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+    for column in EVENTS_DISTINCT_COLUMNS {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    builder.build()
+}
+
+/// A streaming Parquet writer of events files ([`events_schema`], [`events_writer_properties`]).
+pub fn events_parquet_writer<W: Write + Send>(sink: W) -> Result<ArrowWriter<W>, ParquetError> {
+    ArrowWriter::try_new(sink, events_schema(), Some(events_writer_properties()))
 }
 
 /// Encodes batches as one Parquet file in memory (small outputs).

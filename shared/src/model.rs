@@ -73,7 +73,13 @@ impl LocalTime {
 impl CanonicalEvent {
     /// The `event_date` partition (UTC day).
     pub fn event_date(&self) -> String {
-        self.occurred_at.format("%Y-%m-%d").to_string()
+        use chrono::Datelike;
+        let day = self.occurred_at.date_naive();
+        match day.year() {
+            // What `%Y-%m-%d` writes, without reading the pattern for every event.
+            year @ 0..=9999 => format!("{year:04}-{:02}-{:02}", day.month(), day.day()),
+            _ => self.occurred_at.format("%Y-%m-%d").to_string(),
+        }
     }
 }
 

@@ -128,6 +128,8 @@ struct FillState {
     key: Vec<String>,
     values: Vec<Option<String>>,
     group_row: u64,
+    /// The key of the row being read (buffers reused from row to row).
+    next_key: Vec<String>,
 }
 
 /// A row seen through fill-down.
@@ -237,24 +239,25 @@ impl RowHandler for Engine<'_> {
         let mut meta = RowMeta { line, row: self.counts.rows_read, group_row: 1 };
         let result = match (&bound.fill_down, &mut self.fill) {
             (Some(fd), Some(state)) => {
-                let mut key = Vec::with_capacity(fd.key.len());
                 let mut key_error = None;
-                for s in &fd.key {
+                state.next_key.resize(fd.key.len(), String::new());
+                for (s, part) in fd.key.iter().zip(state.next_key.iter_mut()) {
+                    part.clear();
                     match row.value(s) {
-                        Ok(v) => key.push(v.map(|v| v.into_owned()).unwrap_or_default()),
+                        Ok(v) => part.push_str(v.as_deref().unwrap_or_default()),
                         Err(e) => key_error = Some(e),
                     }
                 }
                 if let Some(e) = key_error {
                     Err(RowError::Cell(e))
-                } else if key.iter().all(String::is_empty) {
+                } else if state.next_key.iter().all(String::is_empty) {
                     // No group key: the row cannot continue a group, nor start one.
                     state.key.clear();
                     state.values.iter_mut().for_each(|v| *v = None);
                     Err(RowError::BlankFillDownKey { sources: fd.key.iter().map(Source::label).collect::<Vec<_>>().join(" + ") })
                 } else {
-                    if key != state.key {
-                        state.key = key;
+                    if state.next_key != state.key {
+                        std::mem::swap(&mut state.key, &mut state.next_key);
                         state.values.iter_mut().for_each(|v| *v = None);
                         state.group_row = 0;
                     }
@@ -263,7 +266,13 @@ impl RowHandler for Engine<'_> {
                     let mut error = None;
                     for (i, c) in fd.columns.iter().enumerate() {
                         match row.value(c) {
-                            Ok(Some(v)) => state.values[i] = Some(v.into_owned()),
+                            Ok(Some(v)) => match &mut state.values[i] {
+                                Some(kept) => {
+                                    kept.clear();
+                                    kept.push_str(&v);
+                                }
+                                slot => *slot = Some(v.into_owned()),
+                            },
                             Ok(None) => {}
                             Err(e) => error = Some(e),
                         }
@@ -329,7 +338,8 @@ impl RowHandler for Engine<'_> {
 }
 
 fn engine<'a>(spec: &'a Spec, file: FileContext, sink: &'a mut dyn RowSink) -> Engine<'a> {
-    let fill = spec.fill_down.as_ref().map(|f| FillState { key: vec![], values: vec![None; f.columns.len()], group_row: 0 });
+    let fill =
+        spec.fill_down.as_ref().map(|f| FillState { key: vec![], values: vec![None; f.columns.len()], group_row: 0, next_key: vec![] });
     let now = Utc::now();
     let limits: &InputLimits = &spec.limits;
     let window = (now - chrono::Duration::days(limits.past_days), now + chrono::Duration::days(limits.future_days));

@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use ariane_shared::identifiers::{
-    identifier_hash, identity_key, normalize_email, normalize_token, stable_id, Identifier, IdentifierError, IdentifierKind,
-    PhoneNormalizer,
+    identifier_hash, identity_key, keyed_id, normalize_email, normalize_token, Identifier, IdentifierError, IdentifierKind, PhoneNormalizer,
 };
 use ariane_shared::model::{CanonicalEvent, Consent, ConsentChannel, LocalTime, Observation, Traits};
 use chrono::{DateTime, Utc};
@@ -93,6 +92,8 @@ pub struct Mapper {
     hashes: HashMap<u8, FxMap<String, String>>,
     /// The last instant parsed per timestamp field (continuation rows repeat it).
     last_time: HashMap<Canon, (String, DateTime<Utc>, Option<LocalTime>)>,
+    /// The last identifier set and its identity key (a receipt's lines repeat it).
+    last_anchor: Option<(Vec<Identifier>, Option<String>)>,
     seen: FxSet<u64>,
 }
 
@@ -409,7 +410,14 @@ impl Mapper {
         }
         identifiers.sort_by(|a, b| a.kind.cmp(&b.kind).then_with(|| a.value.cmp(&b.value)));
         identifiers.dedup();
-        let anchor_id = identity_key(&identifiers);
+        let anchor_id = match &self.last_anchor {
+            Some((last, key)) if *last == identifiers => key.clone(),
+            _ => {
+                let key = identity_key(&identifiers);
+                self.last_anchor = Some((identifiers.clone(), key.clone()));
+                key
+            }
+        };
         let email_hash = d.email.as_deref().map(|e| self.hash(200, e, |v| identifier_hash(IdentifierKind::Email, v)));
         let phone_hash = d.phone.as_deref().map(|p| self.hash(201, p, |v| identifier_hash(IdentifierKind::Phone, v)));
 
@@ -482,31 +490,31 @@ impl Mapper {
 /// fingerprint>, <line>]` (the fingerprint derives from the file's content, so the same
 /// file gives the same ids whatever the spec or the landing key). The marker keeps a
 /// natural key's values from ever equalling a content position.
-fn natural_key_parts(spec: &Spec, row: &dyn Row, meta: &RowMeta, file: &FileContext) -> Result<Vec<String>, RowError> {
+fn natural_key_parts<'r>(spec: &Spec, row: &'r dyn Row, meta: &RowMeta, file: &'r FileContext) -> Result<Vec<Cow<'r, str>>, RowError> {
     if spec.natural_key.is_empty() {
-        return Ok(vec!["content".to_string(), file.fingerprint.clone(), meta.line.to_string()]);
+        return Ok(vec![Cow::Borrowed("content"), Cow::Borrowed(file.fingerprint.as_str()), Cow::Owned(meta.line.to_string())]);
     }
     let mut parts = Vec::with_capacity(spec.natural_key.len() + 1);
     parts.push(match &spec.natural_key_scope {
-        Some(scope) => format!("key:{scope}"),
-        None => "key".to_string(),
+        Some(scope) => Cow::Owned(format!("key:{scope}")),
+        None => Cow::Borrowed("key"),
     });
     for s in &spec.natural_key {
-        parts.push(read_source(row, meta, s)?.map(Cow::into_owned).unwrap_or_default());
+        parts.push(read_source(row, meta, s)?.unwrap_or_default());
     }
     Ok(parts)
 }
 
-/// The id of a row's event or observation (`kind`): a hash of the channel, the event type
-/// and what identifies the row ([`natural_key_parts`]). Not the spec: a new spec for the
-/// same source (a vendor's new export format) keeps the ids of the rows it reads again,
-/// and the catalog refuses two specs that could give one id to different rows
+/// The id of a row's event or observation (`kind`): a keyed hash ([`keyed_id`], under the
+/// deployment's pepper) of the channel, the event type and what identifies the row
+/// ([`natural_key_parts`]). Keyed because a natural key can hold personal data (the e-mail
+/// activity's holds the address): the lake's ids cannot be recomputed, nor reversed by
+/// hashing candidate values, without the pepper. Not the spec: a new spec for the same
+/// source (a vendor's new export format) keeps the ids of the rows it reads again, and the
+/// catalog refuses two specs that could give one id to different rows
 /// (`spec::id_collision`).
-pub fn row_id(kind: &str, channel: &str, event_type: &str, key_parts: &[String]) -> String {
-    let mut parts: Vec<&str> = Vec::with_capacity(key_parts.len() + 3);
-    parts.extend([kind, channel, event_type]);
-    parts.extend(key_parts.iter().map(String::as_str));
-    stable_id(&parts)
+pub fn row_id(kind: &str, channel: &str, event_type: &str, key_parts: &[impl AsRef<str>]) -> String {
+    keyed_id([kind, channel, event_type].into_iter().chain(key_parts.iter().map(AsRef::as_ref)))
 }
 
 /// A page URL as the lake keeps it: no fragment, no `user:password@`, and only the query

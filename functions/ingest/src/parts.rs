@@ -29,6 +29,10 @@ const BUFFERED_ROWS: usize = 65_536;
 const OPEN_PARTITIONS: usize = 64;
 /// Spill buckets (Parquet files in scratch space) for out-of-order dates.
 const SPILL_BUCKETS: usize = 16;
+/// Rows read back from a spill file at once. A bucket mixes many dates, so each batch is
+/// split into one slice per date: larger batches give fewer, larger slices to copy and
+/// encode (a few megabytes per batch).
+const UNSPILL_BATCH: usize = 32_768;
 /// A file cut into this many small row groups by global flushes is closed (its footer
 /// metadata leaves memory): a partition's later rows then go to the spill buckets, and a
 /// full spill file is closed and a new one started.
@@ -53,9 +57,23 @@ struct PartWriter<T> {
 }
 
 impl<T> PartWriter<T> {
-    fn create(path: PathBuf, schema: arrow::datatypes::SchemaRef, part: u32) -> Result<Self, SinkError> {
-        let file = BufWriter::new(File::create(&path)?);
-        Ok(PartWriter { path, writer: lake::parquet_writer(file, schema)?, buffer: Vec::new(), part, last_used: 0, flushes: 0 })
+    fn create(path: PathBuf, writer: ArrowWriter<BufWriter<File>>, part: u32) -> Self {
+        PartWriter { path, writer, buffer: Vec::new(), part, last_used: 0, flushes: 0 }
+    }
+}
+
+impl PartWriter<CanonicalEvent> {
+    /// An events file (a part or a spill bucket).
+    fn events(path: PathBuf, part: u32) -> Result<Self, SinkError> {
+        let writer = lake::events_parquet_writer(BufWriter::new(File::create(&path)?))?;
+        Ok(PartWriter::create(path, writer, part))
+    }
+}
+
+impl PartWriter<RejectedRow> {
+    fn rejects(path: PathBuf) -> Result<Self, SinkError> {
+        let writer = lake::parquet_writer(BufWriter::new(File::create(&path)?), lake::rejects_schema())?;
+        Ok(PartWriter::create(path, writer, 0))
     }
 }
 
@@ -158,7 +176,7 @@ impl LakeSink {
         let bucket = (h.finish() % SPILL_BUCKETS as u64) as usize;
         if self.spill[bucket].is_none() {
             let path = self.dir.join(format!("spill-{bucket}-{}.parquet", self.spilled[bucket].len()));
-            self.spill[bucket] = Some(PartWriter::create(path, lake::events_schema(), 0)?);
+            self.spill[bucket] = Some(PartWriter::events(path, 0)?);
         }
         let part = self.spill[bucket].as_mut().expect("created above");
         part.buffer.push(event);
@@ -209,7 +227,7 @@ impl LakeSink {
             let mut pending = 0usize;
             for file in &files {
                 let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(File::open(file)?)?
-                    .with_batch_size(8192)
+                    .with_batch_size(UNSPILL_BATCH)
                     .build()?;
                 for batch in reader {
                     let batch = batch?;
@@ -234,7 +252,7 @@ impl LakeSink {
                         if !writers.contains_key(&date) {
                             let part = self.next_part.entry(date.clone()).or_insert(0);
                             let path = self.dir.join(format!("events-{date}-{part}.parquet"));
-                            let w = lake::parquet_writer(BufWriter::new(File::create(&path)?), lake::events_schema())?;
+                            let w = lake::events_parquet_writer(BufWriter::new(File::create(&path)?))?;
                             writers.insert(date.clone(), (w, path, *part));
                             *part += 1;
                         }
@@ -308,7 +326,7 @@ impl RowSink for LakeSink {
             }
             let part = self.next_part.entry(date.clone()).or_insert(0);
             let path = self.dir.join(format!("events-{date}-{part}.parquet"));
-            let writer = PartWriter::create(path, lake::events_schema(), *part)?;
+            let writer = PartWriter::events(path, *part)?;
             *part += 1;
             self.partitions.insert(date.clone(), writer);
         }
@@ -328,7 +346,7 @@ impl RowSink for LakeSink {
 
     fn rejected(&mut self, row: RejectedRow) -> Result<(), SinkError> {
         if self.rejects.is_none() {
-            self.rejects = Some(PartWriter::create(self.dir.join("rejects.parquet"), lake::rejects_schema(), 0)?);
+            self.rejects = Some(PartWriter::rejects(self.dir.join("rejects.parquet"))?);
         }
         let part = self.rejects.as_mut().expect("created above");
         part.buffer.push(row);

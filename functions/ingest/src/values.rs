@@ -6,8 +6,8 @@
 use std::borrow::Cow;
 
 use ariane_shared::model::{ConsentChannel, LocalTime};
-use chrono::format::{Fixed, Item, StrftimeItems};
-use chrono::{DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::format::{Fixed, Item, Parsed, StrftimeItems};
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use crate::amount::{parse_minor, AmountError};
@@ -76,6 +76,9 @@ pub enum TimeFormat {
     /// the field's time zone.
     Pattern {
         pattern: String,
+        /// The pattern's items, parsed once (a pattern read per value costs as much as
+        /// the value's own parse).
+        items: Vec<Item<'static>>,
         offset: bool,
         has_time: bool,
     },
@@ -131,7 +134,8 @@ pub fn parse_time_format(format: &str) -> Result<TimeFormat, TimeFormatError> {
             if !has.iter().all(|h| *h) {
                 return Err(TimeFormatError::NoDate(pattern.to_string()));
             }
-            TimeFormat::Pattern { pattern: pattern.to_string(), offset, has_time }
+            let items = StrftimeItems::new(pattern).parse_to_owned().map_err(|_| TimeFormatError::InvalidPattern(pattern.to_string()))?;
+            TimeFormat::Pattern { pattern: pattern.to_string(), items, offset, has_time }
         }
     })
 }
@@ -208,14 +212,18 @@ pub fn parse_time(raw: &str, format: &TimeFormat, tz: Tz) -> Result<DateTime<Utc
 pub fn parse_time_flagged(raw: &str, format: &TimeFormat, tz: Tz) -> Result<(DateTime<Utc>, Option<LocalTime>), ValueError> {
     let bad = |expected: &str| ValueError::NotADateTime { raw: raw.to_string(), expected: expected.to_string() };
     match format {
-        TimeFormat::Pattern { pattern, offset: true, .. } => {
-            DateTime::parse_from_str(raw, pattern).map(|t| (t.with_timezone(&Utc), None)).map_err(|_| bad(pattern))
-        }
-        TimeFormat::Pattern { pattern, offset: false, has_time } => {
+        // What `DateTime::parse_from_str` / `NaiveDateTime::parse_from_str` /
+        // `NaiveDate::parse_from_str` do, with the pattern's items parsed once.
+        TimeFormat::Pattern { pattern, items, offset, has_time } => {
+            let mut parsed = Parsed::new();
+            chrono::format::parse(&mut parsed, raw, items.iter()).map_err(|_| bad(pattern))?;
+            if *offset {
+                return parsed.to_datetime().map(|t| (t.with_timezone(&Utc), None)).map_err(|_| bad(pattern));
+            }
             let naive = if *has_time {
-                NaiveDateTime::parse_from_str(raw, pattern).map_err(|_| bad(pattern))?
+                parsed.to_naive_datetime_with_offset(0).map_err(|_| bad(pattern))?
             } else {
-                NaiveDate::parse_from_str(raw, pattern).map_err(|_| bad(pattern))?.and_time(chrono::NaiveTime::MIN)
+                parsed.to_naive_date().map_err(|_| bad(pattern))?.and_time(chrono::NaiveTime::MIN)
             };
             resolve_local(naive, tz)
         }

@@ -351,6 +351,26 @@ fn email_activity_and_unsubscribe_consent() {
 }
 
 #[test]
+fn event_ids_are_keyed_with_the_pepper() {
+    use ariane_shared::identifiers::{keyed_id_with, stable_id, Pepper, DEVELOPMENT_PEPPER};
+    // The e-mail activity's natural key holds the address: an unkeyed hash of it could be
+    // reversed by hashing a list of addresses.
+    let csv = "Email,Campaign ID,Campaign Name,Event,Event Date,Link URL\n\
+               marie@x.fr,C-11,Soldes,opened,2026-11-02 09:00:00,\n";
+    let (counts, sink) = run("email", "email/activity.csv", csv);
+    assert_eq!(counts.unwrap().events, 1);
+    let (event, observation) = (&sink.events[0], &sink.observations[0]);
+    let parts = |kind: &'static str| [kind, "email", "email_open", "key", "C-11", "marie@x.fr", "opened", "2026-11-02 09:00:00", ""];
+    for (kind, id) in [("event", &event.event_id), ("observation", &observation.observation_id)] {
+        assert_ne!(*id, stable_id(&parts(kind)), "the {kind} id is not the unkeyed hash of its parts");
+        let development = Pepper::new(DEVELOPMENT_PEPPER.as_bytes()).unwrap();
+        assert_eq!(*id, keyed_id_with(&development, parts(kind)), "the {kind} id is keyed with the process's pepper");
+        let other = Pepper::new(vec![7u8; 32]).unwrap();
+        assert_ne!(*id, keyed_id_with(&other, parts(kind)), "another deployment's pepper gives other ids");
+    }
+}
+
+#[test]
 fn sms_report_stop_is_an_opt_out() {
     let csv = "ID message;Campagne;Numéro;Statut;Date;Lien\n\
                m1;BF26;33612345678;ENVOYE;27/11/2026 10:00:00;\n\
