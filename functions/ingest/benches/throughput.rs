@@ -49,7 +49,15 @@ fn child_ingest(channel: &str, key: &str, path: &Path) {
     let mut sink = LakeSink::new(out.clone()).expect("sink");
     let file = FileContext { source_key: key.into(), fingerprint: "bench".into() };
     let input = Box::new(std::fs::File::open(path).expect("input"));
-    let counts = engine::parse(input, &spec, file, &mut sink).expect("ingest");
+    let counts = match engine::parse(input, &spec, file, &mut sink) {
+        Ok(counts) => counts,
+        Err(e) => {
+            // A refused file is a result, not a crash: the table shows the reason.
+            println!("0 NaN {} refused: {e}", peak_rss_mb());
+            let _ = std::fs::remove_dir_all(out);
+            return;
+        }
+    };
     let _ = sink.finish_paths().expect("finish");
     let secs = start.elapsed().as_secs_f64();
     println!("{} {secs} {} {} {}", counts.rows_read, peak_rss_mb(), counts.events, counts.rejected);
@@ -107,6 +115,7 @@ struct Measured {
 fn run_child(args: &[&str]) -> Measured {
     let exe = std::env::current_exe().expect("own path");
     let out = Command::new(exe).args(args).output().expect("child runs");
+    // Refusals are printed by the child as a row; anything else is a broken bench.
     assert!(out.status.success(), "child {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or_default().to_string();
@@ -134,6 +143,24 @@ fn generate(dir: &Path, name: &str, export: Export, rows: u64, persons: usize) -
     path
 }
 
+/// Copies a till export with every receipt date (`dd/mm/yyyy` at the start of the second
+/// column) replaced by `day`, times kept.
+fn on_one_day(src: &Path, dst: &Path, day: &[u8; 10]) {
+    let reader = BufReader::with_capacity(1 << 20, std::fs::File::open(src).expect("input"));
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(dst).expect("create"));
+    for line in reader.split(b'\n') {
+        let mut line = line.expect("read");
+        if let Some(sep) = line.iter().position(|&b| b == b';') {
+            let cell = &line[sep + 1..];
+            if cell.len() >= 10 && cell[2] == b'/' && cell[5] == b'/' {
+                line[sep + 1..sep + 11].copy_from_slice(day);
+            }
+        }
+        line.push(b'\n');
+        std::io::Write::write_all(&mut out, &line).expect("write");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     if args.first().map(String::as_str) == Some("--child-ingest") {
@@ -158,6 +185,14 @@ fn main() {
         eprintln!("generated {} in {:.1}s", path.display(), t.elapsed().as_secs_f64());
         jobs.push((export, path));
     }
+    // A daily till export: the same receipts, all on one day (the generated file is a
+    // two-year backfill written person by person, interleaving ~700 dates).
+    let one_day = dir.join(format!("{rows}-receipts-one-day.csv"));
+    if !one_day.exists() {
+        let src = jobs.iter().find(|(e, _)| *e == Export::PosReceipts).map(|(_, p)| p.clone()).expect("pos file");
+        on_one_day(&src, &one_day, b"22/11/2026");
+    }
+    jobs.push((Export::PosReceipts, one_day));
     if let Some(gb) = big_gb {
         // ~104 bytes per receipt line.
         let big_rows = (gb * 1024.0 * 1024.0 * 1024.0 / 104.0) as u64;
@@ -176,6 +211,10 @@ fn main() {
         let path_s = path.to_string_lossy().to_string();
         let raw = run_child(&["--child-raw", kind, &spec.format.separator.to_string(), &path_s]);
         let ingest = run_child(&["--child-ingest", export.channel(), &key, &path_s]);
+        if ingest.rest.first().map(String::as_str) == Some("refused:") {
+            println!("| {} | {kind} | refused | {mb:.0} | | | | {:.0} | {} | |", path.display(), ingest.peak_mb, ingest.rest.join(" "));
+            continue;
+        }
         let raw_rate = raw.rows as f64 / raw.secs;
         let rate = ingest.rows as f64 / ingest.secs;
         println!(

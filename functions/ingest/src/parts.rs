@@ -4,7 +4,7 @@
 //! produced and sends the spool.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::io::{BufWriter, Write};
@@ -37,6 +37,8 @@ const UNSPILL_BATCH: usize = 32_768;
 /// metadata leaves memory): a partition's later rows then go to the spill buckets, and a
 /// full spill file is closed and a new one started.
 const MAX_FLUSHES: u32 = 16;
+/// Microseconds in a UTC day (event dates are UTC days of `occurred_at`).
+const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// Finished local files: event parts by (date, part), rejects, spooled observations.
 pub(crate) struct Parts {
@@ -235,20 +237,23 @@ impl LakeSink {
                         .column_by_name("occurred_at")
                         .and_then(|c| c.as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>())
                         .ok_or_else(|| SinkError::Spill { path: file.display().to_string(), what: "no occurred_at column" })?;
-                    let mut rows: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-                    for i in 0..batch.num_rows() {
-                        let date = DateTime::<Utc>::from_timestamp_micros(at.value(i))
-                            .ok_or_else(|| SinkError::Spill { path: file.display().to_string(), what: "occurred_at out of range" })?;
-                        rows.entry(date.format("%Y-%m-%d").to_string()).or_default().push(i as u32);
-                    }
-                    for (date, indices) in rows {
-                        let indices = arrow::array::UInt32Array::from(indices);
-                        let columns = batch
-                            .columns()
-                            .iter()
-                            .map(|c| arrow::compute::take(c.as_ref(), &indices, None))
-                            .collect::<Result<Vec<_>, _>>()?;
-                        let part_batch = arrow::array::RecordBatch::try_new(batch.schema(), columns)?;
+                    // Sort the batch by day once (stable: file order within a day) and
+                    // write each day's run as a zero-copy slice.
+                    let days = (0..batch.num_rows()).map(|i| at.value(i).div_euclid(MICROS_PER_DAY)).collect::<Vec<i64>>();
+                    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+                    order.sort_by_key(|&i| days[i as usize]);
+                    let sorted_days: Vec<i64> = order.iter().map(|&i| days[i as usize]).collect();
+                    let sorted = arrow::compute::take_record_batch(&batch, &arrow::array::UInt32Array::from(order))?;
+                    let mut start = 0;
+                    while start < sorted_days.len() {
+                        let day = sorted_days[start];
+                        let len = sorted_days[start..].iter().take_while(|&&d| d == day).count();
+                        let date = DateTime::<Utc>::from_timestamp(day * 86_400, 0)
+                            .ok_or_else(|| SinkError::Spill { path: file.display().to_string(), what: "occurred_at out of range" })?
+                            .format("%Y-%m-%d")
+                            .to_string();
+                        let part_batch = sorted.slice(start, len);
+                        start += len;
                         if !writers.contains_key(&date) {
                             let part = self.next_part.entry(date.clone()).or_insert(0);
                             let path = self.dir.join(format!("events-{date}-{part}.parquet"));
@@ -370,6 +375,7 @@ impl RowSink for LakeSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn event(i: u64, day: u32) -> CanonicalEvent {
         let at = chrono::TimeZone::with_ymd_and_hms(&Utc, 2024, 1, 1, 12, 0, 0).unwrap() + chrono::Duration::days(day as i64);

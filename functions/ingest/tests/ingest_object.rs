@@ -653,31 +653,7 @@ async fn local_times_shifted_or_ambiguous_are_flagged_in_the_lake_and_counted() 
 
 /// A vendor's new export format of the till receipts: NDJSON, other field names, every
 /// value on every line; the same natural key values (store, till, receipt, line).
-const RECEIPTS_V2: &str = r#"
-channel = "pos"
-name = "receipts-v2"
-keys = ["v2/**"]
-[format]
-kind = "ndjson"
-time_zone = "Europe/Paris"
-decimal = ","
-[event_type]
-source = ["type"]
-map = { VENTE = "store_purchase", RETOUR = "return", PASSAGE = "store_visit" }
-require = { store_purchase = ["sku", "quantity", "unit_price_minor"] }
-[natural_key]
-sources = ["store", "till", "receipt", "line"]
-same_rows_as = ["receipts"]
-[fields]
-occurred_at = { source = "at", format = "%d/%m/%Y %H:%M" }
-store_id = { source = "store" }
-order_id = { sources = ["store", "receipt"], join = "-" }
-loyalty_card = { source = "card", transforms = ["remove_spaces", "upper"] }
-email = { source = "email" }
-sku = { source = "sku" }
-quantity = { source = "qty" }
-unit_price_minor = { source = "price" }
-"#;
+const RECEIPTS_V2: &str = include_str!("fixtures/receipts-v2.toml");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_spec_version_replaying_history_keeps_the_event_ids_and_the_lake_does_not_double() {

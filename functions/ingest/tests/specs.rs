@@ -416,6 +416,15 @@ fn crm_contacts_with_bom_and_dated_consents() {
     assert!(sink.rejected[1].reason.contains("Suppression"), "{}", sink.rejected[1].reason);
 }
 
+/// `batch` as a Parquet export `a.parquet` in `dir`.
+fn write_parquet(dir: &std::path::Path, batch: &arrow::array::RecordBatch) -> std::path::PathBuf {
+    let path = dir.join("a.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+    path
+}
+
 #[test]
 fn parquet_exports_map_by_column_name() {
     use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -443,10 +452,7 @@ campaign_id = { source = "campaign" }
     ])
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a.parquet");
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    let path = write_parquet(dir.path(), &batch);
     let mut sink = Collect::default();
     let file = FileContext { source_key: "email/a.parquet".into(), fingerprint: "fp".into() };
     let counts = engine::parse_parquet(&path, &spec, file, &mut sink).unwrap();
@@ -619,10 +625,7 @@ campaign_id = { source = "campaign", optional = true }
     ])
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a.parquet");
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    let path = write_parquet(dir.path(), &batch);
     let mut sink = Collect::default();
     let file = FileContext { source_key: "email/a.parquet".into(), fingerprint: "fp".into() };
     let counts = engine::parse_path(&path, &spec, file, &mut sink).unwrap();
@@ -701,30 +704,7 @@ fn every_physical_line_is_a_row_or_skipped_for_a_reason() {
 
 /// The till receipts of `pos_sample` as a vendor's new NDJSON export would write them:
 /// other field names, every value on every line (no fill-down).
-const RECEIPTS_V2: &str = r#"
-channel = "pos"
-name = "receipts-v2"
-keys = ["v2/**"]
-[format]
-kind = "ndjson"
-time_zone = "Europe/Paris"
-decimal = ","
-[event_type]
-source = ["type"]
-map = { VENTE = "store_purchase", RETOUR = "return", PASSAGE = "store_visit" }
-[natural_key]
-sources = ["store", "till", "receipt", "line"]
-same_rows_as = ["receipts"]
-[fields]
-occurred_at = { source = "at", format = "%d/%m/%Y %H:%M" }
-store_id = { source = "store" }
-loyalty_card = { source = "card", transforms = ["remove_spaces", "upper"] }
-email = { source = "email" }
-phone = { source = "phone" }
-sku = { source = "sku" }
-quantity = { source = "qty" }
-unit_price_minor = { source = "price" }
-"#;
+const RECEIPTS_V2: &str = include_str!("fixtures/receipts-v2.toml");
 
 #[test]
 fn a_new_spec_for_the_same_source_keeps_the_event_ids() {
