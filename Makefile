@@ -41,6 +41,7 @@ lint: lint-tools
 
 test: bootstrap lint
 	.venv/bin/python scripts/moto_server_check.py
+	scripts/chromium.sh
 	$(CARGO) build --workspace --bins --tests
 	$(CARGO) test --workspace --no-fail-fast
 
