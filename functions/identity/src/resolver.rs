@@ -27,7 +27,7 @@ use crate::partition::IdRef;
 use crate::profile::Join;
 use crate::rules::Rules;
 use crate::step::Step;
-use crate::store::{by_key, Expect, IdItem, Item, ItemStore, Key, Op, ProfileItem, Record, StoreError, Write};
+use crate::store::{by_key, EvItem, Expect, IdItem, Item, ItemStore, Key, Op, ProfileItem, Record, StoreError, Write};
 
 const MAX_ATTEMPTS: u32 = 12;
 
@@ -45,6 +45,50 @@ pub struct Resolver<S> {
     /// The most items one transaction holds (DynamoDB: 100); a structural step with more
     /// is applied in chunks ([`crate::intent`]). Tests lower it to exercise that path.
     pub max_transaction_items: usize,
+}
+
+/// Why an identifier resolves to no profile ([`Resolver::why_unlinked`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unlinked {
+    /// The rules block the value (`config/identity.toml`).
+    Blocked,
+    /// No identifier item: never observed.
+    NeverObserved,
+    /// Erased: a suppression entry remains.
+    Erased,
+    /// Excluded by a repair.
+    Excluded,
+    /// A shared value, which links no one.
+    Shared,
+    /// Observed, attached to no profile.
+    Unattached,
+}
+
+impl std::fmt::Display for Unlinked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unlinked::Blocked => "the value is blocked by config/identity.toml",
+            Unlinked::NeverObserved => "never observed (check the value's spelling)",
+            Unlinked::Erased => "erased (a suppression entry remains)",
+            Unlinked::Excluded => "excluded by a repair",
+            Unlinked::Shared => "a shared value, which links no one",
+            Unlinked::Unattached => "observed but attached to no profile",
+        })
+    }
+}
+
+/// The evidence that built a profile ([`Resolver::profile_evidence`]): what the identity
+/// decisions of a person's journey are read from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProfileEvidence {
+    /// The profile (holds clear identifiers and traits: personal data).
+    pub profile: ProfileItem,
+    /// Each evidence item (identity key, item) the profile's component assigns to it,
+    /// ordered by first seen, then key.
+    pub evidence: Vec<(String, EvItem)>,
+    /// The identifiers of that evidence that link nothing (shared, excluded or suppressed).
+    pub not_linking: BTreeSet<IdRef>,
 }
 
 /// The default [`Resolver::backoff`]: 2 ms doubling up to 256 ms, with jitter.
@@ -343,6 +387,75 @@ impl<S: ItemStore> Resolver<S> {
         Ok(None)
     }
 
+    /// Why an identifier resolves to no profile, from its identifier item (one read).
+    pub async fn why_unlinked(&self, id: &Identifier) -> Result<Unlinked, ResolveError> {
+        if !self.rules.usable(id.kind, &id.value) {
+            return Ok(Unlinked::Blocked);
+        }
+        let item = self.store.get_many(&[Key::id(&self.rules.id_ref(id))]).await?.into_iter().find_map(|r| match r.item {
+            Item::Id(i) => Some(i),
+            _ => None,
+        });
+        Ok(match item {
+            None => Unlinked::NeverObserved,
+            Some(i) if i.suppressed => Unlinked::Erased,
+            Some(i) if i.excluded => Unlinked::Excluded,
+            Some(i) if i.co.shared => Unlinked::Shared,
+            Some(_) => Unlinked::Unattached,
+        })
+    }
+
+    /// A profile (following aliases) and the evidence its component assigns to it, with the
+    /// identifiers of that evidence that link nothing: four batched reads (profile,
+    /// component, evidence, identifiers), after finishing any large operation that locks
+    /// the component. `None` when there is no such profile.
+    pub async fn profile_evidence(&self, pid: &str) -> Result<Option<ProfileEvidence>, ResolveError> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let Some(profile) = self.profile(pid).await? else { return Ok(None) };
+            let comps = self.store.get_many(&[Key::component(&profile.component)]).await?;
+            if crate::intent::finish_locked(&self.store, &comps).await? > 0 {
+                continue;
+            }
+            let keys: Vec<Key> = comps
+                .iter()
+                .filter_map(|r| match &r.item {
+                    Item::Comp(c) => Some(c),
+                    _ => None,
+                })
+                .flat_map(|c| c.evidence.iter())
+                .filter(|e| e.profile_id.as_deref() == Some(profile.profile_id.as_str()))
+                .map(|e| Key::evidence(&e.key))
+                .collect();
+            if keys.is_empty() && attempt < MAX_ATTEMPTS {
+                // A profile always holds evidence: a structural step moved it to another
+                // component between the two reads.
+                continue;
+            }
+            let mut evidence: Vec<(String, EvItem)> = self
+                .store
+                .get_many(&keys)
+                .await?
+                .into_iter()
+                .filter_map(|r| match r.item {
+                    Item::Ev(ev) => Some((r.key.pk["EV#".len()..].to_string(), ev)),
+                    _ => None,
+                })
+                .collect();
+            evidence.sort_by(|a, b| (a.1.first_seen, &a.0).cmp(&(b.1.first_seen, &b.0)));
+            let ids: BTreeMap<Key, IdRef> = evidence.iter().flat_map(|(_, e)| e.ids.iter()).map(|i| (Key::id(i), i.clone())).collect();
+            let mut not_linking = BTreeSet::new();
+            for r in self.store.get_many(&ids.keys().cloned().collect::<Vec<_>>()).await? {
+                if let (Item::Id(st), Some(i)) = (&r.item, ids.get(&r.key)) {
+                    if !crate::change::linkable_state(st) {
+                        not_linking.insert(i.clone());
+                    }
+                }
+            }
+            return Ok(Some(ProfileEvidence { profile, evidence, not_linking }));
+        }
+        Err(ResolveError::Contended(MAX_ATTEMPTS))
+    }
+
     /// Erases the person an identifier belongs to: profile, evidence and identifier
     /// items go; the identifiers stay as suppression entries (hashes only) so an old
     /// export re-ingested cannot re-create the person.
@@ -580,4 +693,55 @@ fn farthest_first(evidence: &[(String, Vec<IdRef>)], root: &IdRef, linkable: &dy
         db.cmp(&da).then_with(|| evidence[a].0.cmp(&evidence[b].0))
     });
     order.into_iter().map(|n| evidence[n].0.clone()).collect()
+}
+
+#[cfg(test)]
+mod evidence_tests {
+    use super::*;
+    use crate::store::MemStore;
+    use ariane_shared::identifiers::IdentifierKind;
+    use ariane_shared::model::Traits;
+
+    fn obs(n: u32, channel: &str, ids: &[(IdentifierKind, &str)]) -> Observation {
+        Observation {
+            observation_id: format!("o{n}"),
+            channel: channel.into(),
+            source_key: format!("{channel}/x.csv"),
+            source_line: u64::from(n),
+            observed_at: chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 3, n, 10, 0, 0).unwrap(),
+            identifiers: ids.iter().map(|(k, v)| Identifier::new(*k, *v)).collect(),
+            traits: Traits::default(),
+            consents: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_profile_s_evidence_in_time_order_and_why_an_identifier_is_unlinked() {
+        let resolver = Resolver::new(MemStore::default(), Rules::embedded().unwrap());
+        let email = (IdentifierKind::Email, "marie@x.fr");
+        let phone = (IdentifierKind::Phone, "+33612345678");
+        resolver
+            .resolve_batch(&[
+                obs(5, "pos", &[email, phone]),
+                obs(2, "ecommerce", &[email]),
+                obs(3, "web", &[(IdentifierKind::CookieId, "ck-other")]),
+            ])
+            .await
+            .unwrap();
+        let pid = resolver.lookup(&Identifier::new(email.0, email.1)).await.unwrap().expect("resolved");
+        let got = resolver.profile_evidence(&pid).await.unwrap().expect("a profile");
+        assert_eq!(got.profile.profile_id, pid);
+        let channels: Vec<Vec<&str>> = got.evidence.iter().map(|(_, e)| e.doc.channels.iter().map(String::as_str).collect()).collect();
+        assert_eq!(channels, vec![vec!["ecommerce"], vec!["pos"]], "first seen first; the other person's cookie is not theirs");
+        assert_eq!(got.evidence[0].0, identity_key(&[Identifier::new(email.0, email.1)]).unwrap(), "keyed by identity key");
+        assert_eq!(got.evidence[1].1.ids.len(), 2);
+        assert!(got.not_linking.is_empty());
+        assert_eq!(resolver.profile_evidence("p_unknown").await.unwrap(), None);
+        let unseen = Identifier::new(IdentifierKind::Email, "nobody@x.fr");
+        assert_eq!(resolver.why_unlinked(&unseen).await.unwrap(), Unlinked::NeverObserved);
+        resolver.exclude(&Identifier::new(phone.0, phone.1)).await.unwrap();
+        assert_eq!(resolver.why_unlinked(&Identifier::new(phone.0, phone.1)).await.unwrap(), Unlinked::Excluded);
+        let after = resolver.profile_evidence(&pid).await.unwrap().expect("still a profile");
+        assert!(after.not_linking.iter().any(|i| i.kind == IdentifierKind::Phone), "{:?}", after.not_linking);
+    }
 }

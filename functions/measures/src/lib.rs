@@ -10,4 +10,5 @@
 //! Both are pure: they know nothing about S3, DataFusion or Lambda.
 
 pub mod attribution;
+pub mod journey;
 pub mod report;

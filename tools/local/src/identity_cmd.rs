@@ -14,10 +14,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use ariane_identity::handler::{normalize_request, ErasureReport, IdentityMessage};
-use ariane_identity::partition::IdRef;
 use ariane_identity::resolver::Resolver;
 use ariane_identity::rules::{parse_kind, Rules, ALL_KINDS};
-use ariane_identity::store::{DynamoStore, Item, ItemStore, Key};
+use ariane_identity::store::DynamoStore;
 use ariane_local::manifest::Manifest;
 use ariane_shared::identifiers::{identifier_hash, Identifier, IdentifierKind};
 use clap::{Args, Subcommand};
@@ -167,7 +166,7 @@ pub async fn run(args: &IdentityCommand) -> anyhow::Result<()> {
             };
             match profile {
                 Some(p) => println!("{}", serde_json::to_string_pretty(&p)?),
-                None => bail!("no profile for {}:{}: {}", id.kind, id.value, why_unlinked(&resolver, id).await?),
+                None => bail!("no profile for {}:{}: {}", id.kind, id.value, resolver.why_unlinked(id).await?),
             }
         }
         Command::ErasureReport { id, .. } => {
@@ -195,7 +194,7 @@ pub async fn run(args: &IdentityCommand) -> anyhow::Result<()> {
             let body = serde_json::to_string(&message(&command).expect("erase or repair"))?;
             let now = match resolver.lookup(id).await? {
                 Some(pid) => format!("{}:{} currently resolves to {pid}", id.kind, id.value),
-                None => format!("{}:{} resolves to no profile now: {}", id.kind, id.value, why_unlinked(&resolver, id).await?),
+                None => format!("{}:{} resolves to no profile now: {}", id.kind, id.value, resolver.why_unlinked(id).await?),
             };
             let url = manifest.output("IdentityQueueUrl")?;
             let sent = clients
@@ -228,25 +227,6 @@ pub async fn run(args: &IdentityCommand) -> anyhow::Result<()> {
 /// with the stack's pepper, installed by [`run`]).
 fn report_key(id: &Identifier) -> String {
     ariane_shared::lake::erasure_report_key(id.kind.as_str(), &identifier_hash(id.kind, &id.value))
-}
-
-/// Why an identifier resolves to no profile, from its identifier item.
-async fn why_unlinked(resolver: &Resolver<DynamoStore>, id: &Identifier) -> anyhow::Result<&'static str> {
-    if !resolver.rules.usable(id.kind, &id.value) {
-        return Ok("the value is blocked by config/identity.toml");
-    }
-    let key = Key::id(&IdRef { kind: id.kind, hash: identifier_hash(id.kind, &id.value) });
-    let item = resolver.store.get_many(&[key]).await?.into_iter().find_map(|r| match r.item {
-        Item::Id(i) => Some(i),
-        _ => None,
-    });
-    Ok(match item {
-        None => "never observed (check the value's spelling)",
-        Some(i) if i.suppressed => "erased (a suppression entry remains)",
-        Some(i) if i.excluded => "excluded by a repair",
-        Some(i) if i.co.shared => "a shared value, which links no one",
-        Some(_) => "observed but attached to no profile",
-    })
 }
 
 #[cfg(test)]

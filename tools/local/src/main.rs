@@ -22,6 +22,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod demo;
 mod identity_cmd;
+mod profile_cmd;
 
 /// The Ariane local stack: moto serving the AWS APIs, the SAM template deployed to it, the
 /// functions run in this process or under `cargo lambda watch`, and the demo.
@@ -64,6 +65,12 @@ enum Cmd {
     Identity {
         #[command(subcommand)]
         command: identity_cmd::IdentityCommand,
+    },
+    /// What the platform knows of one person: `journey`, every touchpoint and purchase in
+    /// time order across channels with the identity decisions that tied them together
+    Profile {
+        #[command(subcommand)]
+        command: profile_cmd::ProfileCommand,
     },
 }
 
@@ -148,6 +155,7 @@ async fn main() {
         Cmd::Fire(args) => fire(&args).await,
         Cmd::Purge(args) => purge(&args).await,
         Cmd::Identity { command } => identity_cmd::run(&command).await,
+        Cmd::Profile { command } => profile_cmd::run(&command).await,
     };
     if let Err(e) = result {
         eprintln!("ariane-local: error: {e:#}");
@@ -421,7 +429,7 @@ mod cli_tests {
     fn the_command_line_is_consistent_and_documented() {
         Cli::command().debug_assert();
         let help = Cli::command().render_long_help().to_string();
-        for cmd in ["demo", "validate", "up", "drain", "fire", "purge", "identity"] {
+        for cmd in ["demo", "validate", "up", "drain", "fire", "purge", "identity", "profile"] {
             assert!(help.contains(cmd), "{cmd} in --help");
         }
         let fire = Cli::try_parse_from([
