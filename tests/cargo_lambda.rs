@@ -27,6 +27,7 @@ const SAMPLES: &[(&str, &str)] = &[
     ("activate-segment-entered", "ActivateFunction"),
     ("activate-release-deferred", "ActivateFunction"),
     ("purge-scheduled-run", "PurgeFunction"),
+    ("measures-daily", "MeasuresFunction"),
 ];
 
 /// Stops `cargo lambda watch`: SIGTERM lets it terminate the function instances it
@@ -176,6 +177,10 @@ async fn every_sample_event_invokes_under_cargo_lambda() -> anyhow::Result<()> {
         } else if sample.starts_with("purge") {
             // No erasure is pending on a fresh stack: the run reads the reports and stops.
             assert_eq!((response["run"].is_null(), response["erasures"].as_array().map(Vec::len)), (true, Some(0)), "{sample}: {response}");
+        } else if sample.starts_with("measures") {
+            // The daily measures over the samples' lake: every table and the report written.
+            assert_eq!(response["report_key"], "reports/html/2026-11-23/index.html", "{sample}: {response}");
+            assert!(stack.lake_object("reports/html/2026-11-23/index.html").await.is_ok(), "{sample}: the report is in the lake");
         } else if sample.starts_with("activate-release") {
             assert!(response["released"].is_u64(), "{sample}: {response}");
         } else {

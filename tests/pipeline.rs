@@ -127,5 +127,21 @@ async fn export_to_webhook_end_to_end() -> anyhow::Result<()> {
     assert_eq!((later["entered"].as_u64(), later["exited"].as_u64()), (Some(0), Some(0)));
     h.runner.drain().await?;
     assert_eq!(h.receiver.deliveries().len(), sent_before, "nothing sent twice");
+
+    // The daily measures over the same lake: every order of the 28 days before the run is
+    // a conversion, and the report is in the lake under the run's date.
+    let measures = h.runner.fire_schedule(Some("MeasuresFunction"), now()).await?;
+    let period = (now() - Duration::days(28))..=now();
+    let in_period = |t: &&ariane_datagen::TruthRow| {
+        t.valid
+            && DateTime::parse_from_rfc3339(&t.created_at_utc)
+                .is_ok_and(|at| period.contains(&at.with_timezone(&Utc)) && at.with_timezone(&Utc) != *period.start())
+    };
+    let orders: BTreeSet<&str> = truth.iter().filter(in_period).map(|t| t.order_id.as_str()).collect();
+    assert!(!orders.is_empty(), "the data set has recent orders");
+    assert_eq!(measures["conversions"].as_u64(), Some(orders.len() as u64), "{measures}");
+    assert_eq!(measures["report_key"], "reports/html/2026-11-23/index.html", "{measures}");
+    let html = String::from_utf8(h.stack.lake_object("reports/html/2026-11-23/index.html").await?.to_vec())?;
+    assert!(html.contains("data-chart="), "the report has charts");
     Ok(())
 }

@@ -174,7 +174,7 @@ fn permission(action: &str, resource: &str) -> Permission {
 /// The lake prefixes the purge function rewrites: every table that can carry an erased
 /// person's rows or hashes, and the erasure reports it reads and rewrites. Not the
 /// ingest ledgers (ledger/) nor the campaign reports (reports/campaigns/).
-const PURGED_LAKE_PREFIXES: [&str; 9] = [
+const PURGED_LAKE_PREFIXES: [&str; 10] = [
     "events/",
     "events_by_profile/",
     "rejects/",
@@ -183,6 +183,7 @@ const PURGED_LAKE_PREFIXES: [&str; 9] = [
     "segments/",
     "activations/",
     "audiences/",
+    "measures/",
     "reports/erasures/",
 ];
 const PURGE_LANDING_BUCKET: &str = "arn:${AWS::Partition}:s3:::${LandingBucket}";
@@ -231,7 +232,7 @@ fn template_grants_least_privilege() {
     let t = translated();
     let resources = t["Resources"].as_object().expect("Resources");
     let functions = function_grants(&t);
-    assert_eq!(functions.len(), CHANNELS.len() + 5, "{:?}", functions.keys());
+    assert_eq!(functions.len(), CHANNELS.len() + 6, "{:?}", functions.keys());
     // The queue each function consumes, from the event source mappings.
     let mut consumed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for r in resources.values().filter(|r| r["Type"] == "AWS::Lambda::EventSourceMapping") {
@@ -406,9 +407,11 @@ fn template_alarms_on_every_function_and_queue() {
             }
         }
     }
-    // The scheduled segments and purge functions: failed runs and undeliverable ticks
+    // The scheduled segments, purge and measures functions: failed runs and undeliverable ticks
     // are kept, each in its own failure queue (alarmed above as dead letters).
-    for (function, queue) in [("SegmentsFunction", "SegmentsFailureQueue"), ("PurgeFunction", "PurgeFailureQueue")] {
+    for (function, queue) in
+        [("SegmentsFunction", "SegmentsFailureQueue"), ("PurgeFunction", "PurgeFailureQueue"), ("MeasuresFunction", "MeasuresFailureQueue")]
+    {
         let failure_queue = format!("${{{queue}.Arn}}");
         let invoke_config = resources
             .values()
@@ -467,7 +470,7 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
     // The same `ingest` binary runs once per channel and once as the landing router.
     let mut binaries: Vec<&str> = m.functions.values().map(|f| f.binary.as_str()).collect();
     binaries.sort();
-    let mut expected = vec!["activate", "identity", "purge", "segments"];
+    let mut expected = vec!["activate", "identity", "measures", "purge", "segments"];
     expected.extend(std::iter::repeat_n("ingest", dirs.len() + 1));
     expected.sort();
     assert_eq!(binaries, expected);
@@ -568,15 +571,15 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
     let listed: BTreeSet<String> = CHANNELS.iter().map(|c| c.to_string()).collect();
     assert_eq!(listed, dirs, "shared::model::CHANNELS vs channels/");
 
-    // Three schedules: segments (hourly), the release of quiet-hours deferrals and the
-    // purge of erased people (daily).
+    // Four schedules: segments (hourly), the release of quiet-hours deferrals, the purge
+    // of erased people and the measures (daily).
     let scheduled: BTreeSet<&str> = m
         .schedules
         .iter()
         .filter_map(|s| s.function.as_deref())
         .map(|id| m.function(id).map(|f| f.binary.as_str()).unwrap_or("?"))
         .collect();
-    assert_eq!(scheduled, ["activate", "purge"].into_iter().collect(), "{:?}", m.schedules);
+    assert_eq!(scheduled, ["activate", "measures", "purge"].into_iter().collect(), "{:?}", m.schedules);
     // Segments: the schedule starts the state machine, whose every task invokes the
     // segments function with a step; the Map states iterate over the plan's buckets.
     let machines: Vec<&str> = m.schedules.iter().filter_map(|s| s.state_machine.as_deref()).collect();
@@ -629,6 +632,7 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
         "ActivationQueueUrl",
         "ActivationEventsQueueUrl",
         "PurgeFunctionName",
+        "MeasuresFunctionName",
     ] {
         m.output(output)?;
     }

@@ -43,20 +43,17 @@
 //! cargo run -p ariane-local -- profile journey --manifest .local/dev.manifest.json --kind phone --value "06 12 34 56 78" --json
 //! ```
 //!
-//! In production, the measures function answers a direct invocation (its role reads the
-//! profiles table and the lake bucket); the response is the [`Journey`] as JSON:
-//!
-//! ```text
-//! aws lambda invoke --function-name <MeasuresFunction> \
-//!     --cli-binary-format raw-in-base64-out \
-//!     --payload '{"journey":{"kind":"email","value":"marie@x.fr"}}' journey.json
-//! ```
-//!
-//! The response holds pseudonymous data only, but the request names a person: invoke it
-//! from an operator's session, not from a shared log. The handler parses the payload as a
-//! [`JourneyRequest`] and calls [`journey`] with the function's resolver (over its
-//! `DynamoStore`, with the lake pepper installed) and its lake ([`Lake`], e.g.
-//! `ariane_segments::catalog::s3_store(&clients.config, bucket)`).
+//! In production the same library call needs a caller allowed to read the identity
+//! items (evidence, identifiers) of the profiles table and the lake pepper. **Not wired
+//! yet:** the `measures` function's role deliberately reads only the pseudonymous profile
+//! attributes (`infra/template.yaml`, `ScanPseudonymousProfileAttributes`) and runs one
+//! invocation at a time for the daily run, so answering journeys there would widen its
+//! access and queue behind the run. The planned route is an operator-only invocation of a
+//! function that already holds that access, parsing [`JourneyRequest`]
+//! (`{"journey":{"kind":"email","value":"..."}}`) and calling [`journey`] with its
+//! resolver (over its `DynamoStore`, pepper installed) and a [`Lake`]
+//! (`ariane_segments::catalog::s3_store(&clients.config, bucket)`). The request names a
+//! person: it belongs in an operator's session, not a shared log.
 //!
 //! # Cost and limits
 //!

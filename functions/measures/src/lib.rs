@@ -7,8 +7,37 @@
 //!   paths to conversion and to non-conversion.
 //! - [`report`]: the self-contained static HTML report (inline SVG charts, no network).
 //!
-//! Both are pure: they know nothing about S3, DataFusion or Lambda.
+//! Both are pure: they know nothing about S3, DataFusion or Lambda. Around them, the daily
+//! run (the `measures` Lambda function):
+//!
+//! - [`definition`]: the measure library, SQL files of `measures/` (embedded at build
+//!   time), parsed and validated like segments;
+//! - [`run`]: [`run::run_measures`] runs them with DataFusion over the lake through the
+//!   segments' catalog, attribution over `touchpoints` and `conversions`, writes every
+//!   result as Parquet under `measures/<name>/date=<d>/` and the report under
+//!   `reports/html/<d>/index.html`; [`daily`] builds the report's data;
+//! - [`handler`]: the scheduled-event handler ([`Measures`] on AWS), [`config`], [`error`],
+//!   [`table`] (reading results back by column name).
 
 pub mod attribution;
+pub mod config;
+pub mod daily;
+pub mod definition;
+pub mod error;
+pub mod handler;
 pub mod journey;
 pub mod report;
+pub mod run;
+pub mod table;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::MeasuresConfig;
+pub use definition::MeasureDefinition;
+pub use error::MeasuresError;
+pub use handler::{Measures, MeasuresWith};
+pub use run::{run_measures, Ports, RunSummary};
+
+/// The measure files embedded at build time: (file name, contents).
+pub static MEASURE_FILES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/measure_files.rs"));

@@ -62,6 +62,9 @@ pub const LAKE_STORES: &[(&str, &str)] = &[
     ("segments/", "segments"),
     ("activations/", "activations"),
     ("audiences/", "audiences"),
+    // The measures' person-level tables (`touchpoints`, `conversions`: one row per
+    // profile_id); the aggregated ones hold no profile and are left as they are.
+    ("measures/", "measures"),
 ];
 
 /// Audience files written by a purge (the `remove` rows): never filtered by one.

@@ -111,6 +111,13 @@ async fn world() -> World {
     let member = |p: &str| SegmentMember { profile_id: p.into(), key: BTreeMap::new(), payload: BTreeMap::new() };
     let members = vec![member("p_marie"), member("p_jean"), member("p_marie_old")];
     put_parquet(lake::segment_members_key("vip", "20261105T000000Z", 0, 1), lake::members_batch(&members).unwrap()).await;
+    // A daily measure naming people (`measures/conversions`): Marie's order goes, Jean's stays.
+    let conversions = arrow::record_batch::RecordBatch::try_from_iter(vec![
+        ("profile_id", std::sync::Arc::new(arrow::array::StringArray::from(vec!["p_marie", "p_jean"])) as arrow::array::ArrayRef),
+        ("order_id", std::sync::Arc::new(arrow::array::StringArray::from(vec!["o1", "o2"])) as arrow::array::ArrayRef),
+    ])
+    .unwrap();
+    put_parquet("measures/conversions/date=2026-11-23/part-0.parquet".to_string(), conversions).await;
     let marie_sha = sha256_hex("marie@x.fr");
     let audience = format!("email,phone\n{marie_sha},\n{},\n", sha256_hex("jean@x.fr"));
     b.put(LAKE, &lake::audience_key("welcome", "meta", "20261105T000000Z", "add", "a1"), Bytes::from(audience), "text/csv").await.unwrap();
@@ -204,6 +211,8 @@ async fn an_erasure_is_purged_from_landing_lake_audiences_and_ledger() {
     assert!(w.purge.blobs.get(LAKE, &lake::rejects_key("crm", "fp")).await.unwrap().is_none(), "the only reject was Marie's");
     assert_eq!(summary.removed["events"].rows_removed, w.events.len() - 2);
     assert_eq!(summary.removed["events"].values_blanked, 1);
+    assert_eq!((summary.removed["measures"].rows_removed, summary.removed["measures"].objects_rewritten), (1, 1));
+    assert_eq!(strings_of(&w, "measures/conversions/date=2026-11-23/part-0.parquet").await, ["p_jean", "o2"]);
 
     // Paul's evidence forgets the family e-mail in DynamoDB: identity is asked to.
     let paul_anchor = w.events.iter().find(|e| e.source_line == 3).and_then(|e| e.anchor_id.clone()).unwrap();

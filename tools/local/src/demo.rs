@@ -10,7 +10,8 @@
 //! holdout) and ingested; segments run at T0 + 8 days and the campaign report counts the
 //! conversions, which must equal what was planted. Last, one contacted customer asks to be
 //! forgotten: identity erases them, the purge rewrites the exports, the lake and the
-//! audiences, and a sweep of both buckets finds their e-mail nowhere.
+//! audiences, and a sweep of both buckets finds their e-mail nowhere. Last, the daily
+//! measures run at T0 + 9 days and the HTML report is copied to `.local/report/index.html`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -303,7 +304,7 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     std::env::set_var("ARIANE_METRICS", "off");
     let (persons, seed) = (args.persons, args.seed);
     let now = Utc::now().date_naive().and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    let mut step = Step::new(10);
+    let mut step = Step::new(11);
 
     step.start("starting moto and deploying infra/template.yaml (stage demo)");
     let receiver = Receiver::start().await?;
@@ -720,6 +721,26 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         println!("    the purge removed (rows or items per store): {}", removed.join(", "));
         println!("    objects of either bucket still holding the e-mail or its keyed hash: {} {:?}", e.left.len(), e.left);
     }
+
+    step.start("the daily measures (channel KPIs, funnel, cross-channel, attribution) and the HTML report");
+    runner.progress = Some(step.progress());
+    let measured_at = now + Duration::days(9);
+    let measures = runner.fire_schedule(Some("MeasuresFunction"), measured_at).await?;
+    let report_key = measures["report_key"].as_str().context("the measures summary names its report")?.to_string();
+    let report = ariane_local::repo_root().join(".local/report/index.html");
+    std::fs::create_dir_all(report.parent().context("the report's folder")?)?;
+    std::fs::write(&report, stack.lake_object(&report_key).await?)?;
+    step.done("");
+    println!("  measures (the 28 days before {}; attribution over a 30-day lookback)", measured_at.format("%Y-%m-%d %H:%M UTC"));
+    println!(
+        "    orders {}, revenue {:.2} EUR, orders without a touchpoint {}, touchpoints {}",
+        measures["conversions"],
+        measures["revenue_minor"].as_i64().unwrap_or(0) as f64 / 100.0,
+        measures["conversions_without_touchpoint"],
+        measures["touchpoints"]
+    );
+    println!("    tables under s3://{}/measures/<name>/date={}/", stack.lake_bucket(), measured_at.format("%Y-%m-%d"));
+    println!("    report: {} (s3://{}/{report_key})", report.display(), stack.lake_bucket());
     drop(stack);
     if !reactivation_matches || dlq > 0 || !reconciled || !exactly_once || !cap_holds || !conversions_match || !erased_everywhere {
         bail!("the demo's results do not match the ground truth");

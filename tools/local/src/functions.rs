@@ -13,6 +13,7 @@ pub enum Function {
     Segments(ariane_segments::Segments),
     Activate(ariane_activate::Activate),
     Purge(ariane_purge::Purge),
+    Measures(ariane_measures::Measures),
 }
 
 impl Function {
@@ -26,6 +27,7 @@ impl Function {
             "segments" => Function::Segments(ariane_segments::Segments::from_env(&env).await?),
             "activate" => Function::Activate(ariane_activate::Activate::from_env(&env).await?),
             "purge" => Function::Purge(ariane_purge::Purge::from_env(&env).await?),
+            "measures" => Function::Measures(ariane_measures::Measures::from_env(&env).await?),
             other => bail!("unknown function binary {other}"),
         })
     }
@@ -39,6 +41,7 @@ impl Function {
             // A step of the segments state machine or a scheduled event (the whole run).
             Function::Segments(f) => f.invoke(payload).await?,
             Function::Purge(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("EventBridge event")?).await?)?,
+            Function::Measures(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("EventBridge event")?).await?)?,
         })
     }
 }

@@ -38,11 +38,11 @@ enum Cmd {
     /// Run the whole pipeline on generated multi-channel data against a local moto stack
     /// (its own, started and stopped here) and print what happened
     Demo(demo::DemoArgs),
-    /// Validate segment files, channel specs, identity and activation rules and campaign
+    /// Validate segment and measure files, channel specs, identity and activation rules and campaign
     /// files, as the functions check them at cold start (default: all of them); with
     /// --sample, dry-run one channel spec on a local export
     Validate {
-        /// Files to check (`segments/*.sql`, `channels/<channel>/*.toml`,
+        /// Files to check (`segments/*.sql`, `measures/*.sql`, `channels/<channel>/*.toml`,
         /// `campaigns/*.toml`, `config/identity.toml`, `config/activation.toml`). A channel
         /// spec is checked with the other specs of its channel on disk (`channels/<channel>/`)
         #[arg(value_name = "FILE")]
@@ -288,6 +288,40 @@ fn validate_campaigns(files: &[String], rules_file: Option<&String>) -> anyhow::
     }
 }
 
+/// The measure files given (planned one by one), or the whole `measures/` library (which
+/// must also hold every measure the run reads).
+async fn validate_measures(files: &[String]) -> anyhow::Result<()> {
+    use ariane_measures::definition::{missing_required, validate, MeasureDefinition};
+    let root = ariane_local::repo_root();
+    let paths = files_or_dir(files, &root.join("measures"), "sql")?;
+    let mut definitions = Vec::new();
+    let mut problems = Vec::new();
+    for path in &paths {
+        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        match MeasureDefinition::parse(&path.display().to_string(), &text) {
+            Ok(d) => definitions.push(d),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    problems.extend(validate(&definitions, Utc::now()).await.into_iter().map(|e| e.to_string()));
+    if files.is_empty() {
+        problems.extend(missing_required(&definitions).into_iter().map(|e| e.to_string()));
+    }
+    if problems.is_empty() {
+        println!(
+            "{} measure file(s) valid: {}",
+            definitions.len(),
+            definitions.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        Ok(())
+    } else {
+        for p in &problems {
+            eprintln!("invalid: {p}");
+        }
+        bail!("{} problem(s) in measure files", problems.len())
+    }
+}
+
 async fn validate(files: &[String]) -> anyhow::Result<()> {
     let is_campaign =
         |f: &String| f.ends_with(".toml") && std::path::Path::new(f).parent().and_then(|p| p.file_name()).is_some_and(|n| n == "campaigns");
@@ -309,6 +343,13 @@ async fn validate(files: &[String]) -> anyhow::Result<()> {
     if !spec_files.is_empty() && files.is_empty() {
         return specs;
     }
+    let in_measures = |f: &String| std::path::Path::new(f).parent().and_then(|p| p.file_name()).is_some_and(|n| n == "measures");
+    let (measure_files, files): (Vec<String>, Vec<String>) = files.into_iter().partition(in_measures);
+    let measures = validate_measures(&measure_files).await;
+    if !measure_files.is_empty() && files.is_empty() {
+        return measures;
+    }
+    measures?;
     let root = ariane_local::repo_root();
     let paths = files_or_dir(&files, &root.join("segments"), "sql")?;
     let mut definitions = Vec::new();

@@ -360,3 +360,17 @@ fn the_walkthrough_in_channels_readme_runs_as_written() {
     let out = out.replace(spec.to_str().unwrap(), "channels/pos/pickups.toml");
     assert!(out.contains(shown), "the README shows {shown:?}, validate printed:\n{out}");
 }
+
+#[test]
+fn the_measure_library_is_valid_and_a_broken_measure_names_its_file() {
+    let (ok, out) = validate(&[]);
+    assert!(ok && out.contains("measure file(s) valid") && out.contains("channel-kpis"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let measures = dir.path().join("measures");
+    std::fs::create_dir(&measures).unwrap();
+    let path = measures.join("weekly.sql");
+    std::fs::write(&path, "-- name: weekly\n-- description: d\nSELECT no_such_column FROM orders").unwrap();
+    let (ok, out) = validate(&[path.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("weekly.sql") && out.contains("no_such_column"), "{out}");
+}
