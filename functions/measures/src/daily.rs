@@ -25,21 +25,9 @@ use crate::attribution::{Model, NO_TOUCHPOINT};
 use crate::config::{MeasuresConfig, PERIOD_DAYS};
 use crate::error::MeasuresError;
 use crate::report::{
-    AttributionModel, AttributionRow, CampaignLift, ChannelFunnel, Funnel, FunnelCounts, Kpi, KpiValue, Locale, PathRow, Period,
-    ReportData, WeeklyPoint,
+    AttributionRow, CampaignLift, ChannelFunnel, Funnel, FunnelCounts, Kpi, KpiValue, Locale, PathRow, Period, ReportData, WeeklyPoint,
 };
 use crate::run::Results;
-
-fn model(m: Model) -> AttributionModel {
-    match m {
-        Model::FirstTouch => AttributionModel::FirstTouch,
-        Model::LastTouch => AttributionModel::LastTouch,
-        Model::Linear => AttributionModel::Linear,
-        Model::PositionBased => AttributionModel::PositionBased,
-        Model::TimeDecay => AttributionModel::TimeDecay,
-        Model::Markov => AttributionModel::Markov,
-    }
-}
 
 fn monday(d: NaiveDate) -> NaiveDate {
     d - Duration::days(d.weekday().num_days_from_monday() as i64)
@@ -146,7 +134,7 @@ pub fn report_data(r: &Results, config: &MeasuresConfig, campaign_lift: Vec<Camp
         .flat_map(|row| {
             Model::ALL.into_iter().map(move |m| AttributionRow {
                 channel: row.key.clone(),
-                model: model(m),
+                model: m,
                 conversions: *row.conversions.get(m),
                 revenue_minor: *row.revenue_minor.get(m),
             })

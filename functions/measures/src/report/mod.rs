@@ -149,44 +149,9 @@ pub struct Funnel {
     pub by_entry_channel: Vec<ChannelFunnel>,
 }
 
-/// The six attribution models, in the order the report shows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AttributionModel {
-    FirstTouch,
-    LastTouch,
-    Linear,
-    PositionBased,
-    TimeDecay,
-    Markov,
-}
-
-impl AttributionModel {
-    pub const ALL: [AttributionModel; 6] = [
-        AttributionModel::FirstTouch,
-        AttributionModel::LastTouch,
-        AttributionModel::Linear,
-        AttributionModel::PositionBased,
-        AttributionModel::TimeDecay,
-        AttributionModel::Markov,
-    ];
-
-    /// The snake_case name (`first_touch`, …, `markov`), as in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttributionModel::FirstTouch => "first_touch",
-            AttributionModel::LastTouch => "last_touch",
-            AttributionModel::Linear => "linear",
-            AttributionModel::PositionBased => "position_based",
-            AttributionModel::TimeDecay => "time_decay",
-            AttributionModel::Markov => "markov",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+/// The six attribution models, in the order the report shows them: the attribution
+/// engine's own [`crate::attribution::Model`] (one list of models for both).
+pub use crate::attribution::Model as AttributionModel;
 
 /// What one model credits to one channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -689,7 +654,7 @@ impl<'a> Page<'a> {
         let mut present: Vec<AttributionModel> = models.collect();
         present.sort();
         present.dedup();
-        let keys = present.iter().map(|m| (model_name(*m, self.locale).to_owned(), MODEL_COLOURS[m.index()])).collect();
+        let keys = present.iter().map(|m| (model_name(*m, self.locale).to_owned(), MODEL_COLOURS[*m as usize])).collect();
         (keys, present)
     }
 
