@@ -28,6 +28,7 @@ const SAMPLES: &[(&str, &str)] = &[
     ("activate-release-deferred", "ActivateFunction"),
     ("purge-scheduled-run", "PurgeFunction"),
     ("measures-daily", "MeasuresFunction"),
+    ("journey-by-email", "JourneyFunction"),
 ];
 
 /// Stops `cargo lambda watch`: SIGTERM lets it terminate the function instances it
@@ -181,6 +182,12 @@ async fn every_sample_event_invokes_under_cargo_lambda() -> anyhow::Result<()> {
             // The daily measures over the samples' lake: every table and the report written.
             assert_eq!(response["report_key"], "reports/html/2026-11-23/index.html", "{sample}: {response}");
             assert!(stack.lake_object("reports/html/2026-11-23/index.html").await.is_ok(), "{sample}: the report is in the lake");
+        } else if sample.starts_with("journey") {
+            // The person the identity sample resolved: their journey, without the e-mail in clear.
+            assert!(response["profile_id"].as_str().is_some_and(|p| p.starts_with("p_")), "{sample}: {response}");
+            assert_eq!(response["decisions"].as_array().map(Vec::len), Some(1), "{sample}: {response}");
+            assert_eq!(response["decisions"][0]["outcome"], "created", "{sample}: {response}");
+            assert!(!response.to_string().to_lowercase().contains("orange.fr"), "{sample}: {response}");
         } else if sample.starts_with("activate-release") {
             assert!(response["released"].is_u64(), "{sample}: {response}");
         } else {

@@ -143,5 +143,37 @@ async fn export_to_webhook_end_to_end() -> anyhow::Result<()> {
     assert_eq!(measures["report_key"], "reports/html/2026-11-23/index.html", "{measures}");
     let html = String::from_utf8(h.stack.lake_object("reports/html/2026-11-23/index.html").await?.to_vec())?;
     assert!(html.contains("data-chart="), "the report has charts");
+
+    // One person's journey, as an operator invokes the journey function: a person the
+    // campaign decided, by their e-mail; their orders are exactly the ground truth's, and
+    // no identifier shows in clear.
+    let person = decisions.first().expect("a decided person");
+    let email = h.stack.profile_attribute(&person.profile_id, "email").await?.expect("an e-mail on the profile");
+    let journey = h
+        .runner
+        .invoker
+        .invoke(&h.stack.manifest, "JourneyFunction", serde_json::json!({"kind": "email", "value": email.to_uppercase()}))
+        .await?;
+    assert_eq!(journey["profile_id"], person.profile_id.as_str(), "{journey}");
+    let journey_orders: BTreeSet<&str> = journey["timeline"]
+        .as_array()
+        .expect("a timeline")
+        .iter()
+        .filter(|e| e["kind"] == "purchase")
+        .filter_map(|e| e["order_id"].as_str())
+        .collect();
+    let owner: BTreeSet<&str> =
+        truth.iter().filter(|t| t.valid && journey_orders.contains(t.order_id.as_str())).map(|t| t.person_id.as_str()).collect();
+    assert_eq!(owner.len(), 1, "the journey's orders are one person's: {owner:?}");
+    let truth_orders: BTreeSet<&str> =
+        truth.iter().filter(|t| t.valid && owner.contains(t.person_id.as_str())).map(|t| t.order_id.as_str()).collect();
+    assert_eq!(journey_orders, truth_orders, "every order of the person, and only theirs");
+    assert!(!journey.to_string().to_lowercase().contains(&email.to_lowercase()), "no clear e-mail: {journey}");
+    let nobody = h
+        .runner
+        .invoker
+        .invoke(&h.stack.manifest, "JourneyFunction", serde_json::json!({"kind": "email", "value": "nobody@nowhere.fr"}))
+        .await?;
+    assert_eq!(nobody["no_profile"], "never_observed", "{nobody}");
     Ok(())
 }

@@ -232,7 +232,7 @@ fn template_grants_least_privilege() {
     let t = translated();
     let resources = t["Resources"].as_object().expect("Resources");
     let functions = function_grants(&t);
-    assert_eq!(functions.len(), CHANNELS.len() + 6, "{:?}", functions.keys());
+    assert_eq!(functions.len(), CHANNELS.len() + 7, "{:?}", functions.keys());
     // The queue each function consumes, from the event source mappings.
     let mut consumed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for r in resources.values().filter(|r| r["Type"] == "AWS::Lambda::EventSourceMapping") {
@@ -334,6 +334,36 @@ fn template_grants_least_privilege() {
         for r in g.resources.iter().filter_map(|r| s3_key(r)).chain(listed_prefixes(&g.condition).iter().map(String::as_str)) {
             if ["rejects/", "ledger/", "audiences/", "identity/history/"].iter().any(|p| r.starts_with(p)) {
                 problems.push(format!("SegmentsFunction: reaches {r}"));
+            }
+        }
+    }
+
+    // Journey: reads identity items (not a large operation's) and the lake's events; writes
+    // nothing anywhere.
+    let (_, journey) = &functions["JourneyFunction"];
+    for g in journey {
+        for action in &g.actions {
+            let read = [
+                "dynamodb:BatchGetItem",
+                "s3:GetObject",
+                "s3:ListBucket",
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:DescribeSecret",
+            ];
+            if !read.contains(&action.as_str()) {
+                problems.push(format!("JourneyFunction: {action} (it only reads)"));
+            }
+            if action == "dynamodb:BatchGetItem" {
+                let keys: BTreeSet<String> = texts(&g.condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]).into_iter().collect();
+                let expected: BTreeSet<String> = ["PROFILE#*", "ALIAS#*", "ID#*", "EV#*", "COMP#*"].map(String::from).into();
+                if keys != expected {
+                    problems.push(format!("JourneyFunction: {action} on leading keys {keys:?}, not {expected:?}"));
+                }
+            }
+        }
+        for r in g.resources.iter().filter_map(|r| s3_key(r)).chain(listed_prefixes(&g.condition).iter().map(String::as_str)) {
+            if !["events/", "events_by_profile/", "identity/links/"].iter().any(|p| r.starts_with(p)) {
+                problems.push(format!("JourneyFunction: reaches {r}"));
             }
         }
     }
@@ -633,6 +663,7 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
         "ActivationEventsQueueUrl",
         "PurgeFunctionName",
         "MeasuresFunctionName",
+        "JourneyFunctionName",
     ] {
         m.output(output)?;
     }

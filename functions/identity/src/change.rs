@@ -116,6 +116,8 @@ pub enum ResolveError {
     Store(#[from] StoreError),
     #[error("gave up after {0} concurrent changes to the same profiles")]
     Contended(u32),
+    #[error("profile component {component} is being changed by operation {operation}: try again in a minute (an interrupted operation is finished by the next identity change to the person)")]
+    Locked { component: String, operation: String },
     #[error("component {component} would hold {count} evidence sets (limit {limit}): block or exclude the identifier that links them")]
     ComponentTooLarge { component: String, count: usize, limit: usize },
     #[error("item {key} would take {bytes} bytes (DynamoDB's limit is 400 KB, Ariane keeps {limit}): block or exclude the identifier that links this much")]

@@ -407,13 +407,25 @@ impl<S: ItemStore> Resolver<S> {
 
     /// A profile (following aliases) and the evidence its component assigns to it, with the
     /// identifiers of that evidence that link nothing: four batched reads (profile,
-    /// component, evidence, identifiers), after finishing any large operation that locks
-    /// the component. `None` when there is no such profile.
+    /// component, evidence, identifiers). `None` when there is no such profile.
+    ///
+    /// Read-only (the journey function's role may only read): a component locked by a
+    /// large operation is not finished here, as writers do; the read is retried a few times
+    /// over about three seconds (the identity function finishes its own operation in that
+    /// time), then refused with [`ResolveError::Locked`] (an interrupted operation is
+    /// finished by the next identity change that touches the person).
     pub async fn profile_evidence(&self, pid: &str) -> Result<Option<ProfileEvidence>, ResolveError> {
         for attempt in 1..=MAX_ATTEMPTS {
             let Some(profile) = self.profile(pid).await? else { return Ok(None) };
             let comps = self.store.get_many(&[Key::component(&profile.component)]).await?;
-            if crate::intent::finish_locked(&self.store, &comps).await? > 0 {
+            if let Some(operation) = comps.iter().find_map(|r| match &r.item {
+                Item::Comp(c) => c.lock.clone(),
+                _ => None,
+            }) {
+                if attempt == MAX_ATTEMPTS {
+                    return Err(ResolveError::Locked { component: profile.component.clone(), operation });
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
                 continue;
             }
             let keys: Vec<Key> = comps
@@ -743,5 +755,28 @@ mod evidence_tests {
         assert_eq!(resolver.why_unlinked(&Identifier::new(phone.0, phone.1)).await.unwrap(), Unlinked::Excluded);
         let after = resolver.profile_evidence(&pid).await.unwrap().expect("still a profile");
         assert!(after.not_linking.iter().any(|i| i.kind == IdentifierKind::Phone), "{:?}", after.not_linking);
+    }
+
+    #[tokio::test]
+    async fn reading_a_profile_s_evidence_never_writes_not_even_to_finish_a_locked_operation() {
+        let resolver = Resolver::new(MemStore::default(), Rules::embedded().unwrap());
+        let email = (IdentifierKind::Email, "marie@x.fr");
+        resolver.resolve_batch(&[obs(5, "pos", &[email])]).await.unwrap();
+        let pid = resolver.lookup(&Identifier::new(email.0, email.1)).await.unwrap().expect("resolved");
+        let component = resolver.profile(&pid).await.unwrap().expect("a profile").component;
+        let rec = resolver.store.get_many(&[Key::component(&component)]).await.unwrap().remove(0);
+        let Item::Comp(comp) = rec.item else { panic!("a component item: {rec:?}") };
+        let locked = Item::Comp(crate::store::CompItem { lock: Some("op-1".into()), ..comp });
+        resolver
+            .store
+            .commit(vec![Write { key: rec.key.clone(), expect: Expect::Version(rec.version), op: Op::Put(locked) }])
+            .await
+            .unwrap();
+        let before = resolver.store.snapshot();
+        match resolver.profile_evidence(&pid).await {
+            Err(ResolveError::Locked { component: c, operation }) => assert_eq!((c, operation.as_str()), (component, "op-1")),
+            other => panic!("a locked component is reported, not finished: {other:?}"),
+        }
+        assert_eq!(resolver.store.snapshot(), before, "nothing written");
     }
 }

@@ -21,8 +21,9 @@
 
 use std::collections::BTreeSet;
 
-use ariane_segments::catalog::{self, Dialect};
+use ariane_segments::catalog;
 pub use ariane_segments::definition::DefinitionError;
+use ariane_segments::definition::SqlFile;
 use chrono::{DateTime, Utc};
 
 /// A parsed measure file.
@@ -43,54 +44,18 @@ pub const REQUIRED: &[(&str, &[&str])] = &[
     ("conversions", &["profile_id", "order_id", "channel", "ordered_at", "amount_minor"]),
 ];
 
-fn header_key(comment: &str) -> Option<(&str, &str)> {
-    let (key, value) = comment.trim_start().split_once(':')?;
-    (!key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')).then_some((key, value.trim()))
-}
-
 impl MeasureDefinition {
     /// Parses one file; a problem names the file (and the line for a header).
     pub fn parse(file: &str, text: &str) -> Result<Self, DefinitionError> {
-        let err = |problem: String| DefinitionError { file: file.to_string(), problem };
-        let (mut name, mut description) = (None, String::new());
-        let mut sql_lines = Vec::new();
-        let mut in_header = true;
-        for (i, line) in text.lines().enumerate() {
-            let trimmed = line.trim();
-            if in_header {
-                if let Some(comment) = trimmed.strip_prefix("--") {
-                    if let Some((key, value)) = header_key(comment) {
-                        match key {
-                            "name" => name = Some(value.to_string()),
-                            "description" => description = value.to_string(),
-                            other => return Err(err(format!("line {}: unknown header key {other:?} (expected name, description)", i + 1))),
-                        }
-                    }
-                    continue;
-                }
-                if trimmed.is_empty() {
-                    continue;
-                }
-                in_header = false;
-            }
-            sql_lines.push(line);
-        }
-        let name = name.ok_or_else(|| err("missing `-- name:` header".into()))?;
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
-            return Err(err(format!("measure name {name:?} must be lowercase letters, digits, '-' or '_'")));
-        }
-        let expected = format!("{name}.sql");
-        if file.rsplit('/').next() != Some(expected.as_str()) {
-            return Err(err(format!("measure {name:?} must live in a file named {expected}")));
-        }
+        let parsed = SqlFile::parse(file, text, "measure", &["name", "description"])?;
+        let description = parsed.headers.iter().rev().find(|h| h.key == "description").map(|h| h.value.clone()).unwrap_or_default();
         if description.is_empty() {
-            return Err(err("missing `-- description:` header (one line for people)".into()));
+            return Err(DefinitionError {
+                file: file.to_string(),
+                problem: "missing `-- description:` header (one line for people)".into(),
+            });
         }
-        let sql = sql_lines.join("\n").trim().trim_end_matches(';').trim().to_string();
-        if sql.is_empty() {
-            return Err(err("no SQL after the header".into()));
-        }
-        Ok(MeasureDefinition { file: file.to_string(), name, description, sql })
+        Ok(MeasureDefinition { file: file.to_string(), name: parsed.name, description, sql: parsed.sql })
     }
 
     /// The built-in library (`measures/*.sql`), embedded at build time.
@@ -140,21 +105,9 @@ pub async fn validate(definitions: &[MeasureDefinition], run_at: DateTime<Utc>) 
         if RESERVED.contains(&def.name.as_str()) {
             errors.push(err(format!("measure name {:?} is reserved: the run writes that table itself", def.name)));
         }
-        let sql = match catalog::render(&def.sql, run_at, Dialect::DataFusion) {
-            Ok(sql) => sql,
-            Err(problem) => {
-                errors.push(err(problem.to_string()));
-                continue;
-            }
-        };
-        let plan = match ctx.sql(&sql).await {
-            Ok(df) => df.into_optimized_plan(),
-            Err(e) => Err(e),
-        };
-        match plan {
-            Err(e) => errors.push(err(e.to_string())),
-            Ok(plan) => {
-                let schema = plan.schema();
+        match catalog::plan_schema(&ctx, &def.sql, run_at).await {
+            Err(problem) => errors.push(err(problem)),
+            Ok(schema) => {
                 if let Some((_, columns)) = REQUIRED.iter().find(|(n, _)| *n == def.name) {
                     for c in columns.iter().filter(|c| !schema.fields().iter().any(|f| f.name() == *c)) {
                         errors.push(err(format!("the query must return a column {c:?} (the measures run reads it)")));

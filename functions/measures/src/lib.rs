@@ -25,7 +25,6 @@ pub mod daily;
 pub mod definition;
 pub mod error;
 pub mod handler;
-pub mod journey;
 pub mod report;
 pub mod run;
 pub mod table;

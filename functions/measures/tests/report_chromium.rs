@@ -30,7 +30,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ariane_measures::report::{render, sample_in, Locale, ReportData};
+use ariane_measures::report::{drawn_charts, render, sample_in, Locale, ReportData};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -142,22 +142,6 @@ fn run_chromium(profile: &str, extra: &[String], url: &str) -> Run {
     Run { stdout, console }
 }
 
-/// `(data-chart, number of data-value marks)` of every `<svg>` of a serialized DOM.
-fn charts_in(dom: &str) -> Vec<(String, usize)> {
-    let mut out = Vec::new();
-    let mut rest = dom;
-    while let Some(start) = rest.find("<svg") {
-        let after = &rest[start..];
-        let end = after.find("</svg>").expect("every svg is closed");
-        let svg = &after[..end];
-        let tag = &svg[..svg.find('>').expect("svg tag ends")];
-        let name = tag.split("data-chart=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("").to_owned();
-        out.push((name, svg.matches("data-value=").count()));
-        rest = &after[end..];
-    }
-    out
-}
-
 /// Data points per chart, computed from the input alone, in page order.
 fn data_points(data: &ReportData) -> Vec<(String, usize)> {
     let trend = data.weekly_trend.len();
@@ -204,7 +188,8 @@ fn check_locale(locale: Locale, tag: &str) {
     assert!(run.stdout.contains(&format!("<html lang=\"{tag}\">")));
     let expected = data_points(&data);
     assert!(expected.iter().all(|(_, n)| *n > 0), "the sample fills every chart");
-    assert_eq!(charts_in(&run.stdout), expected, "data-value marks per chart in the {tag} DOM");
+    let drawn: Vec<(String, usize)> = drawn_charts(&run.stdout).into_iter().map(|c| (c.name, c.marks)).collect();
+    assert_eq!(drawn, expected, "data-value marks per chart in the {tag} DOM");
 
     // The screenshot, kept as the artefact.
     let screenshot = dir.join(format!("report-{tag}.png"));

@@ -483,6 +483,19 @@ fn with_partition_cols(schema: SchemaRef, cols: Vec<(String, DataType)>) -> Sche
     Arc::new(Schema::new(fields))
 }
 
+/// A definition's query (segment or measure) rendered at `run_at` and planned in `ctx` (a
+/// [`validation_session`]): the result's schema, or the problem (a bad run parameter,
+/// DataFusion's message for a syntax error or an unknown table or column).
+pub async fn plan_schema(
+    ctx: &SessionContext,
+    sql: &str,
+    run_at: DateTime<Utc>,
+) -> std::result::Result<datafusion::common::DFSchemaRef, String> {
+    let sql = render(sql, run_at, Dialect::DataFusion).map_err(|e| e.to_string())?;
+    let plan = ctx.sql(&sql).await.and_then(|df| df.into_optimized_plan()).map_err(|e| e.to_string())?;
+    Ok(plan.schema().clone())
+}
+
 /// The same catalog over empty in-memory tables: for validating segment SQL offline.
 pub async fn validation_session(run_at: DateTime<Utc>) -> Result<SessionContext> {
     let ctx = SessionContext::new();

@@ -89,33 +89,55 @@ pub struct DefinitionError {
     pub problem: String,
 }
 
-impl SegmentDefinition {
-    pub fn parse(file: &str, text: &str) -> Result<Self, DefinitionError> {
+/// One `-- key: value` header line of a SQL definition file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Its line number (1-based), for errors about its value.
+    pub line: usize,
+    pub key: String,
+    pub value: String,
+}
+
+/// A SQL definition file (a segment of `segments/`, a measure of `measures/`) split into its
+/// name, its other header lines and its query: the one parser of both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SqlFile {
+    pub name: String,
+    /// The header lines other than `name`, in file order.
+    pub headers: Vec<Header>,
+    /// The query, without a trailing `;`.
+    pub sql: String,
+}
+
+/// A header line is `-- key: value` where `key` is one lowercase word; other comment lines
+/// (capitalised, or several words before a colon) are documentation.
+fn header_key(comment: &str) -> Option<(&str, &str)> {
+    let (key, value) = comment.trim_start().split_once(':')?;
+    (!key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')).then_some((key, value.trim()))
+}
+
+impl SqlFile {
+    /// Splits `text` (of `file`, a `what` such as "segment" or "measure") into header and
+    /// query. Refused, naming the file: a header key not in `keys` (so a misspelt `-- nme:`
+    /// does not silently drop the name; `keys` lists `name` too), no `-- name:`, a name
+    /// that is not lowercase letters, digits, '-' or '_', a file not named `<name>.sql`, no
+    /// query after the header.
+    pub fn parse(file: &str, text: &str, what: &str, keys: &[&str]) -> Result<SqlFile, DefinitionError> {
         let err = |problem: String| DefinitionError { file: file.to_string(), problem };
-        let (mut name, mut description, mut schedule, mut key, mut payload, mut attribute) =
-            (None, String::new(), Schedule::default(), Vec::new(), Vec::new(), None);
-        let columns = |value: &str| -> Vec<String> { value.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect() };
-        let mut sql_lines = Vec::new();
+        let (mut name, mut headers, mut sql_lines) = (None, Vec::new(), Vec::new());
         let mut in_header = true;
         for (i, line) in text.lines().enumerate() {
             let trimmed = line.trim();
             if in_header {
                 if let Some(comment) = trimmed.strip_prefix("--") {
-                    if let Some((header, value)) = comment.split_once(':') {
-                        let value = value.trim().to_string();
-                        match header.trim() {
-                            "name" => name = Some(value),
-                            "description" => description = value,
-                            "schedule" => schedule = Schedule::parse(&value).map_err(|p| err(format!("line {}: {p}", i + 1)))?,
-                            "key" => key = columns(&value),
-                            "payload" => payload = columns(&value),
-                            "attribute" => attribute = Some(value).filter(|v| !v.is_empty()),
-                            other => {
-                                return Err(err(format!(
-                                    "line {}: unknown header key {other:?} (expected name, description, schedule, key, payload, attribute)",
-                                    i + 1
-                                )))
-                            }
+                    if let Some((key, value)) = header_key(comment) {
+                        if !keys.contains(&key) {
+                            return Err(err(format!("line {}: unknown header key {key:?} (expected {})", i + 1, keys.join(", "))));
+                        }
+                        if key == "name" {
+                            name = Some(value.to_string());
+                        } else {
+                            headers.push(Header { line: i + 1, key: key.to_string(), value: value.to_string() });
                         }
                     }
                     continue;
@@ -129,16 +151,38 @@ impl SegmentDefinition {
         }
         let name = name.ok_or_else(|| err("missing `-- name:` header".into()))?;
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
-            return Err(err(format!("segment name {name:?} must be lowercase letters, digits, '-' or '_'")));
+            return Err(err(format!("{what} name {name:?} must be lowercase letters, digits, '-' or '_'")));
         }
         let expected = format!("{name}.sql");
         if file.rsplit('/').next() != Some(expected.as_str()) {
-            return Err(err(format!("segment {name:?} must live in a file named {expected}")));
+            return Err(err(format!("{what} {name:?} must live in a file named {expected}")));
         }
         let sql = sql_lines.join("\n").trim().trim_end_matches(';').trim().to_string();
         if sql.is_empty() {
             return Err(err("no SQL after the header".into()));
         }
+        Ok(SqlFile { name, headers, sql })
+    }
+}
+
+impl SegmentDefinition {
+    pub fn parse(file: &str, text: &str) -> Result<Self, DefinitionError> {
+        let err = |problem: String| DefinitionError { file: file.to_string(), problem };
+        let parsed = SqlFile::parse(file, text, "segment", &["name", "description", "schedule", "key", "payload", "attribute"])?;
+        let (mut description, mut schedule, mut key, mut payload, mut attribute) =
+            (String::new(), Schedule::default(), Vec::new(), Vec::new(), None);
+        let columns = |value: &str| -> Vec<String> { value.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect() };
+        for h in &parsed.headers {
+            let value = h.value.clone();
+            match h.key.as_str() {
+                "description" => description = value,
+                "schedule" => schedule = Schedule::parse(&value).map_err(|p| err(format!("line {}: {p}", h.line)))?,
+                "key" => key = columns(&value),
+                "payload" => payload = columns(&value),
+                _ => attribute = Some(value).filter(|v| !v.is_empty()),
+            }
+        }
+        let SqlFile { name, sql, .. } = parsed;
         if let Some(k) = key.iter().find(|k| *k == "profile_id") {
             return Err(err(format!("key column {k:?} is implied; list only the extra key columns")));
         }

@@ -675,21 +675,9 @@ pub async fn validate(definitions: &[SegmentDefinition]) -> Vec<DefinitionError>
         if !names.insert(def.name.clone()) {
             errors.push(err(format!("segment name {:?} is defined twice", def.name)));
         }
-        let sql = match catalog::render(&def.sql, Utc::now(), Dialect::DataFusion) {
-            Ok(sql) => sql,
-            Err(problem) => {
-                errors.push(err(problem.to_string()));
-                continue;
-            }
-        };
-        let plan = match ctx.sql(&sql).await {
-            Ok(df) => df.into_optimized_plan(),
-            Err(e) => Err(e),
-        };
-        match plan {
-            Err(e) => errors.push(err(e.to_string())),
-            Ok(plan) => {
-                let schema = plan.schema();
+        match catalog::plan_schema(&ctx, &def.sql, Utc::now()).await {
+            Err(problem) => errors.push(err(problem)),
+            Ok(schema) => {
                 let has = |c: &str| schema.fields().iter().any(|f| f.name() == c);
                 if !has("profile_id") {
                     errors.push(err("the query must return a profile_id column".into()));

@@ -741,6 +741,41 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     );
     println!("    tables under s3://{}/measures/<name>/date={}/", stack.lake_bucket(), measured_at.format("%Y-%m-%d"));
     println!("    report: {} (s3://{}/{report_key})", report.display(), stack.lake_bucket());
+
+    step.start("one contacted customer's journey (the journey function, as an operator invokes it)");
+    let erased = erasure.as_ref().map(|e| e.profile_id.as_str());
+    let person = deliveries
+        .iter()
+        .filter(|d| d.body["profile_id"].as_str() != erased)
+        .find_map(|d| d.body["to"]["email"].as_str().map(str::to_string));
+    let journey = match &person {
+        Some(email) => Some(runner.invoker.invoke(&stack.manifest, "JourneyFunction", serde_json::json!({"kind": "email", "value": email})).await?),
+        None => None,
+    };
+    step.done("");
+    if let Some(j) = journey.filter(|j| j["profile_id"].is_string()) {
+        let count = |k: &str| j["timeline"].as_array().map_or(0, |t| t.iter().filter(|e| e["kind"] == k).count());
+        println!("  one person's journey (identifiers shown as kind + hash prefix, never in clear)");
+        println!(
+            "    profile {} asked for by {}: channels {}; {} identity decision(s); {} touchpoints, {} purchase lines in {} order(s)",
+            j["profile_id"].as_str().unwrap_or("?"),
+            j["identifier"]["kind"].as_str().unwrap_or("?"),
+            j["channels"].as_array().map(|c| c.iter().filter_map(|c| c.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+            j["decisions"].as_array().map_or(0, Vec::len),
+            count("touchpoint"),
+            count("purchase"),
+            j["orders"],
+        );
+        for e in j["timeline"].as_array().into_iter().flatten().rev().take(5).collect::<Vec<_>>().into_iter().rev() {
+            println!(
+                "      {}  {:<10} {:<18} {}",
+                e["at"].as_str().unwrap_or("?"),
+                e["channel"].as_str().unwrap_or("?"),
+                e["event_type"].as_str().unwrap_or("?"),
+                e["campaign_id"].as_str().or(e["order_id"].as_str()).unwrap_or("")
+            );
+        }
+    }
     drop(stack);
     if !reactivation_matches || dlq > 0 || !reconciled || !exactly_once || !cap_holds || !conversions_match || !erased_everywhere {
         bail!("the demo's results do not match the ground truth");

@@ -14,6 +14,7 @@ pub enum Function {
     Activate(ariane_activate::Activate),
     Purge(ariane_purge::Purge),
     Measures(ariane_measures::Measures),
+    Journey(ariane_journey::Journeys),
 }
 
 impl Function {
@@ -28,6 +29,7 @@ impl Function {
             "activate" => Function::Activate(ariane_activate::Activate::from_env(&env).await?),
             "purge" => Function::Purge(ariane_purge::Purge::from_env(&env).await?),
             "measures" => Function::Measures(ariane_measures::Measures::from_env(&env).await?),
+            "journey" => Function::Journey(ariane_journey::Journeys::from_env(&env).await?),
             other => bail!("unknown function binary {other}"),
         })
     }
@@ -42,6 +44,8 @@ impl Function {
             Function::Segments(f) => f.invoke(payload).await?,
             Function::Purge(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("EventBridge event")?).await?)?,
             Function::Measures(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("EventBridge event")?).await?)?,
+            // An operator's direct invocation.
+            Function::Journey(f) => f.handle_value(payload).await?,
         })
     }
 }

@@ -2,15 +2,15 @@
 //!
 //! - `journey`: one person's journey (the "360° view", issue 18): every touchpoint and
 //!   purchase in time order across channels, with the identity decisions that tied them
-//!   together (`ariane_measures::journey`, the code the measures function runs for a
-//!   `{"journey": ...}` invocation in production), read from the stack's profiles table
+//!   together (`ariane_journey::journey`, the code the `journey` function runs for an
+//!   operator's invocation in production), read from the stack's profiles table
 //!   and lake bucket. Identifiers are shown as kind and hash prefix, never in clear.
 
 use anyhow::Context;
 use ariane_identity::resolver::Resolver;
 use ariane_identity::rules::Rules;
 use ariane_identity::store::DynamoStore;
-use ariane_measures::journey::{journey, Lake};
+use ariane_journey::{journey, Lake};
 use ariane_shared::identifiers::Identifier;
 use clap::Subcommand;
 
@@ -24,7 +24,7 @@ pub enum ProfileCommand {
     Journey {
         #[command(flatten)]
         id: IdentifierArgs,
-        /// Print the journey as JSON (the measures function's response) instead of text
+        /// Print the journey as JSON (the journey function's response) instead of text
         #[arg(long)]
         json: bool,
     },

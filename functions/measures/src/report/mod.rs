@@ -247,6 +247,35 @@ pub fn expected_marks(data: &ReportData) -> Vec<(&'static str, usize)> {
     all.into_iter().filter(|(_, n)| *n > 0).collect()
 }
 
+/// A chart as a page draws it ([`drawn_charts`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DrawnChart {
+    /// Its `data-chart` name ([`charts`]).
+    pub name: String,
+    /// Its `data-value` marks.
+    pub marks: usize,
+    /// Its opening `<svg ...` tag, without the closing `>`.
+    pub tag: String,
+}
+
+/// The charts an HTML page (the report as rendered, or a browser's DOM of it) draws, in
+/// page order: what the tests compare with [`expected_marks`]. An `<svg` left unclosed ends
+/// the list.
+pub fn drawn_charts(html: &str) -> Vec<DrawnChart> {
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<svg") {
+        let after = &rest[start..];
+        let (Some(end), Some(tag_end)) = (after.find("</svg>"), after.find('>')) else { break };
+        let svg = &after[..end];
+        let tag = &after[..tag_end.min(end)];
+        let name = tag.split("data-chart=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("").to_owned();
+        out.push(DrawnChart { name, marks: svg.matches("data-value=").count(), tag: tag.to_owned() });
+        rest = &after[end..];
+    }
+    out
+}
+
 /// Where the daily run writes the report of `date` in the lake.
 pub fn lake_key(date: NaiveDate) -> String {
     format!("reports/html/{date}/index.html")

@@ -3,19 +3,9 @@
 use super::*;
 
 /// `(data-chart name, number of data-value marks, the svg's opening tag)` of every chart.
+/// (name, marks, tag) of each chart the page draws.
 fn charts_in(html: &str) -> Vec<(String, usize, String)> {
-    let mut out = Vec::new();
-    let mut rest = html;
-    while let Some(start) = rest.find("<svg") {
-        let after = &rest[start..];
-        let end = after.find("</svg>").expect("every svg is closed");
-        let svg = &after[..end];
-        let tag = &svg[..svg.find('>').expect("svg tag ends")];
-        let name = tag.split("data-chart=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("").to_owned();
-        out.push((name, svg.matches("data-value=").count(), tag.to_owned()));
-        rest = &after[end..];
-    }
-    out
+    drawn_charts(html).into_iter().map(|c| (c.name, c.marks, c.tag)).collect()
 }
 
 fn empty(locale: Locale) -> ReportData {

@@ -17,17 +17,17 @@ use object_store::memory::InMemory;
 
 const BUCKET: &str = "lake";
 
-const EMAIL: &str = "marie.dupont@x.fr";
-const PHONE: &str = "+33612345678";
-const CUSTOMER: &str = "CUST-777";
-const CARD: &str = "CARD-4242";
+pub(crate) const EMAIL: &str = "marie.dupont@x.fr";
+pub(crate) const PHONE: &str = "+33612345678";
+pub(crate) const CUSTOMER: &str = "CUST-777";
+pub(crate) const CARD: &str = "CARD-4242";
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
 /// A source row: what one channel saw together, and the event it became.
-struct Row {
+pub(crate) struct Row {
     channel: &'static str,
     at: &'static str,
     ids: Vec<(IdentifierKind, &'static str)>,
@@ -64,7 +64,7 @@ fn row(n: usize, channel: &'static str, when: &'static str, ids: &[(IdentifierKi
     Row { channel, at: when, ids: ids.to_vec(), event }
 }
 
-fn rows() -> Vec<Row> {
+pub(crate) fn rows() -> Vec<Row> {
     use IdentifierKind::*;
     let mut click = row(1, "email", "2026-03-01T09:00:00Z", &[(Email, EMAIL)], "email_click");
     click.event.campaign_id = Some("spring-26".into());
@@ -95,7 +95,7 @@ fn rows() -> Vec<Row> {
 
 /// The identity store and lake after ingesting `rows`: their events, and the identity
 /// links of their resolution, in the lake.
-async fn world(rows: &[Row]) -> (Resolver<MemStore>, Lake) {
+pub(crate) async fn world(rows: &[Row]) -> (Resolver<MemStore>, Lake) {
     let (resolver, _, lake) = world_in_blobs(rows).await;
     (resolver, lake)
 }
@@ -222,9 +222,11 @@ async fn a_journey_across_channels_with_its_identity_decisions() {
 
 #[test]
 fn the_production_request() {
-    let request: JourneyRequest = serde_json::from_str(r#"{"journey":{"kind":"email","value":"Marie@X.fr"}}"#).unwrap();
-    assert_eq!(request.journey, Identifier::new(IdentifierKind::Email, "Marie@X.fr"));
-    assert!(serde_json::from_str::<JourneyRequest>(r#"{"journey":{"kind":"mail","value":"x"}}"#).is_err());
+    let request: JourneyRequest = serde_json::from_str(r#"{"kind":"email","value":"Marie@X.fr"}"#).unwrap();
+    assert_eq!(request.identifier(), Identifier::new(IdentifierKind::Email, "Marie@X.fr"));
+    assert!(serde_json::from_str::<JourneyRequest>(r#"{"kind":"mail","value":"x"}"#).is_err());
+    assert!(serde_json::from_str::<JourneyRequest>(r#"{"kind":"email","value":"x","profile":"p_1"}"#).is_err(), "unknown field");
+    assert!(serde_json::from_str::<JourneyRequest>(r#"{"journey":{"kind":"email","value":"x"}}"#).is_err(), "the old shape");
 }
 
 #[tokio::test]

@@ -43,17 +43,12 @@
 //! cargo run -p ariane-local -- profile journey --manifest .local/dev.manifest.json --kind phone --value "06 12 34 56 78" --json
 //! ```
 //!
-//! In production the same library call needs a caller allowed to read the identity
-//! items (evidence, identifiers) of the profiles table and the lake pepper. **Not wired
-//! yet:** the `measures` function's role deliberately reads only the pseudonymous profile
-//! attributes (`infra/template.yaml`, `ScanPseudonymousProfileAttributes`) and runs one
-//! invocation at a time for the daily run, so answering journeys there would widen its
-//! access and queue behind the run. The planned route is an operator-only invocation of a
-//! function that already holds that access, parsing [`JourneyRequest`]
-//! (`{"journey":{"kind":"email","value":"..."}}`) and calling [`journey`] with its
-//! resolver (over its `DynamoStore`, pepper installed) and a [`Lake`]
-//! (`ariane_segments::catalog::s3_store(&clients.config, bucket)`). The request names a
-//! person: it belongs in an operator's session, not a shared log.
+//! In production, the `journey` function ([`crate::handler`]) answers one operator's
+//! invocation with the same call; see `docs/measurement.md` for the command and
+//! `docs/security.md` for who may invoke it. Its role may only *read* the profiles table
+//! and the lake's events, so [`Resolver::profile_evidence`] never writes: a profile locked
+//! by a large identity operation in progress is refused with a "try again" error instead
+//! of being finished, as writers do.
 //!
 //! # Cost and limits
 //!
@@ -85,11 +80,19 @@ use serde::{Deserialize, Serialize};
 /// The most events a journey returns (the latest ones).
 pub const MAX_EVENTS: usize = 10_000;
 
-/// The measures function's journey request: `{"journey": {"kind": "email", "value": "..."}}`
-/// (the value as written anywhere: [`journey`] normalises it).
+/// The journey function's request: `{"kind": "email", "value": "Marie@X.fr"}` (the value as
+/// written anywhere: [`journey`] normalises it). An unknown field is refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JourneyRequest {
-    pub journey: Identifier,
+    pub kind: IdentifierKind,
+    pub value: String,
+}
+
+impl JourneyRequest {
+    pub fn identifier(&self) -> Identifier {
+        Identifier::new(self.kind, self.value.clone())
+    }
 }
 
 /// The lake a journey reads: the lake bucket as DataFusion reads it (the S3 store of
@@ -279,7 +282,7 @@ pub struct Journey {
 
 /// The journey of the person an identifier (as written anywhere: it is normalised)
 /// belongs to: its profile, the identity decisions that built it and every lake event of
-/// its evidence in time order. What the CLI and the measures handler call.
+/// its evidence in time order. What the CLI and the journey function call.
 pub async fn journey<S: ItemStore>(resolver: &Resolver<S>, lake: &Lake, id: &Identifier) -> Result<Journey, JourneyError> {
     let id =
         normalize_request(id, &resolver.rules).map_err(|e| JourneyError::InvalidIdentifier { kind: id.kind, reason: e.to_string() })?;
@@ -576,4 +579,4 @@ impl fmt::Display for Journey {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
