@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
-use ariane_datagen::{read_channel_truth, write_channel, write_channels_dir, Export, GenConfig, PosEncoding};
+use ariane_datagen::{read_channel_truth, write_channel, write_channels_dir, write_costs, Export, GenConfig, PosEncoding};
 use ariane_ingest::pipeline::LedgerStatus;
 use ariane_shared::lake;
 use ariane_tests::Harness;
@@ -188,5 +188,70 @@ async fn dirty_and_broken_files_are_accounted_for() -> anyhow::Result<()> {
     // Nothing of the truncated file reached the lake or identity.
     let cut = by_key("pos/2026-11-22/caisse-cut.csv.gz");
     assert!(cut.event_files.is_empty() && cut.observations_sent == 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spend_file_lands_without_any_person_and_once() -> anyhow::Result<()> {
+    let h = Harness::start("costs").await?;
+    let mut cfg = config(500);
+    cfg.malformed_rate = 0.05;
+    let mut body = Vec::new();
+    let truth = write_costs(&cfg, &mut body)?;
+    assert!(truth.malformed_rows > 0, "the generator plants bad rows");
+    h.stack.upload("costs/2026-11-22/spend.csv", body.clone()).await?;
+    let report = h.runner.drain().await?;
+    assert_eq!(report.failures, 0, "{report:?}");
+    let identity_calls: u64 = report.by_function.iter().filter(|(f, _)| f.contains("Identity")).map(|(_, n)| *n).sum();
+    assert_eq!(identity_calls, 0, "spend rows have no person: no identity observation ({report:?})");
+
+    let ledger = h.ledger().await?;
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    let entry = &ledger[0];
+    assert_eq!((entry.status, entry.spec.as_deref()), (LedgerStatus::Completed, Some("channels/costs/spend.toml")));
+    assert_eq!((entry.rows_read, entry.rows_rejected, entry.observations_sent), (truth.rows, truth.malformed_rows, 0));
+    assert_eq!(entry.events_written, truth.rows - truth.malformed_rows);
+
+    // Rejects: the planted bad lines exactly, each with a reason.
+    let rejects = lake::rejects_from_batches(&lake::read_parquet_bytes(
+        h.stack.lake_object(entry.rejects_file.as_deref().expect("rejects")).await?,
+    )?)?;
+    let bad: BTreeSet<u64> = truth.lines.iter().filter(|l| l.amount_minor.is_none()).map(|l| l.line).collect();
+    assert_eq!(rejects.iter().map(|r| r.line).collect::<BTreeSet<_>>(), bad);
+    assert!(rejects.iter().all(|r| !r.reason.is_empty()));
+
+    // Events: one per valid row, no identity key or hash, the amount in cents per channel
+    // and day as the generator wrote it.
+    let mut spend: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let keys = h.stack.lake_keys("events/").await?;
+    assert!(keys.iter().all(|k| k.starts_with("events/channel=costs/")), "{keys:?}");
+    for key in &keys {
+        let batches = lake::read_parquet_bytes(h.stack.lake_object(key).await?)?;
+        for name in ["anchor_id", "email_hash", "phone_hash"] {
+            assert!(lake::string_values(&batches, name)?.is_empty(), "{name} in {key}");
+        }
+        let types = lake::string_values(&batches, "event_type")?;
+        assert!(types.iter().all(|t| t == "spend"), "{types:?}");
+        let date = key.split("event_date=").nth(1).and_then(|r| r.split('/').next()).unwrap_or_default().to_string();
+        for b in &batches {
+            let channels = lake::string_values(std::slice::from_ref(b), "category")?;
+            assert_eq!(channels.len(), b.num_rows(), "every spend row names its channel");
+            let amounts = b.column_by_name("line_total_minor").unwrap().as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
+            for (i, channel) in channels.iter().enumerate() {
+                *spend.entry((date.clone(), channel.clone())).or_default() += amounts.value(i);
+            }
+        }
+    }
+    let expected: BTreeMap<(String, String), i64> =
+        truth.lines.iter().filter_map(|l| l.amount_minor.map(|a| ((l.day.to_string(), l.channel.clone()), a))).collect();
+    assert_eq!(spend, expected);
+
+    // The same file again under another key: a duplicate, nothing written.
+    h.stack.upload("costs/2026-11-23/spend-again.csv", body).await?;
+    h.runner.drain().await?;
+    assert_eq!(h.stack.lake_keys("events/").await?, keys);
+    let again = h.ledger().await?;
+    let dup = again.iter().find(|e| e.source_key == "costs/2026-11-23/spend-again.csv").expect("a ledger entry for the re-upload");
+    assert_eq!(dup.status, LedgerStatus::Duplicate);
     Ok(())
 }

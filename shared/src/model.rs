@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::identifiers::Identifier;
 
-/// Channels whose exports land in the landing bucket, one key prefix each.
-pub const CHANNELS: &[&str] = &["pos", "ecommerce", "web", "email", "sms", "app", "crm"];
+/// Channels whose exports land in the landing bucket, one key prefix each. `costs` is not a
+/// channel customers use: it holds the spend files (what each channel and campaign cost),
+/// rows without a person.
+pub const CHANNELS: &[&str] = &["pos", "ecommerce", "web", "email", "sms", "app", "crm", "costs"];
 
 /// A canonical event: one normalised fact from one source row. Personal data never
 /// appears here: identifiers are hashed (see [`crate::identifiers::identifier_hash`]).

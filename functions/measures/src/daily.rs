@@ -2,7 +2,9 @@
 //!
 //! - KPI cards: orders, revenue, average basket, people reached, conversion rate
 //!   (customers ÷ people reached), multi-channel customer share, research online /
-//!   purchase offline (from `conversions`, attribution, `cross-channel`);
+//!   purchase offline (from `conversions` and `cross-channel`, see [`Headline`]), each with
+//!   its change against the previous period of the same length ([`Changes`], from the same
+//!   measures run as of `run_at - PERIOD_DAYS`; none without a previous period);
 //! - weekly trend per channel: people reached from `channel-kpis`, orders and revenue
 //!   credited to the channel by **last touch** (the channel of the order's last touchpoint,
 //!   `(none)` without one), as [`WeeklyPoint`] documents;
@@ -12,7 +14,8 @@
 //!   (with the non-converting people of the same path);
 //! - campaign lift from the campaign report segments computes daily
 //!   (`reports/campaigns/latest.json`), when there is one;
-//! - spend and return: empty (no spend file is read yet).
+//! - spend and return per channel under the six models (the channel totals of
+//!   [`crate::spend::returns`], from the `spend` measure).
 
 use std::collections::BTreeMap;
 
@@ -24,6 +27,7 @@ use chrono::{Datelike, Duration, NaiveDate};
 use crate::attribution::{Model, NO_TOUCHPOINT};
 use crate::config::{MeasuresConfig, PERIOD_DAYS};
 use crate::error::MeasuresError;
+use crate::period::{Changes, Headline};
 use crate::report::{
     AttributionRow, CampaignLift, ChannelFunnel, Funnel, FunnelCounts, Kpi, KpiValue, Locale, PathRow, Period, ReportData, WeeklyPoint,
 };
@@ -55,30 +59,25 @@ fn label(locale: Locale, key: &str) -> String {
 pub fn report_data(r: &Results, config: &MeasuresConfig, campaign_lift: Vec<CampaignLift>) -> Result<ReportData, MeasuresError> {
     let a = &r.attribution;
     let l = |k: &str| label(config.locale, k);
-    let cross = r.table("cross-channel");
-    let first = |v: Vec<Option<i64>>| v.into_iter().next().flatten();
-    let people_reached = if cross.rows() > 0 { first(cross.ints("people_reached")?).unwrap_or(0).max(0) as u64 } else { 0 };
-    let customers = if cross.rows() > 0 { first(cross.ints("customers")?).unwrap_or(0).max(0) as u64 } else { 0 };
-    let multi_share = if cross.rows() > 0 { cross.floats("multi_channel_share")?.into_iter().next().flatten() } else { None };
-    let ropo = if cross.rows() > 0 { first(cross.ints("research_online_purchase_offline")?) } else { None };
+    let now = Headline::from_tables(&r.table("conversions"), &r.table("cross-channel"))?;
+    let change = Changes::between(&now, r.previous.as_ref());
 
     let mut kpis = vec![
-        Kpi { label: l("orders"), value: KpiValue::Count(a.conversions as u64), change: None },
-        Kpi { label: l("revenue"), value: KpiValue::Money(a.revenue_minor), change: None },
+        Kpi { label: l("orders"), value: KpiValue::Count(now.orders), change: change.orders },
+        Kpi { label: l("revenue"), value: KpiValue::Money(now.revenue_minor), change: change.revenue },
     ];
-    if a.conversions > 0 {
-        let basket = (a.revenue_minor as f64 / a.conversions as f64).round() as i64;
-        kpis.push(Kpi { label: l("basket"), value: KpiValue::Money(basket), change: None });
+    if let Some(basket) = now.average_basket_minor() {
+        kpis.push(Kpi { label: l("basket"), value: KpiValue::Money(basket), change: change.average_basket });
     }
-    kpis.push(Kpi { label: l("reached"), value: KpiValue::Count(people_reached), change: None });
-    if people_reached > 0 {
-        kpis.push(Kpi { label: l("conversion"), value: KpiValue::Percent(customers as f64 / people_reached as f64), change: None });
+    kpis.push(Kpi { label: l("reached"), value: KpiValue::Count(now.people_reached), change: change.people_reached });
+    if let Some(rate) = now.conversion_rate() {
+        kpis.push(Kpi { label: l("conversion"), value: KpiValue::Percent(rate), change: change.conversion_rate });
     }
-    if let Some(share) = multi_share {
-        kpis.push(Kpi { label: l("multi"), value: KpiValue::Percent(share), change: None });
+    if let Some(share) = now.multi_channel_share {
+        kpis.push(Kpi { label: l("multi"), value: KpiValue::Percent(share), change: change.multi_channel_share });
     }
-    if let Some(ropo) = ropo {
-        kpis.push(Kpi { label: l("ropo"), value: KpiValue::Count(ropo.max(0) as u64), change: None });
+    if let Some(ropo) = now.research_online_purchase_offline {
+        kpis.push(Kpi { label: l("ropo"), value: KpiValue::Count(ropo), change: change.research_online_purchase_offline });
     }
 
     // Weekly trend: people reached per channel and week, orders and revenue by last touch.
@@ -171,7 +170,7 @@ pub fn report_data(r: &Results, config: &MeasuresConfig, campaign_lift: Vec<Camp
         attribution,
         top_paths,
         campaign_lift,
-        spend_return: vec![],
+        spend_return: crate::spend::report_rows(&r.spend_return),
     })
 }
 

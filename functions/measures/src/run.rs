@@ -9,7 +9,13 @@
 //!    `conversions` results, written in long form to `measures/attribution-by-channel/`,
 //!    `measures/attribution-by-campaign/` and the most common paths to `measures/top-paths/`
 //!    (same `date=<run date>/part-0.parquet` layout);
-//! 4. the HTML report ([`crate::report::render`] of [`crate::daily::report_data`]) at
+//! 4. spend and return ([`crate::spend::returns`] of the `spend` measure against the
+//!    attribution) to `measures/spend-return/`;
+//! 5. the previous period's headline figures ([`crate::period`]): `conversions` and
+//!    `cross-channel` again, in a second session whose lake ends at `run_at -
+//!    PERIOD_DAYS` (not written: the summary's `previous` holds them, the KPI cards show
+//!    the change);
+//! 6. the HTML report ([`crate::report::render`] of [`crate::daily::report_data`]) at
 //!    [`crate::report::lake_key`] of the run date.
 //!
 //! Every key depends on the run date only, so re-running a day overwrites the same
@@ -26,14 +32,17 @@ use ariane_shared::ports::{BlobStore, ProfileReader};
 use arrow::array::{ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder, UInt64Builder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use datafusion::prelude::SessionContext;
 use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
 use crate::attribution::{self, Attribution, Conversion, LongCreditRow, Touchpoint};
-use crate::config::MeasuresConfig;
+use crate::config::{MeasuresConfig, PERIOD_DAYS};
 use crate::definition::MeasureDefinition;
 use crate::error::MeasuresError;
+use crate::period::Headline;
+use crate::spend::ReturnRow;
 use crate::table::Table;
 
 const PARQUET: &str = "application/vnd.apache.parquet";
@@ -81,6 +90,13 @@ pub struct RunSummary {
     pub conversions_without_touchpoint: usize,
     pub revenue_minor: i64,
     pub touchpoints: usize,
+    /// Spend of the period, every channel (minor units; 0 without spend files).
+    #[serde(default)]
+    pub spend_minor: i64,
+    /// The previous period's headline figures (what the KPI cards' changes compare with);
+    /// `None` when it was not measured.
+    #[serde(default)]
+    pub previous: Option<Headline>,
     /// Where the HTML report is.
     pub report_key: String,
 }
@@ -109,6 +125,10 @@ pub struct Results {
     pub tables: BTreeMap<String, Table>,
     pub attribution: Attribution,
     pub touchpoints: usize,
+    /// Spend and return per channel and campaign under each model.
+    pub spend_return: Vec<ReturnRow>,
+    /// The previous period's headline figures; `None` when it was not measured.
+    pub previous: Option<Headline>,
 }
 
 impl Results {
@@ -128,6 +148,21 @@ async fn put_batches<B: BlobStore>(
     let bytes = lake::parquet_bytes(schema, batches).map_err(|e| MeasuresError::Encode { key: key.to_string(), source: Box::new(e) })?;
     blobs.put(bucket, key, Bytes::from(bytes), PARQUET).await?;
     Ok(())
+}
+
+/// The measures the run queries a second time for the previous period.
+pub const PREVIOUS_PERIOD_MEASURES: [&str; 2] = ["conversions", "cross-channel"];
+
+/// One measure's result in `ctx`, rendered at `run_at`.
+async fn query(ctx: &SessionContext, def: &MeasureDefinition, run_at: DateTime<Utc>) -> Result<(SchemaRef, Table), MeasuresError> {
+    let measure = def.name.clone();
+    let sql = catalog::render(&def.sql, run_at, Dialect::DataFusion)
+        .map_err(|source| MeasuresError::Render { measure: measure.clone(), source })?;
+    let query = |source| MeasuresError::Query { measure: measure.clone(), source };
+    let df = ctx.sql(&sql).await.map_err(query)?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await.map_err(query)?;
+    Ok((schema, Table { measure, batches }))
 }
 
 /// Runs the measures of `definitions` at `run_at` (see the module documentation).
@@ -152,19 +187,13 @@ pub async fn run_measures<B: BlobStore, P: ProfileReader>(
     let mut outputs = Vec::new();
     let mut tables = BTreeMap::new();
     for def in definitions {
-        let measure = def.name.clone();
-        let sql = catalog::render(&def.sql, run_at, Dialect::DataFusion)
-            .map_err(|source| MeasuresError::Render { measure: measure.clone(), source })?;
-        let query = |source| MeasuresError::Query { measure: measure.clone(), source };
-        let df = ctx.sql(&sql).await.map_err(query)?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await.map_err(query)?;
-        let key = measure_key(&measure, date);
-        put_batches(&ports.blobs, bucket, &key, schema, &batches).await?;
-        let table = Table { measure: measure.clone(), batches };
-        outputs.push(MeasureOutput { measure: measure.clone(), key, rows: table.rows() });
-        tables.insert(measure, table);
+        let (schema, table) = query(&ctx, def, run_at).await?;
+        let key = measure_key(&def.name, date);
+        put_batches(&ports.blobs, bucket, &key, schema, &table.batches).await?;
+        outputs.push(MeasureOutput { measure: def.name.clone(), key, rows: table.rows() });
+        tables.insert(def.name.clone(), table);
     }
+    drop(ctx);
 
     let empty = |m: &str| Table { measure: m.to_string(), batches: vec![] };
     let touchpoints = touchpoints(tables.get("touchpoints").unwrap_or(&empty("touchpoints")))?;
@@ -184,7 +213,15 @@ pub async fn run_measures<B: BlobStore, P: ProfileReader>(
     put_batches(&ports.blobs, bucket, &key, schema, &[batch]).await?;
     outputs.push(MeasureOutput { measure: "top-paths".into(), key, rows });
 
-    let results = Results { run_at, tables, attribution, touchpoints: touchpoints.len() };
+    let spend = crate::spend::spend(tables.get("spend").unwrap_or(&empty("spend")))?;
+    let spend_return = crate::spend::returns(&spend, &attribution);
+    let key = measure_key(SPEND_RETURN, date);
+    let (schema, batch) = crate::spend::batch(&spend_return)?;
+    put_batches(&ports.blobs, bucket, &key, schema, &[batch]).await?;
+    outputs.push(MeasureOutput { measure: SPEND_RETURN.into(), key, rows: spend_return.len() });
+
+    let previous = previous_period(&env, bucket, &scope, definitions).await?;
+    let results = Results { run_at, tables, attribution, touchpoints: touchpoints.len(), spend_return, previous: previous.clone() };
     let lift = crate::daily::campaign_lift(&ports.blobs, bucket).await;
     let data = crate::daily::report_data(&results, config, lift)?;
     let report_key = crate::report::lake_key(date);
@@ -200,8 +237,35 @@ pub async fn run_measures<B: BlobStore, P: ProfileReader>(
         conversions_without_touchpoint: a.conversions_without_touchpoint,
         revenue_minor: a.revenue_minor,
         touchpoints: results.touchpoints,
+        spend_minor: spend.iter().map(|s| s.spend_minor).sum(),
+        previous,
         report_key,
     })
+}
+
+/// The table of spend and return per channel and campaign ([`crate::spend::batch`]).
+pub const SPEND_RETURN: &str = "spend-return";
+
+/// The previous period's headline figures: [`PREVIOUS_PERIOD_MEASURES`] in a session of the
+/// same lake and profile snapshot as of `run_at - PERIOD_DAYS` (nothing written). `None`
+/// when the library lacks one of them.
+async fn previous_period(
+    env: &RunEnv,
+    bucket: &str,
+    scope: &RunScope,
+    definitions: &[MeasureDefinition],
+) -> Result<Option<Headline>, MeasuresError> {
+    let defs: Vec<&MeasureDefinition> =
+        PREVIOUS_PERIOD_MEASURES.iter().filter_map(|name| definitions.iter().find(|d| d.name == *name)).collect();
+    if defs.len() < PREVIOUS_PERIOD_MEASURES.len() {
+        return Ok(None);
+    }
+    let at = scope.run_at - Duration::days(PERIOD_DAYS);
+    let previous = RunScope { run_at: at, ..scope.clone() };
+    let ctx = ariane_segments::run::run_session(env, bucket, &previous).await.map_err(MeasuresError::Catalog)?;
+    let (_, conversions) = query(&ctx, defs[0], at).await?;
+    let (_, cross) = query(&ctx, defs[1], at).await?;
+    Ok(Some(Headline::from_tables(&conversions, &cross)?))
 }
 
 /// The `touchpoints` measure as attribution input (rows without a person or time are

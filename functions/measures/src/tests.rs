@@ -18,6 +18,7 @@ use crate::attribution::{Model, NO_TOUCHPOINT};
 use crate::config::MeasuresConfig;
 use crate::definition::MeasureDefinition;
 use crate::handler::MeasuresWith;
+use crate::period::Headline;
 use crate::report::{FunnelCounts, KpiValue, Locale};
 use crate::run::{measure_key, Ports};
 use crate::table::Table;
@@ -81,8 +82,15 @@ impl Ev {
 /// - p_c: a store visit (11-18), an e-mail sent (11-19), a web-shop order o_c1 of 4000 the
 ///   same evening, then an unsubscribe;
 /// - p_d: app open and push open, then an in-app purchase o_d1 of 1500 (2026-11-10);
-/// - p_e: an e-mail sent on 2026-10-01 (before the period), one sent and clicked on 11-16
-///   (campaign c1); no order.
+/// - p_e: an e-mail sent on 2026-10-01 and a web-shop order o_e0 of 2000 on 2026-10-02
+///   (both in the previous period), one sent and clicked on 11-16 (campaign c1); no order
+///   in the period;
+/// - p_f: an e-mail (10-05) and a store purchase o_f1 of 3000 (10-10), in the previous
+///   period only.
+///
+/// The previous period, 2026-09-28T05:00 (excluded) to 2026-10-26T05:00: orders o_e0 and
+/// o_f1 (5000), people reached p_e and p_f, both customers, both in two channels (e-mail
+/// and web / store), no store purchase after an online visit.
 fn events() -> Vec<Ev> {
     vec![
         ev("p_a", "email", "email_sent", "2026-11-16T09:00:00Z").campaign("c1"),
@@ -108,6 +116,9 @@ fn events() -> Vec<Ev> {
         ev("p_d", "app", "push_open", "2026-11-10T08:05:00Z"),
         ev("p_d", "app", "in_app_purchase", "2026-11-10T08:30:00Z").order("o_d1", 1500),
         ev("p_e", "email", "email_sent", "2026-10-01T09:00:00Z").campaign("c0"),
+        ev("p_e", "ecommerce", "order_line", "2026-10-02T18:00:00Z").order("o_e0", 2000),
+        ev("p_f", "email", "email_sent", "2026-10-05T09:00:00Z").campaign("c0"),
+        ev("p_f", "pos", "store_purchase", "2026-10-10T15:00:00Z").order("o_f1", 3000),
         ev("p_e", "email", "email_sent", "2026-11-16T09:00:00Z").campaign("c1"),
         ev("p_e", "email", "email_click", "2026-11-16T11:00:00Z").campaign("c1"),
     ]
@@ -118,7 +129,35 @@ async fn put_parquet(blobs: &MemBlobs, key: &str, schema: arrow::datatypes::Sche
     blobs.put(BUCKET, key, Bytes::from(bytes), "application/vnd.apache.parquet").await.unwrap();
 }
 
-/// The lake of [`events`], the people's profiles and identity links.
+/// One row of a spend file as ingest writes it (`channels/costs/spend.toml`): no person.
+struct SpendRow {
+    id: &'static str,
+    file: &'static str,
+    line: u64,
+    day: &'static str,
+    channel: &'static str,
+    campaign: Option<&'static str>,
+    amount: i64,
+}
+
+/// The spend files: e-mail 10.00 € on its own and 30.00 € on c1, SMS 20.00 € on c2, web
+/// 50.00 € corrected to 40.00 € by a later file (the same row: same id), and two days out
+/// of the period (the day before it, the run's own day). Spend of the period: e-mail 40 €
+/// (c1 30 €), SMS 20 € (c2), web 40 €.
+fn spend_rows() -> Vec<SpendRow> {
+    let row = |id, file, line, day, channel, campaign, amount| SpendRow { id, file, line, day, channel, campaign, amount };
+    vec![
+        row("s_email_c1", "costs/2026-11-20/spend.csv", 2, "2026-11-16", "email", Some("c1"), 3_000),
+        row("s_email", "costs/2026-11-20/spend.csv", 3, "2026-11-16", "email", None, 1_000),
+        row("s_sms_c2", "costs/2026-11-20/spend.csv", 4, "2026-11-17", "sms", Some("c2"), 2_000),
+        row("s_web", "costs/2026-11-20/spend.csv", 5, "2026-11-18", "web", None, 5_000),
+        row("s_web_before", "costs/2026-11-20/spend.csv", 6, "2026-10-25", "web", None, 9_999),
+        row("s_web_today", "costs/2026-11-20/spend.csv", 7, "2026-11-23", "web", None, 7_777),
+        row("s_web", "costs/2026-11-21/spend.csv", 2, "2026-11-18", "web", None, 4_000),
+    ]
+}
+
+/// The lake of [`events`] and [`spend_rows`], the people's profiles and identity links.
 async fn world() -> (Arc<MemBlobs>, Arc<MemProfiles>) {
     let (blobs, profiles) = (Arc::new(MemBlobs::new()), Arc::new(MemProfiles::new()));
     let mut files: BTreeMap<(String, String), Vec<CanonicalEvent>> = BTreeMap::new();
@@ -152,11 +191,42 @@ async fn world() -> (Arc<MemBlobs>, Arc<MemProfiles>) {
         };
         files.entry((e.channel.to_string(), event.event_date())).or_default().push(event);
     }
+    for s in spend_rows() {
+        let event = CanonicalEvent {
+            event_id: s.id.into(),
+            channel: "costs".into(),
+            event_type: "spend".into(),
+            occurred_at: at(&format!("{}T00:00:00Z", s.day)),
+            anchor_id: None,
+            email_hash: None,
+            phone_hash: None,
+            order_id: None,
+            sku: None,
+            product_name: None,
+            category: Some(s.channel.into()),
+            quantity: None,
+            unit_price_minor: None,
+            line_total_minor: Some(s.amount),
+            order_total_minor: None,
+            currency: Some("EUR".into()),
+            store_id: None,
+            campaign_id: s.campaign.map(str::to_string),
+            page_url: None,
+            consent_channel: None,
+            source_key: s.file.into(),
+            source_line: s.line,
+            local_time: None,
+        };
+        // One lake file per spend file and day, as ingest writes them.
+        files.entry(("costs".to_string(), format!("{}|{}", event.event_date(), s.file))).or_default().push(event);
+    }
     for ((channel, date), events) in &files {
-        let key = lake::events_key(channel, date, &format!("{channel}-{date}"));
+        let (date, file) = date.split_once('|').unwrap_or((date, ""));
+        let fingerprint = format!("{channel}-{date}{}", file.replace('/', "-"));
+        let key = lake::events_key(channel, date, &fingerprint);
         put_parquet(&blobs, &key, lake::events_schema(), lake::events_batch(events).unwrap()).await;
     }
-    for person in ["p_a", "p_b", "p_c", "p_d", "p_e"] {
+    for person in ["p_a", "p_b", "p_c", "p_d", "p_e", "p_f"] {
         profiles.put(ProfileItem {
             profile_id: person.into(),
             component: format!("c_{person}"),
@@ -234,7 +304,7 @@ async fn a_daily_run_writes_exact_measures_attribution_and_the_report() {
 
     // Orders of the period: o_a1, o_b1, o_c1, o_d1 (o_b0 is older); each model shares
     // out exactly these.
-    assert_eq!((summary.profiles, summary.conversions, summary.revenue_minor), (5, 4, 18_500));
+    assert_eq!((summary.profiles, summary.conversions, summary.revenue_minor, summary.spend_minor), (6, 4, 18_500, 10_000));
     assert_eq!(summary.conversions_without_touchpoint, 1, "o_c1 had no click, open or session before it");
     assert_eq!(summary.touchpoints, 7);
     let rows: Vec<(&str, usize)> = summary.measures.iter().map(|m| (m.measure.as_str(), m.rows)).collect();
@@ -245,12 +315,74 @@ async fn a_daily_run_writes_exact_measures_attribution_and_the_report() {
             ("conversions", 4),
             ("cross-channel", 1),
             ("funnel", 4),
+            ("spend", 4),
             ("touchpoints", 7),
             ("attribution-by-channel", 5 * 6),  // email, sms, web, app, (none)
             ("attribution-by-campaign", 4 * 6), // c1, c2, (no campaign), (none)
             ("top-paths", 5),
+            ("spend-return", 5 * 6), // email, email/c1, sms, sms/c2, web
         ]
     );
+
+    // The previous period, measured as of 2026-10-26T05:00 (see `events`).
+    let previous = summary.previous.clone().expect("the previous period is measured");
+    assert_eq!(
+        previous,
+        Headline {
+            orders: 2,
+            revenue_minor: 5_000,
+            people_reached: 2,
+            customers: 2,
+            multi_channel_share: Some(1.0),
+            research_online_purchase_offline: Some(0),
+        }
+    );
+
+    // Spend of the period: the corrected web row counts once (40 €, not 50 € or 90 €), the
+    // days outside the period not at all.
+    let s = read(&blobs, "spend").await;
+    let spend: Vec<(String, Option<String>, Option<i64>)> = {
+        let (c, k, v) = (s.strings("channel").unwrap(), s.strings("campaign").unwrap(), s.ints("spend_minor").unwrap());
+        (0..s.rows()).map(|i| (c[i].clone().unwrap(), k[i].clone(), v[i])).collect()
+    };
+    let line = |c: &str, k: Option<&str>, v: i64| (c.to_string(), k.map(str::to_string), Some(v));
+    assert_eq!(
+        spend,
+        [line("email", None, 1_000), line("email", Some("c1"), 3_000), line("sms", Some("c2"), 2_000), line("web", None, 4_000)]
+    );
+
+    // Return on ad spend and cost per acquisition, read back from the lake. By hand
+    // (attribution below): first touch credits e-mail with o_a1 (50 €), SMS with o_b1
+    // (80 €), web with nothing; last touch credits web with o_a1 and o_b1 (130 €); linear
+    // halves o_a1 between e-mail and web and o_b1 between SMS and web (web: 1 order, 65 €).
+    let r = read(&blobs, "spend-return").await;
+    let (models, channels, campaigns) = (r.strings("model").unwrap(), r.strings("channel").unwrap(), r.strings("campaign").unwrap());
+    let (spent, roas, cpa) = (r.ints("spend_minor").unwrap(), r.floats("roas").unwrap(), r.ints("cost_per_acquisition_minor").unwrap());
+    let figures = |model: Model, channel: &str, campaign: Option<&str>| {
+        let i = (0..r.rows())
+            .find(|&i| {
+                models[i].as_deref() == Some(model.as_str())
+                    && channels[i].as_deref() == Some(channel)
+                    && campaigns[i].as_deref() == campaign
+            })
+            .unwrap_or_else(|| panic!("{model:?} {channel} {campaign:?}"));
+        (spent[i], roas[i], cpa[i])
+    };
+    let (first, last, linear) = (Model::FirstTouch, Model::LastTouch, Model::Linear);
+    // E-mail, 40 € in all: 50 € back under first touch, 0 under last touch, 25 € linear.
+    assert_eq!(figures(first, "email", None), (Some(4_000), Some(1.25), Some(4_000)));
+    assert_eq!(figures(last, "email", None), (Some(4_000), Some(0.0), None));
+    assert_eq!(figures(linear, "email", None), (Some(4_000), Some(0.625), Some(8_000)));
+    // Campaign c1, 30 €: every touchpoint of o_a1 carries c1, so it gets o_a1 whole.
+    assert_eq!(figures(first, "email", Some("c1")), (Some(3_000), Some(5_000.0 / 3_000.0), Some(3_000)));
+    assert_eq!(figures(linear, "email", Some("c1")), (Some(3_000), Some(5_000.0 / 3_000.0), Some(3_000)));
+    // SMS (all of it c2), 20 €: 80 € first touch, 40 € linear (half an order: CPA 40 €).
+    assert_eq!(figures(first, "sms", None), (Some(2_000), Some(4.0), Some(2_000)));
+    assert_eq!(figures(linear, "sms", Some("c2")), (Some(2_000), Some(2.0), Some(4_000)));
+    // Web, 40 €: nothing first touch, 130 € last touch (2 orders), 65 € linear (1 order).
+    assert_eq!(figures(first, "web", None), (Some(4_000), Some(0.0), None));
+    assert_eq!(figures(last, "web", None), (Some(4_000), Some(3.25), Some(2_000)));
+    assert_eq!(figures(linear, "web", None), (Some(4_000), Some(1.625), Some(4_000)));
 
     // Channel KPIs, read back from the lake.
     let kpis = kpi_rows(&read(&blobs, "channel-kpis").await);
@@ -356,28 +488,47 @@ async fn the_report_data_is_counted_by_hand_and_a_bad_detail_is_refused() {
 
     // The report's data from the tables the run wrote (attribution recomputed from them).
     let mut tables = BTreeMap::new();
-    for m in ["channel-kpis", "funnel", "cross-channel", "touchpoints", "conversions"] {
+    for m in ["channel-kpis", "funnel", "cross-channel", "touchpoints", "conversions", "spend"] {
         tables.insert(m.to_string(), read(&blobs, m).await);
     }
     let touchpoints = crate::run::touchpoints(&tables["touchpoints"]).unwrap();
     let conversions = crate::run::conversions(&tables["conversions"]).unwrap();
     let attribution = crate::attribution::attribute(&touchpoints, &conversions, &h.config.attribution).unwrap();
-    let results = crate::run::Results { run_at: run_at(), tables, attribution, touchpoints: touchpoints.len() };
+    let spend_return = crate::spend::returns(&crate::spend::spend(&tables["spend"]).unwrap(), &attribution);
+    let results = crate::run::Results {
+        run_at: run_at(),
+        tables,
+        attribution,
+        touchpoints: touchpoints.len(),
+        spend_return,
+        previous: summary.previous.clone(),
+    };
     let data = crate::daily::report_data(&results, &h.config, vec![]).unwrap();
-    let kpis: Vec<(String, KpiValue)> = data.kpis.iter().map(|k| (k.label.clone(), k.value)).collect();
-    let kpi = |l: &str, v: KpiValue| (l.to_string(), v);
+    let kpis: Vec<(String, KpiValue, Option<f64>)> = data.kpis.iter().map(|k| (k.label.clone(), k.value, k.change)).collect();
+    let kpi = |l: &str, v: KpiValue, change: Option<f64>| (l.to_string(), v, change);
+    // Changes against the previous period (2 orders, 50.00 €, basket 25.00 €, 2 people
+    // reached, both customers, both multi-channel, no store purchase after a visit).
     assert_eq!(
         kpis,
         [
-            kpi("Orders", KpiValue::Count(4)),
-            kpi("Revenue", KpiValue::Money(18_500)),
-            kpi("Average basket", KpiValue::Money(4_625)),
-            kpi("People reached", KpiValue::Count(5)),
-            kpi("Conversion rate (customers ÷ people reached)", KpiValue::Percent(0.8)),
-            kpi("Multi-channel customers", KpiValue::Percent(0.75)),
-            kpi("Store purchases after an online visit (7 days)", KpiValue::Count(1)),
+            kpi("Orders", KpiValue::Count(4), Some(1.0)),
+            kpi("Revenue", KpiValue::Money(18_500), Some(2.7)),
+            kpi("Average basket", KpiValue::Money(4_625), Some(0.85)),
+            kpi("People reached", KpiValue::Count(5), Some(1.5)),
+            kpi("Conversion rate (customers ÷ people reached)", KpiValue::Percent(0.8), Some((0.8 - 1.0) / 1.0)),
+            kpi("Multi-channel customers", KpiValue::Percent(0.75), Some(-0.25)),
+            kpi("Store purchases after an online visit (7 days)", KpiValue::Count(1), None),
         ]
     );
+    // Without a previous period, no change at all.
+    let alone = crate::run::Results { previous: None, ..results.clone() };
+    assert!(crate::daily::report_data(&alone, &h.config, vec![]).unwrap().kpis.iter().all(|k| k.change.is_none()));
+
+    // Spend and return per channel in the report: the channel totals, six models each.
+    let spend: Vec<(&str, i64, usize)> = data.spend_return.iter().map(|s| (s.channel.as_str(), s.spend_minor, s.by_model.len())).collect();
+    assert_eq!(spend, [("email", 4_000, 6), ("sms", 2_000, 6), ("web", 4_000, 6)]);
+    let web_last = data.spend_return[2].by_model.iter().find(|m| m.model == Model::LastTouch).unwrap();
+    assert_eq!((web_last.revenue_minor, web_last.roas, web_last.cost_per_acquisition_minor), (13_000, Some(3.25), Some(2_000)));
     let trend: Vec<(String, &str, u64, u64, i64)> = data
         .weekly_trend
         .iter()

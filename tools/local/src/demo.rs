@@ -1,7 +1,8 @@
 //! `ariane-local demo`: the whole pipeline on generated data against a local stack, with a
 //! readable summary checked against the generator's ground truth.
 //!
-//! Timeline (UTC; T0 is today 00:00): the seven channels' exports are ingested; segments
+//! Timeline (UTC; T0 is today 00:00): the seven channels' exports and the spend file
+//! (`costs/`, what each channel cost a day over the 120 days before T0) are ingested; segments
 //! run at T0; activation decides at T0 + 21 h (22:00 in Paris: SMS and push are in quiet
 //! hours and deferred); the release schedule fires the next morning at 08:00 Paris time
 //! (and every morning after while deferrals remain: Sundays and holidays); the same
@@ -11,7 +12,8 @@
 //! conversions, which must equal what was planted. Last, one contacted customer asks to be
 //! forgotten: identity erases them, the purge rewrites the exports, the lake and the
 //! audiences, and a sweep of both buckets finds their e-mail nowhere. Last, the daily
-//! measures run at T0 + 9 days and the HTML report is copied to `.local/report/index.html`.
+//! measures run at T0 + 9 days and the HTML report is copied to `.local/report/index.html`;
+//! the spend it measured must equal the generator's spend of the period.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -317,21 +319,28 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         stack.manifest.stack_name, stack.manifest.endpoint, receiver.url
     ));
 
-    step.start(&format!("generating the exports of all seven channels for {persons} customers (seed {seed})"));
+    step.start(&format!("generating the exports of all seven channels for {persons} customers and the spend file (seed {seed})"));
     let cfg = GenConfig::new(seed, persons, now);
     let data_dir = tempfile::tempdir()?;
     let summary = ariane_datagen::write_channels_dir(&cfg, data_dir.path())?;
+    let mut costs_csv = Vec::new();
+    let costs = ariane_datagen::write_costs(&cfg, &mut costs_csv)?;
     let (mut orders_csv, mut truth_csv) = (Vec::new(), Vec::new());
     write_ecommerce_orders(&cfg, &mut orders_csv, &mut truth_csv)?;
     let truth = read_truth(&truth_csv[..])?;
     let rows: u64 = summary.exports.iter().map(|e| e.rows).sum();
     let malformed: u64 = summary.exports.iter().map(|e| e.malformed_rows).sum();
-    step.done(&format!("{} files, {rows} rows, {malformed} malformed rows planted", summary.exports.len()));
+    step.done(&format!(
+        "{} files, {rows} rows, {malformed} malformed rows planted; spend file: {} rows, {} malformed",
+        summary.exports.len(),
+        costs.rows,
+        costs.malformed_rows
+    ));
 
     let day = now.format("%Y-%m-%d").to_string();
     let key_of = |e: ariane_datagen::Export| format!("{}/{day}/{}", e.channel(), e.file_name());
     step.start(&format!(
-        "uploading them to s3://{}/<channel>/{day}/ and running the landing router, the seven ingest instances and identity",
+        "uploading them to s3://{}/<channel>/{day}/ and running the landing router, the ingest instances (seven channels and costs) and identity",
         stack.landing_bucket()
     ));
     runner.progress = Some(step.progress());
@@ -339,6 +348,8 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         let body = std::fs::read(data_dir.path().join(e.export.channel()).join(e.export.file_name()))?;
         stack.upload(&key_of(e.export), body).await?;
     }
+    let costs_key = format!("costs/{day}/spend.csv");
+    stack.upload(&costs_key, costs_csv).await?;
     let drained = runner.drain().await?;
     step.done(&format!("{} messages handled", drained.messages));
 
@@ -524,6 +535,32 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
             e.status,
             if ok { "" } else { "  <- does not reconcile" }
         );
+    }
+    match ledger.iter().find(|e| e.source_key == costs_key && e.status != LedgerStatus::Duplicate) {
+        Some(e) => {
+            let ok = e.rows_read == e.events_written + e.rows_rejected
+                && e.rows_read == costs.rows
+                && e.rows_rejected == costs.malformed_rows
+                && e.observations_sent == 0;
+            reconciled &= ok;
+            println!(
+                "    {:<10} {:<34} {:>8} {:>8} {:>9} {:>6} {:>8} {:>13} {:?}{}",
+                e.channel,
+                "spend.csv",
+                e.rows_read,
+                e.events_written,
+                e.rows_rejected,
+                costs.malformed_rows,
+                e.lines_skipped.total(),
+                e.observations_sent,
+                e.status,
+                if ok { "" } else { "  <- does not reconcile (or sent observations: spend rows have no person)" }
+            );
+        }
+        None => {
+            println!("    {:<10} {:<34} no ledger entry", "costs", "spend.csv");
+            reconciled = false;
+        }
     }
     println!(
         "    every file reconciles (rows read = events + rejected, lines = events + rejected + skipped blank/header/continuation, rows and rejects = truth): {reconciled}"
@@ -739,6 +776,31 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         measures["conversions_without_touchpoint"],
         measures["touchpoints"]
     );
+    if let Some(previous) = measures["previous"].as_object() {
+        println!(
+            "    previous period (the 28 days before): orders {}, revenue {:.2} EUR, people reached {} (the report's KPI cards show the change)",
+            previous["orders"],
+            previous["revenue_minor"].as_i64().unwrap_or(0) as f64 / 100.0,
+            previous["people_reached"]
+        );
+    }
+    // The spend the run measured: the generator's valid rows of the 28 whole days before
+    // the run's day, rejected rows left out.
+    let measured_day = measured_at.date_naive();
+    let planted_spend = costs.spend_between(measured_day - Duration::days(28), measured_day - Duration::days(1));
+    let spend_minor = measures["spend_minor"].as_i64().unwrap_or(0);
+    let spend_matches = spend_minor == planted_spend.values().sum::<i64>();
+    println!(
+        "    spend {:.2} EUR ({}); the generator's spend of the period: {:.2} EUR: match: {spend_matches}",
+        spend_minor as f64 / 100.0,
+        planted_spend.iter().map(|(c, v)| format!("{c} {:.2}", *v as f64 / 100.0)).collect::<Vec<_>>().join(", "),
+        planted_spend.values().sum::<i64>() as f64 / 100.0
+    );
+    println!(
+        "    return on ad spend and cost per acquisition per channel and model: the report's spend section, s3://{}/measures/spend-return/date={}/",
+        stack.lake_bucket(),
+        measured_at.format("%Y-%m-%d")
+    );
     println!("    tables under s3://{}/measures/<name>/date={}/", stack.lake_bucket(), measured_at.format("%Y-%m-%d"));
     println!("    report: {} (s3://{}/{report_key})", report.display(), stack.lake_bucket());
 
@@ -777,7 +839,15 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         }
     }
     drop(stack);
-    if !reactivation_matches || dlq > 0 || !reconciled || !exactly_once || !cap_holds || !conversions_match || !erased_everywhere {
+    if !reactivation_matches
+        || dlq > 0
+        || !reconciled
+        || !exactly_once
+        || !cap_holds
+        || !conversions_match
+        || !erased_everywhere
+        || !spend_matches
+    {
         bail!("the demo's results do not match the ground truth");
     }
     Ok(())

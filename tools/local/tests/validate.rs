@@ -374,3 +374,41 @@ fn the_measure_library_is_valid_and_a_broken_measure_names_its_file() {
     assert!(!ok, "{out}");
     assert!(out.contains("weekly.sql") && out.contains("no_such_column"), "{out}");
 }
+
+#[test]
+fn the_spend_file_is_read_without_any_person_and_its_bad_rows_are_rejected_with_their_line() {
+    // channels/costs/spend.toml on a hand-written spend file: two good rows (a channel in
+    // capitals, an amount with one decimal, a lower-case currency), a blank line, then one
+    // bad row per reason.
+    let dir = tempfile::tempdir().unwrap();
+    let sample = dir.path().join("spend.csv");
+    std::fs::write(
+        &sample,
+        "day,channel,campaign,amount,currency\n\
+         2026-11-16,email,,45.00,EUR\n\
+         2026-11-16,Web,black-friday,120.5,eur\n\
+         \n\
+         2026-11-17,tv,,10.00,EUR\n\
+         2026-11-17,sms,,-3.00,EUR\n\
+         2026-11-31,sms,,3.00,EUR\n\
+         2026-11-17,sms,,3.00,USD\n\
+         2026-11-17,app,,\"12,50\",EUR\n",
+    )
+    .unwrap();
+    let (ok, out) = validate(&["channels/costs/spend.toml", "--sample", sample.to_str().unwrap(), "--key", "costs/2026-11-18/spend.csv"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("landing key costs/2026-11-18/spend.csv: read with this spec"), "{out}");
+    // Amounts in cents, the paid channel in `category`, no identity at all.
+    assert!(out.contains("line 2: spend at 2026-11-16T00:00:00Z") && out.contains("line 3: spend at 2026-11-16T00:00:00Z"), "{out}");
+    assert!(out.contains("category = \"email\"") && out.contains("line_total_minor = 4500"), "{out}");
+    assert!(out.contains("campaign_id = \"black-friday\", category = \"web\", currency = \"EUR\", line_total_minor = 12050"), "{out}");
+    assert_eq!(out.matches("identity: no identifier").count(), 2, "{out}");
+    // Each bad row with its physical line (the blank line counts) and its reason.
+    assert!(out.contains("rejected rows: 5"), "{out}");
+    for (line, reason) in [(5, "\"tv\""), (6, "below the minimum"), (7, "2026-11-31"), (8, "\"USD\""), (9, "12,50")] {
+        let shown =
+            out.lines().find(|l| l.trim_start().starts_with(&format!("line {line}:"))).unwrap_or_else(|| panic!("line {line}: {out}"));
+        assert!(shown.contains(reason), "line {line}: {shown}");
+    }
+    assert!(out.contains("written 2, rejected 5") && out.contains("observations 0"), "{out}");
+}

@@ -27,6 +27,7 @@
 
 mod app;
 mod checkouts;
+mod costs;
 mod crm;
 mod email;
 pub(crate) mod out;
@@ -46,6 +47,7 @@ use anyhow::{ensure, Context};
 
 use crate::GenConfig;
 
+pub use costs::{write_costs, CostLine, CostsStats, COSTS_HEADER, COST_CHANNELS, COST_DAYS};
 pub use profile::ChannelIdentity;
 pub use traps::{family_pairs, store_generic_phone, BLOCKED_PLACEHOLDERS};
 
