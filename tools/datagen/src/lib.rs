@@ -22,6 +22,9 @@
 //!   ([`store_generic_phone`]) or a placeholder ([`BLOCKED_PLACEHOLDERS`]);
 //!   [`read_truth_persons`] gives the true person of every row to score an
 //!   identity resolution against.
+//! * **Planted effects**: one SMS campaign, [`STORE_INVITATION_CAMPAIGN`], sends its
+//!   clickers to the store with a known probability; [`write_planted_truth`] lists who
+//!   received it, clicked and bought what (the measures' tests find the effect).
 //! * **One catalogue**: every export sells the same 61 products ([`catalogue`]), each
 //!   in a range of its category at a [`Tier`] (entry, mid, premium by price band): the
 //!   ground truth of the up-sell segment (`segments/up-sell.sql` carries the same
@@ -77,6 +80,10 @@ pub use channels::{
     POS_RECEIPTS_HEADER, POS_RECEIPT_LEVEL_COLUMNS, SMS_REPORT_HEADER,
 };
 pub use channels::{write_costs, CostLine, CostsStats, COSTS_HEADER, COST_CHANNELS, COST_DAYS};
+pub use channels::{
+    read_planted_truth, write_planted_truth, PlantedTruthRow, CLICK_PERCENT, DELIVERED_PERCENT, PLANTED_TRUTH_HEADER, PURCHASE_DAYS,
+    RECEIVE_PERCENT, STORE_INVITATION_CAMPAIGN, STORE_PURCHASE_PERCENT,
+};
 pub use data::{catalogue, CatalogueProduct, Tier};
 pub use ecommerce::FIRST_ORDER_NUMBER;
 pub use time::{paris_offset, to_paris};

@@ -47,6 +47,7 @@ each with its truth beside it (DIR/pos/receipts.truth.csv, ...):
   DIR/web/events.ndjson  DIR/email/activity.csv  DIR/sms/report.csv
   DIR/app/events.json  DIR/crm/contacts.csv
   DIR/persons.csv  DIR/identities.csv
+  DIR/planted.truth.csv (the planted SMS store invitation: who got it, clicked, bought)
 
 `channel` writes one export to FILE (truth to FILE's stem + .truth.csv unless
 --truth or --no-truth), for benchmarks: with --rows and without --persons it

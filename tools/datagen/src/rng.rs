@@ -37,6 +37,9 @@ pub(crate) enum Stream {
     /// File-level dirt of one export (blank lines, malformed rows, cosmetic
     /// variations), drawn in output order.
     Dirt = 11,
+    /// Planted effects (`crate::channels::planted`): whatever the plant adds to a person,
+    /// and the file-level dirt of the planted rows.
+    Planted = 12,
 }
 
 /// One step of the SplitMix64 generator (Steele, Lea & Flood 2014); used

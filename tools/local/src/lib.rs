@@ -19,6 +19,7 @@ pub mod duckdb;
 pub mod fs_blobs;
 pub mod functions;
 pub mod manifest;
+pub mod measures_oracle;
 pub mod moto;
 pub mod quality;
 pub mod receiver;

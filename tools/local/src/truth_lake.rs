@@ -201,7 +201,7 @@ impl TruthLake {
 
 /// Schema of the per-event truth files: one row per ingested event, with the truth of its
 /// row (`event_type`, `occurred_at`, `person`: the truth's; `ingested_*`: ingest's) and the
-/// ingested product fields. `key_flags` are the [`flags`] of its identity key, `consents`
+/// ingested product fields and campaign. `key_flags` are the [`flags`] of its identity key, `consents`
 /// the consents the row states (bits of [`CONSENT_CHANNELS`]).
 pub fn truth_events_schema() -> SchemaRef {
     let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
@@ -224,6 +224,7 @@ pub fn truth_events_schema() -> SchemaRef {
         Field::new("order_total_minor", DataType::Int64, true),
         Field::new("source_key", DataType::Utf8, false),
         Field::new("source_line", DataType::UInt64, false),
+        Field::new("campaign_id", DataType::Utf8, true),
     ]))
 }
 
@@ -413,7 +414,7 @@ impl TruthEventsWriter {
             return Ok(());
         }
         let n = self.rows.len();
-        let mut s: Vec<StringBuilder> = (0..9).map(|_| StringBuilder::with_capacity(n, n * 16)).collect();
+        let mut s: Vec<StringBuilder> = (0..10).map(|_| StringBuilder::with_capacity(n, n * 16)).collect();
         let mut at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
         let mut ingested_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
         let mut person = UInt32Builder::with_capacity(n);
@@ -443,11 +444,12 @@ impl TruthEventsWriter {
             order_total.append_option(e.order_total_minor);
             s[8].append_value(&e.source_key);
             line.append_value(e.source_line);
+            s[9].append_option(e.campaign_id.as_deref());
         }
         let mut s = s.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
-        let mut next = || s.next().expect("9 string columns");
-        let (event_id, anchor, channel, event_type, ingested_type, order_id, sku, category, source_key) =
-            (next(), next(), next(), next(), next(), next(), next(), next(), next());
+        let mut next = || s.next().expect("10 string columns");
+        let (event_id, anchor, channel, event_type, ingested_type, order_id, sku, category, source_key, campaign) =
+            (next(), next(), next(), next(), next(), next(), next(), next(), next(), next());
         let columns: Vec<ArrayRef> = vec![
             event_id,
             anchor,
@@ -467,6 +469,7 @@ impl TruthEventsWriter {
             Arc::new(order_total.finish()),
             source_key,
             Arc::new(line.finish()),
+            campaign,
         ];
         self.writer.write(&RecordBatch::try_new(truth_events_schema(), columns)?)?;
         Ok(())

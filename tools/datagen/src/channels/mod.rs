@@ -31,6 +31,7 @@ mod costs;
 mod crm;
 mod email;
 pub(crate) mod out;
+mod planted;
 mod pos;
 pub(crate) mod profile;
 mod sms;
@@ -48,6 +49,10 @@ use anyhow::{ensure, Context};
 use crate::GenConfig;
 
 pub use costs::{write_costs, CostLine, CostsStats, COSTS_HEADER, COST_CHANNELS, COST_DAYS};
+pub use planted::{
+    read_planted_truth, write_planted_truth, PlantedTruthRow, CLICK_PERCENT, DELIVERED_PERCENT, PLANTED_TRUTH_HEADER, PURCHASE_DAYS,
+    RECEIVE_PERCENT, STORE_INVITATION_CAMPAIGN, STORE_PURCHASE_PERCENT,
+};
 pub use profile::ChannelIdentity;
 pub use traps::{family_pairs, store_generic_phone, BLOCKED_PLACEHOLDERS};
 
@@ -522,8 +527,9 @@ pub struct ChannelsSummary {
 
 /// Writes every export of [`Export::ALL`] under `out_dir` with its truth
 /// beside it (`pos/receipts.csv` and `pos/receipts.truth.csv`, …), plus
-/// `persons.csv` ([`PERSONS_HEADER`](crate::PERSONS_HEADER)) and
-/// `identities.csv` ([`IDENTITIES_HEADER`]). Directories are created.
+/// `persons.csv` ([`PERSONS_HEADER`](crate::PERSONS_HEADER)),
+/// `identities.csv` ([`IDENTITIES_HEADER`]) and `planted.truth.csv` (the planted
+/// effects, [`PLANTED_TRUTH_HEADER`]). Directories are created.
 ///
 /// # Errors
 ///
@@ -534,6 +540,8 @@ pub fn write_channels_dir(cfg: &GenConfig, out_dir: &std::path::Path) -> anyhow:
     let persons = crate::write_persons(cfg, create_file(&persons_path)?).with_context(|| format!("writing {}", persons_path.display()))?;
     let identities_path = out_dir.join("identities.csv");
     write_identities(cfg, create_file(&identities_path)?).with_context(|| format!("writing {}", identities_path.display()))?;
+    let planted_path = out_dir.join("planted.truth.csv");
+    write_planted_truth(cfg, create_file(&planted_path)?).with_context(|| format!("writing {}", planted_path.display()))?;
     let mut exports = Vec::with_capacity(Export::ALL.len());
     for export in Export::ALL {
         let path = out_dir.join(export.channel()).join(export.file_name());

@@ -382,6 +382,10 @@ pub(crate) struct Ctx<'a> {
     pub sink: Sink<'a>,
     truth: TruthSink<'a>,
     dirt: ChaCha8Rng,
+    /// The dirt of the planted rows (`super::planted`), swapped with `dirt` while they are
+    /// written, so that the regular rows draw exactly what they would without the plant.
+    other_dirt: ChaCha8Rng,
+    planted: bool,
     blank_lines: bool,
     limit: u64,
     stats: ChannelStats,
@@ -403,12 +407,23 @@ impl<'a> Ctx<'a> {
             sink: Sink::new(out, format),
             truth,
             dirt: person_rng(cfg.seed, DIRT_INDEX_BASE + export as u64, Stream::Dirt),
+            other_dirt: person_rng(cfg.seed, DIRT_INDEX_BASE + export as u64, Stream::Planted),
+            planted: false,
             blank_lines: format.blank_lines,
             limit: cfg.max_rows.unwrap_or(u64::MAX),
             stats: ChannelStats::new(export),
             types: Vec::new(),
             block_start: 0,
             seen: Vec::new(),
+        }
+    }
+
+    /// Switches the file-level dirt to the planted rows' stream (`planted`) or back to the
+    /// export's, for the rows written next.
+    pub(crate) fn planted_rows(&mut self, planted: bool) {
+        if planted != self.planted {
+            std::mem::swap(&mut self.dirt, &mut self.other_dirt);
+            self.planted = planted;
         }
     }
 

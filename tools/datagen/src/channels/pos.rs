@@ -9,6 +9,9 @@
 //! Receipt-level defects (date, type, field count on a first line) are only
 //! put on single-row receipts, so that they never leak into other rows
 //! through fill-down.
+//!
+//! The store purchases planted by the SMS invitation (`super::planted`) are receipts of
+//! their own ticket range (`9` and the person's 7-digit index), never malformed.
 
 use std::io::Write;
 
@@ -16,6 +19,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::out::{ids, write_blocks, Ctx, Defect, Format, Row, Truth};
+use super::planted::{Plant, PlantedPurchase};
 use super::profile::{Profile, STORES};
 use super::text::{
     bad_amount, card_variant, civil, dst_note, mistype_email, mistype_phone, paris_instant, paris_local, phone, push_amount, push_dmy_hm,
@@ -94,8 +98,11 @@ struct Receipt {
     unusable: u8,
     /// `(product index, quantity)`.
     lines: Vec<(usize, u64)>,
-    /// Receipts at the daylight-saving edges are never corrupted.
+    /// Receipts at the daylight-saving edges and planted ones are never corrupted.
     protected: bool,
+    /// A purchase planted by the SMS invitation (`super::planted`): its own ticket range,
+    /// its own dirt.
+    planted: bool,
 }
 
 /// A Paris local time within opening hours, 1 to [`HISTORY_DAYS`] days
@@ -233,6 +240,7 @@ fn plan(seed: u64, now: i64, index: usize, slot: usize, p: &Person, prof: &Profi
         unusable: 0,
         lines: Vec::new(),
         protected: false,
+        planted: false,
     };
     for seq in 0..visits {
         let ts = draw_store_time(rng, now);
@@ -289,6 +297,40 @@ fn plan(seed: u64, now: i64, index: usize, slot: usize, p: &Person, prof: &Profi
     }
 }
 
+/// The store purchase person `index` makes after clicking the SMS invitation, if they do
+/// (`super::planted`): identified by the loyalty card, else the person's phone.
+fn plan_planted(plant: &Plant, index: usize, slot: usize, p: &Person, prof: &Profile, out: &mut Vec<Receipt>) {
+    let Some(purchase) = plant.invitation(index, p, prof).and_then(|inv| inv.purchase) else { return };
+    let mut r = Receipt {
+        ts: purchase.ts,
+        slot: slot as u32,
+        seq: u16::MAX,
+        store: purchase.store,
+        till: purchase.till,
+        kind: Kind::Sale,
+        person: Some(index),
+        card: String::new(),
+        email: String::new(),
+        phone: String::new(),
+        ids: 0,
+        unusable: 0,
+        lines: purchase.products.iter().map(|&product| (product, 1)).collect(),
+        protected: true,
+        planted: true,
+    };
+    match &prof.id.loyalty_card {
+        Some(card) => {
+            r.card = card.clone();
+            r.ids = ids::LOYALTY_CARD;
+        }
+        None => {
+            r.phone = phone(&p.phone_e164, prof.phone_style);
+            r.ids = ids::PHONE;
+        }
+    }
+    out.push(r);
+}
+
 /// Writes the till receipts export. See [`crate::write_channel`].
 pub(crate) fn write(cfg: &GenConfig, out: &mut dyn Write, truth: &mut dyn Write) -> anyhow::Result<ChannelStats> {
     let format = Format {
@@ -301,25 +343,39 @@ pub(crate) fn write(cfg: &GenConfig, out: &mut dyn Write, truth: &mut dyn Write)
     let mut ctx = Ctx::new(cfg, Export::PosReceipts, out, truth, format);
     ctx.sink.record(&POS_RECEIPTS_HEADER)?;
     let (seed, now) = (cfg.seed, ctx.now);
+    let plant = Plant::new(cfg);
     let mut tickets = [0u32; STORES];
     let mut row = Row::default();
     write_blocks(
         &mut ctx,
         Stream::Pos,
-        |rng, (index, slot), p, prof, receipts| plan(seed, now, index, slot, p, prof, rng, receipts),
+        |rng, (index, slot), p, prof, receipts| {
+            plan(seed, now, index, slot, p, prof, rng, receipts);
+            plan_planted(&plant, index, slot, p, prof, receipts);
+        },
         |r| (r.ts, r.slot, r.seq),
         |ctx, r, _| {
-            tickets[r.store] += 1;
-            write_receipt(ctx, &mut row, r, tickets[r.store])
+            // Receipts at or after `now` are not exported (only planted ones can be).
+            if r.ts >= now {
+                return Ok(());
+            }
+            ctx.planted_rows(r.planted);
+            let ticket = match (r.planted, r.person) {
+                (true, Some(index)) => PlantedPurchase::ticket(index),
+                _ => {
+                    tickets[r.store] += 1;
+                    format!("{:06}", tickets[r.store])
+                }
+            };
+            write_receipt(ctx, &mut row, r, ticket)
         },
     )?;
     ctx.finish()
 }
 
 /// Writes the rows of one receipt (as many as `max_rows` still allows).
-fn write_receipt(ctx: &mut Ctx<'_>, row: &mut Row, r: &Receipt, number: u32) -> anyhow::Result<()> {
+fn write_receipt(ctx: &mut Ctx<'_>, row: &mut Row, r: &Receipt, ticket: String) -> anyhow::Result<()> {
     let store = store_code(r.store);
-    let ticket = format!("{number:06}");
     let reference = format!("{store}-{ticket}");
     let mut date = String::with_capacity(16);
     push_dmy_hm(&mut date, paris_local(r.ts), false);

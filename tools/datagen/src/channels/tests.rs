@@ -1166,3 +1166,92 @@ fn the_crm_knows_the_loyalty_card_and_app_purchases_are_logged_in() {
         assert!(t.identifiers.split('|').any(|k| k == "customer_id"), "{t:?}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Planted effects.
+
+#[test]
+fn the_store_invitation_is_planted_with_its_truth() {
+    let cfg = config(21, 2000, DEFAULT_MALFORMED_RATE);
+    let mut planted_bytes = Vec::new();
+    let rows = write_planted_truth(&cfg, &mut planted_bytes).unwrap();
+    let planted = read_planted_truth(planted_bytes.as_slice()).unwrap();
+    assert_eq!(planted.len() as u64, rows);
+    assert_eq!(String::from_utf8(planted_bytes).unwrap().lines().next(), Some(PLANTED_TRUTH_HEADER.join(",").as_str()));
+
+    // Every planted send, delivery and click is a valid row of the SMS report, of the
+    // campaign, at the truth's instant; and nothing else of the campaign is there.
+    let sms = generate(&cfg, Export::SmsReport);
+    let text = decode(&cfg, Export::SmsReport, &sms.bytes);
+    let lines = physical_lines(&text);
+    let mut campaign_rows = BTreeSet::new();
+    for t in &sms.truth {
+        let f = csv_fields(lines[t.line as usize - 1].1, b';');
+        if f.get(1).map(String::as_str) == Some(STORE_INVITATION_CAMPAIGN) {
+            assert!(t.valid, "planted rows are never malformed: {t:?}");
+            campaign_rows.insert((t.person_id.clone(), t.event_type.clone(), t.occurred_at_utc.clone()));
+        }
+    }
+    let mut expected = BTreeSet::new();
+    for r in &planted {
+        assert_eq!((r.channel.as_str(), r.campaign.as_str()), ("sms", STORE_INVITATION_CAMPAIGN));
+        for (event_type, at) in [("sms_sent", &r.sent_at_utc), ("sms_delivered", &r.delivered_at_utc), ("sms_click", &r.clicked_at_utc)] {
+            if !at.is_empty() {
+                expected.insert((r.person_id.clone(), event_type.to_string(), at.clone()));
+            }
+        }
+    }
+    assert_eq!(campaign_rows, expected);
+
+    // Every planted order is a valid store purchase of the receipts, at the truth's instant
+    // and for the truth's amount, identified, after the click and within the days planted.
+    let pos = generate(&cfg, Export::PosReceipts);
+    let mut receipts: BTreeMap<&str, Vec<&ChannelTruthRow>> = BTreeMap::new();
+    for t in &pos.truth {
+        receipts.entry(t.reference.as_str()).or_default().push(t);
+    }
+    let pos_text = decode(&cfg, Export::PosReceipts, &pos.bytes);
+    let pos_lines = physical_lines(&pos_text);
+    let col = |name: &str| POS_RECEIPTS_HEADER.iter().position(|h| *h == name).unwrap();
+    let instant = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+    let mut orders = 0;
+    for r in planted.iter().filter(|r| !r.order_id.is_empty()) {
+        orders += 1;
+        let lines = &receipts[r.order_id.as_str()];
+        let mut amount = 0;
+        for t in lines {
+            assert!(t.valid && t.event_type == "store_purchase" && t.person_id == r.person_id, "{t:?}");
+            assert_eq!(t.occurred_at_utc, r.ordered_at_utc);
+            assert!(!t.identifiers.is_empty());
+            let f = csv_fields(pos_lines[t.line as usize - 1].1, b';');
+            amount += amount_cents(&f[col("Montant ligne")]);
+        }
+        assert_eq!(Some(amount), r.amount_minor, "{}", r.order_id);
+        let (clicked, ordered) = (instant(&r.clicked_at_utc), instant(&r.ordered_at_utc));
+        assert!(ordered - clicked >= chrono::Duration::minutes(30) && ordered - clicked < chrono::Duration::days(PURCHASE_DAYS), "{r:?}");
+        assert!(channel_identity(&cfg, r.person_id[1..].parse().unwrap()).store_shopper);
+    }
+    // Planted receipts only: no other receipt is numbered in the planted range.
+    let planted_receipts = receipts.keys().filter(|k| k.split('-').nth(1).is_some_and(|t| t.len() == 8)).count();
+    assert_eq!(planted_receipts, orders);
+
+    // The rates are the planted ones (2000 persons: a few hundred receivers).
+    let delivered = planted.iter().filter(|r| !r.delivered_at_utc.is_empty()).count() as f64;
+    let clicked: Vec<_> = planted.iter().filter(|r| !r.clicked_at_utc.is_empty()).collect();
+    let shoppers = clicked.iter().filter(|r| channel_identity(&cfg, r.person_id[1..].parse().unwrap()).store_shopper).count() as f64;
+    println!(
+        "planted: {} receivers, {delivered} delivered, {} clicks ({shoppers} store shoppers), {orders} orders",
+        planted.len(),
+        clicked.len()
+    );
+    assert!(planted.len() > 300, "{}", planted.len());
+    let click_rate = clicked.len() as f64 / delivered;
+    assert!((0.22..0.38).contains(&click_rate), "click rate {click_rate}");
+    let buy_rate = orders as f64 / shoppers;
+    assert!((0.45..0.75).contains(&buy_rate), "purchase rate {buy_rate}");
+}
+
+/// Cents of a French amount (`12,90`).
+fn amount_cents(raw: &str) -> i64 {
+    amount(raw, ',').unwrap_or_else(|| panic!("amount {raw:?}"))
+}
