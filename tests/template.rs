@@ -500,7 +500,7 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
     // The same `ingest` binary runs once per channel and once as the landing router.
     let mut binaries: Vec<&str> = m.functions.values().map(|f| f.binary.as_str()).collect();
     binaries.sort();
-    let mut expected = vec!["activate", "identity", "measures", "purge", "segments"];
+    let mut expected = vec!["activate", "identity", "journey", "measures", "purge", "segments"];
     expected.extend(std::iter::repeat_n("ingest", dirs.len() + 1));
     expected.sort();
     assert_eq!(binaries, expected);

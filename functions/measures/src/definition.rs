@@ -42,6 +42,7 @@ pub const REQUIRED: &[(&str, &[&str])] = &[
     ("cross-channel", &["people_reached", "customers", "multi_channel_share", "research_online_purchase_offline"]),
     ("touchpoints", &["profile_id", "at", "channel", "campaign_id", "kind", "source"]),
     ("conversions", &["profile_id", "order_id", "channel", "ordered_at", "amount_minor"]),
+    ("spend", &["channel", "campaign", "spend_minor"]),
 ];
 
 impl MeasureDefinition {
@@ -66,7 +67,7 @@ impl MeasureDefinition {
 
 /// The tables the run writes itself (attribution and paths): no SQL measure may take
 /// their names, its result would overwrite theirs.
-pub const RESERVED: &[&str] = &["attribution-by-channel", "attribution-by-campaign", "top-paths"];
+pub const RESERVED: &[&str] = &["attribution-by-channel", "attribution-by-campaign", "top-paths", crate::run::SPEND_RETURN];
 
 /// [`validate`] and [`missing_required`]: empty when the library can be deployed.
 pub async fn validate_library(definitions: &[MeasureDefinition], run_at: DateTime<Utc>) -> Vec<DefinitionError> {
@@ -91,7 +92,14 @@ pub fn missing_required(definitions: &[MeasureDefinition]) -> Vec<DefinitionErro
 /// `run_at`): a syntax error, an unknown table or column, a bad run parameter, a name
 /// defined twice, a measure of [`REQUIRED`] lacking a column the run reads.
 pub async fn validate(definitions: &[MeasureDefinition], run_at: DateTime<Utc>) -> Vec<DefinitionError> {
-    let ctx = match catalog::validation_session(run_at).await {
+    // The segments' catalog plus Ariane's own campaign sends (`activations`), which
+    // measures read and segments do not.
+    let session = async {
+        let ctx = catalog::validation_session(run_at).await?;
+        catalog::register_empty_activations(&ctx)?;
+        Ok::<_, datafusion::error::DataFusionError>(ctx)
+    };
+    let ctx = match session.await {
         Ok(ctx) => ctx,
         Err(e) => return vec![DefinitionError { file: "<catalog>".into(), problem: e.to_string() }],
     };

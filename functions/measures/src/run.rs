@@ -153,6 +153,14 @@ async fn put_batches<B: BlobStore>(
 /// The measures the run queries a second time for the previous period.
 pub const PREVIOUS_PERIOD_MEASURES: [&str; 2] = ["conversions", "cross-channel"];
 
+/// The segments' run session (`events`, `profiles`, `orders`, ...) plus Ariane's own
+/// campaign sends (`activations`: the `touchpoints` measure counts them).
+async fn session(env: &RunEnv, bucket: &str, scope: &RunScope) -> Result<SessionContext, MeasuresError> {
+    let ctx = ariane_segments::run::run_session(env, bucket, scope).await.map_err(MeasuresError::Catalog)?;
+    catalog::register_activations(&ctx, &catalog::lake_base(bucket)).map_err(MeasuresError::Catalog)?;
+    Ok(ctx)
+}
+
 /// One measure's result in `ctx`, rendered at `run_at`.
 async fn query(ctx: &SessionContext, def: &MeasureDefinition, run_at: DateTime<Utc>) -> Result<(SchemaRef, Table), MeasuresError> {
     let measure = def.name.clone();
@@ -182,7 +190,7 @@ pub async fn run_measures<B: BlobStore, P: ProfileReader>(
         lake: Arc::new(ReadCache::new(ports.lake.clone(), config.lake_cache_mb as u64 * 1024 * 1024)),
     };
     let scope = RunScope { run_at, snapshot_run_id: run_id, bucket: None };
-    let ctx = ariane_segments::run::run_session(&env, bucket, &scope).await.map_err(MeasuresError::Catalog)?;
+    let ctx = session(&env, bucket, &scope).await?;
 
     let mut outputs = Vec::new();
     let mut tables = BTreeMap::new();
@@ -262,7 +270,7 @@ async fn previous_period(
     }
     let at = scope.run_at - Duration::days(PERIOD_DAYS);
     let previous = RunScope { run_at: at, ..scope.clone() };
-    let ctx = ariane_segments::run::run_session(env, bucket, &previous).await.map_err(MeasuresError::Catalog)?;
+    let ctx = session(env, bucket, &previous).await?;
     let (_, conversions) = query(&ctx, defs[0], at).await?;
     let (_, cross) = query(&ctx, defs[1], at).await?;
     Ok(Some(Headline::from_tables(&conversions, &cross)?))

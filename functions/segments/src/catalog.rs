@@ -459,7 +459,7 @@ async fn moved_from(ctx: &SessionContext, own: &str) -> Result<Vec<String>> {
 }
 
 /// Registers the activation records (`activations/decided_date=<d>/`) as `activations`,
-/// for the campaign report.
+/// for the campaign report and the measures (campaign sends are touchpoints).
 pub fn register_activations(ctx: &SessionContext, base: &str) -> Result<()> {
     let base = base.trim_end_matches('/');
     let table = listing_table(
@@ -468,6 +468,13 @@ pub fn register_activations(ctx: &SessionContext, base: &str) -> Result<()> {
         vec![("decided_date".to_string(), DataType::Utf8)],
     )?;
     ctx.register_table("activations", table)?;
+    Ok(())
+}
+
+/// An empty `activations` table of the records' schema (validating SQL that reads it).
+pub fn register_empty_activations(ctx: &SessionContext) -> Result<()> {
+    let schema = with_partition_cols(lake::activations_schema(), vec![("decided_date".into(), DataType::Utf8)]);
+    ctx.register_table("activations", Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
     Ok(())
 }
 

@@ -31,9 +31,10 @@
 //! * touchpoints: `email_click`, `sms_click`, `app_open`, `push_open` events (kind = the
 //!   event type, any channel), and web sessions: the `page_view` and `product_view`
 //!   events of the channel `web` of one person on one UTC day under one campaign are one
-//!   session, at the first of them, kind `session`. CHOICE: the doc's "Which contacts
-//!   count" also names "campaign sends"; `measures/touchpoints.sql` (the contract the
-//!   attribution reads) says sends and opens do not count, and this oracle follows it;
+//!   session, at the first of them, kind `session`; an event id counts once. The sends
+//!   of Ariane's own campaigns (activation records, kind `send`) are touchpoints too, but a
+//!   truth lake has no activation records: the generator's exports are the only contacts
+//!   (the ESP's and SMS gateway's sends and opens do not count, as the SQL says);
 //! * an order's touchpoints: the same person's touchpoints with
 //!   `ordered_at - lookback <= at <= ordered_at` (both ends included, as
 //!   `ariane_measures::attribution` documents); the first touch is the earliest and the
