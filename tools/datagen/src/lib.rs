@@ -79,11 +79,11 @@ pub use channels::{
     CHANNEL_BLOCK_PERSONS, CHANNEL_TRUTH_HEADER, CHECKOUTS_HEADER, CRM_CONTACTS_HEADER, EMAIL_ACTIVITY_HEADER, IDENTITIES_HEADER,
     POS_RECEIPTS_HEADER, POS_RECEIPT_LEVEL_COLUMNS, SMS_REPORT_HEADER,
 };
-pub use channels::{write_costs, CostLine, CostsStats, COSTS_HEADER, COST_CHANNELS, COST_DAYS};
 pub use channels::{
     read_planted_truth, write_planted_truth, PlantedTruthRow, CLICK_PERCENT, DELIVERED_PERCENT, PLANTED_TRUTH_HEADER, PURCHASE_DAYS,
     RECEIVE_PERCENT, STORE_INVITATION_CAMPAIGN, STORE_PURCHASE_PERCENT,
 };
+pub use channels::{write_costs, CostLine, CostsStats, COSTS_HEADER, COST_CHANNELS, COST_DAYS};
 pub use data::{catalogue, CatalogueProduct, Tier};
 pub use ecommerce::FIRST_ORDER_NUMBER;
 pub use time::{paris_offset, to_paris};

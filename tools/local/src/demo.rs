@@ -811,7 +811,9 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         .filter(|d| d.body["profile_id"].as_str() != erased)
         .find_map(|d| d.body["to"]["email"].as_str().map(str::to_string));
     let journey = match &person {
-        Some(email) => Some(runner.invoker.invoke(&stack.manifest, "JourneyFunction", serde_json::json!({"kind": "email", "value": email})).await?),
+        Some(email) => {
+            Some(runner.invoker.invoke(&stack.manifest, "JourneyFunction", serde_json::json!({"kind": "email", "value": email})).await?)
+        }
         None => None,
     };
     step.done("");
