@@ -44,14 +44,14 @@
 //! * an order without touchpoint is credited to `(none)`; a touchpoint without campaign
 //!   counts for the campaign `(no campaign)`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 use anyhow::{bail, Context};
 use arrow::array::{Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 
-use crate::truth_lake::{column, for_each_batch, parquet_files, parse_key, person_of_profile, TruthLake, TRUTH_EVENTS_DIR};
+use crate::truth_lake::{column, for_each_batch, parquet_files, parse_key, read_links, read_snapshot, TruthLake, TRUTH_EVENTS_DIR};
 
 /// Channel and campaign of an order without touchpoint (`ariane_measures::attribution::NO_TOUCHPOINT`).
 pub const NO_TOUCHPOINT: &str = "(none)";
@@ -93,31 +93,8 @@ impl MeasuresInput {
 
     /// Same, from the lake directory and the snapshot's run id.
     pub fn load_dir(dir: &Path, snapshot_run_id: &str) -> anyhow::Result<MeasuresInput> {
-        let mut links: HashMap<u128, u32> = HashMap::new();
-        for path in parquet_files(&dir.join(ariane_shared::lake::links_prefix()))? {
-            for_each_batch(&path, |b| {
-                let key = column::<StringArray>(b, "identifier_hash")?;
-                let profile = column::<StringArray>(b, "profile_id")?;
-                for i in 0..b.num_rows() {
-                    let k = parse_key(key.value(i)).with_context(|| format!("link key {:?}", key.value(i)))?;
-                    let p = person_of_profile(profile.value(i)).with_context(|| format!("profile {:?}", profile.value(i)))?;
-                    if links.insert(k, p).is_some_and(|old| old != p) {
-                        bail!("key {} linked twice", key.value(i));
-                    }
-                }
-                Ok(())
-            })?;
-        }
-        let mut profiles = BTreeSet::new();
-        for path in parquet_files(&dir.join(ariane_shared::lake::profiles_snapshot_prefix(snapshot_run_id)))? {
-            for_each_batch(&path, |b| {
-                let id = column::<StringArray>(b, "profile_id")?;
-                for i in 0..b.num_rows() {
-                    profiles.insert(person_of_profile(id.value(i)).with_context(|| format!("profile {:?}", id.value(i)))?);
-                }
-                Ok(())
-            })?;
-        }
+        let links = read_links(dir)?;
+        let profiles: BTreeSet<u32> = read_snapshot(dir, snapshot_run_id)?.into_keys().collect();
         if profiles.is_empty() {
             bail!("no profile in the snapshot {snapshot_run_id} of {}", dir.display());
         }

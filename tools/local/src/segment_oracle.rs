@@ -56,10 +56,10 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use ariane_datagen::{CatalogueProduct, Tier};
-use arrow::array::{Array, BooleanArray, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::array::{Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
-use crate::truth_lake::{column, for_each_batch, parquet_files, parse_key, person_of_profile, profile_id_of, TruthLake};
+use crate::truth_lake::{column, for_each_batch, parquet_files, parse_key, profile_id_of, read_links, read_snapshot, TruthLake};
 
 /// The segments of the built-in library this oracle knows.
 pub const SEGMENTS: [&str; 8] =
@@ -174,35 +174,9 @@ impl OracleInput {
     /// Same, from the lake directory and the snapshot's run id.
     pub fn load_dir(dir: &Path, snapshot_run_id: &str) -> anyhow::Result<OracleInput> {
         // Identity: key → person.
-        let mut links: HashMap<u128, u32> = HashMap::new();
-        for path in parquet_files(&dir.join(ariane_shared::lake::links_prefix()))? {
-            for_each_batch(&path, |b| {
-                let key = column::<StringArray>(b, "identifier_hash")?;
-                let profile = column::<StringArray>(b, "profile_id")?;
-                for i in 0..b.num_rows() {
-                    let k = parse_key(key.value(i)).with_context(|| format!("link key {:?}", key.value(i)))?;
-                    let p = person_of_profile(profile.value(i)).with_context(|| format!("profile {:?}", profile.value(i)))?;
-                    if links.insert(k, p).is_some_and(|old| old != p) {
-                        bail!("key {} linked twice", key.value(i));
-                    }
-                }
-                Ok(())
-            })?;
-        }
+        let links = read_links(dir)?;
         // The snapshot.
-        let mut profiles = BTreeMap::new();
-        for path in parquet_files(&dir.join(ariane_shared::lake::profiles_snapshot_prefix(snapshot_run_id)))? {
-            for_each_batch(&path, |b| {
-                let id = column::<StringArray>(b, "profile_id")?;
-                let email = column::<BooleanArray>(b, "email_reachable")?;
-                let push = column::<BooleanArray>(b, "push_reachable")?;
-                for i in 0..b.num_rows() {
-                    let p = person_of_profile(id.value(i)).with_context(|| format!("profile {:?}", id.value(i)))?;
-                    profiles.insert(p, (email.value(i), push.value(i)));
-                }
-                Ok(())
-            })?;
-        }
+        let profiles = read_snapshot(dir, snapshot_run_id)?;
         // Events.
         let mut events = Vec::new();
         let mut seen: HashSet<u128> = HashSet::new();

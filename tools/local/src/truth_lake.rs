@@ -67,8 +67,8 @@ use ariane_shared::identifiers::{sha256_hex, IdentifierKind};
 use ariane_shared::lake::{self, IdentityLink, ProfileState};
 use ariane_shared::model::{CanonicalEvent, ConsentChannel, Observation, RejectedRow};
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
-    UInt8Builder,
+    ArrayRef, BooleanBuilder, Int64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
+    UInt64Builder, UInt8Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
@@ -684,6 +684,45 @@ impl PersonAgg {
             ads_opt_in: opt(3),
         }
     }
+}
+
+/// A truth lake's profile snapshot read back: person → (`email_reachable`, `push_reachable`).
+pub fn read_snapshot(dir: &Path, snapshot_run_id: &str) -> anyhow::Result<std::collections::BTreeMap<u32, (bool, bool)>> {
+    let mut profiles = std::collections::BTreeMap::new();
+    for path in parquet_files(&dir.join(ariane_shared::lake::profiles_snapshot_prefix(snapshot_run_id)))? {
+        for_each_batch(&path, |b| {
+            let id = column::<StringArray>(b, "profile_id")?;
+            let email = column::<arrow::array::BooleanArray>(b, "email_reachable")?;
+            let push = column::<arrow::array::BooleanArray>(b, "push_reachable")?;
+            for i in 0..b.num_rows() {
+                let p = person_of_profile(id.value(i)).with_context(|| format!("profile {:?}", id.value(i)))?;
+                profiles.insert(p, (email.value(i), push.value(i)));
+            }
+            Ok(())
+        })?;
+    }
+    Ok(profiles)
+}
+
+/// A truth lake's identity links read back: identity key → person (a key linked to two
+/// persons is an error).
+pub fn read_links(dir: &Path) -> anyhow::Result<HashMap<u128, u32>> {
+    let mut links: HashMap<u128, u32> = HashMap::new();
+    for path in parquet_files(&dir.join(ariane_shared::lake::links_prefix()))? {
+        for_each_batch(&path, |b| {
+            let key = column::<StringArray>(b, "identifier_hash")?;
+            let profile = column::<StringArray>(b, "profile_id")?;
+            for i in 0..b.num_rows() {
+                let k = parse_key(key.value(i)).with_context(|| format!("link key {:?}", key.value(i)))?;
+                let p = person_of_profile(profile.value(i)).with_context(|| format!("profile {:?}", profile.value(i)))?;
+                if links.insert(k, p).is_some_and(|old| old != p) {
+                    bail!("key {} linked twice", key.value(i));
+                }
+            }
+            Ok(())
+        })?;
+    }
+    Ok(links)
 }
 
 /// Reads every row of a Parquet file, batch by batch.
