@@ -165,7 +165,11 @@ def quote_ident(name):
     return '"' + name.replace('"', '""') + '"'
 
 
-def run(job):
+def open_lake(job):
+    """A DuckDB connection over the job's lake: the session settings, the tables
+    (`raw_events`, `identity_links`, `profiles`) and the job's views. Returns the
+    connection, its thread count and the seconds the tables and views took (also used by
+    `scripts/duckdb_measures.py`)."""
     lake = os.path.abspath(job["lake_dir"])
     threads = int(job.get("threads") or os.cpu_count() or 1)
     con = duckdb.connect(":memory:")
@@ -203,8 +207,11 @@ def run(job):
             con.execute(f"CREATE VIEW {name} AS {sql}")
         except duckdb.Error as e:
             raise SystemExit(f"view {name}: {e}\n--- SQL ---\n{sql}")
-    setup = time.perf_counter() - t0
+    return con, threads, time.perf_counter() - t0
 
+
+def run(job):
+    con, threads, setup = open_lake(job)
     results = []
     for seg in job.get("segments", []):
         name, sql = seg["name"], seg["sql"]

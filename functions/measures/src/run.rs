@@ -155,7 +155,7 @@ pub const PREVIOUS_PERIOD_MEASURES: [&str; 2] = ["conversions", "cross-channel"]
 
 /// The segments' run session (`events`, `profiles`, `orders`, ...) plus Ariane's own
 /// campaign sends (`activations`: the `touchpoints` measure counts them).
-async fn session(env: &RunEnv, bucket: &str, scope: &RunScope) -> Result<SessionContext, MeasuresError> {
+pub async fn session(env: &RunEnv, bucket: &str, scope: &RunScope) -> Result<SessionContext, MeasuresError> {
     let ctx = ariane_segments::run::run_session(env, bucket, scope).await.map_err(MeasuresError::Catalog)?;
     catalog::register_activations(&ctx, &catalog::lake_base(bucket)).map_err(MeasuresError::Catalog)?;
     Ok(ctx)

@@ -67,16 +67,16 @@
 //! query run into a temporary table (DuckDB always reads every bucket at once).
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ariane_datagen::{Export, GenConfig};
+use ariane_datagen::Export;
+use ariane_local::bench_lake::{self, peak_rss_mb, LakeSpec};
 use ariane_local::duckdb::{self, diff_members, diff_payloads, member_rows};
 use ariane_local::fs_blobs::FsBlobs;
-use ariane_local::truth_lake::build_truth_lake;
+use ariane_local::truth_lake::parquet_files;
 use ariane_segments::catalog::{self, RunEnv, RunScope};
 use ariane_segments::compact::{self, CompactionReport};
 use ariane_segments::read_cache::ReadCache;
@@ -90,51 +90,7 @@ use datafusion::object_store::local::LocalFileSystem;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 
-/// Rows per person of each export (seed 7, 5000 persons): see the module documentation.
-fn rows_per_person(export: Export) -> f64 {
-    match export {
-        Export::PosReceipts => 5.31,
-        Export::EcommerceOrders => 2.94,
-        Export::EcommerceCheckouts => 1.72,
-        Export::WebEvents => 25.12,
-        Export::EmailActivity => 46.87,
-        Export::SmsReport => 9.75,
-        Export::AppEvents => 3.85,
-        Export::CrmContacts => 3.22,
-    }
-}
-
 const DEFAULT_EXPORTS: [Export; 4] = [Export::CrmContacts, Export::PosReceipts, Export::EcommerceOrders, Export::EcommerceCheckouts];
-
-/// The generator's `max_rows` making the estimated events of `exports` for `persons` about
-/// `events` (None: the uncapped mix is not above it).
-fn max_rows_for(exports: &[Export], persons: usize, events: u64) -> Option<u64> {
-    let estimate = |cap: f64| exports.iter().map(|e| (rows_per_person(*e) * persons as f64).min(cap)).sum::<f64>();
-    let uncapped = estimate(f64::INFINITY);
-    if uncapped <= events as f64 {
-        return None;
-    }
-    let (mut lo, mut hi) = (0.0f64, uncapped);
-    for _ in 0..100 {
-        let mid = (lo + hi) / 2.0;
-        if estimate(mid) < events as f64 {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    Some(hi.round() as u64)
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
 
 /// What a DataFusion child runs: one bucket of the run (or all profiles), as one
 /// `compute_bucket` invocation of the function computes it.
@@ -267,11 +223,7 @@ fn parse_opts(args: &[String]) -> Opts {
     let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let num = |name: &str| flag(name).map(|v| v.replace('_', "").parse::<u64>().unwrap_or_else(|_| panic!("{name}: not a number: {v}")));
     let persons = num("--persons").unwrap_or(1_000_000) as usize;
-    let exports = match flag("--exports").as_deref() {
-        None => DEFAULT_EXPORTS.to_vec(),
-        Some("all") => Export::ALL.to_vec(),
-        Some(list) => list.split(',').map(|e| e.parse::<Export>().unwrap_or_else(|err| panic!("--exports: {err}"))).collect(),
-    };
+    let exports = bench_lake::parse_exports(flag("--exports").as_deref(), &DEFAULT_EXPORTS).unwrap_or_else(|e| panic!("{e}"));
     Opts {
         persons,
         events: num("--events").unwrap_or(10 * persons as u64),
@@ -285,96 +237,6 @@ fn parse_opts(args: &[String]) -> Opts {
         jobs: num("--jobs").unwrap_or(1).max(1) as usize,
         duckdb: !args.iter().any(|a| a == "--no-duckdb"),
     }
-}
-
-/// What the cache remembers of a built lake.
-#[derive(Serialize, Deserialize)]
-struct LakeInfo {
-    persons: usize,
-    max_rows: Option<u64>,
-    exports: Vec<String>,
-    profiles: usize,
-    events: u64,
-    links: u64,
-    build_seconds: f64,
-}
-
-fn bench_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("ARIANE_BENCH_DIR") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    home.join(".cache/ariane-bench")
-}
-
-/// The cached lake of these parameters, built when missing.
-fn lake(opts: &Opts, now: DateTime<Utc>, snapshot: &str) -> (PathBuf, LakeInfo) {
-    let max_rows = max_rows_for(&opts.exports, opts.persons, opts.events);
-    let mix: Vec<String> = opts.exports.iter().map(|e| format!("{}-{}", e.channel(), e.name())).collect();
-    // `l2`: the layout of the lake's files (bump it when a lake schema changes, so a lake
-    // cached by an earlier build is generated again; 2: events' `local_time`).
-    let name = format!(
-        "segments-lake-l2-s{}-p{}-r{}-{}",
-        opts.seed,
-        opts.persons,
-        max_rows.map(|r| r.to_string()).unwrap_or_else(|| "all".into()),
-        mix.join("+")
-    );
-    let dir = bench_root().join(name);
-    let info_path = dir.join("bench-lake.json");
-    if let Ok(bytes) = std::fs::read(&info_path) {
-        if let Ok(info) = serde_json::from_slice::<LakeInfo>(&bytes) {
-            eprintln!("lake: cached in {}", dir.display());
-            return (dir, info);
-        }
-    }
-    let building = dir.with_extension("building");
-    let _ = std::fs::remove_dir_all(&building);
-    let mut cfg = GenConfig::new(opts.seed, opts.persons, now);
-    cfg.max_rows = max_rows;
-    eprintln!(
-        "lake: generating {} persons, exports {}, max_rows {:?} into {} (once; cached)",
-        opts.persons,
-        mix.join(", "),
-        max_rows,
-        dir.display()
-    );
-    let t = Instant::now();
-    let built = build_truth_lake(&cfg, &opts.exports, &building, snapshot, 1).expect("build the truth lake");
-    let info = LakeInfo {
-        persons: opts.persons,
-        max_rows,
-        exports: mix,
-        profiles: built.profiles,
-        events: built.events,
-        links: built.links,
-        build_seconds: t.elapsed().as_secs_f64(),
-    };
-    // The per-event truth and the scratch space are not needed by the benchmark.
-    let _ = std::fs::remove_dir_all(building.join("_truth"));
-    std::fs::write(building.join("bench-lake.json"), serde_json::to_vec_pretty(&info).expect("JSON")).expect("lake info");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&building, &dir).expect("move the lake in place");
-    eprintln!("lake: built in {:.0}s", info.build_seconds);
-    (dir, info)
-}
-
-fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|x| x == "parquet") {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The snapshot of `snapshot` (one bucket) split into `k` buckets as snapshot
@@ -395,7 +257,7 @@ fn rebucket(dir: &Path, snapshot: &str, k: usize) -> String {
         })
         .collect();
     let mut profiles = 0usize;
-    for file in parquet_files(&dir.join(lake::profiles_snapshot_prefix(snapshot))) {
+    for file in parquet_files(&dir.join(lake::profiles_snapshot_prefix(snapshot))).expect("the snapshot's files") {
         let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).expect("snapshot"))
             .expect("snapshot")
             .build()
@@ -478,24 +340,6 @@ fn compacted_lake(dir: &Path, buckets: usize, mem_mb: usize, now: DateTime<Utc>)
     (target, info)
 }
 
-/// Reads every file once, so neither engine pays for a cold page cache.
-fn warm(dir: &Path) -> (usize, f64) {
-    let files = parquet_files(dir);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    for f in &files {
-        let mut file = std::fs::File::open(f).expect("lake file");
-        loop {
-            let n = file.read(&mut buf).expect("read");
-            if n == 0 {
-                break;
-            }
-            bytes += n as u64;
-        }
-    }
-    (files.len(), bytes as f64 / 1_048_576.0)
-}
-
 /// Every bucket's child, `jobs` at a time; returns them in bucket order and the wall time.
 fn run_datafusion_children(jobs: &[ChildJob], at_once: usize, work: &Path) -> (Vec<ChildResult>, f64) {
     let exe = std::env::current_exe().expect("own path");
@@ -535,7 +379,8 @@ fn main() {
     let now = Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).single().expect("date");
     let run_at = now + chrono::Duration::hours(6);
     let base_snapshot = lake::run_id(now);
-    let (raw_dir, info) = lake(&opts, now, &base_snapshot);
+    let spec = LakeSpec { seed: opts.seed, persons: opts.persons, events: opts.events, exports: opts.exports.clone() };
+    let (raw_dir, info) = bench_lake::cached_lake(&spec, now, &base_snapshot).unwrap_or_else(|e| panic!("{e:#}"));
     let snapshot = if opts.partitions > 1 { rebucket(&raw_dir, &base_snapshot, opts.partitions) } else { base_snapshot };
     // The compaction runs at 04:00, before the run.
     let compaction = opts.compacted.then(|| compacted_lake(&raw_dir, opts.partitions, opts.mem_mb, now + chrono::Duration::hours(4)));
@@ -544,7 +389,7 @@ fn main() {
     let definitions: Vec<SegmentDefinition> =
         library.into_iter().filter(|d| opts.segments.as_ref().is_none_or(|s| s.contains(&d.name))).collect();
     assert!(!definitions.is_empty(), "no segment selected");
-    let (files, mb) = warm(&dir);
+    let (files, mb) = bench_lake::warm(&dir).unwrap_or_else(|e| panic!("{e:#}"));
     println!(
         "lake: {} persons, {} profiles, {} events, {} identity links; exports {} (max_rows {}); {files} Parquet files, {mb:.0} MB{}",
         info.persons,

@@ -303,6 +303,16 @@ pub fn script() -> PathBuf {
 /// Runs `job` in a DuckDB child process and returns its result. The script's progress
 /// lines (stderr) are passed through when `ARIANE_DUCKDB_VERBOSE` is set.
 pub fn run_job(job: &Job) -> anyhow::Result<JobResult> {
+    let (mut result, process_seconds): (JobResult, f64) = run_script(&script(), job, "DuckDB segments")?;
+    result.process_seconds = process_seconds;
+    Ok(result)
+}
+
+/// Runs the DuckDB script `script` (under `scripts/`) on `job` (written as JSON to a file
+/// the script reads) with the `.venv` Python, and returns its JSON result and the wall
+/// time of the child process. `what` names the job in errors. The script's progress lines
+/// (stderr) are passed through when `ARIANE_DUCKDB_VERBOSE` is set.
+pub fn run_script<J: Serialize, R: serde::de::DeserializeOwned>(script: &Path, job: &J, what: &str) -> anyhow::Result<(R, f64)> {
     let python = python()?;
     let dir = tempfile::tempdir().context("temporary directory for the DuckDB job")?;
     let job_path = dir.path().join("job.json");
@@ -311,7 +321,7 @@ pub fn run_job(job: &Job) -> anyhow::Result<JobResult> {
     let start = std::time::Instant::now();
     let verbose = std::env::var_os("ARIANE_DUCKDB_VERBOSE").is_some();
     let output = Command::new(&python)
-        .arg(script())
+        .arg(script)
         .arg(&job_path)
         .arg("--out")
         .arg(&out_path)
@@ -319,19 +329,18 @@ pub fn run_job(job: &Job) -> anyhow::Result<JobResult> {
         .stdout(Stdio::piped())
         .stderr(if verbose { Stdio::inherit() } else { Stdio::piped() })
         .output()
-        .with_context(|| format!("cannot run {} {}", python.display(), script().display()))?;
+        .with_context(|| format!("cannot run {} {}", python.display(), script.display()))?;
     let process_seconds = start.elapsed().as_secs_f64();
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         if output.status.code() == Some(3) {
             bail!("{}", stderr.trim());
         }
-        bail!("DuckDB segments failed ({}):\n{}{}", output.status, stderr, String::from_utf8_lossy(&output.stdout));
+        bail!("{what} failed ({}):\n{}{}", output.status, stderr, String::from_utf8_lossy(&output.stdout));
     }
     let text = std::fs::read(&out_path).context("reading the DuckDB result")?;
-    let mut result: JobResult = serde_json::from_slice(&text).context("the DuckDB result is not the expected JSON")?;
-    result.process_seconds = process_seconds;
-    Ok(result)
+    let result: R = serde_json::from_slice(&text).context("the DuckDB result is not the expected JSON")?;
+    Ok((result, process_seconds))
 }
 
 /// A DataFusion membership as the script's member rows: distinct

@@ -12,13 +12,18 @@
 //!   one on a local sample export (`validate --sample`), through the ingest's own parser.
 //! - [`quality`] scores identity resolution against the data generator's ground truth
 //!   (pairwise precision and recall).
+//! - [`duckdb`] and [`measures_duckdb`] run the segments and the daily measures with DuckDB
+//!   over a local lake (the correctness oracle and the benchmarks' reference);
+//!   [`bench_lake`] builds and caches the benchmarks' scale lake.
 
 pub mod activation;
+pub mod bench_lake;
 pub mod channel_specs;
 pub mod duckdb;
 pub mod fs_blobs;
 pub mod functions;
 pub mod manifest;
+pub mod measures_duckdb;
 pub mod measures_oracle;
 pub mod moto;
 pub mod quality;

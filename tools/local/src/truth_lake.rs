@@ -63,7 +63,7 @@ use ariane_ingest::engine::{self, RowSink, SinkError};
 use ariane_ingest::map::FileContext;
 use ariane_ingest::pipeline::{fingerprint, LakeSink};
 use ariane_ingest::spec::Catalog;
-use ariane_shared::identifiers::{sha256_hex, IdentifierKind};
+use ariane_shared::identifiers::{sha256_hex, sha256_hex_bytes, IdentifierKind};
 use ariane_shared::lake::{self, IdentityLink, ProfileState};
 use ariane_shared::model::{CanonicalEvent, ConsentChannel, Observation, RejectedRow};
 use arrow::array::{
@@ -764,6 +764,48 @@ pub fn parquet_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Moves what a sink wrote (event parts, rejects) to their lake keys under `dir`, as the
+/// ingest function names them for the file of fingerprint `fp`; observations are dropped
+/// (the truth lake's identity comes from the truth).
+fn place_parts(dir: &Path, channel: &str, fp: &str, sink: LakeSink) -> anyhow::Result<()> {
+    let (parts, rejects, observations) = sink.finish_paths()?;
+    for part in parts {
+        let name = part.file_name().and_then(|n| n.to_str()).context("part name")?.to_string();
+        // events-<yyyy-mm-dd>-<part>.parquet
+        let rest = name.strip_prefix("events-").and_then(|r| r.strip_suffix(".parquet")).context("part name")?;
+        let (date, n) = (&rest[..10], &rest[11..]);
+        let object = if n == "0" { fp.to_string() } else { format!("{fp}-{n}") };
+        let dest = dir.join(lake::events_key(channel, date, &object));
+        std::fs::create_dir_all(dest.parent().expect("key has folders"))?;
+        std::fs::rename(&part, &dest).with_context(|| format!("moving {} to {}", part.display(), dest.display()))?;
+    }
+    if let Some(r) = rejects {
+        let dest = dir.join(lake::rejects_key(channel, fp));
+        std::fs::create_dir_all(dest.parent().expect("key has folders"))?;
+        std::fs::rename(&r, &dest)?;
+    }
+    let _ = std::fs::remove_file(observations);
+    Ok(())
+}
+
+/// Adds a file that carries no person (the spend file of `channels/costs/`) to a truth
+/// lake: ingested as the function does (the embedded spec that `source_key` selects for
+/// `channel`), its events and rejects laid out under `dir`. Returns the events written.
+pub fn add_export_without_persons(dir: &Path, channel: &str, source_key: &str, data: &[u8]) -> anyhow::Result<u64> {
+    let catalog = Catalog::embedded().map_err(|e| anyhow::anyhow!("channel specs: {e:?}"))?;
+    let spec = catalog.select(channel, source_key).with_context(|| format!("{source_key}: no channel spec"))?;
+    let scratch = dir.join("_truth").join(format!("scratch-{channel}"));
+    std::fs::create_dir_all(&scratch)?;
+    let fp = fingerprint(channel, &sha256_hex(&format!("truth-lake:{source_key}:{}", sha256_hex_bytes(data))), Some(data.len() as i64));
+    let file = FileContext { source_key: source_key.to_string(), fingerprint: fp.clone() };
+    let mut sink = LakeSink::new(scratch.clone())?;
+    let counts = engine::parse(Box::new(std::io::Cursor::new(data.to_vec())), spec, file, &mut sink)
+        .with_context(|| format!("ingesting {source_key}"))?;
+    place_parts(dir, channel, &fp, sink)?;
+    std::fs::remove_dir_all(&scratch)?;
+    Ok(counts.events)
+}
+
 /// Builds the truth lake of `exports` (generated with `cfg`) in `dir`: see the module
 /// documentation. `partitions` is the number of profile buckets of the snapshot of run
 /// `snapshot_run_id`.
@@ -845,23 +887,7 @@ pub fn build_truth_lake(
         ensure!(read == stats.rows, "{export}: {read} truth rows read, {} written", stats.rows);
         report.rows = stats.rows;
         ensure!(counts.events == report.events, "{export}: parser counted {} events, sink saw {}", counts.events, report.events);
-        let (parts, rejects, observations) = lake_sink.finish_paths()?;
-        for part in parts {
-            let name = part.file_name().and_then(|n| n.to_str()).context("part name")?.to_string();
-            // events-<yyyy-mm-dd>-<part>.parquet
-            let rest = name.strip_prefix("events-").and_then(|r| r.strip_suffix(".parquet")).context("part name")?;
-            let (date, n) = (&rest[..10], &rest[11..]);
-            let object = if n == "0" { fp.clone() } else { format!("{fp}-{n}") };
-            let dest = dir.join(lake::events_key(channel, date, &object));
-            std::fs::create_dir_all(dest.parent().expect("key has folders"))?;
-            std::fs::rename(&part, &dest).with_context(|| format!("moving {} to {}", part.display(), dest.display()))?;
-        }
-        if let Some(r) = rejects {
-            let dest = dir.join(lake::rejects_key(channel, &fp));
-            std::fs::create_dir_all(dest.parent().expect("key has folders"))?;
-            std::fs::rename(&r, &dest)?;
-        }
-        let _ = std::fs::remove_file(observations);
+        place_parts(dir, channel, &fp, lake_sink)?;
         report.seconds = started.elapsed().as_secs_f64();
         report.generate_seconds = generate_seconds;
         events += report.events;
