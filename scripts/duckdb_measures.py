@@ -31,14 +31,13 @@ row ever enters Python.
 """
 
 import glob
-import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from duckdb_segments import duckdb, open_lake, peak_rss_mb, quote_ident, sql_string  # noqa: E402
+from duckdb_segments import duckdb, main, open_lake, peak_rss_mb, quote_ident, sql_string  # noqa: E402
 
 
 # The activation records (`activations/decided_date=<d>/`, shared/src/lake.rs
@@ -92,25 +91,5 @@ def run(job):
     }
 
 
-def main(argv):
-    out_path = None
-    if "--out" in argv:
-        i = argv.index("--out")
-        out_path = argv[i + 1]
-        argv = argv[:i] + argv[i + 2:]
-    if argv and argv[0] != "-":
-        with open(argv[0], encoding="utf-8") as f:
-            job = json.load(f)
-    else:
-        job = json.load(sys.stdin)
-    result = run(job)
-    if out_path:
-        with open(out_path, "w", encoding="utf-8") as f:
-            json.dump(result, f)
-    else:
-        json.dump(result, sys.stdout)
-        sys.stdout.write("\n")
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main(sys.argv[1:], run)

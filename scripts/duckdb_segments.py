@@ -274,7 +274,11 @@ def run(job):
     }
 
 
-def main(argv):
+def main(argv, run_job=None):
+    """The command line of this script and of `scripts/duckdb_measures.py`: the job from the
+    file given (or stdin), `run_job` (this script's `run` by default) on it, the result as
+    JSON to `--out` (or stdout)."""
+    run_job = run_job or run
     out_path = None
     if "--out" in argv:
         i = argv.index("--out")
@@ -285,7 +289,7 @@ def main(argv):
             job = json.load(f)
     else:
         job = json.load(sys.stdin)
-    result = run(job)
+    result = run_job(job)
     if out_path:
         with open(out_path, "w", encoding="utf-8") as f:
             json.dump(result, f)
