@@ -74,15 +74,10 @@ sales AS (
         COUNT(DISTINCT CASE WHEN first_week < week_start THEN profile_id END) AS returning_customers
     FROM period_orders
     GROUP BY channel, week_start
-),
-weeks AS (
-    SELECT channel, week_start FROM activity
-    UNION
-    SELECT channel, week_start FROM sales
 )
 SELECT
-    w.channel,
-    w.week_start,
+    COALESCE(a.channel, s.channel) AS channel,
+    COALESCE(a.week_start, s.week_start) AS week_start,
     COALESCE(a.people_reached, 0) AS people_reached,
     COALESCE(a.deliveries, 0) AS deliveries,
     COALESCE(a.sms_delivered, 0) AS sms_delivered,
@@ -99,7 +94,6 @@ SELECT
     COALESCE(s.returning_customers, 0) AS returning_customers,
     COALESCE(a.unsubscribes, 0) AS unsubscribes,
     COALESCE(a.stops, 0) AS stops
-FROM weeks w
-LEFT JOIN activity a ON a.channel = w.channel AND a.week_start = w.week_start
-LEFT JOIN sales s ON s.channel = w.channel AND s.week_start = w.week_start
-ORDER BY w.week_start, w.channel
+FROM activity a
+FULL OUTER JOIN sales s ON s.channel = a.channel AND s.week_start = a.week_start
+ORDER BY 2, 1

@@ -23,40 +23,26 @@
 --                                        a store event (a visit or a purchase, pos) in the 7
 --                                        days before
 WITH ev AS (
-    SELECT profile_id, channel, event_type, occurred_at
+    SELECT profile_id, channel, event_type
     FROM events
     WHERE event_date >= {{run_date-28}} AND occurred_at > {{run_at}} - INTERVAL '28 days' AND channel <> 'crm'
 ),
-reach AS (
-    SELECT COUNT(DISTINCT profile_id) AS people_reached
+person_channels AS (
+    SELECT profile_id, CASE WHEN channel = 'ecommerce' THEN 'web' ELSE channel END AS used,
+        MAX(CASE WHEN event_type IN ('email_sent', 'sms_sent', 'sms_delivered')
+                   OR channel IN ('web', 'app', 'pos', 'ecommerce') THEN 1 ELSE 0 END) AS reached
     FROM ev
-    WHERE event_type IN ('email_sent', 'sms_sent', 'sms_delivered') OR channel IN ('web', 'app', 'pos', 'ecommerce')
+    GROUP BY profile_id, CASE WHEN channel = 'ecommerce' THEN 'web' ELSE channel END
 ),
-period_orders AS (
-    SELECT profile_id, channel, order_id, ordered_at, COALESCE(amount_minor, 0) AS amount_minor
-    FROM orders
-    WHERE ordered_at > {{run_at}} - INTERVAL '28 days'
-),
-buyers AS (
-    SELECT profile_id, SUM(amount_minor) AS value_minor FROM period_orders GROUP BY profile_id
-),
-channels_used AS (
-    SELECT profile_id, COUNT(DISTINCT CASE WHEN channel = 'ecommerce' THEN 'web' ELSE channel END) AS channels
-    FROM ev
+people AS (
+    SELECT profile_id, COUNT(*) AS channels, MAX(reached) AS reached
+    FROM person_channels
     GROUP BY profile_id
 ),
-customers AS (
-    SELECT b.profile_id, b.value_minor, COALESCE(c.channels, 1) AS channels
-    FROM buyers b LEFT JOIN channels_used c ON c.profile_id = b.profile_id
-),
-mix AS (
-    SELECT
-        COUNT(*) AS customers,
-        SUM(CASE WHEN channels <= 1 THEN 1 ELSE 0 END) AS single_channel_customers,
-        SUM(CASE WHEN channels >= 2 THEN 1 ELSE 0 END) AS multi_channel_customers,
-        SUM(CASE WHEN channels <= 1 THEN value_minor ELSE 0 END) AS single_value,
-        SUM(CASE WHEN channels >= 2 THEN value_minor ELSE 0 END) AS multi_value
-    FROM customers
+period_orders AS (
+    SELECT profile_id, channel, order_id, lines, ordered_at, COALESCE(amount_minor, 0) AS amount_minor
+    FROM orders
+    WHERE ordered_at > {{run_at}} - INTERVAL '28 days'
 ),
 visits AS (
     SELECT profile_id, channel, occurred_at
@@ -64,33 +50,50 @@ visits AS (
     WHERE event_date >= {{run_date-35}} AND occurred_at > {{run_at}} - INTERVAL '35 days'
       AND channel IN ('web', 'app', 'pos')
 ),
-ropo AS (
-    SELECT COUNT(DISTINCT concat(o.profile_id, '/', o.order_id)) AS research_online_purchase_offline
+researched AS (
+    SELECT o.profile_id, o.order_id, o.amount_minor,
+        MAX(CASE WHEN o.channel = 'pos' AND v.channel IN ('web', 'app') THEN 1 ELSE 0 END) AS online_then_store,
+        MAX(CASE WHEN o.channel IN ('ecommerce', 'app') AND v.channel = 'pos' THEN 1 ELSE 0 END) AS store_then_online
     FROM period_orders o
-    JOIN visits v ON v.profile_id = o.profile_id
-    WHERE o.channel = 'pos' AND v.channel IN ('web', 'app')
-      AND v.occurred_at <= o.ordered_at AND v.occurred_at >= o.ordered_at - INTERVAL '7 days'
+    LEFT JOIN visits v ON v.profile_id = o.profile_id
+        AND v.occurred_at <= o.ordered_at AND v.occurred_at >= o.ordered_at - INTERVAL '7 days'
+    GROUP BY o.profile_id, o.channel, o.order_id, o.lines, o.ordered_at, o.amount_minor
 ),
-reverse_ropo AS (
-    SELECT COUNT(DISTINCT concat(o.profile_id, '/', o.order_id)) AS research_offline_purchase_online
-    FROM period_orders o
-    JOIN visits v ON v.profile_id = o.profile_id
-    WHERE o.channel IN ('ecommerce', 'app') AND v.channel = 'pos'
-      AND v.occurred_at <= o.ordered_at AND v.occurred_at >= o.ordered_at - INTERVAL '7 days'
+per_order AS (
+    SELECT profile_id, order_id, SUM(amount_minor) AS amount_minor,
+        MAX(online_then_store) AS online_then_store, MAX(store_then_online) AS store_then_online
+    FROM researched
+    GROUP BY profile_id, order_id
+),
+buyers AS (
+    SELECT profile_id, SUM(amount_minor) AS value_minor,
+        SUM(online_then_store) AS online_then_store, SUM(store_then_online) AS store_then_online
+    FROM per_order
+    GROUP BY profile_id
+),
+totals AS (
+    SELECT
+        SUM(CASE WHEN p.profile_id IS NOT NULL THEN p.reached ELSE 0 END) AS people_reached,
+        COUNT(b.profile_id) AS customers,
+        SUM(CASE WHEN b.profile_id IS NOT NULL AND COALESCE(p.channels, 1) <= 1 THEN 1 ELSE 0 END) AS single_channel_customers,
+        SUM(CASE WHEN b.profile_id IS NOT NULL AND COALESCE(p.channels, 1) >= 2 THEN 1 ELSE 0 END) AS multi_channel_customers,
+        SUM(CASE WHEN b.profile_id IS NOT NULL AND COALESCE(p.channels, 1) <= 1 THEN b.value_minor ELSE 0 END) AS single_value,
+        SUM(CASE WHEN b.profile_id IS NOT NULL AND COALESCE(p.channels, 1) >= 2 THEN b.value_minor ELSE 0 END) AS multi_value,
+        SUM(b.online_then_store) AS research_online_purchase_offline,
+        SUM(b.store_then_online) AS research_offline_purchase_online
+    FROM people p
+    FULL OUTER JOIN buyers b ON b.profile_id = p.profile_id
 )
 SELECT
-    r.people_reached,
-    m.customers,
-    CAST(COALESCE(m.single_channel_customers, 0) AS BIGINT) AS single_channel_customers,
-    CAST(COALESCE(m.multi_channel_customers, 0) AS BIGINT) AS multi_channel_customers,
-    CASE WHEN m.customers > 0 THEN CAST(m.multi_channel_customers AS DOUBLE) / m.customers END AS multi_channel_share,
-    CASE WHEN m.single_channel_customers > 0
-         THEN CAST(ROUND(CAST(m.single_value AS DOUBLE) / m.single_channel_customers) AS BIGINT) END AS single_channel_average_value_minor,
-    CASE WHEN m.multi_channel_customers > 0
-         THEN CAST(ROUND(CAST(m.multi_value AS DOUBLE) / m.multi_channel_customers) AS BIGINT) END AS multi_channel_average_value_minor,
-    p.research_online_purchase_offline,
-    x.research_offline_purchase_online
-FROM reach r
-CROSS JOIN mix m
-CROSS JOIN ropo p
-CROSS JOIN reverse_ropo x
+    CAST(COALESCE(t.people_reached, 0) AS BIGINT) AS people_reached,
+    t.customers,
+    CAST(COALESCE(t.single_channel_customers, 0) AS BIGINT) AS single_channel_customers,
+    CAST(COALESCE(t.multi_channel_customers, 0) AS BIGINT) AS multi_channel_customers,
+    CASE WHEN t.customers > 0 THEN CAST(t.multi_channel_customers AS DOUBLE) / t.customers END AS multi_channel_share,
+    CASE WHEN t.single_channel_customers > 0
+         THEN CAST(ROUND(CAST(t.single_value AS DOUBLE) / t.single_channel_customers) AS BIGINT) END AS single_channel_average_value_minor,
+    CASE WHEN t.multi_channel_customers > 0
+         THEN CAST(ROUND(CAST(t.multi_value AS DOUBLE) / t.multi_channel_customers) AS BIGINT) END AS multi_channel_average_value_minor,
+    CAST(COALESCE(t.research_online_purchase_offline, 0) AS BIGINT) AS research_online_purchase_offline,
+    CAST(COALESCE(t.research_offline_purchase_online, 0) AS BIGINT) AS research_offline_purchase_online
+FROM totals t

@@ -22,21 +22,14 @@
 -- at most the one before, and the drop-off from one step to the next, 1 - next / previous,
 -- is the share of people who stopped there.
 WITH ev AS (
-    SELECT profile_id, channel, event_type, occurred_at
+    SELECT profile_id, channel, event_type,
+           ROW_NUMBER() OVER (PARTITION BY profile_id ORDER BY occurred_at, channel) AS rn
     FROM events
     WHERE event_date >= {{run_date-28}} AND occurred_at > {{run_at}} - INTERVAL '28 days' AND channel <> 'crm'
 ),
-entry AS (
-    SELECT profile_id, channel AS entry_channel
-    FROM (
-        SELECT profile_id, channel,
-               ROW_NUMBER() OVER (PARTITION BY profile_id ORDER BY occurred_at, channel) AS rn
-        FROM ev
-    ) AS firsts
-    WHERE rn = 1
-),
 steps AS (
     SELECT profile_id,
+        MAX(CASE WHEN rn = 1 THEN channel END) AS entry_channel,
         MAX(CASE WHEN channel IN ('web', 'app', 'pos', 'ecommerce') THEN 1 ELSE 0 END) AS visited,
         MAX(CASE WHEN event_type IN ('cart_add', 'add_to_cart') THEN 1 ELSE 0 END) AS carted,
         MAX(CASE WHEN event_type = 'checkout_started' THEN 1 ELSE 0 END) AS checked_out,
@@ -45,13 +38,12 @@ steps AS (
     GROUP BY profile_id
 )
 SELECT
-    e.entry_channel,
+    entry_channel,
     COUNT(*) AS people,
-    CAST(SUM(s.visited) AS BIGINT) AS visitors,
-    CAST(SUM(s.visited * GREATEST(s.carted, s.checked_out, s.ordered)) AS BIGINT) AS carted,
-    CAST(SUM(s.visited * GREATEST(s.checked_out, s.ordered)) AS BIGINT) AS checked_out,
-    CAST(SUM(s.visited * s.ordered) AS BIGINT) AS ordered
-FROM entry e
-JOIN steps s ON s.profile_id = e.profile_id
-GROUP BY e.entry_channel
-ORDER BY e.entry_channel
+    CAST(SUM(visited) AS BIGINT) AS visitors,
+    CAST(SUM(visited * GREATEST(carted, checked_out, ordered)) AS BIGINT) AS carted,
+    CAST(SUM(visited * GREATEST(checked_out, ordered)) AS BIGINT) AS checked_out,
+    CAST(SUM(visited * ordered) AS BIGINT) AS ordered
+FROM steps
+GROUP BY entry_channel
+ORDER BY entry_channel

@@ -153,10 +153,23 @@ async fn put_batches<B: BlobStore>(
 /// The measures the run queries a second time for the previous period.
 pub const PREVIOUS_PERIOD_MEASURES: [&str; 2] = ["conversions", "cross-channel"];
 
-/// The segments' run session (`events`, `profiles`, `orders`, ...) plus Ariane's own
-/// campaign sends (`activations`: the `touchpoints` measure counts them).
+/// The catalog's views a measures session computes once, into memory, before any measure
+/// runs: `orders` (every order of all history: `conversions`, `channel-kpis` and
+/// `cross-channel` read it) is the costliest view of the run, a deduplication and a join of
+/// every order line ever, and DataFusion would compute it again for each reference. Held
+/// in memory it is small (about 100 bytes per order: 150 MB for 1.5M orders), and each
+/// measure's peak is lower for not computing it beside its own work (BENCHMARKS.md, "Issue
+/// 18"). The DuckDB cross-check materialises the same views (`scripts/duckdb_measures.py`).
+pub const MATERIALISED_VIEWS: [&str; 1] = ["orders"];
+
+/// The segments' run session (`events`, `profiles`, `orders`, ...) with
+/// [`MATERIALISED_VIEWS`] computed once, plus Ariane's own campaign sends (`activations`:
+/// the `touchpoints` measure counts them).
 pub async fn session(env: &RunEnv, bucket: &str, scope: &RunScope) -> Result<SessionContext, MeasuresError> {
     let ctx = ariane_segments::run::run_session(env, bucket, scope).await.map_err(MeasuresError::Catalog)?;
+    for view in MATERIALISED_VIEWS {
+        ariane_segments::run::materialise(&ctx, view, scope.run_at).await.map_err(MeasuresError::Catalog)?;
+    }
     catalog::register_activations(&ctx, &catalog::lake_base(bucket)).map_err(MeasuresError::Catalog)?;
     Ok(ctx)
 }

@@ -20,7 +20,15 @@
 //! cache a quarter of the pool, as `MeasuresConfig::from_env` sizes them; DuckDB's
 //! `memory_limit` is the same pool), `--threads N` (DuckDB's threads; all cores, as
 //! DataFusion's default), `--seed N` (7), `--no-duckdb`, `--small` (5,000 persons, 50,000
-//! events, 1 run; also `ARIANE_BENCH_SMALL=1`).
+//! events, 1 run; also `ARIANE_BENCH_SMALL=1`), `--only NAME,NAME` (those measures only;
+//! attribution and the function's whole run are skipped when its inputs are left out),
+//! `--compacted` (read the lake after the daily compaction, as the function does at 05:00
+//! after the 04:00 compaction: the function's `compact::compact` on a hard-linked copy of
+//! the lake, cached beside it; DuckDB reads the same compacted files), `--buckets N` (the
+//! compaction's profile buckets, 4 as the template's `SegmentBuckets`), `--sql-dir DIR` (the `*.sql` files of DIR instead of the built-in `measures/`, read at
+//! run time: a change to a query is measured without a rebuild; the function's whole run is
+//! skipped), `--explain DIR` (each engine's `EXPLAIN ANALYZE` of each measure, after its
+//! timed run, in `DIR/<name>.datafusion.txt` and `DIR/<name>.duckdb.txt`).
 //!
 //! **The lake** is built as the segments bench builds its scale lake
 //! (`ariane_local::bench_lake`: a truth lake cached under `$ARIANE_BENCH_DIR`), the
@@ -77,6 +85,38 @@ struct ChildJob {
     memory_size_mb: usize,
     /// Where the steps child writes each measure's result (`<name>.parquet`), if anywhere.
     out_dir: Option<PathBuf>,
+    /// The measures to run (see [`definitions`]).
+    sql_dir: Option<PathBuf>,
+    only: Vec<String>,
+    /// Where the steps child writes each measure's `EXPLAIN ANALYZE` (`<name>.datafusion.txt`).
+    explain_dir: Option<PathBuf>,
+}
+
+/// The measures a run computes: the library (`measures/`, built in) or the `*.sql` files of
+/// `--sql-dir` (read at run time, to try a change without a rebuild), only those named by
+/// `--only` when given.
+fn definitions(sql_dir: Option<&Path>, only: &[String]) -> Vec<MeasureDefinition> {
+    let all = match sql_dir {
+        None => MeasureDefinition::library().expect("the library parses"),
+        Some(dir) => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|e| e.expect("a directory entry").path())
+                .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+                .collect();
+            files.sort();
+            files
+                .iter()
+                .map(|p| {
+                    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                    MeasureDefinition::parse(&p.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"))
+                })
+                .collect()
+        }
+    };
+    let picked: Vec<MeasureDefinition> = all.into_iter().filter(|d| only.is_empty() || only.contains(&d.name)).collect();
+    assert!(!picked.is_empty(), "no measure to run (--only {only:?})");
+    picked
 }
 
 #[derive(Serialize, Deserialize)]
@@ -123,7 +163,7 @@ fn child_steps(job_path: &Path, out_path: &Path) {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let scratch = tempfile::tempdir().expect("scratch");
     let config = md::function_config(job.memory_size_mb, scratch.path()).unwrap_or_else(|e| panic!("{e:#}"));
-    let library = MeasureDefinition::library().expect("the library parses");
+    let library = definitions(job.sql_dir.as_deref(), &job.only);
     let store = LocalFileSystem::new_with_prefix(&job.lake_dir).expect("the lake directory");
     let result = runtime.block_on(async {
         let env = RunEnv {
@@ -149,12 +189,24 @@ fn child_steps(job_path: &Path, out_path: &Path) {
                 let bytes = lake::parquet_bytes(schema, &table.batches).expect("encode");
                 std::fs::write(dir.join(format!("{}.parquet", def.name)), bytes).expect("write the result");
             }
+            if let Some(dir) = &job.explain_dir {
+                // Apart from the timed run, so the plan's own cost is not counted.
+                let plan = ctx.sql(&format!("EXPLAIN ANALYZE {sql}")).await.unwrap_or_else(|e| panic!("{}: {e}", def.name));
+                let text = arrow::util::pretty::pretty_format_batches(&plan.collect().await.expect("EXPLAIN ANALYZE"))
+                    .expect("format")
+                    .to_string();
+                std::fs::write(dir.join(format!("{}.datafusion.txt", def.name)), text).expect("write the plan");
+            }
             measures.push(ChildMeasure { name: def.name.clone(), rows: table.rows(), seconds });
             tables.insert(def.name.clone(), table);
         }
+        let (Some(tp), Some(conv)) = (tables.get("touchpoints"), tables.get("conversions")) else {
+            // `--only` left attribution's inputs out.
+            return StepsResult { peak_rss_mb: 0.0, session_seconds, measures, attribution_seconds: 0.0, touchpoints: 0, conversions: 0 };
+        };
         let t = Instant::now();
-        let tp = touchpoints(&tables["touchpoints"]).expect("touchpoints");
-        let conv = conversions(&tables["conversions"]).expect("conversions");
+        let tp = touchpoints(tp).expect("touchpoints");
+        let conv = conversions(conv).expect("conversions");
         let attribution = attribute(&tp, &conv, &config.attribution).expect("attribution");
         let attribution_seconds = t.elapsed().as_secs_f64();
         eprintln!(
@@ -210,6 +262,11 @@ struct Opts {
     threads: usize,
     seed: u64,
     duckdb: bool,
+    /// Read the lake after the daily compaction into this many buckets.
+    compacted: Option<usize>,
+    sql_dir: Option<PathBuf>,
+    only: Vec<String>,
+    explain_dir: Option<PathBuf>,
 }
 
 fn parse_opts(args: &[String]) -> Opts {
@@ -226,6 +283,10 @@ fn parse_opts(args: &[String]) -> Opts {
         threads: num("--threads").map(|t| t as usize).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
         seed: num("--seed").unwrap_or(7),
         duckdb: !args.iter().any(|a| a == "--no-duckdb"),
+        compacted: args.iter().any(|a| a == "--compacted").then(|| num("--buckets").unwrap_or(4).max(1) as usize),
+        sql_dir: flag("--sql-dir").map(PathBuf::from),
+        only: flag("--only").map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default(),
+        explain_dir: flag("--explain").map(PathBuf::from),
     }
 }
 
@@ -252,6 +313,9 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("--child-steps") => return child_steps(Path::new(&args[1]), Path::new(&args[2])),
         Some("--child-function") => return child_function(Path::new(&args[1]), Path::new(&args[2])),
+        Some(bench_lake::CHILD_COMPACT) => {
+            return bench_lake::child_compact(Path::new(&args[1]), Path::new(&args[2])).unwrap_or_else(|e| panic!("{e:#}"))
+        }
         _ => {}
     }
     let opts = parse_opts(&args);
@@ -260,9 +324,18 @@ fn main() {
     let run_at = now + chrono::Duration::hours(6);
     let base_snapshot = lake::run_id(now);
     let spec = LakeSpec { seed: opts.seed, persons: opts.persons, events: opts.events, exports: opts.exports.clone() };
-    let (dir, info) = bench_lake::cached_lake(&spec, now, &base_snapshot).unwrap_or_else(|e| panic!("{e:#}"));
+    let (raw_dir, info) = bench_lake::cached_lake(&spec, now, &base_snapshot).unwrap_or_else(|e| panic!("{e:#}"));
+    // The daily compaction runs at 04:00, before the run (as the segments bench does it).
+    let compaction = opts.compacted.map(|buckets| {
+        bench_lake::compacted_lake(&raw_dir, buckets, opts.memory_mb / 2, now + chrono::Duration::hours(4))
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    });
+    let dir = compaction.as_ref().map_or(raw_dir.clone(), |(d, _)| d.clone());
     let snapshot = md::measures_snapshot(&dir, &base_snapshot, run_at).unwrap_or_else(|e| panic!("{e:#}"));
-    let library = MeasureDefinition::library().expect("the library parses");
+    let library = definitions(opts.sql_dir.as_deref(), &opts.only);
+    if let Some(dir) = &opts.explain_dir {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    }
     let (files, mb) = bench_lake::warm(&dir).unwrap_or_else(|e| panic!("{e:#}"));
     let config = md::function_config(opts.memory_mb, Path::new("/tmp")).unwrap_or_else(|e| panic!("{e:#}"));
     println!(
@@ -274,6 +347,9 @@ fn main() {
         info.exports.join(", "),
         info.max_rows.map(|r| r.to_string()).unwrap_or_else(|| "none".into()),
     );
+    if let Some((_, c)) = &compaction {
+        println!("{}", c.describe(opts.memory_mb / 2));
+    }
     println!(
         "run at {run_at}; {} run(s) per engine; function memory {} MB (DataFusion pool {} MB, read cache {} MB; DuckDB memory_limit {} MB, threads {})",
         opts.runs, opts.memory_mb, config.memory_limit_mb, config.lake_cache_mb, config.memory_limit_mb, opts.threads
@@ -288,6 +364,9 @@ fn main() {
         run_at,
         memory_size_mb: opts.memory_mb,
         out_dir,
+        sql_dir: opts.sql_dir.clone(),
+        only: opts.only.clone(),
+        explain_dir: opts.explain_dir.clone(),
     };
     let (mut steps, mut ducks, mut functions) = (Vec::new(), Vec::new(), Vec::new());
     for n in 0..opts.runs {
@@ -302,9 +381,16 @@ fn main() {
             let spill = work.path().join("duckdb-spill");
             std::fs::create_dir_all(&spill).expect("spill dir");
             j.temp_directory = Some(spill);
+            j.explain_dir = opts.explain_dir.clone().filter(|_| first);
+            if let Some((_, c)) = &compaction {
+                // The same compacted files: every bucket's events and the links' history.
+                let (events, links) = c.duckdb_patterns().unwrap_or_else(|e| panic!("{e:#}"));
+                j.events_pattern = Some(events);
+                j.links_pattern = Some(links);
+            }
             ducks.push(md::run_job(&j).unwrap_or_else(|e| panic!("{e:#}")));
         }
-        if first {
+        if first && opts.sql_dir.is_none() && opts.only.is_empty() {
             functions.push(spawn_child::<FunctionResult>("--child-function", &job(None), work.path(), n));
         }
     }
@@ -373,13 +459,15 @@ fn main() {
         list(&steps_total),
         peak(&steps.iter().map(|s| s.peak_rss_mb).collect::<Vec<_>>())
     );
-    let function_secs: Vec<f64> = functions.iter().map(|f| f.seconds).collect();
-    println!(
-        "| DataFusion: the function's whole run (`run_measures`: SQL, attribution, Parquet, report) | {:.2} | {} | {:.0} |",
-        median(&function_secs),
-        list(&function_secs),
-        peak(&functions.iter().map(|f| f.peak_rss_mb).collect::<Vec<_>>())
-    );
+    if !functions.is_empty() {
+        let function_secs: Vec<f64> = functions.iter().map(|f| f.seconds).collect();
+        println!(
+            "| DataFusion: the function's whole run (`run_measures`: SQL, attribution, Parquet, report) | {:.2} | {} | {:.0} |",
+            median(&function_secs),
+            list(&function_secs),
+            peak(&functions.iter().map(|f| f.peak_rss_mb).collect::<Vec<_>>())
+        );
+    }
     if let Some(first) = ducks.first() {
         let process: Vec<f64> = ducks.iter().map(|d| d.process_seconds).collect();
         println!(
@@ -397,7 +485,11 @@ fn main() {
             median(&df_sql) / median(&duck_sql)
         );
     }
-    let s = &functions[0].summary;
+    let Some(function) = functions.first() else {
+        println!("(the function's whole run is skipped with --sql-dir or --only)");
+        std::process::exit(i32::from(mismatches > 0));
+    };
+    let s = &function.summary;
     println!(
         "function run: {} profiles, {} conversions ({} without touchpoint), {} touchpoints, revenue {} minor units",
         s.profiles, s.conversions, s.conversions_without_touchpoint, s.touchpoints, s.revenue_minor

@@ -69,24 +69,19 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Instant;
 
 use ariane_datagen::Export;
 use ariane_local::bench_lake::{self, peak_rss_mb, LakeSpec};
 use ariane_local::duckdb::{self, diff_members, diff_payloads, member_rows};
-use ariane_local::fs_blobs::FsBlobs;
 use ariane_local::truth_lake::parquet_files;
-use ariane_segments::catalog::{self, RunEnv, RunScope};
-use ariane_segments::compact::{self, CompactionReport};
-use ariane_segments::read_cache::ReadCache;
+use ariane_segments::catalog::RunScope;
 use ariane_segments::snapshot::{self, SnapshotMarker};
 use ariane_segments::{run, SegmentDefinition};
 use ariane_shared::lake;
 use ariane_shared::model::SegmentMember;
 use arrow::array::{Array, BooleanArray, StringArray};
 use chrono::{DateTime, TimeZone, Utc};
-use datafusion::object_store::local::LocalFileSystem;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -127,20 +122,6 @@ struct ChildResult {
     segments: Vec<ChildSegment>,
 }
 
-/// The lake directory as the function reads its bucket: a local file system store behind
-/// the run's read cache (a quarter of the pool, as `SegmentsConfig` sizes it), with the
-/// function's runtime (memory pool spilling to `scratch`, listing and metadata caches).
-fn run_env(lake_dir: &Path, mem_mb: usize, scratch: &Path) -> RunEnv {
-    let store = LocalFileSystem::new_with_prefix(lake_dir).expect("the lake directory");
-    RunEnv {
-        runtime: catalog::runtime(mem_mb, scratch).expect("runtime"),
-        lake: Arc::new(ReadCache::new(Arc::new(store), (mem_mb / 4) as u64 * 1024 * 1024)),
-    }
-}
-
-/// The bucket name the children give the local lake (`s3://lake` in their sessions).
-const LAKE: &str = "lake";
-
 /// Child: every segment of one bucket with DataFusion, with the function's own code
 /// (`run::run_session`, then `run::compute` per segment).
 fn child_datafusion(job_path: &Path, out_path: &Path) {
@@ -150,11 +131,11 @@ fn child_datafusion(job_path: &Path, out_path: &Path) {
     let started = Instant::now();
     let scratch = tempfile::tempdir().expect("scratch");
     let chosen: Vec<&SegmentDefinition> = library.iter().filter(|d| job.segments.contains(&d.name)).collect();
-    let env = run_env(&job.lake_dir, job.mem_mb, scratch.path());
+    let env = bench_lake::run_env(&job.lake_dir, job.mem_mb, scratch.path()).unwrap_or_else(|e| panic!("{e:#}"));
     let (shared_seconds, segments) = runtime.block_on(async {
         let t = Instant::now();
         let scope = RunScope { run_at: job.run_at, snapshot_run_id: job.snapshot_run_id.clone(), bucket: job.bucket };
-        let ctx = run::run_session(&env, LAKE, &scope).await.unwrap_or_else(|e| panic!("the bucket's session: {e}"));
+        let ctx = run::run_session(&env, bench_lake::LAKE, &scope).await.unwrap_or_else(|e| panic!("the bucket's session: {e}"));
         ctx.sql(&format!("SET datafusion.execution.target_partitions = {}", job.threads)).await.expect("SET target_partitions");
         let shared = t.elapsed().as_secs_f64();
         let mut out = Vec::new();
@@ -172,36 +153,6 @@ fn child_datafusion(job_path: &Path, out_path: &Path) {
     });
     let result =
         ChildResult { bucket: job.bucket, peak_rss_mb: peak_rss_mb(), seconds: started.elapsed().as_secs_f64(), shared_seconds, segments };
-    std::fs::write(out_path, serde_json::to_vec(&result).expect("JSON")).expect("write the result");
-}
-
-/// What the compaction child runs.
-#[derive(Serialize, Deserialize)]
-struct CompactJob {
-    lake_dir: PathBuf,
-    buckets: usize,
-    mem_mb: usize,
-    now: DateTime<Utc>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct CompactResult {
-    peak_rss_mb: f64,
-    report: CompactionReport,
-}
-
-/// Child: the daily compaction of the local lake (`compact::compact`, the function's code,
-/// through a directory blob store), in its own process for its own peak RSS.
-fn child_compact(job_path: &Path, out_path: &Path) {
-    let job: CompactJob = serde_json::from_slice(&std::fs::read(job_path).expect("job")).expect("job JSON");
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let scratch = tempfile::tempdir().expect("scratch");
-    let env = run_env(&job.lake_dir, job.mem_mb, scratch.path());
-    let blobs = FsBlobs::bucket(LAKE, &job.lake_dir);
-    let report = runtime
-        .block_on(compact::compact(&blobs, &env, LAKE, job.buckets, job.now))
-        .unwrap_or_else(|e| panic!("the compaction failed: {e}"));
-    let result = CompactResult { peak_rss_mb: peak_rss_mb(), report };
     std::fs::write(out_path, serde_json::to_vec(&result).expect("JSON")).expect("write the result");
 }
 
@@ -287,59 +238,6 @@ fn rebucket(dir: &Path, snapshot: &str, k: usize) -> String {
     id
 }
 
-/// `from` copied to `to` as hard links (the compaction deletes the source files it covers
-/// and writes new ones beside them; it never rewrites a file in place).
-fn hardlink_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("lake copy");
-    for entry in std::fs::read_dir(from).expect("lake").flatten() {
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        if src.is_dir() {
-            hardlink_tree(&src, &dst);
-        } else {
-            std::fs::hard_link(&src, &dst).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
-        }
-    }
-}
-
-/// What the cache remembers of a compacted copy of a lake.
-#[derive(Serialize, Deserialize)]
-struct CompactedInfo {
-    peak_rss_mb: f64,
-    report: CompactionReport,
-}
-
-/// The lake `dir` compacted into `buckets` profile buckets by the function's compaction,
-/// in a sibling directory (built once from hard links to `dir`, then cached).
-fn compacted_lake(dir: &Path, buckets: usize, mem_mb: usize, now: DateTime<Utc>) -> (PathBuf, CompactedInfo) {
-    let name = dir.file_name().and_then(|n| n.to_str()).expect("lake directory name");
-    let target = dir.with_file_name(format!("{name}-compacted-k{buckets}-m{mem_mb}"));
-    let info_path = target.join("bench-compaction.json");
-    if let Ok(info) = std::fs::read(&info_path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice::<CompactedInfo>(&b).map_err(|e| e.to_string()))
-    {
-        eprintln!("compacted lake: cached in {}", target.display());
-        return (target, info);
-    }
-    let building = target.with_extension("building");
-    let _ = std::fs::remove_dir_all(&building);
-    hardlink_tree(dir, &building);
-    eprintln!("compacted lake: compacting {} into {buckets} bucket(s), pool {mem_mb} MB", building.display());
-    let work = tempfile::tempdir().expect("work dir");
-    let (job_path, out_path) = (work.path().join("compact-job.json"), work.path().join("compact-result.json"));
-    let job = CompactJob { lake_dir: building.clone(), buckets, mem_mb, now };
-    std::fs::write(&job_path, serde_json::to_vec(&job).expect("JSON")).expect("job");
-    let exe = std::env::current_exe().expect("own path");
-    let status = Command::new(exe).arg("--child-compact").arg(&job_path).arg(&out_path).status().expect("child runs");
-    assert!(status.success(), "the compaction child failed: {status}");
-    let result: CompactResult = serde_json::from_slice(&std::fs::read(&out_path).expect("result")).expect("result JSON");
-    let info = CompactedInfo { peak_rss_mb: result.peak_rss_mb, report: result.report };
-    std::fs::write(building.join("bench-compaction.json"), serde_json::to_vec_pretty(&info).expect("JSON")).expect("info");
-    let _ = std::fs::remove_dir_all(&target);
-    std::fs::rename(&building, &target).expect("move the compacted lake in place");
-    (target, info)
-}
-
 /// Every bucket's child, `jobs` at a time; returns them in bucket order and the wall time.
 fn run_datafusion_children(jobs: &[ChildJob], at_once: usize, work: &Path) -> (Vec<ChildResult>, f64) {
     let exe = std::env::current_exe().expect("own path");
@@ -371,7 +269,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     match args.first().map(String::as_str) {
         Some("--child-datafusion") => return child_datafusion(Path::new(&args[1]), Path::new(&args[2])),
-        Some("--child-compact") => return child_compact(Path::new(&args[1]), Path::new(&args[2])),
+        Some(bench_lake::CHILD_COMPACT) => {
+            return bench_lake::child_compact(Path::new(&args[1]), Path::new(&args[2])).unwrap_or_else(|e| panic!("{e:#}"))
+        }
         _ => {}
     }
     let opts = parse_opts(&args);
@@ -383,7 +283,10 @@ fn main() {
     let (raw_dir, info) = bench_lake::cached_lake(&spec, now, &base_snapshot).unwrap_or_else(|e| panic!("{e:#}"));
     let snapshot = if opts.partitions > 1 { rebucket(&raw_dir, &base_snapshot, opts.partitions) } else { base_snapshot };
     // The compaction runs at 04:00, before the run.
-    let compaction = opts.compacted.then(|| compacted_lake(&raw_dir, opts.partitions, opts.mem_mb, now + chrono::Duration::hours(4)));
+    let compaction = opts.compacted.then(|| {
+        bench_lake::compacted_lake(&raw_dir, opts.partitions, opts.mem_mb, now + chrono::Duration::hours(4))
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    });
     let dir = compaction.as_ref().map_or(raw_dir.clone(), |(d, _)| d.clone());
     let library = SegmentDefinition::library().expect("the library parses");
     let definitions: Vec<SegmentDefinition> =
@@ -401,11 +304,7 @@ fn main() {
         if compaction.is_some() { " (compacted)" } else { "" },
     );
     if let Some((_, c)) = &compaction {
-        let r = &c.report;
-        println!(
-            "compaction into {} bucket(s): {} source files -> {} files ({} events, {} latest links, {} links of history, {} duplicates dropped) in {:.1}s, peak RSS {:.0} MB (pool {} MB)",
-            r.buckets, r.source_files_read, r.files_written, r.event_rows, r.link_rows, r.history_rows, r.duplicates_dropped, r.seconds, c.peak_rss_mb, opts.mem_mb
-        );
+        println!("{}", c.describe(opts.mem_mb));
     }
     println!(
         "run at {run_at}; threads {}; memory {} MB (DataFusion pool, DuckDB memory_limit); DataFusion buckets {} ({} process(es) at once)",
@@ -446,9 +345,9 @@ fn main() {
         let mut job = duckdb::Job::new(&dir, &snapshot, None, &definitions, run_at).expect("DuckDB job");
         if let Some((_, c)) = &compaction {
             // The same compacted files: every bucket's events and the links' history.
-            let generation = c.report.current.clone().expect("a compacted generation");
-            job.events_pattern = Some(format!("{}/gen={generation}/bucket=*/*.parquet", lake::compacted_prefix().trim_end_matches('/')));
-            job.links_pattern = Some(format!("{}/gen={generation}/history/*.parquet", lake::compacted_prefix().trim_end_matches('/')));
+            let (events, links) = c.duckdb_patterns().unwrap_or_else(|e| panic!("{e:#}"));
+            job.events_pattern = Some(events);
+            job.links_pattern = Some(links);
         }
         job.threads = Some(opts.threads);
         job.memory_limit = Some(format!("{}MB", opts.mem_mb));

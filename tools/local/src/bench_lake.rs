@@ -2,7 +2,8 @@
 //! ([`crate::truth_lake::build_truth_lake`]) of a number of persons and about a number of
 //! events, built once and cached under `$ARIANE_BENCH_DIR` (default
 //! `~/.cache/ariane-bench`) in a directory named after its parameters, so re-runs skip
-//! generation; and what both benches measure with (page cache warming, peak RSS).
+//! generation; the same lake after the daily compaction ([`compacted_lake`]); and what
+//! both benches measure with (page cache warming, peak RSS).
 //!
 //! **Sizing.** The generator writes persons in index order and `max_rows` caps every
 //! export's rows, so a capped export covers the first persons only. [`max_rows_for`] finds
@@ -12,12 +13,20 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use ariane_datagen::{Export, GenConfig};
+use ariane_segments::catalog::{self, RunEnv};
+use ariane_segments::compact::{self, CompactionReport};
+use ariane_segments::read_cache::ReadCache;
+use ariane_shared::lake;
 use chrono::{DateTime, Utc};
+use datafusion::object_store::local::LocalFileSystem;
 use serde::{Deserialize, Serialize};
+
+use crate::fs_blobs::FsBlobs;
 
 use crate::truth_lake::{build_truth_lake, parquet_files};
 
@@ -179,6 +188,121 @@ pub fn warm(dir: &Path) -> anyhow::Result<(usize, f64)> {
         }
     }
     Ok((files.len(), bytes as f64 / 1_048_576.0))
+}
+
+/// The bucket name the bench children give the local lake (`s3://lake` in their sessions).
+pub const LAKE: &str = "lake";
+
+/// The argument a bench binary dispatches to [`child_compact`] (`<exe> --child-compact
+/// <job> <result>`): [`compacted_lake`] runs the compaction in a child process of the
+/// calling bench, for its own peak RSS.
+pub const CHILD_COMPACT: &str = "--child-compact";
+
+/// A run's environment over the local lake `lake_dir` as the functions size it: a local
+/// file system store behind the run's read cache (a quarter of the pool, as
+/// `SegmentsConfig` sizes it), the function's runtime (a pool of `mem_mb` spilling to
+/// `scratch`, listing and metadata caches).
+pub fn run_env(lake_dir: &Path, mem_mb: usize, scratch: &Path) -> anyhow::Result<RunEnv> {
+    let store = LocalFileSystem::new_with_prefix(lake_dir).with_context(|| format!("{}", lake_dir.display()))?;
+    Ok(RunEnv {
+        runtime: catalog::runtime(mem_mb, scratch)?,
+        lake: Arc::new(ReadCache::new(Arc::new(store), (mem_mb / 4) as u64 * 1024 * 1024)),
+    })
+}
+
+/// What the compaction child runs.
+#[derive(Serialize, Deserialize)]
+struct CompactJob {
+    lake_dir: PathBuf,
+    buckets: usize,
+    mem_mb: usize,
+    now: DateTime<Utc>,
+}
+
+/// What the cache remembers of a compacted copy of a lake: the compaction's report and
+/// the peak RSS of its process.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CompactedInfo {
+    pub peak_rss_mb: f64,
+    pub report: CompactionReport,
+}
+
+impl CompactedInfo {
+    /// The globs (under the lake directory) of the compacted generation's files, for DuckDB:
+    /// every bucket's events, and the links' history.
+    pub fn duckdb_patterns(&self) -> anyhow::Result<(String, String)> {
+        let generation = self.report.current.clone().context("the compaction made no generation")?;
+        let prefix = lake::compacted_prefix().trim_end_matches('/').to_string();
+        Ok((format!("{prefix}/gen={generation}/bucket=*/*.parquet"), format!("{prefix}/gen={generation}/history/*.parquet")))
+    }
+
+    /// One line for a bench's header.
+    pub fn describe(&self, mem_mb: usize) -> String {
+        let r = &self.report;
+        format!(
+            "compaction into {} bucket(s): {} source files -> {} files ({} events, {} latest links, {} links of history, {} duplicates dropped) in {:.1}s, peak RSS {:.0} MB (pool {mem_mb} MB)",
+            r.buckets, r.source_files_read, r.files_written, r.event_rows, r.link_rows, r.history_rows, r.duplicates_dropped, r.seconds, self.peak_rss_mb
+        )
+    }
+}
+
+/// Child ([`CHILD_COMPACT`]): the daily compaction of the local lake (`compact::compact`,
+/// the function's code, through a directory blob store), in its own process for its own
+/// peak RSS.
+pub fn child_compact(job_path: &Path, out_path: &Path) -> anyhow::Result<()> {
+    let job: CompactJob = serde_json::from_slice(&std::fs::read(job_path)?).context("the compaction job")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let scratch = tempfile::tempdir()?;
+    let env = run_env(&job.lake_dir, job.mem_mb, scratch.path())?;
+    let blobs = FsBlobs::bucket(LAKE, &job.lake_dir);
+    let report = runtime.block_on(compact::compact(&blobs, &env, LAKE, job.buckets, job.now)).context("the compaction")?;
+    let result = CompactedInfo { peak_rss_mb: peak_rss_mb(), report };
+    std::fs::write(out_path, serde_json::to_vec(&result)?)?;
+    Ok(())
+}
+
+/// `from` copied to `to` as hard links (the compaction deletes the source files it covers
+/// and writes new ones beside them; it never rewrites a file in place).
+fn hardlink_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("{}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("{}", from.display()))?.flatten() {
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if src.is_dir() {
+            hardlink_tree(&src, &dst)?;
+        } else {
+            std::fs::hard_link(&src, &dst).with_context(|| format!("{}", src.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The lake `dir` compacted into `buckets` profile buckets by the function's compaction at
+/// `now` with a pool of `mem_mb`, in a sibling directory (built once from hard links to
+/// `dir`, then cached). The compaction runs in a child of the calling bench binary, which
+/// must dispatch [`CHILD_COMPACT`] to [`child_compact`].
+pub fn compacted_lake(dir: &Path, buckets: usize, mem_mb: usize, now: DateTime<Utc>) -> anyhow::Result<(PathBuf, CompactedInfo)> {
+    let name = dir.file_name().and_then(|n| n.to_str()).context("lake directory name")?;
+    let target = dir.with_file_name(format!("{name}-compacted-k{buckets}-m{mem_mb}"));
+    let info_path = target.join("bench-compaction.json");
+    if let Some(info) = std::fs::read(&info_path).ok().and_then(|b| serde_json::from_slice::<CompactedInfo>(&b).ok()) {
+        eprintln!("compacted lake: cached in {}", target.display());
+        return Ok((target, info));
+    }
+    let building = target.with_extension("building");
+    let _ = std::fs::remove_dir_all(&building);
+    hardlink_tree(dir, &building)?;
+    eprintln!("compacted lake: compacting {} into {buckets} bucket(s), pool {mem_mb} MB", building.display());
+    let work = tempfile::tempdir()?;
+    let (job_path, out_path) = (work.path().join("compact-job.json"), work.path().join("compact-result.json"));
+    let job = CompactJob { lake_dir: building.clone(), buckets, mem_mb, now };
+    std::fs::write(&job_path, serde_json::to_vec(&job)?)?;
+    let status = std::process::Command::new(std::env::current_exe()?).arg(CHILD_COMPACT).arg(&job_path).arg(&out_path).status()?;
+    anyhow::ensure!(status.success(), "the compaction child failed: {status}");
+    let info: CompactedInfo = serde_json::from_slice(&std::fs::read(&out_path)?).context("the compaction's result")?;
+    std::fs::write(building.join("bench-compaction.json"), serde_json::to_vec_pretty(&info)?)?;
+    let _ = std::fs::remove_dir_all(&target);
+    std::fs::rename(&building, &target).context("moving the compacted lake in place")?;
+    Ok((target, info))
 }
 
 #[cfg(test)]

@@ -74,6 +74,10 @@ pub struct Job {
     pub snapshot_run_id: String,
     /// `(name, sql)` in dependency order, rendered for DuckDB.
     pub views: Vec<(String, String)>,
+    /// Views computed once into temporary tables before the measures, as the function
+    /// does ([`ariane_measures::run::MATERIALISED_VIEWS`]).
+    #[serde(default)]
+    pub materialise: Vec<String>,
     pub measures: Vec<JobMeasure>,
     /// Where each measure's result is written, as `<name>.parquet`.
     pub out_dir: PathBuf,
@@ -83,6 +87,17 @@ pub struct Job {
     pub memory_limit: Option<String>,
     /// Where DuckDB spills (its default when unset).
     pub temp_directory: Option<PathBuf>,
+    /// Where each measure's `EXPLAIN ANALYZE` is written (`<name>.duckdb.txt`), after its
+    /// timed run; nowhere when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain_dir: Option<PathBuf>,
+    /// The event files of a compacted generation, as for the segments
+    /// ([`crate::duckdb::Job::events_pattern`]); `events/` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_pattern: Option<String>,
+    /// The links' compacted history likewise; `identity/links/` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links_pattern: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -117,11 +132,15 @@ impl Job {
             lake_dir: std::path::absolute(lake_dir).with_context(|| format!("{}", lake_dir.display()))?,
             snapshot_run_id: snapshot_run_id.to_string(),
             views,
+            materialise: ariane_measures::run::MATERIALISED_VIEWS.iter().map(|v| v.to_string()).collect(),
             measures,
             out_dir: std::path::absolute(out_dir).with_context(|| format!("{}", out_dir.display()))?,
             threads: None,
             memory_limit: None,
             temp_directory: None,
+            explain_dir: None,
+            events_pattern: None,
+            links_pattern: None,
         })
     }
 }
