@@ -5,16 +5,17 @@
 //! 2. one DataFusion session over the lake with the segments' catalog (`events`,
 //!    `profiles`, `orders`, ...); each measure of `measures/` runs in it and its result
 //!    is written to `measures/<name>/date=<run date>/part-0.parquet`;
-//! 3. attribution (Rust, [`crate::attribution::attribute`]) over the `touchpoints` and
+//! 3. the previous period's headline figures ([`crate::period`]): `conversions` and
+//!    `cross-channel` again, in a second session whose lake ends at `run_at -
+//!    PERIOD_DAYS` (not written: the summary's `previous` holds them, the KPI cards show
+//!    the change), once the first session is dropped and before attribution, so their
+//!    memory never adds up;
+//! 4. attribution (Rust, [`crate::attribution::attribute`]) over the `touchpoints` and
 //!    `conversions` results, written in long form to `measures/attribution-by-channel/`,
 //!    `measures/attribution-by-campaign/` and the most common paths to `measures/top-paths/`
 //!    (same `date=<run date>/part-0.parquet` layout);
-//! 4. spend and return ([`crate::spend::returns`] of the `spend` measure against the
+//! 5. spend and return ([`crate::spend::returns`] of the `spend` measure against the
 //!    attribution) to `measures/spend-return/`;
-//! 5. the previous period's headline figures ([`crate::period`]): `conversions` and
-//!    `cross-channel` again, in a second session whose lake ends at `run_at -
-//!    PERIOD_DAYS` (not written: the summary's `previous` holds them, the KPI cards show
-//!    the change);
 //! 6. the HTML report ([`crate::report::render`] of [`crate::daily::report_data`]) at
 //!    [`crate::report::lake_key`] of the run date.
 //!
@@ -215,6 +216,9 @@ pub async fn run_measures<B: BlobStore, P: ProfileReader>(
         tables.insert(def.name.clone(), table);
     }
     drop(ctx);
+    // The previous period's session before attribution, so the two never hold memory at
+    // the same time (the run's peak is the larger of them, not their sum).
+    let previous = previous_period(&env, bucket, &scope, definitions).await?;
 
     let empty = |m: &str| Table { measure: m.to_string(), batches: vec![] };
     let touchpoints = touchpoints(tables.get("touchpoints").unwrap_or(&empty("touchpoints")))?;
@@ -241,7 +245,6 @@ pub async fn run_measures<B: BlobStore, P: ProfileReader>(
     put_batches(&ports.blobs, bucket, &key, schema, &[batch]).await?;
     outputs.push(MeasureOutput { measure: SPEND_RETURN.into(), key, rows: spend_return.len() });
 
-    let previous = previous_period(&env, bucket, &scope, definitions).await?;
     let results = Results { run_at, tables, attribution, touchpoints: touchpoints.len(), spend_return, previous: previous.clone() };
     let lift = crate::daily::campaign_lift(&ports.blobs, bucket).await;
     let data = crate::daily::report_data(&results, config, lift)?;
