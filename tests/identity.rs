@@ -134,6 +134,7 @@ fn build(spec: &[Spec], tag: u64) -> Vec<Observation> {
                 .collect(),
             traits: Traits::default(),
             consents: vec![],
+            activity: vec![],
         })
         .collect()
 }
@@ -452,6 +453,7 @@ fn person(n: u64, day: u32, first_name: &str, ids: &[(K, &str)]) -> Observation 
         identifiers: ids.iter().map(|(k, v)| Identifier::new(*k, *v)).collect(),
         traits: Traits { first_name: Some(first_name.into()), ..Traits::default() },
         consents: vec![],
+        activity: vec![],
     }
 }
 

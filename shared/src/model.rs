@@ -174,6 +174,49 @@ pub struct Observation {
     /// Consents stated on the row (an opt-in column, an unsubscribe, a STOP, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consents: Vec<Consent>,
+    /// Recent activity of the row that real-time campaigns react to (an event type of
+    /// [`ACTIVITY_EVENTS`] that happened within [`ACTIVITY_WINDOW`] of its ingestion):
+    /// identity forwards it to activation with the person's profile id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub activity: Vec<Activity>,
+}
+
+/// The event types real-time campaigns can be triggered by or stopped by (a campaign's
+/// `trigger.event` and `trigger.unless` must be among them): carts, checkouts and the
+/// purchases of every channel. Page views and e-mail activity are not forwarded (their
+/// volume would cost more than any campaign on them earns).
+pub const ACTIVITY_EVENTS: &[&str] =
+    &["add_to_cart", "cart_add", "checkout_started", "checkout_completed", "order_line", "store_purchase", "in_app_purchase"];
+
+/// How old an event may be when ingested and still be forwarded as activity: a back-fill
+/// of last month's receipts triggers nothing, a file exported every few hours still stops
+/// the cart reminders of the people who bought in store.
+pub const ACTIVITY_WINDOW: chrono::Duration = chrono::Duration::hours(48);
+
+/// One event a real-time campaign may react to, as ingest saw it (no personal data:
+/// `attributes` holds product fields only).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Activity {
+    /// The canonical event's id (the same row always gives the same id).
+    pub event_id: String,
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    /// `sku`, `product_name`, `category` when the row has them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// An [`Activity`] resolved to its person: what identity puts on the activation queue
+/// (`{"activity": {...}}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileActivity {
+    pub profile_id: ProfileId,
+    pub channel: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl Observation {
@@ -307,6 +350,7 @@ mod tests {
             identifiers: vec![Identifier::new(crate::identifiers::IdentifierKind::Email, "a@b.fr")],
             traits: Traits { first_name: Some("Hélène".into()), ..Default::default() },
             consents: vec![Consent { channel: ConsentChannel::Email, granted: true, at: Utc::now() }],
+            activity: vec![],
         };
         let json = serde_json::to_string(&ObservationBatch { observations: vec![o.clone()] }).unwrap();
         assert!(json.contains("\"kind\":\"email\""), "{json}");

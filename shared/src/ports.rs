@@ -470,7 +470,20 @@ pub trait ActivationLedger: Send + Sync {
     /// Deletes a send's record (an erased person's: its effects may hold the audience
     /// hashes). A redelivered message for it finds the person erased and sends nothing.
     async fn erase_send(&self, send_key: &str) -> Result<(), LedgerError>;
+    /// Schedules `message` for the activation queue at `due`: a deferral item of its own
+    /// (no send is parked), released by the same sweep as the quiet-hours deferrals.
+    /// Scheduling the same `key` at the same `due` again writes the same item.
+    async fn schedule(&self, key: &str, due: DateTime<Utc>, message: &str, now: DateTime<Utc>) -> Result<(), LedgerError>;
+    /// Notes that the person did `event_type` at `at`: the latest instant per event type
+    /// is kept (an older note changes nothing), for [`ACTIVITY_RETENTION`].
+    async fn note_activity(&self, profile_id: &str, event_type: &str, at: DateTime<Utc>) -> Result<(), LedgerError>;
+    /// The latest instant of each event type noted for the person.
+    async fn activity(&self, profile_id: &str) -> Result<std::collections::BTreeMap<String, DateTime<Utc>>, LedgerError>;
 }
+
+/// How long the person's latest activity is kept (the longest wait a campaign may have
+/// is shorter).
+pub const ACTIVITY_RETENTION: Duration = Duration::days(8);
 
 // ---------------------------------------------------------------------------------------
 // Profiles.
@@ -625,6 +638,15 @@ impl<T: ActivationLedger + ?Sized> ActivationLedger for Arc<T> {
     }
     async fn erase_send(&self, send_key: &str) -> Result<(), LedgerError> {
         (**self).erase_send(send_key).await
+    }
+    async fn schedule(&self, key: &str, due: DateTime<Utc>, message: &str, now: DateTime<Utc>) -> Result<(), LedgerError> {
+        (**self).schedule(key, due, message, now).await
+    }
+    async fn note_activity(&self, profile_id: &str, event_type: &str, at: DateTime<Utc>) -> Result<(), LedgerError> {
+        (**self).note_activity(profile_id, event_type, at).await
+    }
+    async fn activity(&self, profile_id: &str) -> Result<std::collections::BTreeMap<String, DateTime<Utc>>, LedgerError> {
+        (**self).activity(profile_id).await
     }
 }
 

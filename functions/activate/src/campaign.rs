@@ -6,6 +6,9 @@
 //! description = "Remind people of the cart they left, on the channel they use."
 //! segment = "abandoned-cart"        # the segment whose changes trigger the campaign
 //! trigger = "entered"               # or "exited"
+//! # or, instead of `segment`, an event (real time: see docs/activation.md):
+//! # trigger = { event = "add_to_cart", wait = "30 minutes", unless = ["order_line", "store_purchase"] }
+//! cooldown_group = "cart"           # optional: campaigns sharing a group share the cooldown
 //! payload = ["items", "cart_at"]    # segment payload columns passed to the destination
 //! cooldown = "3 days"               # at most one send of this campaign per person per cooldown
 //! holdout_percent = 10              # deterministic share not contacted, to measure lift
@@ -27,7 +30,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ariane_shared::model::SegmentChange;
+use ariane_shared::model::{SegmentChange, ACTIVITY_EVENTS};
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +107,56 @@ pub struct Message {
     pub template: String,
 }
 
+/// What starts a campaign for a person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// A change of the campaign's segment, computed by the scheduled segments run.
+    Segment(SegmentChange),
+    /// An event, in real time: after `wait`, unless the person did one of `unless` since.
+    Event(EventTrigger),
+}
+
+/// `trigger = { event = "add_to_cart", wait = "30 minutes", unless = ["order_line"] }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventTrigger {
+    /// One of [`ACTIVITY_EVENTS`].
+    pub event: String,
+    /// Between one minute and [`MAX_WAIT`].
+    pub wait: Duration,
+    /// Event types (of [`ACTIVITY_EVENTS`], in any channel) that cancel the campaign when
+    /// the person does one between the trigger event and the decision.
+    pub unless: Vec<String>,
+}
+
+/// The longest `wait` of an event trigger (the person's activity is kept a little longer).
+pub const MAX_WAIT: Duration = Duration::days(7);
+
+/// The payload fields an event-triggered campaign can pass (the event's product fields).
+pub const EVENT_PAYLOAD: [&str; 3] = ["sku", "product_name", "category"];
+
+/// The `segment` of an event-triggered campaign, and of its requests: `event:<type>`.
+pub fn event_segment(event: &str) -> String {
+    format!("event:{event}")
+}
+
+impl Trigger {
+    /// Whether a request's change starts the campaign (an event trigger's requests are
+    /// always `entered`).
+    pub fn fires_on(&self, change: SegmentChange) -> bool {
+        match self {
+            Trigger::Segment(c) => *c == change,
+            Trigger::Event(_) => change == SegmentChange::Entered,
+        }
+    }
+
+    pub fn event(&self) -> Option<&EventTrigger> {
+        match self {
+            Trigger::Event(e) => Some(e),
+            Trigger::Segment(_) => None,
+        }
+    }
+}
+
 /// A parsed, self-consistent campaign (see [`Campaign::check`] for the checks against the
 /// segment library and the destinations).
 #[derive(Clone, Debug, PartialEq)]
@@ -111,8 +164,13 @@ pub struct Campaign {
     pub file: String,
     pub name: String,
     pub description: String,
+    /// The segment whose changes trigger the campaign; `event:<type>` for an event trigger.
     pub segment: String,
-    pub trigger: SegmentChange,
+    pub trigger: Trigger,
+    /// The cooldown is counted over the sends of every campaign of the group (the
+    /// campaign's name unless `cooldown_group` is set): a real-time cart reminder and the
+    /// hourly abandoned-cart segment's never both reach a person for one cart.
+    pub cooldown_group: String,
     pub policy: Policy,
     /// Channels in order of preference; every one has a [`Message`].
     pub order: Vec<Channel>,
@@ -140,8 +198,11 @@ struct RawCampaign {
     name: String,
     #[serde(default)]
     description: String,
-    segment: String,
-    trigger: String,
+    #[serde(default)]
+    segment: Option<String>,
+    trigger: RawTrigger,
+    #[serde(default)]
+    cooldown_group: Option<String>,
     #[serde(default)]
     payload: Vec<String>,
     #[serde(default)]
@@ -154,6 +215,22 @@ struct RawCampaign {
     channels: Option<RawChannels>,
     #[serde(default)]
     audience: Option<RawAudience>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawTrigger {
+    Change(String),
+    Event(RawEventTrigger),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEventTrigger {
+    event: String,
+    wait: String,
+    #[serde(default)]
+    unless: Vec<String>,
 }
 
 fn default_conversion_days() -> u32 {
@@ -216,11 +293,53 @@ impl Campaign {
         if file.rsplit('/').next() != Some(expected.as_str()) {
             return Err(err(format!("campaign {:?} must live in a file named {expected}", raw.name)));
         }
-        let trigger = match raw.trigger.as_str() {
-            "entered" => SegmentChange::Entered,
-            "exited" => SegmentChange::Exited,
-            other => return Err(err(format!("trigger {other:?} must be \"entered\" or \"exited\""))),
+        let known = || ACTIVITY_EVENTS.join(", ");
+        let (segment, trigger) = match (raw.trigger, raw.segment) {
+            (RawTrigger::Change(change), Some(segment)) => {
+                let change = match change.as_str() {
+                    "entered" => SegmentChange::Entered,
+                    "exited" => SegmentChange::Exited,
+                    other => return Err(err(format!("trigger {other:?} must be \"entered\", \"exited\" or an event table"))),
+                };
+                (segment, Trigger::Segment(change))
+            }
+            (RawTrigger::Change(_), None) => return Err(err("a campaign triggered by a segment change needs `segment`".into())),
+            (RawTrigger::Event(_), Some(_)) => {
+                return Err(err("an event-triggered campaign has no `segment` (its trigger is the event)".into()))
+            }
+            (RawTrigger::Event(t), None) => {
+                if !ACTIVITY_EVENTS.contains(&t.event.as_str()) {
+                    return Err(err(format!("trigger.event {:?} is not a real-time event type (known: {})", t.event, known())));
+                }
+                let wait = parse_duration(&t.wait).map_err(|p| err(format!("trigger.wait: {p}")))?;
+                if wait < Duration::minutes(1) || wait > MAX_WAIT {
+                    return Err(err(format!("trigger.wait {:?} must be between 1 minute and 7 days", t.wait)));
+                }
+                let mut unless: Vec<String> = Vec::new();
+                for u in t.unless {
+                    if !ACTIVITY_EVENTS.contains(&u.as_str()) {
+                        return Err(err(format!("trigger.unless {u:?} is not a real-time event type (known: {})", known())));
+                    }
+                    if unless.contains(&u) {
+                        return Err(err(format!("trigger.unless lists {u:?} twice")));
+                    }
+                    unless.push(u);
+                }
+                (event_segment(&t.event), Trigger::Event(EventTrigger { event: t.event, wait, unless }))
+            }
         };
+        if let Trigger::Event(_) = trigger {
+            if let Some(field) = raw.payload.iter().find(|f| !EVENT_PAYLOAD.contains(&f.as_str())) {
+                return Err(err(format!(
+                    "payload field {field:?} is not a field of the trigger event (it has: {})",
+                    EVENT_PAYLOAD.join(", ")
+                )));
+            }
+        }
+        let cooldown_group = raw.cooldown_group.unwrap_or_else(|| raw.name.clone());
+        if cooldown_group.trim().is_empty() {
+            return Err(err("cooldown_group is empty".into()));
+        }
         let cooldown = raw.cooldown.as_deref().map(parse_duration).transpose().map_err(|p| err(format!("cooldown: {p}")))?;
         if !(0.0..=50.0).contains(&raw.holdout_percent) || raw.holdout_percent.is_nan() {
             return Err(err(format!("holdout_percent {} must be between 0 and 50", raw.holdout_percent)));
@@ -277,8 +396,9 @@ impl Campaign {
             file: file.to_string(),
             name: raw.name,
             description: raw.description,
-            segment: raw.segment,
+            segment,
             trigger,
+            cooldown_group,
             policy,
             order,
             messages,
@@ -297,6 +417,8 @@ impl Campaign {
         let err = |problem: String| CampaignError { file: self.file.clone(), problem };
         let mut errors = Vec::new();
         match ctx.segments.get(&self.segment) {
+            // An event trigger's payload was checked against the event's fields.
+            _ if self.trigger.event().is_some() => {}
             None => errors.push(err(format!(
                 "segment {:?} is not in the segment library (known: {})",
                 self.segment,
@@ -403,7 +525,8 @@ platforms = ["meta", "google"]
     #[test]
     fn parses_a_campaign() {
         let c = Campaign::parse("campaigns/cart.toml", CART).unwrap();
-        assert_eq!(c.trigger, SegmentChange::Entered);
+        assert_eq!(c.trigger, Trigger::Segment(SegmentChange::Entered));
+        assert_eq!(c.cooldown_group, "cart");
         assert_eq!(c.order, vec![Channel::Push, Channel::Email]);
         assert_eq!(c.cooldown, Duration::days(3));
         assert_eq!(c.conversion_days, 7);
@@ -449,6 +572,47 @@ platforms = ["meta", "google"]
         let ctx = CheckContext { segments: &s, destinations: &d };
         let c = Campaign::parse("campaigns/cart.toml", CART).unwrap();
         assert!(c.check(&ctx)[0].problem.contains("serves sms"), "{:?}", c.check(&ctx));
+    }
+
+    const TRIGGERED: &str = r#"
+name = "cart"
+trigger = { event = "add_to_cart", wait = "30 minutes", unless = ["order_line", "store_purchase"] }
+cooldown_group = "cart-reminder"
+payload = ["sku", "product_name"]
+cooldown = "2 days"
+[channels]
+policy = "ordered"
+order = ["email"]
+[channels.email]
+destination = "esp"
+template = "t-email"
+"#;
+
+    #[test]
+    fn parses_an_event_trigger() {
+        let c = Campaign::parse("campaigns/cart.toml", TRIGGERED).unwrap();
+        let t = c.trigger.event().unwrap();
+        assert_eq!((t.event.as_str(), t.wait), ("add_to_cart", Duration::minutes(30)));
+        assert_eq!(t.unless, vec!["order_line".to_string(), "store_purchase".to_string()]);
+        assert_eq!((c.segment.as_str(), c.cooldown_group.as_str()), ("event:add_to_cart", "cart-reminder"));
+        assert!(c.trigger.fires_on(SegmentChange::Entered) && !c.trigger.fires_on(SegmentChange::Exited));
+        let (s, d) = ctx_data();
+        assert_eq!(c.check(&CheckContext { segments: &s, destinations: &d }), vec![]);
+        let cases = [
+            (TRIGGERED.replace("event = \"add_to_cart\"", "event = \"page_view\""), "page_view"),
+            (TRIGGERED.replace("30 minutes", "30 seconds"), "trigger.wait"),
+            (TRIGGERED.replace("30 minutes", "10 days"), "between 1 minute and 7 days"),
+            (TRIGGERED.replace("\"store_purchase\"]", "\"refund\"]"), "refund"),
+            (TRIGGERED.replace("\"store_purchase\"]", "\"order_line\"]"), "twice"),
+            (TRIGGERED.replace("[\"sku\", \"product_name\"]", "[\"items\"]"), "items"),
+            (format!("segment = \"abandoned-cart\"\n{TRIGGERED}"), "no `segment`"),
+            (TRIGGERED.replace(", unless", ", when = \"now\", unless"), "trigger"),
+            (CART.replace("segment = \"abandoned-cart\"\n", ""), "needs `segment`"),
+        ];
+        for (text, needle) in cases {
+            let e = Campaign::parse("campaigns/cart.toml", &text).unwrap_err();
+            assert!(e.to_string().contains(needle), "{needle}: {e}");
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ use ariane_shared::adapters::metered::Meter;
 use ariane_shared::aws::Clients;
 use ariane_shared::identifiers::stable_id;
 use ariane_shared::lake::{self, ActivationRecord};
-use ariane_shared::model::{ActivationRequest, SegmentChange};
+use ariane_shared::model::{ActivationRequest, ProfileActivity, SegmentChange};
 use ariane_shared::ports::{
     ActivationLedger, AudienceRow, BlobError, BlobStore, BreakerState, Claim, ClaimToken, Effects, LedgerError, PressureEntry,
     PressureRules, ProfileReadError, ProfileReader, Queue, Reservation, SendError, SendStatus, MAX_QUEUE_DELAY,
@@ -121,12 +121,27 @@ pub struct DeferredSend {
     pub request: ActivationRequest,
 }
 
+/// An event-triggered campaign's decision, scheduled for the end of its wait.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TriggeredSend {
+    pub campaign: String,
+    /// `segment` = `event:<type>`, `run_id` = the event's id, `run_at` = when it happened.
+    pub request: ActivationRequest,
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum QueueMessage {
     Deferred { deferred: DeferredSend },
+    Activity { activity: ProfileActivity },
+    Triggered { triggered: TriggeredSend },
     Request(ActivationRequest),
 }
+
+/// How late after its due time a triggered campaign may still be scheduled (an event
+/// that reached the pipeline hours after it happened, through a file export): a cart
+/// reminder much later than the campaign says is not the campaign the marketer wrote.
+pub const TRIGGER_LATE_LIMIT: Duration = Duration::hours(6);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateError {
@@ -379,6 +394,16 @@ impl<P: Ports> ActivateWith<P> {
     async fn process(&self, body: &str, now: DateTime<Utc>) -> Result<Effects, ActivateError> {
         match serde_json::from_str::<QueueMessage>(body).map_err(ActivateError::Body)? {
             QueueMessage::Request(request) => self.process_request(&request, None, now).await,
+            QueueMessage::Activity { activity } => {
+                self.activity(&activity, now).await?;
+                Ok(Effects::default())
+            }
+            QueueMessage::Triggered { triggered } => {
+                let Some(campaign) = self.campaigns.iter().find(|c| c.name == triggered.campaign) else {
+                    return Err(ActivateError::UnknownCampaign(triggered.campaign));
+                };
+                self.campaign(campaign, &triggered.request, None, now).await
+            }
             QueueMessage::Deferred { deferred } => {
                 if !self.campaigns.iter().any(|c| c.name == deferred.campaign) {
                     return Err(ActivateError::UnknownCampaign(deferred.campaign));
@@ -386,6 +411,46 @@ impl<P: Ports> ActivateWith<P> {
                 self.process_request(&deferred.request, Some((&deferred.campaign, &deferred.slot)), now).await
             }
         }
+    }
+
+    /// A person's real-time activity (forwarded by identity): noted for the `unless` of
+    /// the campaigns waiting on them, and, for each campaign it triggers, the decision is
+    /// scheduled at the end of the wait (one item per campaign and event: a replay
+    /// writes the same item, and the decision itself is claimed once).
+    pub async fn activity(&self, a: &ProfileActivity, now: DateTime<Utc>) -> Result<usize, ActivateError> {
+        self.ledger.note_activity(&a.profile_id, &a.event_type, a.occurred_at).await?;
+        let mut scheduled = 0;
+        for c in &self.campaigns {
+            let Some(t) = c.trigger.event().filter(|t| t.event == a.event_type) else { continue };
+            let due = a.occurred_at + t.wait;
+            if now - due > TRIGGER_LATE_LIMIT {
+                tracing::warn!(campaign = %c.name, event_id = %a.event_id, occurred_at = %a.occurred_at, "trigger event arrived too late: not scheduled");
+                continue;
+            }
+            let request = ActivationRequest {
+                segment: c.segment.clone(),
+                run_id: a.event_id.clone(),
+                run_at: a.occurred_at,
+                profile_id: a.profile_id.clone(),
+                change: SegmentChange::Entered,
+                key: BTreeMap::new(),
+                payload: a.attributes.iter().filter(|(k, _)| c.payload.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                attributes: BTreeMap::new(),
+            };
+            let key = stable_id(&["trigger", &c.name, &a.event_id, &a.profile_id]);
+            let message = serde_json::json!({ "triggered": TriggeredSend { campaign: c.name.clone(), request } });
+            self.ledger.schedule(&key, due, &message.to_string(), now).await?;
+            tracing::info!(campaign = %c.name, event_id = %a.event_id, due = %due, "campaign decision scheduled");
+            scheduled += 1;
+        }
+        Ok(scheduled)
+    }
+
+    /// The `unless` event the person did since the trigger event, if any.
+    async fn cancelled_by(&self, campaign: &Campaign, request: &ActivationRequest) -> Result<Option<String>, ActivateError> {
+        let Some(t) = campaign.trigger.event().filter(|t| !t.unless.is_empty()) else { return Ok(None) };
+        let recent = self.ledger.activity(&request.profile_id).await?;
+        Ok(t.unless.iter().find(|u| recent.get(*u).is_some_and(|at| *at >= request.run_at)).cloned())
     }
 
     /// Every campaign of the request's segment (or only `only`: a released deferral).
@@ -416,7 +481,18 @@ impl<P: Ports> ActivateWith<P> {
         let holdout = in_holdout(&campaign.name, &request.profile_id, campaign.holdout_percent);
         let ctx = Ctx { campaign, request, akey: &akey, group: if holdout { "holdout" } else { "treated" }, now };
         let mut effects = Effects::default();
-        let triggered = request.change == campaign.trigger;
+        let triggered = campaign.trigger.fires_on(request.change);
+        // An event trigger's `unless`: checked for both groups alike (the lift compares
+        // like with like), at the decision and again when a quiet-hours deferral ends.
+        if triggered {
+            if let Some(event) = self.cancelled_by(campaign, request).await? {
+                tracing::info!(campaign = %campaign.name, profile_id = %request.profile_id, %event, "cancelled by a later event");
+                let mut record = ctx.record(&format!("{akey}:unless"), "suppressed", Some("unless"), None, None);
+                record.reason = Some(format!("unless:{event}"));
+                effects.records.push(record);
+                return Ok(effects);
+            }
+        }
         if holdout {
             // Recorded once per entry (the report counts each activation key once).
             if only_slot.is_none()
@@ -573,7 +649,8 @@ impl<P: Ports> ActivateWith<P> {
         };
         let entry = PressureEntry {
             send_key: skey.to_string(),
-            campaign: c.name.clone(),
+            // The cooldown is counted per group (the campaign's name by default).
+            campaign: c.cooldown_group.clone(),
             channel: channel.as_str().into(),
             at: ctx.now.timestamp(),
         };

@@ -71,6 +71,36 @@ trigger = "entered"
 platforms = ["meta", "google"]
 "#;
 
+/// Real time: 30 minutes after an add-to-cart, unless a purchase in any channel; shares
+/// its cooldown with the segment campaign `cart-seg`.
+const CART: &str = r#"
+name = "cart"
+trigger = { event = "add_to_cart", wait = "30 minutes", unless = ["order_line", "store_purchase"] }
+cooldown_group = "cart"
+payload = ["sku"]
+cooldown = "2 days"
+[channels]
+policy = "ordered"
+order = ["email"]
+[channels.email]
+destination = "esp"
+template = "cart-email"
+"#;
+
+const CART_SEGMENT: &str = r#"
+name = "cart-seg"
+segment = "abandoned-cart"
+trigger = "entered"
+cooldown_group = "cart"
+cooldown = "2 days"
+[channels]
+policy = "ordered"
+order = ["email"]
+[channels.email]
+destination = "esp"
+template = "cart-seg-email"
+"#;
+
 const BUCKET: &str = "lake";
 const EVENTS: &str = "events-queue";
 const ACTIVATION_QUEUE: &str = "activation-queue";
@@ -116,14 +146,20 @@ struct World {
 }
 
 fn world() -> World {
+    world_with(RULES)
+}
+
+fn world_with(rules: &str) -> World {
     let mem = InMemory::new();
     let clock = Clock::manual(tuesday());
-    let rules = Rules::parse("rules.toml", RULES).expect("rules");
+    let rules = Rules::parse("rules.toml", rules).expect("rules");
     let campaigns = [
         ("promo-a", email_campaign("promo-a", "seg-a")),
         ("promo-b", email_campaign("promo-b", "seg-b")),
         ("texto", TEXTO.to_string()),
         ("ads", ADS.to_string()),
+        ("cart", CART.to_string()),
+        ("cart-seg", CART_SEGMENT.to_string()),
     ]
     .iter()
     .map(|(name, text)| Campaign::parse(&format!("campaigns/{name}.toml"), text).expect("campaign"))
@@ -610,4 +646,111 @@ async fn a_half_open_breaker_reopens_at_the_first_failure_for_longer() {
     let reopened = w.mem.ledger.breaker("esp").await.unwrap();
     assert_eq!(reopened.open_until, Some(tuesday() + Duration::minutes(15) + Duration::seconds(1)));
     assert_eq!(reopened.openings, 2);
+}
+
+fn activity(profile_id: &str, event_id: &str, event_type: &str, at: DateTime<Utc>) -> String {
+    serde_json::json!({ "activity": {
+        "profile_id": profile_id, "channel": "web", "event_id": event_id, "event_type": event_type,
+        "occurred_at": at, "attributes": { "sku": "SKU-42", "product_name": "Parka" },
+    }})
+    .to_string()
+}
+
+fn schedule_at(t: DateTime<Utc>) -> serde_json::Value {
+    serde_json::json!({
+        "version": "0", "id": format!("release-{t}"), "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "000000000000", "time": t, "region": "eu-west-3", "resources": [], "detail": {}
+    })
+}
+
+/// Plays the every-minute release at `t` and delivers what it released; returns how many.
+async fn release_and_deliver(w: &World, t: DateTime<Utc>) -> usize {
+    w.clock.set(t);
+    let released = w.activate.handle_value(schedule_at(t)).await.expect("release");
+    let queued = w.mem.queue.take(ACTIVATION_QUEUE);
+    assert_eq!(released["released"].as_u64(), Some(queued.len() as u64), "{released}");
+    for (i, body) in queued.iter().enumerate() {
+        assert!(failed(&deliver_raw(w, &format!("released-{t}-{i}"), body).await).is_empty());
+    }
+    queued.len()
+}
+
+/// An add-to-cart leads to exactly one decision after the wait: none before it, one send
+/// at the first release after it (with the cart's product), none more under a replay of
+/// the event or of the release.
+#[tokio::test]
+async fn an_add_to_cart_is_decided_once_after_the_wait() {
+    let w = world();
+    emailable("p_cart").put(&w);
+    let t0 = tuesday();
+    assert!(failed(&deliver_raw(&w, "a1", &activity("p_cart", "ev-1", "add_to_cart", t0)).await).is_empty());
+    assert!(w.mem.webhooks.posts().is_empty());
+    assert_eq!(release_and_deliver(&w, t0 + Duration::minutes(29)).await, 0, "not before the wait");
+    assert_eq!(release_and_deliver(&w, t0 + Duration::minutes(30) + Duration::seconds(20)).await, 1);
+    let sent = w.mem.webhooks.accepted();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!((sent[0].destination.as_str(), sent[0].body["template"].as_str()), ("esp", Some("cart-email")));
+    assert_eq!(sent[0].body["payload"]["sku"], "SKU-42", "{}", sent[0].body);
+    assert_eq!(sent[0].body["segment"], "event:add_to_cart");
+    // The same event again (a replayed request, a redelivered message), and the release again.
+    assert!(failed(&deliver_raw(&w, "a1-again", &activity("p_cart", "ev-1", "add_to_cart", t0)).await).is_empty());
+    assert_eq!(release_and_deliver(&w, t0 + Duration::minutes(31)).await, 1, "the replay schedules the same decision");
+    assert_eq!(release_and_deliver(&w, t0 + Duration::minutes(32)).await, 0);
+    assert_eq!(w.mem.webhooks.accepted().len(), 1, "still one send");
+}
+
+/// A purchase in another channel (a store receipt) between the cart and the decision
+/// cancels it; one before the cart does not.
+#[tokio::test]
+async fn a_purchase_in_time_cancels_the_decision() {
+    let w = world();
+    emailable("p_bought").put(&w);
+    emailable("p_before").put(&w);
+    let t0 = tuesday();
+    deliver_raw(&w, "b0", &activity("p_before", "ev-0", "store_purchase", t0 - Duration::hours(1))).await;
+    deliver_raw(&w, "b1", &activity("p_before", "ev-1", "add_to_cart", t0)).await;
+    deliver_raw(&w, "b2", &activity("p_bought", "ev-2", "add_to_cart", t0)).await;
+    deliver_raw(&w, "b3", &activity("p_bought", "ev-3", "store_purchase", t0 + Duration::minutes(12))).await;
+    assert_eq!(release_and_deliver(&w, t0 + Duration::minutes(30)).await, 2);
+    let sent = w.mem.webhooks.accepted();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].body["profile_id"], "p_before");
+}
+
+/// Without e-mail consent at decision time the triggered campaign sends nothing.
+#[tokio::test]
+async fn a_triggered_decision_without_consent_sends_nothing() {
+    let w = world();
+    Person { id: "p_no", email: Some("no@example.fr"), phone: None, consents: &[("email", false)] }.put(&w);
+    deliver_raw(&w, "c1", &activity("p_no", "ev-9", "add_to_cart", tuesday())).await;
+    assert_eq!(release_and_deliver(&w, tuesday() + Duration::minutes(30)).await, 1);
+    assert!(w.mem.webhooks.posts().is_empty());
+}
+
+/// The triggered reminder and the hourly segment's share a cooldown group: a person
+/// reminded in real time is not reminded again by the segment for the same cart.
+#[tokio::test]
+async fn the_segment_campaign_and_the_triggered_one_share_the_cooldown() {
+    let w = world_with(&RULES.replace("max_messages = 1", "max_messages = 5"));
+    emailable("p_both").put(&w);
+    let t0 = tuesday();
+    deliver_raw(&w, "d1", &activity("p_both", "ev-5", "add_to_cart", t0)).await;
+    assert_eq!(release_and_deliver(&w, t0 + Duration::minutes(30)).await, 1);
+    assert_eq!(w.mem.webhooks.accepted().len(), 1);
+    let later = t0 + Duration::hours(2);
+    w.clock.set(later);
+    let r = ActivationRequest { run_at: later, ..request("abandoned-cart", "p_both", SegmentChange::Entered) };
+    let e = w.activate.process_request(&r, None, later).await.expect("decided");
+    assert_eq!(only_record(&e), ("suppressed", Some("cooldown")));
+    assert_eq!(w.mem.webhooks.accepted().len(), 1);
+}
+
+/// An event that reaches activation hours after its decision was due schedules nothing.
+#[tokio::test]
+async fn a_trigger_event_arriving_too_late_schedules_nothing() {
+    let w = world();
+    emailable("p_late").put(&w);
+    let t0 = tuesday() - Duration::hours(8);
+    deliver_raw(&w, "e1", &activity("p_late", "ev-7", "add_to_cart", t0)).await;
+    assert_eq!(release_and_deliver(&w, tuesday()).await, 0);
 }

@@ -72,6 +72,7 @@ fn mix(persons: usize, n: usize) -> Vec<Observation> {
                 identifiers: ids,
                 traits,
                 consents,
+                activity: vec![],
             }
         })
         .collect()

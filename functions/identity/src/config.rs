@@ -7,6 +7,10 @@ pub struct IdentityConfig {
     /// The outbound events queue (`EVENTS_QUEUE_URL`): a `ProfileErased` event per
     /// erased person, for the destinations to erase too.
     pub events_queue_url: Option<String>,
+    /// The activation queue (`ACTIVATION_QUEUE_URL`): the recent activity observations
+    /// carry (carts, checkouts, purchases), with the person's profile id, for the
+    /// event-triggered campaigns. Unset: not forwarded.
+    pub activation_queue_url: Option<String>,
 }
 
 impl IdentityConfig {
@@ -15,6 +19,7 @@ impl IdentityConfig {
             profiles_table: env.require("PROFILES_TABLE")?,
             lake_bucket: env.require("LAKE_BUCKET")?,
             events_queue_url: env.get("EVENTS_QUEUE_URL").filter(|u| !u.trim().is_empty()),
+            activation_queue_url: env.get("ACTIVATION_QUEUE_URL").filter(|u| !u.trim().is_empty()),
         })
     }
 }

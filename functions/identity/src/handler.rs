@@ -11,7 +11,7 @@ use ariane_shared::adapters::sqs::SqsQueue;
 use ariane_shared::aws::Clients;
 use ariane_shared::identifiers::{normalized, stable_id, Identifier, IdentifierError};
 use ariane_shared::lake::{self, IdentityLink};
-use ariane_shared::model::ObservationBatch;
+use ariane_shared::model::{ObservationBatch, ProfileActivity};
 use ariane_shared::ports::{BlobError, BlobStore, Queue, SendError};
 use ariane_shared::EnvSource;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -30,6 +30,9 @@ pub struct IdentityWith<S, B> {
     pub blobs: B,
     /// Where `ProfileErased` events go (`config.events_queue_url`); none: not announced.
     pub events: Option<Arc<dyn Queue>>,
+    /// Where the observations' recent activity goes (`config.activation_queue_url`),
+    /// resolved to profiles; none: not forwarded.
+    pub activation: Option<Arc<dyn Queue>>,
 }
 
 /// The identity function as deployed: DynamoDB and S3.
@@ -86,16 +89,19 @@ impl Identity {
         // Identity keys in the lake are keyed with the deployment's pepper.
         ariane_shared::aws::install_lake_pepper(env, &clients.config).await?;
         let store = DynamoStore { client: clients.dynamodb.clone(), table: config.profiles_table.clone() };
-        let events: Option<Arc<dyn Queue>> = config.events_queue_url.as_ref().map(|_| Arc::new(SqsQueue::new(clients.sqs.clone())) as _);
+        let sqs: Arc<dyn Queue> = Arc::new(SqsQueue::new(clients.sqs.clone()));
+        let events = config.events_queue_url.as_ref().map(|_| sqs.clone());
+        let activation = config.activation_queue_url.as_ref().map(|_| sqs.clone());
         let mut identity = IdentityWith::new(config, Resolver::new(store, rules), S3Blobs::new(clients.s3.clone()));
         identity.events = events;
+        identity.activation = activation;
         Ok(identity)
     }
 }
 
 impl<S: ItemStore, B: BlobStore> IdentityWith<S, B> {
     pub fn new(config: IdentityConfig, resolver: Resolver<S>, blobs: B) -> Self {
-        IdentityWith { config, resolver, blobs, events: None }
+        IdentityWith { config, resolver, blobs, events: None, activation: None }
     }
 
     /// Sends `ProfileErased` for the person `id` resolves to, before the erasure: a
@@ -295,7 +301,46 @@ impl<S: ItemStore, B: BlobStore> IdentityWith<S, B> {
             out.links.extend(current.into_iter().filter(|l| !reported.contains(&l.identity_key)));
         }
         self.write_lake(&out).await?;
+        self.forward_activity(observations).await?;
         Ok(out.stats)
+    }
+
+    /// Sends the observations' recent activity to activation, each with the profile its
+    /// evidence now belongs to (one batched read of evidence and components). After the
+    /// resolution, so a cart and a store purchase of the same person name the same
+    /// profile. A retry sends again: activation keys everything by the event's id.
+    async fn forward_activity(&self, observations: &[ariane_shared::model::Observation]) -> Result<usize, HandlerError> {
+        let (Some(queue), Some(url)) = (&self.activation, &self.config.activation_queue_url) else { return Ok(0) };
+        let with: Vec<(&ariane_shared::model::Observation, String)> = observations
+            .iter()
+            .filter(|o| !o.activity.is_empty())
+            .filter_map(|o| ariane_shared::identifiers::identity_key(&o.identifiers).map(|k| (o, k)))
+            .collect();
+        if with.is_empty() {
+            return Ok(0);
+        }
+        let mut keys: Vec<String> = with.iter().map(|(_, k)| k.clone()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let profiles = self.resolver.profiles_of_evidence(&keys).await?;
+        let mut bodies = Vec::new();
+        for (o, key) in &with {
+            // Erased, or only shared identifiers: no person to react to.
+            let Some(Some(profile_id)) = profiles.get(key) else { continue };
+            for a in &o.activity {
+                let activity = ProfileActivity {
+                    profile_id: profile_id.clone(),
+                    channel: o.channel.clone(),
+                    event_id: a.event_id.clone(),
+                    event_type: a.event_type.clone(),
+                    occurred_at: a.occurred_at,
+                    attributes: a.attributes.clone(),
+                };
+                bodies.push(serde_json::json!({ "activity": activity }).to_string());
+            }
+        }
+        queue.send_all(url, &bodies).await?;
+        Ok(bodies.len())
     }
 
     /// Links (identity key → profile, empty when erased) and history, one object each
@@ -348,7 +393,7 @@ pub enum HandlerError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("cannot encode links: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
-    #[error("cannot announce the erasure: {0}")]
+    #[error("cannot announce the erasure or forward activity: {0}")]
     Announce(#[from] SendError),
 }
 
@@ -363,7 +408,12 @@ mod tests {
     use chrono::TimeZone;
 
     fn identity() -> IdentityWith<MemStore, MemBlobs> {
-        let config = IdentityConfig { profiles_table: "profiles".into(), lake_bucket: "lake".into(), events_queue_url: None };
+        let config = IdentityConfig {
+            profiles_table: "profiles".into(),
+            lake_bucket: "lake".into(),
+            events_queue_url: None,
+            activation_queue_url: None,
+        };
         IdentityWith::new(config, Resolver::new(MemStore::default(), Rules::embedded().unwrap()), MemBlobs::new())
     }
 
@@ -391,6 +441,7 @@ mod tests {
             identifiers: ids.iter().map(|(k, v)| Identifier::new(*k, *v)).collect(),
             traits: Default::default(),
             consents: vec![],
+            activity: vec![],
         };
         serde_json::to_string(&IdentityMessage::Observations(ObservationBatch { observations: vec![o] })).unwrap()
     }
@@ -430,6 +481,61 @@ mod tests {
         let (response, stats) = f.handle_with_stats(event(&[("m3", bad)])).await;
         assert_eq!(failures(&response), vec!["m3"]);
         assert_eq!(stats.failed_messages, 1);
+    }
+
+    /// Recent activity travels on: a web cart (cookie and e-mail) and a store purchase
+    /// (loyalty card and the same e-mail) of one person reach activation with the same
+    /// profile id; an observation without activity sends nothing; a redelivery sends
+    /// the same bodies again (activation keys them by event id).
+    #[tokio::test]
+    async fn recent_activity_is_forwarded_with_the_profile() {
+        use ariane_shared::adapters::memory::MemQueue;
+        use ariane_shared::model::Activity;
+        let mut f = identity();
+        let queue = Arc::new(MemQueue::new());
+        f.config.activation_queue_url = Some("activation".into());
+        f.activation = Some(queue.clone());
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap();
+        let obs = |id: &str, channel: &str, ids: &[(K, &str)], activity: Option<(&str, &str)>| Observation {
+            observation_id: id.into(),
+            channel: channel.into(),
+            source_key: format!("{channel}/x"),
+            source_line: 1,
+            observed_at: at,
+            identifiers: ids.iter().map(|(k, v)| Identifier::new(*k, *v)).collect(),
+            traits: Default::default(),
+            consents: vec![],
+            activity: activity
+                .map(|(event_id, t)| Activity {
+                    event_id: event_id.into(),
+                    event_type: t.into(),
+                    occurred_at: at,
+                    attributes: Default::default(),
+                })
+                .into_iter()
+                .collect(),
+        };
+        let batch = ObservationBatch {
+            observations: vec![
+                obs("o1", "web", &[(K::CookieId, "ck-1"), (K::Email, "lea@x.fr")], Some(("e1", "add_to_cart"))),
+                obs("o2", "pos", &[(K::LoyaltyCard, "L1"), (K::Email, "lea@x.fr")], Some(("e2", "store_purchase"))),
+                obs("o3", "crm", &[(K::Email, "hugo@x.fr")], None),
+            ],
+        };
+        let body = serde_json::to_string(&IdentityMessage::Observations(batch)).unwrap();
+        let response = f.handle(event(&[("m1", body.clone())])).await;
+        assert!(failures(&response).is_empty());
+        let pid = f.resolver.lookup(&Identifier::new(K::Email, "lea@x.fr")).await.unwrap().unwrap();
+        let sent = queue.sent("activation");
+        let activities: Vec<ProfileActivity> = sent
+            .iter()
+            .map(|b| serde_json::from_value(serde_json::from_str::<serde_json::Value>(b).unwrap()["activity"].clone()).unwrap())
+            .collect();
+        let mut types: Vec<(&str, &str)> = activities.iter().map(|a| (a.event_type.as_str(), a.profile_id.as_str())).collect();
+        types.sort();
+        assert_eq!(types, vec![("add_to_cart", pid.as_str()), ("store_purchase", pid.as_str())]);
+        f.handle(event(&[("m1", body)])).await;
+        assert_eq!(queue.sent("activation").len(), 4, "a redelivery forwards again");
     }
 
     /// An erasure announces `ProfileErased` (the profile id only) on the events queue

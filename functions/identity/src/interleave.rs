@@ -325,6 +325,7 @@ pub fn case_observations(rows: &[CaseRow]) -> Vec<Observation> {
                 identifiers,
                 traits: Traits::default(),
                 consents: vec![],
+                activity: vec![],
             };
             match extra {
                 1 => o.traits.city = Some(["Lyon", "Lille"][n % 2].into()),

@@ -242,6 +242,7 @@ mod tests {
             identifiers: vec![Identifier::new(IdentifierKind::Email, format!("p{day}@x.fr"))],
             traits: Traits { city: city.map(str::to_string), ..Traits::default() },
             consents: consent.map(|g| vec![Consent { channel: ConsentChannel::Sms, granted: g, at }]).unwrap_or_default(),
+            activity: vec![],
         }
     }
 

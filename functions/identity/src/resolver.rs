@@ -724,6 +724,7 @@ mod evidence_tests {
             identifiers: ids.iter().map(|(k, v)| Identifier::new(*k, *v)).collect(),
             traits: Traits::default(),
             consents: vec![],
+            activity: vec![],
         }
     }
 

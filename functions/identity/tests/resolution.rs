@@ -28,6 +28,7 @@ fn obs(n: u64, day: i64, ids: &[(K, &str)]) -> Observation {
         identifiers: ids.iter().map(|(k, v)| Identifier::new(*k, *v)).collect(),
         traits: Traits::default(),
         consents: vec![],
+        activity: vec![],
     }
 }
 

@@ -347,7 +347,7 @@ fn engine<'a>(spec: &'a Spec, file: FileContext, sink: &'a mut dyn RowSink) -> E
         spec,
         bound: None,
         file,
-        mapper: Mapper::default(),
+        mapper: Mapper::with_activity_since(now - ariane_shared::model::ACTIVITY_WINDOW),
         fill,
         counts: Counts::default(),
         sink,

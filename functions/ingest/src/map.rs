@@ -2,13 +2,13 @@
 //! says. Pure: a row and a spec in, an event or a reason out.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 
 use ariane_shared::identifiers::{
     identifier_hash, identity_key, keyed_id, normalize_email, normalize_token, Identifier, IdentifierError, IdentifierKind, PhoneNormalizer,
 };
-use ariane_shared::model::{CanonicalEvent, Consent, ConsentChannel, LocalTime, Observation, Traits};
+use ariane_shared::model::{Activity, CanonicalEvent, Consent, ConsentChannel, LocalTime, Observation, Traits, ACTIVITY_EVENTS};
 use chrono::{DateTime, Utc};
 
 use crate::fxhash::{FxHasher, FxMap, FxSet};
@@ -95,6 +95,9 @@ pub struct Mapper {
     /// The last identifier set and its identity key (a receipt's lines repeat it).
     last_anchor: Option<(Vec<Identifier>, Option<String>)>,
     seen: FxSet<u64>,
+    /// Events of [`ACTIVITY_EVENTS`] that occurred at or after this instant travel with
+    /// their row's observation as [`Activity`] (`None`: none does).
+    pub activity_since: Option<DateTime<Utc>>,
 }
 
 /// Distinct observations remembered per file before the memory is reset (duplicates
@@ -165,6 +168,11 @@ fn sanitize_event_type(raw: &str) -> String {
 }
 
 impl Mapper {
+    /// A mapper that attaches the [`ACTIVITY_EVENTS`] at or after `since` to observations.
+    pub fn with_activity_since(since: DateTime<Utc>) -> Mapper {
+        Mapper { activity_since: Some(since), ..Mapper::default() }
+    }
+
     /// The raw (transformed, mapped) text of a field, or `None` when blank.
     fn text<'r>(&self, plan: &'r FieldPlan, row: &'r dyn Row, meta: &RowMeta) -> Result<Option<Cow<'r, str>>, RowError> {
         let value: Option<Cow<'r, str>> = if let Some(c) = &plan.constant {
@@ -435,6 +443,29 @@ impl Mapper {
         let key_parts = natural_key_parts(spec, row, &meta, file)?;
         let id_of = |kind: &str| row_id(kind, &spec.channel, &event_type, &key_parts);
 
+        // Recent activity a real-time campaign may react to travels with the observation
+        // (once per person, event type and minute: a receipt's lines are one purchase).
+        let activity = (!identifiers.is_empty()
+            && self.activity_since.is_some_and(|since| occurred_at >= since)
+            && ACTIVITY_EVENTS.contains(&event_type.as_str()))
+        .then(|| {
+            let mut h = FxHasher::default();
+            ("activity", &identifiers, &event_type, occurred_at.timestamp() / 60).hash(&mut h);
+            h.finish()
+        })
+        .filter(|h| {
+            if self.seen.len() >= SEEN_OBSERVATIONS {
+                self.seen.clear();
+            }
+            self.seen.insert(*h)
+        })
+        .map(|_| {
+            let attributes: BTreeMap<String, String> = [("sku", &d.sku), ("product_name", &d.product_name), ("category", &d.category)]
+                .into_iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
+                .collect();
+            Activity { event_id: id_of("event"), event_type: event_type.clone(), occurred_at, attributes }
+        });
         // Identical observations within a file are sent once: decide before building.
         let new_observation = !identifiers.is_empty() && {
             let mut h = FxHasher::default();
@@ -445,7 +476,7 @@ impl Mapper {
                 self.seen.clear();
             }
             self.seen.insert(h.finish())
-        };
+        } || activity.is_some();
         let observation = new_observation.then(|| Observation {
             observation_id: id_of("observation"),
             channel: spec.channel.clone(),
@@ -455,6 +486,7 @@ impl Mapper {
             identifiers,
             traits: std::mem::take(&mut d.traits),
             consents,
+            activity: activity.into_iter().collect(),
         });
         let event = CanonicalEvent {
             event_id: id_of("event"),

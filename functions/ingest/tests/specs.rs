@@ -759,3 +759,37 @@ fn a_new_spec_for_the_same_source_keeps_the_event_ids() {
     assert_eq!(read(&no_key("b"), "pos/y.csv", "fp1"), id);
     assert_ne!(read(&no_key("a"), "pos/x.csv", "fp2"), id, "other content, other ids");
 }
+
+/// Recent carts and purchases travel with their row's observation as activity (once per
+/// person, type and minute), old ones and other event types do not: a back-fill triggers
+/// nothing, a page view costs no forward.
+#[test]
+fn recent_carts_and_purchases_travel_with_the_observation_as_activity() {
+    let now = chrono::Utc::now();
+    let micros = |t: chrono::DateTime<chrono::Utc>| t.timestamp_micros();
+    let recent = now - chrono::Duration::minutes(5);
+    let old = now - chrono::Duration::days(3);
+    let body = format!(
+        r#"{{"event_timestamp":"{}","event_name":"add_to_cart","user_pseudo_id":"ck-1","items":[{{"item_id":"SKU-1","item_name":"Parka"}}]}}
+{{"event_timestamp":"{}","event_name":"add_to_cart","user_pseudo_id":"ck-1","items":[{{"item_id":"SKU-1","item_name":"Parka"}}]}}
+{{"event_timestamp":"{}","event_name":"page_view","user_pseudo_id":"ck-1"}}
+{{"event_timestamp":"{}","event_name":"add_to_cart","user_pseudo_id":"ck-2","items":[{{"item_id":"SKU-2"}}]}}
+{{"event_timestamp":"{}","event_name":"add_to_cart"}}
+"#,
+        micros(recent),
+        micros(recent) + 1,
+        micros(recent) + 2,
+        micros(old),
+        micros(recent),
+    );
+    let (counts, sink) = run("web", "web/live/events.ndjson", &body);
+    assert_eq!(counts.unwrap().events, 5);
+    let activity: Vec<_> = sink.observations.iter().flat_map(|o| o.activity.iter().map(move |a| (o, a))).collect();
+    assert_eq!(activity.len(), 1, "{activity:?}");
+    let (o, a) = activity[0];
+    assert!(o.identifiers.contains(&Identifier::new(IdentifierKind::CookieId, "ck-1")));
+    assert_eq!(a.event_type, "add_to_cart");
+    assert_eq!(a.event_id, sink.events[0].event_id, "the activity names the lake's event");
+    assert_eq!(a.attributes.get("sku").map(String::as_str), Some("SKU-1"));
+    assert_eq!(a.attributes.get("product_name").map(String::as_str), Some("Parka"));
+}

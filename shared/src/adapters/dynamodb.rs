@@ -8,10 +8,11 @@
 //! | send | `SEND#<send key>` / `SEND` | `status` (`claimed`, `deferred`, `sent`, `suppressed`), `lease_until`, `claim_token` (the holder's), `completed_token`, `claimed_at`, `effects` (JSON), `detail`, `completed_at`, `due_at`, `attempts`, `last_error` |
 //! | pressure | `CAP#<profile>` / `CAP` | `version`, `sends` (JSON: `send_key`, `campaign`, `channel`, `at`) |
 //! | audience | `AUD#<campaign>#<profile>` / `AUD` | `rows` (JSON), `added_at` |
-//! | deferral | `DEFER#<due date>` / `<due instant>#<send key>` | `message`, `send_key`, `deferred_at` |
+//! | deferral | `DEFER#<due date>` / `<due instant>#<send key>` | `message`, `send_key`, `deferred_at` (a quiet-hours deferral, or a triggered campaign's timer: [`ActivationLedger::schedule`]) |
+//! | activity | `ACT#<profile>` / `ACT` | `a_<event type>`: the latest instant (unix seconds) of each real-time event type |
 //! | breaker | `BREAKER#<destination>` / `BREAKER` | `failures`, `openings`, `open_until` (unix seconds) |
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration as StdDuration;
 
 use aws_sdk_dynamodb::error::SdkError;
@@ -439,6 +440,57 @@ impl ActivationLedger for DynamoLedger {
 
     async fn erase_send(&self, send_key: &str) -> Result<(), LedgerError> {
         Ok(self.delete(format!("SEND#{send_key}"), "SEND").await?)
+    }
+    async fn schedule(&self, key: &str, due: DateTime<Utc>, message: &str, now: DateTime<Utc>) -> Result<(), LedgerError> {
+        let (pk, sk) = deferral_key(due, key);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(pk))
+            .item("sk", s(sk))
+            .item("message", s(message))
+            .item("send_key", s(key))
+            .item("deferred_at", s(ts(now)))
+            .item("expires_at", n(due.timestamp() + RETENTION_DAYS * 86_400))
+            .send()
+            .await
+            .aws("dynamodb:PutItem schedule")?;
+        Ok(())
+    }
+
+    async fn note_activity(&self, profile_id: &str, event_type: &str, at: DateTime<Utc>) -> Result<(), LedgerError> {
+        // One attribute per event type (`a_<type>`, Unix seconds), raised only: a note
+        // older than the stored one fails its condition and changes nothing.
+        let done = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("ACT#{profile_id}"), "ACT")))
+            .update_expression("SET #t = :at, expires_at = :exp")
+            .condition_expression("attribute_not_exists(#t) OR #t < :at")
+            .expression_attribute_names("#t", format!("a_{event_type}"))
+            .expression_attribute_values(":at", n(at.timestamp()))
+            .expression_attribute_values(":exp", n(at.timestamp() + crate::ports::ACTIVITY_RETENTION.num_seconds()))
+            .send()
+            .await
+            .aws("dynamodb:UpdateItem activity");
+        match done {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_code("ConditionalCheckFailedException") => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn activity(&self, profile_id: &str) -> Result<BTreeMap<String, DateTime<Utc>>, LedgerError> {
+        let item = self.get(format!("ACT#{profile_id}"), "ACT", "dynamodb:GetItem activity").await?.unwrap_or_default();
+        Ok(item
+            .iter()
+            .filter_map(|(k, v)| {
+                let t = k.strip_prefix("a_")?;
+                let secs = v.as_n().ok()?.parse::<i64>().ok()?;
+                Some((t.to_string(), DateTime::from_timestamp(secs, 0)?))
+            })
+            .collect())
     }
 }
 

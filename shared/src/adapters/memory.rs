@@ -320,6 +320,7 @@ struct Ledger {
     deferrals: BTreeMap<(DateTime<Utc>, String), String>,
     audience: BTreeMap<(String, String), Vec<AudienceRow>>,
     breakers: BTreeMap<String, BreakerState>,
+    activity: BTreeMap<String, BTreeMap<String, DateTime<Utc>>>,
 }
 
 /// The activation ledger in memory, with the DynamoDB adapter's semantics.
@@ -521,6 +522,22 @@ impl ActivationLedger for MemLedger {
         st.sends.remove(send_key);
         st.attempts.remove(send_key);
         Ok(())
+    }
+    async fn schedule(&self, key: &str, due: DateTime<Utc>, message: &str, _now: DateTime<Utc>) -> Result<(), LedgerError> {
+        self.faults.check("ledger.schedule", key)?;
+        lock(&self.state).deferrals.insert((due, key.to_string()), message.to_string());
+        Ok(())
+    }
+    async fn note_activity(&self, profile_id: &str, event_type: &str, at: DateTime<Utc>) -> Result<(), LedgerError> {
+        self.faults.check("ledger.note_activity", profile_id)?;
+        let mut st = lock(&self.state);
+        let latest = st.activity.entry(profile_id.to_string()).or_default().entry(event_type.to_string()).or_insert(at);
+        *latest = (*latest).max(at);
+        Ok(())
+    }
+    async fn activity(&self, profile_id: &str) -> Result<BTreeMap<String, DateTime<Utc>>, LedgerError> {
+        self.faults.check("ledger.activity", profile_id)?;
+        Ok(lock(&self.state).activity.get(profile_id).cloned().unwrap_or_default())
     }
 }
 

@@ -308,6 +308,19 @@ impl<T: ActivationLedger> ActivationLedger for Metered<T> {
         self.meter.write(&[send_key.len() + LEDGER_ITEM_OVERHEAD], false);
         self.inner.erase_send(send_key).await
     }
+    async fn schedule(&self, key: &str, due: DateTime<Utc>, message: &str, now: DateTime<Utc>) -> Result<(), LedgerError> {
+        self.meter.write(&[key.len() + message.len() + LEDGER_ITEM_OVERHEAD], false);
+        self.inner.schedule(key, due, message, now).await
+    }
+    async fn note_activity(&self, profile_id: &str, event_type: &str, at: DateTime<Utc>) -> Result<(), LedgerError> {
+        self.meter.write(&[profile_id.len() + event_type.len() + LEDGER_ITEM_OVERHEAD], false);
+        self.inner.note_activity(profile_id, event_type, at).await
+    }
+    async fn activity(&self, profile_id: &str) -> Result<std::collections::BTreeMap<String, DateTime<Utc>>, LedgerError> {
+        let got = self.inner.activity(profile_id).await?;
+        self.meter.read(&[profile_id.len() + got.keys().map(|k| k.len() + 30).sum::<usize>() + LEDGER_ITEM_OVERHEAD]);
+        Ok(got)
+    }
 }
 
 fn pressure_size(profile_id: &str, entries: &[PressureEntry]) -> usize {

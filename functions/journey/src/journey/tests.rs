@@ -118,6 +118,7 @@ async fn world_in_blobs(rows: &[Row]) -> (Resolver<MemStore>, Arc<MemBlobs>, Lak
             identifiers: r.ids.iter().map(|(k, v)| Identifier::new(*k, *v)).collect(),
             traits: Traits::default(),
             consents: vec![],
+            activity: vec![],
         })
         .collect();
     let outcome = resolver.resolve_batch(&observations).await.unwrap();
