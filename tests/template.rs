@@ -232,7 +232,7 @@ fn template_grants_least_privilege() {
     let t = translated();
     let resources = t["Resources"].as_object().expect("Resources");
     let functions = function_grants(&t);
-    assert_eq!(functions.len(), CHANNELS.len() + 7, "{:?}", functions.keys());
+    assert_eq!(functions.len(), CHANNELS.len() + 8, "{:?}", functions.keys());
     // The queue each function consumes, from the event source mappings.
     let mut consumed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for r in resources.values().filter(|r| r["Type"] == "AWS::Lambda::EventSourceMapping") {
@@ -500,7 +500,7 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
     // The same `ingest` binary runs once per channel and once as the landing router.
     let mut binaries: Vec<&str> = m.functions.values().map(|f| f.binary.as_str()).collect();
     binaries.sort();
-    let mut expected = vec!["activate", "identity", "journey", "measures", "purge", "segments"];
+    let mut expected = vec!["activate", "collect", "identity", "journey", "measures", "purge", "segments"];
     expected.extend(std::iter::repeat_n("ingest", dirs.len() + 1));
     expected.sort();
     assert_eq!(binaries, expected);
@@ -508,8 +508,8 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
         assert!(f.function_name.starts_with("ariane-tpl-"), "Stage in names: {}", f.function_name);
     }
 
-    // Every ingest instance, the identity and the activate functions read a queue.
-    assert_eq!(m.event_source_mappings.len(), dirs.len() + 1 + 2, "{:#?}", m.event_source_mappings);
+    // Every ingest instance, the identity, activate and collect functions read a queue.
+    assert_eq!(m.event_source_mappings.len(), dirs.len() + 1 + 3, "{:#?}", m.event_source_mappings);
     for esm in &m.event_source_mappings {
         assert!(esm.report_batch_item_failures, "{esm:?}");
         let (_, queue) = m.queue_by_arn(&esm.queue_arn).expect("mapped queue in the stack");
@@ -535,6 +535,15 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
         let max = esm.maximum_concurrency.unwrap_or_else(|| panic!("{}'s mapping has a maximum concurrency", esm.function));
         assert!((2..=reserved).contains(&max), "{}: maximum concurrency {max}, reserved {reserved}", esm.function);
     }
+    // Real time: the collector's HTTP API and routes (created in moto, served by the
+    // runner), and the timer of the triggered campaigns: the every-minute release.
+    let api = m.http_apis.get("CollectApi").expect("the collector's HTTP API is deployed");
+    assert!(!api.api_id.is_empty());
+    let routes: Vec<(&str, &str)> = api.routes.iter().map(|(k, f)| (k.as_str(), f.as_str())).collect();
+    assert_eq!(routes, vec![("OPTIONS /v1/batch", "CollectFunction"), ("POST /v1/batch", "CollectFunction")]);
+    let release = m.schedules.iter().find(|s| s.function.as_deref() == Some("ActivateFunction")).expect("the release schedule");
+    assert_eq!(release.schedule_expression.as_deref(), Some("rate(1 minute)"));
+    assert_eq!(m.function("IdentityFunction")?.environment.get("ACTIVATION_QUEUE_URL"), Some(&m.queues["ActivationQueue"].url));
     let mapped: BTreeSet<&str> = m.event_source_mappings.iter().map(|e| e.function.as_str()).collect();
     assert!(mapped.contains("IdentityFunction") && mapped.contains("ActivateFunction"), "{mapped:?}");
 

@@ -559,6 +559,52 @@ def reconcile_ignored(aws: Aws, template_resources: dict[str, Any], resources: d
     return notifications
 
 
+def create_http_apis(aws: Aws, sam: dict[str, Any], template_resources: dict[str, Any],
+                     resources: dict[str, dict[str, Any]], functions: dict[str, dict[str, Any]],
+                     stack_name: str, resolve: Any) -> dict[str, Any]:
+    """Create the template's HTTP APIs (AWS::ApiGatewayV2::Api, which moto's
+    CloudFormation skips) through moto's API Gateway v2 API: the API, one Lambda proxy
+    integration and route per `HttpApi` event of the SAM functions, and the `$default`
+    stage with the template's throttling. moto does not invoke the functions behind it:
+    the manifest records each route's function, and the local runner serves them."""
+    gw = aws("apigatewayv2")
+    apis: dict[str, Any] = {}
+    for lid, r in template_resources.items():
+        if r["Type"] != "AWS::ApiGatewayV2::Api" or resources[lid]["physical_id"]:
+            continue
+        api = gw.create_api(Name=f"{stack_name}-{lid}", ProtocolType="HTTP")
+        api_id = api["ApiId"]
+        routes: dict[str, str] = {}
+        for flid, fr in (sam.get("Resources") or {}).items():
+            if fr.get("Type") != "AWS::Serverless::Function":
+                continue
+            for event in ((fr.get("Properties") or {}).get("Events") or {}).values():
+                props = event.get("Properties") or {}
+                api_ref = props.get("ApiId")
+                if event.get("Type") != "HttpApi" or not (isinstance(api_ref, dict) and api_ref.get("Ref") == lid):
+                    continue
+                route_key = f"{props['Method'].upper()} {props['Path']}"
+                integration = gw.create_integration(
+                    ApiId=api_id, IntegrationType="AWS_PROXY", IntegrationUri=functions[flid]["arn"],
+                    PayloadFormatVersion=str(props.get("PayloadFormatVersion", "2.0")))
+                gw.create_route(ApiId=api_id, RouteKey=route_key, Target=f"integrations/{integration['IntegrationId']}")
+                routes[route_key] = flid
+        if not routes:
+            raise StackError(f"HTTP API {lid} has no route: no function has an HttpApi event on it")
+        # SAM moves the throttling to the stage it generates: read it from the HttpApi.
+        sam_props = ((sam.get("Resources") or {}).get(lid) or {}).get("Properties") or {}
+        settings = resolve(sam_props.get("DefaultRouteSettings") or {})
+        stage_settings = {k: v for k, v in {
+            "ThrottlingBurstLimit": settings.get("ThrottlingBurstLimit"),
+            "ThrottlingRateLimit": settings.get("ThrottlingRateLimit"),
+        }.items() if v is not None}
+        gw.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True,
+                        DefaultRouteSettings={k: (float(v) if k == "ThrottlingRateLimit" else int(v)) for k, v in stage_settings.items()})
+        resources[lid]["physical_id"] = api_id
+        apis[lid] = {"api_id": api_id, "endpoint": api.get("ApiEndpoint"), "routes": dict(sorted(routes.items()))}
+    return dict(sorted(apis.items()))
+
+
 def create_secrets(aws: Aws, template_resources: dict[str, Any], resources: dict[str, dict[str, Any]],
                    resolve: Resolver) -> None:
     """Create the template's AWS::SecretsManager::Secret resources through the API.
@@ -867,6 +913,7 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
 
     # --- what moto's CloudFormation stores but does not apply -------------------
     bucket_notifications = reconcile_ignored(aws, template_resources, resources, resolve, url_by_arn)
+    http_apis = create_http_apis(aws, sam, template_resources, resources, functions, stack_name, resolve)
 
     manifest = {
         "endpoint": endpoint,
@@ -882,6 +929,7 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
         "schedules": schedules,
         "state_machines": dict(sorted(state_machines.items())),
         "bucket_notifications": bucket_notifications,
+        "http_apis": http_apis,
     }
 
     out = Path(args.out)
@@ -901,6 +949,9 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
         log(f"  schedule {s['schedule_expression']} -> {s['function'] or s['state_machine']} (recorded; moto never fires it)")
     for lid, machine in state_machines.items():
         log(f"  state machine {machine['name']} ({lid}; played by the local runner)")
+    for lid, api in http_apis.items():
+        for route, fn in api["routes"].items():
+            log(f"  HTTP {route} -> {fn} ({lid}, {api['api_id']}; served by the local runner)")
     for n in bucket_notifications:
         log(f"  s3://{n['bucket']}/{n['prefix'] or ''}* {','.join(n['events'])} -> {n['queue_arn'].rsplit(':', 1)[1]}")
     log(f"manifest written to {out}")

@@ -15,6 +15,7 @@ pub enum Function {
     Purge(ariane_purge::Purge),
     Measures(ariane_measures::Measures),
     Journey(ariane_journey::Journeys),
+    Collect(ariane_collect::Collector),
 }
 
 impl Function {
@@ -30,6 +31,7 @@ impl Function {
             "purge" => Function::Purge(ariane_purge::Purge::from_env(&env).await?),
             "measures" => Function::Measures(ariane_measures::Measures::from_env(&env).await?),
             "journey" => Function::Journey(ariane_journey::Journeys::from_env(&env).await?),
+            "collect" => Function::Collect(ariane_collect::Collector::from_env(&env).await?),
             other => bail!("unknown function binary {other}"),
         })
     }
@@ -46,6 +48,8 @@ impl Function {
             Function::Measures(f) => serde_json::to_value(f.handle(serde_json::from_value(payload).context("EventBridge event")?).await?)?,
             // An operator's direct invocation.
             Function::Journey(f) => f.handle_value(payload).await?,
+            // An HTTP API request (payload format 2.0) or a micro-batch of its queue.
+            Function::Collect(f) => f.handle_value(payload).await?,
         })
     }
 }

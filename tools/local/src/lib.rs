@@ -22,6 +22,7 @@ pub mod channel_specs;
 pub mod duckdb;
 pub mod fs_blobs;
 pub mod functions;
+pub mod gateway;
 pub mod manifest;
 pub mod measures_duckdb;
 pub mod measures_oracle;

@@ -20,6 +20,20 @@ pub struct Manifest {
     #[serde(default)]
     pub state_machines: BTreeMap<String, StateMachine>,
     pub bucket_notifications: Vec<BucketNotification>,
+    /// The HTTP APIs (created through moto's API Gateway v2 API, which its
+    /// CloudFormation skips), by logical id; the runner serves their routes.
+    #[serde(default)]
+    pub http_apis: BTreeMap<String, HttpApi>,
+}
+
+/// An HTTP API of the stack and the function behind each of its routes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HttpApi {
+    pub api_id: String,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Route key (`POST /v1/batch`) -> the function's logical id.
+    pub routes: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -67,10 +67,19 @@ impl LocalStack {
     pub async fn start(stage: &str, params: &[(String, String)]) -> anyhow::Result<Self> {
         let root = crate::repo_root();
         let moto = MotoServer::start(&root).await?;
-        let manifest = deploy(&root, &moto.endpoint, stage, params).await?;
+        // The collector's local sources, unless the caller configures its own.
+        let mut params = params.to_vec();
+        if !params.iter().any(|(k, _)| k == "CollectSources") {
+            params.push(("CollectSources".into(), local_collect_sources()));
+        }
+        let manifest = deploy(&root, &moto.endpoint, stage, &params).await?;
         let clients = Clients::from_env(&manifest.client_env()).await;
         Ok(LocalStack { manifest, clients, moto })
     }
+
+    /// The collector's URL path for batches (`POST`), served by [`Runner::http`] and
+    /// [`crate::gateway::Gateway`].
+    pub const COLLECT_PATH: &'static str = "/v1/batch";
 
     /// A runner invoking the functions in this process.
     pub async fn in_process_runner(&self) -> anyhow::Result<Runner> {
@@ -145,6 +154,38 @@ impl LocalStack {
         Ok(out)
     }
 
+    /// All keys under a prefix of the landing bucket.
+    pub async fn landing_keys(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        list_keys(&self.clients.s3, self.landing_bucket(), prefix).await
+    }
+
+    /// The profile whose top-level `email` is `email`, if any (a scan: tests only).
+    pub async fn profile_id_by_email(&self, email: &str) -> anyhow::Result<Option<String>> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let table = self.manifest.output("ProfilesTableName")?;
+        let mut start = None;
+        loop {
+            let out = self
+                .clients
+                .dynamodb
+                .scan()
+                .table_name(table)
+                .filter_expression("sk = :p AND email = :e")
+                .expression_attribute_values(":p", AttributeValue::S("PROFILE".into()))
+                .expression_attribute_values(":e", AttributeValue::S(email.into()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            if let Some(id) = out.items().iter().find_map(|i| i.get("profile_id").and_then(|v| v.as_s().ok()).cloned()) {
+                return Ok(Some(id));
+            }
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(None);
+            }
+        }
+    }
+
     /// Number of profiles in the profiles table.
     pub async fn profile_count(&self) -> anyhow::Result<usize> {
         let table = self.manifest.output("ProfilesTableName")?;
@@ -181,4 +222,21 @@ pub async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> a
             return Ok(keys);
         }
     }
+}
+
+/// The write key of the local stack's website source (`local-web`, channel web) and app
+/// source (`local-app`, channel app): local only, never a deployment's.
+pub const LOCAL_WRITE_KEY: &str = "local-write-key-web";
+pub const LOCAL_APP_WRITE_KEY: &str = "local-write-key-app";
+/// The origin the local website source accepts.
+pub const LOCAL_ORIGIN: &str = "http://127.0.0.1:8080";
+
+/// `CollectSources` of the local stack: the two local sources, by the SHA-256 of their keys.
+pub fn local_collect_sources() -> String {
+    let hash = |k: &str| ariane_shared::identifiers::sha256_hex_bytes(k.as_bytes());
+    serde_json::json!([
+        { "source": "local-web", "channel": "web", "key_sha256": hash(LOCAL_WRITE_KEY), "origins": [LOCAL_ORIGIN] },
+        { "source": "local-app", "channel": "app", "key_sha256": hash(LOCAL_APP_WRITE_KEY), "origins": [] },
+    ])
+    .to_string()
 }
