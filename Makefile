@@ -9,7 +9,7 @@ CARGO ?= cargo
 MACHETE_VERSION := 0.9.2
 MACHETE := .tools/bin/cargo-machete
 
-.PHONY: help bootstrap build demo test lint lint-tools validate bench-coldstart soak deploy clean
+.PHONY: help bootstrap build demo test lint lint-tools validate bench-coldstart bench-realtime soak deploy clean
 
 help:
 	@echo "make demo     - run the whole pipeline on generated data against a local moto stack"
@@ -51,6 +51,9 @@ validate: bootstrap
 
 bench-coldstart: bootstrap
 	$(CARGO) bench -p ariane-local --bench coldstart
+
+bench-realtime: bootstrap
+	$(CARGO) bench -p ariane-local --bench realtime
 
 soak:
 	$(CARGO) test -p ariane-identity --release --test resolution -- --ignored soak --nocapture

@@ -287,6 +287,70 @@ async fn release_mornings(
     Ok(released)
 }
 
+/// A visitor's session posted to the collector as a website would (identify with e-mail
+/// consent, a page view, an add-to-cart), through the pipeline, then the release schedule
+/// played every minute until the cart reminder is decided: what became of it.
+async fn realtime_session(
+    runner: &ariane_local::runner::Runner,
+    stack: &LocalStack,
+    receiver: &Receiver,
+    clock: &Clock,
+) -> anyhow::Result<String> {
+    use ariane_local::gateway::HttpCall;
+    use ariane_local::stack::{LOCAL_ORIGIN, LOCAL_WRITE_KEY};
+    let at = Utc::now();
+    clock.set(at);
+    let consent = serde_json::json!({ "personalization": true, "email": true });
+    let session = serde_json::json!({ "batch": [
+        { "type": "identify", "messageId": "demo-rt-1", "anonymousId": "ck-demo-rt", "userId": "C-DEMO-RT",
+          "traits": { "email": "camille.demo@example.fr" }, "timestamp": at.to_rfc3339(), "context": { "consent": consent } },
+        { "type": "page", "messageId": "demo-rt-2", "anonymousId": "ck-demo-rt", "timestamp": at.to_rfc3339(),
+          "context": { "consent": consent, "page": { "url": "https://shop.example/p/parka?utm_source=newsletter" } } },
+        { "type": "track", "event": "Product Added", "messageId": "demo-rt-3", "anonymousId": "ck-demo-rt", "timestamp": at.to_rfc3339(),
+          "properties": { "sku": "SKU-PARKA", "name": "Parka", "price": 129.0, "currency": "EUR", "quantity": 1 },
+          "context": { "consent": consent } },
+    ]});
+    let basic = format!("Basic {}", ariane_collect::api::base64_encode(format!("{LOCAL_WRITE_KEY}:").as_bytes()));
+    let call =
+        HttpCall::new("POST", LocalStack::COLLECT_PATH).header("authorization", &basic).header("origin", LOCAL_ORIGIN).json(&session);
+    let answer = runner.http(&call).await?;
+    if answer.status != 200 {
+        bail!("the collector answered {}: {}", answer.status, String::from_utf8_lossy(&answer.body));
+    }
+    runner.drain().await?;
+    let camille = stack.profile_id_by_email("camille.demo@example.fr").await?.context("the session's visitor has a profile")?;
+    let before = receiver.deliveries().len();
+    let mut tick = at;
+    let mut decided_after = None;
+    for minute in 1..=31 {
+        tick = at + Duration::minutes(minute);
+        clock.set(tick);
+        runner.fire_schedule(Some("ActivateFunction"), tick).await?;
+        runner.drain().await?;
+        let decided = final_outcomes(&stack.activation_records().await?)
+            .into_iter()
+            .any(|r| r.campaign == "cart-reminder" && r.profile_id == camille);
+        if decided {
+            decided_after = Some(minute);
+            break;
+        }
+    }
+    let sent: Vec<_> = receiver
+        .deliveries()
+        .into_iter()
+        .skip(before)
+        .filter(|d| d.body["campaign"] == "cart-reminder" && d.body["profile_id"] == camille.as_str())
+        .collect();
+    Ok(match (decided_after, sent.first()) {
+        (Some(m), Some(d)) => format!(
+            "3 events accepted (200); cart-reminder decided at the tick {m} minutes after the add-to-cart and sent once to {} ({}, template {}, product {})",
+            d.destination, d.body["to"]["email"].as_str().unwrap_or("?"), d.body["template"].as_str().unwrap_or("?"), d.body["payload"]["product_name"].as_str().unwrap_or("?")
+        ),
+        (Some(m), None) => format!("3 events accepted (200); cart-reminder decided at the tick {m} minutes after the add-to-cart: held out (10 % holdout), no message"),
+        (None, _) => format!("3 events accepted (200); no cart-reminder decision by {tick}: see the activation logs"),
+    })
+}
+
 async fn pending_deferrals(stack: &LocalStack) -> anyhow::Result<usize> {
     use aws_sdk_dynamodb::types::AttributeValue;
     let table = stack.manifest.output("ActivationLedgerTableName")?;
@@ -306,7 +370,7 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     std::env::set_var("ARIANE_METRICS", "off");
     let (persons, seed) = (args.persons, args.seed);
     let now = Utc::now().date_naive().and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    let mut step = Step::new(11);
+    let mut step = Step::new(12);
 
     step.start("starting moto and deploying infra/template.yaml (stage demo)");
     let receiver = Receiver::start().await?;
@@ -411,6 +475,11 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     release_mornings(&runner, &stack, &clock, clock.now()).await?;
     let decisions = final_outcomes(&stack.activation_records().await?);
     step.done("");
+
+    step.start("posting a browsing session to the collector (POST /v1/batch) and playing the every-minute timer for 31 minutes");
+    runner.progress = Some(step.progress());
+    let realtime = realtime_session(&runner, &stack, &receiver, &clock).await?;
+    step.done(&realtime);
 
     step.start("reading the results back from S3, DynamoDB and the receiver");
     let mut ledger = Vec::new();
@@ -687,6 +756,8 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         (BUY_IF_CONTACTED * 100.0) as u32,
         (BUY_OTHERWISE * 100.0) as u32
     );
+    println!("  real time");
+    println!("    {realtime}");
     println!("  activate");
     let mut per_destination: BTreeMap<&str, usize> = BTreeMap::new();
     for d in &deliveries {

@@ -1,0 +1,222 @@
+//! Real time: the collector's events per second for one instance, and the time from the
+//! collector's response to the campaign decision after the wait. A bench binary that
+//! prints a table; figures go to BENCHMARKS.md and bench/results.json.
+//!
+//! ```text
+//! cargo bench -p ariane-local --bench realtime                       # 10 s load, 200 shoppers
+//! cargo bench -p ariane-local --bench realtime -- --seconds 20 --shoppers 500 --batch 500
+//! ```
+//!
+//! 1. **Collector, one instance.** The collector's handler behind its local HTTP front on
+//!    127.0.0.1 (hyper, HTTP/1.1 keep-alive), one client posting batches of `--batch`
+//!    events back to back for `--seconds`: a Lambda instance serves one request at a
+//!    time, so this is one instance's throughput (the queue is in memory: what is measured
+//!    is the function, not SQS). Bounded: the load stops after `--seconds`. Then the same
+//!    requests through the local stack (the template's route, the runner, moto's SQS).
+//! 2. **Decision after the wait.** `--shoppers` sessions (identify with e-mail consent,
+//!    add-to-cart) posted to the local stack's collector with their carts spread over the
+//!    3 minutes before now; the pipeline runs (micro-batches, ingest, identity,
+//!    activation's timers); then the every-minute release is played on the minute grid
+//!    from the first due time until every decision is made. Each decision's latency after
+//!    the wait is (its tick − its due time) on the stack's clock, plus the wall time the
+//!    tick took to release, decide and deliver (measured).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ariane_activate::handler::Clock;
+use ariane_collect::{CollectConfig, CollectorWith, SourceConfig};
+use ariane_local::activation::final_outcomes;
+use ariane_local::gateway::HttpCall;
+use ariane_local::receiver::Receiver;
+use ariane_local::stack::{LOCAL_ORIGIN, LOCAL_WRITE_KEY};
+use ariane_local::LocalStack;
+use ariane_shared::adapters::memory::{MemBlobs, MemQueue};
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use serde_json::{json, Value};
+
+fn flag(args: &[String], name: &str) -> Option<u64> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.replace('_', "").parse().ok())
+}
+
+fn basic(key: &str) -> String {
+    format!("Basic {}", ariane_collect::api::base64_encode(format!("{key}:").as_bytes()))
+}
+
+/// `n` storefront events (page views and add-to-carts of consenting visitors), as a
+/// site's SDK batches them.
+fn batch(n: usize, seq: u64, now: DateTime<Utc>, personalisation: bool) -> Value {
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            let id = format!("b{seq}-{i}");
+            let cookie = format!("ck-{}", (seq as usize * n + i) % 5_000);
+            if i % 4 == 3 {
+                json!({ "type": "track", "event": "Product Added", "messageId": id, "anonymousId": cookie, "timestamp": now.to_rfc3339(),
+                        "properties": { "sku": format!("SKU-{}", i % 97), "name": "Parka", "price": 129.0, "currency": "EUR", "quantity": 1 },
+                        "context": { "consent": { "personalization": personalisation } } })
+            } else {
+                json!({ "type": "page", "messageId": id, "anonymousId": cookie, "timestamp": now.to_rfc3339(),
+                        "context": { "consent": { "personalization": personalisation && i % 5 != 0 }, "page": { "url": "https://shop.example/p/parka?utm_source=nl" } } })
+            }
+        })
+        .collect();
+    json!({ "batch": events, "sentAt": now.to_rfc3339() })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+async fn collector_alone(seconds: u64, batch_size: usize) -> anyhow::Result<(f64, f64, f64, u64)> {
+    let key = "bench-write-key";
+    let config = CollectConfig {
+        sources: vec![SourceConfig {
+            source: "bench".into(),
+            channel: "web".into(),
+            key_sha256: ariane_shared::identifiers::sha256_hex_bytes(key.as_bytes()),
+            origins: vec![],
+        }],
+        queue_url: "collect".into(),
+        landing_bucket: "landing".into(),
+    };
+    let handler = Arc::new(CollectorWith::new(config, MemBlobs::new(), MemQueue::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/v1/batch", listener.local_addr()?);
+    let server = tokio::spawn(ariane_collect::local::serve(listener, handler.clone()));
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+    let now = Utc::now();
+    let bodies: Vec<String> = (0..64).map(|s| batch(batch_size, s, now, true).to_string()).collect();
+    let mut latencies = Vec::new();
+    let (mut events, mut seq) = (0u64, 0usize);
+    let start = Instant::now();
+    while start.elapsed().as_secs() < seconds {
+        let t = Instant::now();
+        let r = client.post(&url).header("authorization", basic(key)).body(bodies[seq % bodies.len()].clone()).send().await?;
+        let status = r.status();
+        let _ = r.bytes().await?;
+        anyhow::ensure!(status.as_u16() == 200, "the collector answered {status}");
+        latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+        events += batch_size as u64;
+        seq += 1;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    server.abort();
+    latencies.sort_by(f64::total_cmp);
+    Ok((events as f64 / elapsed, percentile(&latencies, 50.0), percentile(&latencies, 99.0), seq as u64))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    std::env::set_var("ARIANE_METRICS", "off");
+    let args: Vec<String> = std::env::args().collect();
+    let seconds = flag(&args, "--seconds").unwrap_or(10);
+    let batch_size = flag(&args, "--batch").unwrap_or(500) as usize;
+    let shoppers = flag(&args, "--shoppers").unwrap_or(200) as usize;
+
+    // 1. One instance, in memory behind HTTP on 127.0.0.1.
+    let (per_s, p50, p99, requests) = collector_alone(seconds, batch_size).await?;
+    println!("collector, one instance (handler + HTTP on 127.0.0.1, in-memory queue), {batch_size}-event batches for {seconds} s:");
+    println!("  {requests} requests, {per_s:.0} events/s, request p50 {p50:.2} ms, p99 {p99:.2} ms");
+
+    // The local stack.
+    let receiver = Receiver::start().await?;
+    let stack = LocalStack::start("rtbench", &receiver.destination_params()).await?;
+    let mut runner = stack.in_process_runner().await?;
+    let now = Utc::now();
+    let post = |body: Value| {
+        HttpCall::new("POST", LocalStack::COLLECT_PATH)
+            .header("authorization", &basic(LOCAL_WRITE_KEY))
+            .header("origin", LOCAL_ORIGIN)
+            .json(&body)
+    };
+    let mut stack_latencies = Vec::new();
+    let t = Instant::now();
+    let stack_requests = 20;
+    for s in 0..stack_requests {
+        let r0 = Instant::now();
+        // Without consent: aggregate events only, so these carts start no timer and do
+        // not weigh on the decisions measured below.
+        let r = runner.http(&post(batch(batch_size, 10_000 + s, now, false))).await?;
+        anyhow::ensure!(r.status == 200, "the local stack's collector answered {}", r.status);
+        stack_latencies.push(r0.elapsed().as_secs_f64() * 1000.0);
+    }
+    let stack_per_s = (stack_requests as usize * batch_size) as f64 / t.elapsed().as_secs_f64();
+    stack_latencies.sort_by(f64::total_cmp);
+    println!(
+        "collector through the local stack (route, runner, moto's SQS), {stack_requests} requests: {stack_per_s:.0} events/s, p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&stack_latencies, 50.0),
+        percentile(&stack_latencies, 99.0)
+    );
+    runner.set_activate_clock(&Clock::manual(Utc::now()));
+    runner.drain().await?;
+
+    // 2. Decision after the wait.
+    let mut due: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+    let mut events = Vec::new();
+    for i in 0..shoppers {
+        let at = now - Duration::milliseconds((i as i64 * 180_000) / shoppers.max(1) as i64);
+        let email = format!("shopper{i}@bench.example");
+        let consent = json!({ "personalization": true, "email": true });
+        events.push(json!({ "type": "identify", "messageId": format!("s{i}-1"), "anonymousId": format!("sc-{i}"),
+                             "traits": { "email": email }, "timestamp": at.to_rfc3339(), "context": { "consent": consent } }));
+        events.push(json!({ "type": "track", "event": "add_to_cart", "messageId": format!("s{i}-2"), "anonymousId": format!("sc-{i}"),
+                             "timestamp": at.to_rfc3339(), "properties": { "sku": "SKU-1", "name": "Parka" }, "context": { "consent": consent } }));
+        due.insert(email, at + Duration::minutes(30));
+    }
+    for chunk in events.chunks(batch_size.max(2) & !1) {
+        let r = runner.http(&post(json!({ "batch": chunk }))).await?;
+        anyhow::ensure!(r.status == 200, "the local stack's collector answered {}", r.status);
+    }
+    let pipeline = Instant::now();
+    let drained = runner.drain().await?;
+    println!(
+        "pipeline from the collector to the timers: {:.1} s wall ({} invocations, {} failures)",
+        pipeline.elapsed().as_secs_f64(),
+        drained.invocations,
+        drained.failures
+    );
+    let first_due = due.values().min().copied().unwrap_or(now);
+    let last_due = due.values().max().copied().unwrap_or(now);
+    let mut tick = first_due.duration_trunc(Duration::minutes(1))? + Duration::minutes(1);
+    let mut tick_wall: Vec<(DateTime<Utc>, f64)> = Vec::new();
+    while tick <= last_due + Duration::minutes(1) {
+        runner.set_activate_clock(&Clock::manual(tick));
+        let w = Instant::now();
+        runner.fire_schedule(Some("ActivateFunction"), tick).await?;
+        runner.drain().await?;
+        tick_wall.push((tick, w.elapsed().as_secs_f64()));
+        tick += Duration::minutes(1);
+    }
+    let mut latencies = Vec::new();
+    let records = final_outcomes(&stack.activation_records().await?);
+    for r in records.iter().filter(|r| r.campaign == "cart-reminder") {
+        let email = stack.profile_attribute(&r.profile_id, "email").await?.unwrap_or_default();
+        let Some(d) = due.get(&email) else { continue };
+        let wall = tick_wall.iter().find(|(t, _)| *t == r.decided_at).map(|(_, w)| *w).unwrap_or(f64::NAN);
+        latencies.push((r.decided_at - *d).num_milliseconds() as f64 / 1000.0 + wall);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let sent = records.iter().filter(|r| r.campaign == "cart-reminder" && r.outcome == "sent").count();
+    println!(
+        "decision after the 30-minute wait, {} of {shoppers} shoppers decided ({sent} sent, the rest held out): p50 {:.1} s, p99 {:.1} s, max {:.1} s after the wait",
+        latencies.len(),
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        latencies.last().copied().unwrap_or(f64::NAN)
+    );
+    let ticks: Vec<String> = tick_wall.iter().map(|(_, w)| format!("{w:.2}")).collect();
+    println!("  release ticks' wall time (s): {}", ticks.join(" "));
+    println!();
+    println!("| measure | value | target |");
+    println!("|---|---|---|");
+    println!("| collector events/s, one instance | {per_s:.0} | >= 5,000 |");
+    println!("| collector request p99 ({batch_size} events) | {p99:.2} ms | |");
+    println!("| decision after the wait, p99 | wait + {:.1} s | wait + 60 s |", percentile(&latencies, 99.0));
+    anyhow::ensure!(latencies.len() == shoppers, "every shopper is decided once: {} of {shoppers}", latencies.len());
+    Ok(())
+}
