@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod profile;
+pub mod urls;
 
 pub use config::{EnvSource, MapEnv, ProcessEnv};
 pub use error::{AwsError, ConfigError};

@@ -385,27 +385,9 @@ fn currency(value: Option<&Value>) -> Result<Option<String>, String> {
 }
 
 /// A page URL of an event without consent: no fragment, no `user:password@`, and of the
-/// query only the campaign parameters ([`CAMPAIGN_PARAMETERS`]).
+/// query only the campaign parameters ([`CAMPAIGN_PARAMETERS`]), by the lake's own rule.
 pub fn campaign_url(url: &str) -> String {
-    let url = url.split('#').next().unwrap_or_default();
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let base = match base.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
-            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-            format!("{scheme}://{host}{path}")
-        }
-        None => base.to_string(),
-    };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|p| CAMPAIGN_PARAMETERS.iter().any(|k| p.split('=').next().is_some_and(|name| name.eq_ignore_ascii_case(k))))
-        .collect();
-    if kept.is_empty() {
-        base
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    }
+    ariane_shared::urls::strip_url(url, CAMPAIGN_PARAMETERS)
 }
 
 #[cfg(test)]

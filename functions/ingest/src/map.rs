@@ -549,40 +549,7 @@ pub fn row_id(kind: &str, channel: &str, event_type: &str, key_parts: &[impl AsR
     keyed_id([kind, channel, event_type].into_iter().chain(key_parts.iter().map(AsRef::as_ref)))
 }
 
-/// A page URL as the lake keeps it: no fragment, no `user:password@`, and only the query
-/// parameters the spec names (`keep_query`): the rest of a query string routinely carries
-/// e-mails, names, session ids and reset tokens.
-pub fn strip_url(url: &str, keep: &[String]) -> String {
-    let url = url.split_once('#').map_or(url, |(u, _)| u);
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    // Userinfo sits between `scheme://` and the first `/` after it.
-    let base = match base.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-                None => base.to_string(),
-            }
-        }
-        None => base.to_string(),
-    };
-    let kept: Vec<&str> = query
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .filter(|pair| {
-            let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
-            keep.iter().any(|k| k == name)
-        })
-        .collect();
-    if kept.is_empty() {
-        base
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    }
-}
+pub use ariane_shared::urls::strip_url;
 
 #[cfg(test)]
 mod tests {
@@ -607,6 +574,6 @@ mod tests {
         for (url, want) in cases {
             assert_eq!(strip_url(url, &keep), want, "{url}");
         }
-        assert_eq!(strip_url("https://shop.fr/p?utm_source=nl", &[]), "https://shop.fr/p", "nothing kept by default");
+        assert_eq!(strip_url::<&str>("https://shop.fr/p?utm_source=nl", &[]), "https://shop.fr/p", "nothing kept by default");
     }
 }
