@@ -370,7 +370,7 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     std::env::set_var("ARIANE_METRICS", "off");
     let (persons, seed) = (args.persons, args.seed);
     let now = Utc::now().date_naive().and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    let mut step = Step::new(12);
+    let mut step = Step::new(13);
 
     step.start("starting moto and deploying infra/template.yaml (stage demo)");
     let receiver = Receiver::start().await?;
@@ -464,6 +464,12 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     runner.drain().await?;
     step.done(&format!("{} orders planted", planted.len()));
 
+    // Before the week-later run: its decisions (and the report) include the send.
+    step.start("posting a browsing session to the collector (POST /v1/batch) and playing the every-minute timer for 31 minutes");
+    runner.progress = Some(step.progress());
+    let realtime = realtime_session(&runner, &stack, &receiver, &clock).await?;
+    step.done(&realtime);
+
     step.start("running the segments a week later, with the campaign report");
     runner.progress = Some(step.progress());
     let report_at = now + Duration::days(8);
@@ -475,11 +481,6 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     release_mornings(&runner, &stack, &clock, clock.now()).await?;
     let decisions = final_outcomes(&stack.activation_records().await?);
     step.done("");
-
-    step.start("posting a browsing session to the collector (POST /v1/batch) and playing the every-minute timer for 31 minutes");
-    runner.progress = Some(step.progress());
-    let realtime = realtime_session(&runner, &stack, &receiver, &clock).await?;
-    step.done(&realtime);
 
     step.start("reading the results back from S3, DynamoDB and the receiver");
     let mut ledger = Vec::new();
