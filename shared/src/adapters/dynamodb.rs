@@ -238,21 +238,12 @@ impl ActivationLedger for DynamoLedger {
         message: &str,
         now: DateTime<Utc>,
     ) -> Result<(), LedgerError> {
-        let (pk, sk) = deferral_key(due, send_key);
         let build =
             |e: aws_sdk_dynamodb::error::BuildError| LedgerError::Malformed { key: format!("SEND#{send_key}"), what: e.to_string() };
         // One transaction: a deferral item without its send parked (or the reverse) would
         // either re-run a send another instance holds, or never release it.
-        let put = Put::builder()
-            .table_name(&self.table)
-            .item("pk", s(pk))
-            .item("sk", s(sk))
-            .item("message", s(message))
-            .item("send_key", s(send_key))
-            .item("deferred_at", s(ts(now)))
-            .item("expires_at", n(due.timestamp() + RETENTION_DAYS * 86_400))
-            .build()
-            .map_err(build)?;
+        let put =
+            Put::builder().table_name(&self.table).set_item(Some(deferral_item(due, send_key, message, now))).build().map_err(build)?;
         let park = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(format!("SEND#{send_key}"), "SEND")))
@@ -442,16 +433,10 @@ impl ActivationLedger for DynamoLedger {
         Ok(self.delete(format!("SEND#{send_key}"), "SEND").await?)
     }
     async fn schedule(&self, key: &str, due: DateTime<Utc>, message: &str, now: DateTime<Utc>) -> Result<(), LedgerError> {
-        let (pk, sk) = deferral_key(due, key);
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(pk))
-            .item("sk", s(sk))
-            .item("message", s(message))
-            .item("send_key", s(key))
-            .item("deferred_at", s(ts(now)))
-            .item("expires_at", n(due.timestamp() + RETENTION_DAYS * 86_400))
+            .set_item(Some(deferral_item(due, key, message, now)))
             .send()
             .await
             .aws("dynamodb:PutItem schedule")?;
@@ -497,6 +482,20 @@ impl ActivationLedger for DynamoLedger {
 /// The key of a deferral item.
 pub fn deferral_key(due: DateTime<Utc>, send_key: &str) -> (String, String) {
     (format!("DEFER#{}", due.format("%Y-%m-%d")), format!("{}#{send_key}", ts(due)))
+}
+
+/// A deferral item (a parked send's, or a triggered decision's timer): what
+/// [`deferral_of`] reads back.
+fn deferral_item(due: DateTime<Utc>, send_key: &str, message: &str, now: DateTime<Utc>) -> HashMap<String, AttributeValue> {
+    let (pk, sk) = deferral_key(due, send_key);
+    HashMap::from([
+        ("pk".to_string(), s(pk)),
+        ("sk".to_string(), s(sk)),
+        ("message".to_string(), s(message)),
+        ("send_key".to_string(), s(send_key)),
+        ("deferred_at".to_string(), s(ts(now))),
+        ("expires_at".to_string(), n(due.timestamp() + RETENTION_DAYS * 86_400)),
+    ])
 }
 
 fn deferral_of(item: &HashMap<String, AttributeValue>) -> Result<Deferral, LedgerError> {
