@@ -1,5 +1,5 @@
 -- name: abandoned-cart
--- description: Cart activity in any channel within the last 48 hours, later than the profile's latest order: remind them of the cart.
+-- description: Cart activity in any channel within the last 48 hours, later than the profile's latest order or completed checkout: remind them of the cart.
 -- schedule: rate(1 hour)
 -- payload: cart_at, items
 WITH recent AS (
@@ -8,8 +8,16 @@ WITH recent AS (
     WHERE c.event_date >= {{run_date-3}}
       AND c.at > {{run_at}} - INTERVAL '48 hours'
 ),
+-- The latest order, or completed checkout (an online order seen by web or app analytics,
+-- whose lines may come later, or never, in an export): either closes the cart.
 last_order AS (
-    SELECT profile_id, MAX(ordered_at) AS ordered_at FROM orders GROUP BY profile_id
+    SELECT profile_id, MAX(ordered_at) AS ordered_at
+    FROM (
+        SELECT profile_id, ordered_at FROM orders
+        UNION ALL
+        SELECT profile_id, occurred_at AS ordered_at FROM events WHERE event_type = 'checkout_completed'
+    ) AS closing
+    GROUP BY profile_id
 ),
 open_items AS (
     SELECT r.profile_id, r.at, r.sku

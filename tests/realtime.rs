@@ -3,7 +3,8 @@
 //! landing micro-batches, events and identity observations like an export; an add-to-cart
 //! leads to exactly one decision after the wait, none when an order (online, or in a shop
 //! export) arrives in time, none without consent, none twice under replay; bad requests
-//! get their 4xx and change nothing.
+//! get their 4xx and change nothing. After a segments run, the profile API answers from
+//! the memberships items it wrote.
 
 use std::collections::BTreeMap;
 
@@ -12,8 +13,10 @@ use ariane_activate::holdout::in_holdout;
 use ariane_local::activation::final_outcomes;
 use ariane_local::gateway::{HttpCall, HttpReply};
 use ariane_local::runner::queue_depth;
-use ariane_local::stack::{LOCAL_ORIGIN, LOCAL_WRITE_KEY};
+use ariane_local::stack::{LOCAL_ORIGIN, LOCAL_PROFILE_KEY, LOCAL_WRITE_KEY};
 use ariane_local::LocalStack;
+use ariane_profile_api::issue_token;
+use ariane_shared::identifiers::IdentifierKind;
 use ariane_tests::Harness;
 use chrono::{DateTime, Duration, Timelike, Utc};
 use serde_json::{json, Value};
@@ -155,5 +158,59 @@ async fn an_add_to_cart_posted_to_the_collector_is_decided_once_after_the_wait()
     let ines = one("ines@example.fr");
     assert_eq!((ines.outcome.as_str(), ines.reason.as_deref()), ("suppressed", Some("unless:order_line")), "{ines:?}");
     assert!(!decided.contains_key("noe@example.fr") && !decided.contains_key(""), "no consent, no trigger: {decided:?}");
+
+    // The hourly segments run writes each changed person's memberships item; the profile
+    // API answers from it, by cookie, customer id or browser token.
+    let rule =
+        h.stack.manifest.schedules.iter().find(|s| s.state_machine.as_deref() == Some("SegmentsStateMachine")).expect("segments schedule");
+    let run = ariane_local::runner::scheduled_event(&h.stack.manifest, &rule.rule_arn, after);
+    h.runner.execute_state_machine("SegmentsStateMachine", run).await?;
+    profile_api_answers_from_the_memberships(&h).await
+}
+
+async fn profile(h: &Harness, query: &str, auth: Option<(&str, &str)>) -> anyhow::Result<HttpReply> {
+    let mut call = HttpCall::new("GET", &format!("{}?{query}", LocalStack::PROFILE_PATH)).header("origin", LOCAL_ORIGIN);
+    if let Some((name, value)) = auth {
+        call = call.header(name, value);
+    }
+    h.runner.http(&call).await
+}
+
+/// After the segments run: Léa, whose cart is open, is in `abandoned-cart` with its
+/// items; Hugo, who ordered, is not; Noé (no consent) is unknown; no answer carries a
+/// clear identifier; a browser token opens its own identifier's profile only.
+async fn profile_api_answers_from_the_memberships(h: &Harness) -> anyhow::Result<()> {
+    let key = Some(("x-api-key", LOCAL_PROFILE_KEY));
+    let lea = profile(h, "cookie_id=ck-lea", key).await?;
+    assert_eq!(lea.status, 200, "{:?}", lea.json());
+    assert_eq!(lea.headers.get("access-control-allow-origin").map(String::as_str), Some(LOCAL_ORIGIN));
+    let body = lea.json();
+    let names: Vec<&str> = body["segments"].as_array().into_iter().flatten().filter_map(|s| s["name"].as_str()).collect();
+    assert!(names.contains(&"abandoned-cart"), "{body}");
+    assert_eq!(body["attributes"]["cart_items"], json!(["SKU-PARKA"]), "{body}");
+    let text = String::from_utf8_lossy(&lea.body).to_string();
+    assert!(!text.contains('@') && !text.contains("ck-lea") && !text.contains("C-1"), "no clear identifier: {text}");
+    // The same person by customer id.
+    let by_customer = profile(h, "customer_id=C-1", key).await?;
+    assert_eq!((by_customer.status, by_customer.json()["segments"].clone()), (200, body["segments"].clone()));
+
+    let hugo = profile(h, "cookie_id=ck-hugo", key).await?;
+    assert_eq!(hugo.status, 200, "{:?}", hugo.json());
+    assert!(!hugo.json()["segments"].to_string().contains("abandoned-cart"), "Hugo ordered: {:?}", hugo.json());
+    assert_eq!(profile(h, "cookie_id=ck-noe", key).await?.status, 404, "no consent, no profile");
+    assert_eq!(profile(h, "cookie_id=ck-lea", None).await?.status, 401);
+    assert_eq!(profile(h, "cookie_id=ck-lea", Some(("x-api-key", "not-the-key"))).await?.status, 401);
+    assert_eq!(profile(h, "cookie_id=ck-lea&customer_id=C-1", key).await?.status, 400);
+
+    // A browser token the site's backend signs for Léa's cookie: her profile, not Hugo's.
+    let secret = h.stack.profile_token_secret().await?;
+    let token = issue_token(&secret, IdentifierKind::CookieId, "ck-lea", Duration::minutes(5), Utc::now());
+    let bearer = format!("Bearer {token}");
+    let with_token = profile(h, "cookie_id=ck-lea", Some(("authorization", &bearer))).await?;
+    assert_eq!((with_token.status, with_token.json()), (200, body));
+    assert_eq!(profile(h, "cookie_id=ck-hugo", Some(("authorization", &bearer))).await?.status, 403);
+    let forged =
+        issue_token(b"another-secret-of-at-least-32-bytes!!", IdentifierKind::CookieId, "ck-lea", Duration::minutes(5), Utc::now());
+    assert_eq!(profile(h, "cookie_id=ck-lea", Some(("authorization", &format!("Bearer {forged}")))).await?.status, 401);
     Ok(())
 }

@@ -11,6 +11,7 @@ use ariane_identity::store::DynamoStore;
 use ariane_local::states::TraceEvent;
 use ariane_shared::identifiers::{Identifier, IdentifierKind as K};
 use ariane_shared::lake;
+use ariane_shared::memberships::{self, Memberships};
 use ariane_shared::model::{ActivationRequest, SegmentChange};
 use ariane_tests::Harness;
 use chrono::{DateTime, Duration, Utc};
@@ -102,6 +103,11 @@ async fn runs_send_exact_changes_reflect_merges_and_never_send_twice() -> anyhow
     assert_eq!(ariane_tests::segment_report(&run1, "rfm")["members"], 3, "{run1}");
     let reactivation = take_payload_check(&h, &marie).await?;
     assert_eq!(reactivation, "2");
+    // Marie's memberships item, as the profile API reads it.
+    let item = memberships_item(&h, &marie).await?.expect("Marie's memberships item");
+    assert_eq!(entries(&item), ["s#cross-sell#chaussures", "s#reactivation", "s#rfm#hibernating"]);
+    assert_eq!(item.segments["s#reactivation"].payload["order_count"], "2");
+    assert_eq!(item.segments["s#reactivation"].since, t1().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
 
     // Between the runs, an order links Paul's guest e-mail to his customer id: a merge.
     h.stack
@@ -134,6 +140,9 @@ async fn runs_send_exact_changes_reflect_merges_and_never_send_twice() -> anyhow
     assert_changes(&requests, &before, &after);
     let paul = requests.iter().find(|r| r.segment == "reactivation").expect("Paul entered reactivation");
     assert_eq!((paul.profile_id.as_str(), paul.payload["order_count"].as_str()), (survivor.as_str(), "3"));
+    let item = memberships_item(&h, &survivor).await?.expect("Paul's memberships item");
+    assert_eq!(entries(&item), ["s#cross-sell#accessoires", "s#cross-sell#beaute", "s#reactivation", "s#rfm#loyal"]);
+    assert_eq!(item.last_run.as_deref(), Some(lake::run_id(t2).as_str()));
 
     // Re-running the committed tick sends nothing.
     let rerun = h.runner.fire_schedule(None, t2).await?;
@@ -157,6 +166,28 @@ async fn runs_send_exact_changes_reflect_merges_and_never_send_twice() -> anyhow
         assert_eq!(pointer_run_id(&h, segment).await?, lake::run_id(t3));
     }
     Ok(())
+}
+
+/// The memberships item (`SEGMENTS#<pid>`) the segments run wrote for a person.
+async fn memberships_item(h: &Harness, pid: &str) -> anyhow::Result<Option<Memberships>> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let table = h.stack.manifest.output("ProfilesTableName")?;
+    let out = h
+        .stack
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(memberships::pk(pid)))
+        .key("sk", AttributeValue::S(memberships::SK.to_string()))
+        .consistent_read(true)
+        .send()
+        .await?;
+    Ok(out.item().map(Memberships::from_item))
+}
+
+fn entries(item: &Memberships) -> Vec<&str> {
+    item.segments.keys().map(String::as_str).collect()
 }
 
 /// The committed reactivation membership of Marie: her `order_count` payload.

@@ -195,8 +195,9 @@ const PURGE_LANDING_OBJECTS: &str = "arn:${AWS::Partition}:s3:::${LandingBucket}
 /// delete the activation ledger's audience and send items (`AUD#...`, `SEND#...`) and nothing
 /// else of it;
 /// read the lake pepper; send `forget` requests to identity's queue; park a failed run in
-/// its own failure queue (the OnFailure destination SAM grants). Nothing on the profiles
-/// table, no other queue or secret.
+/// its own failure queue (the OnFailure destination SAM grants); delete the person's
+/// segment memberships item (`SEGMENTS#...`) and nothing else of the profiles table; no
+/// other queue or secret.
 fn purge_permissions() -> BTreeSet<Permission> {
     let lake = "arn:${AWS::Partition}:s3:::${LakeBucket}";
     let mut out = BTreeSet::new();
@@ -221,6 +222,11 @@ fn purge_permissions() -> BTreeSet<Permission> {
         )]);
         out.insert((action.to_string(), "${ActivationLedgerTable.Arn}".to_string(), condition));
     }
+    let segments_items = BTreeMap::from([(
+        ("ForAllValues:StringLike".to_string(), "dynamodb:LeadingKeys".to_string()),
+        BTreeSet::from(["SEGMENTS#*".to_string()]),
+    )]);
+    out.insert(("dynamodb:DeleteItem".to_string(), "${ProfilesTable.Arn}".to_string(), segments_items));
     out.insert(permission("secretsmanager:GetSecretValue", "${LakePepperSecret}"));
     out.insert(permission("sqs:SendMessage", "${PurgeFailureQueue.Arn}"));
     out.insert(permission("sqs:SendMessage", "${IdentityQueue.Arn}"));
@@ -232,7 +238,7 @@ fn template_grants_least_privilege() {
     let t = translated();
     let resources = t["Resources"].as_object().expect("Resources");
     let functions = function_grants(&t);
-    assert_eq!(functions.len(), CHANNELS.len() + 8, "{:?}", functions.keys());
+    assert_eq!(functions.len(), CHANNELS.len() + 9, "{:?}", functions.keys());
     // The queue each function consumes, from the event source mappings.
     let mut consumed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for r in resources.values().filter(|r| r["Type"] == "AWS::Lambda::EventSourceMapping") {
@@ -313,12 +319,20 @@ fn template_grants_least_privilege() {
         }
     }
 
-    // Segments: pseudonymous profile attributes only, no table write, no raw data.
+    // Segments: pseudonymous profile attributes only, no write but its memberships items
+    // (`SEGMENTS#<pid>`, updated), no raw data.
     let (_, segments) = &functions["SegmentsFunction"];
     for g in segments {
         for action in g.actions.iter().filter(|a| a.starts_with("dynamodb:")) {
+            if action == "dynamodb:UpdateItem" {
+                let leading = texts(&g.condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
+                if leading != ["SEGMENTS#*"] || g.resources != ["${ProfilesTable.Arn}"] {
+                    problems.push(format!("SegmentsFunction: UpdateItem beyond its memberships items: {:?} {}", g.resources, g.condition));
+                }
+                continue;
+            }
             if action != "dynamodb:Scan" {
-                problems.push(format!("SegmentsFunction: {action} (the snapshot is a Scan, nothing else)"));
+                problems.push(format!("SegmentsFunction: {action} (the snapshot is a Scan, the memberships an UpdateItem, nothing else)"));
             }
             let attributes: BTreeSet<String> =
                 texts(&g.condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]).into_iter().collect();
@@ -366,6 +380,23 @@ fn template_grants_least_privilege() {
                 problems.push(format!("JourneyFunction: reaches {r}"));
             }
         }
+    }
+
+    // Profile API: exactly these reads, no more. GetItem on identifier, memberships and
+    // alias items only: never identity's PROFILE# item (clear data); nothing written.
+    let (_, profile_api) = &functions["ProfileApiFunction"];
+    let granted = permissions(profile_api);
+    let leading = BTreeMap::from([(
+        ("ForAllValues:StringLike".to_string(), "dynamodb:LeadingKeys".to_string()),
+        BTreeSet::from(["ID#*".to_string(), "SEGMENTS#*".to_string(), "ALIAS#*".to_string()]),
+    )]);
+    let expected = BTreeSet::from([
+        ("dynamodb:GetItem".to_string(), "${ProfilesTable.Arn}".to_string(), leading),
+        permission("secretsmanager:GetSecretValue", "${ProfileTokenSecret}"),
+        permission("secretsmanager:GetSecretValue", "${LakePepperSecret}"),
+    ]);
+    if granted != expected {
+        problems.push(format!("ProfileApiFunction: granted {granted:?}, expected {expected:?}"));
     }
 
     // Purge: exactly its table of permissions, no more (a broader action, resource or a
@@ -500,7 +531,7 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
     // The same `ingest` binary runs once per channel and once as the landing router.
     let mut binaries: Vec<&str> = m.functions.values().map(|f| f.binary.as_str()).collect();
     binaries.sort();
-    let mut expected = vec!["activate", "collect", "identity", "journey", "measures", "purge", "segments"];
+    let mut expected = vec!["activate", "collect", "identity", "journey", "measures", "profile-api", "purge", "segments"];
     expected.extend(std::iter::repeat_n("ingest", dirs.len() + 1));
     expected.sort();
     assert_eq!(binaries, expected);
@@ -541,6 +572,13 @@ async fn template_deploys_to_moto_with_the_pipeline_wiring() -> anyhow::Result<(
     assert!(!api.api_id.is_empty());
     let routes: Vec<(&str, &str)> = api.routes.iter().map(|(k, f)| (k.as_str(), f.as_str())).collect();
     assert_eq!(routes, vec![("OPTIONS /v1/batch", "CollectFunction"), ("POST /v1/batch", "CollectFunction")]);
+    // The profile API on an HTTP API of its own.
+    let api = m.http_apis.get("ProfileApi").expect("the profile API is deployed");
+    let routes: Vec<(&str, &str)> = api.routes.iter().map(|(k, f)| (k.as_str(), f.as_str())).collect();
+    assert_eq!(routes, vec![("GET /v1/profile", "ProfileApiFunction"), ("OPTIONS /v1/profile", "ProfileApiFunction")]);
+    // (moto's CloudFormation leaves the API's id unresolved in the endpoint's `Sub`.)
+    assert!(m.outputs.contains_key("ProfileEndpoint"), "{:?}", m.outputs);
+    assert!(m.outputs.get("ProfileTokenSecretArn").is_some_and(|a| a.starts_with("arn:aws:secretsmanager:")), "{:?}", m.outputs);
     let release = m.schedules.iter().find(|s| s.function.as_deref() == Some("ActivateFunction")).expect("the release schedule");
     assert_eq!(release.schedule_expression.as_deref(), Some("rate(1 minute)"));
     assert_eq!(m.function("IdentityFunction")?.environment.get("ACTIVATION_QUEUE_URL"), Some(&m.queues["ActivationQueue"].url));

@@ -10,7 +10,9 @@
 //! - [`ActivationLedger`]: activation's idempotency ledger, frequency-cap pressure,
 //!   deferrals and audience rows;
 //! - [`ProfileReader`]: the profile items identity writes, read by activation (one
-//!   profile) and segments (the pseudonymous summaries of all).
+//!   profile) and segments (the pseudonymous summaries of all);
+//! - [`MembershipStore`]: each person's current segment memberships (`SEGMENTS#<pid>`),
+//!   written by the segments run, read by the profile API, erased by the purge.
 //!
 //! Identity's item store (`ariane_identity::store::ItemStore`) is the model these follow.
 
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AwsError;
 use crate::lake::{ActivationRecord, ProfileState};
+use crate::memberships::MembershipChange;
 use crate::profile::{ProfileItem, ProfileItemError};
 
 // ---------------------------------------------------------------------------------------
@@ -647,6 +650,32 @@ impl<T: ActivationLedger + ?Sized> ActivationLedger for Arc<T> {
     }
     async fn activity(&self, profile_id: &str) -> Result<std::collections::BTreeMap<String, DateTime<Utc>>, LedgerError> {
         (**self).activity(profile_id).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Segment memberships by person.
+
+/// Where each person's current segment memberships are kept, by key
+/// ([`crate::memberships`]: the `SEGMENTS#<pid>` item of the profiles table).
+#[async_trait::async_trait]
+pub trait MembershipStore: Send + Sync {
+    /// Applies one person's changes of a run. `Ok(false)` when nothing changed: a later
+    /// run already wrote the item, or the change only removes and there is no item (an
+    /// exit never creates one). Applying the same run's change again writes the same
+    /// values.
+    async fn apply(&self, change: &MembershipChange) -> Result<bool, AwsError>;
+    /// Deletes a person's item (an erasure); `Ok(false)` when there was none.
+    async fn erase(&self, profile_id: &str) -> Result<bool, AwsError>;
+}
+
+#[async_trait::async_trait]
+impl<T: MembershipStore + ?Sized> MembershipStore for Arc<T> {
+    async fn apply(&self, change: &MembershipChange) -> Result<bool, AwsError> {
+        (**self).apply(change).await
+    }
+    async fn erase(&self, profile_id: &str) -> Result<bool, AwsError> {
+        (**self).erase(profile_id).await
     }
 }
 

@@ -3,6 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 /// An HTTP API v2 request (`requestContext.http` tells it apart from an SQS batch).
@@ -82,82 +86,19 @@ impl HttpRequest {
     }
 }
 
-/// An HTTP API v2 response.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HttpResponse {
-    pub status_code: u16,
-    pub headers: BTreeMap<String, String>,
-    pub body: String,
-    pub is_base64_encoded: bool,
-}
-
-impl HttpResponse {
-    /// A JSON response.
-    pub fn json(status_code: u16, body: &serde_json::Value) -> Self {
-        let mut headers = BTreeMap::new();
-        headers.insert("content-type".to_string(), "application/json".to_string());
-        HttpResponse { status_code, headers, body: body.to_string(), is_base64_encoded: false }
-    }
-
-    /// `{"error": message}`.
-    pub fn error(status_code: u16, message: impl Into<String>) -> Self {
-        Self::json(status_code, &serde_json::json!({ "error": message.into() }))
-    }
-
-    pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers.insert(name.to_string(), value.to_string());
-        self
-    }
-
-    /// The body as JSON (tests).
-    pub fn body_json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
-    }
-}
-
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+pub use ariane_shared::http::HttpResponse;
 
 /// Standard base64 with padding (what API Gateway and `btoa` write).
 pub fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    STANDARD.encode(bytes)
 }
 
-/// Decodes standard base64 (padding optional, no white space); `None` when it is not.
+/// Standard or URL-safe base64, padding optional, no white space; `None` when it is not.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // A lone trailing character (6 bits) cannot be a whole byte.
-    (bits < 6).then_some(out)
+    const LENIENT: DecodePaddingMode = DecodePaddingMode::Indifferent;
+    let standard = GeneralPurpose::new(&alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_padding_mode(LENIENT));
+    let url_safe = GeneralPurpose::new(&alphabet::URL_SAFE, GeneralPurposeConfig::new().with_decode_padding_mode(LENIENT));
+    standard.decode(text).or_else(|_| url_safe.decode(text)).ok()
 }
 
 #[cfg(test)]

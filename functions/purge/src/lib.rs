@@ -10,6 +10,8 @@
 //!    an audience file (`audiences/<campaign>/<platform>/run=erasure-<run>/`, the
 //!    platforms' own plain SHA-256: the only way to take the person out of an audience),
 //!    then the membership is deleted;
+//!    The person's segment memberships item (`SEGMENTS#<pid>` in the profiles table, which
+//!    the profile API reads) is deleted too;
 //! 2. other people's evidence that carried a suppressed value (a family e-mail erased at
 //!    one member's request), found through their events' `anchor_id`: a `forget`
 //!    message to identity's queue, which removes the value from their DynamoDB evidence
@@ -33,14 +35,14 @@ pub mod rows;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use ariane_ingest::spec::Catalog;
-use ariane_shared::adapters::dynamodb::DynamoLedger;
+use ariane_shared::adapters::dynamodb::{DynamoLedger, DynamoMemberships};
 use ariane_shared::adapters::s3::S3Blobs;
 use ariane_shared::adapters::sqs::SqsQueue;
 use ariane_shared::aws::Clients;
 use ariane_shared::erasure::{ErasureReport, ForgetRequest, PurgeCounts, PurgeState, PurgeTargets, FORGET_CHUNK, REPORTS_PREFIX};
 use ariane_shared::identifiers::stable_id;
 use ariane_shared::lake;
-use ariane_shared::ports::{ActivationLedger, AudienceRow, BlobError, BlobStore, LedgerError, Queue, SendError};
+use ariane_shared::ports::{ActivationLedger, AudienceRow, BlobError, BlobStore, LedgerError, MembershipStore, Queue, SendError};
 use ariane_shared::{ConfigError, EnvSource};
 use arrow::array::{Array, StringArray};
 use arrow::record_batch::RecordBatch;
@@ -88,6 +90,8 @@ pub enum PurgeError {
     Report { key: String, source: serde_json::Error },
     #[error("the embedded channel specs do not load: {0}")]
     Specs(String),
+    #[error("cannot delete a segment memberships item: {0}")]
+    Memberships(ariane_shared::error::AwsError),
 }
 
 /// Where the purge reads and writes.
@@ -121,15 +125,17 @@ pub struct PurgeSummary {
 }
 
 /// The purge over any blob store and activation ledger; [`Purge`] is the AWS-wired one.
-pub struct PurgeWith<B, L, Q> {
+pub struct PurgeWith<B, L, Q, M> {
     pub config: PurgeConfig,
     pub blobs: B,
     pub ledger: L,
     pub queue: Q,
+    /// The segment memberships items of the profiles table.
+    pub memberships: M,
     pub catalog: Catalog,
 }
 
-pub type Purge = PurgeWith<S3Blobs, DynamoLedger, SqsQueue>;
+pub type Purge = PurgeWith<S3Blobs, DynamoLedger, SqsQueue, DynamoMemberships>;
 
 impl Purge {
     /// Reads the configuration and the pepper (the keyed hashes of clear values found in
@@ -140,14 +146,15 @@ impl Purge {
         let clients = Clients::from_env(env).await;
         ariane_shared::aws::install_lake_pepper(env, &clients.config).await?;
         let ledger = DynamoLedger { client: clients.dynamodb.clone(), table };
-        PurgeWith::new(config, S3Blobs::new(clients.s3.clone()), ledger, SqsQueue::new(clients.sqs.clone()))
+        let memberships = DynamoMemberships { client: clients.dynamodb.clone(), table: env.require("PROFILES_TABLE")? };
+        PurgeWith::new(config, S3Blobs::new(clients.s3.clone()), ledger, SqsQueue::new(clients.sqs.clone()), memberships)
     }
 }
 
-impl<B: BlobStore, L: ActivationLedger, Q: Queue> PurgeWith<B, L, Q> {
-    pub fn new(config: PurgeConfig, blobs: B, ledger: L, queue: Q) -> Result<Self, PurgeError> {
+impl<B: BlobStore, L: ActivationLedger, Q: Queue, M: MembershipStore> PurgeWith<B, L, Q, M> {
+    pub fn new(config: PurgeConfig, blobs: B, ledger: L, queue: Q, memberships: M) -> Result<Self, PurgeError> {
         let catalog = Catalog::embedded().map_err(|errors| PurgeError::Specs(format!("{errors:?}")))?;
-        Ok(PurgeWith { config, blobs, ledger, queue, catalog })
+        Ok(PurgeWith { config, blobs, ledger, queue, memberships, catalog })
     }
 
     /// A scheduled or manual invocation (the event's detail is not used).
@@ -190,6 +197,12 @@ impl<B: BlobStore, L: ActivationLedger, Q: Queue> PurgeWith<B, L, Q> {
         let mut removed: BTreeMap<String, PurgeCounts> = BTreeMap::new();
         let (audience, ledger_counts) = self.audiences(&targets, &run).await?;
         removed.insert("activation_ledger".into(), ledger_counts);
+        let memberships = removed.entry("segment_memberships".into()).or_default();
+        for pid in &targets.profile_ids {
+            if self.memberships.erase(pid).await.map_err(PurgeError::Memberships)? {
+                memberships.items_deleted += 1;
+            }
+        }
         let m = Matcher::new(&targets).with_audience(audience);
 
         // Landing first: its objects are found through the lake rows this run removes.

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use ariane_ingest::map::FileContext;
 use ariane_ingest::sink::{RowSink, SinkError};
-use ariane_shared::adapters::memory::{MemBlobs, MemLedger, MemQueue};
+use ariane_shared::adapters::memory::{MemBlobs, MemLedger, MemMemberships, MemQueue};
 use ariane_shared::erasure::{ErasureReport, HashedIdentifier, PurgeState, PurgeTargets, ERASURE_NOT_REACHED};
 use ariane_shared::identifiers::{identifier_hash, sha256_hex, IdentifierKind as K};
 use ariane_shared::lake::{self, IdentityLink};
+use ariane_shared::memberships::{Membership, MembershipChange};
 use ariane_shared::model::{CanonicalEvent, Observation, RejectedRow, SegmentMember};
-use ariane_shared::ports::{ActivationLedger, AudienceRow, BlobStore};
+use ariane_shared::ports::{ActivationLedger, AudienceRow, BlobStore, MembershipStore};
 use bytes::Bytes;
 use chrono::Utc;
 
@@ -63,7 +64,7 @@ fn profile_of(e: &CanonicalEvent) -> &'static str {
 }
 
 struct World {
-    purge: PurgeWith<MemBlobs, MemLedger, MemQueue>,
+    purge: PurgeWith<MemBlobs, MemLedger, MemQueue, MemMemberships>,
     marie_anchors: Vec<String>,
     events: Vec<CanonicalEvent>,
 }
@@ -72,7 +73,25 @@ async fn world() -> World {
     let blobs = MemBlobs::new();
     let ledger = MemLedger::new();
     let config = PurgeConfig { lake_bucket: LAKE.into(), landing_bucket: LANDING.into(), identity_queue_url: IDENTITY.into() };
-    let purge = PurgeWith::new(config, blobs, ledger, MemQueue::new()).unwrap();
+    let memberships = MemMemberships::new();
+    // Marie's segment memberships item (and her old profile's), and Jean's.
+    for pid in ["p_marie", "p_marie_old", "p_jean"] {
+        let vip = Membership {
+            segment: "vip".into(),
+            key: BTreeMap::new(),
+            since: "2026-11-05T00:00:00Z".into(),
+            run_id: "20261105T000000Z".into(),
+            payload: BTreeMap::new(),
+        };
+        let change = MembershipChange {
+            profile_id: pid.into(),
+            run_id: "20261105T000000Z".into(),
+            set: [(vip.entry_name(), vip)].into(),
+            ..MembershipChange::default()
+        };
+        assert!(memberships.apply(&change).await.unwrap());
+    }
+    let purge = PurgeWith::new(config, blobs, ledger, MemQueue::new(), memberships).unwrap();
     let spec = purge.catalog.select("crm", EXPORT).unwrap().clone();
     let mut sink = Collect::default();
     let file = FileContext { source_key: EXPORT.into(), fingerprint: "fp".into() };
@@ -194,6 +213,12 @@ async fn an_erasure_is_purged_from_landing_lake_audiences_and_ledger() {
     assert_eq!(w.purge.blobs.head(LANDING, EXPORT).await.unwrap().unwrap().purged_by.as_deref(), Some(run.as_str()));
     assert_eq!(summary.removed["landing"].rows_removed, 3);
     assert_eq!(summary.removed["landing"].values_blanked, 1);
+
+    // The segment memberships items of Marie's profiles are gone (the profile API has
+    // nothing to answer); Jean's stays.
+    assert!(w.purge.memberships.get("p_marie").is_none() && w.purge.memberships.get("p_marie_old").is_none());
+    assert!(w.purge.memberships.get("p_jean").is_some());
+    assert_eq!(summary.removed["segment_memberships"].items_deleted, 2);
 
     // Lake: no anchor, hash or profile id of Marie anywhere; Paul's event loses the value.
     let gone: Vec<String> = w

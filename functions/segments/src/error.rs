@@ -37,6 +37,13 @@ pub enum RunError {
     Send(#[from] SendError),
     #[error("profile snapshot: {0}")]
     Profiles(#[from] ProfileReadError),
+    /// A memberships item (`SEGMENTS#<pid>`) could not be written.
+    #[error("memberships of {profile_id}: {source}")]
+    Memberships {
+        profile_id: String,
+        #[source]
+        source: ariane_shared::AwsError,
+    },
     /// A membership or profile snapshot cannot be converted to or from Arrow.
     #[error("{key}: {source}")]
     Arrow {

@@ -20,17 +20,20 @@ use crate::definition::SegmentDefinition;
 use crate::error::RunError;
 use crate::ports::{AwsPorts, Ports};
 use crate::run::{commit, compute_bucket, publish_bucket, Plan, SegmentReport};
+use ariane_shared::adapters::dynamodb::DynamoMemberships;
+use ariane_shared::ports::MembershipStore;
 
 /// The segments function over its ports.
 #[derive(Clone, Debug)]
-pub struct SegmentsWith<B, Q, P> {
-    pub ports: Ports<B, Q, P>,
+pub struct SegmentsWith<B, Q, P, M> {
+    pub ports: Ports<B, Q, P, M>,
     pub config: SegmentsConfig,
     pub definitions: Vec<SegmentDefinition>,
 }
 
-/// The segments function on AWS (S3, SQS, DynamoDB), as `main.rs` runs it.
-pub type Segments = SegmentsWith<S3Blobs, SqsQueue, DynamoProfiles>;
+/// The segments function on AWS (S3, SQS, DynamoDB: the profile snapshot and the
+/// memberships items), as `main.rs` runs it.
+pub type Segments = SegmentsWith<S3Blobs, SqsQueue, DynamoProfiles, DynamoMemberships>;
 
 /// Optional `detail` of a manual invocation:
 /// `{"run_at": "...", "segments": ["reactivation"], "force": true}`. Naming segments or
@@ -113,8 +116,8 @@ impl Segments {
     }
 }
 
-impl<B: BlobStore, Q: Queue, P: ProfileReader> SegmentsWith<B, Q, P> {
-    pub fn new(ports: Ports<B, Q, P>, config: SegmentsConfig, definitions: Vec<SegmentDefinition>) -> Self {
+impl<B: BlobStore, Q: Queue, P: ProfileReader, M: MembershipStore> SegmentsWith<B, Q, P, M> {
+    pub fn new(ports: Ports<B, Q, P, M>, config: SegmentsConfig, definitions: Vec<SegmentDefinition>) -> Self {
         SegmentsWith { ports, config, definitions }
     }
 
@@ -169,7 +172,7 @@ impl<B: BlobStore, Q: Queue, P: ProfileReader> SegmentsWith<B, Q, P> {
                 compute_bucket(&self.ports, &self.config, &self.definitions, &plan, k, &run).await?;
             }
             for &k in &plan.buckets {
-                publish_bucket(&self.ports, &self.config, &plan, k).await?;
+                publish_bucket(&self.ports, &self.config, &self.definitions, &plan, k).await?;
             }
             commit(&self.ports, &self.config, &self.definitions, &plan).await?;
         }
@@ -230,7 +233,7 @@ impl<B: BlobStore, Q: Queue, P: ProfileReader> SegmentsWith<B, Q, P> {
                 serde_json::to_value(done).map_err(encode("a bucket marker"))
             }
             StepRequest::Publish { plan, bucket } => {
-                let done = publish_bucket(&self.ports, &self.config, &plan, bucket).await?;
+                let done = publish_bucket(&self.ports, &self.config, &self.definitions, &plan, bucket).await?;
                 serde_json::to_value(done).map_err(encode("a publish marker"))
             }
             StepRequest::Commit { plan } => {

@@ -1,6 +1,7 @@
 //! The I/O a run goes through ([`Ports`]): the lake bucket as blobs (pointers, snapshots,
-//! markers, reports), the activation queue, the profiles table, and the lake as
-//! DataFusion reads it (an `object_store`). `main.rs` wires the AWS adapters
+//! markers, reports), the activation queue, the profiles table (read for the snapshot;
+//! written for the memberships items, [`ariane_shared::ports::MembershipStore`]), and the lake as DataFusion
+//! reads it (an `object_store`). `main.rs` wires the AWS adapters
 //! ([`AwsPorts`], through `Segments::from_env`); tests wire the in-memory ones, whose
 //! blob adapter is also the object store DataFusion reads ([`Ports::reading_blobs`]), so a
 //! run computed in memory reads what it wrote.
@@ -9,7 +10,7 @@
 
 use std::sync::Arc;
 
-use ariane_shared::adapters::dynamodb::DynamoProfiles;
+use ariane_shared::adapters::dynamodb::{DynamoMemberships, DynamoProfiles};
 use ariane_shared::adapters::s3::S3Blobs;
 use ariane_shared::adapters::sqs::SqsQueue;
 use ariane_shared::aws::Clients;
@@ -27,19 +28,21 @@ use crate::error::RunError;
 
 /// The ports of a segments run.
 #[derive(Clone, Debug)]
-pub struct Ports<B, Q, P> {
+pub struct Ports<B, Q, P, M> {
     /// The lake bucket: pointers, membership and profile snapshots, markers, reports.
     pub blobs: B,
     /// The activation queue (entered / exited messages).
     pub queue: Q,
     /// The profiles table (the run's profile snapshot).
     pub profiles: P,
+    /// The profiles table's memberships items, which the profile API reads.
+    pub memberships: M,
     /// The lake bucket as DataFusion reads it (registered as `s3://<lake bucket>`).
     pub lake: Arc<dyn ObjectStore>,
 }
 
 /// The ports on AWS: S3, SQS, DynamoDB, and DataFusion's own S3 store.
-pub type AwsPorts = Ports<S3Blobs, SqsQueue, DynamoProfiles>;
+pub type AwsPorts = Ports<S3Blobs, SqsQueue, DynamoProfiles, DynamoMemberships>;
 
 impl AwsPorts {
     /// The AWS adapters over `clients`; DataFusion reads `lake_bucket` with the same
@@ -49,19 +52,20 @@ impl AwsPorts {
             blobs: S3Blobs::new(clients.s3.clone()),
             queue: SqsQueue::new(clients.sqs.clone()),
             profiles: DynamoProfiles { client: clients.dynamodb.clone(), table: profiles_table.to_string() },
+            memberships: DynamoMemberships { client: clients.dynamodb.clone(), table: profiles_table.to_string() },
             lake: crate::catalog::s3_store(&clients.config, lake_bucket)?,
         })
     }
 }
 
-impl<B: BlobStore, Q, P> Ports<B, Q, P> {
+impl<B: BlobStore, Q, P, M> Ports<B, Q, P, M> {
     /// Ports whose lake DataFusion reads through the blob store itself
     /// ([`BlobStore::object_store`]: the in-memory adapter), so every object written
     /// through `blobs` is what the queries read. A blob store without one (S3) is
     /// [`RunError::NoLakeStore`]: use [`Ports::aws`].
-    pub fn reading_blobs(blobs: B, queue: Q, profiles: P, lake_bucket: &str) -> Result<Self, RunError> {
+    pub fn reading_blobs(blobs: B, queue: Q, profiles: P, memberships: M, lake_bucket: &str) -> Result<Self, RunError> {
         let lake = blobs.object_store(lake_bucket).ok_or_else(|| RunError::NoLakeStore { bucket: lake_bucket.to_string() })?;
-        Ok(Ports { blobs, queue, profiles, lake })
+        Ok(Ports { blobs, queue, profiles, memberships, lake })
     }
 }
 

@@ -228,8 +228,8 @@ struct Pointer {
 
 /// Runs the report if due (a day since the last one) or `force`d, over the run's profile
 /// snapshot, and writes it to the lake.
-pub async fn run_if_due<B: BlobStore, Q: Queue, P: ProfileReader>(
-    ports: &Ports<B, Q, P>,
+pub async fn run_if_due<B: BlobStore, Q: Queue, P: ProfileReader, M>(
+    ports: &Ports<B, Q, P, M>,
     config: &SegmentsConfig,
     run_at: DateTime<Utc>,
     force: bool,

@@ -9,7 +9,9 @@
 //!    computed once ([`run_session`] materialises `profile_links`); every due segment's
 //!    members of the bucket are written, diffed with the same bucket of the committed run,
 //!    and the changes stored; a marker records the bucket done.
-//! 3. [`publish_bucket`], once per bucket: sends the stored changes to activation.
+//! 3. [`publish_bucket`], once per bucket: writes each changed person's memberships item
+//!    (`SEGMENTS#<pid>` in the profiles table, which the profile API reads) and sends the
+//!    stored changes to activation.
 //! 4. [`commit`]: when every bucket is computed and published, moves each segment's
 //!    `current.json` pointer to this run.
 //!
@@ -23,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ariane_shared::lake;
+use ariane_shared::memberships::{self, Membership, MembershipChange};
 use ariane_shared::model::{ActivationRequest, SegmentChange, SegmentMember};
 use ariane_shared::ports::{BlobStore, ProfileReader, Queue};
 use arrow::array::{Array, RecordBatch, StringArray};
@@ -39,6 +42,7 @@ use crate::config::SegmentsConfig;
 use crate::definition::{DefinitionError, SegmentDefinition};
 pub use crate::error::RunError;
 use crate::ports::{get_json, put_json, put_parquet, read_members, Ports};
+use ariane_shared::ports::MembershipStore;
 
 /// The committed state of a segment (`segments/<name>/current.json`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,8 +167,8 @@ pub async fn current_pointer(blobs: &dyn BlobStore, bucket: &str, segment: &str)
 /// Runs the due `definitions` at `run_at` over the lake (all of them when `force`) in one
 /// invocation: [`plan`], every bucket one after the other, [`publish_bucket`] for each,
 /// [`commit`]. The state machine plays the same steps, the buckets in parallel.
-pub async fn run_segments<B: BlobStore, Q: Queue, P: ProfileReader>(
-    ports: &Ports<B, Q, P>,
+pub async fn run_segments<B: BlobStore, Q: Queue, P: ProfileReader, M: MembershipStore>(
+    ports: &Ports<B, Q, P, M>,
     config: &SegmentsConfig,
     definitions: &[SegmentDefinition],
     run_at: DateTime<Utc>,
@@ -179,15 +183,15 @@ pub async fn run_segments<B: BlobStore, Q: Queue, P: ProfileReader>(
         compute_bucket(ports, config, definitions, &plan, k, run).await?;
     }
     for &k in &plan.buckets {
-        publish_bucket(ports, config, &plan, k).await?;
+        publish_bucket(ports, config, definitions, &plan, k).await?;
     }
     commit(ports, config, definitions, &plan).await
 }
 
 /// The first step: the due segments (all of `definitions` when `force`), and, when any is
 /// due, the run's profile snapshot (reused when a retry finds it complete).
-pub async fn plan<B: BlobStore, Q: Queue, P: ProfileReader>(
-    ports: &Ports<B, Q, P>,
+pub async fn plan<B: BlobStore, Q: Queue, P: ProfileReader, M>(
+    ports: &Ports<B, Q, P, M>,
     config: &SegmentsConfig,
     definitions: &[SegmentDefinition],
     run_at: DateTime<Utc>,
@@ -376,8 +380,8 @@ async fn previous_members(
 /// session; each segment's members are written, diffed with the same bucket of its
 /// committed run, and the changes stored for [`publish_bucket`]. A bucket already computed
 /// in this run (its marker exists) is not computed again.
-pub async fn compute_bucket<B: BlobStore, Q: Queue, P: ProfileReader>(
-    ports: &Ports<B, Q, P>,
+pub async fn compute_bucket<B: BlobStore, Q: Queue, P: ProfileReader, M>(
+    ports: &Ports<B, Q, P, M>,
     config: &SegmentsConfig,
     definitions: &[SegmentDefinition],
     plan: &Plan,
@@ -480,12 +484,15 @@ async fn read_changes(blobs: &dyn BlobStore, bucket: &str, key: &str) -> Result<
     Ok(out)
 }
 
-/// Bucket `k`'s changes to the activation queue (every segment of the plan). Needs the
-/// bucket computed; a bucket already published in this run is not sent again. A send
-/// that fails part-way is retried whole: activation de-duplicates by idempotency key.
-pub async fn publish_bucket<B: BlobStore, Q: Queue, P: ProfileReader>(
-    ports: &Ports<B, Q, P>,
+/// Bucket `k`'s changes: each changed person's memberships item ([`MembershipStore`],
+/// what the profile API reads), then the activation queue (every segment of the plan).
+/// Needs the bucket computed; a bucket already published in this run is not published
+/// again. A publish that fails part-way is retried whole: the memberships items take the
+/// same values again, and activation de-duplicates by idempotency key.
+pub async fn publish_bucket<B: BlobStore, Q: Queue, P: ProfileReader, M: MembershipStore>(
+    ports: &Ports<B, Q, P, M>,
     config: &SegmentsConfig,
+    definitions: &[SegmentDefinition],
     plan: &Plan,
     k: usize,
 ) -> Result<BucketPublished, RunError> {
@@ -498,25 +505,121 @@ pub async fn publish_bucket<B: BlobStore, Q: Queue, P: ProfileReader>(
     let computed = get_json::<BucketDone>(&ports.blobs, bucket, &bucket_marker_key(run_id, k, n))
         .await?
         .ok_or_else(|| RunError::BucketNotComputed { run_id: run_id.clone(), bucket: k, partitions: n })?;
-    let mut sent = 0;
+    let mut batches = Vec::new();
     for segment in &computed.segments {
         if let Some(key) = &segment.changes {
-            let requests = read_changes(&ports.blobs, bucket, key).await?;
-            ports.queue.send_all(&config.activation_queue_url, &requests).await?;
-            sent += requests.len();
+            batches.push(read_changes(&ports.blobs, bucket, key).await?);
         }
     }
+    let mut requests = Vec::new();
+    for body in batches.iter().flatten() {
+        requests.push(serde_json::from_str::<ActivationRequest>(body).map_err(RunError::decode("a stored activation request"))?);
+    }
+    let attribute_segments: BTreeMap<&str, &str> =
+        definitions.iter().filter_map(|d| d.attribute.as_deref().map(|a| (d.name.as_str(), a))).collect();
+    let written = write_memberships(&ports.memberships, &membership_changes(&requests, &attribute_segments)).await?;
+    let mut sent = 0;
+    for batch in &batches {
+        ports.queue.send_all(&config.activation_queue_url, batch).await?;
+        sent += batch.len();
+    }
+    tracing::info!(run_id = %run_id, bucket = k, sent, memberships_written = written, "bucket published");
     let done = BucketPublished { run_id: run_id.clone(), bucket: k, partitions: n, sent };
     put_json(&ports.blobs, bucket, &marker_key, "a publish marker", &done).await?;
     Ok(done)
+}
+
+/// Memberships items written at once.
+const MEMBERSHIP_WRITES_IN_FLIGHT: usize = 32;
+
+/// Applies `changes` (one per person), [`MEMBERSHIP_WRITES_IN_FLIGHT`] at a time; the
+/// number applied (a person whose item a later run wrote is skipped).
+async fn write_memberships<M: MembershipStore>(store: &M, changes: &[MembershipChange]) -> Result<usize, RunError> {
+    use futures::stream::{self, StreamExt};
+    // Indices, not references, as the stream's items: a stream of `&MembershipChange`
+    // makes the caller's future not provably `Send` for every lifetime (the state
+    // machine's runner spawns it).
+    let mut writes = stream::iter(0..changes.len())
+        .map(|i| async move { (i, store.apply(&changes[i]).await) })
+        .buffer_unordered(MEMBERSHIP_WRITES_IN_FLIGHT);
+    let mut applied = 0;
+    while let Some((i, result)) = writes.next().await {
+        if result.map_err(|source| RunError::Memberships { profile_id: changes[i].profile_id.clone(), source })? {
+            applied += 1;
+        }
+    }
+    Ok(applied)
+}
+
+/// What a run's activation requests change in each person's memberships item, one change
+/// per person: an entered membership is set (since the run's instant, with its payload),
+/// an exited one removed; the run's attributes of the person (`preferred_channel`) are
+/// set from the requests, and from the members of the attribute segments
+/// (`attribute_segments`: segment → attribute), whose exit without a new value removes
+/// the attribute.
+pub fn membership_changes(requests: &[ActivationRequest], attribute_segments: &BTreeMap<&str, &str>) -> Vec<MembershipChange> {
+    let mut by_profile: BTreeMap<&str, MembershipChange> = BTreeMap::new();
+    let mut entered_attributes: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
+    for r in requests {
+        let change = by_profile.entry(r.profile_id.as_str()).or_insert_with(|| MembershipChange {
+            profile_id: r.profile_id.clone(),
+            run_id: r.run_id.clone(),
+            ..MembershipChange::default()
+        });
+        let name = memberships::entry_name(&r.segment, &r.key);
+        let attribute = attribute_segments.get(r.segment.as_str()).copied();
+        match r.change {
+            SegmentChange::Entered => {
+                change.set.insert(
+                    name,
+                    Membership {
+                        segment: r.segment.clone(),
+                        key: r.key.clone(),
+                        since: r.run_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        run_id: r.run_id.clone(),
+                        payload: r.payload.clone(),
+                    },
+                );
+                if let Some(value) = attribute.and_then(|a| r.key.get(a).or_else(|| r.payload.get(a)).map(|v| (a, v))) {
+                    entered_attributes.entry(r.profile_id.as_str()).or_default().insert(value.0.to_string(), value.1.clone());
+                }
+            }
+            SegmentChange::Exited => {
+                change.remove.insert(name);
+                if let Some(a) = attribute {
+                    change.attributes.entry(a.to_string()).or_insert(None);
+                }
+            }
+        }
+        for (a, v) in &r.attributes {
+            change.attributes.insert(a.clone(), Some(v.clone()));
+        }
+    }
+    for (pid, values) in entered_attributes {
+        let change = by_profile.get_mut(pid).expect("a change per profile with requests");
+        for (a, v) in values {
+            change.attributes.insert(a, Some(v));
+        }
+    }
+    by_profile
+        .into_values()
+        .map(|mut c| {
+            // An entry exited with one key and entered again under the same name cannot
+            // be both set and removed: the entry wins.
+            let set = &c.set;
+            c.remove.retain(|name| !set.contains_key(name));
+            c
+        })
+        .filter(|c| !c.is_empty())
+        .collect()
 }
 
 /// The last step: when every bucket of the plan is computed and published, each due
 /// segment's `current.json` moves to this run (a segment already committed at this run
 /// or a later one is left as it is), then the run's changes files are deleted. A missing
 /// bucket fails the commit and leaves every pointer where it was.
-pub async fn commit<B: BlobStore, Q: Queue, P: ProfileReader>(
-    ports: &Ports<B, Q, P>,
+pub async fn commit<B: BlobStore, Q: Queue, P: ProfileReader, M>(
+    ports: &Ports<B, Q, P, M>,
     config: &SegmentsConfig,
     definitions: &[SegmentDefinition],
     plan: &Plan,

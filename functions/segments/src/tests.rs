@@ -21,11 +21,12 @@ use crate::error::RunError;
 use crate::handler::{SegmentsError, SegmentsWith};
 use crate::ports::Ports;
 use crate::run::{run_segments, SegmentReport};
+use ariane_shared::adapters::memory::MemMemberships;
 
 const BUCKET: &str = "lake";
 const QUEUE: &str = "mem://activation";
 
-type MemPorts = Ports<Arc<MemBlobs>, Arc<MemQueue>, Arc<MemProfiles>>;
+type MemPorts = Ports<Arc<MemBlobs>, Arc<MemQueue>, Arc<MemProfiles>, Arc<MemMemberships>>;
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -49,6 +50,7 @@ struct World {
     blobs: Arc<MemBlobs>,
     queue: Arc<MemQueue>,
     profiles: Arc<MemProfiles>,
+    memberships: Arc<MemMemberships>,
     config: SegmentsConfig,
     /// Files written so far (each lake file gets its own name).
     files: usize,
@@ -62,16 +64,17 @@ impl World {
             blobs: Arc::new(MemBlobs::new()),
             queue: Arc::new(MemQueue::new()),
             profiles: Arc::new(MemProfiles::new()),
+            memberships: Arc::new(MemMemberships::new()),
             config,
             files: 0,
         }
     }
 
     fn ports(&self) -> MemPorts {
-        Ports::reading_blobs(self.blobs.clone(), self.queue.clone(), self.profiles.clone(), BUCKET).unwrap()
+        Ports::reading_blobs(self.blobs.clone(), self.queue.clone(), self.profiles.clone(), self.memberships.clone(), BUCKET).unwrap()
     }
 
-    fn handler(&self) -> SegmentsWith<Arc<MemBlobs>, Arc<MemQueue>, Arc<MemProfiles>> {
+    fn handler(&self) -> SegmentsWith<Arc<MemBlobs>, Arc<MemQueue>, Arc<MemProfiles>, Arc<MemMemberships>> {
         SegmentsWith::new(self.ports(), self.config.clone(), definitions())
     }
 
@@ -397,4 +400,79 @@ fn the_aws_handler_future_is_send_and_its_error_sync() {
     }
     let _ = handle as fn(&crate::Segments, EventBridgeEvent<serde_json::Value>);
     is_error::<SegmentsError>();
+}
+
+/// Each person's memberships item: (entry name, since's run) sorted, and the attributes.
+fn memberships_of(w: &World, pid: &str) -> Vec<(String, String)> {
+    w.memberships.get(pid).map(|m| m.segments.into_iter().map(|(name, m)| (name, m.run_id)).collect()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_memberships_items_follow_entries_and_exits_and_a_retry_writes_the_same() {
+    let mut w = two_buyers(2).await;
+    // The first publish fails after the memberships are written; the retry writes them
+    // again with the same values.
+    w.queue.faults.fail("queue.send", 1);
+    assert!(w.run(t1()).await.is_err());
+    let after_failure = w.memberships.all();
+    assert!(!after_failure.is_empty(), "the failed publish wrote its bucket's memberships");
+    w.run(t1()).await.unwrap();
+    let after_retry = w.memberships.all();
+    for (pid, item) in &after_failure {
+        assert_eq!(&after_retry[pid], item, "a retried run writes the same values");
+    }
+    let run1 = "20261123T060000Z".to_string();
+    assert_eq!(memberships_of(&w, "p_a"), vec![("s#buyers".to_string(), run1.clone()), ("s#tiers#first".to_string(), run1.clone())]);
+    let a = w.memberships.get("p_a").unwrap();
+    assert_eq!(a.segments["s#buyers"].payload["orders"], "1");
+    assert_eq!(a.segments["s#buyers"].since, "2026-11-23T06:00:00Z");
+    assert_eq!(a.segments["s#tiers#first"].key["tier"], "first");
+    assert_eq!(a.last_run.as_deref(), Some(run1.as_str()));
+
+    // Next day: p_a moves to the repeat tier (exit and entry in one write), p_b is erased
+    // (exits everything), p_c enters.
+    w.order("key_p_a", "2026-11-23T09:00:00Z").await;
+    w.person("p_c", &["2026-11-23T10:00:00Z"]).await;
+    w.profiles.remove("p_b");
+    w.run(t1() + Duration::days(1)).await.unwrap();
+    let run2 = "20261124T060000Z".to_string();
+    assert_eq!(memberships_of(&w, "p_a"), vec![("s#buyers".to_string(), run1.clone()), ("s#tiers#repeat".to_string(), run2.clone())]);
+    assert_eq!(memberships_of(&w, "p_b"), vec![], "every membership of p_b removed");
+    assert_eq!(memberships_of(&w, "p_c").len(), 2);
+}
+
+#[test]
+fn membership_changes_group_by_person_and_keep_attributes() {
+    use ariane_shared::model::SegmentChange;
+    let req = |segment: &str, pid: &str, change: SegmentChange, key: &[(&str, &str)], attrs: &[(&str, &str)]| ActivationRequest {
+        segment: segment.into(),
+        run_id: "20261123T060000Z".into(),
+        run_at: t1(),
+        profile_id: pid.into(),
+        change,
+        key: key.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        payload: [("items".to_string(), "SKU-1".to_string())].into(),
+        attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    };
+    let attribute_segments = [("preferred-channel", "preferred_channel")].into_iter().collect();
+    let requests = [
+        req("preferred-channel", "p_a", SegmentChange::Exited, &[("preferred_channel", "email")], &[]),
+        req("preferred-channel", "p_a", SegmentChange::Entered, &[("preferred_channel", "app")], &[]),
+        req("abandoned-cart", "p_a", SegmentChange::Entered, &[], &[("preferred_channel", "app")]),
+        req("preferred-channel", "p_b", SegmentChange::Exited, &[("preferred_channel", "sms")], &[]),
+        req("vip", "p_c", SegmentChange::Entered, &[], &[("preferred_channel", "email")]),
+    ];
+    let changes = crate::run::membership_changes(&requests, &attribute_segments);
+    assert_eq!(changes.iter().map(|c| c.profile_id.as_str()).collect::<Vec<_>>(), ["p_a", "p_b", "p_c"], "one write per person");
+    let a = &changes[0];
+    assert_eq!(a.set.keys().collect::<Vec<_>>(), ["s#abandoned-cart", "s#preferred-channel#app"]);
+    assert_eq!(a.remove.iter().collect::<Vec<_>>(), ["s#preferred-channel#email"]);
+    assert_eq!(a.attributes["preferred_channel"].as_deref(), Some("app"));
+    assert_eq!(changes[1].attributes["preferred_channel"], None, "no preferred channel any more");
+    assert_eq!(changes[2].attributes["preferred_channel"].as_deref(), Some("email"));
+    let (expression, names, values) = a.update_expression();
+    assert!(expression.starts_with("SET #run = :run, profile_id = :pid, #s0 = :s0, #s1 = :s1, #a0 = :a0 REMOVE #r0"), "{expression}");
+    assert_eq!(names["#r0"], "s#preferred-channel#email");
+    assert_eq!(names["#a0"], "a#preferred_channel");
+    assert!(values.contains_key(":s1"));
 }

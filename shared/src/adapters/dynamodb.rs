@@ -22,9 +22,10 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 use crate::error::{AwsError, SdkResultExt};
 use crate::lake::ProfileState;
+use crate::memberships::{self, MembershipChange};
 use crate::ports::{
-    ActivationLedger, AudienceRow, BreakerState, Claim, ClaimToken, Deferral, Effects, LedgerError, PressureEntry, ProfileReadError,
-    ProfileReader, SendStatus,
+    ActivationLedger, AudienceRow, BreakerState, Claim, ClaimToken, Deferral, Effects, LedgerError, MembershipStore, PressureEntry,
+    ProfileReadError, ProfileReader, SendStatus,
 };
 use crate::profile::{summary_from_attributes, ProfileItem, SUMMARY_PROJECTION};
 
@@ -615,5 +616,55 @@ mod tests {
         let item: HashMap<String, AttributeValue> =
             [("pk".to_string(), s(pk)), ("sk".to_string(), s(sk)), ("message".to_string(), s("{}"))].into_iter().collect();
         assert_eq!(deferral_of(&item).unwrap(), Deferral { due, send_key: "send1".into(), message: "{}".into() });
+    }
+}
+
+/// The memberships items in the profiles table ([`crate::memberships`]): one conditional
+/// `UpdateItem` per person and run (`SET` of the memberships entered and the attributes,
+/// `REMOVE` of those exited), refused when the item's `last_run` is later than the run,
+/// or, for a change that only removes, when there is no item; one `DeleteItem` per
+/// erased person.
+#[derive(Clone, Debug)]
+pub struct DynamoMemberships {
+    pub client: aws_sdk_dynamodb::Client,
+    pub table: String,
+}
+
+#[async_trait::async_trait]
+impl MembershipStore for DynamoMemberships {
+    async fn apply(&self, change: &MembershipChange) -> Result<bool, AwsError> {
+        let (expression, names, values) = change.update_expression();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(memberships::pk(&change.profile_id)))
+            .key("sk", AttributeValue::S(memberships::SK.to_string()))
+            .update_expression(expression)
+            .condition_expression(change.condition())
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await
+            .aws("dynamodb:UpdateItem memberships");
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_code("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn erase(&self, profile_id: &str) -> Result<bool, AwsError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(memberships::pk(profile_id)))
+            .key("sk", AttributeValue::S(memberships::SK.to_string()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .aws("dynamodb:DeleteItem memberships")?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 }

@@ -15,9 +15,10 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::error::AwsError;
 use crate::lake::ProfileState;
+use crate::memberships::{MembershipChange, Memberships};
 use crate::ports::{
     ActivationLedger, AudienceRow, BlobError, BlobMeta, BlobReader, BlobStore, BlobVersion, BreakerState, Claim, ClaimToken, Deferral,
-    Effects, LedgerError, PressureEntry, ProfileReadError, ProfileReader, Queue, SendError, SendStatus,
+    Effects, LedgerError, MembershipStore, PressureEntry, ProfileReadError, ProfileReader, Queue, SendError, SendStatus,
 };
 use crate::profile::ProfileItem;
 
@@ -665,5 +666,45 @@ mod tests {
         assert!(!l.put_pressure("p", None, &[], rules.retention).await.unwrap(), "a stale version loses");
         l.unreserve("p", "a", rules.retention).await.unwrap();
         assert_eq!(l.reserve("p", entry("b"), now, &rules).await.unwrap(), Reservation::Reserved);
+    }
+}
+
+/// The memberships items in memory: applied as DynamoDB's conditional update would
+/// ([`Memberships::apply`]).
+#[derive(Debug, Default)]
+pub struct MemMemberships {
+    items: Mutex<BTreeMap<String, Memberships>>,
+}
+
+impl MemMemberships {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The item of `profile_id`, if any.
+    pub fn get(&self, profile_id: &str) -> Option<Memberships> {
+        self.items.lock().expect("poisoned").get(profile_id).cloned()
+    }
+
+    /// Every item, by profile.
+    pub fn all(&self) -> BTreeMap<String, Memberships> {
+        self.items.lock().expect("poisoned").clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl MembershipStore for MemMemberships {
+    async fn apply(&self, change: &MembershipChange) -> Result<bool, AwsError> {
+        let mut items = self.items.lock().expect("poisoned");
+        let mut item = items.get(&change.profile_id).cloned().unwrap_or_default();
+        let applied = item.apply(change);
+        if applied {
+            items.insert(change.profile_id.clone(), item);
+        }
+        Ok(applied)
+    }
+
+    async fn erase(&self, profile_id: &str) -> Result<bool, AwsError> {
+        Ok(self.items.lock().expect("poisoned").remove(profile_id).is_some())
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo bench -p ariane-local --bench realtime                       # 10 s load, 200 shoppers
-//! cargo bench -p ariane-local --bench realtime -- --seconds 20 --shoppers 500 --batch 500
+//! cargo bench -p ariane-local --bench realtime -- --seconds 20 --shoppers 500 --batch 500 --calls 5000
 //! ```
 //!
 //! 1. **Collector, one instance.** The collector's handler behind its local HTTP front on
@@ -20,6 +20,12 @@
 //!    from the first due time until every decision is made. Each decision's latency after
 //!    the wait is (its tick − its due time) on the stack's clock, plus the wall time the
 //!    tick took to release, decide and deliver (measured).
+//! 3. **Profile API in the handler.** The segments run on the same stack (every shopper
+//!    enters `abandoned-cart`), then the profile API's handler, built from its deployed
+//!    configuration, answers `--calls` requests by cookie, one after the other, each
+//!    timed from the request to the answer: the key check, the identifier's hash, the
+//!    identifier item and the memberships item read from moto's DynamoDB over HTTP, the
+//!    JSON. The same handler over the in-memory directory gives its own cost without I/O.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,9 +36,13 @@ use ariane_collect::{CollectConfig, CollectorWith, SourceConfig};
 use ariane_local::activation::final_outcomes;
 use ariane_local::gateway::HttpCall;
 use ariane_local::receiver::Receiver;
-use ariane_local::stack::{LOCAL_ORIGIN, LOCAL_WRITE_KEY};
+use ariane_local::stack::{LOCAL_ORIGIN, LOCAL_PROFILE_KEY, LOCAL_WRITE_KEY};
 use ariane_local::LocalStack;
+use ariane_profile_api::{ApiClient, Authenticator, HttpRequest, MemDirectory, ProfileApi, ProfileDirectory};
 use ariane_shared::adapters::memory::{MemBlobs, MemQueue};
+use ariane_shared::identifiers::IdentifierKind;
+use ariane_shared::memberships::{Membership, Memberships};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::{json, Value};
 
@@ -110,6 +120,26 @@ async fn collector_alone(seconds: u64, batch_size: usize) -> anyhow::Result<(f64
     Ok((events as f64 / elapsed, percentile(&latencies, 50.0), percentile(&latencies, 99.0), seq as u64))
 }
 
+/// `calls` profile API requests by cookie (cycling over the shoppers), one at a time:
+/// p50 and p99 in ms, and the answers that list a cart.
+async fn profile_calls<D: ProfileDirectory>(api: &ProfileApi<D>, calls: usize, shoppers: usize) -> anyhow::Result<(f64, f64, usize)> {
+    let mut latencies = Vec::with_capacity(calls);
+    let mut carts = 0;
+    for i in 0..calls {
+        let req = HttpRequest::new("GET", LocalStack::PROFILE_PATH, &format!("cookie_id=sc-{}", i % shoppers.max(1)))
+            .with_header("x-api-key", LOCAL_PROFILE_KEY);
+        let t = Instant::now();
+        let answer = api.handle(&req).await;
+        latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(answer.status_code == 200, "the profile API answered {}: {}", answer.status_code, answer.body);
+        if answer.body_json()["attributes"]["cart_items"].as_array().is_some_and(|a| !a.is_empty()) {
+            carts += 1;
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok((percentile(&latencies, 50.0), percentile(&latencies, 99.0), carts))
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     std::env::set_var("ARIANE_METRICS", "off");
@@ -117,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
     let seconds = flag(&args, "--seconds").unwrap_or(10);
     let batch_size = flag(&args, "--batch").unwrap_or(500) as usize;
     let shoppers = flag(&args, "--shoppers").unwrap_or(200) as usize;
+    let calls = flag(&args, "--calls").unwrap_or(2000) as usize;
 
     // 1. One instance, in memory behind HTTP on 127.0.0.1.
     let (per_s, p50, p99, requests) = collector_alone(seconds, batch_size).await?;
@@ -211,12 +242,57 @@ async fn main() -> anyhow::Result<()> {
     );
     let ticks: Vec<String> = tick_wall.iter().map(|(_, w)| format!("{w:.2}")).collect();
     println!("  release ticks' wall time (s): {}", ticks.join(" "));
+
+    // 3. The profile API, after the segments run.
+    let rule = stack.manifest.schedules.iter().find(|s| s.state_machine.as_deref() == Some("SegmentsStateMachine"));
+    let rule = rule.ok_or_else(|| anyhow::anyhow!("no segments schedule"))?;
+    let run = ariane_local::runner::scheduled_event(&stack.manifest, &rule.rule_arn, tick);
+    runner.execute_state_machine("SegmentsStateMachine", run).await?;
+    let api = ProfileApi::from_env(&stack.manifest.function_env("ProfileApiFunction")?).await?;
+    let (api_p50, api_p99, carts) = profile_calls(&api, calls, shoppers).await?;
+    println!(
+        "profile API in the handler against moto's DynamoDB, {calls} calls by cookie: p50 {api_p50:.2} ms, p99 {api_p99:.2} ms ({carts} answers with a cart)"
+    );
+    anyhow::ensure!(carts == calls, "every shopper's answer has the cart: {carts} of {calls}");
+    let mem = MemDirectory::new();
+    let key = ariane_shared::identifiers::sha256_hex_bytes(LOCAL_PROFILE_KEY.as_bytes());
+    let clients = [ApiClient { client: "bench".into(), key_sha256: key, origins: vec![] }];
+    for i in 0..shoppers {
+        let cookie = format!("sc-{i}");
+        let hash = ariane_shared::identifiers::identifier_hash(IdentifierKind::CookieId, &cookie);
+        let pid = format!("p-{i}");
+        mem.put(std::collections::HashMap::from([
+            ("pk".to_string(), AttributeValue::S(ariane_profile_api::directory::id_pk(IdentifierKind::CookieId, &hash))),
+            ("sk".to_string(), AttributeValue::S("ID".into())),
+            ("profile_id".to_string(), AttributeValue::S(pid.clone())),
+        ]));
+        let cart = Membership {
+            segment: "abandoned-cart".into(),
+            key: Default::default(),
+            since: tick.to_rfc3339(),
+            run_id: "bench".into(),
+            payload: [("items".to_string(), "SKU-1".to_string()), ("cart_at".to_string(), tick.to_rfc3339())].into(),
+        };
+        mem.put(
+            Memberships {
+                profile_id: pid,
+                last_run: Some("bench".into()),
+                segments: [(cart.entry_name(), cart)].into(),
+                ..Default::default()
+            }
+            .to_item(),
+        );
+    }
+    let in_memory = ProfileApi::new(mem, Authenticator::new(&clients, b"bench-token-secret-of-32-bytes-at-least".to_vec()));
+    let (mem_p50, mem_p99, _) = profile_calls(&in_memory, calls, shoppers).await?;
+    println!("profile API in the handler, in-memory directory (no I/O): p50 {:.1} us, p99 {:.1} us", mem_p50 * 1000.0, mem_p99 * 1000.0);
     println!();
     println!("| measure | value | target |");
     println!("|---|---|---|");
     println!("| collector events/s, one instance | {per_s:.0} | >= 5,000 |");
     println!("| collector request p99 ({batch_size} events) | {p99:.2} ms | |");
     println!("| decision after the wait, p99 | wait + {:.1} s | wait + 60 s |", percentile(&latencies, 99.0));
+    println!("| profile API p99 in the handler (2 GetItems on moto) | {api_p99:.2} ms | <= 50 ms |");
     anyhow::ensure!(latencies.len() == shoppers, "every shopper is decided once: {} of {shoppers}", latencies.len());
     Ok(())
 }

@@ -16,6 +16,7 @@ pub enum Function {
     Measures(ariane_measures::Measures),
     Journey(ariane_journey::Journeys),
     Collect(ariane_collect::Collector),
+    ProfileApi(ariane_profile_api::ProfileApi<ariane_profile_api::DynamoDirectory>),
 }
 
 impl Function {
@@ -32,6 +33,7 @@ impl Function {
             "measures" => Function::Measures(ariane_measures::Measures::from_env(&env).await?),
             "journey" => Function::Journey(ariane_journey::Journeys::from_env(&env).await?),
             "collect" => Function::Collect(ariane_collect::Collector::from_env(&env).await?),
+            "profile-api" => Function::ProfileApi(ariane_profile_api::ProfileApi::from_env(&env).await?),
             other => bail!("unknown function binary {other}"),
         })
     }
@@ -50,6 +52,11 @@ impl Function {
             Function::Journey(f) => f.handle_value(payload).await?,
             // An HTTP API request (payload format 2.0) or a micro-batch of its queue.
             Function::Collect(f) => f.handle_value(payload).await?,
+            // An HTTP API request (payload format 2.0).
+            Function::ProfileApi(f) => {
+                let request: ariane_profile_api::HttpRequest = serde_json::from_value(payload).context("HTTP API event")?;
+                serde_json::to_value(f.handle(&request).await)?
+            }
         })
     }
 }

@@ -28,8 +28,8 @@
 //! * new-visitor: an event of channel `pos` or `web` (any type) within 90 days, no order
 //!   at all (at or before `run_at`), neither `email_reachable` nor `push_reachable`;
 //! * abandoned-cart: cart events (`cart_add`, `add_to_cart`, `checkout_started`) within 48
-//!   hours each later than the profile's latest order (the latest `ordered_at`), or no
-//!   order; CHOICE: "later than" is strict (a cart at the very instant of the order is not
+//!   hours each later than the profile's latest order (the latest `ordered_at`) and
+//!   latest `checkout_completed` event, or neither; CHOICE: "later than" is strict (a cart at the very instant of the order is not
 //!   abandoned); `items` are the distinct non-null SKUs of those events;
 //! * cross-sell: categories of the profile's order lines (any time, null categories
 //!   ignored, compared exactly as ingested); one member per suggested category B whose
@@ -66,8 +66,9 @@ pub const SEGMENTS: [&str; 8] =
     ["new-visitor", "abandoned-cart", "cross-sell", "up-sell", "reactivation", "rfm", "preferred-channel", "vip"];
 
 /// Event types the oracle keeps (what some built-in segment reads), as codes.
-const TYPES: [&str; 15] = [
+const TYPES: [&str; 16] = [
     "order_line",
+    "checkout_completed",
     "store_purchase",
     "in_app_purchase",
     "cart_add",
@@ -474,10 +475,12 @@ pub fn expected_members(segment: &str, run_at: DateTime<Utc>, input: &OracleInpu
             }
             "abandoned-cart" => {
                 let since = now - Duration::hours(48).num_microseconds().expect("small");
-                let open: Vec<&&Ev> = events
-                    .iter()
-                    .filter(|e| is(e.code, &CART_TYPES) && within(e.at, since) && last_order.is_none_or(|o| e.at > o))
-                    .collect();
+                // A completed checkout (an online order seen by web or app analytics, whose
+                // lines may arrive later, or never, in an export) closes the cart too.
+                let checkout = events.iter().filter(|e| is(e.code, &["checkout_completed"])).map(|e| e.at).max();
+                let closed = last_order.max(checkout);
+                let open: Vec<&&Ev> =
+                    events.iter().filter(|e| is(e.code, &CART_TYPES) && within(e.at, since) && closed.is_none_or(|o| e.at > o)).collect();
                 if let Some(cart_at) = open.iter().map(|e| e.at).max() {
                     let items: BTreeSet<&str> = open.iter().filter_map(|e| input.strings.get(e.sku)).collect();
                     out.insert(

@@ -72,6 +72,10 @@ impl LocalStack {
         if !params.iter().any(|(k, _)| k == "CollectSources") {
             params.push(("CollectSources".into(), local_collect_sources()));
         }
+        // The profile API's local server client, likewise.
+        if !params.iter().any(|(k, _)| k == "ProfileApiKeys") {
+            params.push(("ProfileApiKeys".into(), local_profile_api_keys()));
+        }
         let manifest = deploy(&root, &moto.endpoint, stage, &params).await?;
         let clients = Clients::from_env(&manifest.client_env()).await;
         Ok(LocalStack { manifest, clients, moto })
@@ -80,6 +84,16 @@ impl LocalStack {
     /// The collector's URL path for batches (`POST`), served by [`Runner::http`] and
     /// [`crate::gateway::Gateway`].
     pub const COLLECT_PATH: &'static str = "/v1/batch";
+
+    /// The profile API's URL path (`GET ?cookie_id=...`), served the same way.
+    pub const PROFILE_PATH: &'static str = "/v1/profile";
+
+    /// The secret browser tokens of the profile API are signed with (`ProfileTokenSecret`),
+    /// as the site's backend reads it.
+    pub async fn profile_token_secret(&self) -> anyhow::Result<Vec<u8>> {
+        let arn = self.manifest.outputs.get("ProfileTokenSecretArn").context("no ProfileTokenSecretArn output")?;
+        Ok(ariane_shared::aws::read_secret(&self.clients.config, arn).await?)
+    }
 
     /// A runner invoking the functions in this process.
     pub async fn in_process_runner(&self) -> anyhow::Result<Runner> {
@@ -230,6 +244,16 @@ pub const LOCAL_WRITE_KEY: &str = "local-write-key-web";
 pub const LOCAL_APP_WRITE_KEY: &str = "local-write-key-app";
 /// The origin the local website source accepts.
 pub const LOCAL_ORIGIN: &str = "http://127.0.0.1:8080";
+
+/// The key of the local stack's profile API client (`local-site`, for [`LOCAL_ORIGIN`]):
+/// local only, never a deployment's.
+pub const LOCAL_PROFILE_KEY: &str = "local-profile-key";
+
+/// `ProfileApiKeys` of the local stack: the local client, by the SHA-256 of its key.
+pub fn local_profile_api_keys() -> String {
+    let hash = ariane_shared::identifiers::sha256_hex_bytes(LOCAL_PROFILE_KEY.as_bytes());
+    serde_json::json!([{ "client": "local-site", "key_sha256": hash, "origins": [LOCAL_ORIGIN] }]).to_string()
+}
 
 /// `CollectSources` of the local stack: the two local sources, by the SHA-256 of their keys.
 pub fn local_collect_sources() -> String {
