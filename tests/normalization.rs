@@ -7,29 +7,11 @@
 use ariane_activate::audience::{normalize_email as audience_email, normalize_phone as audience_phone, Platform};
 use ariane_identity::handler::normalize_request;
 use ariane_identity::rules::Rules;
-use ariane_ingest::engine::{self, RowSink, SinkError};
+use ariane_ingest::engine;
 use ariane_ingest::map::FileContext;
+use ariane_ingest::sink::Collected;
 use ariane_ingest::spec::Spec;
 use ariane_shared::identifiers::{Identifier, IdentifierKind as K};
-use ariane_shared::model::{CanonicalEvent, Observation, RejectedRow};
-
-#[derive(Default)]
-struct Collect {
-    observations: Vec<Observation>,
-}
-
-impl RowSink for Collect {
-    fn event(&mut self, _: CanonicalEvent) -> Result<(), SinkError> {
-        Ok(())
-    }
-    fn rejected(&mut self, _: RejectedRow) -> Result<(), SinkError> {
-        Ok(())
-    }
-    fn observation(&mut self, o: Observation) -> Result<(), SinkError> {
-        self.observations.push(o);
-        Ok(())
-    }
-}
 
 /// The identifier ingest keeps for `raw` in a CRM export column of that kind (`None`:
 /// dropped as unusable, with a warning).
@@ -57,7 +39,7 @@ fn ingest(kind: K, raw: &str) -> Option<String> {
     let mut cells = vec![String::new(); 5];
     cells[column] = format!("\"{}\"", raw.replace('"', "\"\""));
     let csv = format!("Date,Email,Phone,Card,Customer,Cookie\n2026-11-02,{}\n", cells.join(","));
-    let mut sink = Collect::default();
+    let mut sink = Collected::default();
     let file = FileContext { source_key: "crm/agreement.csv".into(), fingerprint: "fp".into() };
     engine::parse(Box::new(std::io::Cursor::new(csv.into_bytes())), &spec, file, &mut sink).expect("the file reads");
     sink.observations.iter().flat_map(|o| o.identifiers.iter()).find(|i| i.kind == kind).map(|i| i.value.clone())

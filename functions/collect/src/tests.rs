@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use ariane_ingest::engine::{self, RowSink, SinkError};
+use ariane_ingest::engine;
 use ariane_ingest::map::FileContext;
+use ariane_ingest::sink::Collected;
 use ariane_ingest::spec::Catalog;
 use ariane_shared::adapters::memory::{MemBlobs, MemQueue};
 use ariane_shared::identifiers::{sha256_hex, IdentifierKind};
-use ariane_shared::model::{CanonicalEvent, Observation, RejectedRow};
+use ariane_shared::model::Observation;
 use ariane_shared::ports::BlobStore;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -360,34 +361,12 @@ async fn the_sqs_entry_point_lands_one_deterministic_object_per_channel() {
     assert_eq!(failed, ["s-1"]);
 }
 
-#[derive(Default)]
-struct Sink {
-    events: Vec<CanonicalEvent>,
-    rejected: Vec<RejectedRow>,
-    observations: Vec<Observation>,
-}
-
-impl RowSink for Sink {
-    fn event(&mut self, e: CanonicalEvent) -> Result<(), SinkError> {
-        self.events.push(e);
-        Ok(())
-    }
-    fn rejected(&mut self, r: RejectedRow) -> Result<(), SinkError> {
-        self.rejected.push(r);
-        Ok(())
-    }
-    fn observation(&mut self, o: Observation) -> Result<(), SinkError> {
-        self.observations.push(o);
-        Ok(())
-    }
-}
-
 /// What the channel's ingest makes of a landed object, with the embedded specs.
-fn ingest(channel: &str, key: &str, body: &[u8]) -> Sink {
+fn ingest(channel: &str, key: &str, body: &[u8]) -> Collected {
     let catalog = Catalog::embedded().expect("the embedded specs validate");
     let spec = catalog.select(channel, key).expect("a spec for the key");
     assert_eq!(spec.name, "collector", "{key} is read by the collector spec");
-    let mut sink = Sink::default();
+    let mut sink = Collected::default();
     let file = FileContext { source_key: key.into(), fingerprint: "fp".into() };
     let counts = engine::parse(Box::new(std::io::Cursor::new(body.to_vec())), spec, file, &mut sink).expect("the object reads");
     assert_eq!(counts.rejected, 0, "{:?}", sink.rejected);

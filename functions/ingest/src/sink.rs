@@ -13,6 +13,35 @@ pub trait RowSink {
     fn absent_columns(&mut self, _columns: &[String]) {}
 }
 
+/// Every row of a file in memory, as the engine gives them: for tests and tools that
+/// look at what a file makes.
+#[derive(Clone, Debug, Default)]
+pub struct Collected {
+    pub events: Vec<CanonicalEvent>,
+    pub rejected: Vec<RejectedRow>,
+    pub observations: Vec<Observation>,
+    /// The optional columns the file lacks.
+    pub absent: Vec<String>,
+}
+
+impl RowSink for Collected {
+    fn event(&mut self, event: CanonicalEvent) -> Result<(), SinkError> {
+        self.events.push(event);
+        Ok(())
+    }
+    fn rejected(&mut self, row: RejectedRow) -> Result<(), SinkError> {
+        self.rejected.push(row);
+        Ok(())
+    }
+    fn observation(&mut self, observation: Observation) -> Result<(), SinkError> {
+        self.observations.push(observation);
+        Ok(())
+    }
+    fn absent_columns(&mut self, columns: &[String]) {
+        self.absent = columns.to_vec();
+    }
+}
+
 /// A sink that could not keep a row (scratch space, Parquet or Arrow encoding).
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {

@@ -3,47 +3,22 @@
 
 use std::io::Write;
 
-use ariane_ingest::engine::{self, Counts, LocalTimes, RowSink, SinkError, Skipped};
+use ariane_ingest::engine::{self, Counts, LocalTimes, Skipped};
 use ariane_ingest::map::FileContext;
+use ariane_ingest::sink::Collected;
 use ariane_ingest::source::FileError;
 use ariane_ingest::spec::{Catalog, Spec};
 use ariane_shared::identifiers::{Identifier, IdentifierKind};
-use ariane_shared::model::{CanonicalEvent, ConsentChannel, LocalTime, Observation, RejectedRow};
-
-#[derive(Default)]
-struct Collect {
-    events: Vec<CanonicalEvent>,
-    rejected: Vec<RejectedRow>,
-    observations: Vec<Observation>,
-    absent: Vec<String>,
-}
-
-impl RowSink for Collect {
-    fn event(&mut self, e: CanonicalEvent) -> Result<(), SinkError> {
-        self.events.push(e);
-        Ok(())
-    }
-    fn rejected(&mut self, r: RejectedRow) -> Result<(), SinkError> {
-        self.rejected.push(r);
-        Ok(())
-    }
-    fn observation(&mut self, o: Observation) -> Result<(), SinkError> {
-        self.observations.push(o);
-        Ok(())
-    }
-    fn absent_columns(&mut self, columns: &[String]) {
-        self.absent = columns.to_vec();
-    }
-}
+use ariane_shared::model::{CanonicalEvent, ConsentChannel, LocalTime, Observation};
 
 fn spec(channel: &str, key: &str) -> Spec {
     let catalog = Catalog::embedded().expect("valid specs");
     catalog.select(channel, key).expect("a spec").clone()
 }
 
-fn run_bytes(channel: &str, key: &str, body: Vec<u8>) -> (Result<Counts, FileError>, Collect) {
+fn run_bytes(channel: &str, key: &str, body: Vec<u8>) -> (Result<Counts, FileError>, Collected) {
     let spec = spec(channel, key);
-    let mut sink = Collect::default();
+    let mut sink = Collected::default();
     let file = FileContext { source_key: key.into(), fingerprint: "fp".into() };
     let lines = physical_lines(&body);
     let counts = engine::parse(Box::new(std::io::Cursor::new(body)), &spec, file, &mut sink);
@@ -72,7 +47,7 @@ fn physical_lines(body: &[u8]) -> u64 {
     content.iter().filter(|b| **b == b'\n').count() as u64 + u64::from(content.last().is_some_and(|b| *b != b'\n'))
 }
 
-fn run(channel: &str, key: &str, body: &str) -> (Result<Counts, FileError>, Collect) {
+fn run(channel: &str, key: &str, body: &str) -> (Result<Counts, FileError>, Collected) {
     run_bytes(channel, key, body.as_bytes().to_vec())
 }
 
@@ -453,7 +428,7 @@ campaign_id = { source = "campaign" }
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = write_parquet(dir.path(), &batch);
-    let mut sink = Collect::default();
+    let mut sink = Collected::default();
     let file = FileContext { source_key: "email/a.parquet".into(), fingerprint: "fp".into() };
     let counts = engine::parse_parquet(&path, &spec, file, &mut sink).unwrap();
     assert_eq!((counts.events, counts.rejected), (1, 1));
@@ -473,7 +448,7 @@ fn the_worked_example_in_channels_readme_is_a_valid_spec() {
     let spec = Spec::parse("channels/pos/kiosk.toml", toml).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(spec.matches("pos/kiosk/2026-11-23.ndjson"), Some(true));
     let body = r#"{"store":"M1","receipt":{"id":"R9","at":"2026-11-23T10:00:00"},"line":1,"customer":{"card":"fid 42"},"item":{"ean":"376","price":"2.50","qty":2}}"#;
-    let mut sink = Collect::default();
+    let mut sink = Collected::default();
     let file = FileContext { source_key: "pos/kiosk/a.ndjson".into(), fingerprint: "fp".into() };
     let counts = engine::parse(Box::new(std::io::Cursor::new(body.as_bytes().to_vec())), &spec, file, &mut sink).unwrap();
     assert_eq!(counts.events, 1);
@@ -497,7 +472,7 @@ fn token_identifiers_are_normalised_like_everywhere_else() {
                2026-11-02,C-1,F42\n\
                2026-11-02,C-2,F\u{1}43\n\
                2026-11-02,C\u{7}3,F44\n";
-    let mut sink = Collect::default();
+    let mut sink = Collected::default();
     let file = FileContext { source_key: "crm/t.csv".into(), fingerprint: "fp".into() };
     let counts = engine::parse(Box::new(std::io::Cursor::new(csv.as_bytes().to_vec())), &spec, file, &mut sink).unwrap();
     assert_eq!((counts.rows_read, counts.events, counts.rejected, counts.identifier_warnings), (3, 2, 1, 1));
@@ -536,8 +511,8 @@ category = { source = "Rayon", default = "divers" }
 unit_price_minor = { source = "Prix", optional = true }
 "#;
 
-fn run_spec(spec: &Spec, key: &str, body: Vec<u8>) -> (Result<Counts, FileError>, Collect) {
-    let mut sink = Collect::default();
+fn run_spec(spec: &Spec, key: &str, body: Vec<u8>) -> (Result<Counts, FileError>, Collected) {
+    let mut sink = Collected::default();
     let file = FileContext { source_key: key.into(), fingerprint: "fp".into() };
     let counts = engine::parse(Box::new(std::io::Cursor::new(body)), spec, file, &mut sink);
     (counts, sink)
@@ -626,7 +601,7 @@ campaign_id = { source = "campaign", optional = true }
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = write_parquet(dir.path(), &batch);
-    let mut sink = Collect::default();
+    let mut sink = Collected::default();
     let file = FileContext { source_key: "email/a.parquet".into(), fingerprint: "fp".into() };
     let counts = engine::parse_path(&path, &spec, file, &mut sink).unwrap();
     assert_eq!((counts.events, counts.rejected), (1, 0));
@@ -750,7 +725,7 @@ fn a_new_spec_for_the_same_source_keeps_the_event_ids() {
     };
     let csv = format!("Date;Email;Ticket\n{};a@b.fr;T1\n", recent_date());
     let read = |spec: &Spec, key: &str, fingerprint: &str| {
-        let mut sink = Collect::default();
+        let mut sink = Collected::default();
         let file = FileContext { source_key: key.into(), fingerprint: fingerprint.into() };
         engine::parse(Box::new(std::io::Cursor::new(csv.clone().into_bytes())), spec, file, &mut sink).unwrap();
         sink.events[0].event_id.clone()

@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 
 use ariane_ingest::map::FileContext;
-use ariane_ingest::sink::{RowSink, SinkError};
+use ariane_ingest::sink::Collected;
 use ariane_shared::adapters::memory::{MemBlobs, MemLedger, MemMemberships, MemQueue};
 use ariane_shared::erasure::{ErasureReport, HashedIdentifier, PurgeState, PurgeTargets, ERASURE_NOT_REACHED};
 use ariane_shared::identifiers::{identifier_hash, sha256_hex, IdentifierKind as K};
 use ariane_shared::lake::{self, IdentityLink};
 use ariane_shared::memberships::{Membership, MembershipChange};
-use ariane_shared::model::{CanonicalEvent, Observation, RejectedRow, SegmentMember};
+use ariane_shared::model::{CanonicalEvent, SegmentMember};
 use ariane_shared::ports::{ActivationLedger, AudienceRow, BlobStore, MembershipStore};
 use bytes::Bytes;
 use chrono::Utc;
@@ -31,26 +31,6 @@ C2;Création;;03/11/2026 11:00;;famille@x.fr;06 98 76 54 32;paul;martin;2 rue B;
 C1;Modification;;31/13/2026 10:00;;marie@x.fr;;marie;dupont;;;;France;\n\
 C1;Modification;;04/11/2026 09:00;;marie@x.fr;;marie;dupont;\"3 rue C\n(bâtiment B)\";75003;paris;France;\n\
 C3;Création;;05/11/2026 12:00;;jean@x.fr;06 11 22 33 44;jean;durand;4 rue D;75004;paris;France;\n";
-
-#[derive(Default)]
-struct Collect {
-    events: Vec<CanonicalEvent>,
-    rejects: Vec<RejectedRow>,
-}
-
-impl RowSink for Collect {
-    fn event(&mut self, e: CanonicalEvent) -> Result<(), SinkError> {
-        self.events.push(e);
-        Ok(())
-    }
-    fn rejected(&mut self, r: RejectedRow) -> Result<(), SinkError> {
-        self.rejects.push(r);
-        Ok(())
-    }
-    fn observation(&mut self, _: Observation) -> Result<(), SinkError> {
-        Ok(())
-    }
-}
 
 fn profile_of(e: &CanonicalEvent) -> &'static str {
     let marie = identifier_hash(K::Email, "marie@x.fr");
@@ -93,11 +73,11 @@ async fn world() -> World {
     }
     let purge = PurgeWith::new(config, blobs, ledger, MemQueue::new(), memberships).unwrap();
     let spec = purge.catalog.select("crm", EXPORT).unwrap().clone();
-    let mut sink = Collect::default();
+    let mut sink = Collected::default();
     let file = FileContext { source_key: EXPORT.into(), fingerprint: "fp".into() };
     ariane_ingest::engine::parse(Box::new(std::io::Cursor::new(CSV.as_bytes().to_vec())), &spec, file, &mut sink).unwrap();
-    assert_eq!(sink.events.len(), 4, "{:?}", sink.rejects);
-    assert_eq!(sink.rejects.iter().map(|r| r.line).collect::<Vec<_>>(), vec![4]);
+    assert_eq!(sink.events.len(), 4, "{:?}", sink.rejected);
+    assert_eq!(sink.rejected.iter().map(|r| r.line).collect::<Vec<_>>(), vec![4]);
     let b = &purge.blobs;
     b.put(LANDING, EXPORT, Bytes::from(CSV), "text/csv").await.unwrap();
     let put_parquet = |key: String, batch: arrow::record_batch::RecordBatch| async move {
@@ -105,7 +85,7 @@ async fn world() -> World {
         b.put(LAKE, &key, Bytes::from(body), "application/vnd.apache.parquet").await.unwrap();
     };
     put_parquet(lake::events_key("crm", "2026-11-02", "fp"), lake::events_batch(&sink.events).unwrap()).await;
-    put_parquet(lake::rejects_key("crm", "fp"), lake::rejects_batch(&sink.rejects).unwrap()).await;
+    put_parquet(lake::rejects_key("crm", "fp"), lake::rejects_batch(&sink.rejected).unwrap()).await;
     let links: Vec<IdentityLink> = sink
         .events
         .iter()

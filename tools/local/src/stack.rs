@@ -175,51 +175,52 @@ impl LocalStack {
 
     /// The profile whose top-level `email` is `email`, if any (a scan: tests only).
     pub async fn profile_id_by_email(&self, email: &str) -> anyhow::Result<Option<String>> {
-        use aws_sdk_dynamodb::types::AttributeValue;
-        let table = self.manifest.output("ProfilesTableName")?;
-        let mut start = None;
-        loop {
-            let out = self
-                .clients
-                .dynamodb
-                .scan()
-                .table_name(table)
-                .filter_expression("sk = :p AND email = :e")
-                .expression_attribute_values(":p", AttributeValue::S("PROFILE".into()))
-                .expression_attribute_values(":e", AttributeValue::S(email.into()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            if let Some(id) = out.items().iter().find_map(|i| i.get("profile_id").and_then(|v| v.as_s().ok()).cloned()) {
-                return Ok(Some(id));
-            }
-            start = out.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(None);
-            }
-        }
+        let mut found = None;
+        self.scan_profiles(Some(email), |item| {
+            found = item.get("profile_id").and_then(|v| v.as_s().ok()).cloned();
+            found.is_none()
+        })
+        .await?;
+        Ok(found)
     }
 
     /// Number of profiles in the profiles table.
     pub async fn profile_count(&self) -> anyhow::Result<usize> {
-        let table = self.manifest.output("ProfilesTableName")?;
         let mut count = 0;
+        self.scan_profiles(None, |_| {
+            count += 1;
+            true
+        })
+        .await?;
+        Ok(count)
+    }
+
+    /// Scans the profile items (`sk = PROFILE`), those with this `email` only when given,
+    /// page by page, until `visit` returns `false`.
+    async fn scan_profiles(
+        &self,
+        email: Option<&str>,
+        mut visit: impl FnMut(&std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> bool,
+    ) -> anyhow::Result<()> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let table = self.manifest.output("ProfilesTableName")?;
         let mut start = None;
         loop {
-            let out = self
-                .clients
-                .dynamodb
-                .scan()
-                .table_name(table)
-                .filter_expression("sk = :p")
-                .expression_attribute_values(":p", aws_sdk_dynamodb::types::AttributeValue::S("PROFILE".into()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            count += out.items().len();
+            let scan =
+                self.clients.dynamodb.scan().table_name(table).expression_attribute_values(":p", AttributeValue::S("PROFILE".into()));
+            let scan = match email {
+                Some(e) => scan.filter_expression("sk = :p AND email = :e").expression_attribute_values(":e", AttributeValue::S(e.into())),
+                None => scan.filter_expression("sk = :p"),
+            };
+            let out = scan.set_exclusive_start_key(start).send().await?;
+            for item in out.items() {
+                if !visit(item) {
+                    return Ok(());
+                }
+            }
             start = out.last_evaluated_key().cloned();
             if start.is_none() {
-                return Ok(count);
+                return Ok(());
             }
         }
     }
