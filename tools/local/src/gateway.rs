@@ -83,9 +83,8 @@ pub fn api_event(route_key: &str, call: &HttpCall) -> Value {
         headers.insert(k, Value::String(joined));
     }
     let mut query = serde_json::Map::new();
-    for pair in call.query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        query.insert(decode(k), Value::String(decode(v)));
+    for (k, v) in url::form_urlencoded::parse(call.query.as_bytes()) {
+        query.insert(k.into_owned(), Value::String(v.into_owned()));
     }
     let (body, encoded) = match std::str::from_utf8(&call.body) {
         Ok(text) => (text.to_string(), false),
@@ -119,28 +118,6 @@ pub fn api_event(route_key: &str, call: &HttpCall) -> Value {
         event["body"] = Value::String(body);
     }
     event
-}
-
-/// `%xx` and `+` of a query string.
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                Ok(b) => {
-                    out.push(b);
-                    i += 2;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A function's answer (payload format 2.0: `statusCode`, `headers`, `body`,
