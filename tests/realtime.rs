@@ -115,7 +115,9 @@ async fn an_add_to_cart_posted_to_the_collector_is_decided_once_after_the_wait()
     assert_eq!(h.stack.profile_id_by_email("noe@example.fr").await?, None);
     assert!(h.receiver.deliveries().is_empty(), "nothing before the wait");
 
-    // The every-minute release, played by the runner: before the wait, nothing is due.
+    // The every-minute release, played by the runner: before the wait, nothing is due (the
+    // carts, 5 s into the sessions, fall due at t0 + 30 min 5 s: beyond this tick's minute
+    // of lookahead).
     h.runner.set_activate_clock(&Clock::manual(t0 + Duration::minutes(29)));
     h.runner.fire_schedule(Some("ActivateFunction"), t0 + Duration::minutes(29)).await?;
     h.runner.drain().await?;
@@ -165,7 +167,36 @@ async fn an_add_to_cart_posted_to_the_collector_is_decided_once_after_the_wait()
         h.stack.manifest.schedules.iter().find(|s| s.state_machine.as_deref() == Some("SegmentsStateMachine")).expect("segments schedule");
     let run = ariane_local::runner::scheduled_event(&h.stack.manifest, &rule.rule_arn, after);
     h.runner.execute_state_machine("SegmentsStateMachine", run).await?;
-    profile_api_answers_from_the_memberships(&h).await
+    profile_api_answers_from_the_memberships(&h).await?;
+    a_timer_is_released_ahead_and_decided_at_its_time(&mut h).await
+}
+
+/// On the real clock: a release that comes before a timer's due second sends it ahead
+/// with an SQS delay of the time left (moto holds it), and the decision is made when the
+/// delay ends, at or after the due time, without another tick.
+async fn a_timer_is_released_ahead_and_decided_at_its_time(h: &mut Harness) -> anyhow::Result<()> {
+    h.runner.set_activate_clock(&Clock::System);
+    // Zoé's add-to-cart (5 s into her session) is due 30 s from now: time for the
+    // pipeline to schedule it before the tick.
+    let now = Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now);
+    let start = now - Duration::minutes(30) + Duration::seconds(30) - Duration::seconds(5);
+    let due = start + Duration::seconds(5) + Duration::minutes(30);
+    let batch = session(5, "ck-zoe", "zoe@example.fr", true, start);
+    assert_eq!(post(h, LOCAL_WRITE_KEY, &json!({ "batch": batch })).await?.status, 200);
+    h.runner.drain().await?;
+    let tick = Utc::now();
+    anyhow::ensure!(tick < due, "the pipeline took longer than the 30 s margin: the release cannot come ahead of the timer");
+    let summary = h.runner.fire_schedule(Some("ActivateFunction"), tick).await?;
+    assert_eq!((summary["released"].as_u64(), summary["ahead"].as_u64()), (Some(1), Some(1)), "{summary}");
+    assert!(!decisions(h).await?.contains_key("zoe@example.fr"), "nothing decided at the tick");
+    // The runner's drain waits for moto's delayed message; no other tick is fired.
+    let drained = h.runner.drain().await?;
+    assert_eq!(drained.failures, 0, "{drained:?}");
+    let decided = decisions(h).await?;
+    let zoe = decided.get("zoe@example.fr").unwrap_or_else(|| panic!("Zoé decided without another tick: {decided:?}"));
+    assert_eq!(zoe.len(), 1, "{zoe:?}");
+    assert!(zoe[0].decided_at >= due, "never before the due time: decided {} for {due}", zoe[0].decided_at);
+    Ok(())
 }
 
 async fn profile(h: &Harness, query: &str, auth: Option<(&str, &str)>) -> anyhow::Result<HttpReply> {

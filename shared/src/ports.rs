@@ -157,6 +157,10 @@ pub trait Queue: Send + Sync {
     /// Sends one body that becomes visible only after `delay` (at most 15 minutes, the SQS
     /// maximum): a message put back to wait, with a fresh receive count.
     async fn send_delayed(&self, queue_url: &str, body: &str, delay: StdDuration) -> Result<(), SendError>;
+    /// Sends every body with its own delay (each at most 15 minutes), in batches the
+    /// service accepts: timers released ahead of their due second. Returns how many
+    /// were sent; what keeps failing is an error, as for [`Queue::send_all`].
+    async fn send_all_delayed(&self, queue_url: &str, entries: &[(String, StdDuration)]) -> Result<usize, SendError>;
 }
 
 /// SQS's longest message delay.
@@ -564,6 +568,9 @@ impl<T: Queue + ?Sized> Queue for Arc<T> {
     }
     async fn send_delayed(&self, queue_url: &str, body: &str, delay: StdDuration) -> Result<(), SendError> {
         (**self).send_delayed(queue_url, body, delay).await
+    }
+    async fn send_all_delayed(&self, queue_url: &str, entries: &[(String, StdDuration)]) -> Result<usize, SendError> {
+        (**self).send_all_delayed(queue_url, entries).await
     }
 }
 

@@ -132,10 +132,39 @@ pub struct TriggeredSend {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum QueueMessage {
-    Deferred { deferred: DeferredSend },
-    Activity { activity: ProfileActivity },
-    Triggered { triggered: TriggeredSend },
+    Deferred {
+        deferred: DeferredSend,
+        /// Set by the release when it sends a timer ahead with a queue delay: a message
+        /// received before it (a clock a second behind) is put back, never decided early.
+        #[serde(default)]
+        due: Option<DateTime<Utc>>,
+    },
+    Activity {
+        activity: ProfileActivity,
+    },
+    Triggered {
+        triggered: TriggeredSend,
+        #[serde(default)]
+        due: Option<DateTime<Utc>>,
+    },
     Request(ActivationRequest),
+}
+
+/// How far ahead each release looks: the period of its schedule (`rate(1 minute)` in the
+/// template). A timer due within it is sent at once with an SQS delay of the time left,
+/// so it is decided at its due second instead of at the first tick after it.
+pub const RELEASE_LOOKAHEAD: Duration = Duration::seconds(60);
+
+/// The queue message of a timer released ahead, marked with its due time (a message that
+/// is not a JSON object goes as it is: its consumer reports it).
+fn held_until(message: &str, due: DateTime<Utc>) -> String {
+    match serde_json::from_str::<serde_json::Value>(message) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            fields.insert("due".into(), serde_json::Value::String(due.to_rfc3339()));
+            serde_json::Value::Object(fields).to_string()
+        }
+        _ => message.to_string(),
+    }
 }
 
 /// How late after its due time a triggered campaign may still be scheduled (an event
@@ -164,6 +193,9 @@ pub enum ActivateError {
     /// The destination's circuit breaker is open: the message waits on the queue.
     #[error("destination {destination} is paused by its circuit breaker until {until}")]
     DestinationPaused { destination: String, until: DateTime<Utc> },
+    /// A timer received before its due time (released ahead): it waits on the queue.
+    #[error("the timer is due at {due}")]
+    NotYetDue { due: DateTime<Utc> },
     /// The destination accepted the message but the ledger could not record it, even
     /// after retries. The claim is kept (never released after a 2xx): until its lease
     /// ends a redelivery finds the send in flight, and a re-post after that carries the
@@ -240,6 +272,9 @@ pub struct Counts {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseSummary {
     pub released: usize,
+    /// Of those, the ones due later within the lookahead, sent with a queue delay.
+    #[serde(default)]
+    pub ahead: usize,
     pub at: Option<DateTime<Utc>>,
 }
 
@@ -353,17 +388,22 @@ impl<P: Ports> ActivateWith<P> {
                     }
                     effects.extend(e);
                 }
-                Err(ActivateError::DestinationPaused { destination, until }) => {
+                Err(err @ (ActivateError::DestinationPaused { .. } | ActivateError::NotYetDue { .. })) => {
                     // Waits on the queue (a new message, a fresh receive count): a
-                    // destination down for hours does not push its backlog into the DLQ.
+                    // destination down for hours does not push its backlog into the DLQ,
+                    // and a timer is not decided before its time.
+                    let until = match &err {
+                        ActivateError::DestinationPaused { until, .. } | ActivateError::NotYetDue { due: until } => *until,
+                        _ => now,
+                    };
                     let delay = (until - now).to_std().unwrap_or_default().clamp(std::time::Duration::from_secs(1), MAX_QUEUE_DELAY);
                     match self.queue.send_delayed(&self.config.activation_queue_url, &body, delay).await {
                         Ok(()) => {
-                            tracing::warn!(message_id = %id, %destination, %until, delay_s = delay.as_secs(), "destination paused: message put back to wait");
+                            tracing::warn!(message_id = %id, reason = %err, delay_s = delay.as_secs(), "message put back to wait");
                             counts.paused += 1;
                         }
-                        Err(err) => {
-                            tracing::error!(message_id = %id, %destination, error = %err, "destination paused and the message cannot be put back: retried");
+                        Err(send) => {
+                            tracing::error!(message_id = %id, reason = %err, error = %send, "the message cannot be put back to wait: retried");
                             counts.failed += 1;
                             response.add_failure(id);
                         }
@@ -398,13 +438,16 @@ impl<P: Ports> ActivateWith<P> {
                 self.activity(&activity, now).await?;
                 Ok(Effects::default())
             }
-            QueueMessage::Triggered { triggered } => {
+            QueueMessage::Triggered { due: Some(due), .. } | QueueMessage::Deferred { due: Some(due), .. } if due > now => {
+                Err(ActivateError::NotYetDue { due })
+            }
+            QueueMessage::Triggered { triggered, .. } => {
                 let Some(campaign) = self.campaigns.iter().find(|c| c.name == triggered.campaign) else {
                     return Err(ActivateError::UnknownCampaign(triggered.campaign));
                 };
                 self.campaign(campaign, &triggered.request, None, now).await
             }
-            QueueMessage::Deferred { deferred } => {
+            QueueMessage::Deferred { deferred, .. } => {
                 if !self.campaigns.iter().any(|c| c.name == deferred.campaign) {
                     return Err(ActivateError::UnknownCampaign(deferred.campaign));
                 }
@@ -873,20 +916,30 @@ impl<P: Ports> ActivateWith<P> {
         Ok(())
     }
 
-    /// The release schedule: re-queues every deferral due by the event's time (or now).
+    /// The release schedule: re-queues every deferral due by the event's time (or now),
+    /// and those due within the next [`RELEASE_LOOKAHEAD`] with a queue delay of the time
+    /// left (marked with their due time), so that none waits for the next tick.
     pub async fn release(&self, event: EventBridgeEvent<serde_json::Value>) -> Result<ReleaseSummary, ActivateError> {
-        let at = event.time.unwrap_or_else(|| self.clock.now()).max(self.clock.now());
+        let now = self.clock.now();
+        let at = event.time.unwrap_or(now).max(now);
         // Deferrals never reach further than a long weekend plus holidays; a week back
         // also catches anything a missed schedule left behind.
-        let due = self.ledger.due_deferrals(at, 7).await?;
-        let bodies: Vec<String> = due.iter().map(|d| d.message.clone()).collect();
-        self.queue.send_all(&self.config.activation_queue_url, &bodies).await?;
+        let due = self.ledger.due_deferrals(at + RELEASE_LOOKAHEAD, 7).await?;
+        let entries: Vec<(String, std::time::Duration)> = due
+            .iter()
+            .map(|d| match (d.due - now).to_std() {
+                Ok(left) if !left.is_zero() => (held_until(&d.message, d.due), left),
+                _ => (d.message.clone(), std::time::Duration::ZERO),
+            })
+            .collect();
+        let ahead = entries.iter().filter(|(_, left)| !left.is_zero()).count();
+        self.queue.send_all_delayed(&self.config.activation_queue_url, &entries).await?;
         for deferral in &due {
             self.ledger.delete_deferral(deferral).await?;
         }
-        tracing::info!(released = due.len(), at = %at, "deferred sends released");
-        ariane_shared::metrics::emit("activate", &[("Released", due.len() as f64)]);
-        Ok(ReleaseSummary { released: due.len(), at: Some(at) })
+        tracing::info!(released = due.len(), ahead, at = %at, "deferred sends released");
+        ariane_shared::metrics::emit("activate", &[("Released", due.len() as f64), ("ReleasedAhead", ahead as f64)]);
+        Ok(ReleaseSummary { released: due.len(), ahead, at: Some(at) })
     }
 }
 

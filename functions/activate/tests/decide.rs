@@ -668,6 +668,7 @@ async fn release_and_deliver(w: &World, t: DateTime<Utc>) -> usize {
     w.clock.set(t);
     let released = w.activate.handle_value(schedule_at(t)).await.expect("release");
     let queued = w.mem.queue.take(ACTIVATION_QUEUE);
+    assert_eq!(released["ahead"].as_u64(), Some(0), "{released}: the tests' ticks fall on or after the due times");
     assert_eq!(released["released"].as_u64(), Some(queued.len() as u64), "{released}");
     for (i, body) in queued.iter().enumerate() {
         assert!(failed(&deliver_raw(w, &format!("released-{t}-{i}"), body).await).is_empty());
@@ -685,7 +686,7 @@ async fn an_add_to_cart_is_decided_once_after_the_wait() {
     let t0 = tuesday();
     assert!(failed(&deliver_raw(&w, "a1", &activity("p_cart", "ev-1", "add_to_cart", t0)).await).is_empty());
     assert!(w.mem.webhooks.posts().is_empty());
-    assert_eq!(release_and_deliver(&w, t0 + Duration::minutes(29)).await, 0, "not before the wait");
+    assert_eq!(release_and_deliver(&w, t0 + Duration::minutes(28)).await, 0, "not before the wait");
     assert_eq!(release_and_deliver(&w, t0 + Duration::minutes(30) + Duration::seconds(20)).await, 1);
     let sent = w.mem.webhooks.accepted();
     assert_eq!(sent.len(), 1, "{sent:?}");
@@ -753,4 +754,45 @@ async fn a_trigger_event_arriving_too_late_schedules_nothing() {
     let t0 = tuesday() - Duration::hours(8);
     deliver_raw(&w, "e1", &activity("p_late", "ev-7", "add_to_cart", t0)).await;
     assert_eq!(release_and_deliver(&w, tuesday()).await, 0);
+}
+
+/// Each release sends the timers due within the next minute ahead, with a queue delay of
+/// the time left: the decision comes at its due second, not at the tick after it. A
+/// message received early (a clock behind) is put back for the rest, never decided early.
+#[tokio::test]
+async fn a_timer_due_within_the_minute_is_released_ahead_and_decided_at_its_time() {
+    let w = world();
+    emailable("p_ahead").put(&w);
+    let t0 = tuesday();
+    assert!(failed(&deliver_raw(&w, "h1", &activity("p_ahead", "ev-h", "add_to_cart", t0)).await).is_empty());
+    let tick = t0 + Duration::minutes(29) + Duration::seconds(15);
+    w.clock.set(tick);
+    let released = w.activate.handle_value(schedule_at(tick)).await.expect("release");
+    assert_eq!((released["released"].as_u64(), released["ahead"].as_u64()), (Some(1), Some(1)), "{released}");
+    assert!(w.mem.queue.take(ACTIVATION_QUEUE).is_empty(), "nothing visible at once");
+    let held = w.mem.queue.take_delayed(ACTIVATION_QUEUE);
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].1, std::time::Duration::from_secs(45), "the time left to the due second");
+    let message: serde_json::Value = serde_json::from_str(&held[0].0).expect("json");
+    assert_eq!(message["due"], "2026-11-24T10:30:00+00:00", "{message}");
+
+    // Received half a second early: put back for the rest, nothing decided.
+    w.clock.set(t0 + Duration::minutes(30) - Duration::milliseconds(500));
+    assert!(failed(&deliver_raw(&w, "h2", &held[0].0).await).is_empty());
+    assert!(w.mem.webhooks.posts().is_empty());
+    let again = w.mem.queue.take_delayed(ACTIVATION_QUEUE);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].1, std::time::Duration::from_secs(1));
+
+    // At its time: sent once, at the due second.
+    let decided_at = t0 + Duration::minutes(30) + Duration::milliseconds(300);
+    w.clock.set(decided_at);
+    assert!(failed(&deliver_raw(&w, "h3", &again[0].0).await).is_empty());
+    let sent = w.mem.webhooks.accepted();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].body["sent_at"], serde_json::json!(decided_at));
+    // The next tick has nothing left to release, and a redelivery sends nothing more.
+    assert_eq!(release_and_deliver(&w, t0 + Duration::minutes(30) + Duration::seconds(15)).await, 0);
+    assert!(failed(&deliver_raw(&w, "h3-again", &again[0].0).await).is_empty());
+    assert_eq!(w.mem.webhooks.accepted().len(), 1, "still one send");
 }

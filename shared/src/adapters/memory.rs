@@ -259,9 +259,16 @@ impl MemQueue {
         Self::default()
     }
 
-    /// The bodies put back to wait on a queue (`send_delayed`), with their delays.
+    /// The bodies put back to wait on a queue (`send_delayed`, or `send_all_delayed` with
+    /// a delay), with their delays.
     pub fn delayed(&self, queue_url: &str) -> Vec<(String, StdDuration)> {
         lock(&self.delayed).get(queue_url).cloned().unwrap_or_default()
+    }
+
+    /// Takes the bodies waiting on a queue with their delays (as a consumer receiving
+    /// them once their delays have passed would).
+    pub fn take_delayed(&self, queue_url: &str) -> Vec<(String, StdDuration)> {
+        lock(&self.delayed).remove(queue_url).unwrap_or_default()
     }
 
     /// The bodies sent to a queue so far.
@@ -290,6 +297,22 @@ impl Queue for MemQueue {
         self.faults.check("queue.send_delayed", queue_url)?;
         lock(&self.delayed).entry(queue_url.to_string()).or_default().push((body.to_string(), delay));
         Ok(())
+    }
+
+    /// A delay of zero is an immediate send (it lands with [`MemQueue::sent`]), as SQS
+    /// makes it visible at once; the others land with [`MemQueue::delayed`].
+    async fn send_all_delayed(&self, queue_url: &str, entries: &[(String, StdDuration)]) -> Result<usize, SendError> {
+        for chunk in entries.chunks(crate::adapters::sqs::SQS_BATCH) {
+            self.faults.check("queue.send", queue_url)?;
+            for (body, delay) in chunk {
+                if delay.is_zero() {
+                    lock(&self.sent).entry(queue_url.to_string()).or_default().push(body.clone());
+                } else {
+                    lock(&self.delayed).entry(queue_url.to_string()).or_default().push((body.clone(), *delay));
+                }
+            }
+        }
+        Ok(entries.len())
     }
 }
 

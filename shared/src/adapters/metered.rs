@@ -203,6 +203,10 @@ impl<T: Queue> Queue for Metered<T> {
         bump(&self.meter.sqs_requests, 1);
         self.inner.send_delayed(queue_url, body, delay).await
     }
+    async fn send_all_delayed(&self, queue_url: &str, entries: &[(String, StdDuration)]) -> Result<usize, SendError> {
+        bump(&self.meter.sqs_requests, entries.len().div_ceil(crate::adapters::sqs::SQS_BATCH) as u64);
+        self.inner.send_all_delayed(queue_url, entries).await
+    }
 }
 
 /// Sizes of the ledger items the DynamoDB adapter writes, from the lengths that vary

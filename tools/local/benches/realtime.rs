@@ -13,13 +13,15 @@
 //!    time, so this is one instance's throughput (the queue is in memory: what is measured
 //!    is the function, not SQS). Bounded: the load stops after `--seconds`. Then the same
 //!    requests through the local stack (the template's route, the runner, moto's SQS).
-//! 2. **Decision after the wait.** `--shoppers` sessions (identify with e-mail consent,
-//!    add-to-cart) posted to the local stack's collector with their carts spread over the
-//!    3 minutes before now; the pipeline runs (micro-batches, ingest, identity,
-//!    activation's timers); then the every-minute release is played on the minute grid
-//!    from the first due time until every decision is made. Each decision's latency after
-//!    the wait is (its tick − its due time) on the stack's clock, plus the wall time the
-//!    tick took to release, decide and deliver (measured).
+//! 2. **Decision after the wait**, on the real clock. `--shoppers` sessions (identify with
+//!    e-mail consent, add-to-cart) posted to the local stack's collector, their carts
+//!    dated so that the 30-minute timers fall due over 3 minutes starting `--margin`
+//!    seconds (40) after the post; the pipeline runs (micro-batches, ingest, identity,
+//!    activation's timers); then the every-minute release fires on the wall clock's minute
+//!    boundaries while the activation queue is polled all along. Each tick sends the timers
+//!    due within the next minute ahead with an SQS delay (moto holds them). Each
+//!    decision's latency after the wait is its `decided_at` (activation's clock when it
+//!    decided) minus its due time.
 //! 3. **Profile API in the handler.** The segments run on the same stack (every shopper
 //!    enters `abandoned-cart`), then the profile API's handler, built from its deployed
 //!    configuration, answers `--calls` requests by cookie, one after the other, each
@@ -28,6 +30,7 @@
 //!    JSON. The same handler over the in-memory directory gives its own cost without I/O.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,7 +46,7 @@ use ariane_shared::adapters::memory::{MemBlobs, MemQueue};
 use ariane_shared::identifiers::IdentifierKind;
 use ariane_shared::memberships::{Membership, Memberships};
 use aws_sdk_dynamodb::types::AttributeValue;
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, DurationRound, Timelike, Utc};
 use serde_json::{json, Value};
 
 fn flag(args: &[String], name: &str) -> Option<u64> {
@@ -183,21 +186,26 @@ async fn main() -> anyhow::Result<()> {
         percentile(&stack_latencies, 50.0),
         percentile(&stack_latencies, 99.0)
     );
-    runner.set_activate_clock(&Clock::manual(Utc::now()));
+    // Activation on the real clock from here: its timers are held by moto's SQS delays.
+    runner.set_activate_clock(&Clock::System);
     runner.drain().await?;
 
-    // 2. Decision after the wait.
+    // 2. Decision after the wait. The carts are dated so that their 30-minute timers fall
+    // due over 3 minutes, starting `--margin` seconds from now (time for the pipeline).
+    let margin = flag(&args, "--margin").unwrap_or(40) as i64;
+    let first_due = Utc::now().with_nanosecond(0).unwrap_or(now) + Duration::seconds(margin);
     let mut due: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
     let mut events = Vec::new();
     for i in 0..shoppers {
-        let at = now - Duration::milliseconds((i as i64 * 180_000) / shoppers.max(1) as i64);
+        let due_at = first_due + Duration::milliseconds((i as i64 * 180_000) / shoppers.max(1) as i64);
+        let at = due_at - Duration::minutes(30);
         let email = format!("shopper{i}@bench.example");
         let consent = json!({ "personalization": true, "email": true });
         events.push(json!({ "type": "identify", "messageId": format!("s{i}-1"), "anonymousId": format!("sc-{i}"),
                              "traits": { "email": email }, "timestamp": at.to_rfc3339(), "context": { "consent": consent } }));
         events.push(json!({ "type": "track", "event": "add_to_cart", "messageId": format!("s{i}-2"), "anonymousId": format!("sc-{i}"),
                              "timestamp": at.to_rfc3339(), "properties": { "sku": "SKU-1", "name": "Parka" }, "context": { "consent": consent } }));
-        due.insert(email, at + Duration::minutes(30));
+        due.insert(email, due_at);
     }
     for chunk in events.chunks(batch_size.max(2) & !1) {
         let r = runner.http(&post(json!({ "batch": chunk }))).await?;
@@ -206,42 +214,66 @@ async fn main() -> anyhow::Result<()> {
     let pipeline = Instant::now();
     let drained = runner.drain().await?;
     println!(
-        "pipeline from the collector to the timers: {:.1} s wall ({} invocations, {} failures)",
+        "pipeline from the collector to the timers: {:.1} s wall ({} invocations, {} failures); first timer due in {:.1} s",
         pipeline.elapsed().as_secs_f64(),
         drained.invocations,
-        drained.failures
+        drained.failures,
+        (first_due - Utc::now()).num_milliseconds() as f64 / 1000.0
     );
-    let first_due = due.values().min().copied().unwrap_or(now);
-    let last_due = due.values().max().copied().unwrap_or(now);
-    let mut tick = first_due.duration_trunc(Duration::minutes(1))? + Duration::minutes(1);
-    let mut tick_wall: Vec<(DateTime<Utc>, f64)> = Vec::new();
-    while tick <= last_due + Duration::minutes(1) {
-        runner.set_activate_clock(&Clock::manual(tick));
-        let w = Instant::now();
-        runner.fire_schedule(Some("ActivateFunction"), tick).await?;
-        runner.drain().await?;
-        tick_wall.push((tick, w.elapsed().as_secs_f64()));
-        tick += Duration::minutes(1);
-    }
+    let last_due = due.values().max().copied().unwrap_or(first_due);
+    // The release fires on the wall clock's minute boundaries (EventBridge's
+    // `rate(1 minute)`) while the activation queue is polled all along (the event source
+    // mapping), as in AWS where the schedule and the consumer run independently.
+    let ticking = AtomicBool::new(true);
+    let ticker = async {
+        let mut ticks: Vec<(DateTime<Utc>, u64, u64, f64)> = Vec::new();
+        loop {
+            let next = Utc::now().duration_trunc(Duration::minutes(1))? + Duration::minutes(1);
+            tokio::time::sleep((next - Utc::now()).to_std().unwrap_or_default()).await;
+            let w = Instant::now();
+            let summary = runner.fire_schedule(Some("ActivateFunction"), next).await?;
+            let count = |k: &str| summary[k].as_u64().unwrap_or(0);
+            ticks.push((next, count("released"), count("ahead"), w.elapsed().as_secs_f64()));
+            if next > last_due {
+                break;
+            }
+        }
+        ticking.store(false, Ordering::SeqCst);
+        anyhow::Ok(ticks)
+    };
+    let poller = async {
+        while ticking.load(Ordering::SeqCst) {
+            runner.drain().await?;
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        runner.drain().await
+    };
+    let (ticks, polled) = tokio::join!(ticker, poller);
+    let (ticks, _) = (ticks?, polled?);
+    let tick = ticks.last().map(|t| t.0).unwrap_or(last_due);
     let mut latencies = Vec::new();
     let records = final_outcomes(&stack.activation_records().await?);
     for r in records.iter().filter(|r| r.campaign == "cart-reminder") {
         let email = stack.profile_attribute(&r.profile_id, "email").await?.unwrap_or_default();
         let Some(d) = due.get(&email) else { continue };
-        let wall = tick_wall.iter().find(|(t, _)| *t == r.decided_at).map(|(_, w)| *w).unwrap_or(f64::NAN);
-        latencies.push((r.decided_at - *d).num_milliseconds() as f64 / 1000.0 + wall);
+        latencies.push((r.decided_at - *d).num_milliseconds() as f64 / 1000.0);
     }
     latencies.sort_by(f64::total_cmp);
     let sent = records.iter().filter(|r| r.campaign == "cart-reminder" && r.outcome == "sent").count();
     println!(
-        "decision after the 30-minute wait, {} of {shoppers} shoppers decided ({sent} sent, the rest held out): p50 {:.1} s, p99 {:.1} s, max {:.1} s after the wait",
+        "decision after the 30-minute wait, {} of {shoppers} shoppers decided ({sent} sent, the rest held out): min {:.2} s, p50 {:.2} s, p99 {:.2} s, max {:.2} s after the due time",
         latencies.len(),
+        latencies.first().copied().unwrap_or(f64::NAN),
         percentile(&latencies, 50.0),
         percentile(&latencies, 99.0),
         latencies.last().copied().unwrap_or(f64::NAN)
     );
-    let ticks: Vec<String> = tick_wall.iter().map(|(_, w)| format!("{w:.2}")).collect();
-    println!("  release ticks' wall time (s): {}", ticks.join(" "));
+    let shown: Vec<String> = ticks
+        .iter()
+        .map(|(t, released, ahead, w)| format!("{} released {released} ({ahead} ahead) in {w:.2} s", t.format("%H:%M")))
+        .collect();
+    println!("  release ticks: {}", shown.join("; "));
+    anyhow::ensure!(latencies.first().is_none_or(|l| *l >= 0.0), "a decision came before its due time");
 
     // 3. The profile API, after the segments run.
     let rule = stack.manifest.schedules.iter().find(|s| s.state_machine.as_deref() == Some("SegmentsStateMachine"));

@@ -288,18 +288,34 @@ async fn release_mornings(
 }
 
 /// A visitor's session posted to the collector as a website would (identify with e-mail
-/// consent, a page view, an add-to-cart), through the pipeline, then the release schedule
-/// played every minute until the cart reminder is decided: what became of it.
+/// consent, a page view, an add-to-cart), through the pipeline on the real clock, then
+/// one tick of the every-minute release: what became of the cart reminder. The demo does
+/// not wait half an hour: the session is dated so that the reminder's 30-minute timer is
+/// due [`REALTIME_DUE_IN_S`] seconds after the post; the tick sends it ahead with an SQS
+/// delay of the time left (moto holds the message), and the decision comes at its due
+/// second, without another tick.
 async fn realtime_session(
-    runner: &ariane_local::runner::Runner,
+    runner: &mut ariane_local::runner::Runner,
     stack: &LocalStack,
     receiver: &Receiver,
     clock: &Clock,
 ) -> anyhow::Result<String> {
+    runner.set_activate_clock(&Clock::System);
+    let result = realtime_session_now(runner, stack, receiver).await;
+    runner.set_activate_clock(clock);
+    result
+}
+
+/// How long after the demo's post its cart reminder is due.
+const REALTIME_DUE_IN_S: i64 = 25;
+
+async fn realtime_session_now(runner: &ariane_local::runner::Runner, stack: &LocalStack, receiver: &Receiver) -> anyhow::Result<String> {
     use ariane_local::gateway::HttpCall;
     use ariane_local::stack::{LOCAL_ORIGIN, LOCAL_WRITE_KEY};
-    let at = Utc::now();
-    clock.set(at);
+    use chrono::Timelike;
+    let posted = Utc::now().with_nanosecond(0).unwrap_or_else(Utc::now);
+    let due = posted + Duration::seconds(REALTIME_DUE_IN_S);
+    let at = due - Duration::minutes(30);
     let consent = serde_json::json!({ "personalization": true, "email": true });
     let session = serde_json::json!({ "batch": [
         { "type": "identify", "messageId": "demo-rt-1", "anonymousId": "ck-demo-rt", "userId": "C-DEMO-RT",
@@ -320,34 +336,41 @@ async fn realtime_session(
     runner.drain().await?;
     let camille = stack.profile_id_by_email("camille.demo@example.fr").await?.context("the session's visitor has a profile")?;
     let before = receiver.deliveries().len();
-    let mut tick = at;
-    let mut decided_after = None;
-    for minute in 1..=31 {
-        tick = at + Duration::minutes(minute);
-        clock.set(tick);
-        runner.fire_schedule(Some("ActivateFunction"), tick).await?;
-        runner.drain().await?;
-        let decided = final_outcomes(&stack.activation_records().await?)
-            .into_iter()
-            .any(|r| r.campaign == "cart-reminder" && r.profile_id == camille);
-        if decided {
-            decided_after = Some(minute);
-            break;
-        }
-    }
+    let tick = Utc::now();
+    let release = runner.fire_schedule(Some("ActivateFunction"), tick).await?;
+    let ahead = release["ahead"].as_u64().unwrap_or(0);
+    // The drain waits for the delayed message.
+    runner.drain().await?;
+    let decision =
+        final_outcomes(&stack.activation_records().await?).into_iter().find(|r| r.campaign == "cart-reminder" && r.profile_id == camille);
     let sent: Vec<_> = receiver
         .deliveries()
         .into_iter()
         .skip(before)
         .filter(|d| d.body["campaign"] == "cart-reminder" && d.body["profile_id"] == camille.as_str())
         .collect();
-    Ok(match (decided_after, sent.first()) {
-        (Some(m), Some(d)) => format!(
-            "3 events accepted (200); cart-reminder decided at the tick {m} minutes after the add-to-cart and sent once to {} ({}, template {}, product {})",
+    let timer = if ahead > 0 {
+        format!(
+            "the release at {} sent the timer ahead, {:.0} s before its due time",
+            tick.format("%H:%M:%S"),
+            (due - tick).num_milliseconds() as f64 / 1000.0
+        )
+    } else {
+        format!(
+            "the pipeline took longer than {REALTIME_DUE_IN_S} s, so the release at {} found the timer already due",
+            tick.format("%H:%M:%S")
+        )
+    };
+    let after = |d: &ariane_shared::lake::ActivationRecord| (d.decided_at - due).num_milliseconds() as f64 / 1000.0;
+    Ok(match (decision, sent.first()) {
+        (Some(r), Some(d)) => format!(
+            "3 events accepted (200), the add-to-cart dated 29 min {} s ago; {timer}; cart-reminder decided {:.1} s after its due time and sent once to {} ({}, template {}, product {})",
+            60 - REALTIME_DUE_IN_S,
+            after(&r),
             d.destination, d.body["to"]["email"].as_str().unwrap_or("?"), d.body["template"].as_str().unwrap_or("?"), d.body["payload"]["product_name"].as_str().unwrap_or("?")
         ),
-        (Some(m), None) => format!("3 events accepted (200); cart-reminder decided at the tick {m} minutes after the add-to-cart: held out (10 % holdout), no message"),
-        (None, _) => format!("3 events accepted (200); no cart-reminder decision by {tick}: see the activation logs"),
+        (Some(r), None) => format!("3 events accepted (200); {timer}; cart-reminder decided {:.1} s after its due time: {} ({}), no message", after(&r), r.outcome, r.reason.as_deref().unwrap_or("10 % holdout")),
+        (None, _) => format!("3 events accepted (200); {timer}; no cart-reminder decision: see the activation logs"),
     })
 }
 
@@ -465,9 +488,11 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     step.done(&format!("{} orders planted", planted.len()));
 
     // Before the week-later run: its decisions (and the report) include the send.
-    step.start("posting a browsing session to the collector (POST /v1/batch) and playing the every-minute timer for 31 minutes");
+    step.start(&format!(
+        "posting a browsing session to the collector (POST /v1/batch) whose 30-minute cart timer is due in {REALTIME_DUE_IN_S} s, and one tick of the every-minute release"
+    ));
     runner.progress = Some(step.progress());
-    let realtime = realtime_session(&runner, &stack, &receiver, &clock).await?;
+    let realtime = realtime_session(&mut runner, &stack, &receiver, &clock).await?;
     step.done(&realtime);
 
     step.start("running the segments a week later, with the campaign report");
