@@ -218,6 +218,18 @@ pub enum ActivateError {
     Effects(#[from] EffectsError),
 }
 
+impl ActivateError {
+    /// When a message that failed this way may be decided: it waits on the queue until
+    /// then instead of being retried (a paused destination, a timer received early).
+    fn waits_until(&self) -> Option<DateTime<Utc>> {
+        match self {
+            ActivateError::DestinationPaused { until, .. } => Some(*until),
+            ActivateError::NotYetDue { due } => Some(*due),
+            _ => None,
+        }
+    }
+}
+
 /// Effects that cannot be encoded for the lake.
 #[derive(Debug, thiserror::Error)]
 pub enum EffectsError {
@@ -388,32 +400,30 @@ impl<P: Ports> ActivateWith<P> {
                     }
                     effects.extend(e);
                 }
-                Err(err @ (ActivateError::DestinationPaused { .. } | ActivateError::NotYetDue { .. })) => {
+                Err(err) => match err.waits_until() {
                     // Waits on the queue (a new message, a fresh receive count): a
                     // destination down for hours does not push its backlog into the DLQ,
                     // and a timer is not decided before its time.
-                    let until = match &err {
-                        ActivateError::DestinationPaused { until, .. } | ActivateError::NotYetDue { due: until } => *until,
-                        _ => now,
-                    };
-                    let delay = (until - now).to_std().unwrap_or_default().clamp(std::time::Duration::from_secs(1), MAX_QUEUE_DELAY);
-                    match self.queue.send_delayed(&self.config.activation_queue_url, &body, delay).await {
-                        Ok(()) => {
-                            tracing::warn!(message_id = %id, reason = %err, delay_s = delay.as_secs(), "message put back to wait");
-                            counts.paused += 1;
-                        }
-                        Err(send) => {
-                            tracing::error!(message_id = %id, reason = %err, error = %send, "the message cannot be put back to wait: retried");
-                            counts.failed += 1;
-                            response.add_failure(id);
+                    Some(until) => {
+                        let delay = (until - now).to_std().unwrap_or_default().clamp(std::time::Duration::from_secs(1), MAX_QUEUE_DELAY);
+                        match self.queue.send_delayed(&self.config.activation_queue_url, &body, delay).await {
+                            Ok(()) => {
+                                tracing::warn!(message_id = %id, reason = %err, delay_s = delay.as_secs(), "message put back to wait");
+                                counts.paused += 1;
+                            }
+                            Err(send) => {
+                                tracing::error!(message_id = %id, reason = %err, error = %send, "the message cannot be put back to wait: retried");
+                                counts.failed += 1;
+                                response.add_failure(id);
+                            }
                         }
                     }
-                }
-                Err(err) => {
-                    tracing::error!(message_id = %id, error = %err, "activation failed");
-                    counts.failed += 1;
-                    response.add_failure(id);
-                }
+                    None => {
+                        tracing::error!(message_id = %id, error = %err, "activation failed");
+                        counts.failed += 1;
+                        response.add_failure(id);
+                    }
+                },
             }
         }
         if let Err(err) = self.write_effects(&effects, now).await {
